@@ -1,0 +1,52 @@
+# deephash_engine: `make demo` runs the main job end to end, `make test` runs every test.
+# Both set everything up first (virtualenv, packages, data) and work on a fresh machine.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+JOBS ?= 2
+CPP_BUILD ?= build/cpp
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+STAMP := $(VENV)/.requirements-stamp
+
+.PHONY: demo test venv install data cpp-test py-test bench clean
+
+demo: install data
+	$(PY) benchmarks/bench_flat.py --preset demo
+
+test: install data cpp-test py-test
+
+venv: $(STAMP)
+
+$(STAMP): requirements/dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements/dev.txt
+	touch $@
+
+# Non-editable install: the tests run against the installed package. The CMake build tree is
+# kept under build/ so a rebuild only recompiles what changed.
+install: venv
+	$(PIP) install --quiet --no-build-isolation --no-deps .
+
+# Fashion-MNIST from Debian's package, installed only where it is missing (needs root and apt).
+data:
+	@if [ ! -f $(FMNIST_DIR)/train-images-idx3-ubyte.gz ] && [ -z "$$DEEPHASH_FASHION_MNIST" ]; then \
+	  echo "installing dataset-fashion-mnist"; \
+	  apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	fi
+
+cpp-test: venv
+	PATH="$(abspath $(VENV))/bin:$$PATH" cmake -S . -B $(CPP_BUILD) -G Ninja -DDEEPHASH_BUILD_CPP_TESTS=ON -DCMAKE_BUILD_TYPE=Release
+	PATH="$(abspath $(VENV))/bin:$$PATH" cmake --build $(CPP_BUILD) -j $(JOBS)
+	PATH="$(abspath $(VENV))/bin:$$PATH" ctest --test-dir $(CPP_BUILD) --output-on-failure
+
+py-test: install
+	$(PY) -m pytest -q
+
+bench: install data
+	$(PY) benchmarks/bench_flat.py
+
+clean:
+	rm -rf build dist

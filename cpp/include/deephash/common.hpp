@@ -1,0 +1,49 @@
+// Shared types, constants and the exception types of the deephash core.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+namespace deephash {
+
+using idx_t = std::int64_t;   // item ids: int64, stable, >= 0 for real items
+using dist_t = std::int32_t;  // Hamming distances: small integers in [0, nbits]
+
+// Padding for k-NN rows that have fewer than k results (the FAISS convention).
+inline constexpr idx_t kMissingId = -1;
+inline constexpr dist_t kMissingDistance = std::numeric_limits<dist_t>::max();
+
+// Base of every error thrown by the core. Errors are thrown only at validation boundaries;
+// kernels never throw.
+struct Error {
+  virtual ~Error() = default;
+};
+
+// Bad argument value (shape, width, k, radius, duplicate ids, ...). Maps to Python ValueError.
+struct InvalidArgument : std::invalid_argument, Error {
+  using std::invalid_argument::invalid_argument;
+};
+
+// An id that the index does not hold. Maps to Python KeyError.
+struct UnknownId : std::out_of_range, Error {
+  using std::out_of_range::out_of_range;
+};
+
+// A file that cannot be read or written, or that fails validation (truncated, corrupted, foreign,
+// newer format). Maps to Python deephash_engine.IndexFileError (an OSError).
+struct FileError : std::runtime_error, Error {
+  using std::runtime_error::runtime_error;
+};
+
+// Validate nbits: a positive multiple of 8. Throws InvalidArgument naming `what`.
+inline void check_nbits(std::int64_t nbits, const char* what = "nbits") {
+  if (nbits <= 0 || nbits % 8 != 0) {
+    throw InvalidArgument(std::string(what) + " must be a positive multiple of 8, got " +
+                          std::to_string(nbits));
+  }
+}
+
+}  // namespace deephash

@@ -1,0 +1,20 @@
+// Scalar Hamming kernels: the reference every other level is tested against. Always built,
+// compiled for the baseline target (no POPCNT instruction assumed on x86-64).
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "deephash/simd.hpp"
+
+namespace deephash::kernels {
+namespace scalar_impl {
+#include "hamming_portable.inl"
+}  // namespace scalar_impl
+
+const KernelTable& scalar_table() noexcept {
+  static const KernelTable table{SimdLevel::Scalar, &scalar_impl::portable_distances,
+                                 &scalar_impl::portable_filter};
+  return table;
+}
+
+}  // namespace deephash::kernels

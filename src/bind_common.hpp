@@ -1,0 +1,33 @@
+// Argument conversion shared by the binding files: NumPy arrays in, validated views out.
+// Every check raises at once with a message naming the argument, the expected and the actual value.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+
+namespace deephash::py_bind {
+
+namespace py = pybind11;
+
+// A C-contiguous uint8 array of shape (n, code_size) (a 1-D array of code_size bytes is taken as
+// one row when allow_1d). Raises TypeError for any other dtype (no silent cast) and ValueError for
+// a wrong shape or width. A non-contiguous array is copied. expected_code_size < 0: any width.
+py::array_t<std::uint8_t, py::array::c_style> codes_arg(const py::handle& obj, const char* name,
+                                                        std::int64_t expected_code_size,
+                                                        bool allow_1d = true);
+
+// A C-contiguous int64 array of shape (n,). Other integer dtypes are accepted when every value
+// fits (they are ids, not codes); floats raise TypeError.
+py::array_t<std::int64_t, py::array::c_style> ids_arg(const py::handle& obj, const char* name);
+
+// "dtype('float64')"-style name of an array's dtype, for messages.
+std::string dtype_name(const py::array& a);
+
+// Registers the module's exception types (DeepHashError, IndexFileError) and the translator that
+// maps core exceptions to them. Called once from module.cpp.
+void register_errors(py::module_& m);
+
+}  // namespace deephash::py_bind

@@ -1,0 +1,184 @@
+"""Plumbing shared by every deep-hashing loss: the base class, pairwise similarity, the
+sign convention of the engine, and a memory bank of per-sample outputs.
+
+Conventions, for every loss in this package:
+
+- ``u`` is the raw output of the hash head, shape (batch, nbits), float. A loss applies its own
+  squashing (tanh, sigmoid, sign) inside; the code of a sample is always ``u >= 0`` bit by bit,
+  which is the packing contract of the engine (x >= 0 -> 1).
+- ``target`` is a float (batch, n_classes) one-hot or multi-hot label matrix.
+- ``index`` is the int64 (batch,) position of each sample in the training set; losses with
+  per-sample state (memory banks, discrete codes) need it, the others ignore it.
+- Two samples are similar (s = 1) when they share at least one label.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+def sign_pm1(x: torch.Tensor) -> torch.Tensor:
+    """+1 where x >= 0, -1 elsewhere (so sign(0) = +1, as the packing contract wants)."""
+    return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+
+
+def similarity(target_a: torch.Tensor, target_b: torch.Tensor) -> torch.Tensor:
+    """(na, nb) matrix with 1.0 where two label rows share a label, else 0.0."""
+    return (target_a @ target_b.t() > 0).to(target_a.dtype)
+
+
+def check_batch(u: torch.Tensor, target: torch.Tensor, nbits: int) -> None:
+    """Validate the shapes every loss relies on, naming argument, expected and actual value."""
+    if u.dim() != 2 or u.shape[1] != nbits:
+        raise ValueError(f"u: expected shape (batch, {nbits}), got {tuple(u.shape)}")
+    if target.dim() != 2 or target.shape[0] != u.shape[0]:
+        raise ValueError(
+            f"target: expected shape ({u.shape[0]}, n_classes), got {tuple(target.shape)}"
+        )
+    if not torch.is_floating_point(u):
+        raise TypeError(f"u: expected a floating dtype, got {u.dtype}")
+
+
+def check_positive_int(name: str, value: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    return value
+
+
+class HashLoss(nn.Module):
+    """Base class: ``forward(u, target, index)`` returns the scalar training loss.
+
+    Subclasses implement :meth:`compute`. Regularisers added with :meth:`add_regularizer` are
+    summed on top, each with its weight. Losses that own parameters (a classifier) expose them
+    through the usual ``parameters()``; the trainer puts them in the optimiser. Per-sample state
+    lives in buffers, so ``state_dict()`` carries it into checkpoints and a resumed run continues
+    identically.
+    """
+
+    #: True when :meth:`compute` needs the dataset ``index`` of each sample.
+    needs_index: bool = False
+
+    def __init__(self, nbits: int) -> None:
+        super().__init__()
+        self.nbits = check_positive_int("nbits", nbits)
+        self._regularizers: list[tuple[float, nn.Module]] = []
+
+    def add_regularizer(self, term: nn.Module, weight: float = 1.0) -> "HashLoss":
+        """Add ``weight * term(u)`` to the loss; returns self so calls chain."""
+        if weight < 0:
+            raise ValueError(f"weight: expected >= 0, got {weight}")
+        self._regularizers.append((float(weight), term))
+        return self
+
+    def compute(
+        self, u: torch.Tensor, target: torch.Tensor, index: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(
+        self, u: torch.Tensor, target: torch.Tensor, index: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        check_batch(u, target, self.nbits)
+        if self.needs_index:
+            if index is None:
+                raise ValueError(f"index: {type(self).__name__} needs the dataset index, got None")
+            if index.dim() != 1 or index.shape[0] != u.shape[0]:
+                raise ValueError(
+                    f"index: expected shape ({u.shape[0]},), got {tuple(index.shape)}"
+                )
+        loss = self.compute(u, target, index)
+        for weight, term in self._regularizers:
+            loss = loss + weight * term(u)
+        return loss
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Hook the trainer calls after each epoch (schedules, discrete steps). Default: nothing."""
+
+
+class MemoryBank(nn.Module):
+    """Latest outputs and labels of every training sample: ``U`` (n, nbits), ``Y`` (n, classes).
+
+    Only rows that have been written count (``seen``), so the first epoch never compares against
+    the zeros the bank starts with. Everything is a buffer, hence saved and restored with the loss.
+    """
+
+    def __init__(self, num_train: int, nbits: int, num_classes: int) -> None:
+        super().__init__()
+        check_positive_int("num_train", num_train)
+        check_positive_int("num_classes", num_classes)
+        self.register_buffer("U", torch.zeros(num_train, nbits))
+        self.register_buffer("Y", torch.zeros(num_train, num_classes))
+        self.register_buffer("seen", torch.zeros(num_train, dtype=torch.bool))
+
+    def update(self, u: torch.Tensor, target: torch.Tensor, index: torch.Tensor) -> None:
+        n = self.U.shape[0]
+        if int(index.min()) < 0 or int(index.max()) >= n:
+            raise IndexError(
+                f"index: expected values in [0, {n}), got [{int(index.min())}, {int(index.max())}]"
+            )
+        if target.shape[1] != self.Y.shape[1]:
+            raise ValueError(
+                f"target: expected {self.Y.shape[1]} classes, got {target.shape[1]}"
+            )
+        self.U[index] = u.detach().to(self.U.dtype)
+        self.Y[index] = target.detach().to(self.Y.dtype)
+        self.seen[index] = True
+
+    def pairs(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(V, Yv, column mask) to compare the batch against: the bank, cast to u's dtype."""
+        mask = self.seen.to(u.dtype).unsqueeze(0).expand(u.shape[0], -1)
+        return self.U.to(u.dtype), self.Y.to(u.dtype), mask
+
+
+def batch_pairs(u: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(V, Yv, pair mask) for in-batch pairs: every ordered pair i != j of the batch."""
+    n = u.shape[0]
+    mask = 1.0 - torch.eye(n, dtype=u.dtype, device=u.device)
+    return u, target.to(u.dtype), mask
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over the entries where ``mask`` is 1 (0 when the mask is empty)."""
+    total = mask.sum()
+    return (values * mask).sum() / total.clamp(min=1.0)
+
+
+class PairwiseLoss(HashLoss):
+    """A loss over pairs (batch sample, other sample); the others are either the rest of the
+    batch (``memory_bank=False``) or the latest outputs of every training sample seen so far
+    (``memory_bank=True``, the DPSH trick, which needs ``num_train`` and ``num_classes``).
+
+    Against a bank only the batch side carries gradient; the cost is one (batch, n) matrix
+    product per step, never a (batch, n, nbits) tensor.
+    """
+
+    def __init__(
+        self,
+        nbits: int,
+        memory_bank: bool = False,
+        num_train: Optional[int] = None,
+        num_classes: Optional[int] = None,
+    ) -> None:
+        super().__init__(nbits)
+        self.bank: Optional[MemoryBank] = None
+        if memory_bank:
+            if num_train is None or num_classes is None:
+                raise ValueError(
+                    "num_train, num_classes: expected positive ints with memory_bank=True, "
+                    f"got {num_train!r}, {num_classes!r}"
+                )
+            self.bank = MemoryBank(num_train, nbits, num_classes)
+            self.needs_index = True
+
+    def others(
+        self, u: torch.Tensor, target: torch.Tensor, index: Optional[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(V, Yv, mask): the samples to pair the batch with, and which pairs count."""
+        if self.bank is None:
+            return batch_pairs(u, target)
+        if self.training:
+            self.bank.update(u, target, index)
+        return self.bank.pairs(u)

@@ -1,0 +1,31 @@
+"""A small CNN that trains in seconds per epoch on 28x28 or 32x32 images on a CPU:
+conv(32) - BN - ReLU - maxpool, conv(64) - BN - ReLU - maxpool, fc(512) - BN - ReLU."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SmallCNN(nn.Module):
+    def __init__(self, in_channels: int = 1, image_size: int = 28, width: int = 512) -> None:
+        super().__init__()
+        if in_channels <= 0 or image_size < 4:
+            raise ValueError(
+                f"in_channels, image_size: expected > 0 and >= 4, got {in_channels}, {image_size}"
+            )
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        )
+        side = image_size // 4
+        self.fc = nn.Sequential(
+            nn.Flatten(), nn.Linear(64 * side * side, width, bias=False), nn.BatchNorm1d(width),
+            nn.ReLU(inplace=True),
+        )
+        self.out_features = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))

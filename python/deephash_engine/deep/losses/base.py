@@ -127,10 +127,11 @@ class MemoryBank(nn.Module):
         self.Y[index] = target.detach().to(self.Y.dtype)
         self.seen[index] = True
 
-    def pairs(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(V, Yv, column mask) to compare the batch against: the bank, cast to u's dtype."""
-        mask = self.seen.to(u.dtype).unsqueeze(0).expand(u.shape[0], -1)
-        return self.U.to(u.dtype), self.Y.to(u.dtype), mask
+    def pairs(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        """(V, Yv, None): the rows written so far, cast to u's dtype; every pair counts."""
+        if bool(self.seen.all()):
+            return self.U.to(u.dtype), self.Y.to(u.dtype), None
+        return self.U[self.seen].to(u.dtype), self.Y[self.seen].to(u.dtype), None
 
 
 def batch_pairs(u: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -140,8 +141,19 @@ def batch_pairs(u: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, to
     return u, target.to(u.dtype), mask
 
 
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` over the entries where ``mask`` is 1 (0 when the mask is empty)."""
+def with_gradient(value: torch.Tensor, u: torch.Tensor, grad_u: torch.Tensor) -> torch.Tensor:
+    """A tensor equal to ``value`` whose gradient with respect to ``u`` is ``grad_u``.
+
+    Bank losses compute their (batch, n) terms and the gradient in closed form under no_grad,
+    so autograd keeps no (batch, n) intermediates and runs no extra (batch, n) passes.
+    """
+    return value.detach() + ((u - u.detach()) * grad_u.detach()).sum()
+
+
+def masked_mean(values: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """Mean of ``values`` over the entries where ``mask`` is 1 (all when None; 0 if empty)."""
+    if mask is None:
+        return values.mean()
     total = mask.sum()
     return (values * mask).sum() / total.clamp(min=1.0)
 
@@ -176,7 +188,8 @@ class PairwiseLoss(HashLoss):
     def others(
         self, u: torch.Tensor, target: torch.Tensor, index: Optional[torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(V, Yv, mask): the samples to pair the batch with, and which pairs count."""
+        """(V, Yv, mask): the samples to pair the batch with, and which pairs count (None:
+        all of them)."""
         if self.bank is None:
             return batch_pairs(u, target)
         if self.training:

@@ -18,15 +18,34 @@ from typing import Optional
 import torch
 from torch.nn import functional as F
 
-from .base import PairwiseLoss, masked_mean, sign_pm1, similarity
+from .base import PairwiseLoss, masked_mean, sign_pm1, similarity, with_gradient
 
 
 def pairwise_likelihood(
-    u: torch.Tensor, v: torch.Tensor, s: torch.Tensor, mask: torch.Tensor, scale: float = 0.5
+    u: torch.Tensor, v: torch.Tensor, target: torch.Tensor, yv: torch.Tensor,
+    mask: Optional[torch.Tensor], scale: float = 0.5,
 ) -> torch.Tensor:
-    """Mean over masked pairs of ``softplus(theta) - s * theta``, ``theta = scale * u_i . v_j``."""
-    theta = scale * (u @ v.t())
-    return masked_mean(F.softplus(theta) - s * theta, mask)
+    """Mean over pairs of ``softplus(theta) - s * theta``, ``theta = scale * u_i . v_j``, with
+    ``s`` the label similarity of ``target`` rows and ``yv`` rows.
+
+    When ``v`` carries no gradient (a memory bank) the value and the gradient with respect to
+    ``u``, ``scale / count * (sigmoid(theta) - S) @ v``, are computed in closed form. With
+    one-hot labels ``S @ v = target @ (yv^T v)``, so S itself is never formed: besides the two
+    (batch, n) products only sigmoid and softplus touch (batch, n) values.
+    """
+    target = target.to(u.dtype)
+    if v.requires_grad or mask is not None:
+        s = similarity(target, yv)
+        theta = scale * (u @ v.t())
+        return masked_mean(F.softplus(theta) - s * theta, mask)
+    with torch.no_grad():
+        theta = scale * (u @ v.t())
+        count = float(theta.numel()) or 1.0
+        one_hot = bool((target.sum(1) == 1).all()) and bool((yv.sum(1) == 1).all())
+        s_v = target @ (yv.t() @ v) if one_hot else similarity(target, yv) @ v
+        value = (F.softplus(theta).sum() - scale * (u * s_v).sum()) / count
+        grad_u = (torch.sigmoid(theta) @ v - s_v) * (scale / count)
+    return with_gradient(value, u, grad_u)
 
 
 class DPSHLoss(PairwiseLoss):
@@ -43,6 +62,6 @@ class DPSHLoss(PairwiseLoss):
 
     def compute(self, u, target, index):
         v, yv, mask = self.others(u, target, index)
-        likelihood = pairwise_likelihood(u, v, similarity(target.to(u.dtype), yv), mask)
+        likelihood = pairwise_likelihood(u, v, target, yv, mask)
         quantization = ((u - sign_pm1(u).detach()) ** 2).mean()
         return likelihood + self.eta * quantization

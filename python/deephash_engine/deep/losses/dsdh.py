@@ -100,7 +100,7 @@ class DSDHLoss(HashLoss):
         else:
             b = sign_pm1(u).detach()
         v, yv, mask = self.bank.pairs(u)
-        likelihood = pairwise_likelihood(u, v, similarity(target.to(u.dtype), yv), mask)
+        likelihood = pairwise_likelihood(u, v, target, yv, mask)
         coupling = ((b - u) ** 2).sum(1).mean()
         return likelihood + self.eta * coupling
 

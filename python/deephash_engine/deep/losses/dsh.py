@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from .base import PairwiseLoss, masked_mean, similarity
+from .base import PairwiseLoss, masked_mean, similarity, with_gradient
 
 
 def squared_distances(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -40,7 +40,17 @@ class DSHLoss(PairwiseLoss):
     def compute(self, u, target, index):
         v, yv, mask = self.others(u, target, index)
         s = similarity(target.to(u.dtype), yv)
-        d = squared_distances(u, v)
-        pair = 0.5 * s * d + 0.5 * (1.0 - s) * (self.margin - d).clamp(min=0.0)
         regular = (u.abs() - 1.0).abs().sum(1).mean()
-        return masked_mean(pair, mask) + self.alpha * regular
+        if v.requires_grad or mask is not None:
+            d = squared_distances(u, v)
+            pair = 0.5 * s * d + 0.5 * (1.0 - s) * (self.margin - d).clamp(min=0.0)
+            return masked_mean(pair, mask) + self.alpha * regular
+        with torch.no_grad():  # bank: value and gradient in closed form, no (batch, n) graph
+            d = squared_distances(u, v)
+            active = (1.0 - s) * (d < self.margin)
+            count = float(d.numel()) or 1.0
+            pair = 0.5 * s * d + 0.5 * active * (self.margin - d)
+            value = pair.sum() / count
+            g = (0.5 * s - 0.5 * active) / count  # d value / d d_ij
+            grad_u = 2.0 * (g.sum(1, keepdim=True) * u - g @ v)
+        return with_gradient(value, u, grad_u) + self.alpha * regular

@@ -24,7 +24,13 @@ class CodeStore {
   std::size_t size() const noexcept { return n_; }
   std::size_t code_size() const noexcept { return cs_; }
   const std::uint8_t* codes() const noexcept { return mapped_ ? mapped_ : codes_.data(); }
-  const idx_t* ids() const noexcept { return ids_.data(); }
+  // The id array, or nullptr while ids are implicit (item i has id i: plain adds into a fresh
+  // index, nothing removed), which saves 8 bytes per item.
+  const idx_t* ids() const noexcept { return implicit_ ? nullptr : ids_.data(); }
+  idx_t id_at(std::size_t pos) const noexcept { return implicit_ ? static_cast<idx_t>(pos) : ids_[pos]; }
+  std::size_t memory_usage() const noexcept {
+    return (mapped_ ? 0 : codes_.capacity()) + ids_.capacity() * sizeof(idx_t) + lookup_.capacity() * sizeof(lookup_[0]);
+  }
   idx_t next_id() const noexcept { return next_id_; }
   // True while ids strictly increase with storage position (always so with plain add).
   bool ids_increasing() const noexcept { return increasing_; }
@@ -54,6 +60,7 @@ class CodeStore {
  private:
   void materialize();  // copy mapped codes into memory before a write
   void invalidate_lookup() noexcept { lookup_valid_ = false; }
+  void materialize_ids();  // leave the implicit-id representation
 
   std::size_t cs_;
   std::size_t n_ = 0;
@@ -63,6 +70,7 @@ class CodeStore {
   std::vector<idx_t> ids_;
   idx_t next_id_ = 0;
   bool increasing_ = true;
+  bool implicit_ = true;  // ids_ empty and id(i) == i
 
   // Sorted (id, position) pairs, built on demand when ids are not increasing.
   mutable std::mutex lookup_mu_;

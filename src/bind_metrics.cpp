@@ -117,6 +117,8 @@ py::dict evaluate_retrieval(const py::handle& query_codes, const py::handle& db_
 
 }  // namespace
 
+namespace deephash::py_bind {
+
 void bind_metrics(py::module_& m) {
   m.def("evaluate_retrieval", &evaluate_retrieval, "query_codes"_a, "db_codes"_a, "query_labels"_a,
         "db_labels"_a, py::kw_only(), "topk"_a = 0, "ties"_a = "index", "normalize"_a = "retrieved",
@@ -126,3 +128,5 @@ void bind_metrics(py::module_& m) {
         "distances) and returns the requested retrieval metrics as a dict. Codes are packed uint8; "
         "labels are int64 class ids (n,) or uint64 multi-hot bitsets (n, words). Releases the GIL.");
 }
+
+}  // namespace deephash::py_bind

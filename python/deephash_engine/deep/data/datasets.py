@@ -65,6 +65,13 @@ class ArrayHashingDataset(Dataset):
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
 
+    def subset(self, indices) -> "ArrayHashingDataset":
+        """The rows ``indices`` as a dataset of their own (indices renumbered from 0)."""
+        idx = torch.as_tensor(np.asarray(indices), dtype=torch.int64)
+        out = ArrayHashingDataset.__new__(ArrayHashingDataset)
+        out.inputs, out.targets, out.flip = self.inputs[idx], self.targets[idx], False
+        return out
+
     def __getitem__(self, i):
         x, t, idx = self.__getitems__([i])
         return x[0], t[0], idx[0]
@@ -102,6 +109,15 @@ class ImageListHashingDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def subset(self, indices) -> "ImageListHashingDataset":
+        """The items ``indices`` as a dataset of their own, read without augmentation."""
+        out = ImageListHashingDataset.__new__(ImageListHashingDataset)
+        out.__dict__.update(self.__dict__)
+        out.paths = [self.paths[i] for i in indices]
+        out.targets = self.targets[torch.as_tensor(np.asarray(indices), dtype=torch.int64)]
+        out.train = False
+        return out
 
     def __getitem__(self, i):
         from PIL import Image

@@ -1,0 +1,131 @@
+"""Deep hashing on Fashion-MNIST: the small CNN, several methods, bit widths and seeds.
+
+Protocol ("fashion-mnist" in deephash_engine.deep.data): 1,000 seeded test queries (100 per
+class) against the 60,000 training images, class relevance; training on 59,000 of those images,
+model selection on a 1,000-image validation split of the training set (never on the queries).
+Reports mAP@all and mAP@1000 (ties by database index, AP over the relevant items retrieved),
+mean and spread over seeds, and training time, and writes JSON next to the printed table.
+
+    python benchmarks/deep_fmnist.py                      # the full grid: 7 methods x 16/32/64 x 3 seeds
+    python benchmarks/deep_fmnist.py --bits 64 --seeds 0  # a reduced grid
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+METHODS = ["dpsh", "hashnet", "dsh", "dch", "csq", "greedyhash", "dsdh"]
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return platform.processor() or "unknown"
+
+
+def itq_baseline(bits: int, seed: int) -> float | None:
+    """ITQ on raw pixels under the same protocol, when the hashing module is installed."""
+    try:
+        from deephash_engine.hashing import ITQ
+    except ImportError:
+        return None
+    import numpy as np
+
+    from deephash_engine.deep.data import get_protocol, load_fashion_mnist_pool
+    from deephash_engine.deep.evaluation import mean_average_precision
+
+    pool = load_fashion_mnist_pool()
+    split = get_protocol("fashion-mnist").split(pool.targets, np.where(pool.official_train, 0, 1), seed)
+    x = pool.images.reshape(len(pool), -1).astype(np.float32) / 255.0
+    model = ITQ(bits, seed=seed).fit(x[split.train])
+    q, d = model.encode(x[split.query]), model.encode(x[split.database])
+    return mean_average_precision(q, d, pool.targets[split.query], pool.targets[split.database])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--methods", nargs="+", default=METHODS)
+    p.add_argument("--bits", nargs="+", type=int, default=[16, 32, 64])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--out", default="bench_results/deep_fmnist")
+    p.add_argument("--progress", action="store_true")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from deephash_engine.deep.run import RunConfig, train_run
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    context = {
+        "cpu": cpu_model(), "threads": args.threads, "torch": torch.__version__,
+        "python": platform.python_version(), "epochs": args.epochs, "lr": args.lr,
+        "command": "python benchmarks/deep_fmnist.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
+    print(f"# {context['cpu']}, {args.threads} torch thread(s), torch {torch.__version__}", flush=True)
+    rows = []
+    results_path = out / "results.json"
+    for bits in args.bits:
+        for method in args.methods:
+            for seed in args.seeds:
+                cfg = RunConfig(method=method, dataset="fashion-mnist", bits=bits, seed=seed,
+                                epochs=args.epochs, lr=args.lr, threads=args.threads, device="cpu")
+                start = time.perf_counter()
+                summary = train_run(cfg, out / f"{method}-{bits}-s{seed}", progress=args.progress)
+                row = {"method": method, "bits": bits, "seed": seed,
+                       "map_all": summary["map"]["all"], "map_1000": summary["map"]["1000"],
+                       "train_seconds": summary["train_seconds"],
+                       "total_seconds": time.perf_counter() - start,
+                       "selected_epoch": summary["selected_epoch"]}
+                rows.append(row)
+                print(f"{method:>10} {bits:3d} bits seed {seed}: mAP@all {row['map_all']:.4f} "
+                      f"mAP@1000 {row['map_1000']:.4f} train {row['train_seconds']:.0f} s "
+                      f"(epoch {row['selected_epoch']})", flush=True)
+                results_path.write_text(json.dumps({"context": context, "runs": rows}, indent=2))
+    itq = {bits: itq_baseline(bits, args.seeds[0]) for bits in args.bits}
+    table = summarize(rows, itq)
+    print("\n" + table)
+    results_path.write_text(json.dumps({"context": context, "runs": rows, "itq": itq}, indent=2))
+    (out / "table.md").write_text(table + "\n")
+    return 0
+
+
+def _mean_spread(values):
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def summarize(rows, itq) -> str:
+    lines = ["| method | bits | seeds | mAP@all | mAP@1000 | train s/run |", "|---|---|---|---|---|---|"]
+    keys = sorted({(r["bits"], r["method"]) for r in rows}, key=lambda k: (k[0], METHODS.index(k[1]) if k[1] in METHODS else 99))
+    for bits, method in keys:
+        sel = [r for r in rows if r["bits"] == bits and r["method"] == method]
+        lines.append(
+            f"| {method} | {bits} | {len(sel)} | {_mean_spread([r['map_all'] for r in sel])} | "
+            f"{_mean_spread([r['map_1000'] for r in sel])} | "
+            f"{statistics.mean(r['train_seconds'] for r in sel):.0f} |")
+    for bits, value in itq.items():
+        if value is not None:
+            lines.append(f"| ITQ (raw pixels) | {bits} | 1 | {value:.3f} | | |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

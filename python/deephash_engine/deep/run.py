@@ -1,0 +1,214 @@
+"""One training run from plain configuration: data, model, loss, trainer, codes, report, index.
+
+``train_run(config, out_dir)`` writes into ``out_dir``:
+
+- ``config.yaml``   the resolved configuration (defaults filled in)
+- ``split.npz``     the protocol split (+ ``split.json``); reused when the run is resumed
+- ``checkpoints/``  ``last.pt`` every epoch, ``best.pt`` on each validation improvement
+- ``model.pt``      the selected model with config, codes, labels and metrics
+- ``codes.npz``     packed query and database codes, their labels and split indices
+- ``report.json``   the metrics report (mAP, P@k, R@k, PR curve, Hamming-radius metrics)
+- ``report.png``    PR / P@N / radius plots (when matplotlib is installed)
+- ``database.index`` a :class:`deephash_engine.FlatIndex` of the database codes
+- ``summary.json``  the headline numbers and timings
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from .data.datasets import load_protocol
+from .evaluation import encode, mean_average_precision
+from .methods import add_regularizers, build_loss
+from .models import build_model
+from .trainer import Trainer, build_optimizer, build_scheduler, resolve_device
+
+
+@dataclass
+class RunConfig:
+    method: str = "dpsh"
+    dataset: str = "fashion-mnist"
+    bits: int = 64
+    model: str = "small_cnn"
+    weights: Optional[str] = None
+    epochs: int = 3
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    head_lr_mult: float = 1.0
+    weight_decay: float = 0.0
+    schedule: str = "none"
+    step_size: int = 30
+    gamma: float = 0.1
+    seed: int = 0
+    device: str = "auto"
+    threads: Optional[int] = None
+    eval_every: int = 1
+    val_database_size: int = 5000
+    select: str = "best_val"  # or "last"
+    flip: bool = False
+    root: Optional[str] = None
+    lists: dict = field(default_factory=dict)
+    loss_params: dict = field(default_factory=dict)
+    regularizers: dict = field(default_factory=dict)
+    map_topk: list = field(default_factory=lambda: [None, 1000])
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"config: expected keys among {sorted(known)}, got unknown {sorted(unknown)}")
+        cfg = cls(**data)
+        if cfg.select not in ("best_val", "last"):
+            raise ValueError(f"select: expected 'best_val' or 'last', got {cfg.select!r}")
+        if not isinstance(cfg.bits, int) or cfg.bits <= 0 or cfg.bits % 8:
+            raise ValueError(f"bits: expected a positive multiple of 8, got {cfg.bits!r}")
+        if cfg.epochs < 0:
+            raise ValueError(f"epochs: expected >= 0, got {cfg.epochs}")
+        return cfg
+
+
+def load_config_file(path: str | os.PathLike) -> dict:
+    import yaml
+
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=_jsonable) + "\n")
+    os.replace(tmp, path)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return str(x)
+
+
+def _val_database(train, size: int, seed: int):
+    n = len(train)
+    if size <= 0 or size >= n:
+        return train.subset(np.arange(n))
+    pick = np.sort(np.random.default_rng(seed + 7).choice(n, size=size, replace=False))
+    return train.subset(pick)
+
+
+def write_report(out: Path, q, d, ql, dl, topk: Optional[int], title: str) -> Optional[dict]:
+    """Metrics report JSON (+ plots) through deephash_engine.metrics; None when it is absent."""
+    try:
+        from deephash_engine.metrics import evaluate, plot_report
+    except ImportError:
+        return None
+    report = evaluate(q, d, ql, dl, topk=topk)
+    _write_json(out / "report.json", report.to_dict())
+    try:
+        plot_report(report, out / "report.png", title=title)
+    except ImportError:  # matplotlib is optional
+        pass
+    return report.to_dict()
+
+
+def save_flat_index(codes: np.ndarray, nbits: int, path: Path) -> bool:
+    try:
+        from deephash_engine import FlatIndex
+    except ImportError:
+        return False
+    index = FlatIndex(nbits)
+    index.add(codes)
+    index.save(path)
+    return True
+
+
+def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: bool = False,
+              progress: bool = True) -> dict:
+    """Train, select on validation, encode query and database, evaluate, save everything."""
+    import yaml
+
+    cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads is not None:
+        torch.set_num_threads(int(cfg.threads))
+    device = resolve_device(cfg.device)
+    (out / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=True))
+
+    data = load_protocol(cfg.dataset, seed=cfg.seed, root=cfg.root, lists=cfg.lists or None,
+                         split_path=out / "split.npz", flip=cfg.flip)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, cfg.bits, data.in_channels, data.image_size, cfg.weights)
+    loss = build_loss(cfg.method, cfg.bits, len(data.train), data.num_classes, **cfg.loss_params)
+    add_regularizers(loss, cfg.regularizers, model)
+    optimizer = build_optimizer(model, loss, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.head_lr_mult)
+    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.epochs, cfg.step_size, cfg.gamma)
+    trainer = Trainer(
+        model, loss, data.train, optimizer, scheduler,
+        val_query=data.val, val_database=_val_database(data.train, cfg.val_database_size, cfg.seed),
+        val_topk=data.split.topk, eval_every=cfg.eval_every, batch_size=cfg.batch_size,
+        seed=cfg.seed, device=device, checkpoint_dir=out / "checkpoints", config=asdict(cfg),
+        progress=progress,
+    )
+    last = out / "checkpoints" / "last.pt"
+    if resume and last.is_file():
+        trainer.resume(last)
+    start = time.perf_counter()
+    trainer.fit(cfg.epochs)
+    train_seconds = time.perf_counter() - start
+    selected = trainer.load_best() if cfg.select == "best_val" else None
+
+    q, ql = encode(model, data.query, device=device, progress=progress, desc="query")
+    d, dl = encode(model, data.database, device=device, progress=progress, desc="database")
+    np.savez(out / "codes.npz", query_codes=q, database_codes=d, query_labels=ql,
+             database_labels=dl, query_index=data.split.query, database_index=data.split.database)
+    maps = {("all" if k is None else str(k)): mean_average_precision(q, d, ql, dl, topk=k)
+            for k in cfg.map_topk}
+    report = write_report(out, q, d, ql, dl, data.split.topk,
+                          f"{cfg.method} {cfg.bits} bits on {cfg.dataset}")
+    indexed = save_flat_index(d, cfg.bits, out / "database.index")
+    summary = {
+        "method": cfg.method, "dataset": cfg.dataset, "bits": cfg.bits, "seed": cfg.seed,
+        "epochs": cfg.epochs, "map": maps, "protocol_topk": data.split.topk,
+        "selected_epoch": selected["epoch"] if selected else trainer.epoch,
+        "best_val_map": selected["val_map"] if selected else None,
+        "train_seconds": train_seconds, "device": str(device), "threads": torch.get_num_threads(),
+        "counts": data.split.counts(), "history": trainer.history,
+        "report": "report.json" if report else None,
+        "index": "database.index" if indexed else None,
+    }
+    trainer.save_checkpoint(
+        out / "model.pt", codes={"query": q, "database": d}, labels={"query": ql, "database": dl},
+        metrics=summary, data={"in_channels": data.in_channels, "image_size": data.image_size,
+                               "source": data.source, "num_classes": data.num_classes},
+    )
+    _write_json(out / "summary.json", summary)
+    return summary
+
+
+def load_trained_model(run_dir: str | os.PathLike, device: str = "cpu"):
+    """(model, checkpoint) from a run folder's model.pt, ready for :func:`encode`."""
+    path = Path(run_dir) / "model.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"run_dir: expected {path} (a finished 'deephash train' run), not found")
+    ckpt = torch.load(path, map_location=device, weights_only=False)
+    cfg = RunConfig.from_dict(ckpt["config"])
+    info = ckpt["data"]
+    model = build_model(cfg.model, cfg.bits, info["in_channels"], info["image_size"])
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), ckpt

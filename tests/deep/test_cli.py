@@ -1,0 +1,75 @@
+"""`deephash train` and `deephash encode` end to end on the small Fashion-MNIST protocol."""
+
+import json
+
+import numpy as np
+import pytest
+
+from deephash_engine.cli import main
+from deephash_engine.datasets import fashion_mnist_dir
+from deephash_engine.deep.run import RunConfig
+
+needs_fmnist = pytest.mark.skipif(
+    fashion_mnist_dir() is None, reason="needs Fashion-MNIST (apt-get install dataset-fashion-mnist)"
+)
+
+
+def test_config_rejects_unknown_keys_and_bad_bits():
+    with pytest.raises(ValueError, match="unknown \\['epoch'\\]"):
+        RunConfig.from_dict({"epoch": 3})
+    with pytest.raises(ValueError, match="bits: expected a positive multiple of 8, got 12"):
+        RunConfig.from_dict({"bits": 12})
+
+
+def test_cli_reports_bad_arguments_without_a_traceback(tmp_path, capsys):
+    rc = main(["train", "--method", "nope", "--dataset", "fashion-mnist-mini", "--out", str(tmp_path / "r")])
+    assert rc == 2
+    assert "method: expected one of" in capsys.readouterr().err
+
+
+@needs_fmnist
+def test_train_then_encode(tmp_path, capsys):
+    import deephash_engine
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("method: dpsh\nbits: 32\nepochs: 3\nlr: 0.001\nregularizers: {bit_balance: 0.01}\n")
+    out = tmp_path / "run"
+    rc = main(["train", "--config", str(cfg), "--method", "csq", "--dataset", "fashion-mnist-mini",
+               "--bits", "16", "--epochs", "1", "--threads", "1", "--device", "cpu",
+               "--param", "lambda_q=0.001", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "csq 16 bits on fashion-mnist-mini: mAP@all" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "csq" and summary["bits"] == 16  # the command line wins
+    assert summary["counts"] == {"train": 2000, "val": 500, "query": 500, "database": 5000}
+    assert summary["map"]["all"] > 0.5
+    for name in ("config.yaml", "split.npz", "split.json", "codes.npz", "model.pt", "report.json",
+                 "database.index", "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    assert report["map"] == pytest.approx(summary["map"]["all"])
+    codes = np.load(out / "codes.npz")
+    assert codes["database_codes"].shape == (5000, 2) and codes["database_codes"].dtype == np.uint8
+    index = deephash_engine.load_index(out / "database.index")
+    assert index.ntotal == 5000 and index.nbits == 16
+    assert np.array_equal(index.reconstruct(17), codes["database_codes"][17])
+
+    # encode: the run's own query images give back the run's query codes
+    from deephash_engine.deep.data import load_fashion_mnist_pool
+
+    pool = load_fashion_mnist_pool()
+    images = pool.images[codes["query_index"][:40]]
+    np.save(tmp_path / "imgs.npy", images)
+    rc = main(["encode", "--run", str(out), "--input", str(tmp_path / "imgs.npy"),
+               "--output", str(tmp_path / "codes.npy"), "--no-progress"])
+    assert rc == 0
+    assert np.array_equal(np.load(tmp_path / "codes.npy"), codes["query_codes"][:40])
+
+    # resume: asking for one more epoch continues from the last checkpoint
+    rc = main(["train", "--config", str(cfg), "--method", "csq", "--dataset", "fashion-mnist-mini",
+               "--bits", "16", "--epochs", "2", "--threads", "1", "--device", "cpu",
+               "--param", "lambda_q=0.001", "--out", str(out), "--no-progress", "--resume"])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [h["epoch"] for h in summary["history"]] == [1, 2]

@@ -46,6 +46,8 @@ void bind_mih(py::module_& m) {
            }, "Counters since creation or reset_stats(): queries, candidates checked, buckets probed,\n"
               "queries answered by a linear scan, mean substring radius reached.")
       .def("reset_stats", &MIHIndex::reset_stats)
+      .def_static("auto_m_for", &MIHIndex::auto_m_for, py::arg("nbits"), py::arg("n"),
+                  "The table count chosen automatically for n codes of nbits bits.")
       .def("search_with_stats", [](const MIHIndex& index, const py::handle& queries_obj, std::int64_t k) {
              if (k <= 0) throw py::value_error("k must be > 0, got " + std::to_string(k));
              auto queries = codes_arg(queries_obj, "queries", static_cast<std::int64_t>(index.code_size()));

@@ -16,8 +16,8 @@ namespace {
 
 // Cost model, in nanoseconds on a current x86 core (measured with benchmarks/bench_mih.py): a table
 // lookup and a candidate check are random memory accesses; a scanned code is a streamed one.
-constexpr double kLookupNs = 20.0;
-constexpr double kCandidateNs = 25.0;
+constexpr double kLookupNs = 40.0;
+constexpr double kCandidateNs = 30.0;
 double scan_ns_per_code(std::size_t code_size) { return 0.1 + 0.4 * static_cast<double>(code_size) / 8.0; }
 
 double binomial(int n, int r) {
@@ -58,6 +58,17 @@ bool for_each_mask(int bits, int r, F&& fn) {
     mask = (((rr ^ mask) >> 2) / c) | rr;
   }
   return true;
+}
+
+// All keys at exactly Hamming radius r from `key` within `bits` bits, into a reused buffer.
+std::vector<std::uint64_t>& keys_at_radius(std::uint64_t key, int bits, int r) {
+  thread_local std::vector<std::uint64_t> keys;
+  keys.clear();
+  for_each_mask(bits, r, [&](std::uint64_t mask) {
+    keys.push_back(key ^ mask);
+    return true;
+  });
+  return keys;
 }
 
 // The unseen, live items of one bucket: stamps them seen and computes their distances in one
@@ -290,14 +301,16 @@ bool MIHIndex::probe_knn(const std::uint8_t* q, std::size_t kk, CountingTopK& to
       const double keys = binomial(bits, r);
       const double expected = keys * static_cast<double>(indexed_) / std::ldexp(1.0, bits);
       if (work + keys * kLookupNs + expected * kCandidateNs > budget) return false;
-      for_each_mask(bits, r, [&](std::uint64_t mask) {
-        const std::size_t found = check_bucket(table, qkey[j] ^ mask, q, codes, cs, gen, seen, skip);
+      const std::vector<std::uint64_t>& probe = keys_at_radius(qkey[j], bits, r);
+      for (std::size_t i = 0; i < probe.size(); ++i) {
+        if (i + 8 < probe.size()) table.prefetch_offsets(probe[i + 8]);
+        if (i + 4 < probe.size()) table.prefetch_positions(probe[i + 4]);
+        const std::size_t found = check_bucket(table, probe[i], q, codes, cs, gen, seen, skip);
         ++st.buckets;
         st.candidates += static_cast<std::int64_t>(found);
         const BucketScratch& b = t_bucket;
-        for (std::size_t i = 0; i < found; ++i) top.push(b.distances[i], store_.id_at(b.positions[i]));
-        return true;
-      });
+        for (std::size_t c = 0; c < found; ++c) top.push(b.distances[c], store_.id_at(b.positions[c]));
+      }
       work += keys * kLookupNs;
       // Every indexed item within m*r + j of q has now been seen (pigeonhole).
       if (top.has_k_within(static_cast<dist_t>(m_ * r + j))) {
@@ -332,22 +345,24 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
   }
   const std::size_t kk = std::min(k, live);
   std::vector<std::uint8_t> to_scan(nq, 0);
+  // Shared across the batch: once most probed queries turned out cheaper to scan (uniform codes,
+  // large k), the remaining queries go straight to the linear scan.
+  std::atomic<std::size_t> probed{0}, gave_up{0};
   parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
-    std::size_t done = 0, gave_up = 0;
     CountingTopK top;
     for (std::size_t q = q0; q < q1; ++q) {
-      // Once most queries of this chunk turned out cheaper to scan, scan the rest directly.
-      if (done >= 4 && gave_up * 2 > done) {
+      const std::size_t p = probed.load(std::memory_order_relaxed), g = gave_up.load(std::memory_order_relaxed);
+      if (p >= 4 && g * 2 > p) {
         to_scan[q] = 1;
         continue;
       }
       top.reset(kk, static_cast<dist_t>(nbits_), false);
-      ++done;
+      probed.fetch_add(1, std::memory_order_relaxed);
       if (probe_knn(queries + q * cs, kk, top, st[q])) {
         top.finish(distances + q * k, ids + q * k, k);
       } else {
         to_scan[q] = 1;
-        ++gave_up;
+        gave_up.fetch_add(1, std::memory_order_relaxed);
       }
     }
   }, std::min<std::size_t>(nq, 4 * static_cast<std::size_t>(num_threads())));
@@ -417,15 +432,17 @@ bool MIHIndex::probe_range(const std::uint8_t* q, int radius, std::vector<std::p
     const std::uint64_t key = table.key_of(q, cs);
     const int rj = std::min(j <= a ? r : r - 1, table.bits());
     for (int s = 0; s <= rj; ++s) {
-      for_each_mask(table.bits(), s, [&](std::uint64_t mask) {
-        const std::size_t found = check_bucket(table, key ^ mask, q, codes, cs, gen, seen, skip);
+      const std::vector<std::uint64_t>& probe = keys_at_radius(key, table.bits(), s);
+      for (std::size_t i = 0; i < probe.size(); ++i) {
+        if (i + 8 < probe.size()) table.prefetch_offsets(probe[i + 8]);
+        if (i + 4 < probe.size()) table.prefetch_positions(probe[i + 4]);
+        const std::size_t found = check_bucket(table, probe[i], q, codes, cs, gen, seen, skip);
         ++st.buckets;
         st.candidates += static_cast<std::int64_t>(found);
         const BucketScratch& b = t_bucket;
-        for (std::size_t i = 0; i < found; ++i)
-          if (b.distances[i] <= radius) hits.emplace_back(b.distances[i], store_.id_at(b.positions[i]));
-        return true;
-      });
+        for (std::size_t c = 0; c < found; ++c)
+          if (b.distances[c] <= radius) hits.emplace_back(b.distances[c], store_.id_at(b.positions[c]));
+      }
     }
   }
   st.radius = r;

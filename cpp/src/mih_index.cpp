@@ -103,7 +103,26 @@ std::size_t check_bucket(const SubstringTable& table, std::uint64_t key, const s
   return m;
 }
 
+std::vector<std::size_t> flagged_rows(const std::vector<std::uint8_t>& flags) {
+  std::vector<std::size_t> rows;
+  for (std::size_t q = 0; q < flags.size(); ++q)
+    if (flags[q]) rows.push_back(q);
+  return rows;
+}
+
+std::vector<std::uint8_t> gather_rows(const std::uint8_t* queries, const std::vector<std::size_t>& rows,
+                                      std::size_t cs) {
+  std::vector<std::uint8_t> out(rows.size() * cs);
+  for (std::size_t i = 0; i < rows.size(); ++i) std::memcpy(out.data() + i * cs, queries + rows[i] * cs, cs);
+  return out;
+}
+
 }  // namespace
+
+ScanView MIHIndex::scan_view() const noexcept {
+  return ScanView{store_.codes(), store_.ids(), store_.size(), store_.code_size(), nbits_, store_.ids_increasing(),
+                  removed_.empty() ? nullptr : removed_.data()};
+}
 
 int MIHIndex::auto_m_for(int nbits, std::size_t n) noexcept {
   const double lg = std::log2(static_cast<double>(std::max<std::size_t>(n, 16)));
@@ -367,17 +386,12 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
     }
   }, std::min<std::size_t>(nq, 4 * static_cast<std::size_t>(num_threads())));
 
-  std::vector<std::size_t> scan_rows;
-  for (std::size_t q = 0; q < nq; ++q)
-    if (to_scan[q]) scan_rows.push_back(q);
+  const std::vector<std::size_t> scan_rows = flagged_rows(to_scan);
   if (!scan_rows.empty()) {
-    std::vector<std::uint8_t> sub(scan_rows.size() * cs);
-    for (std::size_t i = 0; i < scan_rows.size(); ++i)
-      std::memcpy(sub.data() + i * cs, queries + scan_rows[i] * cs, cs);
+    const std::vector<std::uint8_t> sub = gather_rows(queries, scan_rows, cs);
     std::vector<dist_t> d(scan_rows.size() * k);
     std::vector<idx_t> id(scan_rows.size() * k);
-    ScanView view{store_.codes(), store_.ids(), store_.size(), cs, nbits_, store_.ids_increasing(),
-                  removed_.empty() ? nullptr : removed_.data()};
+    const ScanView view = scan_view();
     knn_scan(view, sub.data(), scan_rows.size(), k, d.data(), id.data());
     for (std::size_t i = 0; i < scan_rows.size(); ++i) {
       std::memcpy(distances + scan_rows[i] * k, d.data() + i * k, k * sizeof(dist_t));
@@ -468,15 +482,10 @@ RangeResult MIHIndex::range_search(const std::uint8_t* queries, std::size_t nq, 
       st_buckets_ += st.buckets;
     }
   }, std::min<std::size_t>(nq, 4 * static_cast<std::size_t>(num_threads())));
-  std::vector<std::size_t> scan_rows;
-  for (std::size_t q = 0; q < nq; ++q)
-    if (to_scan[q]) scan_rows.push_back(q);
+  const std::vector<std::size_t> scan_rows = flagged_rows(to_scan);
   if (!scan_rows.empty()) {
-    std::vector<std::uint8_t> sub(scan_rows.size() * cs);
-    for (std::size_t i = 0; i < scan_rows.size(); ++i)
-      std::memcpy(sub.data() + i * cs, queries + scan_rows[i] * cs, cs);
-    ScanView view{store_.codes(), store_.ids(), store_.size(), cs, nbits_, store_.ids_increasing(),
-                  removed_.empty() ? nullptr : removed_.data()};
+    const std::vector<std::uint8_t> sub = gather_rows(queries, scan_rows, cs);
+    const ScanView view = scan_view();
     RangeResult part = range_scan(view, sub.data(), scan_rows.size(), radius);
     for (std::size_t i = 0; i < scan_rows.size(); ++i) {
       auto& h = hits[scan_rows[i]];

@@ -1,8 +1,8 @@
 // evaluate_retrieval: validation, the parallel loop over queries and the per-query metrics.
 #include <algorithm>
+#include <cstdint>
 #include <cmath>
 #include <limits>
-#include <numeric>
 #include <string>
 
 #include "deephash/threads.hpp"
@@ -69,6 +69,22 @@ struct BlockSums {
 
 constexpr std::size_t kQueryBlock = 16;
 
+bool fits_int32(const std::int64_t* ids, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i)
+    if (ids[i] < INT32_MIN || ids[i] > INT32_MAX) return false;
+  return true;
+}
+
+// The database class ids narrowed to int32 when every query and database id fits; else empty.
+std::vector<std::int32_t> narrow_classes(const LabelsView& query_labels, const LabelsView& db_labels) {
+  std::vector<std::int32_t> out;
+  if (db_labels.class_ids == nullptr || !fits_int32(query_labels.class_ids, query_labels.n) ||
+      !fits_int32(db_labels.class_ids, db_labels.n))
+    return out;
+  out.assign(db_labels.class_ids, db_labels.class_ids + db_labels.n);
+  return out;
+}
+
 }  // namespace
 
 EvalResult evaluate_retrieval(const CodesView& query_codes, const CodesView& db_codes,
@@ -81,6 +97,7 @@ EvalResult evaluate_retrieval(const CodesView& query_codes, const CodesView& db_
   const bool expected = opt.ties == TieOrder::Expected;
   const std::vector<long double> harmonic = expected ? detail::harmonic_table(n_db) : std::vector<long double>{};
   const double nan = std::numeric_limits<double>::quiet_NaN();
+  const std::vector<std::int32_t> db_classes32 = narrow_classes(query_labels, db_labels);
 
   EvalResult res;
   res.average_precision.assign(opt.want_map ? nq : 0, 0.0);
@@ -90,8 +107,9 @@ EvalResult evaluate_retrieval(const CodesView& query_codes, const CodesView& db_
 
   parallel_for(nblocks, [&](std::size_t b_begin, std::size_t b_end) {
     QueryRanking rk(n_db, nbits);
+    if (!db_classes32.empty()) rk.narrow_db_classes = db_classes32.data();
     detail::IndexOrderSums sums;
-    detail::RankTargets targets;
+    std::vector<QueryRanking::Cut> rank_cuts(nk);
     std::vector<double> exp_group_sum;
     for (std::size_t b = b_begin; b < b_end; ++b) {
       BlockSums& acc = blocks[b];
@@ -109,20 +127,12 @@ EvalResult evaluate_retrieval(const CodesView& query_codes, const CodesView& db_
         res.relevant_total[q] = rel_total;
         const QueryRanking::Cut ap_cut = rk.locate(topk);
 
-        targets.cuts.resize(nk);
-        targets.order.resize(nk);
-        for (std::size_t j = 0; j < nk; ++j) targets.cuts[j] = rk.locate(opt.ks[j]);
-        std::iota(targets.order.begin(), targets.order.end(), std::size_t{0});
-        std::sort(targets.order.begin(), targets.order.end(), [&](std::size_t a, std::size_t c) {
-          const auto& x = targets.cuts[a];
-          const auto& y = targets.cuts[c];
-          return x.distance != y.distance ? x.distance < y.distance : x.within < y.within;
-        });
+        for (std::size_t j = 0; j < nk; ++j) rank_cuts[j] = rk.locate(opt.ks[j]);
 
         // Deepest distance any requested part needs.
         std::size_t max_d = 0;
         if (opt.want_map) max_d = ap_cut.distance;
-        for (const auto& c : targets.cuts) max_d = std::max(max_d, c.distance);
+        for (const auto& c : rank_cuts) max_d = std::max(max_d, c.distance);
         if (opt.want_radius) max_d = nbits;
 
         const std::vector<double>* group_sum = &sums.group_sum;
@@ -130,7 +140,7 @@ EvalResult evaluate_retrieval(const CodesView& query_codes, const CodesView& db_
           expected_group_sums(rk, max_d, harmonic, exp_group_sum);
           group_sum = &exp_group_sum;
         } else {
-          detail::index_order_pass(rk, max_d, opt.want_map ? ap_cut : QueryRanking::Cut{nd, 0}, targets, sums);
+          detail::index_order_pass(rk, max_d, opt.want_map ? ap_cut : QueryRanking::Cut{nd, 0}, rank_cuts, sums);
         }
 
         if (opt.want_map) {
@@ -160,7 +170,7 @@ EvalResult evaluate_retrieval(const CodesView& query_codes, const CodesView& db_
         if (keep && nk > 0) {
           ++acc.rank_queries;
           for (std::size_t j = 0; j < nk; ++j) {
-            const auto& c = targets.cuts[j];
+            const auto& c = rank_cuts[j];
             const double found = expected ? static_cast<double>(rk.rel_start[c.distance]) +
                                                 static_cast<double>(c.within) *
                                                     static_cast<double>(rk.rel_count[c.distance]) /

@@ -1,10 +1,30 @@
 // The per-query ranking pass (distances, relevance, histogram) and the index-order pass.
 #include <algorithm>
+#include <cstring>
 
 #include "deephash/simd.hpp"
 #include "ranking.hpp"
 
 namespace deephash::metrics::detail {
+
+namespace {
+
+// Calls f(c, i) for every item i of every chunk c, in index order within each chunk, the chunks
+// interleaved so that consecutive calls touch independent counters.
+template <typename F>
+inline void for_each_interleaved(const std::size_t (&chunk_begin)[kStreams + 1], F&& f) {
+  // A local copy: byte stores in f may alias anything, which would force reloads of a member.
+  std::size_t begin[kStreams + 1];
+  std::copy(chunk_begin, chunk_begin + kStreams + 1, begin);
+  std::size_t shortest = begin[1] - begin[0];
+  for (std::size_t c = 1; c < kStreams; ++c) shortest = std::min(shortest, begin[c + 1] - begin[c]);
+  for (std::size_t j = 0; j < shortest; ++j)
+    for (std::size_t c = 0; c < kStreams; ++c) f(c, begin[c] + j);
+  for (std::size_t c = 0; c < kStreams; ++c)
+    for (std::size_t i = begin[c] + shortest; i < begin[c + 1]; ++i) f(c, i);
+}
+
+}  // namespace
 
 QueryRanking::QueryRanking(std::size_t n_db, std::size_t nbits)
     : distance(n_db),
@@ -12,29 +32,25 @@ QueryRanking::QueryRanking(std::size_t n_db, std::size_t nbits)
       count(nbits + 1),
       rel_count(nbits + 1),
       start(nbits + 2),
-      rel_start(nbits + 2) {}
+      rel_start(nbits + 2),
+      chunk_hist(kStreams * 2 * (nbits + 1)) {
+  for (std::size_t c = 0; c <= kStreams; ++c) chunk_begin[c] = n_db * c / kStreams;
+}
 
 void QueryRanking::rank(const CodesView& query_codes, const CodesView& db_codes,
                         const LabelsView& query_labels, const LabelsView& db_labels, std::size_t q) {
   const std::size_t n = db_codes.n;
   hamming_distances(query_codes.data + q * query_codes.code_size, db_codes.data, n,
                     db_codes.code_size, distance.data());
-  std::fill(count.begin(), count.end(), 0);
-  std::fill(rel_count.begin(), rel_count.end(), 0);
-  const dist_t* dist = distance.data();
   std::uint8_t* rel = relevant.data();
-  std::int64_t* cnt = count.data();
-  std::int64_t* rcnt = rel_count.data();
-
-  if (db_labels.class_ids != nullptr) {
+  if (narrow_db_classes != nullptr) {
+    const auto label = static_cast<std::int32_t>(query_labels.class_ids[q]);
+    const std::int32_t* ids = narrow_db_classes;
+    for (std::size_t i = 0; i < n; ++i) rel[i] = ids[i] == label;
+  } else if (db_labels.class_ids != nullptr) {
     const std::int64_t label = query_labels.class_ids[q];
     const std::int64_t* ids = db_labels.class_ids;
-    for (std::size_t i = 0; i < n; ++i) {
-      const std::uint8_t is_rel = ids[i] == label;
-      rel[i] = is_rel;
-      ++cnt[dist[i]];
-      rcnt[dist[i]] += is_rel;
-    }
+    for (std::size_t i = 0; i < n; ++i) rel[i] = ids[i] == label;
   } else {
     // Only the query's non-zero words can make an item relevant: test those alone.
     const std::size_t words = db_labels.words;
@@ -53,14 +69,30 @@ void QueryRanking::rank(const CodesView& query_codes, const CodesView& db_codes,
         }
       }
       rel[i] = is_rel;
-      ++cnt[dist[i]];
-      rcnt[dist[i]] += is_rel;
     }
+  }
+
+  // Histogram of (distance, relevant) per chunk: bin 2d + rel.
+  const std::size_t nd = count.size();
+  std::fill(chunk_hist.begin(), chunk_hist.end(), 0);
+  const dist_t* dist = distance.data();
+  std::int64_t* hist = chunk_hist.data();
+  for_each_interleaved(chunk_begin, [&](std::size_t c, std::size_t i) {
+    ++hist[c * 2 * nd + 2 * static_cast<std::size_t>(dist[i]) + rel[i]];
+  });
+  for (std::size_t d = 0; d < nd; ++d) {
+    std::int64_t items = 0, relevant_items = 0;
+    for (std::size_t c = 0; c < kStreams; ++c) {
+      items += hist[c * 2 * nd + 2 * d] + hist[c * 2 * nd + 2 * d + 1];
+      relevant_items += hist[c * 2 * nd + 2 * d + 1];
+    }
+    count[d] = items;
+    rel_count[d] = relevant_items;
   }
 
   start[0] = 0;
   rel_start[0] = 0;
-  for (std::size_t d = 0; d < count.size(); ++d) {
+  for (std::size_t d = 0; d < nd; ++d) {
     start[d + 1] = start[d] + count[d];
     rel_start[d + 1] = rel_start[d] + rel_count[d];
   }
@@ -75,51 +107,75 @@ QueryRanking::Cut QueryRanking::locate(std::int64_t n) const noexcept {
 }
 
 void index_order_pass(const QueryRanking& r, std::size_t max_distance, QueryRanking::Cut ap_cut,
-                      const RankTargets& targets, IndexOrderSums& out) {
+                      const std::vector<QueryRanking::Cut>& rank_cuts, IndexOrderSums& out) {
   const std::size_t nd = r.count.size();
-  out.group_sum.assign(nd, 0.0);
-  out.cut_sum = 0.0;
-  out.cut_relevant = 0;
-  out.rank_relevant.assign(targets.cuts.size(), 0);
+  const auto ranked_items = static_cast<std::size_t>(r.start[max_distance + 1]);
+  const auto ranked_relevant = static_cast<std::size_t>(r.rel_start[max_distance + 1]);
 
-  // Per distance: items and relevant items placed so far, and the next rank cut-off waiting there.
-  std::vector<std::int64_t> seen(nd, 0), rel_seen(nd, 0);
-  std::vector<std::size_t> next_target(nd, 0), end_target(nd, 0);
-  {
-    std::size_t j = 0;
-    for (std::size_t d = 0; d < nd; ++d) {
-      next_target[d] = j;
-      while (j < targets.order.size() && targets.cuts[targets.order[j]].distance == d) ++j;
-      end_target[d] = j;
+  // Counting sort of the relevance flags by distance, stable: per (chunk, distance) the next free
+  // rank, counting the items of the earlier chunks at that distance.
+  std::vector<std::int64_t> next(kStreams * nd);
+  const std::int64_t* hist = r.chunk_hist.data();
+  for (std::size_t d = 0; d < nd; ++d) {
+    std::int64_t rank = r.start[d];
+    for (std::size_t c = 0; c < kStreams; ++c) {
+      next[c * nd + d] = rank;
+      rank += hist[c * 2 * nd + 2 * d] + hist[c * 2 * nd + 2 * d + 1];
     }
   }
-  const bool track_targets = !targets.order.empty();
-
-  const std::size_t n = r.distance.size();
+  out.ranked.resize(ranked_items);
+  std::uint8_t* ranked = out.ranked.data();
+  std::int64_t* next_rank = next.data();
   const dist_t* dist = r.distance.data();
   const std::uint8_t* rel = r.relevant.data();
-  for (std::size_t i = 0; i < n; ++i) {
+  for_each_interleaved(r.chunk_begin, [&](std::size_t c, std::size_t i) {
     const auto d = static_cast<std::size_t>(dist[i]);
-    if (d > max_distance) continue;
-    const std::int64_t within = ++seen[d];
-    if (rel[i]) {
-      const std::int64_t rel_within = ++rel_seen[d];
-      const double precision = static_cast<double>(r.rel_start[d] + rel_within) /
-                               static_cast<double>(r.start[d] + within);
-      out.group_sum[d] += precision;
-      if (d == ap_cut.distance && within <= ap_cut.within) {
-        out.cut_sum += precision;
-        ++out.cut_relevant;
-      }
-    }
-    if (track_targets) {
-      std::size_t& t = next_target[d];
-      while (t < end_target[d] && targets.cuts[targets.order[t]].within == within) {
-        out.rank_relevant[targets.order[t]] = r.rel_start[d] + rel_seen[d];
-        ++t;
-      }
+    if (d <= max_distance) ranked[next_rank[c * nd + d]++] = rel[i];
+  });
+
+  // 1-based ranks of the relevant items, in rank order. The flags are read 8 at a time (each
+  // byte is 0 or 1, so a set flag is bit 0 of its byte) and runs of irrelevant items are skipped.
+  out.relevant_rank.resize(ranked_relevant);
+  std::int64_t* rel_rank = out.relevant_rank.data();
+  std::size_t found = 0, p = 0;
+  for (; p + 8 <= ranked_items; p += 8) {
+    std::uint64_t flags;
+    std::memcpy(&flags, ranked + p, sizeof flags);
+    while (flags != 0) {
+      rel_rank[found++] = static_cast<std::int64_t>(p + static_cast<std::size_t>(__builtin_ctzll(flags) >> 3) + 1);
+      flags &= flags - 1;
     }
   }
+  for (; p < ranked_items; ++p)
+    if (ranked[p]) rel_rank[found++] = static_cast<std::int64_t>(p + 1);
+
+  // The k-th relevant item (0-based) has precision (k + 1) / rank there.
+  auto precision_sum = [&](std::size_t from, std::size_t to) {
+    double sum = 0.0;
+    for (std::size_t k = from; k < to; ++k)
+      sum += static_cast<double>(k + 1) / static_cast<double>(rel_rank[k]);
+    return sum;
+  };
+  out.group_sum.assign(nd, 0.0);
+  for (std::size_t d = 0; d <= max_distance; ++d)
+    out.group_sum[d] = precision_sum(static_cast<std::size_t>(r.rel_start[d]), static_cast<std::size_t>(r.rel_start[d + 1]));
+
+  // Relevant items within the first n ranks: those of rank <= n, a prefix of rel_rank.
+  auto relevant_within = [&](QueryRanking::Cut cut) {
+    const std::int64_t n = r.start[cut.distance] + cut.within;
+    const std::int64_t* first = rel_rank + r.rel_start[cut.distance];
+    const std::int64_t* last = rel_rank + r.rel_start[cut.distance + 1];
+    return static_cast<std::int64_t>(std::upper_bound(first, last, n) - rel_rank);
+  };
+  out.cut_sum = 0.0;
+  out.cut_relevant = 0;
+  if (ap_cut.distance <= max_distance) {
+    const std::int64_t in_cut = relevant_within(ap_cut);
+    out.cut_relevant = in_cut - r.rel_start[ap_cut.distance];
+    out.cut_sum = precision_sum(static_cast<std::size_t>(r.rel_start[ap_cut.distance]), static_cast<std::size_t>(in_cut));
+  }
+  out.rank_relevant.resize(rank_cuts.size());
+  for (std::size_t j = 0; j < rank_cuts.size(); ++j) out.rank_relevant[j] = relevant_within(rank_cuts[j]);
 }
 
 }  // namespace deephash::metrics::detail

@@ -9,6 +9,10 @@
 
 namespace deephash::metrics::detail {
 
+// Both passes walk the database as kStreams contiguous chunks interleaved item by item, so the
+// per-distance counters form kStreams independent dependency chains instead of one.
+inline constexpr std::size_t kStreams = 4;
+
 // One query ranked against the whole database: distances, relevance and the per-distance
 // histogram. Holds buffers of N entries, reused from query to query by one thread.
 struct QueryRanking {
@@ -20,6 +24,11 @@ struct QueryRanking {
   std::vector<std::int64_t> rel_start; // relevant items at distance < d
   std::int64_t relevant_total = 0;
   std::vector<std::size_t> query_words;  // non-zero words of a multi-hot query
+  // The database class ids as int32 when every class id fits (half the memory traffic), else null.
+  const std::int32_t* narrow_db_classes = nullptr;
+  // Per chunk of the database: items (at 2d) and relevant items (at 2d + 1) at distance d.
+  std::vector<std::int64_t> chunk_hist;   // kStreams x 2 (nbits + 1)
+  std::size_t chunk_begin[kStreams + 1];  // chunk c covers [chunk_begin[c], chunk_begin[c + 1])
 
   QueryRanking(std::size_t n_db, std::size_t nbits);
 
@@ -40,22 +49,19 @@ struct QueryRanking {
 
 // Results of the index-order pass (ties = Index).
 struct IndexOrderSums {
+  std::vector<std::uint8_t> ranked;         // relevance flags in rank order (distance, index)
+  std::vector<std::int64_t> relevant_rank;  // 1-based ranks of the relevant items, ascending
   std::vector<double> group_sum;  // per distance: sum of precision at each relevant item's rank
   double cut_sum = 0.0;           // the same over the cut group's items within the AP cut-off
   std::int64_t cut_relevant = 0;  // relevant items of the cut group within the AP cut-off
   std::vector<std::int64_t> rank_relevant;  // relevant items within each rank cut-off
 };
 
-// Rank cut-offs located once per query, for the index-order pass.
-struct RankTargets {
-  std::vector<QueryRanking::Cut> cuts;  // one per rank cut-off, in the caller's order
-  std::vector<std::size_t> order;       // cut-off indices sorted by (distance, within)
-};
-
-// Walks the database in index order, placing every item with distance <= max_distance at its
-// rank. `ap_cut` is the AP cut-off's location; `targets` may hold no cut-off.
+// Ranks the items with distance <= max_distance by (distance, index) with a counting sort, then
+// sums precision over the relevant ones. `ap_cut` is the AP cut-off's location (a distance above
+// max_distance: none); `rank_cuts` the rank cut-offs, each at a distance <= max_distance.
 void index_order_pass(const QueryRanking& r, std::size_t max_distance, QueryRanking::Cut ap_cut,
-                      const RankTargets& targets, IndexOrderSums& out);
+                      const std::vector<QueryRanking::Cut>& rank_cuts, IndexOrderSums& out);
 
 // H[n] = 1 + 1/2 + ... + 1/n for n in [0, n_max], in extended precision.
 std::vector<long double> harmonic_table(std::size_t n_max);

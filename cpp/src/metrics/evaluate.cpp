@@ -91,6 +91,8 @@ EvalResult evaluate_retrieval(const CodesView& query_codes, const CodesView& db_
                               const LabelsView& query_labels, const LabelsView& db_labels,
                               const EvalOptions& opt) {
   validate(query_codes, db_codes, query_labels, db_labels, opt);
+  if (db_codes.n > UINT32_MAX)
+    throw InvalidArgument("db_codes must hold fewer than 2^32 codes, got " + std::to_string(db_codes.n));
   const std::size_t nq = query_codes.n, n_db = db_codes.n, nbits = db_codes.code_size * 8;
   const std::size_t nd = nbits + 1, nk = opt.ks.size();
   const auto topk = static_cast<std::int64_t>(opt.topk == 0 || opt.topk > n_db ? n_db : opt.topk);
@@ -122,7 +124,7 @@ EvalResult evaluate_retrieval(const CodesView& query_codes, const CodesView& db_
       }
       const std::size_t q_end = std::min(nq, (b + 1) * kQueryBlock);
       for (std::size_t q = b * kQueryBlock; q < q_end; ++q) {
-        rk.rank(query_codes, db_codes, query_labels, db_labels, q);
+        rk.rank(query_codes, db_codes, query_labels, db_labels, q, !expected);
         const std::int64_t rel_total = rk.relevant_total;
         res.relevant_total[q] = rel_total;
         const QueryRanking::Cut ap_cut = rk.locate(topk);

@@ -1,6 +1,5 @@
 // The per-query ranking pass (distances, relevance, histogram) and the index-order pass.
 #include <algorithm>
-#include <cstring>
 
 #include "deephash/simd.hpp"
 #include "ranking.hpp"
@@ -38,7 +37,8 @@ QueryRanking::QueryRanking(std::size_t n_db, std::size_t nbits)
 }
 
 void QueryRanking::rank(const CodesView& query_codes, const CodesView& db_codes,
-                        const LabelsView& query_labels, const LabelsView& db_labels, std::size_t q) {
+                        const LabelsView& query_labels, const LabelsView& db_labels, std::size_t q,
+                        bool record_relevant) {
   const std::size_t n = db_codes.n;
   hamming_distances(query_codes.data + q * query_codes.code_size, db_codes.data, n,
                     db_codes.code_size, distance.data());
@@ -77,9 +77,25 @@ void QueryRanking::rank(const CodesView& query_codes, const CodesView& db_codes,
   std::fill(chunk_hist.begin(), chunk_hist.end(), 0);
   const dist_t* dist = distance.data();
   std::int64_t* hist = chunk_hist.data();
-  for_each_interleaved(chunk_begin, [&](std::size_t c, std::size_t i) {
-    ++hist[c * 2 * nd + 2 * static_cast<std::size_t>(dist[i]) + rel[i]];
-  });
+  if (record_relevant) {
+    // Every item writes a record; only a relevant one keeps it (branch-free, one spare slot).
+    if (relevant_items.size() < n + 1) relevant_items.resize(n + 1);
+    RelevantItem* items = relevant_items.data();
+    std::size_t kept = 0;
+    for_each_interleaved(chunk_begin, [&](std::size_t c, std::size_t i) {
+      const auto d = static_cast<std::size_t>(dist[i]);
+      std::int64_t* h = hist + c * 2 * nd + 2 * d;
+      items[kept] = RelevantItem{static_cast<std::uint32_t>(d * kStreams + c), static_cast<std::uint32_t>(h[0] + h[1]),
+                                 static_cast<std::uint32_t>(h[1])};
+      kept += rel[i];
+      ++h[rel[i]];
+    });
+    relevant_items_count = kept;
+  } else {
+    for_each_interleaved(chunk_begin, [&](std::size_t c, std::size_t i) {
+      ++hist[c * 2 * nd + 2 * static_cast<std::size_t>(dist[i]) + rel[i]];
+    });
+  }
   for (std::size_t d = 0; d < nd; ++d) {
     std::int64_t items = 0, relevant_items = 0;
     for (std::size_t c = 0; c < kStreams; ++c) {
@@ -109,45 +125,28 @@ QueryRanking::Cut QueryRanking::locate(std::int64_t n) const noexcept {
 void index_order_pass(const QueryRanking& r, std::size_t max_distance, QueryRanking::Cut ap_cut,
                       const std::vector<QueryRanking::Cut>& rank_cuts, IndexOrderSums& out) {
   const std::size_t nd = r.count.size();
-  const auto ranked_items = static_cast<std::size_t>(r.start[max_distance + 1]);
-  const auto ranked_relevant = static_cast<std::size_t>(r.rel_start[max_distance + 1]);
-
-  // Counting sort of the relevance flags by distance, stable: per (chunk, distance) the next free
-  // rank, counting the items of the earlier chunks at that distance.
-  std::vector<std::int64_t> next(kStreams * nd);
+  // Per (chunk, distance): items and relevant items of the earlier chunks at that distance.
+  std::vector<std::int64_t> items_before(kStreams * nd), relevant_before(kStreams * nd);
   const std::int64_t* hist = r.chunk_hist.data();
   for (std::size_t d = 0; d < nd; ++d) {
-    std::int64_t rank = r.start[d];
+    std::int64_t items = r.start[d], relevant_items = r.rel_start[d];
     for (std::size_t c = 0; c < kStreams; ++c) {
-      next[c * nd + d] = rank;
-      rank += hist[c * 2 * nd + 2 * d] + hist[c * 2 * nd + 2 * d + 1];
+      items_before[c * nd + d] = items;
+      relevant_before[c * nd + d] = relevant_items;
+      items += hist[c * 2 * nd + 2 * d] + hist[c * 2 * nd + 2 * d + 1];
+      relevant_items += hist[c * 2 * nd + 2 * d + 1];
     }
   }
-  out.ranked.resize(ranked_items);
-  std::uint8_t* ranked = out.ranked.data();
-  std::int64_t* next_rank = next.data();
-  const dist_t* dist = r.distance.data();
-  const std::uint8_t* rel = r.relevant.data();
-  for_each_interleaved(r.chunk_begin, [&](std::size_t c, std::size_t i) {
-    const auto d = static_cast<std::size_t>(dist[i]);
-    if (d <= max_distance) ranked[next_rank[c * nd + d]++] = rel[i];
-  });
 
-  // 1-based ranks of the relevant items, in rank order. The flags are read 8 at a time (each
-  // byte is 0 or 1, so a set flag is bit 0 of its byte) and runs of irrelevant items are skipped.
-  out.relevant_rank.resize(ranked_relevant);
+  // A relevant item's 0-based ordinal among the relevant items in rank order, and its 1-based
+  // rank, follow from its record; ordinals are distinct, so this sorts the ranks.
+  out.relevant_rank.resize(static_cast<std::size_t>(r.relevant_total));
   std::int64_t* rel_rank = out.relevant_rank.data();
-  std::size_t found = 0, p = 0;
-  for (; p + 8 <= ranked_items; p += 8) {
-    std::uint64_t flags;
-    std::memcpy(&flags, ranked + p, sizeof flags);
-    while (flags != 0) {
-      rel_rank[found++] = static_cast<std::int64_t>(p + static_cast<std::size_t>(__builtin_ctzll(flags) >> 3) + 1);
-      flags &= flags - 1;
-    }
+  for (std::size_t j = 0; j < r.relevant_items_count; ++j) {
+    const RelevantItem& item = r.relevant_items[j];
+    const std::size_t slot = (item.distance_chunk % kStreams) * nd + item.distance_chunk / kStreams;
+    rel_rank[relevant_before[slot] + item.relevant_place] = items_before[slot] + item.place + 1;
   }
-  for (; p < ranked_items; ++p)
-    if (ranked[p]) rel_rank[found++] = static_cast<std::int64_t>(p + 1);
 
   // The k-th relevant item (0-based) has precision (k + 1) / rank there.
   auto precision_sum = [&](std::size_t from, std::size_t to) {

@@ -9,9 +9,17 @@
 
 namespace deephash::metrics::detail {
 
-// Both passes walk the database as kStreams contiguous chunks interleaved item by item, so the
-// per-distance counters form kStreams independent dependency chains instead of one.
+// The histogram pass walks the database as kStreams contiguous chunks interleaved item by item,
+// so the per-distance counters form kStreams independent dependency chains instead of one.
 inline constexpr std::size_t kStreams = 4;
+
+// A relevant item seen by the histogram pass (ties = Index): its distance and chunk, and how many
+// items and relevant items of its chunk had that distance before it (index order).
+struct RelevantItem {
+  std::uint32_t distance_chunk;  // distance * kStreams + chunk
+  std::uint32_t place;           // items before it in its chunk at its distance
+  std::uint32_t relevant_place;  // relevant items before it in its chunk at its distance
+};
 
 // One query ranked against the whole database: distances, relevance and the per-distance
 // histogram. Holds buffers of N entries, reused from query to query by one thread.
@@ -29,12 +37,15 @@ struct QueryRanking {
   // Per chunk of the database: items (at 2d) and relevant items (at 2d + 1) at distance d.
   std::vector<std::int64_t> chunk_hist;   // kStreams x 2 (nbits + 1)
   std::size_t chunk_begin[kStreams + 1];  // chunk c covers [chunk_begin[c], chunk_begin[c + 1])
+  // With record_relevant: every relevant item, in no particular order (N + 1 slots).
+  std::vector<RelevantItem> relevant_items;
+  std::size_t relevant_items_count = 0;
 
   QueryRanking(std::size_t n_db, std::size_t nbits);
 
-  // Fills every member for query row q.
+  // Fills every member for query row q (relevant_items only when record_relevant).
   void rank(const CodesView& query_codes, const CodesView& db_codes, const LabelsView& query_labels,
-            const LabelsView& db_labels, std::size_t q);
+            const LabelsView& db_labels, std::size_t q, bool record_relevant);
 
   // Where rank n (1-based, n in [1, N]) falls: the distance of the tie group holding it and how
   // many items of that group lie within the first n.
@@ -49,7 +60,6 @@ struct QueryRanking {
 
 // Results of the index-order pass (ties = Index).
 struct IndexOrderSums {
-  std::vector<std::uint8_t> ranked;         // relevance flags in rank order (distance, index)
   std::vector<std::int64_t> relevant_rank;  // 1-based ranks of the relevant items, ascending
   std::vector<double> group_sum;  // per distance: sum of precision at each relevant item's rank
   double cut_sum = 0.0;           // the same over the cut group's items within the AP cut-off
@@ -57,8 +67,8 @@ struct IndexOrderSums {
   std::vector<std::int64_t> rank_relevant;  // relevant items within each rank cut-off
 };
 
-// Ranks the items with distance <= max_distance by (distance, index) with a counting sort, then
-// sums precision over the relevant ones. `ap_cut` is the AP cut-off's location (a distance above
+// Places every relevant item at its rank under the (distance, index) order, from the records of
+// the histogram pass, then sums precision over those with distance <= max_distance. `ap_cut` is the AP cut-off's location (a distance above
 // max_distance: none); `rank_cuts` the rank cut-offs, each at a distance <= max_distance.
 void index_order_pass(const QueryRanking& r, std::size_t max_distance, QueryRanking::Cut ap_cut,
                       const std::vector<QueryRanking::Cut>& rank_cuts, IndexOrderSums& out);

@@ -103,4 +103,6 @@ def test_average_precision_per_query(mk):
                 assert aps[i] == pytest.approx(ap, abs=1e-12)
             else:
                 assert np.isnan(aps[i])
+        if (ties, normalize, empty) == ("index", "retrieved", "skip"):
+            assert np.isnan(aps).any()  # the case has queries with nothing relevant in the top 30
         assert np.nanmean(aps) == pytest.approx(metrics.mean_average_precision(q, db, ql, dl, 30, ties, normalize, empty), abs=1e-12)

@@ -36,21 +36,54 @@ QueryRanking::QueryRanking(std::size_t n_db, std::size_t nbits)
   for (std::size_t c = 0; c <= kStreams; ++c) chunk_begin[c] = n_db * c / kStreams;
 }
 
+namespace {
+
+// Histogram of (distance, relevance) per chunk, bin 2d + rel, with is_relevant(i) evaluated
+// inline (no flag array for class ids). With `record`, every relevant item also leaves a record.
+template <typename IsRelevant>
+void histogram_pass(QueryRanking& r, IsRelevant is_relevant, bool record) {
+  const std::size_t nd = r.count.size();
+  std::fill(r.chunk_hist.begin(), r.chunk_hist.end(), 0);
+  const dist_t* dist = r.distance.data();
+  std::int64_t* hist = r.chunk_hist.data();
+  if (record) {
+    // Every item writes a record; only a relevant one keeps it (branch-free, one spare slot).
+    const std::size_t n = r.distance.size();
+    if (r.relevant_items.size() < n + 1) r.relevant_items.resize(n + 1);
+    RelevantItem* items = r.relevant_items.data();
+    std::size_t kept = 0;
+    for_each_interleaved(r.chunk_begin, [&](std::size_t c, std::size_t i) {
+      const auto d = static_cast<std::size_t>(dist[i]);
+      const std::size_t rel = is_relevant(i);
+      std::int64_t* h = hist + c * 2 * nd + 2 * d;
+      items[kept] = static_cast<RelevantItem>(d * kStreams + c) << 32 | static_cast<RelevantItem>(h[0] + h[1]);
+      kept += rel;
+      ++h[rel];
+    });
+    r.relevant_items_count = kept;
+  } else {
+    for_each_interleaved(r.chunk_begin, [&](std::size_t c, std::size_t i) {
+      ++hist[c * 2 * nd + 2 * static_cast<std::size_t>(dist[i]) + is_relevant(i)];
+    });
+  }
+}
+
+}  // namespace
+
 void QueryRanking::rank(const CodesView& query_codes, const CodesView& db_codes,
                         const LabelsView& query_labels, const LabelsView& db_labels, std::size_t q,
                         bool record_relevant) {
   const std::size_t n = db_codes.n;
   hamming_distances(query_codes.data + q * query_codes.code_size, db_codes.data, n,
                     db_codes.code_size, distance.data());
-  std::uint8_t* rel = relevant.data();
   if (narrow_db_classes != nullptr) {
     const auto label = static_cast<std::int32_t>(query_labels.class_ids[q]);
     const std::int32_t* ids = narrow_db_classes;
-    for (std::size_t i = 0; i < n; ++i) rel[i] = ids[i] == label;
+    histogram_pass(*this, [=](std::size_t i) -> std::size_t { return ids[i] == label; }, record_relevant);
   } else if (db_labels.class_ids != nullptr) {
     const std::int64_t label = query_labels.class_ids[q];
     const std::int64_t* ids = db_labels.class_ids;
-    for (std::size_t i = 0; i < n; ++i) rel[i] = ids[i] == label;
+    histogram_pass(*this, [=](std::size_t i) -> std::size_t { return ids[i] == label; }, record_relevant);
   } else {
     // Only the query's non-zero words can make an item relevant: test those alone.
     const std::size_t words = db_labels.words;
@@ -59,6 +92,7 @@ void QueryRanking::rank(const CodesView& query_codes, const CodesView& db_codes,
     for (std::size_t w = 0; w < words; ++w)
       if (qbits[w] != 0) query_words.push_back(w);
     const std::uint64_t* bits = db_labels.bitsets;
+    std::uint8_t* rel = relevant.data();
     for (std::size_t i = 0; i < n; ++i) {
       const std::uint64_t* row = bits + i * words;
       std::uint8_t is_rel = 0;
@@ -70,32 +104,11 @@ void QueryRanking::rank(const CodesView& query_codes, const CodesView& db_codes,
       }
       rel[i] = is_rel;
     }
+    histogram_pass(*this, [=](std::size_t i) -> std::size_t { return rel[i]; }, record_relevant);
   }
 
-  // Histogram of (distance, relevant) per chunk: bin 2d + rel.
   const std::size_t nd = count.size();
-  std::fill(chunk_hist.begin(), chunk_hist.end(), 0);
-  const dist_t* dist = distance.data();
-  std::int64_t* hist = chunk_hist.data();
-  if (record_relevant) {
-    // Every item writes a record; only a relevant one keeps it (branch-free, one spare slot).
-    if (relevant_items.size() < n + 1) relevant_items.resize(n + 1);
-    RelevantItem* items = relevant_items.data();
-    std::size_t kept = 0;
-    for_each_interleaved(chunk_begin, [&](std::size_t c, std::size_t i) {
-      const auto d = static_cast<std::size_t>(dist[i]);
-      std::int64_t* h = hist + c * 2 * nd + 2 * d;
-      items[kept] = RelevantItem{static_cast<std::uint32_t>(d * kStreams + c), static_cast<std::uint32_t>(h[0] + h[1]),
-                                 static_cast<std::uint32_t>(h[1])};
-      kept += rel[i];
-      ++h[rel[i]];
-    });
-    relevant_items_count = kept;
-  } else {
-    for_each_interleaved(chunk_begin, [&](std::size_t c, std::size_t i) {
-      ++hist[c * 2 * nd + 2 * static_cast<std::size_t>(dist[i]) + rel[i]];
-    });
-  }
+  const std::int64_t* hist = chunk_hist.data();
   for (std::size_t d = 0; d < nd; ++d) {
     std::int64_t items = 0, relevant_items = 0;
     for (std::size_t c = 0; c < kStreams; ++c) {
@@ -140,12 +153,15 @@ void index_order_pass(const QueryRanking& r, std::size_t max_distance, QueryRank
 
   // A relevant item's 0-based ordinal among the relevant items in rank order, and its 1-based
   // rank, follow from its record; ordinals are distinct, so this sorts the ranks.
-  out.relevant_rank.resize(static_cast<std::size_t>(r.relevant_total));
+  out.relevant_rank.resize(static_cast<std::size_t>(r.rel_start[max_distance + 1]));
   std::int64_t* rel_rank = out.relevant_rank.data();
+  // relevant_before[slot] counts up as the slot's records come by, in index order.
   for (std::size_t j = 0; j < r.relevant_items_count; ++j) {
-    const RelevantItem& item = r.relevant_items[j];
-    const std::size_t slot = (item.distance_chunk % kStreams) * nd + item.distance_chunk / kStreams;
-    rel_rank[relevant_before[slot] + item.relevant_place] = items_before[slot] + item.place + 1;
+    const RelevantItem item = r.relevant_items[j];
+    const auto distance_chunk = static_cast<std::size_t>(item >> 32);
+    if (distance_chunk / kStreams > max_distance) continue;  // ranked beyond every cut-off asked for
+    const std::size_t slot = (distance_chunk % kStreams) * nd + distance_chunk / kStreams;
+    rel_rank[relevant_before[slot]++] = items_before[slot] + static_cast<std::int64_t>(item & 0xffffffffu) + 1;
   }
 
   // The k-th relevant item (0-based) has precision (k + 1) / rank there.

@@ -13,19 +13,16 @@ namespace deephash::metrics::detail {
 // so the per-distance counters form kStreams independent dependency chains instead of one.
 inline constexpr std::size_t kStreams = 4;
 
-// A relevant item seen by the histogram pass (ties = Index): its distance and chunk, and how many
-// items and relevant items of its chunk had that distance before it (index order).
-struct RelevantItem {
-  std::uint32_t distance_chunk;  // distance * kStreams + chunk
-  std::uint32_t place;           // items before it in its chunk at its distance
-  std::uint32_t relevant_place;  // relevant items before it in its chunk at its distance
-};
+// A relevant item seen by the histogram pass (ties = Index), packed in one word: the high half is
+// distance * kStreams + chunk, the low half how many items of its chunk had that distance before it
+// (index order). Within a chunk the records come in index order.
+using RelevantItem = std::uint64_t;
 
 // One query ranked against the whole database: distances, relevance and the per-distance
 // histogram. Holds buffers of N entries, reused from query to query by one thread.
 struct QueryRanking {
   std::vector<dist_t> distance;        // (N,)
-  std::vector<std::uint8_t> relevant;  // (N,) 0 or 1
+  std::vector<std::uint8_t> relevant;  // (N,) 0 or 1, filled for multi-hot labels only
   std::vector<std::int64_t> count;     // items at distance d, d in [0, nbits]
   std::vector<std::int64_t> rel_count; // relevant items at distance d
   std::vector<std::int64_t> start;     // items at distance < d, d in [0, nbits + 1]

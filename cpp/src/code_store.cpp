@@ -8,10 +8,18 @@ namespace deephash {
 
 void CodeStore::materialize() {
   if (!mapped_) return;
-  std::vector<std::uint8_t> copy(mapped_, mapped_ + n_ * cs_);
+  std::vector<std::uint8_t, HugePageAllocator<std::uint8_t>> copy(mapped_, mapped_ + n_ * cs_);
   codes_.swap(copy);
   mapped_ = nullptr;
   map_.reset();
+}
+
+void CodeStore::materialize_ids() {
+  if (!implicit_) return;
+  std::vector<idx_t> ids(n_);
+  for (std::size_t i = 0; i < n_; ++i) ids[i] = static_cast<idx_t>(i);
+  ids_.swap(ids);
+  implicit_ = false;
 }
 
 void CodeStore::add(const std::uint8_t* codes, std::size_t n) {
@@ -19,10 +27,14 @@ void CodeStore::add(const std::uint8_t* codes, std::size_t n) {
   if (static_cast<std::uint64_t>(next_id_) + n > static_cast<std::uint64_t>(INT64_MAX))
     throw InvalidArgument("add: ids would overflow int64 (next id " + std::to_string(next_id_) + ")");
   materialize();
+  // Ids stay implicit while every item so far has id == position.
+  const bool stays_implicit = implicit_ && next_id_ == static_cast<idx_t>(n_);
+  if (!stays_implicit) materialize_ids();
   codes_.reserve((n_ + n) * cs_);  // may throw; nothing has changed yet
-  ids_.reserve(n_ + n);
+  if (!implicit_) ids_.reserve(n_ + n);
   codes_.insert(codes_.end(), codes, codes + n * cs_);
-  for (std::size_t i = 0; i < n; ++i) ids_.push_back(next_id_ + static_cast<idx_t>(i));
+  if (!implicit_)
+    for (std::size_t i = 0; i < n; ++i) ids_.push_back(next_id_ + static_cast<idx_t>(i));
   next_id_ += static_cast<idx_t>(n);
   n_ += n;
   invalidate_lookup();
@@ -50,9 +62,10 @@ void CodeStore::add_with_ids(const std::uint8_t* codes, std::size_t n, const idx
   check_new_ids(ids, n);
   bool batch_increasing = true;
   for (std::size_t i = 1; i < n && batch_increasing; ++i) batch_increasing = ids[i] > ids[i - 1];
-  const bool still_increasing = increasing_ && batch_increasing && (n_ == 0 || ids[0] > ids_.back());
+  const bool still_increasing = increasing_ && batch_increasing && (n_ == 0 || ids[0] > id_at(n_ - 1));
   const idx_t max_id = *std::max_element(ids, ids + n);
   materialize();
+  materialize_ids();
   codes_.reserve((n_ + n) * cs_);
   ids_.reserve(n_ + n);
   codes_.insert(codes_.end(), codes, codes + n * cs_);
@@ -64,6 +77,10 @@ void CodeStore::add_with_ids(const std::uint8_t* codes, std::size_t n, const idx
 }
 
 std::optional<std::size_t> CodeStore::find(idx_t id) const {
+  if (implicit_) {
+    if (id < 0 || static_cast<std::uint64_t>(id) >= n_) return std::nullopt;
+    return static_cast<std::size_t>(id);
+  }
   if (increasing_) {
     const auto it = std::lower_bound(ids_.begin(), ids_.end(), id);
     if (it == ids_.end() || *it != id) return std::nullopt;
@@ -90,6 +107,7 @@ std::vector<std::size_t> CodeStore::remove_ids(const idx_t* ids, std::size_t n) 
   positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
   if (positions.empty()) return positions;
   materialize();
+  materialize_ids();
   std::size_t out = 0, next_removed = 0;
   for (std::size_t i = 0; i < n_; ++i) {
     if (next_removed < positions.size() && positions[next_removed] == i) {
@@ -119,18 +137,44 @@ void CodeStore::reset() {
   n_ = 0;
   next_id_ = 0;
   increasing_ = true;
+  implicit_ = true;
   invalidate_lookup();
 }
 
-std::uint64_t CodeStore::payload_size() const noexcept {
-  return io::codes_bytes_padded(n_, cs_) + static_cast<std::uint64_t>(n_) * sizeof(idx_t);
+std::uint64_t CodeStore::payload_size(std::size_t nskip) const noexcept {
+  const std::uint64_t live = n_ - nskip;
+  return io::codes_bytes_padded(live, cs_) + live * sizeof(idx_t);
 }
 
-void CodeStore::write_payload(io::AtomicFileWriter& out) const {
+void CodeStore::write_payload(io::AtomicFileWriter& out, const std::uint8_t* skip) const {
   const std::uint64_t start = out.offset();
-  out.write(codes(), n_ * cs_);
-  out.pad_to(start + io::codes_bytes_padded(n_, cs_));
-  out.write(ids_.data(), n_ * sizeof(idx_t));
+  std::size_t live = n_;
+  if (!skip) {
+    out.write(codes(), n_ * cs_);
+  } else {
+    live = 0;
+    for (std::size_t i = 0; i < n_; ++i) {
+      if (skip[i]) continue;
+      out.write(codes() + i * cs_, cs_);
+      ++live;
+    }
+  }
+  out.pad_to(start + io::codes_bytes_padded(live, cs_));
+  if (!implicit_ && !skip) {
+    out.write(ids_.data(), n_ * sizeof(idx_t));
+    return;
+  }
+  std::vector<idx_t> chunk;  // ids generated (implicit) or filtered (skip) in chunks
+  chunk.reserve(65536);
+  for (std::size_t i = 0; i < n_; ++i) {
+    if (skip && skip[i]) continue;
+    chunk.push_back(id_at(i));
+    if (chunk.size() == 65536) {
+      out.write(chunk.data(), chunk.size() * sizeof(idx_t));
+      chunk.clear();
+    }
+  }
+  out.write(chunk.data(), chunk.size() * sizeof(idx_t));
 }
 
 void CodeStore::read_payload(const std::shared_ptr<const io::MappedFile>& file, const std::uint8_t* payload,
@@ -145,7 +189,9 @@ void CodeStore::read_payload(const std::shared_ptr<const io::MappedFile>& file, 
   std::vector<idx_t> ids(ntotal);
   std::memcpy(ids.data(), payload + codes_bytes, ntotal * sizeof(idx_t));
   idx_t max_id = -1;
+  bool identity = true;
   for (std::uint64_t i = 0; i < ntotal; ++i) {
+    identity &= ids[i] == static_cast<idx_t>(i);
     if (ids[i] < 0) throw FileError(where + ": negative id " + std::to_string(ids[i]));
     if (ids_increasing && i > 0 && ids[i] <= ids[i - 1])
       throw FileError(where + ": ids are flagged increasing but are not");
@@ -162,7 +208,8 @@ void CodeStore::read_payload(const std::shared_ptr<const io::MappedFile>& file, 
   // All checks passed: take the data.
   reset();
   n_ = static_cast<std::size_t>(ntotal);
-  ids_ = std::move(ids);
+  implicit_ = identity && next_id == static_cast<idx_t>(ntotal);
+  if (!implicit_) ids_ = std::move(ids);
   next_id_ = next_id;
   increasing_ = ids_increasing;
   if (mmap && ntotal > 0) {

@@ -32,14 +32,17 @@ void scan_range_into(const ScanView& db, const std::uint8_t* queries, std::size_
   for (std::size_t b0 = begin; b0 < end; b0 += block) {
     const std::size_t bn = std::min(block, end - b0);
     const std::uint8_t* codes = db.codes + b0 * db.code_size;
-    const idx_t* ids = db.ids + b0;
     for (std::size_t q = q0; q < q1; ++q) {
       CountingTopK& top = tops[q - q0];
       const dist_t bound = top.max_accepted();
       if (bound < 0) continue;
       const std::size_t m = kt.filter(queries + q * db.code_size, codes, bn, db.code_size, bound,
                                       s.positions.data(), s.distances.data());
-      for (std::size_t j = 0; j < m; ++j) top.push(s.distances[j], ids[s.positions[j]]);
+      for (std::size_t j = 0; j < m; ++j) {
+        const std::size_t pos = b0 + s.positions[j];
+        if (db.skip && db.skip[pos]) continue;
+        top.push(s.distances[j], db.id_at(pos));
+      }
     }
   }
 }
@@ -106,7 +109,11 @@ RangeResult range_scan(const ScanView& db, const std::uint8_t* queries, std::siz
       for (std::size_t q = q0; q < q1; ++q) {
         const std::size_t m = kt.filter(queries + q * db.code_size, codes, bn, db.code_size, r,
                                         s.positions.data(), s.distances.data());
-        for (std::size_t j = 0; j < m; ++j) out[q - q0].emplace_back(s.distances[j], db.ids[b0 + s.positions[j]]);
+        for (std::size_t j = 0; j < m; ++j) {
+          const std::size_t pos = b0 + s.positions[j];
+          if (db.skip && db.skip[pos]) continue;
+          out[q - q0].emplace_back(s.distances[j], db.id_at(pos));
+        }
       }
     }
   };

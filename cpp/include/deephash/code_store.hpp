@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "deephash/common.hpp"
+#include "deephash/huge_pages.hpp"
 #include "deephash/index_io.hpp"
 
 namespace deephash {
@@ -24,7 +25,13 @@ class CodeStore {
   std::size_t size() const noexcept { return n_; }
   std::size_t code_size() const noexcept { return cs_; }
   const std::uint8_t* codes() const noexcept { return mapped_ ? mapped_ : codes_.data(); }
-  const idx_t* ids() const noexcept { return ids_.data(); }
+  // The id array, or nullptr while ids are implicit (item i has id i: plain adds into a fresh
+  // index, nothing removed), which saves 8 bytes per item.
+  const idx_t* ids() const noexcept { return implicit_ ? nullptr : ids_.data(); }
+  idx_t id_at(std::size_t pos) const noexcept { return implicit_ ? static_cast<idx_t>(pos) : ids_[pos]; }
+  std::size_t memory_usage() const noexcept {
+    return (mapped_ ? 0 : codes_.capacity()) + ids_.capacity() * sizeof(idx_t) + lookup_.capacity() * sizeof(lookup_[0]);
+  }
   idx_t next_id() const noexcept { return next_id_; }
   // True while ids strictly increase with storage position (always so with plain add).
   bool ids_increasing() const noexcept { return increasing_; }
@@ -42,9 +49,10 @@ class CodeStore {
 
   std::optional<std::size_t> find(idx_t id) const;
 
-  // File payload: codes (padded to 8 bytes), then ids.
-  std::uint64_t payload_size() const noexcept;
-  void write_payload(io::AtomicFileWriter& out) const;
+  // File payload: codes (padded to 8 bytes), then ids. With `skip` (one byte per position,
+  // `nskip` of them non-zero) the skipped items are left out.
+  std::uint64_t payload_size(std::size_t nskip = 0) const noexcept;
+  void write_payload(io::AtomicFileWriter& out, const std::uint8_t* skip = nullptr) const;
   // Loads a payload of `ntotal` items at `payload` inside `file`; with mmap the codes stay in the
   // file. Validates ids (>= 0, unique, consistent with the increasing flag and next_id).
   void read_payload(const std::shared_ptr<const io::MappedFile>& file, const std::uint8_t* payload,
@@ -54,15 +62,17 @@ class CodeStore {
  private:
   void materialize();  // copy mapped codes into memory before a write
   void invalidate_lookup() noexcept { lookup_valid_ = false; }
+  void materialize_ids();  // leave the implicit-id representation
 
   std::size_t cs_;
   std::size_t n_ = 0;
-  std::vector<std::uint8_t> codes_;
+  std::vector<std::uint8_t, HugePageAllocator<std::uint8_t>> codes_;
   std::shared_ptr<const io::MappedFile> map_;
   const std::uint8_t* mapped_ = nullptr;
   std::vector<idx_t> ids_;
   idx_t next_id_ = 0;
   bool increasing_ = true;
+  bool implicit_ = true;  // ids_ empty and id(i) == i
 
   // Sorted (id, position) pairs, built on demand when ids are not increasing.
   mutable std::mutex lookup_mu_;

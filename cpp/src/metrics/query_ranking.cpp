@@ -76,14 +76,14 @@ void QueryRanking::rank(const CodesView& query_codes, const CodesView& db_codes,
   const std::size_t n = db_codes.n;
   hamming_distances(query_codes.data + q * query_codes.code_size, db_codes.data, n,
                     db_codes.code_size, distance.data());
-  if (narrow_db_classes != nullptr) {
-    const auto label = static_cast<std::int32_t>(query_labels.class_ids[q]);
-    const std::int32_t* ids = narrow_db_classes;
-    histogram_pass(*this, [=](std::size_t i) -> std::size_t { return ids[i] == label; }, record_relevant);
-  } else if (db_labels.class_ids != nullptr) {
+  const auto same_class = [&](const auto* ids) {
     const std::int64_t label = query_labels.class_ids[q];
-    const std::int64_t* ids = db_labels.class_ids;
     histogram_pass(*this, [=](std::size_t i) -> std::size_t { return ids[i] == label; }, record_relevant);
+  };
+  if (db_classes_i32 != nullptr) {
+    same_class(db_classes_i32);
+  } else if (db_labels.class_ids != nullptr) {
+    same_class(db_labels.class_ids);
   } else {
     // Only the query's non-zero words can make an item relevant: test those alone.
     const std::size_t words = db_labels.words;

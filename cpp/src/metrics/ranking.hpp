@@ -29,8 +29,8 @@ struct QueryRanking {
   std::vector<std::int64_t> rel_start; // relevant items at distance < d
   std::int64_t relevant_total = 0;
   std::vector<std::size_t> query_words;  // non-zero words of a multi-hot query
-  // The database class ids as int32 when every class id fits (half the memory traffic), else null.
-  const std::int32_t* narrow_db_classes = nullptr;
+  // The database class ids narrowed to int32 when they all fit, else null (the int64 ids are read).
+  const std::int32_t* db_classes_i32 = nullptr;
   // Per chunk of the database: items (at 2d) and relevant items (at 2d + 1) at distance d.
   std::vector<std::int64_t> chunk_hist;   // kStreams x 2 (nbits + 1)
   std::size_t chunk_begin[kStreams + 1];  // chunk c covers [chunk_begin[c], chunk_begin[c + 1])

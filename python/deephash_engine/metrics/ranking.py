@@ -107,9 +107,9 @@ def average_precision(
     return np.asarray(out["average_precision"])
 
 
-def _rank_curve(data: Prepared, ks: Any, ties: str | None, empty: str | None, protocol: Any):
+def _rank_curve(data: Prepared, ks: Any, ties: str | None, empty: str | None, protocol: Any, name: str = "ks"):
     p = resolve_protocol(protocol, ties=ties, curve_empty=empty)
-    ranks = as_ranks(ks, data.n_db)
+    ranks = as_ranks(ks, data.n_db, name)
     return ranks, run_core(data, p, ks=ranks), p
 
 
@@ -199,7 +199,7 @@ def pr_curve_by_rank(
     """
     data = prepare(query_codes, db_codes, query_labels, db_labels)
     grid = default_ranks(data.n_db, num_points) if ranks is None else ranks
-    ks, out, p = _rank_curve(data, grid, ties, empty, protocol)
+    ks, out, p = _rank_curve(data, grid, ties, empty, protocol, "ranks")
     return PRCurve(
         ranks=np.asarray(ks, dtype=np.int64),
         precision=np.asarray(out["precision_at_k"]),

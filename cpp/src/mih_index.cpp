@@ -16,8 +16,8 @@ namespace {
 
 // Cost model, in nanoseconds on a current x86 core (measured with benchmarks/bench_mih.py): a table
 // lookup and a candidate check are random memory accesses; a scanned code is a streamed one.
-constexpr double kLookupNs = 20.0;
-constexpr double kCandidateNs = 25.0;
+constexpr double kLookupNs = 40.0;
+constexpr double kCandidateNs = 30.0;
 double scan_ns_per_code(std::size_t code_size) { return 0.1 + 0.4 * static_cast<double>(code_size) / 8.0; }
 
 double binomial(int n, int r) {
@@ -60,6 +60,17 @@ bool for_each_mask(int bits, int r, F&& fn) {
   return true;
 }
 
+// All keys at exactly Hamming radius r from `key` within `bits` bits, into a reused buffer.
+std::vector<std::uint64_t>& keys_at_radius(std::uint64_t key, int bits, int r) {
+  thread_local std::vector<std::uint64_t> keys;
+  keys.clear();
+  for_each_mask(bits, r, [&](std::uint64_t mask) {
+    keys.push_back(key ^ mask);
+    return true;
+  });
+  return keys;
+}
+
 // The unseen, live items of one bucket: stamps them seen and computes their distances in one
 // batch (the gather kernel prefetches the scattered codes). Returns how many; results in scratch.
 struct BucketScratch {
@@ -92,7 +103,26 @@ std::size_t check_bucket(const SubstringTable& table, std::uint64_t key, const s
   return m;
 }
 
+std::vector<std::size_t> flagged_rows(const std::vector<std::uint8_t>& flags) {
+  std::vector<std::size_t> rows;
+  for (std::size_t q = 0; q < flags.size(); ++q)
+    if (flags[q]) rows.push_back(q);
+  return rows;
+}
+
+std::vector<std::uint8_t> gather_rows(const std::uint8_t* queries, const std::vector<std::size_t>& rows,
+                                      std::size_t cs) {
+  std::vector<std::uint8_t> out(rows.size() * cs);
+  for (std::size_t i = 0; i < rows.size(); ++i) std::memcpy(out.data() + i * cs, queries + rows[i] * cs, cs);
+  return out;
+}
+
 }  // namespace
+
+ScanView MIHIndex::scan_view() const noexcept {
+  return ScanView{store_.codes(), store_.ids(), store_.size(), store_.code_size(), nbits_, store_.ids_increasing(),
+                  removed_.empty() ? nullptr : removed_.data()};
+}
 
 int MIHIndex::auto_m_for(int nbits, std::size_t n) noexcept {
   const double lg = std::log2(static_cast<double>(std::max<std::size_t>(n, 16)));
@@ -290,14 +320,16 @@ bool MIHIndex::probe_knn(const std::uint8_t* q, std::size_t kk, CountingTopK& to
       const double keys = binomial(bits, r);
       const double expected = keys * static_cast<double>(indexed_) / std::ldexp(1.0, bits);
       if (work + keys * kLookupNs + expected * kCandidateNs > budget) return false;
-      for_each_mask(bits, r, [&](std::uint64_t mask) {
-        const std::size_t found = check_bucket(table, qkey[j] ^ mask, q, codes, cs, gen, seen, skip);
+      const std::vector<std::uint64_t>& probe = keys_at_radius(qkey[j], bits, r);
+      for (std::size_t i = 0; i < probe.size(); ++i) {
+        if (i + 8 < probe.size()) table.prefetch_offsets(probe[i + 8]);
+        if (i + 4 < probe.size()) table.prefetch_positions(probe[i + 4]);
+        const std::size_t found = check_bucket(table, probe[i], q, codes, cs, gen, seen, skip);
         ++st.buckets;
         st.candidates += static_cast<std::int64_t>(found);
         const BucketScratch& b = t_bucket;
-        for (std::size_t i = 0; i < found; ++i) top.push(b.distances[i], store_.id_at(b.positions[i]));
-        return true;
-      });
+        for (std::size_t c = 0; c < found; ++c) top.push(b.distances[c], store_.id_at(b.positions[c]));
+      }
       work += keys * kLookupNs;
       // Every indexed item within m*r + j of q has now been seen (pigeonhole).
       if (top.has_k_within(static_cast<dist_t>(m_ * r + j))) {
@@ -332,37 +364,34 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
   }
   const std::size_t kk = std::min(k, live);
   std::vector<std::uint8_t> to_scan(nq, 0);
+  // Shared across the batch: once most probed queries turned out cheaper to scan (uniform codes,
+  // large k), the remaining queries go straight to the linear scan.
+  std::atomic<std::size_t> probed{0}, gave_up{0};
   parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
-    std::size_t done = 0, gave_up = 0;
     CountingTopK top;
     for (std::size_t q = q0; q < q1; ++q) {
-      // Once most queries of this chunk turned out cheaper to scan, scan the rest directly.
-      if (done >= 4 && gave_up * 2 > done) {
+      const std::size_t p = probed.load(std::memory_order_relaxed), g = gave_up.load(std::memory_order_relaxed);
+      if (p >= 4 && g * 2 > p) {
         to_scan[q] = 1;
         continue;
       }
       top.reset(kk, static_cast<dist_t>(nbits_), false);
-      ++done;
+      probed.fetch_add(1, std::memory_order_relaxed);
       if (probe_knn(queries + q * cs, kk, top, st[q])) {
         top.finish(distances + q * k, ids + q * k, k);
       } else {
         to_scan[q] = 1;
-        ++gave_up;
+        gave_up.fetch_add(1, std::memory_order_relaxed);
       }
     }
   }, std::min<std::size_t>(nq, 4 * static_cast<std::size_t>(num_threads())));
 
-  std::vector<std::size_t> scan_rows;
-  for (std::size_t q = 0; q < nq; ++q)
-    if (to_scan[q]) scan_rows.push_back(q);
+  const std::vector<std::size_t> scan_rows = flagged_rows(to_scan);
   if (!scan_rows.empty()) {
-    std::vector<std::uint8_t> sub(scan_rows.size() * cs);
-    for (std::size_t i = 0; i < scan_rows.size(); ++i)
-      std::memcpy(sub.data() + i * cs, queries + scan_rows[i] * cs, cs);
+    const std::vector<std::uint8_t> sub = gather_rows(queries, scan_rows, cs);
     std::vector<dist_t> d(scan_rows.size() * k);
     std::vector<idx_t> id(scan_rows.size() * k);
-    ScanView view{store_.codes(), store_.ids(), store_.size(), cs, nbits_, store_.ids_increasing(),
-                  removed_.empty() ? nullptr : removed_.data()};
+    const ScanView view = scan_view();
     knn_scan(view, sub.data(), scan_rows.size(), k, d.data(), id.data());
     for (std::size_t i = 0; i < scan_rows.size(); ++i) {
       std::memcpy(distances + scan_rows[i] * k, d.data() + i * k, k * sizeof(dist_t));
@@ -417,15 +446,17 @@ bool MIHIndex::probe_range(const std::uint8_t* q, int radius, std::vector<std::p
     const std::uint64_t key = table.key_of(q, cs);
     const int rj = std::min(j <= a ? r : r - 1, table.bits());
     for (int s = 0; s <= rj; ++s) {
-      for_each_mask(table.bits(), s, [&](std::uint64_t mask) {
-        const std::size_t found = check_bucket(table, key ^ mask, q, codes, cs, gen, seen, skip);
+      const std::vector<std::uint64_t>& probe = keys_at_radius(key, table.bits(), s);
+      for (std::size_t i = 0; i < probe.size(); ++i) {
+        if (i + 8 < probe.size()) table.prefetch_offsets(probe[i + 8]);
+        if (i + 4 < probe.size()) table.prefetch_positions(probe[i + 4]);
+        const std::size_t found = check_bucket(table, probe[i], q, codes, cs, gen, seen, skip);
         ++st.buckets;
         st.candidates += static_cast<std::int64_t>(found);
         const BucketScratch& b = t_bucket;
-        for (std::size_t i = 0; i < found; ++i)
-          if (b.distances[i] <= radius) hits.emplace_back(b.distances[i], store_.id_at(b.positions[i]));
-        return true;
-      });
+        for (std::size_t c = 0; c < found; ++c)
+          if (b.distances[c] <= radius) hits.emplace_back(b.distances[c], store_.id_at(b.positions[c]));
+      }
     }
   }
   st.radius = r;
@@ -451,15 +482,10 @@ RangeResult MIHIndex::range_search(const std::uint8_t* queries, std::size_t nq, 
       st_buckets_ += st.buckets;
     }
   }, std::min<std::size_t>(nq, 4 * static_cast<std::size_t>(num_threads())));
-  std::vector<std::size_t> scan_rows;
-  for (std::size_t q = 0; q < nq; ++q)
-    if (to_scan[q]) scan_rows.push_back(q);
+  const std::vector<std::size_t> scan_rows = flagged_rows(to_scan);
   if (!scan_rows.empty()) {
-    std::vector<std::uint8_t> sub(scan_rows.size() * cs);
-    for (std::size_t i = 0; i < scan_rows.size(); ++i)
-      std::memcpy(sub.data() + i * cs, queries + scan_rows[i] * cs, cs);
-    ScanView view{store_.codes(), store_.ids(), store_.size(), cs, nbits_, store_.ids_increasing(),
-                  removed_.empty() ? nullptr : removed_.data()};
+    const std::vector<std::uint8_t> sub = gather_rows(queries, scan_rows, cs);
+    const ScanView view = scan_view();
     RangeResult part = range_scan(view, sub.data(), scan_rows.size(), radius);
     for (std::size_t i = 0; i < scan_rows.size(); ++i) {
       auto& h = hits[scan_rows[i]];

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "deephash/code_store.hpp"
+#include "deephash/flat_scan.hpp"
 #include "deephash/index.hpp"
 #include "deephash/mih_table.hpp"
 
@@ -85,6 +86,7 @@ class MIHIndex final : public BinaryIndex {
   bool probe_range(const std::uint8_t* q, int radius, std::vector<std::pair<dist_t, idx_t>>& hits,
                    MIHQueryStats& st) const;
   double scan_cost() const noexcept;
+  ScanView scan_view() const noexcept;  // the stored codes as a linear scan sees them
 
   int nbits_;
   bool auto_m_;

@@ -67,7 +67,7 @@ struct BlockSums {
   std::int64_t rank_queries = 0, radius_queries = 0;
 };
 
-constexpr std::size_t kQueryBlock = 16;
+constexpr std::size_t kQueryBlock = 16;  // a multiple of detail::kQueryGroup
 
 bool all_within(const std::int64_t* ids, std::size_t n, std::int64_t lo, std::int64_t hi) {
   for (std::size_t i = 0; i < n; ++i)
@@ -107,8 +107,7 @@ EvalResult evaluate_retrieval(const CodesView& query_codes, const CodesView& db_
   std::vector<BlockSums> blocks(nblocks);
 
   parallel_for(nblocks, [&](std::size_t b_begin, std::size_t b_end) {
-    QueryRanking rk(n_db, nbits);
-    if (!db_classes_i32.empty()) rk.db_classes_i32 = db_classes_i32.data();
+    detail::GroupRanker ranker(nbits, db_classes_i32.empty() ? nullptr : db_classes_i32.data());
     detail::IndexOrderSums sums;
     std::vector<QueryRanking::Cut> rank_cuts(nk);
     std::vector<double> exp_group_sum;
@@ -123,7 +122,11 @@ EvalResult evaluate_retrieval(const CodesView& query_codes, const CodesView& db_
       }
       const std::size_t q_end = std::min(nq, (b + 1) * kQueryBlock);
       for (std::size_t q = b * kQueryBlock; q < q_end; ++q) {
-        rk.rank(query_codes, db_codes, query_labels, db_labels, q, !expected);
+        const std::size_t j = (q - b * kQueryBlock) % detail::kQueryGroup;
+        if (j == 0)
+          ranker.rank(query_codes, db_codes, query_labels, db_labels, q,
+                      std::min(detail::kQueryGroup, q_end - q), !expected);
+        QueryRanking& rk = ranker[j];
         const std::int64_t rel_total = rk.relevant_total;
         res.relevant_total[q] = rel_total;
         const QueryRanking::Cut ap_cut = rk.locate(topk);

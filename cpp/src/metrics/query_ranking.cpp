@@ -1,4 +1,5 @@
-// The per-query ranking pass (distances, relevance, histogram) and the index-order pass.
+// The ranking pass (distances, relevance, histogram, records; a group of queries per database
+// chunk) and the index-order placement of the relevant items.
 #include <algorithm>
 
 #include "deephash/simd.hpp"
@@ -6,126 +7,142 @@
 
 namespace deephash::metrics::detail {
 
-namespace {
+QueryRanking::QueryRanking(std::size_t nbits)
+    : hist(2 * (nbits + 1)), count(nbits + 1), rel_count(nbits + 1), start(nbits + 2), rel_start(nbits + 2) {}
 
-// Calls f(c, i) for every item i of every chunk c, in index order within each chunk, the chunks
-// interleaved so that consecutive calls touch independent counters.
-template <typename F>
-inline void for_each_interleaved(const std::size_t (&chunk_begin)[kStreams + 1], F&& f) {
-  // A local copy: byte stores in f may alias anything, which would force reloads of a member.
-  std::size_t begin[kStreams + 1];
-  std::copy(chunk_begin, chunk_begin + kStreams + 1, begin);
-  std::size_t shortest = begin[1] - begin[0];
-  for (std::size_t c = 1; c < kStreams; ++c) shortest = std::min(shortest, begin[c + 1] - begin[c]);
-  for (std::size_t j = 0; j < shortest; ++j)
-    for (std::size_t c = 0; c < kStreams; ++c) f(c, begin[c] + j);
-  for (std::size_t c = 0; c < kStreams; ++c)
-    for (std::size_t i = begin[c] + shortest; i < begin[c + 1]; ++i) f(c, i);
-}
-
-}  // namespace
-
-QueryRanking::QueryRanking(std::size_t n_db, std::size_t nbits)
-    : distance(n_db),
-      relevant(n_db),
-      count(nbits + 1),
-      rel_count(nbits + 1),
-      start(nbits + 2),
-      rel_start(nbits + 2),
-      chunk_hist(kStreams * 2 * (nbits + 1)) {
-  for (std::size_t c = 0; c <= kStreams; ++c) chunk_begin[c] = n_db * c / kStreams;
-}
-
-namespace {
-
-// Histogram of (distance, relevance) per chunk, bin 2d + rel, with is_relevant(i) evaluated
-// inline (no flag array for class ids). With `record`, every relevant item also leaves a record.
-template <typename IsRelevant>
-void histogram_pass(QueryRanking& r, IsRelevant is_relevant, bool record) {
-  const std::size_t nd = r.count.size();
-  std::fill(r.chunk_hist.begin(), r.chunk_hist.end(), 0);
-  const dist_t* dist = r.distance.data();
-  std::int64_t* hist = r.chunk_hist.data();
-  if (record) {
-    // Every item writes a record; only a relevant one keeps it (branch-free, one spare slot).
-    const std::size_t n = r.distance.size();
-    if (r.relevant_items.size() < n + 1) r.relevant_items.resize(n + 1);
-    RelevantItem* items = r.relevant_items.data();
-    std::size_t kept = 0;
-    for_each_interleaved(r.chunk_begin, [&](std::size_t c, std::size_t i) {
-      const auto d = static_cast<std::size_t>(dist[i]);
-      const std::size_t rel = is_relevant(i);
-      std::int64_t* h = hist + c * 2 * nd + 2 * d;
-      items[kept] = static_cast<RelevantItem>(d * kStreams + c) << 32 | static_cast<RelevantItem>(h[0] + h[1]);
-      kept += rel;
-      ++h[rel];
-    });
-    r.relevant_items_count = kept;
-  } else {
-    for_each_interleaved(r.chunk_begin, [&](std::size_t c, std::size_t i) {
-      ++hist[c * 2 * nd + 2 * static_cast<std::size_t>(dist[i]) + is_relevant(i)];
-    });
-  }
-}
-
-}  // namespace
-
-void QueryRanking::rank(const CodesView& query_codes, const CodesView& db_codes,
-                        const LabelsView& query_labels, const LabelsView& db_labels, std::size_t q,
-                        bool record_relevant) {
-  const std::size_t n = db_codes.n;
-  hamming_distances(query_codes.data + q * query_codes.code_size, db_codes.data, n,
-                    db_codes.code_size, distance.data());
-  const auto same_class = [&](const auto* ids) {
-    const std::int64_t label = query_labels.class_ids[q];
-    histogram_pass(*this, [=](std::size_t i) -> std::size_t { return ids[i] == label; }, record_relevant);
-  };
-  if (db_classes_i32 != nullptr) {
-    same_class(db_classes_i32);
-  } else if (db_labels.class_ids != nullptr) {
-    same_class(db_labels.class_ids);
-  } else {
-    // Only the query's non-zero words can make an item relevant: test those alone.
-    const std::size_t words = db_labels.words;
-    const std::uint64_t* qbits = query_labels.bitsets + q * words;
-    query_words.clear();
-    for (std::size_t w = 0; w < words; ++w)
-      if (qbits[w] != 0) query_words.push_back(w);
-    const std::uint64_t* bits = db_labels.bitsets;
-    std::uint8_t* rel = relevant.data();
-    for (std::size_t i = 0; i < n; ++i) {
-      const std::uint64_t* row = bits + i * words;
-      std::uint8_t is_rel = 0;
-      for (std::size_t w : query_words) {
-        if (row[w] & qbits[w]) {
-          is_rel = 1;
-          break;
-        }
-      }
-      rel[i] = is_rel;
-    }
-    histogram_pass(*this, [=](std::size_t i) -> std::size_t { return rel[i]; }, record_relevant);
-  }
-
-  const std::size_t nd = count.size();
-  const std::int64_t* hist = chunk_hist.data();
-  for (std::size_t d = 0; d < nd; ++d) {
-    std::int64_t items = 0, relevant_items = 0;
-    for (std::size_t c = 0; c < kStreams; ++c) {
-      items += hist[c * 2 * nd + 2 * d] + hist[c * 2 * nd + 2 * d + 1];
-      relevant_items += hist[c * 2 * nd + 2 * d + 1];
-    }
-    count[d] = items;
-    rel_count[d] = relevant_items;
-  }
-
+void QueryRanking::finish() noexcept {
   start[0] = 0;
   rel_start[0] = 0;
-  for (std::size_t d = 0; d < nd; ++d) {
+  for (std::size_t d = 0; d < count.size(); ++d) {
+    count[d] = hist[2 * d] + hist[2 * d + 1];
+    rel_count[d] = hist[2 * d + 1];
     start[d + 1] = start[d] + count[d];
     rel_start[d + 1] = rel_start[d] + rel_count[d];
   }
   relevant_total = rel_start.back();
+}
+
+namespace {
+
+// One chunk of the database for M queries: histogram bin 2d + rel, and with Record a record of
+// every relevant item (every item writes one; only a relevant one keeps it: branch-free, which
+// is why the buffer has a spare slot). is_relevant(j, i, local) tells whether database item i
+// (position `local` in the chunk) is relevant to query j of the group.
+template <std::size_t M, bool Record, typename IsRelevant>
+void chunk_pass(QueryRanking* const* r, const dist_t* distance, std::size_t base, std::size_t len,
+                IsRelevant is_relevant) {
+  std::int64_t* hist[M];
+  RelevantItem* items[M];
+  std::size_t kept[M];
+  for (std::size_t j = 0; j < M; ++j) {
+    hist[j] = r[j]->hist.data();
+    items[j] = r[j]->relevant_items.data();
+    kept[j] = r[j]->relevant_items_count;
+  }
+  for (std::size_t local = 0; local < len; ++local) {
+    for (std::size_t j = 0; j < M; ++j) {
+      const auto d = static_cast<std::size_t>(distance[j * kDbChunk + local]);
+      const std::size_t rel = is_relevant(j, base + local, local);
+      std::int64_t* h = hist[j] + 2 * d;
+      if constexpr (Record) {
+        items[j][kept[j]] = static_cast<RelevantItem>(d) << 32 | static_cast<RelevantItem>(h[0] + h[1]);
+        kept[j] += rel;
+      }
+      ++h[rel];
+    }
+  }
+  if constexpr (Record)
+    for (std::size_t j = 0; j < M; ++j) r[j]->relevant_items_count = kept[j];
+}
+
+template <std::size_t M, typename IsRelevant>
+void chunk_pass_for(bool record, QueryRanking* const* r, const dist_t* distance, std::size_t base,
+                    std::size_t len, IsRelevant is_relevant) {
+  if (record)
+    chunk_pass<M, true>(r, distance, base, len, is_relevant);
+  else
+    chunk_pass<M, false>(r, distance, base, len, is_relevant);
+}
+
+// Dispatches on the group size so the inner loop over queries is unrolled.
+template <typename IsRelevant>
+void chunk_pass_any(std::size_t m, bool record, QueryRanking* const* r, const dist_t* distance,
+                    std::size_t base, std::size_t len, IsRelevant is_relevant) {
+  static_assert(kQueryGroup == 4, "one case per group size");
+  switch (m) {
+    case 1: chunk_pass_for<1>(record, r, distance, base, len, is_relevant); break;
+    case 2: chunk_pass_for<2>(record, r, distance, base, len, is_relevant); break;
+    case 3: chunk_pass_for<3>(record, r, distance, base, len, is_relevant); break;
+    default: chunk_pass_for<4>(record, r, distance, base, len, is_relevant); break;
+  }
+}
+
+}  // namespace
+
+GroupRanker::GroupRanker(std::size_t nbits, const std::int32_t* db_classes_i32)
+    : rankings_(kQueryGroup, QueryRanking(nbits)),
+      distance_(kQueryGroup * kDbChunk),
+      relevant_(kQueryGroup * kDbChunk),
+      query_words_(kQueryGroup),
+      db_classes_i32_(db_classes_i32) {}
+
+void GroupRanker::rank(const CodesView& query_codes, const CodesView& db_codes, const LabelsView& query_labels,
+                       const LabelsView& db_labels, std::size_t q0, std::size_t m, bool record_relevant) {
+  const std::size_t n = db_codes.n, cs = db_codes.code_size;
+  QueryRanking* r[kQueryGroup];
+  std::int64_t label[kQueryGroup] = {};
+  for (std::size_t j = 0; j < m; ++j) {
+    r[j] = &rankings_[j];
+    std::fill(r[j]->hist.begin(), r[j]->hist.end(), 0);
+    r[j]->relevant_items_count = 0;
+    if (record_relevant && r[j]->relevant_items.size() < n + 1) r[j]->relevant_items.resize(n + 1);
+    if (db_labels.class_ids != nullptr) {
+      label[j] = query_labels.class_ids[q0 + j];
+    } else {
+      // Only the query's non-zero words can make an item relevant: test those alone.
+      const std::uint64_t* qbits = query_labels.bitsets + (q0 + j) * db_labels.words;
+      query_words_[j].clear();
+      for (std::size_t w = 0; w < db_labels.words; ++w)
+        if (qbits[w] != 0) query_words_[j].push_back(w);
+    }
+  }
+
+  for (std::size_t base = 0; base < n; base += kDbChunk) {
+    const std::size_t len = std::min(kDbChunk, n - base);
+    for (std::size_t j = 0; j < m; ++j)
+      hamming_distances(query_codes.data + (q0 + j) * cs, db_codes.data + base * cs, len, cs,
+                        distance_.data() + j * kDbChunk);
+    if (db_classes_i32_ != nullptr) {
+      const std::int32_t* ids = db_classes_i32_;
+      chunk_pass_any(m, record_relevant, r, distance_.data(), base, len,
+                     [&](std::size_t j, std::size_t i, std::size_t) -> std::size_t { return ids[i] == label[j]; });
+    } else if (db_labels.class_ids != nullptr) {
+      const std::int64_t* ids = db_labels.class_ids;
+      chunk_pass_any(m, record_relevant, r, distance_.data(), base, len,
+                     [&](std::size_t j, std::size_t i, std::size_t) -> std::size_t { return ids[i] == label[j]; });
+    } else {
+      const std::size_t words = db_labels.words;
+      for (std::size_t j = 0; j < m; ++j) {
+        const std::uint64_t* qbits = query_labels.bitsets + (q0 + j) * words;
+        std::uint8_t* rel = relevant_.data() + j * kDbChunk;
+        for (std::size_t local = 0; local < len; ++local) {
+          const std::uint64_t* row = db_labels.bitsets + (base + local) * words;
+          std::uint8_t is_rel = 0;
+          for (std::size_t w : query_words_[j]) {
+            if (row[w] & qbits[w]) {
+              is_rel = 1;
+              break;
+            }
+          }
+          rel[local] = is_rel;
+        }
+      }
+      const std::uint8_t* rel = relevant_.data();
+      chunk_pass_any(m, record_relevant, r, distance_.data(), base, len,
+                     [&](std::size_t j, std::size_t, std::size_t local) -> std::size_t { return rel[j * kDbChunk + local]; });
+    }
+  }
+  for (std::size_t j = 0; j < m; ++j) r[j]->finish();
 }
 
 QueryRanking::Cut QueryRanking::locate(std::int64_t n) const noexcept {
@@ -138,30 +155,17 @@ QueryRanking::Cut QueryRanking::locate(std::int64_t n) const noexcept {
 void index_order_pass(const QueryRanking& r, std::size_t max_distance, QueryRanking::Cut ap_cut,
                       const std::vector<QueryRanking::Cut>& rank_cuts, IndexOrderSums& out) {
   const std::size_t nd = r.count.size();
-  // Per (chunk, distance): items and relevant items of the earlier chunks at that distance.
-  std::vector<std::int64_t> items_before(kStreams * nd), relevant_before(kStreams * nd);
-  const std::int64_t* hist = r.chunk_hist.data();
-  for (std::size_t d = 0; d < nd; ++d) {
-    std::int64_t items = r.start[d], relevant_items = r.rel_start[d];
-    for (std::size_t c = 0; c < kStreams; ++c) {
-      items_before[c * nd + d] = items;
-      relevant_before[c * nd + d] = relevant_items;
-      items += hist[c * 2 * nd + 2 * d] + hist[c * 2 * nd + 2 * d + 1];
-      relevant_items += hist[c * 2 * nd + 2 * d + 1];
-    }
-  }
-
   // A relevant item's 0-based ordinal among the relevant items in rank order, and its 1-based
-  // rank, follow from its record; ordinals are distinct, so this sorts the ranks.
+  // rank, follow from its record: records come in index order, so the ordinal within its tie
+  // group counts up as the group's records come by. Ordinals are distinct: this sorts the ranks.
+  std::vector<std::int64_t> next_ordinal(r.rel_start.begin(), r.rel_start.begin() + static_cast<std::ptrdiff_t>(nd));
   out.relevant_rank.resize(static_cast<std::size_t>(r.rel_start[max_distance + 1]));
   std::int64_t* rel_rank = out.relevant_rank.data();
-  // relevant_before[slot] counts up as the slot's records come by, in index order.
   for (std::size_t j = 0; j < r.relevant_items_count; ++j) {
     const RelevantItem item = r.relevant_items[j];
-    const auto distance_chunk = static_cast<std::size_t>(item >> 32);
-    if (distance_chunk / kStreams > max_distance) continue;  // ranked beyond every cut-off asked for
-    const std::size_t slot = (distance_chunk % kStreams) * nd + distance_chunk / kStreams;
-    rel_rank[relevant_before[slot]++] = items_before[slot] + static_cast<std::int64_t>(item & 0xffffffffu) + 1;
+    const auto d = static_cast<std::size_t>(item >> 32);
+    if (d > max_distance) continue;  // ranked beyond every cut-off asked for
+    rel_rank[next_ordinal[d]++] = r.start[d] + static_cast<std::int64_t>(item & 0xffffffffu) + 1;
   }
 
   // The k-th relevant item (0-based) has precision (k + 1) / rank there.

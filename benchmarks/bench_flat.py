@@ -1,0 +1,169 @@
+"""Exact Hamming k-NN: deephash_engine.FlatIndex against faiss.IndexBinaryFlat, side by side.
+
+Same data, same thread count, one run. Each engine runs in its own process (both may load an
+OpenMP runtime) over the same .npy files; results are compared for equality.
+
+    python benchmarks/bench_flat.py                 # the full grid of docs/benchmarks.md
+    python benchmarks/bench_flat.py --preset demo   # about a minute (used by `make demo`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # the benchmark helpers beside this script
+
+from bench_context import context, timed  # noqa: E402
+from codes_data import make_codes  # noqa: E402
+
+PRESETS = {
+    # (kind, n, nbits) datasets, then (nq, k) cells run on each
+    "demo": {
+        "datasets": [("structured", 1_000_000, 64), ("uniform", 1_000_000, 64), ("structured", 1_000_000, 256)],
+        "cells": [(1000, 10), (1, 10)],
+        "repeats": 2, "single_queries": 50,
+    },
+    "full": {
+        "datasets": [(kind, 1_000_000, nbits) for nbits in (64, 256) for kind in ("structured", "uniform")]
+        + [("structured", 10_000_000, 64)],
+        "cells": [(1000, 1), (1000, 10), (1000, 100), (1, 1), (1, 10), (1, 100)],
+        "repeats": 3, "single_queries": 100,
+    },
+}
+
+
+# ---- worker: one engine, one dataset, every cell ------------------------------------------------
+
+def run_worker(engine: str, folder: Path, cells, threads: int, repeats: int, single_queries: int) -> None:
+    db = np.load(folder / "db.npy", mmap_mode="r")
+    queries = np.load(folder / "queries.npy")
+    nbits = db.shape[1] * 8
+    t0 = time.perf_counter()
+    if engine == "ours":
+        import deephash_engine as de
+
+        de.set_num_threads(threads)
+        index = de.FlatIndex(nbits)
+        index.add(np.ascontiguousarray(db))
+        search = index.search
+    else:
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+        index = faiss.IndexBinaryFlat(nbits)
+        index.add(np.ascontiguousarray(db))
+        search = index.search
+    build = time.perf_counter() - t0
+    out = {"engine": engine, "build_s": build, "cells": []}
+    for nq, k in cells:
+        if nq == 1:
+            qs = queries[:single_queries]
+            lat = []
+            for i in range(len(qs)):
+                lat.append(timed(lambda: search(qs[i:i + 1], k), repeats=1, warmup=1 if i == 0 else 0))
+            seconds = float(np.median(lat))
+            D, I = search(qs, k) if engine == "faiss" else search(qs, k)
+            # single-query answers for the equality check come from one-by-one calls
+            rows = [search(qs[i:i + 1], k) for i in range(len(qs))]
+            D = np.concatenate([r[0] for r in rows])
+            I = np.concatenate([r[1] for r in rows])
+        else:
+            qs = queries[:nq]
+            seconds = timed(lambda: search(qs, k), repeats=repeats)
+            D, I = search(qs, k)
+        np.savez(folder / f"{engine}_{nq}_{k}.npz", D=D, I=I)
+        out["cells"].append({"nq": nq, "k": k, "seconds": seconds})
+    print(json.dumps(out))
+
+
+# ---- driver -----------------------------------------------------------------------------------
+
+def spawn(engine, folder, cells, args):
+    cmd = [sys.executable, __file__, "--worker", engine, "--folder", str(folder), "--threads", str(args.threads),
+           "--repeats", str(args.repeats), "--single-queries", str(args.single_queries),
+           "--cells", json.dumps(cells)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"{engine} worker failed:\n{res.stderr}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="full")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--single-queries", type=int, default=None)
+    ap.add_argument("--json", type=Path, default=None, help="where to write the results (default: bench_results/)")
+    ap.add_argument("--worker", choices=["ours", "faiss"], help=argparse.SUPPRESS)
+    ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--cells", type=str, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    preset = PRESETS[args.preset]
+    args.repeats = args.repeats or preset["repeats"]
+    args.single_queries = args.single_queries or preset["single_queries"]
+
+    if args.worker:
+        run_worker(args.worker, args.folder, [tuple(c) for c in json.loads(args.cells)], args.threads,
+                   args.repeats, args.single_queries)
+        return 0
+
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        print("faiss-cpu is needed for the side-by-side run: pip install faiss-cpu==1.15.1", file=sys.stderr)
+        return 2
+
+    ctx = context(args.threads)
+    print(f"# FlatIndex vs faiss.IndexBinaryFlat: {ctx['cpu']} ({ctx['cores']} cores, flags: {' '.join(ctx['cpu_flags'])})")
+    print(f"# threads={args.threads}  simd={ctx['simd_level']}  deephash_engine {ctx['deephash_engine']}  "
+          f"faiss {ctx['faiss']}  repeats={args.repeats} (median)  nq=1 rows: median latency of "
+          f"{args.single_queries} single-query calls")
+    header = (f"{'data':<11}{'n':>11}{'bits':>6}{'nq':>6}{'k':>5} | {'ours':>12} {'faiss':>12} "
+              f"{'speedup':>8} | {'ours codes/s/core':>18}  same")
+    print(header)
+    print("-" * len(header))
+    rows = []
+    for kind, n, nbits in preset["datasets"]:
+        with tempfile.TemporaryDirectory(prefix="deephash-bench-") as tmp:
+            folder = Path(tmp)
+            np.save(folder / "db.npy", make_codes(kind, n, nbits, seed=1))
+            np.save(folder / "queries.npy", make_codes(kind, max(c[0] for c in preset["cells"]), nbits, seed=1,
+                                                      role="queries"))
+            ours = spawn("ours", folder, preset["cells"], args)
+            ref = spawn("faiss", folder, preset["cells"], args)
+            for cell_o, cell_f in zip(ours["cells"], ref["cells"]):
+                nq, k = cell_o["nq"], cell_o["k"]
+                a = np.load(folder / f"ours_{nq}_{k}.npz")
+                b = np.load(folder / f"faiss_{nq}_{k}.npz")
+                same = bool(np.array_equal(a["D"], b["D"]) and np.array_equal(a["I"], b["I"]))
+                so, sf = cell_o["seconds"], cell_f["seconds"]
+                if nq == 1:
+                    show_o, show_f = f"{so * 1e3:9.3f} ms", f"{sf * 1e3:9.3f} ms"
+                else:
+                    show_o, show_f = f"{nq / so:8.0f} q/s", f"{nq / sf:8.0f} q/s"
+                rate = n * nq / so / args.threads
+                print(f"{kind:<11}{n:>11,}{nbits:>6}{nq:>6}{k:>5} | {show_o:>12} {show_f:>12} {sf / so:7.2f}x | "
+                      f"{rate / 1e9:14.2f} G/s  {'yes' if same else 'NO'}", flush=True)
+                rows.append({"data": kind, "n": n, "nbits": nbits, "nq": nq, "k": k, "ours_s": so, "faiss_s": sf,
+                             "speedup": sf / so, "ours_codes_per_s_per_core": rate, "identical": same,
+                             "ours_build_s": ours["build_s"], "faiss_build_s": ref["build_s"]})
+    out = args.json or (HERE.parent / "bench_results" / f"flat-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"context": ctx, "preset": args.preset, "rows": rows}, indent=2))
+    print(f"# results: {out}")
+    return 0 if all(r["identical"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+// CodeStore: the codes and ids of an index, in insertion order, with the id contract
+// (consecutive ids for add, validated caller ids for add_with_ids, stable ids across removals),
+// an id -> position lookup, and the flat payload of the file format (optionally memory-mapped).
+// Not synchronised: the owning index holds its reader-writer lock around every call.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "deephash/common.hpp"
+#include "deephash/index_io.hpp"
+
+namespace deephash {
+
+class CodeStore {
+ public:
+  explicit CodeStore(std::size_t code_size) : cs_(code_size) {}
+
+  std::size_t size() const noexcept { return n_; }
+  std::size_t code_size() const noexcept { return cs_; }
+  const std::uint8_t* codes() const noexcept { return mapped_ ? mapped_ : codes_.data(); }
+  // The id array, or nullptr while ids are implicit (item i has id i: plain adds into a fresh
+  // index, nothing removed), which saves 8 bytes per item.
+  const idx_t* ids() const noexcept { return implicit_ ? nullptr : ids_.data(); }
+  idx_t id_at(std::size_t pos) const noexcept { return implicit_ ? static_cast<idx_t>(pos) : ids_[pos]; }
+  std::size_t memory_usage() const noexcept {
+    return (mapped_ ? 0 : codes_.capacity()) + ids_.capacity() * sizeof(idx_t) + lookup_.capacity() * sizeof(lookup_[0]);
+  }
+  idx_t next_id() const noexcept { return next_id_; }
+  // True while ids strictly increase with storage position (always so with plain add).
+  bool ids_increasing() const noexcept { return increasing_; }
+  bool is_mapped() const noexcept { return mapped_ != nullptr; }
+
+  // Each throws before changing anything when the input is invalid or memory runs out.
+  void add(const std::uint8_t* codes, std::size_t n);
+  void add_with_ids(const std::uint8_t* codes, std::size_t n, const idx_t* ids);
+  // Throws InvalidArgument naming `what` if an id is negative, repeated, or already present.
+  void check_new_ids(const idx_t* ids, std::size_t n, const char* what = "ids") const;
+  // Removes the listed ids that are present (others are ignored); returns the removed positions
+  // in increasing order (positions before the removal).
+  std::vector<std::size_t> remove_ids(const idx_t* ids, std::size_t n);
+  void reset();
+
+  std::optional<std::size_t> find(idx_t id) const;
+
+  // File payload: codes (padded to 8 bytes), then ids.
+  std::uint64_t payload_size() const noexcept;
+  void write_payload(io::AtomicFileWriter& out) const;
+  // Loads a payload of `ntotal` items at `payload` inside `file`; with mmap the codes stay in the
+  // file. Validates ids (>= 0, unique, consistent with the increasing flag and next_id).
+  void read_payload(const std::shared_ptr<const io::MappedFile>& file, const std::uint8_t* payload,
+                    std::uint64_t ntotal, idx_t next_id, bool ids_increasing, bool mmap,
+                    const std::string& path);
+
+ private:
+  void materialize();  // copy mapped codes into memory before a write
+  void invalidate_lookup() noexcept { lookup_valid_ = false; }
+  void materialize_ids();  // leave the implicit-id representation
+
+  std::size_t cs_;
+  std::size_t n_ = 0;
+  std::vector<std::uint8_t> codes_;
+  std::shared_ptr<const io::MappedFile> map_;
+  const std::uint8_t* mapped_ = nullptr;
+  std::vector<idx_t> ids_;
+  idx_t next_id_ = 0;
+  bool increasing_ = true;
+  bool implicit_ = true;  // ids_ empty and id(i) == i
+
+  // Sorted (id, position) pairs, built on demand when ids are not increasing.
+  mutable std::mutex lookup_mu_;
+  mutable std::vector<std::pair<idx_t, std::size_t>> lookup_;
+  mutable bool lookup_valid_ = false;
+};
+
+}  // namespace deephash

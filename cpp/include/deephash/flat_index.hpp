@@ -1,0 +1,45 @@
+// FlatIndex: exact Hamming k-NN and range search by a SIMD linear scan.
+#pragma once
+
+#include <memory>
+#include <shared_mutex>
+#include <string>
+
+#include "deephash/code_store.hpp"
+#include "deephash/index.hpp"
+
+namespace deephash {
+
+class FlatIndex final : public BinaryIndex {
+ public:
+  // nbits: a positive multiple of 8 (throws InvalidArgument otherwise).
+  explicit FlatIndex(int nbits);
+
+  IndexType type() const noexcept override { return IndexType::Flat; }
+  int nbits() const noexcept override { return nbits_; }
+  std::size_t ntotal() const override;
+  idx_t next_id() const override;
+  bool is_mapped() const;
+
+  void add(const std::uint8_t* codes, std::size_t n) override;
+  void add_with_ids(const std::uint8_t* codes, std::size_t n, const idx_t* ids) override;
+  void search(const std::uint8_t* queries, std::size_t nq, std::size_t k, dist_t* distances,
+              idx_t* ids) const override;
+  RangeResult range_search(const std::uint8_t* queries, std::size_t nq, int radius) const override;
+  std::size_t remove_ids(const idx_t* ids, std::size_t n) override;
+  void reset() override;
+  void reconstruct(idx_t id, std::uint8_t* out) const override;
+  void save(const std::string& path) const override;
+
+  // Builds a FlatIndex from a validated file (used by load_index).
+  static std::unique_ptr<FlatIndex> from_file(const io::Header& header,
+                                              const std::shared_ptr<const io::MappedFile>& file,
+                                              const std::string& path, bool mmap);
+
+ private:
+  int nbits_;
+  mutable std::shared_mutex mu_;  // searches share it; writers take it exclusively
+  CodeStore store_;
+};
+
+}  // namespace deephash

@@ -1,0 +1,208 @@
+#include "deephash/code_store.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+namespace deephash {
+
+void CodeStore::materialize() {
+  if (!mapped_) return;
+  std::vector<std::uint8_t> copy(mapped_, mapped_ + n_ * cs_);
+  codes_.swap(copy);
+  mapped_ = nullptr;
+  map_.reset();
+}
+
+void CodeStore::materialize_ids() {
+  if (!implicit_) return;
+  std::vector<idx_t> ids(n_);
+  for (std::size_t i = 0; i < n_; ++i) ids[i] = static_cast<idx_t>(i);
+  ids_.swap(ids);
+  implicit_ = false;
+}
+
+void CodeStore::add(const std::uint8_t* codes, std::size_t n) {
+  if (n == 0) return;
+  if (static_cast<std::uint64_t>(next_id_) + n > static_cast<std::uint64_t>(INT64_MAX))
+    throw InvalidArgument("add: ids would overflow int64 (next id " + std::to_string(next_id_) + ")");
+  materialize();
+  // Ids stay implicit while every item so far has id == position.
+  const bool stays_implicit = implicit_ && next_id_ == static_cast<idx_t>(n_);
+  if (!stays_implicit) materialize_ids();
+  codes_.reserve((n_ + n) * cs_);  // may throw; nothing has changed yet
+  if (!implicit_) ids_.reserve(n_ + n);
+  codes_.insert(codes_.end(), codes, codes + n * cs_);
+  if (!implicit_)
+    for (std::size_t i = 0; i < n; ++i) ids_.push_back(next_id_ + static_cast<idx_t>(i));
+  next_id_ += static_cast<idx_t>(n);
+  n_ += n;
+  invalidate_lookup();
+}
+
+void CodeStore::check_new_ids(const idx_t* ids, std::size_t n, const char* what) const {
+  std::vector<idx_t> sorted(ids, ids + n);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (ids[i] < 0)
+      throw InvalidArgument(std::string(what) + " must be >= 0, got " + std::to_string(ids[i]) + " at position " +
+                            std::to_string(i));
+  }
+  std::sort(sorted.begin(), sorted.end());
+  const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
+  if (dup != sorted.end())
+    throw InvalidArgument(std::string(what) + " must be unique, got " + std::to_string(*dup) + " more than once");
+  for (idx_t id : sorted) {
+    if (find(id))
+      throw InvalidArgument(std::string(what) + ": id " + std::to_string(id) + " is already in the index");
+  }
+}
+
+void CodeStore::add_with_ids(const std::uint8_t* codes, std::size_t n, const idx_t* ids) {
+  if (n == 0) return;
+  check_new_ids(ids, n);
+  bool batch_increasing = true;
+  for (std::size_t i = 1; i < n && batch_increasing; ++i) batch_increasing = ids[i] > ids[i - 1];
+  const bool still_increasing = increasing_ && batch_increasing && (n_ == 0 || ids[0] > id_at(n_ - 1));
+  const idx_t max_id = *std::max_element(ids, ids + n);
+  materialize();
+  materialize_ids();
+  codes_.reserve((n_ + n) * cs_);
+  ids_.reserve(n_ + n);
+  codes_.insert(codes_.end(), codes, codes + n * cs_);
+  ids_.insert(ids_.end(), ids, ids + n);
+  n_ += n;
+  increasing_ = still_increasing;
+  next_id_ = std::max(next_id_, max_id == INT64_MAX ? INT64_MAX : max_id + 1);
+  invalidate_lookup();
+}
+
+std::optional<std::size_t> CodeStore::find(idx_t id) const {
+  if (implicit_) {
+    if (id < 0 || static_cast<std::uint64_t>(id) >= n_) return std::nullopt;
+    return static_cast<std::size_t>(id);
+  }
+  if (increasing_) {
+    const auto it = std::lower_bound(ids_.begin(), ids_.end(), id);
+    if (it == ids_.end() || *it != id) return std::nullopt;
+    return static_cast<std::size_t>(it - ids_.begin());
+  }
+  std::lock_guard<std::mutex> lock(lookup_mu_);
+  if (!lookup_valid_) {
+    lookup_.resize(n_);
+    for (std::size_t i = 0; i < n_; ++i) lookup_[i] = {ids_[i], i};
+    std::sort(lookup_.begin(), lookup_.end());
+    lookup_valid_ = true;
+  }
+  const auto it = std::lower_bound(lookup_.begin(), lookup_.end(), std::make_pair(id, std::size_t{0}));
+  if (it == lookup_.end() || it->first != id) return std::nullopt;
+  return it->second;
+}
+
+std::vector<std::size_t> CodeStore::remove_ids(const idx_t* ids, std::size_t n) {
+  std::vector<std::size_t> positions;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (auto pos = find(ids[i])) positions.push_back(*pos);
+  }
+  std::sort(positions.begin(), positions.end());
+  positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
+  if (positions.empty()) return positions;
+  materialize();
+  materialize_ids();
+  std::size_t out = 0, next_removed = 0;
+  for (std::size_t i = 0; i < n_; ++i) {
+    if (next_removed < positions.size() && positions[next_removed] == i) {
+      ++next_removed;
+      continue;
+    }
+    if (out != i) {
+      std::memmove(codes_.data() + out * cs_, codes_.data() + i * cs_, cs_);
+      ids_[out] = ids_[i];
+    }
+    ++out;
+  }
+  n_ = out;
+  codes_.resize(n_ * cs_);
+  ids_.resize(n_);
+  invalidate_lookup();  // removal keeps the relative order, so increasing_ still holds
+  return positions;
+}
+
+void CodeStore::reset() {
+  codes_.clear();
+  codes_.shrink_to_fit();
+  ids_.clear();
+  ids_.shrink_to_fit();
+  map_.reset();
+  mapped_ = nullptr;
+  n_ = 0;
+  next_id_ = 0;
+  increasing_ = true;
+  implicit_ = true;
+  invalidate_lookup();
+}
+
+std::uint64_t CodeStore::payload_size() const noexcept {
+  return io::codes_bytes_padded(n_, cs_) + static_cast<std::uint64_t>(n_) * sizeof(idx_t);
+}
+
+void CodeStore::write_payload(io::AtomicFileWriter& out) const {
+  const std::uint64_t start = out.offset();
+  out.write(codes(), n_ * cs_);
+  out.pad_to(start + io::codes_bytes_padded(n_, cs_));
+  if (!implicit_) {
+    out.write(ids_.data(), n_ * sizeof(idx_t));
+    return;
+  }
+  std::vector<idx_t> chunk;  // implicit ids are written out in chunks
+  for (std::size_t begin = 0; begin < n_; begin += 65536) {
+    const std::size_t end = std::min(n_, begin + 65536);
+    chunk.resize(end - begin);
+    for (std::size_t i = begin; i < end; ++i) chunk[i - begin] = static_cast<idx_t>(i);
+    out.write(chunk.data(), chunk.size() * sizeof(idx_t));
+  }
+}
+
+void CodeStore::read_payload(const std::shared_ptr<const io::MappedFile>& file, const std::uint8_t* payload,
+                             std::uint64_t ntotal, idx_t next_id, bool ids_increasing, bool mmap,
+                             const std::string& path) {
+  const std::string where = "'" + path + "'";
+  const std::uint64_t codes_bytes = io::codes_bytes_padded(ntotal, cs_);
+  const std::uint8_t* end = file->data() + file->size() - 8;
+  if (ntotal > (static_cast<std::uint64_t>(end - payload)) / (cs_ + sizeof(idx_t)) ||
+      payload + codes_bytes + ntotal * sizeof(idx_t) > end)
+    throw FileError(where + ": payload is smaller than its " + std::to_string(ntotal) + " items need");
+  std::vector<idx_t> ids(ntotal);
+  std::memcpy(ids.data(), payload + codes_bytes, ntotal * sizeof(idx_t));
+  idx_t max_id = -1;
+  bool identity = true;
+  for (std::uint64_t i = 0; i < ntotal; ++i) {
+    identity &= ids[i] == static_cast<idx_t>(i);
+    if (ids[i] < 0) throw FileError(where + ": negative id " + std::to_string(ids[i]));
+    if (ids_increasing && i > 0 && ids[i] <= ids[i - 1])
+      throw FileError(where + ": ids are flagged increasing but are not");
+    max_id = std::max(max_id, ids[i]);
+  }
+  if (!ids_increasing) {
+    std::vector<idx_t> sorted(ids);
+    std::sort(sorted.begin(), sorted.end());
+    if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
+      throw FileError(where + ": repeated ids");
+  }
+  if (ntotal > 0 && next_id <= max_id && max_id != INT64_MAX)
+    throw FileError(where + ": next id " + std::to_string(next_id) + " is not above the largest id");
+  // All checks passed: take the data.
+  reset();
+  n_ = static_cast<std::size_t>(ntotal);
+  implicit_ = identity && next_id == static_cast<idx_t>(ntotal);
+  if (!implicit_) ids_ = std::move(ids);
+  next_id_ = next_id;
+  increasing_ = ids_increasing;
+  if (mmap && ntotal > 0) {
+    map_ = file;
+    mapped_ = payload;
+  } else {
+    codes_.assign(payload, payload + ntotal * cs_);
+  }
+}
+
+}  // namespace deephash

@@ -1,0 +1,164 @@
+#include "deephash/flat_scan.hpp"
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "deephash/simd.hpp"
+#include "deephash/threads.hpp"
+#include "deephash/topk.hpp"
+
+namespace deephash {
+namespace {
+
+// About 256 KiB of codes per block (stays in L2 while a group of queries streams over it),
+// a multiple of 16 codes (the kernels' unrolled step).
+std::size_t block_codes(std::size_t code_size) {
+  const std::size_t b = std::max<std::size_t>(256, (256u << 10) / code_size);
+  return b / 16 * 16;
+}
+
+struct Scratch {
+  std::vector<std::uint32_t> positions;
+  std::vector<dist_t> distances;
+  explicit Scratch(std::size_t block) : positions(block), distances(block) {}
+};
+
+// Scans codes [begin, end) of db for queries [q0, q1), feeding tops[q - q0].
+void scan_range_into(const ScanView& db, const std::uint8_t* queries, std::size_t q0, std::size_t q1,
+                     std::size_t begin, std::size_t end, CountingTopK* tops, Scratch& s) {
+  const kernels::KernelTable& kt = kernels::active();
+  const std::size_t block = s.positions.size();
+  for (std::size_t b0 = begin; b0 < end; b0 += block) {
+    const std::size_t bn = std::min(block, end - b0);
+    const std::uint8_t* codes = db.codes + b0 * db.code_size;
+    for (std::size_t q = q0; q < q1; ++q) {
+      CountingTopK& top = tops[q - q0];
+      const dist_t bound = top.max_accepted();
+      if (bound < 0) continue;
+      const std::size_t m = kt.filter(queries + q * db.code_size, codes, bn, db.code_size, bound,
+                                      s.positions.data(), s.distances.data());
+      for (std::size_t j = 0; j < m; ++j) {
+        const std::size_t pos = b0 + s.positions[j];
+        if (db.skip && db.skip[pos]) continue;
+        top.push(s.distances[j], db.id_at(pos));
+      }
+    }
+  }
+}
+
+void pad_rows(std::size_t nq, std::size_t k, dist_t* distances, idx_t* ids) {
+  std::fill(distances, distances + nq * k, kMissingDistance);
+  std::fill(ids, ids + nq * k, kMissingId);
+}
+
+}  // namespace
+
+void knn_scan(const ScanView& db, const std::uint8_t* queries, std::size_t nq, std::size_t k,
+              dist_t* distances, idx_t* ids) {
+  if (nq == 0 || k == 0) return;
+  if (db.n == 0) return pad_rows(nq, k, distances, ids);
+  const std::size_t kk = std::min(k, db.n);
+  const std::size_t threads = static_cast<std::size_t>(num_threads());
+  const std::size_t block = block_codes(db.code_size);
+
+  if (nq >= threads || db.n < 4 * block) {
+    // Query-parallel: a few chunks per thread so a slow thread does not hold the others back.
+    const std::size_t chunks = std::min(nq, threads == 1 ? 1 : 4 * threads);
+    parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
+      std::vector<CountingTopK> tops(q1 - q0);
+      for (auto& t : tops) t.reset(kk, db.nbits, db.ids_increasing);
+      Scratch s(block);
+      scan_range_into(db, queries, q0, q1, 0, db.n, tops.data(), s);
+      for (std::size_t q = q0; q < q1; ++q) tops[q - q0].finish(distances + q * k, ids + q * k, k);
+    }, chunks);
+    return;
+  }
+
+  // Database-parallel for few queries: contiguous slices (ids stay increasing inside each).
+  const std::size_t slices = threads;
+  std::vector<std::vector<CountingTopK>> partial(slices, std::vector<CountingTopK>(nq));
+  parallel_for(slices, [&](std::size_t c0, std::size_t c1) {
+    Scratch s(block);
+    for (std::size_t c = c0; c < c1; ++c) {
+      const std::size_t begin = db.n * c / slices, end = db.n * (c + 1) / slices;
+      for (auto& t : partial[c]) t.reset(kk, db.nbits, db.ids_increasing);
+      scan_range_into(db, queries, 0, nq, begin, end, partial[c].data(), s);
+    }
+  }, slices);
+  for (std::size_t q = 0; q < nq; ++q) {
+    CountingTopK& top = partial[0][q];
+    for (std::size_t c = 1; c < slices; ++c) top.merge(partial[c][q]);
+    top.finish(distances + q * k, ids + q * k, k);
+  }
+}
+
+RangeResult range_scan(const ScanView& db, const std::uint8_t* queries, std::size_t nq, int radius) {
+  using Hit = std::pair<dist_t, idx_t>;
+  std::vector<std::vector<Hit>> hits(nq);
+  const std::size_t threads = static_cast<std::size_t>(num_threads());
+  const std::size_t block = block_codes(db.code_size);
+  const dist_t r = static_cast<dist_t>(std::min(radius, db.nbits));
+
+  auto scan = [&](std::size_t q0, std::size_t q1, std::size_t begin, std::size_t end,
+                  std::vector<Hit>* out, Scratch& s) {
+    const kernels::KernelTable& kt = kernels::active();
+    for (std::size_t b0 = begin; b0 < end; b0 += block) {
+      const std::size_t bn = std::min(block, end - b0);
+      const std::uint8_t* codes = db.codes + b0 * db.code_size;
+      for (std::size_t q = q0; q < q1; ++q) {
+        const std::size_t m = kt.filter(queries + q * db.code_size, codes, bn, db.code_size, r,
+                                        s.positions.data(), s.distances.data());
+        for (std::size_t j = 0; j < m; ++j) {
+          const std::size_t pos = b0 + s.positions[j];
+          if (db.skip && db.skip[pos]) continue;
+          out[q - q0].emplace_back(s.distances[j], db.id_at(pos));
+        }
+      }
+    }
+  };
+
+  if (db.n > 0 && nq > 0) {
+    if (nq >= threads || db.n < 4 * block) {
+      parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
+        Scratch s(block);
+        scan(q0, q1, 0, db.n, hits.data() + q0, s);
+      }, std::min(nq, threads == 1 ? 1 : 4 * threads));
+    } else {
+      const std::size_t slices = threads;
+      std::vector<std::vector<std::vector<Hit>>> partial(slices, std::vector<std::vector<Hit>>(nq));
+      parallel_for(slices, [&](std::size_t c0, std::size_t c1) {
+        Scratch s(block);
+        for (std::size_t c = c0; c < c1; ++c)
+          scan(0, nq, db.n * c / slices, db.n * (c + 1) / slices, partial[c].data(), s);
+      }, slices);
+      for (std::size_t q = 0; q < nq; ++q)
+        for (std::size_t c = 0; c < slices; ++c)
+          hits[q].insert(hits[q].end(), partial[c][q].begin(), partial[c][q].end());
+    }
+  }
+
+  RangeResult res;
+  res.lims.resize(nq + 1, 0);
+  for (std::size_t q = 0; q < nq; ++q) res.lims[q + 1] = res.lims[q] + static_cast<std::int64_t>(hits[q].size());
+  res.distances.resize(static_cast<std::size_t>(res.lims[nq]));
+  res.ids.resize(res.distances.size());
+  parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
+    for (std::size_t q = q0; q < q1; ++q) {
+      auto& h = hits[q];
+      // Hits arrive in storage order: with increasing ids a stable sort by distance suffices.
+      if (db.ids_increasing)
+        std::stable_sort(h.begin(), h.end(), [](const Hit& a, const Hit& b) { return a.first < b.first; });
+      else
+        std::sort(h.begin(), h.end());
+      const std::size_t off = static_cast<std::size_t>(res.lims[q]);
+      for (std::size_t j = 0; j < h.size(); ++j) {
+        res.distances[off + j] = h[j].first;
+        res.ids[off + j] = h[j].second;
+      }
+    }
+  });
+  return res;
+}
+
+}  // namespace deephash

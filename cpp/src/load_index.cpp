@@ -1,0 +1,22 @@
+// load_index: reads the header of any index file and hands the payload to that index type.
+#include <memory>
+#include <string>
+
+#include "deephash/flat_index.hpp"
+#include "deephash/index_io.hpp"
+
+namespace deephash {
+
+std::unique_ptr<BinaryIndex> load_index(const std::string& path, bool mmap) {
+  auto file = std::make_shared<const io::MappedFile>(path);
+  const io::Header header = io::validate_file(*file, path);
+  switch (header.index_type) {
+    case IndexType::Flat:
+      return FlatIndex::from_file(header, file, path, mmap);
+    default:
+      throw FileError("'" + path + "' holds an index type this build cannot read (" +
+                      std::to_string(static_cast<std::uint32_t>(header.index_type)) + ")");
+  }
+}
+
+}  // namespace deephash

@@ -1,0 +1,121 @@
+// FlatIndex: exact results against the oracle on both search paths (query- and database-parallel),
+// id contracts, removal, failed calls that change nothing.
+#include <algorithm>
+#include <numeric>
+#include <vector>
+
+#include "deephash/flat_index.hpp"
+#include "deephash/threads.hpp"
+#include "harness.hpp"
+#include "oracle.hpp"
+
+using namespace deephash;
+
+static void check_knn(const FlatIndex& index, const std::vector<std::uint8_t>& codes, const std::vector<idx_t>& ids,
+                      std::size_t nq, std::size_t k, int alphabet) {
+  const std::size_t cs = index.code_size();
+  auto q = oracle::random_codes(nq, cs, 99, alphabet);
+  std::vector<dist_t> d(nq * k);
+  std::vector<idx_t> got(nq * k);
+  index.search(q.data(), nq, k, d.data(), got.data());
+  bool ok = true;
+  for (std::size_t i = 0; i < nq; ++i) {
+    auto want = oracle::knn(q.data() + i * cs, codes, ids, cs, k);
+    for (std::size_t j = 0; j < k; ++j) {
+      const bool have = j < want.size();
+      ok &= d[i * k + j] == (have ? want[j].first : kMissingDistance);
+      ok &= got[i * k + j] == (have ? want[j].second : kMissingId);
+    }
+  }
+  CHECK(ok);
+}
+
+TEST(knn_is_exact_on_both_parallel_paths) {
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    for (int nbits : {8, 24, 64, 128, 200, 256}) {
+      const std::size_t cs = nbits / 8, n = 20000;
+      for (int alphabet : {256, 2}) {  // uniform and duplicate-heavy
+        FlatIndex index(nbits);
+        auto codes = oracle::random_codes(n, cs, 5, alphabet);
+        index.add(codes.data(), n);
+        std::vector<idx_t> ids(n);
+        std::iota(ids.begin(), ids.end(), 0);
+        for (std::size_t nq : {1, 2, 7})
+          for (std::size_t k : {1, 10, 100}) check_knn(index, codes, ids, nq, k, alphabet);
+      }
+    }
+  }
+  set_num_threads(2);
+}
+
+TEST(caller_ids_out_of_order_keep_tie_order_by_id) {
+  const std::size_t n = 5000, cs = 8;
+  auto codes = oracle::random_codes(n, cs, 11, 2);
+  std::vector<idx_t> ids(n);
+  for (std::size_t i = 0; i < n; ++i) ids[i] = static_cast<idx_t>((i * 7919) % 100003);
+  FlatIndex index(64);
+  index.add_with_ids(codes.data(), n, ids.data());
+  for (std::size_t k : {1, 5, 50, 6000}) check_knn(index, codes, ids, 5, k, 2);
+}
+
+TEST(ids_contract_and_failed_calls_change_nothing) {
+  FlatIndex index(16);
+  auto codes = oracle::random_codes(10, 2, 3);
+  index.add(codes.data(), 4);  // ids 0..3
+  std::vector<idx_t> ids = {10, 12};
+  index.add_with_ids(codes.data() + 8, 2, ids.data());
+  index.add(codes.data() + 12, 1);  // id 13
+  CHECK_EQ(index.next_id(), 14);
+  std::vector<idx_t> bad_dup = {20, 20};
+  std::vector<idx_t> bad_present = {21, 12};
+  std::vector<idx_t> bad_negative = {-1, 30};
+  CHECK_THROWS(index.add_with_ids(codes.data(), 2, bad_dup.data()), InvalidArgument);
+  CHECK_THROWS(index.add_with_ids(codes.data(), 2, bad_present.data()), InvalidArgument);
+  CHECK_THROWS(index.add_with_ids(codes.data(), 2, bad_negative.data()), InvalidArgument);
+  CHECK_EQ(index.ntotal(), 7u);
+  std::uint8_t out[2];
+  index.reconstruct(12, out);
+  CHECK(out[0] == codes[10] && out[1] == codes[11]);
+  CHECK_THROWS(index.reconstruct(11, out), UnknownId);
+  std::vector<idx_t> rm = {1, 12, 99, 1};
+  CHECK_EQ(index.remove_ids(rm.data(), rm.size()), 2u);
+  CHECK_EQ(index.ntotal(), 5u);
+  index.reconstruct(13, out);  // ids survive removal unchanged
+  CHECK(out[0] == codes[12] && out[1] == codes[13]);
+  index.add(codes.data(), 1);
+  CHECK_EQ(index.next_id(), 15);
+  index.reset();
+  CHECK_EQ(index.ntotal(), 0u);
+  CHECK_EQ(index.next_id(), 0);
+  CHECK_THROWS(FlatIndex(12), InvalidArgument);
+  CHECK_THROWS(FlatIndex(0), InvalidArgument);
+}
+
+TEST(range_search_is_inclusive_and_sorted) {
+  const std::size_t n = 3000, cs = 4;
+  auto codes = oracle::random_codes(n, cs, 8);
+  FlatIndex index(32);
+  index.add(codes.data(), n);
+  auto q = oracle::random_codes(3, cs, 9);
+  for (int radius : {0, 8, 12, 32}) {
+    RangeResult r = index.range_search(q.data(), 3, radius);
+    CHECK_EQ(r.lims.size(), 4u);
+    bool ok = true;
+    for (std::size_t i = 0; i < 3; ++i) {
+      std::vector<std::pair<int, idx_t>> want;
+      for (std::size_t j = 0; j < n; ++j) {
+        const int h = oracle::hamming(q.data() + i * cs, codes.data() + j * cs, cs);
+        if (h <= radius) want.emplace_back(h, static_cast<idx_t>(j));
+      }
+      std::sort(want.begin(), want.end());
+      ok &= static_cast<std::size_t>(r.lims[i + 1] - r.lims[i]) == want.size();
+      for (std::size_t j = 0; ok && j < want.size(); ++j)
+        ok &= r.distances[r.lims[i] + j] == want[j].first && r.ids[r.lims[i] + j] == want[j].second;
+    }
+    CHECK(ok);
+  }
+  CHECK_THROWS(index.range_search(q.data(), 1, -1), InvalidArgument);
+}
+
+HARNESS_MAIN()

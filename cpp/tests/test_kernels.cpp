@@ -1,0 +1,86 @@
+// Every compiled-and-supported kernel level against the bit-loop oracle, for every code size
+// from 1 to 130 bytes (all tail lengths) and database sizes around the unrolled steps.
+#include <vector>
+
+#include "deephash/codes.hpp"
+#include "deephash/simd.hpp"
+#include "harness.hpp"
+#include "oracle.hpp"
+
+using namespace deephash;
+
+static void check_level(SimdLevel level) {
+  set_simd_level(simd_level_name(level));
+  const kernels::KernelTable& kt = kernels::active();
+  CHECK(kt.level == level);
+  for (std::size_t cs = 1; cs <= 130; ++cs) {
+    for (std::size_t n : {0, 1, 3, 4, 15, 16, 17, 33, 70}) {
+      auto db = oracle::random_codes(n, cs, static_cast<std::uint32_t>(cs * 131 + n));
+      auto q = oracle::random_codes(1, cs, static_cast<std::uint32_t>(cs + 7));
+      std::vector<dist_t> d(n + 1, -7);
+      kt.distances(q.data(), db.data(), n, cs, d.data());
+      bool ok = true;
+      for (std::size_t i = 0; i < n; ++i) ok &= d[i] == oracle::hamming(q.data(), db.data() + i * cs, cs);
+      CHECK(ok);
+      CHECK_EQ(d[n], -7);  // nothing written past n
+      const dist_t limit = static_cast<dist_t>(cs * 4);
+      std::vector<std::uint32_t> pos(n + 1);
+      std::vector<dist_t> fd(n + 1);
+      const std::size_t m = kt.filter(q.data(), db.data(), n, cs, limit, pos.data(), fd.data());
+      std::size_t expect = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        const int h = oracle::hamming(q.data(), db.data() + i * cs, cs);
+        if (h <= limit) {
+          ok &= expect < m && pos[expect] == i && fd[expect] == h;
+          ++expect;
+        }
+      }
+      CHECK(ok);
+      CHECK_EQ(m, expect);
+    }
+  }
+}
+
+TEST(every_available_level_matches_the_oracle) {
+  for (SimdLevel level : available_simd_levels()) check_level(level);
+  set_simd_level("auto");
+}
+
+TEST(filter_bounds_are_inclusive_and_negative_rejects_all) {
+  for (SimdLevel level : available_simd_levels()) {
+    set_simd_level(simd_level_name(level));
+    std::vector<std::uint8_t> db(32 * 8, 0);  // 32 codes of 8 bytes, code i has i bits set
+    for (std::size_t i = 0; i < 32; ++i)
+      for (std::size_t b = 0; b < i; ++b) db[i * 8 + b / 8] |= static_cast<std::uint8_t>(1u << (b % 8));
+    std::vector<std::uint8_t> q(8, 0);
+    std::vector<std::uint32_t> pos(32);
+    std::vector<dist_t> d(32);
+    CHECK_EQ(kernels::active().filter(q.data(), db.data(), 32, 8, 5, pos.data(), d.data()), 6u);
+    CHECK_EQ(kernels::active().filter(q.data(), db.data(), 32, 8, -1, pos.data(), d.data()), 0u);
+    CHECK_EQ(kernels::active().filter(q.data(), db.data(), 32, 8, 64, pos.data(), d.data()), 32u);
+  }
+  set_simd_level("auto");
+}
+
+TEST(set_simd_level_rejects_unknown_names) {
+  CHECK_THROWS(set_simd_level("sse9"), InvalidArgument);
+  CHECK(simd_level() == best_simd_level());
+}
+
+TEST(pack_and_unpack_round_trip) {
+  std::vector<float> x = {0.5f, -1.f, 0.f, -0.f, 3.f, -2.f, -0.1f, 7.f,   // byte 0
+                          -1.f, -1.f, -1.f, -1.f, -1.f, -1.f, -1.f, 1.f};  // byte 1
+  std::vector<std::uint8_t> packed(2);
+  pack_bits(x.data(), 1, 16, packed.data());
+  // bits (LSB first): 1 0 1 1 1 0 0 1 -> 0b10011101 ; second byte only bit 7 set
+  CHECK_EQ(int(packed[0]), 0x9D);
+  CHECK_EQ(int(packed[1]), 0x80);
+  std::vector<std::uint8_t> bits(16);
+  unpack_bits(packed.data(), 1, 2, 16, bits.data());
+  for (std::size_t j = 0; j < 16; ++j) CHECK_EQ(int(bits[j]), x[j] >= 0 ? 1 : 0);
+  CHECK_THROWS(pack_bits(x.data(), 1, 12, packed.data()), InvalidArgument);
+  std::vector<double> nan = {0, 0, 0, 0, 0, 0, 0, std::numeric_limits<double>::quiet_NaN()};
+  CHECK_THROWS(pack_bits(nan.data(), 1, 8, packed.data()), InvalidArgument);
+}
+
+HARNESS_MAIN()

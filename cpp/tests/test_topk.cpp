@@ -1,0 +1,70 @@
+// CountingTopK against a full sort, with increasing and arbitrary id orders, heavy ties and merges.
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "deephash/topk.hpp"
+#include "harness.hpp"
+
+using namespace deephash;
+
+static std::vector<CountingTopK::Entry> run(const std::vector<CountingTopK::Entry>& stream, std::size_t k, int nbits,
+                                            bool increasing) {
+  CountingTopK top(k, nbits, increasing);
+  for (const auto& e : stream)
+    if (e.first <= top.max_accepted()) top.push(e.first, e.second);
+  std::vector<dist_t> d(k + 3);
+  std::vector<idx_t> id(k + 3);
+  top.finish(d.data(), id.data(), k + 3);
+  std::vector<CountingTopK::Entry> out;
+  for (std::size_t j = 0; j < k + 3; ++j) out.emplace_back(d[j], id[j]);
+  return out;
+}
+
+static std::vector<CountingTopK::Entry> expected(std::vector<CountingTopK::Entry> stream, std::size_t k) {
+  std::sort(stream.begin(), stream.end());
+  if (stream.size() > k) stream.resize(k);
+  while (stream.size() < k + 3) stream.emplace_back(kMissingDistance, kMissingId);
+  return stream;
+}
+
+TEST(matches_full_sort_for_many_shapes) {
+  std::mt19937 rng(1);
+  for (int trial = 0; trial < 300; ++trial) {
+    const int nbits = 8 * (1 + static_cast<int>(rng() % 8));
+    const std::size_t n = rng() % 2000, k = 1 + rng() % 150;
+    const bool increasing = trial % 2 == 0;
+    const int spread = 1 + static_cast<int>(rng() % (nbits + 1));  // small spread = many ties
+    std::vector<CountingTopK::Entry> stream;
+    std::vector<idx_t> ids(n);
+    for (std::size_t i = 0; i < n; ++i) ids[i] = static_cast<idx_t>(i * 3 + 1);
+    if (!increasing) std::shuffle(ids.begin(), ids.end(), rng);
+    for (std::size_t i = 0; i < n; ++i) stream.emplace_back(static_cast<dist_t>(rng() % spread), ids[i]);
+    const auto got = run(stream, k, nbits, increasing);
+    CHECK(got == expected(stream, k));
+  }
+}
+
+TEST(merge_of_partial_collectors_is_exact) {
+  std::mt19937 rng(2);
+  for (int trial = 0; trial < 100; ++trial) {
+    const std::size_t k = 1 + rng() % 40;
+    std::vector<CountingTopK::Entry> all;
+    CountingTopK a(k, 64, true), b(k, 64, true);
+    for (idx_t id = 0; id < 500; ++id) {
+      const dist_t d = static_cast<dist_t>(rng() % 5);
+      all.emplace_back(d, id);
+      (id < 250 ? a : b).push(d, id);
+    }
+    a.merge(b);
+    std::vector<dist_t> d(k);
+    std::vector<idx_t> ids(k);
+    a.finish(d.data(), ids.data(), k);
+    auto want = expected(all, k);
+    bool ok = true;
+    for (std::size_t j = 0; j < k; ++j) ok &= want[j].first == d[j] && want[j].second == ids[j];
+    CHECK(ok);
+  }
+}
+
+HARNESS_MAIN()

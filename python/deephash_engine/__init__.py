@@ -1,0 +1,45 @@
+"""deephash_engine: learned binary codes and exact, fast Hamming search.
+
+The search core is compiled C++ (SIMD popcount kernels chosen at run time); this package
+re-exports it with NumPy-friendly signatures. Codes are uint8 arrays of shape (n, nbits / 8):
+bit j is bit j % 8 of byte j / 8 (least significant first), exactly FAISS's binary layout.
+"""
+
+from __future__ import annotations
+
+from ._core import (
+    BinaryIndex,
+    DeepHashError,
+    FlatIndex,
+    IndexFileError,
+    available_simd_levels,
+    build_info,
+    cuda_device_count,
+    get_num_threads,
+    load_index,
+    pack_bits,
+    set_num_threads,
+    set_simd_level,
+    simd_level,
+    unpack_bits,
+)
+
+__version__ = build_info()["version"]
+
+__all__ = [
+    "BinaryIndex",
+    "DeepHashError",
+    "FlatIndex",
+    "IndexFileError",
+    "__version__",
+    "available_simd_levels",
+    "build_info",
+    "cuda_device_count",
+    "get_num_threads",
+    "load_index",
+    "pack_bits",
+    "set_num_threads",
+    "set_simd_level",
+    "simd_level",
+    "unpack_bits",
+]

@@ -1,0 +1,50 @@
+"""NumPy oracles and data generators shared by the tests (the slow, obvious computations)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def hamming_matrix(queries: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """(nq, n) Hamming distances, the slow obvious way."""
+    if len(codes) == 0:
+        return np.zeros((len(queries), 0), dtype=np.int64)
+    return np.unpackbits(queries[:, None, :] ^ codes[None, :, :], axis=2).sum(axis=2).astype(np.int64)
+
+
+def oracle_knn(queries, codes, ids, k):
+    """k smallest (distance, id) per query with FAISS-style padding."""
+    dist = hamming_matrix(queries, codes)
+    nq = len(queries)
+    D = np.full((nq, k), 2147483647, dtype=np.int32)
+    I = np.full((nq, k), -1, dtype=np.int64)
+    for i in range(nq):
+        order = np.lexsort((ids, dist[i]))[:k]
+        D[i, : len(order)] = dist[i][order]
+        I[i, : len(order)] = ids[order]
+    return D, I
+
+
+def oracle_range(queries, codes, ids, radius):
+    dist = hamming_matrix(queries, codes)
+    lims, D, I = [0], [], []
+    for i in range(len(queries)):
+        sel = np.nonzero(dist[i] <= radius)[0]
+        order = sel[np.lexsort((ids[sel], dist[i][sel]))]
+        D.append(dist[i][order])
+        I.append(ids[order])
+        lims.append(lims[-1] + len(order))
+    return np.array(lims, dtype=np.int64), np.concatenate(D) if D else np.zeros(0), np.concatenate(I) if I else np.zeros(0)
+
+
+def clustered_codes(rng, n, nbits, nclusters=20, flip=0.05):
+    """Codes near a few random centres: many near-duplicates."""
+    centres = rng.integers(0, 2, (nclusters, nbits), dtype=np.uint8)
+    bits = centres[rng.integers(0, nclusters, n)]
+    bits ^= (rng.random((n, nbits)) < flip).astype(np.uint8)
+    return np.packbits(bits, axis=1, bitorder="little")
+
+
+def duplicate_codes(rng, n, nbits, ndistinct=7):
+    base = rng.integers(0, 256, (ndistinct, nbits // 8), dtype=np.uint8)
+    return base[rng.integers(0, ndistinct, n)]

@@ -1,0 +1,123 @@
+"""FlatIndex k-NN and range search against the NumPy oracle, at every SIMD level and code size."""
+
+import numpy as np
+import pytest
+
+import deephash_engine as de
+from oracles import clustered_codes, duplicate_codes, oracle_knn, oracle_range
+
+ALL_NBITS = list(range(8, 1025, 8))
+
+
+@pytest.mark.parametrize("nbits", ALL_NBITS)
+def test_every_code_size_matches_oracle(nbits, simd_level):
+    rng = np.random.default_rng(nbits)
+    n = 150 + nbits % 17  # not a multiple of the unrolled step
+    codes = rng.integers(0, 256, (n, nbits // 8), dtype=np.uint8)
+    queries = rng.integers(0, 256, (3, nbits // 8), dtype=np.uint8)
+    index = de.FlatIndex(nbits)
+    index.add(codes)
+    D, I = index.search(queries, 7)
+    eD, eI = oracle_knn(queries, codes, np.arange(n), 7)
+    np.testing.assert_array_equal(D, eD)
+    np.testing.assert_array_equal(I, eI)
+
+
+@pytest.mark.parametrize("kind", ["uniform", "clustered", "duplicates"])
+@pytest.mark.parametrize("nbits", [64, 256])
+@pytest.mark.parametrize("nq", [1, 40])
+def test_both_parallel_paths_match_oracle(kind, nbits, nq, simd_level, rng):
+    n = 70000  # large enough that few queries take the database-parallel path
+    codes = {"uniform": lambda: rng.integers(0, 256, (n, nbits // 8), dtype=np.uint8),
+             "clustered": lambda: clustered_codes(rng, n, nbits),
+             "duplicates": lambda: duplicate_codes(rng, n, nbits)}[kind]()
+    queries = codes[rng.integers(0, n, nq)] ^ rng.integers(0, 2, (nq, nbits // 8), dtype=np.uint8)
+    index = de.FlatIndex(nbits)
+    index.add(codes)
+    sub = slice(0, 6)  # the oracle is O(nq * n * nbits) in memory; check a few rows in full
+    for k in (1, 10, 100):
+        D, I = index.search(queries, k)
+        eD, eI = oracle_knn(queries[sub], codes, np.arange(n), k)
+        np.testing.assert_array_equal(D[sub], eD)
+        np.testing.assert_array_equal(I[sub], eI)
+    lims, rD, rI = index.range_search(queries[sub], nbits // 4)
+    el, eD, eI = oracle_range(queries[sub], codes, np.arange(n), nbits // 4)
+    np.testing.assert_array_equal(lims, el)
+    np.testing.assert_array_equal(rD, eD)
+    np.testing.assert_array_equal(rI, eI)
+
+
+def test_caller_ids_in_any_order_break_ties_by_id(rng):
+    n = 3000
+    codes = duplicate_codes(rng, n, 32, ndistinct=3)
+    ids = rng.permutation(10 * n)[:n].astype(np.int64)
+    index = de.FlatIndex(32)
+    index.add_with_ids(codes, ids)
+    queries = codes[:5]
+    for k in (1, 17, 500, n + 10):
+        D, I = index.search(queries, k)
+        eD, eI = oracle_knn(queries, codes, ids, k)
+        np.testing.assert_array_equal(D, eD)
+        np.testing.assert_array_equal(I, eI)
+    lims, rD, rI = index.range_search(queries, 3)
+    el, eD, eI = oracle_range(queries, codes, ids, 3)
+    np.testing.assert_array_equal(rI, eI)
+
+
+def test_k_larger_than_ntotal_pads_like_faiss():
+    index = de.FlatIndex(16)
+    index.add(np.array([[1, 0], [3, 0]], dtype=np.uint8))
+    D, I = index.search(np.array([[0, 0]], dtype=np.uint8), 4)
+    assert D.dtype == np.int32 and I.dtype == np.int64
+    assert D.tolist() == [[1, 2, 2147483647, 2147483647]]
+    assert I.tolist() == [[0, 1, -1, -1]]
+
+
+def test_empty_index_and_empty_queries():
+    index = de.FlatIndex(64)
+    D, I = index.search(np.zeros((2, 8), dtype=np.uint8), 3)
+    assert (I == -1).all() and (D == 2147483647).all()
+    lims, rD, rI = index.range_search(np.zeros((2, 8), dtype=np.uint8), 64)
+    assert lims.tolist() == [0, 0, 0] and len(rD) == 0
+    D, I = index.search(np.zeros((0, 8), dtype=np.uint8), 3)
+    assert D.shape == (0, 3)
+
+
+def test_one_code_one_bit_and_identical_codes():
+    index = de.FlatIndex(8)
+    index.add(np.array([[1]], dtype=np.uint8))
+    D, I = index.search(np.array([[0], [1]], dtype=np.uint8), 1)
+    assert D.ravel().tolist() == [1, 0] and I.ravel().tolist() == [0, 0]
+    same = de.FlatIndex(128)
+    same.add(np.full((1000, 16), 7, dtype=np.uint8))
+    D, I = same.search(np.full((1, 16), 7, dtype=np.uint8), 5)
+    assert D.tolist() == [[0] * 5] and I.tolist() == [[0, 1, 2, 3, 4]]
+
+
+def test_range_radius_is_inclusive_and_capped(rng):
+    codes = rng.integers(0, 256, (500, 4), dtype=np.uint8)
+    index = de.FlatIndex(32)
+    index.add(codes)
+    q = codes[:2]
+    lims, D, I = index.range_search(q, 0)
+    assert (D == 0).all() and set(I[lims[0]:lims[1]]) >= {0}
+    lims, D, I = index.range_search(q, 10**9)
+    assert lims.tolist() == [0, 500, 1000]
+
+
+def test_remove_then_search_keeps_ids(rng):
+    codes = rng.integers(0, 256, (400, 8), dtype=np.uint8)
+    index = de.FlatIndex(64)
+    index.add(codes)
+    removed = np.arange(0, 400, 3)
+    assert index.remove_ids(np.concatenate([removed, [10**6]])) == len(removed)
+    keep = np.setdiff1d(np.arange(400), removed)
+    D, I = index.search(codes[:10], 20)
+    eD, eI = oracle_knn(codes[:10], codes[keep], keep, 20)
+    np.testing.assert_array_equal(D, eD)
+    np.testing.assert_array_equal(I, eI)
+    index.add(codes[:1])  # id 0 was removed: the same code comes back as id 400
+    D, I = index.search(codes[:1], 1)
+    assert (D[0, 0], I[0, 0]) == (0, 400)
+    assert index.next_id == 401
+    np.testing.assert_array_equal(index.reconstruct(400), codes[0])

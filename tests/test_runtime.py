@@ -1,0 +1,73 @@
+"""SIMD dispatch, threads, build information and the CUDA switch."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import deephash_engine as de
+
+
+def test_build_info_describes_the_build():
+    info = de.build_info()
+    assert info["version"] == de.__version__
+    assert "scalar" in info["compiled_simd_levels"]
+    assert info["simd_level"] == de.simd_level()
+    assert set(info["available_simd_levels"]) <= set(info["compiled_simd_levels"])
+    assert isinstance(info["cuda"], bool)
+
+
+def test_levels_are_switchable_and_restored():
+    start = de.simd_level()
+    for level in de.available_simd_levels():
+        de.set_simd_level(level)
+        assert de.simd_level() == level
+    de.set_simd_level("auto")
+    assert de.simd_level() == de.available_simd_levels()[-1]
+    de.set_simd_level(start)
+
+
+def test_unknown_or_unsupported_level_is_rejected():
+    with pytest.raises(ValueError, match="sse9"):
+        de.set_simd_level("sse9")
+    missing = [lvl for lvl in ("avx2", "avx512", "neon") if lvl not in de.available_simd_levels()]
+    for level in missing:
+        with pytest.raises(ValueError, match=level):
+            de.set_simd_level(level)
+
+
+@pytest.mark.parametrize("level", ["scalar", "bogus"])
+def test_environment_variable_forces_a_level(level):
+    env = dict(os.environ, DEEPHASH_SIMD=level)
+    out = subprocess.run([sys.executable, "-c", "import deephash_engine as d; print(d.simd_level())"],
+                         env=env, capture_output=True, text=True, check=True)
+    expected = "scalar" if level == "scalar" else de.available_simd_levels()[-1]
+    assert out.stdout.strip() == expected
+
+
+def test_thread_count_is_settable_and_results_do_not_depend_on_it(rng):
+    codes = rng.integers(0, 256, (60000, 8), dtype=np.uint8)
+    index = de.FlatIndex(64)
+    index.add(codes)
+    queries = codes[:3]
+    before = de.get_num_threads()
+    results = []
+    for n in (1, 2, 5):
+        de.set_num_threads(n)
+        assert de.get_num_threads() == n
+        results.append(index.search(queries, 50))
+    de.set_num_threads(before)
+    for D, I in results[1:]:
+        np.testing.assert_array_equal(D, results[0][0])
+        np.testing.assert_array_equal(I, results[0][1])
+    with pytest.raises(ValueError, match="got 0"):
+        de.set_num_threads(0)
+
+
+def test_cuda_device_count_is_zero_without_a_gpu():
+    count = de.cuda_device_count()
+    assert count >= 0
+    if not os.path.exists("/dev/nvidia0"):
+        assert count == 0

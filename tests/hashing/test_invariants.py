@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -197,3 +199,30 @@ def test_sgh_fit_restores_torch_threads(blobs):
     before = torch.get_num_threads()
     SGH(8, n_iter=3, batch_size=10, device="cpu", num_threads=1).fit(X)
     assert torch.get_num_threads() == before
+
+
+def test_dgh_y_step_handles_rank_deficient_codes():
+    # Constant and duplicated bit columns make J B rank-deficient; Y must still satisfy the
+    # constraints 1^T Y = 0 and Y^T Y = n I.
+    rng = np.random.default_rng(0)
+    n = 400
+    B = np.where(rng.standard_normal((n, 8)) >= 0, 1.0, -1.0)
+    B[:, 3] = 1.0
+    B[:, 5] = B[:, 1]
+    Y = DGH(8, n_anchors=20)._y_step(B, rng)
+    np.testing.assert_allclose(Y.sum(axis=0), 0.0, atol=1e-8)
+    np.testing.assert_allclose(Y.T @ Y, n * np.eye(8), atol=1e-7)
+    # On the full-rank part Y is the exact maximiser: tr(B^T Y) = sqrt(n) * (sum of singular values).
+    JB = B - B.mean(axis=0)
+    assert np.sum(B * Y) == pytest.approx(np.sqrt(n) * np.linalg.svd(JB, compute_uv=False).sum(), rel=1e-9)
+
+
+def test_sgh_without_torch_fails_clearly_but_saved_model_encodes(blobs, tmp_path, monkeypatch):
+    X, _ = blobs
+    path = tmp_path / "sgh.npz"
+    model = SGH(8, n_iter=5, batch_size=20, device="cpu", num_threads=1).fit(X)
+    model.save(path)
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails
+    with pytest.raises(ImportError, match="SGH.fit needs PyTorch"):
+        SGH(8, n_iter=5).fit(X)
+    np.testing.assert_array_equal(SGH.load(path).encode(X), model.encode(X))

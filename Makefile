@@ -14,6 +14,7 @@ STAMP := $(VENV)/.requirements-stamp
 
 demo: install data
 	$(PY) benchmarks/bench_flat.py --preset demo
+	$(PY) benchmarks/bench_mih.py --preset demo
 
 test: install data cpp-test py-test
 
@@ -47,6 +48,7 @@ py-test: install
 
 bench: install data
 	$(PY) benchmarks/bench_flat.py
+	$(PY) benchmarks/bench_mih.py
 
 clean:
 	rm -rf build dist

@@ -9,6 +9,7 @@ namespace deephash::py_bind {
 void bind_runtime(py::module_& m);
 void bind_codes(py::module_& m);
 void bind_flat(py::module_& m);
+void bind_mih(py::module_& m);
 }  // namespace deephash::py_bind
 
 PYBIND11_MODULE(_core, m) {
@@ -17,4 +18,5 @@ PYBIND11_MODULE(_core, m) {
   deephash::py_bind::bind_runtime(m);
   deephash::py_bind::bind_codes(m);
   deephash::py_bind::bind_flat(m);
+  deephash::py_bind::bind_mih(m);
 }

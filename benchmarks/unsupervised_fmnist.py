@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -48,6 +47,7 @@ if ARGS is not None and ARGS.threads:
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(ARGS.threads)
 
+import bench_context  # noqa: E402  (benchmarks/bench_context.py, beside this script)
 import numpy as np  # noqa: E402
 
 from deephash_engine.datasets import load_fashion_mnist  # noqa: E402
@@ -112,31 +112,19 @@ def numpy_metrics(query_codes, db_codes, query_labels, db_labels, chunk: int = 1
 
 
 # ----------------------------------------------------------------------------- context
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def context(args, n_db, n_queries, bits, evaluator_name):
-    info = {
-        "cpu": cpu_model(),
-        "logical_cpus": os.cpu_count(),
+    info = bench_context.context(args.threads or 0)
+    info.pop("faiss", None)
+    info.update({
         "threads": args.threads or "library default",
-        "python": platform.python_version(),
         "numpy": np.__version__,
         "database": n_db,
         "queries": n_queries,
         "bits": list(bits),
         "seed": args.seed,
         "evaluator": evaluator_name,
-        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-    }
+        "command": " ".join(["python", *sys.argv]),
+    })
     try:
         import torch
 

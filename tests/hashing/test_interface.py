@@ -237,3 +237,21 @@ def test_parameter_checks():
         LSH(16, seed=-1)
     with pytest.raises(ValueError, match="n_iter: expected an int >= 0, got -5"):
         ITQ(16, n_iter=-5)
+
+
+def test_failed_refit_leaves_the_fitted_hasher_unchanged(blobs):
+    X, _ = blobs
+    agh = AGH(16, n_anchors=40).fit(X)
+    codes = agh.encode(X)
+    anchors = agh.anchors_
+    # Three distinct points: k-means yields duplicate anchors and too few usable eigenvectors, so
+    # the refit fails inside the spectral step, after new anchors were computed.
+    degenerate = np.repeat(X[:3], 50, axis=0)
+    with pytest.raises(ValueError, match="usable eigenvectors"):
+        agh.fit(degenerate)
+    assert agh.anchors_ is anchors
+    np.testing.assert_array_equal(agh.encode(X), codes)
+    fresh = AGH(16, n_anchors=40)
+    with pytest.raises(ValueError):
+        fresh.fit(degenerate)
+    assert not fresh.is_fitted and not hasattr(fresh, "anchors_")

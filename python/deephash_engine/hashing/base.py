@@ -16,7 +16,7 @@ import json
 import os
 import tempfile
 import zipfile
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -26,6 +26,7 @@ FILE_FORMAT = "deephash_engine.hashing"
 FILE_VERSION = 1
 
 _REGISTRY: dict[str, type[Hasher]] = {}
+HasherT = TypeVar("HasherT", bound="Hasher")
 
 
 class NotFittedError(RuntimeError):
@@ -130,8 +131,10 @@ class Hasher:
         """The fewest training samples this configuration can learn from."""
         return 2
 
-    def fit(self, X: Any) -> Hasher:
-        """Learn the hash functions from the rows of X (float array (n, d)); returns self."""
+    def fit(self: HasherT, X: Any) -> HasherT:
+        """Learn the hash functions from the rows of X (float array (n, d)); returns self.
+
+        If it raises, the hasher is left exactly as it was (fitted or not)."""
         X = check_matrix(X, "X")
         need = self._min_samples()
         if X.shape[0] < need:
@@ -139,7 +142,15 @@ class Hasher:
                 f"X: {type(self).__name__} with nbits={self.nbits} needs at least {need} samples, "
                 f"got {X.shape[0]}"
             )
-        self._fit(X)
+        # A failed fit changes nothing: _fit assigns new learned arrays (never mutates them in
+        # place), so restoring the attribute dictionary undoes a partial fit.
+        before = dict(self.__dict__)
+        try:
+            self._fit(X)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
         self.n_features_in_ = int(X.shape[1])
         return self
 

@@ -84,9 +84,9 @@ class SpH(Hasher):
         radii_sq, overlaps = self._statistics(points, centres)
         mean_err, std = self._balance(overlaps, n)
         iterations = 0
-        converged = c == 1 or (mean_err <= self.eps_mean and std <= self.eps_std)
+        converged = mean_err <= self.eps_mean and std <= self.eps_std
         while not converged and iterations < self.max_iter:
-            # Pairwise forces: f_ij = 1/2 (o_ij - N/4) / (N/4) (c_i - c_j); c_i += mean_j f_ij.
+            # Pairwise forces f_ij = 1/2 (o_ij - N/4) / (N/4) (c_i - c_j); c_i += (sum_j f_ij) / c.
             alpha = 0.5 * (overlaps - quarter) / quarter
             np.fill_diagonal(alpha, 0.0)
             forces = alpha.sum(axis=1)[:, None] * centres - alpha @ centres

@@ -102,8 +102,9 @@ def numpy_metrics(query_codes, db_codes, query_labels, db_labels, chunk: int = 1
         ranks = np.arange(1, relevant.shape[1] + 1)
         precision_at_hit = np.where(relevant, hits / ranks, 0.0)
         ap_all.extend(precision_at_hit.sum(1) / np.maximum(hits[:, -1], 1))
-        top = precision_at_hit[:, :1000].sum(1)
-        ap_1000.extend(np.where(hits[:, 999] > 0, top / np.maximum(hits[:, 999], 1), 0.0))
+        k = min(1000, relevant.shape[1])
+        top = precision_at_hit[:, :k].sum(1)
+        ap_1000.extend(np.where(hits[:, k - 1] > 0, top / np.maximum(hits[:, k - 1], 1), 0.0))
         inside = dist <= 2
         same = db_labels[None, :] == query_labels[start : start + chunk, None]
         n_inside = inside.sum(1)

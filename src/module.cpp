@@ -10,6 +10,7 @@ void bind_runtime(py::module_& m);
 void bind_codes(py::module_& m);
 void bind_flat(py::module_& m);
 void bind_mih(py::module_& m);
+void bind_metrics(py::module_& m);
 }  // namespace deephash::py_bind
 
 PYBIND11_MODULE(_core, m) {
@@ -19,4 +20,5 @@ PYBIND11_MODULE(_core, m) {
   deephash::py_bind::bind_codes(m);
   deephash::py_bind::bind_flat(m);
   deephash::py_bind::bind_mih(m);
+  deephash::py_bind::bind_metrics(m);
 }

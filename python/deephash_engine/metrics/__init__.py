@@ -1,0 +1,38 @@
+"""Retrieval evaluation for binary codes: mAP@k, P@k, R@k, PR curves, Hamming-radius metrics.
+
+Ranking and every metric run in the C++ core (counting over the nbits+1 distances, O(N) per query,
+parallel over queries). The policies the research code bases leave implicit (tie order, AP
+normalisation, queries with nothing relevant) are explicit arguments, bundled in named protocols;
+docs/protocols.md says how each preset relates to the original code.
+"""
+
+from .plotting import plot_report
+from .protocols import PROTOCOLS, Protocol, resolve_protocol
+from .ranking import (
+    PRCurve,
+    RadiusMetrics,
+    average_precision,
+    hamming_radius_metrics,
+    mean_average_precision,
+    pr_curve_by_rank,
+    precision_at_k,
+    recall_at_k,
+)
+from .report import EvaluationReport, evaluate
+
+__all__ = [
+    "PROTOCOLS",
+    "EvaluationReport",
+    "PRCurve",
+    "Protocol",
+    "RadiusMetrics",
+    "average_precision",
+    "evaluate",
+    "hamming_radius_metrics",
+    "mean_average_precision",
+    "plot_report",
+    "pr_curve_by_rank",
+    "precision_at_k",
+    "recall_at_k",
+    "resolve_protocol",
+]

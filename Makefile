@@ -14,6 +14,8 @@ STAMP := $(VENV)/.requirements-stamp
 
 demo: install data
 	$(PY) benchmarks/bench_flat.py --preset demo
+	$(PY) benchmarks/bench_mih.py --preset demo
+	$(PY) benchmarks/unsupervised_fmnist.py --preset demo --threads 1 --methods LSH PCAH ITQ SH SpH AGH-1 AGH-2 DGH
 
 test: install data cpp-test py-test
 
@@ -47,6 +49,9 @@ py-test: install
 
 bench: install data
 	$(PY) benchmarks/bench_flat.py
+	$(PY) benchmarks/bench_mih.py
+	$(PY) benchmarks/bench_metrics.py
+	$(PY) benchmarks/unsupervised_fmnist.py --threads 1
 
 clean:
 	rm -rf build dist

@@ -9,6 +9,7 @@ namespace deephash::py_bind {
 void bind_runtime(py::module_& m);
 void bind_codes(py::module_& m);
 void bind_flat(py::module_& m);
+void bind_mih(py::module_& m);
 void bind_metrics(py::module_& m);
 }  // namespace deephash::py_bind
 
@@ -18,5 +19,6 @@ PYBIND11_MODULE(_core, m) {
   deephash::py_bind::bind_runtime(m);
   deephash::py_bind::bind_codes(m);
   deephash::py_bind::bind_flat(m);
+  deephash::py_bind::bind_mih(m);
   deephash::py_bind::bind_metrics(m);
 }

@@ -8,18 +8,9 @@ import numpy as np
 import pytest
 
 import deephash_engine as de
+from fixtures.make_fixtures import build_flat_v1  # the operations that wrote flat_v1.dhi
 
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def build_flat_v1():
-    # Same operations as tests/fixtures/make_fixtures.py (kept here so the test stands alone).
-    rng = np.random.default_rng(2024)
-    index = de.FlatIndex(24)
-    index.add(rng.integers(0, 256, (50, 3), dtype=np.uint8))
-    index.remove_ids([3, 7])
-    index.add_with_ids(rng.integers(0, 256, (2, 3), dtype=np.uint8), [1000, 500])
-    return index
 
 
 def same_results(a, b, queries, k=10):

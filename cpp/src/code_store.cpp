@@ -8,7 +8,7 @@ namespace deephash {
 
 void CodeStore::materialize() {
   if (!mapped_) return;
-  std::vector<std::uint8_t> copy(mapped_, mapped_ + n_ * cs_);
+  std::vector<std::uint8_t, HugePageAllocator<std::uint8_t>> copy(mapped_, mapped_ + n_ * cs_);
   codes_.swap(copy);
   mapped_ = nullptr;
   map_.reset();
@@ -141,25 +141,40 @@ void CodeStore::reset() {
   invalidate_lookup();
 }
 
-std::uint64_t CodeStore::payload_size() const noexcept {
-  return io::codes_bytes_padded(n_, cs_) + static_cast<std::uint64_t>(n_) * sizeof(idx_t);
+std::uint64_t CodeStore::payload_size(std::size_t nskip) const noexcept {
+  const std::uint64_t live = n_ - nskip;
+  return io::codes_bytes_padded(live, cs_) + live * sizeof(idx_t);
 }
 
-void CodeStore::write_payload(io::AtomicFileWriter& out) const {
+void CodeStore::write_payload(io::AtomicFileWriter& out, const std::uint8_t* skip) const {
   const std::uint64_t start = out.offset();
-  out.write(codes(), n_ * cs_);
-  out.pad_to(start + io::codes_bytes_padded(n_, cs_));
-  if (!implicit_) {
+  std::size_t live = n_;
+  if (!skip) {
+    out.write(codes(), n_ * cs_);
+  } else {
+    live = 0;
+    for (std::size_t i = 0; i < n_; ++i) {
+      if (skip[i]) continue;
+      out.write(codes() + i * cs_, cs_);
+      ++live;
+    }
+  }
+  out.pad_to(start + io::codes_bytes_padded(live, cs_));
+  if (!implicit_ && !skip) {
     out.write(ids_.data(), n_ * sizeof(idx_t));
     return;
   }
-  std::vector<idx_t> chunk;  // implicit ids are written out in chunks
-  for (std::size_t begin = 0; begin < n_; begin += 65536) {
-    const std::size_t end = std::min(n_, begin + 65536);
-    chunk.resize(end - begin);
-    for (std::size_t i = begin; i < end; ++i) chunk[i - begin] = static_cast<idx_t>(i);
-    out.write(chunk.data(), chunk.size() * sizeof(idx_t));
+  std::vector<idx_t> chunk;  // ids generated (implicit) or filtered (skip) in chunks
+  chunk.reserve(65536);
+  for (std::size_t i = 0; i < n_; ++i) {
+    if (skip && skip[i]) continue;
+    chunk.push_back(id_at(i));
+    if (chunk.size() == 65536) {
+      out.write(chunk.data(), chunk.size() * sizeof(idx_t));
+      chunk.clear();
+    }
   }
+  out.write(chunk.data(), chunk.size() * sizeof(idx_t));
 }
 
 void CodeStore::read_payload(const std::shared_ptr<const io::MappedFile>& file, const std::uint8_t* payload,

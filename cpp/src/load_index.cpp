@@ -4,6 +4,7 @@
 
 #include "deephash/flat_index.hpp"
 #include "deephash/index_io.hpp"
+#include "deephash/mih_index.hpp"
 
 namespace deephash {
 
@@ -13,6 +14,8 @@ std::unique_ptr<BinaryIndex> load_index(const std::string& path, bool mmap) {
   switch (header.index_type) {
     case IndexType::Flat:
       return FlatIndex::from_file(header, file, path, mmap);
+    case IndexType::MIH:
+      return MIHIndex::from_file(header, file, path, mmap);
     default:
       throw FileError("'" + path + "' holds an index type this build cannot read (" +
                       std::to_string(static_cast<std::uint32_t>(header.index_type)) + ")");

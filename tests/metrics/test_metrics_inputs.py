@@ -48,6 +48,16 @@ def test_label_forms_agree(mk):
     assert metrics.mean_average_precision(q, db, one_hot_q, one_hot_db) == want
     assert metrics.mean_average_precision(q, db, ql.astype(np.uint8), dl.astype(np.int32)) == want
     assert metrics.mean_average_precision(q, db, ql.tolist(), dl.tolist()) == want
+    # The core narrows database ids to uint8 or int32 when they fit; every width gives the same.
+    for offset in (-(10**6), 10**6, 2**40, -(2**40)):
+        assert metrics.mean_average_precision(q, db, ql + offset, dl + offset) == want
+    # A query class outside the database's id range matches nothing (not a truncated id).
+    far = ql.copy()
+    far[0] = 256 + int(dl[0])
+    far_map = metrics.average_precision(q, db, far, dl)
+    assert far_map[0] == 0.0 and (far_map[1:] == metrics.average_precision(q, db, ql, dl)[1:]).all()
+    far[0] = 2**32 + int(dl[0])
+    assert metrics.average_precision(q, db, far, dl)[0] == 0.0
 
 
 def test_non_contiguous_inputs(mk):
@@ -106,6 +116,8 @@ def test_other_functions_reject_bad_arguments():
         metrics.hamming_radius_metrics(Q, DB, QL, DL, radius=9)
     with pytest.raises(ValueError, match="empty.*'zero', 'skip'"):
         metrics.pr_curve_by_rank(Q, DB, QL, DL, empty="none")
+    with pytest.raises(ValueError, match=r"ranks must lie in \[1, 3\].*got 0"):
+        metrics.pr_curve_by_rank(Q, DB, QL, DL, ranks=[0, 1])
     with pytest.raises(ValueError, match="num_points"):
         metrics.pr_curve_by_rank(Q, DB, QL, DL, num_points=1)
     with pytest.raises(KeyError, match="radius 5 was not computed"):

@@ -91,3 +91,18 @@ def test_report_matches_reference(mk):
     np.testing.assert_allclose(rep.radius.map, rm[[0, 2, 16]], atol=1e-12)
     per_query = [reference.average_precision(*reference.ranked(q[i], db, ql[i], dl), 50)[0] for i in range(12)]
     np.testing.assert_allclose(rep.average_precision, per_query, atol=1e-12)
+
+
+def test_average_precision_per_query(mk):
+    q, db, ql, dl = mk.random_case(4, 15, 120, 8, n_classes=12)
+    for ties, normalize, empty in POLICIES:
+        aps = metrics.average_precision(q, db, ql, dl, 30, ties, normalize, empty)
+        for i in range(len(q)):
+            ap, defined = reference.average_precision(*reference.ranked(q[i], db, ql[i], dl), 30, ties, normalize)
+            if defined or empty == "zero":
+                assert aps[i] == pytest.approx(ap, abs=1e-12)
+            else:
+                assert np.isnan(aps[i])
+        if (ties, normalize, empty) == ("index", "retrieved", "skip"):
+            assert np.isnan(aps).any()  # the case has queries with nothing relevant in the top 30
+        assert np.nanmean(aps) == pytest.approx(metrics.mean_average_precision(q, db, ql, dl, 30, ties, normalize, empty), abs=1e-12)

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "deephash/common.hpp"
+#include "deephash/huge_pages.hpp"
 #include "deephash/index_io.hpp"
 
 namespace deephash {
@@ -48,9 +49,10 @@ class CodeStore {
 
   std::optional<std::size_t> find(idx_t id) const;
 
-  // File payload: codes (padded to 8 bytes), then ids.
-  std::uint64_t payload_size() const noexcept;
-  void write_payload(io::AtomicFileWriter& out) const;
+  // File payload: codes (padded to 8 bytes), then ids. With `skip` (one byte per position,
+  // `nskip` of them non-zero) the skipped items are left out.
+  std::uint64_t payload_size(std::size_t nskip = 0) const noexcept;
+  void write_payload(io::AtomicFileWriter& out, const std::uint8_t* skip = nullptr) const;
   // Loads a payload of `ntotal` items at `payload` inside `file`; with mmap the codes stay in the
   // file. Validates ids (>= 0, unique, consistent with the increasing flag and next_id).
   void read_payload(const std::shared_ptr<const io::MappedFile>& file, const std::uint8_t* payload,
@@ -64,7 +66,7 @@ class CodeStore {
 
   std::size_t cs_;
   std::size_t n_ = 0;
-  std::vector<std::uint8_t> codes_;
+  std::vector<std::uint8_t, HugePageAllocator<std::uint8_t>> codes_;
   std::shared_ptr<const io::MappedFile> map_;
   const std::uint8_t* mapped_ = nullptr;
   std::vector<idx_t> ids_;

@@ -1,10 +1,11 @@
 // Retrieval evaluation over packed binary codes: mAP@k, precision/recall at rank cut-offs and
 // precision/recall/mAP within a Hamming radius.
 //
-// Every query is ranked by counting over the nbits+1 possible distances: one pass computes the
-// distances, the relevance of every database item and a per-distance histogram; a second pass
-// (only for ties = Index) walks the database in index order to place the relevant items. The work
-// is O(N) per query, parallel over queries, and nothing of size (nq x N) is ever allocated.
+// Every query is ranked by counting over the nbits+1 possible distances: one pass over the
+// database (in chunks, a few queries at a time) computes the distances, the relevance of every
+// item and a per-distance histogram, and for ties = Index records each relevant item's place in
+// its tie group; a second step places only the relevant items at their ranks. The work is O(N)
+// per query, parallel over queries, and nothing of size (nq x N) is ever allocated.
 //
 // Relevance: a database item is relevant to a query when they share at least one label (equal
 // class ids, or a common bit in their multi-hot bitsets).

@@ -30,10 +30,16 @@ using FilterFn = std::size_t (*)(const std::uint8_t* query, const std::uint8_t* 
                                  std::size_t n, std::size_t code_size, dist_t max_distance,
                                  std::uint32_t* positions, dist_t* distances) noexcept;
 
+// distances[i] = popcount(query XOR codes[positions[i]]) for i < n: scattered candidates (multi-index
+// hashing), with software prefetch ahead of the loads.
+using GatherFn = void (*)(const std::uint8_t* query, const std::uint8_t* codes, const std::uint32_t* positions,
+                          std::size_t n, std::size_t code_size, dist_t* distances) noexcept;
+
 struct KernelTable {
   SimdLevel level;
   DistancesFn distances;
   FilterFn filter;
+  GatherFn gather;
 };
 
 // One table per instruction set, each defined in its own translation unit (src/kernels/).

@@ -44,6 +44,13 @@ class CountingTopK {
     if (buf_.size() >= capacity_) shrink();
   }
 
+  // Whether at least k accepted candidates have a distance <= d.
+  bool has_k_within(dist_t d) const noexcept {
+    std::size_t c = 0;
+    for (const Entry& e : buf_) c += e.first <= d;
+    return c >= k_;
+  }
+
   // Adds every entry of `other` (a collector for the same query over another part of the data).
   void merge(const CountingTopK& other) {
     for (const Entry& e : other.buf_) {

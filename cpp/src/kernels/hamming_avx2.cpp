@@ -156,7 +156,7 @@ static std::size_t filter(const std::uint8_t* query, const std::uint8_t* codes, 
 }  // namespace avx2_impl
 
 const KernelTable& avx2_table() noexcept {
-  static const KernelTable table{SimdLevel::AVX2, &avx2_impl::distances, &avx2_impl::filter};
+  static const KernelTable table{SimdLevel::AVX2, &avx2_impl::distances, &avx2_impl::filter, &avx2_impl::portable_gather};
   return table;
 }
 

@@ -129,7 +129,7 @@ static std::size_t filter(const std::uint8_t* query, const std::uint8_t* codes, 
 }  // namespace avx512_impl
 
 const KernelTable& avx512_table() noexcept {
-  static const KernelTable table{SimdLevel::AVX512, &avx512_impl::distances, &avx512_impl::filter};
+  static const KernelTable table{SimdLevel::AVX512, &avx512_impl::distances, &avx512_impl::filter, &avx512_impl::portable_gather};
   return table;
 }
 

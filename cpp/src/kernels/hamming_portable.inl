@@ -101,3 +101,25 @@ static std::size_t portable_filter(const std::uint8_t* query, const std::uint8_t
                                   positions, distances);
   }
 }
+
+template <class Query>
+static void portable_gather_with(const Query& query, const std::uint8_t* codes, const std::uint32_t* positions,
+                                 std::size_t n, std::size_t code_size, dist_t* out) noexcept {
+  constexpr std::size_t kAhead = 8;
+  for (std::size_t i = 0; i < n && i < kAhead; ++i) __builtin_prefetch(codes + positions[i] * code_size);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i + kAhead < n) __builtin_prefetch(codes + positions[i + kAhead] * code_size);
+    out[i] = query(codes + static_cast<std::size_t>(positions[i]) * code_size);
+  }
+}
+
+static void portable_gather(const std::uint8_t* query, const std::uint8_t* codes, const std::uint32_t* positions,
+                            std::size_t n, std::size_t code_size, dist_t* out) noexcept {
+  switch (code_size) {
+    case 8: return portable_gather_with(FixedQuery<1>(query), codes, positions, n, 8, out);
+    case 16: return portable_gather_with(FixedQuery<2>(query), codes, positions, n, 16, out);
+    case 32: return portable_gather_with(FixedQuery<4>(query), codes, positions, n, 32, out);
+    case 64: return portable_gather_with(FixedQuery<8>(query), codes, positions, n, 64, out);
+    default: return portable_gather_with(GenericQuery(query, code_size), codes, positions, n, code_size, out);
+  }
+}

@@ -1,4 +1,5 @@
-// The per-query ranking pass (distances, relevance, histogram) and the index-order pass.
+// The ranking pass (distances, relevance, histogram, records; a group of queries per database
+// chunk) and the index-order placement of the relevant items.
 #include <algorithm>
 
 #include "deephash/simd.hpp"
@@ -6,65 +7,142 @@
 
 namespace deephash::metrics::detail {
 
-QueryRanking::QueryRanking(std::size_t n_db, std::size_t nbits)
-    : distance(n_db),
-      relevant(n_db),
-      count(nbits + 1),
-      rel_count(nbits + 1),
-      start(nbits + 2),
-      rel_start(nbits + 2) {}
+QueryRanking::QueryRanking(std::size_t nbits)
+    : hist(2 * (nbits + 1)), count(nbits + 1), rel_count(nbits + 1), start(nbits + 2), rel_start(nbits + 2) {}
 
-void QueryRanking::rank(const CodesView& query_codes, const CodesView& db_codes,
-                        const LabelsView& query_labels, const LabelsView& db_labels, std::size_t q) {
-  const std::size_t n = db_codes.n;
-  hamming_distances(query_codes.data + q * query_codes.code_size, db_codes.data, n,
-                    db_codes.code_size, distance.data());
-  std::fill(count.begin(), count.end(), 0);
-  std::fill(rel_count.begin(), rel_count.end(), 0);
-  const dist_t* dist = distance.data();
-  std::uint8_t* rel = relevant.data();
-  std::int64_t* cnt = count.data();
-  std::int64_t* rcnt = rel_count.data();
-
-  if (db_labels.class_ids != nullptr) {
-    const std::int64_t label = query_labels.class_ids[q];
-    const std::int64_t* ids = db_labels.class_ids;
-    for (std::size_t i = 0; i < n; ++i) {
-      const std::uint8_t is_rel = ids[i] == label;
-      rel[i] = is_rel;
-      ++cnt[dist[i]];
-      rcnt[dist[i]] += is_rel;
-    }
-  } else {
-    // Only the query's non-zero words can make an item relevant: test those alone.
-    const std::size_t words = db_labels.words;
-    const std::uint64_t* qbits = query_labels.bitsets + q * words;
-    query_words.clear();
-    for (std::size_t w = 0; w < words; ++w)
-      if (qbits[w] != 0) query_words.push_back(w);
-    const std::uint64_t* bits = db_labels.bitsets;
-    for (std::size_t i = 0; i < n; ++i) {
-      const std::uint64_t* row = bits + i * words;
-      std::uint8_t is_rel = 0;
-      for (std::size_t w : query_words) {
-        if (row[w] & qbits[w]) {
-          is_rel = 1;
-          break;
-        }
-      }
-      rel[i] = is_rel;
-      ++cnt[dist[i]];
-      rcnt[dist[i]] += is_rel;
-    }
-  }
-
+void QueryRanking::finish() noexcept {
   start[0] = 0;
   rel_start[0] = 0;
   for (std::size_t d = 0; d < count.size(); ++d) {
+    count[d] = hist[2 * d] + hist[2 * d + 1];
+    rel_count[d] = hist[2 * d + 1];
     start[d + 1] = start[d] + count[d];
     rel_start[d + 1] = rel_start[d] + rel_count[d];
   }
   relevant_total = rel_start.back();
+}
+
+namespace {
+
+// One chunk of the database for M queries: histogram bin 2d + rel, and with Record a record of
+// every relevant item (every item writes one; only a relevant one keeps it: branch-free, which
+// is why the buffer has a spare slot). is_relevant(j, i, local) tells whether database item i
+// (position `local` in the chunk) is relevant to query j of the group.
+template <std::size_t M, bool Record, typename IsRelevant>
+void chunk_pass(QueryRanking* const* r, const dist_t* distance, std::size_t base, std::size_t len,
+                IsRelevant is_relevant) {
+  std::int64_t* hist[M];
+  RelevantItem* items[M];
+  std::size_t kept[M];
+  for (std::size_t j = 0; j < M; ++j) {
+    hist[j] = r[j]->hist.data();
+    items[j] = r[j]->relevant_items.data();
+    kept[j] = r[j]->relevant_items_count;
+  }
+  for (std::size_t local = 0; local < len; ++local) {
+    for (std::size_t j = 0; j < M; ++j) {
+      const auto d = static_cast<std::size_t>(distance[j * kDbChunk + local]);
+      const std::size_t rel = is_relevant(j, base + local, local);
+      std::int64_t* h = hist[j] + 2 * d;
+      if constexpr (Record) {
+        items[j][kept[j]] = static_cast<RelevantItem>(d) << 32 | static_cast<RelevantItem>(h[0] + h[1]);
+        kept[j] += rel;
+      }
+      ++h[rel];
+    }
+  }
+  if constexpr (Record)
+    for (std::size_t j = 0; j < M; ++j) r[j]->relevant_items_count = kept[j];
+}
+
+template <std::size_t M, typename IsRelevant>
+void chunk_pass_for(bool record, QueryRanking* const* r, const dist_t* distance, std::size_t base,
+                    std::size_t len, IsRelevant is_relevant) {
+  if (record)
+    chunk_pass<M, true>(r, distance, base, len, is_relevant);
+  else
+    chunk_pass<M, false>(r, distance, base, len, is_relevant);
+}
+
+// Dispatches on the group size so the inner loop over queries is unrolled.
+template <typename IsRelevant>
+void chunk_pass_any(std::size_t m, bool record, QueryRanking* const* r, const dist_t* distance,
+                    std::size_t base, std::size_t len, IsRelevant is_relevant) {
+  static_assert(kQueryGroup == 4, "one case per group size");
+  switch (m) {
+    case 1: chunk_pass_for<1>(record, r, distance, base, len, is_relevant); break;
+    case 2: chunk_pass_for<2>(record, r, distance, base, len, is_relevant); break;
+    case 3: chunk_pass_for<3>(record, r, distance, base, len, is_relevant); break;
+    default: chunk_pass_for<4>(record, r, distance, base, len, is_relevant); break;
+  }
+}
+
+}  // namespace
+
+GroupRanker::GroupRanker(std::size_t nbits, const std::int32_t* db_classes_i32)
+    : rankings_(kQueryGroup, QueryRanking(nbits)),
+      distance_(kQueryGroup * kDbChunk),
+      relevant_(kQueryGroup * kDbChunk),
+      query_words_(kQueryGroup),
+      db_classes_i32_(db_classes_i32) {}
+
+void GroupRanker::rank(const CodesView& query_codes, const CodesView& db_codes, const LabelsView& query_labels,
+                       const LabelsView& db_labels, std::size_t q0, std::size_t m, bool record_relevant) {
+  const std::size_t n = db_codes.n, cs = db_codes.code_size;
+  QueryRanking* r[kQueryGroup];
+  std::int64_t label[kQueryGroup] = {};
+  for (std::size_t j = 0; j < m; ++j) {
+    r[j] = &rankings_[j];
+    std::fill(r[j]->hist.begin(), r[j]->hist.end(), 0);
+    r[j]->relevant_items_count = 0;
+    if (record_relevant && r[j]->relevant_items.size() < n + 1) r[j]->relevant_items.resize(n + 1);
+    if (db_labels.class_ids != nullptr) {
+      label[j] = query_labels.class_ids[q0 + j];
+    } else {
+      // Only the query's non-zero words can make an item relevant: test those alone.
+      const std::uint64_t* qbits = query_labels.bitsets + (q0 + j) * db_labels.words;
+      query_words_[j].clear();
+      for (std::size_t w = 0; w < db_labels.words; ++w)
+        if (qbits[w] != 0) query_words_[j].push_back(w);
+    }
+  }
+
+  for (std::size_t base = 0; base < n; base += kDbChunk) {
+    const std::size_t len = std::min(kDbChunk, n - base);
+    for (std::size_t j = 0; j < m; ++j)
+      hamming_distances(query_codes.data + (q0 + j) * cs, db_codes.data + base * cs, len, cs,
+                        distance_.data() + j * kDbChunk);
+    if (db_classes_i32_ != nullptr) {
+      const std::int32_t* ids = db_classes_i32_;
+      chunk_pass_any(m, record_relevant, r, distance_.data(), base, len,
+                     [&](std::size_t j, std::size_t i, std::size_t) -> std::size_t { return ids[i] == label[j]; });
+    } else if (db_labels.class_ids != nullptr) {
+      const std::int64_t* ids = db_labels.class_ids;
+      chunk_pass_any(m, record_relevant, r, distance_.data(), base, len,
+                     [&](std::size_t j, std::size_t i, std::size_t) -> std::size_t { return ids[i] == label[j]; });
+    } else {
+      const std::size_t words = db_labels.words;
+      for (std::size_t j = 0; j < m; ++j) {
+        const std::uint64_t* qbits = query_labels.bitsets + (q0 + j) * words;
+        std::uint8_t* rel = relevant_.data() + j * kDbChunk;
+        for (std::size_t local = 0; local < len; ++local) {
+          const std::uint64_t* row = db_labels.bitsets + (base + local) * words;
+          std::uint8_t is_rel = 0;
+          for (std::size_t w : query_words_[j]) {
+            if (row[w] & qbits[w]) {
+              is_rel = 1;
+              break;
+            }
+          }
+          rel[local] = is_rel;
+        }
+      }
+      const std::uint8_t* rel = relevant_.data();
+      chunk_pass_any(m, record_relevant, r, distance_.data(), base, len,
+                     [&](std::size_t j, std::size_t, std::size_t local) -> std::size_t { return rel[j * kDbChunk + local]; });
+    }
+  }
+  for (std::size_t j = 0; j < m; ++j) r[j]->finish();
 }
 
 QueryRanking::Cut QueryRanking::locate(std::int64_t n) const noexcept {
@@ -75,51 +153,48 @@ QueryRanking::Cut QueryRanking::locate(std::int64_t n) const noexcept {
 }
 
 void index_order_pass(const QueryRanking& r, std::size_t max_distance, QueryRanking::Cut ap_cut,
-                      const RankTargets& targets, IndexOrderSums& out) {
+                      const std::vector<QueryRanking::Cut>& rank_cuts, IndexOrderSums& out) {
   const std::size_t nd = r.count.size();
+  // A relevant item's 0-based ordinal among the relevant items in rank order, and its 1-based
+  // rank, follow from its record: records come in index order, so the ordinal within its tie
+  // group counts up as the group's records come by. Ordinals are distinct: this sorts the ranks.
+  std::vector<std::int64_t> next_ordinal(r.rel_start.begin(), r.rel_start.begin() + static_cast<std::ptrdiff_t>(nd));
+  out.relevant_rank.resize(static_cast<std::size_t>(r.rel_start[max_distance + 1]));
+  std::int64_t* rel_rank = out.relevant_rank.data();
+  for (std::size_t j = 0; j < r.relevant_items_count; ++j) {
+    const RelevantItem item = r.relevant_items[j];
+    const auto d = static_cast<std::size_t>(item >> 32);
+    if (d > max_distance) continue;  // ranked beyond every cut-off asked for
+    rel_rank[next_ordinal[d]++] = r.start[d] + static_cast<std::int64_t>(item & 0xffffffffu) + 1;
+  }
+
+  // The k-th relevant item (0-based) has precision (k + 1) / rank there.
+  auto precision_sum = [&](std::size_t from, std::size_t to) {
+    double sum = 0.0;
+    for (std::size_t k = from; k < to; ++k)
+      sum += static_cast<double>(k + 1) / static_cast<double>(rel_rank[k]);
+    return sum;
+  };
   out.group_sum.assign(nd, 0.0);
+  for (std::size_t d = 0; d <= max_distance; ++d)
+    out.group_sum[d] = precision_sum(static_cast<std::size_t>(r.rel_start[d]), static_cast<std::size_t>(r.rel_start[d + 1]));
+
+  // Relevant items within the first n ranks: those of rank <= n, a prefix of rel_rank.
+  auto relevant_within = [&](QueryRanking::Cut cut) {
+    const std::int64_t n = r.start[cut.distance] + cut.within;
+    const std::int64_t* first = rel_rank + r.rel_start[cut.distance];
+    const std::int64_t* last = rel_rank + r.rel_start[cut.distance + 1];
+    return static_cast<std::int64_t>(std::upper_bound(first, last, n) - rel_rank);
+  };
   out.cut_sum = 0.0;
   out.cut_relevant = 0;
-  out.rank_relevant.assign(targets.cuts.size(), 0);
-
-  // Per distance: items and relevant items placed so far, and the next rank cut-off waiting there.
-  std::vector<std::int64_t> seen(nd, 0), rel_seen(nd, 0);
-  std::vector<std::size_t> next_target(nd, 0), end_target(nd, 0);
-  {
-    std::size_t j = 0;
-    for (std::size_t d = 0; d < nd; ++d) {
-      next_target[d] = j;
-      while (j < targets.order.size() && targets.cuts[targets.order[j]].distance == d) ++j;
-      end_target[d] = j;
-    }
+  if (ap_cut.distance <= max_distance) {
+    const std::int64_t in_cut = relevant_within(ap_cut);
+    out.cut_relevant = in_cut - r.rel_start[ap_cut.distance];
+    out.cut_sum = precision_sum(static_cast<std::size_t>(r.rel_start[ap_cut.distance]), static_cast<std::size_t>(in_cut));
   }
-  const bool track_targets = !targets.order.empty();
-
-  const std::size_t n = r.distance.size();
-  const dist_t* dist = r.distance.data();
-  const std::uint8_t* rel = r.relevant.data();
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto d = static_cast<std::size_t>(dist[i]);
-    if (d > max_distance) continue;
-    const std::int64_t within = ++seen[d];
-    if (rel[i]) {
-      const std::int64_t rel_within = ++rel_seen[d];
-      const double precision = static_cast<double>(r.rel_start[d] + rel_within) /
-                               static_cast<double>(r.start[d] + within);
-      out.group_sum[d] += precision;
-      if (d == ap_cut.distance && within <= ap_cut.within) {
-        out.cut_sum += precision;
-        ++out.cut_relevant;
-      }
-    }
-    if (track_targets) {
-      std::size_t& t = next_target[d];
-      while (t < end_target[d] && targets.cuts[targets.order[t]].within == within) {
-        out.rank_relevant[targets.order[t]] = r.rel_start[d] + rel_seen[d];
-        ++t;
-      }
-    }
-  }
+  out.rank_relevant.resize(rank_cuts.size());
+  for (std::size_t j = 0; j < rank_cuts.size(); ++j) out.rank_relevant[j] = relevant_within(rank_cuts[j]);
 }
 
 }  // namespace deephash::metrics::detail

@@ -9,23 +9,33 @@
 
 namespace deephash::metrics::detail {
 
-// One query ranked against the whole database: distances, relevance and the per-distance
-// histogram. Holds buffers of N entries, reused from query to query by one thread.
+// Queries are ranked in groups of up to kQueryGroup, chunk by chunk of the database: each
+// chunk's codes and labels are read once per group while its distances sit in L1, and each
+// query's per-distance counters form an independent dependency chain.
+inline constexpr std::size_t kQueryGroup = 4;
+inline constexpr std::size_t kDbChunk = 1024;
+
+// A relevant item seen by the histogram pass (ties = Index), packed in one word: the high half
+// is its distance, the low half how many items at that distance come before it in index order.
+// Records come in index order.
+using RelevantItem = std::uint64_t;
+
+// One query ranked against the whole database: the per-distance histogram and, for ties = Index,
+// the records of its relevant items.
 struct QueryRanking {
-  std::vector<dist_t> distance;        // (N,)
-  std::vector<std::uint8_t> relevant;  // (N,) 0 or 1
+  std::vector<std::int64_t> hist;      // bin 2d + rel: items at distance d, by relevance
   std::vector<std::int64_t> count;     // items at distance d, d in [0, nbits]
   std::vector<std::int64_t> rel_count; // relevant items at distance d
   std::vector<std::int64_t> start;     // items at distance < d, d in [0, nbits + 1]
   std::vector<std::int64_t> rel_start; // relevant items at distance < d
   std::int64_t relevant_total = 0;
-  std::vector<std::size_t> query_words;  // non-zero words of a multi-hot query
+  std::vector<RelevantItem> relevant_items;  // N + 1 slots when recording
+  std::size_t relevant_items_count = 0;
 
-  QueryRanking(std::size_t n_db, std::size_t nbits);
+  explicit QueryRanking(std::size_t nbits);
 
-  // Fills every member for query row q.
-  void rank(const CodesView& query_codes, const CodesView& db_codes, const LabelsView& query_labels,
-            const LabelsView& db_labels, std::size_t q);
+  // count, rel_count, start, rel_start and relevant_total from hist.
+  void finish() noexcept;
 
   // Where rank n (1-based, n in [1, N]) falls: the distance of the tie group holding it and how
   // many items of that group lie within the first n.
@@ -38,24 +48,41 @@ struct QueryRanking {
   std::size_t nbits() const noexcept { return count.size() - 1; }
 };
 
+// Ranks groups of queries against the database; holds the buffers one thread reuses.
+class GroupRanker {
+ public:
+  // db_classes_i32: the database class ids narrowed to int32 when they all fit, else null.
+  GroupRanker(std::size_t nbits, const std::int32_t* db_classes_i32);
+
+  // Ranks queries q0 .. q0 + m - 1 (m <= kQueryGroup) into (*this)[0 .. m - 1]; records the
+  // relevant items when record_relevant.
+  void rank(const CodesView& query_codes, const CodesView& db_codes, const LabelsView& query_labels,
+            const LabelsView& db_labels, std::size_t q0, std::size_t m, bool record_relevant);
+
+  QueryRanking& operator[](std::size_t j) noexcept { return rankings_[j]; }
+
+ private:
+  std::vector<QueryRanking> rankings_;
+  std::vector<dist_t> distance_;        // kQueryGroup x kDbChunk
+  std::vector<std::uint8_t> relevant_;  // kQueryGroup x kDbChunk, multi-hot labels only
+  std::vector<std::vector<std::size_t>> query_words_;  // non-zero words of each multi-hot query
+  const std::int32_t* db_classes_i32_;
+};
+
 // Results of the index-order pass (ties = Index).
 struct IndexOrderSums {
+  std::vector<std::int64_t> relevant_rank;  // 1-based ranks of the relevant items, ascending
   std::vector<double> group_sum;  // per distance: sum of precision at each relevant item's rank
   double cut_sum = 0.0;           // the same over the cut group's items within the AP cut-off
   std::int64_t cut_relevant = 0;  // relevant items of the cut group within the AP cut-off
   std::vector<std::int64_t> rank_relevant;  // relevant items within each rank cut-off
 };
 
-// Rank cut-offs located once per query, for the index-order pass.
-struct RankTargets {
-  std::vector<QueryRanking::Cut> cuts;  // one per rank cut-off, in the caller's order
-  std::vector<std::size_t> order;       // cut-off indices sorted by (distance, within)
-};
-
-// Walks the database in index order, placing every item with distance <= max_distance at its
-// rank. `ap_cut` is the AP cut-off's location; `targets` may hold no cut-off.
+// Places every relevant item at its rank under the (distance, index) order, from the records of
+// the histogram pass, then sums precision over those with distance <= max_distance. `ap_cut` is the AP cut-off's location (a distance above
+// max_distance: none); `rank_cuts` the rank cut-offs, each at a distance <= max_distance.
 void index_order_pass(const QueryRanking& r, std::size_t max_distance, QueryRanking::Cut ap_cut,
-                      const RankTargets& targets, IndexOrderSums& out);
+                      const std::vector<QueryRanking::Cut>& rank_cuts, IndexOrderSums& out);
 
 // H[n] = 1 + 1/2 + ... + 1/n for n in [0, n_max], in extended precision.
 std::vector<long double> harmonic_table(std::size_t n_max);

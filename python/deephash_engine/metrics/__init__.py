@@ -11,6 +11,7 @@ from .protocols import PROTOCOLS, Protocol, resolve_protocol
 from .ranking import (
     PRCurve,
     RadiusMetrics,
+    average_precision,
     hamming_radius_metrics,
     mean_average_precision,
     pr_curve_by_rank,
@@ -25,6 +26,7 @@ __all__ = [
     "PRCurve",
     "Protocol",
     "RadiusMetrics",
+    "average_precision",
     "evaluate",
     "hamming_radius_metrics",
     "mean_average_precision",

@@ -80,15 +80,36 @@ def mean_average_precision(
     a relevant item; orders that retrieve none count 0 in its expected AP.
     Returns NaN when every query is skipped. Defaults come from ``protocol`` ("default" when None).
     """
+    return float(_map_pass(query_codes, db_codes, query_labels, db_labels, topk, ties, normalize, empty, protocol)["map"])
+
+
+def _map_pass(query_codes, db_codes, query_labels, db_labels, topk, ties, normalize, empty, protocol):
     p = resolve_protocol(protocol, ties=ties, normalize=normalize, empty=empty)
     data = prepare(query_codes, db_codes, query_labels, db_labels)
-    out = run_core(data, p, topk=as_topk(topk, data.n_db), want_map=True)
-    return float(out["map"])
+    return run_core(data, p, topk=as_topk(topk, data.n_db), want_map=True)
 
 
-def _rank_curve(data: Prepared, ks: Any, ties: str | None, empty: str | None, protocol: Any):
+def average_precision(
+    query_codes: Any,
+    db_codes: Any,
+    query_labels: Any,
+    db_labels: Any,
+    topk: int | None = None,
+    ties: str | None = None,
+    normalize: str | None = None,
+    empty: str | None = None,
+    *,
+    protocol: str | Protocol | None = None,
+) -> np.ndarray:
+    """AP@topk of every query (float64, (nq,)), with the policies of :func:`mean_average_precision`;
+    NaN marks a query that ``empty="skip"`` leaves out. Its NaN-ignoring mean is the mAP."""
+    out = _map_pass(query_codes, db_codes, query_labels, db_labels, topk, ties, normalize, empty, protocol)
+    return np.asarray(out["average_precision"])
+
+
+def _rank_curve(data: Prepared, ks: Any, ties: str | None, empty: str | None, protocol: Any, name: str = "ks"):
     p = resolve_protocol(protocol, ties=ties, curve_empty=empty)
-    ranks = as_ranks(ks, data.n_db)
+    ranks = as_ranks(ks, data.n_db, name)
     return ranks, run_core(data, p, ks=ranks), p
 
 
@@ -178,7 +199,7 @@ def pr_curve_by_rank(
     """
     data = prepare(query_codes, db_codes, query_labels, db_labels)
     grid = default_ranks(data.n_db, num_points) if ranks is None else ranks
-    ks, out, p = _rank_curve(data, grid, ties, empty, protocol)
+    ks, out, p = _rank_curve(data, grid, ties, empty, protocol, "ranks")
     return PRCurve(
         ranks=np.asarray(ks, dtype=np.int64),
         precision=np.asarray(out["precision_at_k"]),

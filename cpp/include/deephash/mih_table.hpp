@@ -1,0 +1,80 @@
+// SubstringTable: one table of the multi-index hash. It maps the value of one substring of the
+// codes (bits [bit_begin, bit_begin + bits)) to the storage positions of the codes holding it.
+//
+// Compact CSR layout, no per-bucket allocation: positions grouped by key in one array, and either
+// a dense offset array indexed by key (short substrings) or sorted distinct keys with offsets
+// (long, sparse substrings). Positions inside a bucket are increasing.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "deephash/huge_pages.hpp"
+
+namespace deephash {
+
+class SubstringTable {
+ public:
+  SubstringTable() = default;
+  SubstringTable(int bit_begin, int bits) : begin_(bit_begin), bits_(bits) {}
+
+  int bit_begin() const noexcept { return begin_; }
+  int bits() const noexcept { return bits_; }
+
+  // The substring of a code (LSB-first bit order), as an integer of `bits` bits.
+  std::uint64_t key_of(const std::uint8_t* code, std::size_t code_size) const noexcept {
+    const std::size_t byte = static_cast<std::size_t>(begin_) / 8;
+    std::uint64_t v = 0;
+    std::memcpy(&v, code + byte, std::min<std::size_t>(8, code_size - byte));
+    v >>= (begin_ % 8);
+    return bits_ == 64 ? v : (v & ((std::uint64_t{1} << bits_) - 1));
+  }
+
+  // Indexes positions [0, n) of the codes.
+  void build(const std::uint8_t* codes, std::size_t n, std::size_t code_size);
+
+  // The positions whose substring equals key: [first, last).
+  void bucket(std::uint64_t key, const std::uint32_t** first, const std::uint32_t** last) const noexcept {
+    if (dense_) {
+      *first = positions_.data() + offsets_[key];
+      *last = positions_.data() + offsets_[key + 1];
+      return;
+    }
+    std::size_t lo = 0, hi = keys_.size();
+    while (lo < hi) {
+      const std::size_t mid = (lo + hi) / 2;
+      if (keys_[mid] < key) lo = mid + 1; else hi = mid;
+    }
+    if (lo == keys_.size() || keys_[lo] != key) {
+      *first = *last = positions_.data();
+      return;
+    }
+    *first = positions_.data() + offsets_[lo];
+    *last = positions_.data() + offsets_[lo + 1];
+  }
+
+  // Prefetch hints for a bucket that will be read soon: first its offsets, then (once those are
+  // likely cached) its positions. Used to overlap the cache misses of many lookups.
+  void prefetch_offsets(std::uint64_t key) const noexcept {
+    if (dense_) __builtin_prefetch(offsets_.data() + key);
+  }
+  void prefetch_positions(std::uint64_t key) const noexcept {
+    if (dense_) __builtin_prefetch(positions_.data() + offsets_[key]);
+  }
+
+  std::size_t memory_usage() const noexcept {
+    return offsets_.capacity() * sizeof(std::uint32_t) + keys_.capacity() * sizeof(std::uint64_t) +
+           positions_.capacity() * sizeof(std::uint32_t);
+  }
+
+ private:
+  int begin_ = 0, bits_ = 0;
+  bool dense_ = true;
+  std::vector<std::uint32_t, HugePageAllocator<std::uint32_t>> offsets_;
+  std::vector<std::uint64_t, HugePageAllocator<std::uint64_t>> keys_;
+  std::vector<std::uint32_t, HugePageAllocator<std::uint32_t>> positions_;
+};
+
+}  // namespace deephash

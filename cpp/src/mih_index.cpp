@@ -1,0 +1,556 @@
+#include "deephash/mih_index.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+
+#include "deephash/flat_scan.hpp"
+#include "deephash/huge_pages.hpp"
+#include "deephash/simd.hpp"
+#include "deephash/threads.hpp"
+#include "deephash/topk.hpp"
+
+namespace deephash {
+namespace {
+
+// Cost model, in nanoseconds on a current x86 core (measured with benchmarks/bench_mih.py): a table
+// lookup and a candidate check are random memory accesses; a scanned code is a streamed one.
+constexpr double kLookupNs = 40.0;
+constexpr double kCandidateNs = 30.0;
+double scan_ns_per_code(std::size_t code_size) { return 0.1 + 0.4 * static_cast<double>(code_size) / 8.0; }
+
+double binomial(int n, int r) {
+  if (r < 0 || r > n) return 0.0;
+  double c = 1.0;
+  for (int i = 1; i <= r; ++i) c = c * (n - r + i) / i;
+  return c;
+}
+
+// Generation stamps for de-duplication, one array per thread shared by every query that thread
+// runs: a candidate is new iff its stamp differs from the query's generation. Generations wrap
+// after 255 queries, and only then is the array cleared.
+struct Stamps {
+  std::vector<std::uint8_t, HugePageAllocator<std::uint8_t>> seen;
+  std::uint8_t gen = 0;
+  std::uint8_t next(std::size_t n) {
+    if (seen.size() < n) seen.resize(n, 0);
+    if (++gen == 0) {
+      std::fill(seen.begin(), seen.end(), 0);
+      gen = 1;
+    }
+    return gen;
+  }
+};
+thread_local Stamps t_stamps;
+
+// Calls fn(mask) for every mask of `bits` bits with exactly r bits set (Gosper's hack).
+template <class F>
+bool for_each_mask(int bits, int r, F&& fn) {
+  if (r == 0) return fn(std::uint64_t{0});
+  const std::uint64_t limit = bits == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << bits);
+  std::uint64_t mask = (std::uint64_t{1} << r) - 1;
+  while (mask < limit) {
+    if (!fn(mask)) return false;
+    const std::uint64_t c = mask & (~mask + 1);
+    const std::uint64_t rr = mask + c;
+    if (rr == 0) break;
+    mask = (((rr ^ mask) >> 2) / c) | rr;
+  }
+  return true;
+}
+
+// All keys at exactly Hamming radius r from `key` within `bits` bits, into a reused buffer.
+std::vector<std::uint64_t>& keys_at_radius(std::uint64_t key, int bits, int r) {
+  thread_local std::vector<std::uint64_t> keys;
+  keys.clear();
+  for_each_mask(bits, r, [&](std::uint64_t mask) {
+    keys.push_back(key ^ mask);
+    return true;
+  });
+  return keys;
+}
+
+// The unseen, live items of one bucket: stamps them seen and computes their distances in one
+// batch (the gather kernel prefetches the scattered codes). Returns how many; results in scratch.
+struct BucketScratch {
+  std::vector<std::uint32_t> positions;
+  std::vector<dist_t> distances;
+};
+thread_local BucketScratch t_bucket;
+
+std::size_t check_bucket(const SubstringTable& table, std::uint64_t key, const std::uint8_t* q,
+                         const std::uint8_t* codes, std::size_t cs, std::uint8_t gen, std::uint8_t* seen,
+                         const std::uint8_t* skip) {
+  const std::uint32_t *first, *last;
+  table.bucket(key, &first, &last);
+  const std::size_t size = static_cast<std::size_t>(last - first);
+  BucketScratch& b = t_bucket;
+  if (b.positions.size() < size) {
+    b.positions.resize(size);
+    b.distances.resize(size);
+  }
+  std::size_t m = 0;
+  for (std::size_t i = 0; i < size; ++i) {
+    if (i + 16 < size) __builtin_prefetch(seen + first[i + 16]);
+    const std::uint32_t p = first[i];
+    if (seen[p] == gen) continue;
+    seen[p] = gen;
+    if (skip && skip[p]) continue;
+    b.positions[m++] = p;
+  }
+  kernels::active().gather(q, codes, b.positions.data(), m, cs, b.distances.data());
+  return m;
+}
+
+std::vector<std::size_t> flagged_rows(const std::vector<std::uint8_t>& flags) {
+  std::vector<std::size_t> rows;
+  for (std::size_t q = 0; q < flags.size(); ++q)
+    if (flags[q]) rows.push_back(q);
+  return rows;
+}
+
+std::vector<std::uint8_t> gather_rows(const std::uint8_t* queries, const std::vector<std::size_t>& rows,
+                                      std::size_t cs) {
+  std::vector<std::uint8_t> out(rows.size() * cs);
+  for (std::size_t i = 0; i < rows.size(); ++i) std::memcpy(out.data() + i * cs, queries + rows[i] * cs, cs);
+  return out;
+}
+
+}  // namespace
+
+ScanView MIHIndex::scan_view() const noexcept {
+  return ScanView{store_.codes(), store_.ids(), store_.size(), store_.code_size(), nbits_, store_.ids_increasing(),
+                  removed_.empty() ? nullptr : removed_.data()};
+}
+
+int MIHIndex::auto_m_for(int nbits, std::size_t n) noexcept {
+  const double lg = std::log2(static_cast<double>(std::max<std::size_t>(n, 16)));
+  int m = static_cast<int>(std::lround(nbits / lg));
+  m = std::max(m, (nbits + 31) / 32);      // substrings of at most 32 bits
+  m = std::min(m, std::max(1, nbits / 4));  // and at least 4 bits
+  return std::max(m, 1);
+}
+
+MIHIndex::MIHIndex(int nbits, int m)
+    : nbits_((check_nbits(nbits), nbits)), auto_m_(m == 0), m_(m), store_(static_cast<std::size_t>(nbits) / 8) {
+  if (m < 0 || m > nbits)
+    throw InvalidArgument("m must be in [1, nbits=" + std::to_string(nbits) + "] (or 0 for automatic), got " +
+                          std::to_string(m));
+  if (m > 0 && (nbits + m - 1) / m > 32)
+    throw InvalidArgument("m=" + std::to_string(m) + " gives substrings of more than 32 bits for nbits=" +
+                          std::to_string(nbits) + "; use m >= " + std::to_string((nbits + 31) / 32));
+  if (auto_m_) m_ = auto_m_for(nbits_, 0);
+}
+
+std::size_t MIHIndex::ntotal() const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  return store_.size() - n_removed_;
+}
+idx_t MIHIndex::next_id() const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  return store_.next_id();
+}
+int MIHIndex::m() const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  return m_;
+}
+std::vector<int> MIHIndex::substring_bits() const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  std::vector<int> out;
+  for (int j = 0; j < m_; ++j) out.push_back(nbits_ / m_ + (j < nbits_ % m_ ? 1 : 0));
+  return out;
+}
+std::size_t MIHIndex::memory_usage() const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  std::size_t total = store_.memory_usage() + removed_.capacity();
+  for (const auto& t : tables_) total += t.memory_usage();
+  return total;
+}
+std::size_t MIHIndex::tail_size() const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  return store_.size() - indexed_;
+}
+std::size_t MIHIndex::tombstones() const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  return n_removed_;
+}
+MIHStats MIHIndex::stats() const {
+  return {st_queries_.load(), st_candidates_.load(), st_buckets_.load(), st_scans_.load(), st_radius_.load()};
+}
+void MIHIndex::reset_stats() {
+  st_queries_ = st_candidates_ = st_buckets_ = st_scans_ = st_radius_ = 0;
+}
+
+// ---- building -----------------------------------------------------------------------------------
+
+void MIHIndex::rebuild_locked() {
+  const std::size_t n = store_.size();
+  if (n > 0xFFFFFFFFull) throw InvalidArgument("MIHIndex holds at most 2^32 - 1 items, got " + std::to_string(n));
+  if (auto_m_) m_ = auto_m_for(nbits_, n);
+  std::vector<SubstringTable> tables;
+  int begin = 0;
+  for (int j = 0; j < m_; ++j) {
+    const int bits = nbits_ / m_ + (j < nbits_ % m_ ? 1 : 0);
+    tables.emplace_back(begin, bits);
+    begin += bits;
+  }
+  const std::uint8_t* codes = store_.codes();
+  const std::size_t cs = store_.code_size();
+  parallel_for(tables.size(), [&](std::size_t j0, std::size_t j1) {
+    for (std::size_t j = j0; j < j1; ++j) tables[j].build(codes, n, cs);
+  }, tables.size());
+  tables_.swap(tables);
+  indexed_ = n;
+}
+
+void MIHIndex::maybe_merge_tail_locked() {
+  const std::size_t tail = store_.size() - indexed_;
+  if (tail > std::max<std::size_t>(4096, indexed_ / 8)) rebuild_locked();
+}
+
+void MIHIndex::compact_locked() {
+  if (n_removed_ > 0) {
+    std::vector<idx_t> dead;
+    dead.reserve(n_removed_);
+    for (std::size_t i = 0; i < removed_.size(); ++i)
+      if (removed_[i]) dead.push_back(store_.id_at(i));
+    store_.remove_ids(dead.data(), dead.size());
+    removed_.clear();
+    removed_.shrink_to_fit();
+    n_removed_ = 0;
+  }
+  rebuild_locked();
+}
+
+void MIHIndex::compact() {
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  compact_locked();
+}
+
+void MIHIndex::add(const std::uint8_t* codes, std::size_t n) {
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  store_.add(codes, n);
+  if (!removed_.empty()) removed_.resize(store_.size(), 0);
+  maybe_merge_tail_locked();
+}
+
+void MIHIndex::add_with_ids(const std::uint8_t* codes, std::size_t n, const idx_t* ids) {
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  if (n_removed_ > 0) {
+    // A removed id may be added again: drop tombstones first (no visible change), then validate.
+    compact_locked();
+  }
+  store_.add_with_ids(codes, n, ids);
+  maybe_merge_tail_locked();
+}
+
+std::size_t MIHIndex::remove_ids(const idx_t* ids, std::size_t n) {
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  std::size_t removed = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto pos = store_.find(ids[i]);
+    if (!pos) continue;
+    if (removed_.empty()) removed_.assign(store_.size(), 0);
+    if (removed_[*pos]) continue;
+    removed_[*pos] = 1;
+    ++n_removed_;
+    ++removed;
+  }
+  if (n_removed_ > 0 && n_removed_ * 8 > store_.size()) compact_locked();
+  return removed;
+}
+
+void MIHIndex::reset() {
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  store_.reset();
+  tables_.clear();
+  indexed_ = 0;
+  removed_.clear();
+  n_removed_ = 0;
+  if (auto_m_) m_ = auto_m_for(nbits_, 0);
+}
+
+void MIHIndex::reconstruct(idx_t id, std::uint8_t* out) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  const auto pos = store_.find(id);
+  if (!pos || (!removed_.empty() && removed_[*pos])) throw UnknownId("id " + std::to_string(id) + " is not in the index");
+  std::memcpy(out, store_.codes() + *pos * store_.code_size(), store_.code_size());
+}
+
+// ---- search -------------------------------------------------------------------------------------
+
+double MIHIndex::scan_cost() const noexcept {
+  return static_cast<double>(store_.size()) * scan_ns_per_code(store_.code_size());
+}
+
+bool MIHIndex::probe_knn(const std::uint8_t* q, std::size_t kk, CountingTopK& top, MIHQueryStats& st) const {
+  const kernels::KernelTable& kt = kernels::active();
+  const std::size_t cs = store_.code_size(), n = store_.size();
+  const std::uint8_t* codes = store_.codes();
+  const std::uint8_t* skip = removed_.empty() ? nullptr : removed_.data();
+  // The tail (recent adds, not yet in the tables) is scanned first.
+  if (n > indexed_) {
+    std::vector<dist_t>& d = t_bucket.distances;
+    if (d.size() < n - indexed_) d.resize(n - indexed_);
+    kt.distances(q, codes + indexed_ * cs, n - indexed_, cs, d.data());
+    for (std::size_t p = indexed_; p < n; ++p)
+      if (!(skip && skip[p])) top.push(d[p - indexed_], store_.id_at(p));
+  }
+  if (indexed_ == 0) {
+    st.radius = 0;
+    return true;
+  }
+  thread_local std::vector<std::uint64_t> qkey;
+  qkey.resize(static_cast<std::size_t>(m_));
+  int max_bits = 0;
+  for (int j = 0; j < m_; ++j) {
+    qkey[j] = tables_[j].key_of(q, cs);
+    max_bits = std::max(max_bits, tables_[j].bits());
+  }
+  const std::uint8_t gen = t_stamps.next(n);
+  std::uint8_t* seen = t_stamps.seen.data();
+  const double budget = scan_cost();
+  double work = 0.0;
+  for (int r = 0; r <= max_bits; ++r) {
+    for (int j = 0; j < m_; ++j) {
+      const SubstringTable& table = tables_[j];
+      const int bits = table.bits();
+      if (r > bits) return st.radius = r, true;  // that table is exhausted: every item was seen
+      const double keys = binomial(bits, r);
+      const double expected = keys * static_cast<double>(indexed_) / std::ldexp(1.0, bits);
+      if (work + keys * kLookupNs + expected * kCandidateNs > budget) return false;
+      const std::vector<std::uint64_t>& probe = keys_at_radius(qkey[j], bits, r);
+      for (std::size_t i = 0; i < probe.size(); ++i) {
+        if (i + 8 < probe.size()) table.prefetch_offsets(probe[i + 8]);
+        if (i + 4 < probe.size()) table.prefetch_positions(probe[i + 4]);
+        const std::size_t found = check_bucket(table, probe[i], q, codes, cs, gen, seen, skip);
+        ++st.buckets;
+        st.candidates += static_cast<std::int64_t>(found);
+        const BucketScratch& b = t_bucket;
+        for (std::size_t c = 0; c < found; ++c) top.push(b.distances[c], store_.id_at(b.positions[c]));
+      }
+      work += keys * kLookupNs;
+      // Every indexed item within m*r + j of q has now been seen (pigeonhole).
+      if (top.has_k_within(static_cast<dist_t>(m_ * r + j))) {
+        st.radius = r;
+        return true;
+      }
+    }
+    work = static_cast<double>(st.buckets) * kLookupNs + static_cast<double>(st.candidates) * kCandidateNs;
+  }
+  st.radius = max_bits;
+  return true;
+}
+
+void MIHIndex::search(const std::uint8_t* queries, std::size_t nq, std::size_t k, dist_t* distances,
+                      idx_t* ids) const {
+  search_with_stats(queries, nq, k, distances, ids, nullptr);
+}
+
+void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, std::size_t k, dist_t* distances,
+                                 idx_t* ids, MIHQueryStats* stats) const {
+  if (k == 0) throw InvalidArgument("k must be > 0, got 0");
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  const std::size_t live = store_.size() - n_removed_;
+  const std::size_t cs = store_.code_size();
+  std::vector<MIHQueryStats> local(stats ? 0 : nq);
+  MIHQueryStats* st = stats ? stats : local.data();
+  for (std::size_t q = 0; q < nq; ++q) st[q] = MIHQueryStats{};
+  if (live == 0) {
+    std::fill(distances, distances + nq * k, kMissingDistance);
+    std::fill(ids, ids + nq * k, kMissingId);
+    return;
+  }
+  const std::size_t kk = std::min(k, live);
+  std::vector<std::uint8_t> to_scan(nq, 0);
+  // Shared across the batch: once most probed queries turned out cheaper to scan (uniform codes,
+  // large k), the remaining queries go straight to the linear scan.
+  std::atomic<std::size_t> probed{0}, gave_up{0};
+  parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
+    CountingTopK top;
+    for (std::size_t q = q0; q < q1; ++q) {
+      const std::size_t p = probed.load(std::memory_order_relaxed), g = gave_up.load(std::memory_order_relaxed);
+      if (p >= 4 && g * 2 > p) {
+        to_scan[q] = 1;
+        continue;
+      }
+      top.reset(kk, static_cast<dist_t>(nbits_), false);
+      probed.fetch_add(1, std::memory_order_relaxed);
+      if (probe_knn(queries + q * cs, kk, top, st[q])) {
+        top.finish(distances + q * k, ids + q * k, k);
+      } else {
+        to_scan[q] = 1;
+        gave_up.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+  }, std::min<std::size_t>(nq, 4 * static_cast<std::size_t>(num_threads())));
+
+  const std::vector<std::size_t> scan_rows = flagged_rows(to_scan);
+  if (!scan_rows.empty()) {
+    const std::vector<std::uint8_t> sub = gather_rows(queries, scan_rows, cs);
+    std::vector<dist_t> d(scan_rows.size() * k);
+    std::vector<idx_t> id(scan_rows.size() * k);
+    const ScanView view = scan_view();
+    knn_scan(view, sub.data(), scan_rows.size(), k, d.data(), id.data());
+    for (std::size_t i = 0; i < scan_rows.size(); ++i) {
+      std::memcpy(distances + scan_rows[i] * k, d.data() + i * k, k * sizeof(dist_t));
+      std::memcpy(ids + scan_rows[i] * k, id.data() + i * k, k * sizeof(idx_t));
+      st[scan_rows[i]].scanned = true;
+    }
+  }
+  std::int64_t cand = 0, buck = 0, scans = 0, rad = 0;
+  for (std::size_t q = 0; q < nq; ++q) {
+    cand += st[q].candidates;
+    buck += st[q].buckets;
+    scans += st[q].scanned;
+    rad += std::max(0, st[q].radius);
+  }
+  st_queries_ += static_cast<std::int64_t>(nq);
+  st_candidates_ += cand;
+  st_buckets_ += buck;
+  st_scans_ += scans;
+  st_radius_ += rad;
+}
+
+bool MIHIndex::probe_range(const std::uint8_t* q, int radius, std::vector<std::pair<dist_t, idx_t>>& hits,
+                           MIHQueryStats& st) const {
+  const kernels::KernelTable& kt = kernels::active();
+  const std::size_t cs = store_.code_size(), n = store_.size();
+  const std::uint8_t* codes = store_.codes();
+  const std::uint8_t* skip = removed_.empty() ? nullptr : removed_.data();
+  // Pigeonhole with radius = m*r + a: tables j <= a at substring radius r, the others at r - 1.
+  const int r = radius / m_, a = radius % m_;
+  double cost = 0.0;
+  for (int j = 0; j < m_ && indexed_ > 0; ++j) {
+    const int bits = tables_[j].bits();
+    const int rj = std::min(j <= a ? r : r - 1, bits);
+    for (int s = 0; s <= rj; ++s) {
+      const double keys = binomial(bits, s);
+      cost += keys * (kLookupNs + kCandidateNs * static_cast<double>(indexed_) / std::ldexp(1.0, bits));
+    }
+  }
+  if (cost > scan_cost()) return false;
+  if (n > indexed_) {
+    std::vector<dist_t>& d = t_bucket.distances;
+    if (d.size() < n - indexed_) d.resize(n - indexed_);
+    kt.distances(q, codes + indexed_ * cs, n - indexed_, cs, d.data());
+    for (std::size_t p = indexed_; p < n; ++p)
+      if (!(skip && skip[p]) && d[p - indexed_] <= radius) hits.emplace_back(d[p - indexed_], store_.id_at(p));
+  }
+  if (indexed_ == 0) return true;
+  const std::uint8_t gen = t_stamps.next(n);
+  std::uint8_t* seen = t_stamps.seen.data();
+  for (int j = 0; j < m_; ++j) {
+    const SubstringTable& table = tables_[j];
+    const std::uint64_t key = table.key_of(q, cs);
+    const int rj = std::min(j <= a ? r : r - 1, table.bits());
+    for (int s = 0; s <= rj; ++s) {
+      const std::vector<std::uint64_t>& probe = keys_at_radius(key, table.bits(), s);
+      for (std::size_t i = 0; i < probe.size(); ++i) {
+        if (i + 8 < probe.size()) table.prefetch_offsets(probe[i + 8]);
+        if (i + 4 < probe.size()) table.prefetch_positions(probe[i + 4]);
+        const std::size_t found = check_bucket(table, probe[i], q, codes, cs, gen, seen, skip);
+        ++st.buckets;
+        st.candidates += static_cast<std::int64_t>(found);
+        const BucketScratch& b = t_bucket;
+        for (std::size_t c = 0; c < found; ++c)
+          if (b.distances[c] <= radius) hits.emplace_back(b.distances[c], store_.id_at(b.positions[c]));
+      }
+    }
+  }
+  st.radius = r;
+  return true;
+}
+
+RangeResult MIHIndex::range_search(const std::uint8_t* queries, std::size_t nq, int radius) const {
+  if (radius < 0) throw InvalidArgument("radius must be >= 0, got " + std::to_string(radius));
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  radius = std::min(radius, nbits_);
+  const std::size_t cs = store_.code_size();
+  std::vector<std::vector<std::pair<dist_t, idx_t>>> hits(nq);
+  std::vector<std::uint8_t> to_scan(nq, 0);
+  parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
+    for (std::size_t q = q0; q < q1; ++q) {
+      MIHQueryStats st;
+      if (probe_range(queries + q * cs, radius, hits[q], st)) {
+        std::sort(hits[q].begin(), hits[q].end());
+      } else {
+        to_scan[q] = 1;
+      }
+      st_candidates_ += st.candidates;
+      st_buckets_ += st.buckets;
+    }
+  }, std::min<std::size_t>(nq, 4 * static_cast<std::size_t>(num_threads())));
+  const std::vector<std::size_t> scan_rows = flagged_rows(to_scan);
+  if (!scan_rows.empty()) {
+    const std::vector<std::uint8_t> sub = gather_rows(queries, scan_rows, cs);
+    const ScanView view = scan_view();
+    RangeResult part = range_scan(view, sub.data(), scan_rows.size(), radius);
+    for (std::size_t i = 0; i < scan_rows.size(); ++i) {
+      auto& h = hits[scan_rows[i]];
+      for (std::int64_t j = part.lims[i]; j < part.lims[i + 1]; ++j) h.emplace_back(part.distances[j], part.ids[j]);
+    }
+    st_scans_ += static_cast<std::int64_t>(scan_rows.size());
+  }
+  st_queries_ += static_cast<std::int64_t>(nq);
+  RangeResult res;
+  res.lims.assign(nq + 1, 0);
+  for (std::size_t q = 0; q < nq; ++q) res.lims[q + 1] = res.lims[q] + static_cast<std::int64_t>(hits[q].size());
+  res.distances.reserve(static_cast<std::size_t>(res.lims[nq]));
+  res.ids.reserve(static_cast<std::size_t>(res.lims[nq]));
+  for (const auto& h : hits)
+    for (const auto& e : h) {
+      res.distances.push_back(e.first);
+      res.ids.push_back(e.second);
+    }
+  return res;
+}
+
+// ---- persistence --------------------------------------------------------------------------------
+
+void MIHIndex::save(const std::string& path) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  io::Header h;
+  h.index_type = IndexType::MIH;
+  h.nbits = static_cast<std::uint32_t>(nbits_);
+  h.flags = store_.ids_increasing() ? io::kFlagIdsIncreasing : 0;
+  h.ntotal = store_.size() - n_removed_;
+  h.next_id = static_cast<std::uint64_t>(store_.next_id());
+  h.params_size = 8;  // uint32 m, uint32 automatic-m flag
+  h.payload_offset = 2 * io::kPayloadAlign;
+  h.payload_size = store_.payload_size(n_removed_);
+  std::uint8_t header[io::kHeaderSize];
+  io::encode_header(h, header);
+  const std::uint32_t params[2] = {static_cast<std::uint32_t>(m_), auto_m_ ? 1u : 0u};
+  io::AtomicFileWriter out(path);
+  out.write(header, sizeof(header));
+  out.write(params, sizeof(params));
+  out.pad_to(h.payload_offset);
+  store_.write_payload(out, removed_.empty() ? nullptr : removed_.data());
+  out.commit();
+}
+
+std::unique_ptr<MIHIndex> MIHIndex::from_file(const io::Header& header,
+                                              const std::shared_ptr<const io::MappedFile>& file,
+                                              const std::string& path, bool mmap) {
+  if (header.params_size != 8) throw FileError("'" + path + "': MIH parameters must be 8 bytes");
+  std::uint32_t params[2];
+  std::memcpy(params, file->data() + io::kHeaderSize, sizeof(params));
+  const int nbits = static_cast<int>(header.nbits);
+  const int m = static_cast<int>(params[0]);
+  if (params[1] > 1 || m < 1 || m > nbits || (nbits + m - 1) / m > 32)
+    throw FileError("'" + path + "': invalid MIH parameters (m=" + std::to_string(m) + ")");
+  auto index = std::make_unique<MIHIndex>(nbits, params[1] ? 0 : m);
+  index->store_.read_payload(file, file->data() + header.payload_offset, header.ntotal,
+                             static_cast<idx_t>(header.next_id), (header.flags & io::kFlagIdsIncreasing) != 0,
+                             mmap, path);
+  index->m_ = m;
+  const bool auto_m = index->auto_m_;
+  index->auto_m_ = false;  // rebuild with the saved m
+  index->rebuild_locked();
+  index->auto_m_ = auto_m;
+  return index;
+}
+
+}  // namespace deephash

@@ -1,0 +1,44 @@
+#include "deephash/mih_table.hpp"
+
+#include <algorithm>
+#include <utility>
+
+namespace deephash {
+
+void SubstringTable::build(const std::uint8_t* codes, std::size_t n, std::size_t code_size) {
+  // Dense offsets when the key space is small or at most a few times the item count.
+  dense_ = bits_ <= 20 || (bits_ <= 28 && (std::uint64_t{1} << bits_) <= 4 * static_cast<std::uint64_t>(n));
+  positions_.assign(n, 0);
+  keys_.clear();
+  if (dense_) {
+    const std::size_t nkeys = std::size_t{1} << bits_;
+    std::vector<std::uint32_t, HugePageAllocator<std::uint32_t>> offsets(nkeys + 1, 0);
+    std::vector<std::uint32_t> key_of_pos(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto key = static_cast<std::uint32_t>(key_of(codes + i * code_size, code_size));
+      key_of_pos[i] = key;
+      ++offsets[key + 1];
+    }
+    for (std::size_t k = 0; k < nkeys; ++k) offsets[k + 1] += offsets[k];
+    std::vector<std::uint32_t> fill(offsets.begin(), offsets.end() - 1);
+    for (std::size_t i = 0; i < n; ++i) positions_[fill[key_of_pos[i]]++] = static_cast<std::uint32_t>(i);
+    offsets_.swap(offsets);
+    return;
+  }
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> pairs(n);
+  for (std::size_t i = 0; i < n; ++i) pairs[i] = {key_of(codes + i * code_size, code_size), static_cast<std::uint32_t>(i)};
+  std::sort(pairs.begin(), pairs.end());
+  offsets_.clear();
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i == 0 || pairs[i].first != pairs[i - 1].first) {
+      keys_.push_back(pairs[i].first);
+      offsets_.push_back(static_cast<std::uint32_t>(i));
+    }
+    positions_[i] = pairs[i].second;
+  }
+  offsets_.push_back(static_cast<std::uint32_t>(n));
+  keys_.shrink_to_fit();
+  offsets_.shrink_to_fit();
+}
+
+}  // namespace deephash

@@ -1,0 +1,54 @@
+// MIHIndex against FlatIndex in C++: identical k-NN and range results with probing, scanning,
+// tail and tombstones.
+#include <vector>
+
+#include "deephash/flat_index.hpp"
+#include "deephash/mih_index.hpp"
+#include "harness.hpp"
+#include "oracle.hpp"
+
+using namespace deephash;
+
+static bool same_knn(const BinaryIndex& a, const BinaryIndex& b, const std::vector<std::uint8_t>& q, std::size_t nq,
+                     std::size_t k) {
+  std::vector<dist_t> da(nq * k), db(nq * k);
+  std::vector<idx_t> ia(nq * k), ib(nq * k);
+  a.search(q.data(), nq, k, da.data(), ia.data());
+  b.search(q.data(), nq, k, db.data(), ib.data());
+  return da == db && ia == ib;
+}
+
+static bool same_range(const BinaryIndex& a, const BinaryIndex& b, const std::vector<std::uint8_t>& q, std::size_t nq,
+                       int r) {
+  const RangeResult x = a.range_search(q.data(), nq, r), y = b.range_search(q.data(), nq, r);
+  return x.lims == y.lims && x.distances == y.distances && x.ids == y.ids;
+}
+
+TEST(mih_matches_flat) {
+  for (int nbits : {32, 64, 128}) {
+    const std::size_t cs = nbits / 8, n = 20000;
+    for (int alphabet : {256, 2}) {  // uniform bytes, and bytes 0/1 (heavy ties)
+      auto codes = oracle::random_codes(n, cs, 21, alphabet);
+      MIHIndex mih(nbits);
+      FlatIndex flat(nbits);
+      mih.add(codes.data(), n);
+      flat.add(codes.data(), n);
+      auto q = oracle::random_codes(12, cs, 22, alphabet);
+      for (std::size_t k : {1, 10, 100}) CHECK(same_knn(mih, flat, q, 12, k));
+      for (int r : {0, 2, nbits / 8, nbits / 4}) CHECK(same_range(mih, flat, q, 12, r));
+      std::vector<idx_t> rm = {0, 5, 77, 19999};
+      CHECK_EQ(mih.remove_ids(rm.data(), rm.size()), flat.remove_ids(rm.data(), rm.size()));
+      CHECK(same_knn(mih, flat, q, 12, 10));
+      CHECK(same_range(mih, flat, q, 12, nbits / 8));
+    }
+  }
+}
+
+TEST(mih_rejects_bad_parameters) {
+  CHECK_THROWS(MIHIndex(64, 1), InvalidArgument);
+  CHECK_THROWS(MIHIndex(64, -2), InvalidArgument);
+  CHECK_THROWS(MIHIndex(20, 0), InvalidArgument);
+  CHECK_EQ(MIHIndex::auto_m_for(64, 10000000), 3);
+}
+
+HARNESS_MAIN()

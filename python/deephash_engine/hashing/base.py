@@ -1,0 +1,261 @@
+"""The plumbing every unsupervised hasher shares: argument checks, fit/encode, save/load.
+
+A hasher learns a map from float vectors (n, d) to real projections (n, nbits); the code is the
+sign pattern of those projections, packed by the package-wide contract (bit j is bit j % 8 of
+byte j // 8, LSB first, and x >= 0 gives 1). Subclasses implement `_fit` and `_project` and list
+the names of their learned arrays in `_learned`; everything else lives here.
+
+Files are NumPy ``.npz`` archives (no pickles) holding a format tag, a format version, the
+method name, the constructor parameters as JSON and the learned arrays.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import tempfile
+import zipfile
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from ._pack import pack_signs
+
+FILE_FORMAT = "deephash_engine.hashing"
+FILE_VERSION = 1
+
+_REGISTRY: dict[str, type[Hasher]] = {}
+HasherT = TypeVar("HasherT", bound="Hasher")
+
+
+class NotFittedError(RuntimeError):
+    """A hasher was asked to encode (or save) before `fit` was called."""
+
+
+class HasherFileError(OSError):
+    """A file is not a saved hasher, was written by a newer version, or holds another method."""
+
+
+def _check_nbits(nbits: Any) -> int:
+    if isinstance(nbits, (bool, np.bool_)) or not isinstance(nbits, (int, np.integer)):
+        raise TypeError(f"nbits: expected a positive int multiple of 8, got {type(nbits).__name__}")
+    if nbits <= 0 or nbits % 8 != 0:
+        raise ValueError(f"nbits: expected a positive multiple of 8, got {nbits}")
+    return int(nbits)
+
+
+def check_matrix(X: Any, name: str = "X") -> np.ndarray:
+    """Return X as a C-contiguous float64 (n, d) array, or raise naming what is wrong."""
+    arr = np.asarray(X)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array (n_samples, n_features), got shape {arr.shape}")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name}: expected at least one feature, got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(
+            f"{name}: expected finite values, got {arr[bad[0], bad[1]]} at row {bad[0]}, column {bad[1]}"
+        )
+    return arr
+
+
+def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    """Validate an integer parameter that must be >= minimum."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected an int >= {minimum}, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_positive_float(value: Any, name: str, allow_zero: bool = False) -> float:
+    """Validate a finite real parameter that must be > 0 (or >= 0 with allow_zero)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name}: expected a finite number {bound}, got {value}")
+    return value
+
+
+class Hasher:
+    """Base class: constructor parameters, fit -> self, project/encode, save/load.
+
+    Subclasses set `method` (the name written to files), `_learned` (attribute names of the
+    learned NumPy arrays) and implement `_fit(X)` and `_project(X)`.
+    """
+
+    method: ClassVar[str] = ""
+    _learned: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.method:
+            _REGISTRY[cls.method] = cls
+
+    def __init__(self, nbits: int, seed: int = 0) -> None:
+        self.nbits = _check_nbits(nbits)
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed: expected an int >= 0, got {seed!r}")
+        self.seed = int(seed)
+        self.n_features_in_: int | None = None
+
+    # ----------------------------------------------------------------- parameters
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor arguments of this hasher, by name."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.n_features_in_ is not None
+
+    def _rng(self) -> np.random.Generator:
+        return np.random.default_rng(self.seed)
+
+    # ----------------------------------------------------------------- fit / encode
+    def _min_samples(self) -> int:
+        """The fewest training samples this configuration can learn from."""
+        return 2
+
+    def fit(self: HasherT, X: Any) -> HasherT:
+        """Learn the hash functions from the rows of X (float array (n, d)); returns self.
+
+        If it raises, the hasher is left exactly as it was (fitted or not)."""
+        X = check_matrix(X, "X")
+        need = self._min_samples()
+        if X.shape[0] < need:
+            raise ValueError(
+                f"X: {type(self).__name__} with nbits={self.nbits} needs at least {need} samples, "
+                f"got {X.shape[0]}"
+            )
+        # A failed fit changes nothing: _fit assigns new learned arrays (never mutates them in
+        # place), so restoring the attribute dictionary undoes a partial fit.
+        before = dict(self.__dict__)
+        try:
+            self._fit(X)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+        self.n_features_in_ = int(X.shape[1])
+        return self
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X) first")
+
+    def project(self, X: Any) -> np.ndarray:
+        """Real-valued projections (n, nbits) whose signs are the bits (value >= 0 gives 1)."""
+        self._check_fitted()
+        X = check_matrix(X, "X")
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X: expected {self.n_features_in_} features (as in fit), got {X.shape[1]}"
+            )
+        return self._project(X)
+
+    def encode(self, X: Any) -> np.ndarray:
+        """Packed uint8 codes of shape (n, nbits // 8) for the rows of X."""
+        return pack_signs(self.project(X))
+
+    def fit_encode(self, X: Any) -> np.ndarray:
+        """fit(X) then encode(X)."""
+        return self.fit(X).encode(X)
+
+    def _fit(self, X: np.ndarray) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _project(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- persistence
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fitted hasher to `path` (an .npz archive), atomically."""
+        self._check_fitted()
+        payload: dict[str, np.ndarray] = {
+            "format": np.array(FILE_FORMAT),
+            "format_version": np.array(FILE_VERSION, dtype=np.int64),
+            "method": np.array(self.method),
+            "params": np.array(json.dumps(self.get_params(), sort_keys=True)),
+            "n_features_in": np.array(self.n_features_in_, dtype=np.int64),
+        }
+        for name in self._learned:
+            payload["learned/" + name] = np.asarray(getattr(self, name))
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-hasher-", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Hasher:
+        """Read a hasher written by `save`.
+
+        Called on a concrete class (``ITQ.load``) the file must hold that method; called on
+        `Hasher` itself it returns whichever method the file holds.
+        """
+        path = os.fspath(path)
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                contents = {key: archive[key] for key in archive.files}
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise HasherFileError(f"{path}: not a saved hasher (expected an .npz archive): {exc}") from exc
+        if str(contents.get("format", "")) != FILE_FORMAT:
+            raise HasherFileError(
+                f"{path}: not a saved hasher (expected format tag {FILE_FORMAT!r}, "
+                f"got {str(contents['format']) if 'format' in contents else 'none'!r})"
+            )
+        version = int(contents.get("format_version", -1))
+        if version < 1 or version > FILE_VERSION:
+            raise HasherFileError(
+                f"{path}: format version {version} is not supported (this build reads 1..{FILE_VERSION})"
+            )
+        method = str(contents.get("method", ""))
+        if method not in _REGISTRY:
+            raise HasherFileError(f"{path}: unknown hashing method {method!r}")
+        target = _REGISTRY[method]
+        if cls is not Hasher and target is not cls:
+            raise HasherFileError(f"{path}: holds a {method} model, expected {cls.method}")
+        try:
+            params = json.loads(str(contents["params"]))
+            model = target(**params)
+            for name in target._learned:
+                setattr(model, name, contents["learned/" + name])
+            model.n_features_in_ = int(contents["n_features_in"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise HasherFileError(f"{path}: damaged {method} file: {exc}") from exc
+        return model
+
+
+def load_hasher(path: str | os.PathLike) -> Hasher:
+    """Load a saved hasher of any method."""
+    return Hasher.load(path)
+
+
+def registered_methods() -> dict[str, type[Hasher]]:
+    """Method name -> class, for every hasher defined."""
+    return dict(_REGISTRY)

@@ -1,0 +1,182 @@
+"""MIHIndex gives exactly FlatIndex's answers (D and I, ties included) in every regime:
+probing, the linear-scan fallback, the unmerged tail, tombstones, save/load."""
+
+import numpy as np
+import pytest
+
+import deephash_engine as de
+from oracles import clustered_codes, duplicate_codes
+
+
+def near_duplicates(rng, n, nbits):
+    base = rng.integers(0, 256, (n // 50 + 1, nbits // 8), dtype=np.uint8)
+    codes = base[rng.integers(0, len(base), n)]
+    flips = rng.integers(0, nbits, (n, 2))
+    bits = np.unpackbits(codes, axis=1, bitorder="little")
+    bits[np.arange(n)[:, None], flips] ^= 1
+    return np.packbits(bits, axis=1, bitorder="little")
+
+
+MAKERS = {
+    "uniform": lambda rng, n, b: rng.integers(0, 256, (n, b // 8), dtype=np.uint8),
+    "clustered": lambda rng, n, b: clustered_codes(rng, n, b),
+    "duplicates": lambda rng, n, b: duplicate_codes(rng, n, b),
+    "near-duplicates": near_duplicates,
+}
+
+
+def assert_same(mih, flat, queries, ks, radii):
+    for k in ks:
+        D1, I1 = mih.search(queries, k)
+        D2, I2 = flat.search(queries, k)
+        np.testing.assert_array_equal(D1, D2, err_msg=f"k={k}")
+        np.testing.assert_array_equal(I1, I2, err_msg=f"k={k}")
+    for r in radii:
+        for a, b in zip(mih.range_search(queries, r), flat.range_search(queries, r)):
+            np.testing.assert_array_equal(a, b, err_msg=f"radius={r}")
+
+
+@pytest.mark.parametrize("kind", sorted(MAKERS))
+@pytest.mark.parametrize("nbits", [32, 64, 128, 256, 512])
+def test_identical_to_flat(kind, nbits):
+    rng = np.random.default_rng(nbits + len(kind))
+    n = 12000
+    codes = MAKERS[kind](rng, n, nbits)
+    queries = np.concatenate([codes[:10], MAKERS[kind](rng, 10, nbits)])
+    mih, flat = de.MIHIndex(nbits), de.FlatIndex(nbits)
+    mih.add(codes)
+    flat.add(codes)
+    assert mih.tail_size == 0 and mih.m >= 1 and sum(mih.substring_bits) == nbits
+    assert_same(mih, flat, queries, ks=(1, 10, 100, n + 5), radii=range(0, nbits // 4 + 1, max(1, nbits // 32)))
+
+
+@pytest.mark.parametrize("nbits, m", [(32, 1), (64, 2), (64, 3), (64, 5), (64, 8), (40, 3)])
+def test_every_table_count_is_exact(nbits, m, rng):
+    codes = clustered_codes(rng, 5000, nbits, flip=0.1)
+    mih, flat = de.MIHIndex(nbits, m=m), de.FlatIndex(nbits)
+    mih.add(codes)
+    flat.add(codes)
+    assert mih.m == m and not mih.auto_m
+    assert_same(mih, flat, codes[:20] ^ np.uint8(1), ks=(1, 7, 64), radii=(0, 3, 5, 9, nbits // 4))
+
+
+def test_probing_and_scanning_both_used_and_exact(rng):
+    n = 30000
+    structured = clustered_codes(rng, n, 64, nclusters=8, flip=0.03)
+    mih, flat = de.MIHIndex(64), de.FlatIndex(64)
+    mih.add(structured)
+    flat.add(structured)
+    D, I, st = mih.search_with_stats(structured[:50], 10)
+    assert not st["linear_scan"].any(), "near neighbours should be found by probing"
+    assert (st["candidates"] < n).all() and (st["radius"] >= 0).all()
+    np.testing.assert_array_equal(I, flat.search(structured[:50], 10)[1])
+    uniform = rng.integers(0, 256, (40, 8), dtype=np.uint8)
+    D, I, st = mih.search_with_stats(uniform, 100)
+    np.testing.assert_array_equal(D, flat.search(uniform, 100)[0])
+    np.testing.assert_array_equal(I, flat.search(uniform, 100)[1])
+    stats = mih.stats()
+    assert stats["queries"] == 90 and stats["candidates"] > 0
+
+
+def test_tail_and_incremental_adds(rng):
+    codes = clustered_codes(rng, 20000, 128)
+    mih, flat = de.MIHIndex(128), de.FlatIndex(128)
+    for start in range(0, 20000, 1500):  # tables are rebuilt as the tail grows
+        mih.add(codes[start:start + 1500])
+        flat.add(codes[start:start + 1500])
+        assert_same(mih, flat, codes[start:start + 5], ks=(1, 25), radii=(10,))
+    assert mih.tail_size < 20000
+    mih.compact()
+    assert mih.tail_size == 0
+
+
+def test_small_index_lives_in_the_tail(rng):
+    codes = rng.integers(0, 256, (50, 4), dtype=np.uint8)
+    mih, flat = de.MIHIndex(32), de.FlatIndex(32)
+    mih.add(codes)
+    flat.add(codes)
+    assert mih.tail_size == 50
+    assert_same(mih, flat, codes[:5], ks=(1, 10, 60), radii=(0, 8, 32))
+
+
+def test_removals_tombstones_and_compaction(rng):
+    n = 10000
+    codes = duplicate_codes(rng, n, 64, ndistinct=40)
+    mih, flat = de.MIHIndex(64), de.FlatIndex(64)
+    mih.add(codes)
+    flat.add(codes)
+    few = rng.choice(n, 300, replace=False)  # below the compaction threshold: tombstones
+    assert mih.remove_ids(few) == flat.remove_ids(few) == 300
+    assert mih.tombstones == 300 and mih.ntotal == n - 300
+    assert_same(mih, flat, codes[:8], ks=(1, 50, n), radii=(0, 12))
+    with pytest.raises(KeyError):
+        mih.reconstruct(int(few[0]))
+    many = np.setdiff1d(np.arange(0, n, 3), few)  # crosses the threshold: compaction
+    assert mih.remove_ids(many) == flat.remove_ids(many)
+    assert mih.tombstones == 0
+    assert_same(mih, flat, codes[:8], ks=(1, 50), radii=(12,))
+    # a removed id can come back, keeping its id
+    mih.add_with_ids(codes[:1], [int(few[1])])
+    flat.add_with_ids(codes[:1], [int(few[1])])
+    assert_same(mih, flat, codes[:8], ks=(1, 50), radii=(12,))
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+def test_save_load_round_trip(tmp_path, rng, mmap):
+    codes = clustered_codes(rng, 8000, 256)
+    mih = de.MIHIndex(256, m=12)
+    mih.add(codes)
+    mih.remove_ids([1, 2, 3])
+    mih.add_with_ids(codes[:2], [10**12, 2])  # 2 was removed: it may come back
+    path = tmp_path / "mih.dhi"
+    mih.save(path)
+    loaded = de.load_index(path, mmap=mmap)
+    assert isinstance(loaded, de.MIHIndex)
+    assert (loaded.m, loaded.ntotal, loaded.next_id) == (12, mih.ntotal, mih.next_id)
+    assert_same(loaded, mih, codes[:10], ks=(1, 30), radii=(16, 24, 31))
+
+
+def test_memory_usage_counts_tables_and_codes(rng):
+    codes = rng.integers(0, 256, (100000, 8), dtype=np.uint8)
+    mih = de.MIHIndex(64)
+    mih.add(codes)
+    used = mih.memory_usage()
+    assert used >= codes.nbytes + 100000 * 4 * mih.m  # codes + one uint32 position per table
+    assert used < 4 * codes.nbytes + 100000 * 4 * mih.m + (4 << 20) * mih.m * 2
+
+
+def test_parameter_errors():
+    with pytest.raises(ValueError, match="multiple of 8"):
+        de.MIHIndex(12)
+    with pytest.raises(ValueError, match="more than 32 bits"):
+        de.MIHIndex(256, m=4)
+    with pytest.raises(ValueError, match="m must be"):
+        de.MIHIndex(64, m=-1)
+    with pytest.raises(ValueError, match="m must be"):
+        de.MIHIndex(64, m=65)
+    mih = de.MIHIndex(64)
+    with pytest.raises(TypeError, match="uint8"):
+        mih.add(np.zeros((3, 8)))
+    with pytest.raises(ValueError, match="k must be > 0"):
+        mih.search(np.zeros((1, 8), dtype=np.uint8), 0)
+
+
+def test_faiss_multihash_misses_neighbours_that_we_find(rng):
+    faiss = pytest.importorskip("faiss", reason="faiss-cpu is installed by `make test`")
+    n, nbits = 20000, 64
+    codes = rng.integers(0, 256, (n, nbits // 8), dtype=np.uint8)
+    queries = rng.integers(0, 256, (50, nbits // 8), dtype=np.uint8)
+    flat = de.FlatIndex(nbits)
+    flat.add(codes)
+    exact_D, exact_I = flat.search(queries, 10)
+    mih = de.MIHIndex(nbits)
+    mih.add(codes)
+    D, I = mih.search(queries, 10)
+    np.testing.assert_array_equal(D, exact_D)
+    np.testing.assert_array_equal(I, exact_I)
+    ref = faiss.IndexBinaryMultiHash(nbits, 4, 16)
+    ref.nflip = 1
+    ref.add(codes)
+    fD, fI = ref.search(queries, 10)
+    wrong_rows = int(np.sum((fD != exact_D).any(axis=1)))
+    assert wrong_rows > 0, "FAISS's multi-hash k-NN is approximate: some rows must differ here"

@@ -15,9 +15,11 @@ optimised in turn, as in the official MatConvNet code, on every training batch:
 3. **Network step**: the returned loss, ``PL + eta * mean_i ||b_i - u_i||^2``. This B-U coupling
    is the term DeepHash-pytorch drops, which leaves its classification term without gradient.
 
-Defaults: ``mu = 1``, ``nu = 0.1`` (the official ridge weight nu/mu = 0.1), ``eta = 0.1`` for the
-per-sample coupling (the official ``eta = 55`` multiplies a loss summed over all n^2 pairs;
-per pair it is far smaller), 10 DCC sweeps per B step as in the official code.
+Defaults: ``mu = 1``, ``nu = 0.1`` (the official ridge weight nu/mu = 0.1), ``eta = 0.01`` for the
+per-sample coupling (TreezzZ/DSDH_PyTorch's value; the official ``eta = 55`` multiplies a loss
+summed over all n^2 pairs, so per pair it is far smaller), 10 DCC sweeps per B step as in the
+official code. On the Fashion-MNIST validation split eta = 0.01 gave validation mAP 0.874
+against 0.756 for eta = 0.1 (64 bits, 3 epochs).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ class DSDHLoss(HashLoss):
         num_classes: int,
         mu: float = 1.0,
         nu: float = 0.1,
-        eta: float = 0.1,
+        eta: float = 0.01,
         dcc_sweeps: int = 10,
     ) -> None:
         super().__init__(nbits)

@@ -16,6 +16,7 @@ demo: install data
 	$(PY) benchmarks/bench_flat.py --preset demo
 	$(PY) benchmarks/bench_mih.py --preset demo
 	$(PY) benchmarks/unsupervised_fmnist.py --preset demo --threads 1 --methods LSH PCAH ITQ SH SpH AGH-1 AGH-2 DGH
+	$(PY) benchmarks/deep_demo.py --epochs 1 --threads 2
 
 test: install data cpp-test py-test
 
@@ -52,6 +53,7 @@ bench: install data
 	$(PY) benchmarks/bench_mih.py
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/unsupervised_fmnist.py --threads 1
+	$(PY) benchmarks/deep_fmnist.py --bits 64 --seeds 0
 
 clean:
 	rm -rf build dist

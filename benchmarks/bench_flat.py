@@ -33,6 +33,11 @@ PRESETS = {
         "cells": [(1000, 10), (1, 10)],
         "repeats": 2, "single_queries": 50,
     },
+    "10m": {  # the 10M x 64-bit row alone
+        "datasets": [("structured", 10_000_000, 64)],
+        "cells": [(1000, 10), (1, 10)],
+        "repeats": 2, "single_queries": 30,
+    },
     "full": {
         "datasets": [(kind, 1_000_000, nbits) for nbits in (64, 256) for kind in ("structured", "uniform")]
         + [("structured", 10_000_000, 64)],

@@ -16,8 +16,8 @@ namespace {
 
 // Cost model, in nanoseconds on a current x86 core (measured with benchmarks/bench_mih.py): a table
 // lookup and a candidate check are random memory accesses; a scanned code is a streamed one.
-constexpr double kLookupNs = 40.0;
-constexpr double kCandidateNs = 30.0;
+constexpr double kLookupNs = 300.0;
+constexpr double kCandidateNs = 80.0;
 double scan_ns_per_code(std::size_t code_size) { return 0.1 + 0.4 * static_cast<double>(code_size) / 8.0; }
 
 double binomial(int n, int r) {

@@ -430,7 +430,8 @@ bool MIHIndex::probe_range(const std::uint8_t* q, int radius, std::vector<std::p
       cost += keys * (kLookupNs + kCandidateNs * static_cast<double>(indexed_) / std::ldexp(1.0, bits));
     }
   }
-  if (cost > scan_cost()) return false;
+  const double budget = scan_cost();
+  if (cost > budget) return false;
   if (n > indexed_) {
     std::vector<dist_t>& d = t_bucket.distances;
     if (d.size() < n - indexed_) d.resize(n - indexed_);
@@ -457,6 +458,12 @@ bool MIHIndex::probe_range(const std::uint8_t* q, int radius, std::vector<std::p
         for (std::size_t c = 0; c < found; ++c)
           if (b.distances[c] <= radius) hits.emplace_back(b.distances[c], store_.id_at(b.positions[c]));
       }
+      // Clustered codes put far more candidates in the probed buckets than the estimate assumed:
+      // once the work done passes a scan's cost, give up (the caller scans instead).
+      if (static_cast<double>(st.buckets) * kLookupNs + static_cast<double>(st.candidates) * kCandidateNs > budget) {
+        hits.clear();
+        return false;
+      }
     }
   }
   st.radius = r;
@@ -470,13 +477,21 @@ RangeResult MIHIndex::range_search(const std::uint8_t* queries, std::size_t nq, 
   const std::size_t cs = store_.code_size();
   std::vector<std::vector<std::pair<dist_t, idx_t>>> hits(nq);
   std::vector<std::uint8_t> to_scan(nq, 0);
+  std::atomic<std::size_t> probed{0}, gave_up{0};  // batch-wide, as in search_with_stats
   parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
     for (std::size_t q = q0; q < q1; ++q) {
+      const std::size_t p = probed.load(std::memory_order_relaxed), g = gave_up.load(std::memory_order_relaxed);
+      if (p >= 4 && g * 2 > p) {
+        to_scan[q] = 1;
+        continue;
+      }
+      probed.fetch_add(1, std::memory_order_relaxed);
       MIHQueryStats st;
       if (probe_range(queries + q * cs, radius, hits[q], st)) {
         std::sort(hits[q].begin(), hits[q].end());
       } else {
         to_scan[q] = 1;
+        gave_up.fetch_add(1, std::memory_order_relaxed);
       }
       st_candidates_ += st.candidates;
       st_buckets_ += st.buckets;

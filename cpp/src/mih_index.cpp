@@ -103,6 +103,24 @@ std::size_t check_bucket(const SubstringTable& table, std::uint64_t key, const s
   return m;
 }
 
+// Probes every key of `table` at exactly Hamming radius r around `key` (prefetching ahead, since
+// each lookup is a cache miss) and calls visit(distance, position) for each new live candidate.
+template <class Visit>
+void probe_radius(const SubstringTable& table, std::uint64_t key, int r, const std::uint8_t* q,
+                  const std::uint8_t* codes, std::size_t cs, std::uint8_t gen, std::uint8_t* seen,
+                  const std::uint8_t* skip, MIHQueryStats& st, Visit&& visit) {
+  const std::vector<std::uint64_t>& probe = keys_at_radius(key, table.bits(), r);
+  for (std::size_t i = 0; i < probe.size(); ++i) {
+    if (i + 8 < probe.size()) table.prefetch_offsets(probe[i + 8]);
+    if (i + 4 < probe.size()) table.prefetch_positions(probe[i + 4]);
+    const std::size_t found = check_bucket(table, probe[i], q, codes, cs, gen, seen, skip);
+    ++st.buckets;
+    st.candidates += static_cast<std::int64_t>(found);
+    const BucketScratch& b = t_bucket;
+    for (std::size_t c = 0; c < found; ++c) visit(b.distances[c], b.positions[c]);
+  }
+}
+
 std::vector<std::size_t> flagged_rows(const std::vector<std::uint8_t>& flags) {
   std::vector<std::size_t> rows;
   for (std::size_t q = 0; q < flags.size(); ++q)
@@ -320,16 +338,8 @@ bool MIHIndex::probe_knn(const std::uint8_t* q, std::size_t kk, CountingTopK& to
       const double keys = binomial(bits, r);
       const double expected = keys * static_cast<double>(indexed_) / std::ldexp(1.0, bits);
       if (work + keys * kLookupNs + expected * kCandidateNs > budget) return false;
-      const std::vector<std::uint64_t>& probe = keys_at_radius(qkey[j], bits, r);
-      for (std::size_t i = 0; i < probe.size(); ++i) {
-        if (i + 8 < probe.size()) table.prefetch_offsets(probe[i + 8]);
-        if (i + 4 < probe.size()) table.prefetch_positions(probe[i + 4]);
-        const std::size_t found = check_bucket(table, probe[i], q, codes, cs, gen, seen, skip);
-        ++st.buckets;
-        st.candidates += static_cast<std::int64_t>(found);
-        const BucketScratch& b = t_bucket;
-        for (std::size_t c = 0; c < found; ++c) top.push(b.distances[c], store_.id_at(b.positions[c]));
-      }
+      probe_radius(table, qkey[j], r, q, codes, cs, gen, seen, skip, st,
+                   [&](dist_t d, std::uint32_t p) { top.push(d, store_.id_at(p)); });
       work += keys * kLookupNs;
       // Every indexed item within m*r + j of q has now been seen (pigeonhole).
       if (top.has_k_within(static_cast<dist_t>(m_ * r + j))) {
@@ -447,17 +457,9 @@ bool MIHIndex::probe_range(const std::uint8_t* q, int radius, std::vector<std::p
     const std::uint64_t key = table.key_of(q, cs);
     const int rj = std::min(j <= a ? r : r - 1, table.bits());
     for (int s = 0; s <= rj; ++s) {
-      const std::vector<std::uint64_t>& probe = keys_at_radius(key, table.bits(), s);
-      for (std::size_t i = 0; i < probe.size(); ++i) {
-        if (i + 8 < probe.size()) table.prefetch_offsets(probe[i + 8]);
-        if (i + 4 < probe.size()) table.prefetch_positions(probe[i + 4]);
-        const std::size_t found = check_bucket(table, probe[i], q, codes, cs, gen, seen, skip);
-        ++st.buckets;
-        st.candidates += static_cast<std::int64_t>(found);
-        const BucketScratch& b = t_bucket;
-        for (std::size_t c = 0; c < found; ++c)
-          if (b.distances[c] <= radius) hits.emplace_back(b.distances[c], store_.id_at(b.positions[c]));
-      }
+      probe_radius(table, key, s, q, codes, cs, gen, seen, skip, st, [&](dist_t d, std::uint32_t p) {
+        if (d <= radius) hits.emplace_back(d, store_.id_at(p));
+      });
       // Clustered codes put far more candidates in the probed buckets than the estimate assumed:
       // once the work done passes a scan's cost, give up (the caller scans instead).
       if (static_cast<double>(st.buckets) * kLookupNs + static_cast<double>(st.candidates) * kCandidateNs > budget) {

@@ -33,6 +33,11 @@ PRESETS = {
         "cells": [(1000, 10), (1, 10)],
         "repeats": 2, "single_queries": 50,
     },
+    "256": {  # the 256-bit rows at nq = 1000 alone
+        "datasets": [("structured", 1_000_000, 256), ("uniform", 1_000_000, 256)],
+        "cells": [(1000, 1), (1000, 10), (1000, 100)],
+        "repeats": 3, "single_queries": 30,
+    },
     "10m": {  # the 10M x 64-bit row alone
         "datasets": [("structured", 10_000_000, 64)],
         "cells": [(1000, 10), (1, 10)],

@@ -64,7 +64,9 @@ class Pool {
   void run(const std::shared_ptr<Job>& job) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      const std::size_t helpers = std::min<std::size_t>(job->nchunks - 1, workers_.size());
+      // At most size() threads in all, the caller included, however many chunks the job has.
+      const std::size_t allowed = static_cast<std::size_t>(std::max(1, size())) - 1;
+      const std::size_t helpers = std::min({job->nchunks - 1, workers_.size(), allowed});
       for (std::size_t i = 0; i < helpers; ++i) queue_.push_back(job);
     }
     cv_.notify_all();

@@ -72,52 +72,69 @@ std::vector<std::uint64_t>& keys_at_radius(std::uint64_t key, int bits, int r) {
 }
 
 // The unseen, live items of one bucket: stamps them seen and computes their distances in one
-// batch (the gather kernel prefetches the scattered codes). Returns how many; results in scratch.
+// batch (the gather kernel prefetches the scattered codes). Returns how many; results in b.
+// `fresh`: nothing of this query has been stamped yet (the first bucket), so no stamp is read.
 struct BucketScratch {
   std::vector<std::uint32_t> positions;
   std::vector<dist_t> distances;
 };
 thread_local BucketScratch t_bucket;
 
+// How far ahead the stamp loop prefetches: each stamp is a likely cache miss, and the loop body
+// is a few cycles, so many misses must be in flight at once.
+constexpr std::size_t kStampAhead = 48;
+
 std::size_t check_bucket(const SubstringTable& table, std::uint64_t key, const std::uint8_t* q,
                          const std::uint8_t* codes, std::size_t cs, std::uint8_t gen, std::uint8_t* seen,
-                         const std::uint8_t* skip) {
+                         const std::uint8_t* skip, bool fresh, BucketScratch& b) {
   const std::uint32_t *first, *last;
   table.bucket(key, &first, &last);
   const std::size_t size = static_cast<std::size_t>(last - first);
-  BucketScratch& b = t_bucket;
   if (b.positions.size() < size) {
     b.positions.resize(size);
     b.distances.resize(size);
   }
+  std::uint32_t* out = b.positions.data();
   std::size_t m = 0;
-  for (std::size_t i = 0; i < size; ++i) {
-    if (i + 16 < size) __builtin_prefetch(seen + first[i + 16]);
-    const std::uint32_t p = first[i];
-    if (seen[p] == gen) continue;
-    seen[p] = gen;
-    if (skip && skip[p]) continue;
-    b.positions[m++] = p;
+  if (fresh) {
+    for (std::size_t i = 0; i < size; ++i) {
+      const std::uint32_t p = first[i];
+      seen[p] = gen;
+      out[m] = p;
+      m += !(skip && skip[p]);
+    }
+  } else {
+    for (std::size_t i = 0; i < size; ++i) {
+      if (i + kStampAhead < size) __builtin_prefetch(seen + first[i + kStampAhead]);
+      const std::uint32_t p = first[i];
+      if (seen[p] == gen) continue;
+      seen[p] = gen;
+      if (skip && skip[p]) continue;
+      out[m++] = p;
+    }
   }
-  kernels::active().gather(q, codes, b.positions.data(), m, cs, b.distances.data());
+  kernels::active().gather(q, codes, out, m, cs, b.distances.data());
   return m;
 }
 
 // Probes every key of `table` at exactly Hamming radius r around `key` (prefetching ahead, since
 // each lookup is a cache miss) and calls visit(distance, position) for each new live candidate.
+// `fresh` as in check_bucket, for the query's first probe.
 template <class Visit>
 void probe_radius(const SubstringTable& table, std::uint64_t key, int r, const std::uint8_t* q,
                   const std::uint8_t* codes, std::size_t cs, std::uint8_t gen, std::uint8_t* seen,
-                  const std::uint8_t* skip, MIHQueryStats& st, Visit&& visit) {
+                  const std::uint8_t* skip, bool fresh, MIHQueryStats& st, Visit&& visit) {
   const std::vector<std::uint64_t>& probe = keys_at_radius(key, table.bits(), r);
+  BucketScratch& b = t_bucket;
   for (std::size_t i = 0; i < probe.size(); ++i) {
     if (i + 8 < probe.size()) table.prefetch_offsets(probe[i + 8]);
     if (i + 4 < probe.size()) table.prefetch_positions(probe[i + 4]);
-    const std::size_t found = check_bucket(table, probe[i], q, codes, cs, gen, seen, skip);
+    const std::size_t found = check_bucket(table, probe[i], q, codes, cs, gen, seen, skip, fresh && i == 0, b);
     ++st.buckets;
     st.candidates += static_cast<std::int64_t>(found);
-    const BucketScratch& b = t_bucket;
-    for (std::size_t c = 0; c < found; ++c) visit(b.distances[c], b.positions[c]);
+    const dist_t* d = b.distances.data();
+    const std::uint32_t* pos = b.positions.data();
+    for (std::size_t c = 0; c < found; ++c) visit(d[c], pos[c]);
   }
 }
 
@@ -338,7 +355,7 @@ bool MIHIndex::probe_knn(const std::uint8_t* q, std::size_t kk, CountingTopK& to
       const double keys = binomial(bits, r);
       const double expected = keys * static_cast<double>(indexed_) / std::ldexp(1.0, bits);
       if (work + keys * kLookupNs + expected * kCandidateNs > budget) return false;
-      probe_radius(table, qkey[j], r, q, codes, cs, gen, seen, skip, st,
+      probe_radius(table, qkey[j], r, q, codes, cs, gen, seen, skip, r == 0 && j == 0, st,
                    [&](dist_t d, std::uint32_t p) { top.push(d, store_.id_at(p)); });
       work += keys * kLookupNs;
       // Every indexed item within m*r + j of q has now been seen (pigeonhole).
@@ -457,7 +474,7 @@ bool MIHIndex::probe_range(const std::uint8_t* q, int radius, std::vector<std::p
     const std::uint64_t key = table.key_of(q, cs);
     const int rj = std::min(j <= a ? r : r - 1, table.bits());
     for (int s = 0; s <= rj; ++s) {
-      probe_radius(table, key, s, q, codes, cs, gen, seen, skip, st, [&](dist_t d, std::uint32_t p) {
+      probe_radius(table, key, s, q, codes, cs, gen, seen, skip, j == 0 && s == 0, st, [&](dist_t d, std::uint32_t p) {
         if (d <= radius) hits.emplace_back(d, store_.id_at(p));
       });
       // Clustered codes put far more candidates in the probed buckets than the estimate assumed:

@@ -6,6 +6,7 @@ results are compared against the exact answers of our FlatIndex.
 
     python benchmarks/bench_mih.py                 # the grid of docs/benchmarks.md
     python benchmarks/bench_mih.py --preset demo   # one small dataset (used by `make demo`)
+    python benchmarks/bench_mih.py --preset 10m    # structured 10M x 64-bit only (the headline row)
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ ENGINES = ("mih", "flat", "faiss_flat", "faiss_multihash")
 PRESETS = {
     "demo": {"datasets": [("structured", 1_000_000, 64)], "ks": [10], "radii": {64: [4]},
              "nq": 1000, "linear_nq": 200},
+    "10m": {"datasets": [("structured", 10_000_000, 64)], "ks": [1, 10, 100], "radii": {64: [2, 4, 8]},
+            "nq": 1000, "linear_nq": 200},
     "full": {"datasets": [(kind, n, nbits) for kind in ("structured", "uniform")
                           for n, nbits in ((10_000_000, 64), (1_000_000, 128), (1_000_000, 256))],
              "ks": [1, 10, 100], "radii": {64: [2, 4, 8], 128: [8, 12, 16], 256: [16, 24, 31]},

@@ -82,7 +82,7 @@ thread_local BucketScratch t_bucket;
 
 // How far ahead the stamp loop prefetches: each stamp is a likely cache miss, and the loop body
 // is a few cycles, so many misses must be in flight at once.
-constexpr std::size_t kStampAhead = 48;
+constexpr std::size_t kStampAhead = 96;
 
 std::size_t check_bucket(const SubstringTable& table, std::uint64_t key, const std::uint8_t* q,
                          const std::uint8_t* codes, std::size_t cs, std::uint8_t gen, std::uint8_t* seen,
@@ -98,6 +98,7 @@ std::size_t check_bucket(const SubstringTable& table, std::uint64_t key, const s
   std::size_t m = 0;
   if (fresh) {
     for (std::size_t i = 0; i < size; ++i) {
+      if (i + kStampAhead < size) __builtin_prefetch(seen + first[i + kStampAhead], 1);
       const std::uint32_t p = first[i];
       seen[p] = gen;
       out[m] = p;

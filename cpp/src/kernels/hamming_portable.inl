@@ -105,7 +105,7 @@ static std::size_t portable_filter(const std::uint8_t* query, const std::uint8_t
 template <class Query>
 static void portable_gather_with(const Query& query, const std::uint8_t* codes, const std::uint32_t* positions,
                                  std::size_t n, std::size_t code_size, dist_t* out) noexcept {
-  constexpr std::size_t kAhead = 24;
+  constexpr std::size_t kAhead = 64;
   for (std::size_t i = 0; i < n && i < kAhead; ++i) __builtin_prefetch(codes + positions[i] * code_size);
   for (std::size_t i = 0; i < n; ++i) {
     if (i + kAhead < n) __builtin_prefetch(codes + positions[i + kAhead] * code_size);

@@ -8,7 +8,29 @@
 namespace deephash::metrics::detail {
 
 QueryRanking::QueryRanking(std::size_t nbits)
-    : hist(2 * (nbits + 1)), count(nbits + 1), rel_count(nbits + 1), start(nbits + 2), rel_start(nbits + 2) {}
+    : hist(2 * (nbits + 1)), seen_at(nbits + 1), count(nbits + 1), rel_count(nbits + 1), start(nbits + 2), rel_start(nbits + 2) {}
+
+void QueryRanking::finish_from_records() noexcept {
+  // Relevant items per distance, in four partial histograms: records of nearby items often share
+  // a distance, and one histogram would chain every increment through the same counter.
+  const std::size_t nd = seen_at.size();
+  thread_local std::vector<std::uint32_t> part;
+  part.assign(4 * nd, 0u);
+  const std::size_t n = relevant_items_count, n4 = n - n % 4;
+  for (std::size_t i = 0; i < n4; i += 4) {
+    ++part[relevant_items[i] >> 32];
+    ++part[nd + (relevant_items[i + 1] >> 32)];
+    ++part[2 * nd + (relevant_items[i + 2] >> 32)];
+    ++part[3 * nd + (relevant_items[i + 3] >> 32)];
+  }
+  for (std::size_t i = n4; i < n; ++i) ++part[relevant_items[i] >> 32];
+  for (std::size_t d = 0; d < nd; ++d) {
+    const std::int64_t rel = std::int64_t{part[d]} + part[nd + d] + part[2 * nd + d] + part[3 * nd + d];
+    hist[2 * d + 1] = rel;
+    hist[2 * d] = static_cast<std::int64_t>(seen_at[d]) - rel;
+  }
+  finish();
+}
 
 void QueryRanking::finish() noexcept {
   start[0] = 0;
@@ -24,35 +46,68 @@ void QueryRanking::finish() noexcept {
 
 namespace {
 
-// One chunk of the database for M queries: histogram bin 2d + rel, and with Record a record of
-// every relevant item (every item writes one; only a relevant one keeps it: branch-free, which
-// is why the buffer has a spare slot). is_relevant(j, i, local) tells whether database item i
+// One chunk of the database for M queries. Without Record: histogram bin 2d + rel. With Record:
+// only a running count of the items at each distance (all that a record needs), and a record of
+// every relevant item (every item writes one; only a relevant one keeps it: branch-free, which is
+// why the buffer has a spare slot); the per-distance relevant counts come from the records after
+// the pass (finish_from_records). is_relevant(j, i, local) tells whether database item i
 // (position `local` in the chunk) is relevant to query j of the group.
 template <std::size_t M, bool Record, typename IsRelevant>
 void chunk_pass(QueryRanking* const* r, const dist_t* distance, std::size_t base, std::size_t len,
                 IsRelevant is_relevant) {
-  std::int64_t* hist[M];
-  RelevantItem* items[M];
-  std::size_t kept[M];
-  for (std::size_t j = 0; j < M; ++j) {
-    hist[j] = r[j]->hist.data();
-    items[j] = r[j]->relevant_items.data();
-    kept[j] = r[j]->relevant_items_count;
-  }
-  for (std::size_t local = 0; local < len; ++local) {
-    for (std::size_t j = 0; j < M; ++j) {
-      const auto d = static_cast<std::size_t>(distance[j * kDbChunk + local]);
-      const std::size_t rel = is_relevant(j, base + local, local);
-      std::int64_t* h = hist[j] + 2 * d;
-      if constexpr (Record) {
-        items[j][kept[j]] = static_cast<RelevantItem>(d) << 32 | static_cast<RelevantItem>(h[0] + h[1]);
-        kept[j] += rel;
+  if constexpr (Record) {
+    // Queries in pairs over the chunk (their distances and labels sit in L1): each query's
+    // counter updates form a dependency chain through memory when distances repeat, so the
+    // chains of a pair interleave, and few enough values are live to stay in registers.
+    std::size_t j = 0;
+    for (; j + 2 <= M; j += 2) {
+      std::uint32_t* const seen0 = r[j]->seen_at.data();
+      std::uint32_t* const seen1 = r[j + 1]->seen_at.data();
+      RelevantItem* const items0 = r[j]->relevant_items.data();
+      RelevantItem* const items1 = r[j + 1]->relevant_items.data();
+      const dist_t* const dist0 = distance + j * kDbChunk;
+      const dist_t* const dist1 = dist0 + kDbChunk;
+      std::size_t kept0 = r[j]->relevant_items_count, kept1 = r[j + 1]->relevant_items_count;
+      for (std::size_t local = 0; local < len; ++local) {
+        const auto d0 = static_cast<std::size_t>(dist0[local]);
+        const auto d1 = static_cast<std::size_t>(dist1[local]);
+        const std::size_t rel0 = is_relevant(j, base + local, local);
+        const std::size_t rel1 = is_relevant(j + 1, base + local, local);
+        const std::uint32_t before0 = seen0[d0];
+        const std::uint32_t before1 = seen1[d1];
+        items0[kept0] = static_cast<RelevantItem>(d0) << 32 | before0;
+        items1[kept1] = static_cast<RelevantItem>(d1) << 32 | before1;
+        kept0 += rel0;
+        kept1 += rel1;
+        seen0[d0] = before0 + 1;
+        seen1[d1] = before1 + 1;
       }
-      ++h[rel];
+      r[j]->relevant_items_count = kept0;
+      r[j + 1]->relevant_items_count = kept1;
+    }
+    for (; j < M; ++j) {
+      std::uint32_t* const seen = r[j]->seen_at.data();
+      RelevantItem* const items = r[j]->relevant_items.data();
+      const dist_t* const dist = distance + j * kDbChunk;
+      std::size_t kept = r[j]->relevant_items_count;
+      for (std::size_t local = 0; local < len; ++local) {
+        const auto d = static_cast<std::size_t>(dist[local]);
+        const std::size_t rel = is_relevant(j, base + local, local);
+        const std::uint32_t before = seen[d];
+        items[kept] = static_cast<RelevantItem>(d) << 32 | before;
+        kept += rel;
+        seen[d] = before + 1;
+      }
+      r[j]->relevant_items_count = kept;
+    }
+  } else {
+    for (std::size_t j = 0; j < M; ++j) {
+      std::int64_t* const hist = r[j]->hist.data();
+      const dist_t* const dist = distance + j * kDbChunk;
+      for (std::size_t local = 0; local < len; ++local)
+        ++hist[2 * static_cast<std::size_t>(dist[local]) + is_relevant(j, base + local, local)];
     }
   }
-  if constexpr (Record)
-    for (std::size_t j = 0; j < M; ++j) r[j]->relevant_items_count = kept[j];
 }
 
 template <std::size_t M, typename IsRelevant>
@@ -94,6 +149,7 @@ void GroupRanker::rank(const CodesView& query_codes, const CodesView& db_codes, 
   for (std::size_t j = 0; j < m; ++j) {
     r[j] = &rankings_[j];
     std::fill(r[j]->hist.begin(), r[j]->hist.end(), 0);
+    std::fill(r[j]->seen_at.begin(), r[j]->seen_at.end(), 0u);
     r[j]->relevant_items_count = 0;
     if (record_relevant && r[j]->relevant_items.size() < n + 1) r[j]->relevant_items.resize(n + 1);
     if (db_labels.class_ids != nullptr) {
@@ -142,7 +198,12 @@ void GroupRanker::rank(const CodesView& query_codes, const CodesView& db_codes, 
                      [&](std::size_t j, std::size_t, std::size_t local) -> std::size_t { return rel[j * kDbChunk + local]; });
     }
   }
-  for (std::size_t j = 0; j < m; ++j) r[j]->finish();
+  for (std::size_t j = 0; j < m; ++j) {
+    if (record_relevant)
+      r[j]->finish_from_records();
+    else
+      r[j]->finish();
+  }
 }
 
 QueryRanking::Cut QueryRanking::locate(std::int64_t n) const noexcept {
@@ -169,11 +230,18 @@ void index_order_pass(const QueryRanking& r, std::size_t max_distance, QueryRank
   }
 
   // The k-th relevant item (0-based) has precision (k + 1) / rank there.
+  // Four partial sums, so the additions do not wait on each other.
   auto precision_sum = [&](std::size_t from, std::size_t to) {
-    double sum = 0.0;
-    for (std::size_t k = from; k < to; ++k)
-      sum += static_cast<double>(k + 1) / static_cast<double>(rel_rank[k]);
-    return sum;
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    std::size_t k = from;
+    for (; k + 4 <= to; k += 4) {
+      s0 += static_cast<double>(k + 1) / static_cast<double>(rel_rank[k]);
+      s1 += static_cast<double>(k + 2) / static_cast<double>(rel_rank[k + 1]);
+      s2 += static_cast<double>(k + 3) / static_cast<double>(rel_rank[k + 2]);
+      s3 += static_cast<double>(k + 4) / static_cast<double>(rel_rank[k + 3]);
+    }
+    for (; k < to; ++k) s0 += static_cast<double>(k + 1) / static_cast<double>(rel_rank[k]);
+    return (s0 + s1) + (s2 + s3);
   };
   out.group_sum.assign(nd, 0.0);
   for (std::size_t d = 0; d <= max_distance; ++d)

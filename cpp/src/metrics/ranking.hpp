@@ -24,6 +24,7 @@ using RelevantItem = std::uint64_t;
 // the records of its relevant items.
 struct QueryRanking {
   std::vector<std::int64_t> hist;      // bin 2d + rel: items at distance d, by relevance
+  std::vector<std::uint32_t> seen_at;  // recording pass: items at distance d seen so far
   std::vector<std::int64_t> count;     // items at distance d, d in [0, nbits]
   std::vector<std::int64_t> rel_count; // relevant items at distance d
   std::vector<std::int64_t> start;     // items at distance < d, d in [0, nbits + 1]
@@ -36,6 +37,8 @@ struct QueryRanking {
 
   // count, rel_count, start, rel_start and relevant_total from hist.
   void finish() noexcept;
+  // The same after a recording pass: hist from seen_at and the records, then finish().
+  void finish_from_records() noexcept;
 
   // Where rank n (1-based, n in [1, N]) falls: the distance of the tie group holding it and how
   // many items of that group lie within the first n.

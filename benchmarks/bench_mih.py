@@ -7,6 +7,7 @@ results are compared against the exact answers of our FlatIndex.
     python benchmarks/bench_mih.py                 # the grid of docs/benchmarks.md
     python benchmarks/bench_mih.py --preset demo   # one small dataset (used by `make demo`)
     python benchmarks/bench_mih.py --preset 10m    # structured 10M x 64-bit only (the headline row)
+    python benchmarks/bench_mih.py --kinds uniform --engines mih,flat   # the worst case, ours only
 """
 
 from __future__ import annotations
@@ -150,6 +151,7 @@ def main() -> int:
     ap.add_argument("--preset", choices=sorted(PRESETS), default="full")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--engines", default=",".join(ENGINES))
+    ap.add_argument("--kinds", default="structured,uniform", help="which of the preset's datasets to run")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
     ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
@@ -170,7 +172,8 @@ def main() -> int:
     print("# q/s over 1000 queries (200 for the linear engines at 10M and for faiss_multihash, k-NN only); "
           "'exact' = identical D and I to FlatIndex; recall = share of exact neighbours returned")
     rows = []
-    for kind, n, nbits in preset["datasets"]:
+    kinds = {k for k in args.kinds.split(",") if k}
+    for kind, n, nbits in (d for d in preset["datasets"] if d[0] in kinds):
         with tempfile.TemporaryDirectory(prefix="deephash-mih-") as tmp:
             folder = Path(tmp)
             np.save(folder / "db.npy", make_codes(kind, n, nbits, seed=3))

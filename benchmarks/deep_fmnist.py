@@ -8,6 +8,7 @@ mean and spread over seeds, and training time, and writes JSON next to the print
 
     python benchmarks/deep_fmnist.py                      # the full grid: 7 methods x 16/32/64 x 3 seeds
     python benchmarks/deep_fmnist.py --bits 64 --seeds 0  # a reduced grid
+    python benchmarks/deep_fmnist.py --bits 64 --seeds 0 --epochs 8 --schedule cosine  # longer budget
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--schedule", choices=("none", "cosine", "step"), default="none",
+                   help="learning-rate schedule over the epochs (cosine: down to 0 at the last epoch)")
+    p.add_argument("--head-lr-mult", type=float, default=1.0, help="hash head lr = lr x this")
     p.add_argument("--out", default="bench_results/deep_fmnist")
     p.add_argument("--progress", action="store_true")
     args = p.parse_args(argv)
@@ -76,6 +80,7 @@ def main(argv=None) -> int:
     context = {
         "cpu": cpu_model(), "threads": args.threads, "torch": torch.__version__,
         "python": platform.python_version(), "epochs": args.epochs, "lr": args.lr,
+        "schedule": args.schedule, "head_lr_mult": args.head_lr_mult,
         "command": "python benchmarks/deep_fmnist.py " + " ".join(sys.argv[1:] if argv is None else argv),
     }
     print(f"# {context['cpu']}, {args.threads} torch thread(s), torch {torch.__version__}", flush=True)
@@ -85,7 +90,8 @@ def main(argv=None) -> int:
         for method in args.methods:
             for seed in args.seeds:
                 cfg = RunConfig(method=method, dataset="fashion-mnist", bits=bits, seed=seed,
-                                epochs=args.epochs, lr=args.lr, threads=args.threads, device="cpu")
+                                epochs=args.epochs, lr=args.lr, threads=args.threads, device="cpu",
+                                schedule=args.schedule, head_lr_mult=args.head_lr_mult)
                 start = time.perf_counter()
                 summary = train_run(cfg, out / f"{method}-{bits}-s{seed}", progress=args.progress)
                 row = {"method": method, "bits": bits, "seed": seed,

@@ -15,7 +15,7 @@ full one. The configurations run in interleaved rounds (a change in the machine'
 alike); times are the median over all timed steps, in process CPU seconds (with one thread, less
 disturbed by other jobs than wall time, which is printed beside it).
 
-    python benchmarks/deep_step_time.py                     # defaults: about 1.5 minutes, 1 thread
+    python benchmarks/deep_step_time.py                     # defaults: under 2 minutes, 1 thread
     python benchmarks/deep_step_time.py --methods hashnet dpsh dsh+bank --rounds 5
 """
 
@@ -167,8 +167,8 @@ def main(argv=None) -> int:
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--fills", nargs="+", type=float, default=[1.0, 0.5],
                    help="bank fractions written before timing (bank losses only)")
-    p.add_argument("--rounds", type=int, default=3, help="rounds over all configurations")
-    p.add_argument("--steps", type=int, default=5, help="timed steps per configuration and round")
+    p.add_argument("--rounds", type=int, default=8, help="rounds over all configurations")
+    p.add_argument("--steps", type=int, default=2, help="timed steps per configuration and round")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps before them")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)

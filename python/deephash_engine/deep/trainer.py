@@ -70,6 +70,20 @@ def build_scheduler(optimizer, name: str = "none", epochs: int = 1, step_size: i
     raise ValueError(f"schedule: expected none, cosine or step, got {name!r}")
 
 
+def train_step(model: nn.Module, loss: nn.Module, optimizer: torch.optim.Optimizer,
+               x: torch.Tensor, target: torch.Tensor, index: torch.Tensor, epoch: int = 0) -> float:
+    """One optimisation step on a batch: forward, loss (with the loss's per-batch state
+    updates, e.g. its memory bank), backward, optimiser step. Returns the loss value."""
+    u = model(x)
+    value = loss(u, target, index)
+    if not torch.isfinite(value):
+        raise FloatingPointError(f"loss: expected a finite value, got {float(value)} at epoch {epoch + 1}")
+    optimizer.zero_grad(set_to_none=True)
+    value.backward()
+    optimizer.step()
+    return float(value.detach())
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -135,14 +149,7 @@ class Trainer:
         bar = tqdm(loader, desc=f"epoch {epoch + 1}", disable=not self.progress, leave=False)
         for x, target, index in bar:
             x, target, index = x.to(self.device), target.to(self.device), index.to(self.device)
-            u = self.model(x)
-            value = self.loss(u, target, index)
-            if not torch.isfinite(value):
-                raise FloatingPointError(f"loss: expected a finite value, got {float(value)} at epoch {epoch + 1}")
-            self.optimizer.zero_grad(set_to_none=True)
-            value.backward()
-            self.optimizer.step()
-            total += float(value.detach())
+            total += train_step(self.model, self.loss, self.optimizer, x, target, index, epoch)
             batches += 1
             bar.set_postfix(loss=f"{total / batches:.4f}")
         if self.scheduler is not None:

@@ -30,6 +30,11 @@ def similarity(target_a: torch.Tensor, target_b: torch.Tensor) -> torch.Tensor:
     return (target_a @ target_b.t() > 0).to(target_a.dtype)
 
 
+def is_one_hot(labels: torch.Tensor) -> bool:
+    """True when every label row holds exactly one 1 (labels are 0/1 by convention)."""
+    return bool((labels.sum(1) == 1).all())
+
+
 def check_batch(u: torch.Tensor, target: torch.Tensor, nbits: int) -> None:
     """Validate the shapes every loss relies on, naming argument, expected and actual value."""
     if u.dim() != 2 or u.shape[1] != nbits:
@@ -139,6 +144,31 @@ def batch_pairs(u: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, to
     n = u.shape[0]
     mask = 1.0 - torch.eye(n, dtype=u.dtype, device=u.device)
     return u, target.to(u.dtype), mask
+
+
+#: Bank rows per block in the closed-form bank paths. A (batch, block) block of pair terms stays in
+#: cache, and no (batch, n) matrix is allocated per step (a fresh allocation that large costs a
+#: page fault per 4 KiB on every step, more than the arithmetic on a virtualised host).
+BANK_BLOCK = 2048
+
+
+def bank_blocks(u: torch.Tensor, v: torch.Tensor, scratch: int = 0, block: Optional[int] = None):
+    """Yield ``(rows, products, *spares)`` over row blocks ``v[rows]`` of a bank: ``products`` is
+    ``u @ v[rows]^T`` and each of the ``scratch`` spares an uninitialised tensor of its shape.
+
+    All of them are views of buffers reused from block to block, so each is valid only until
+    the next block is yielded. Call under ``torch.no_grad()``.
+    """
+    block = block or BANK_BLOCK
+    batch, n = u.shape[0], v.shape[0]
+    size = batch * min(block, n)
+    buffers = [u.new_empty(size) for _ in range(1 + scratch)]
+    for start in range(0, n, block):
+        rows = slice(start, min(start + block, n))
+        shape = (batch, rows.stop - rows.start)
+        views = [buf[: shape[0] * shape[1]].view(shape) for buf in buffers]
+        torch.mm(u, v[rows].t(), out=views[0])
+        yield (rows, *views)
 
 
 def with_gradient(value: torch.Tensor, u: torch.Tensor, grad_u: torch.Tensor) -> torch.Tensor:

@@ -13,12 +13,31 @@ the paper's CIFAR-10 numbers.
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
 from torch.nn import functional as F
 
-from .base import PairwiseLoss, masked_mean, sign_pm1, similarity, with_gradient
+from .base import (
+    PairwiseLoss, bank_blocks, is_one_hot, masked_mean, sign_pm1, similarity, with_gradient,
+)
+
+
+def log_sum(x: torch.Tensor) -> torch.Tensor:
+    """``sum(log(x))`` for a tensor with entries in [1/2, 1].
+
+    One log serves the product of a group of entries (32 of them in float32 and float64): such
+    a product is >= 2^-32, far from underflow, and its rounding error (about 32 ulp) costs the
+    log what 32 separate logs would. A log costs far more than a multiplication.
+    """
+    group = max(1, min(32, int(-math.log2(torch.finfo(x.dtype).tiny)) // 2))
+    flat = x.reshape(-1)
+    whole = flat.numel() // group * group
+    total = flat[:whole].view(-1, group).prod(1).log_().sum()
+    if whole < flat.numel():
+        total = total + flat[whole:].log().sum()
+    return total
 
 
 def pairwise_likelihood(
@@ -29,9 +48,10 @@ def pairwise_likelihood(
     ``s`` the label similarity of ``target`` rows and ``yv`` rows.
 
     When ``v`` carries no gradient (a memory bank) the value and the gradient with respect to
-    ``u``, ``scale / count * (sigmoid(theta) - S) @ v``, are computed in closed form. With
-    one-hot labels ``S @ v = target @ (yv^T v)``, so S itself is never formed: besides the two
-    (batch, n) products only sigmoid and softplus touch (batch, n) values.
+    ``u``, ``scale / count * (sigmoid(theta) - S) @ v``, are computed in closed form, one block of
+    bank rows at a time (:func:`bank_blocks`): per block one product for theta, one for
+    ``sigmoid(theta) @ v``, and in-place elementwise passes. With one-hot labels
+    ``S @ v = target @ (yv^T v)``, so S itself is never formed.
     """
     target = target.to(u.dtype)
     if v.requires_grad or mask is not None:
@@ -39,12 +59,28 @@ def pairwise_likelihood(
         theta = scale * (u @ v.t())
         return masked_mean(F.softplus(theta) - s * theta, mask)
     with torch.no_grad():
-        theta = scale * (u @ v.t())
-        count = float(theta.numel()) or 1.0
-        one_hot = bool((target.sum(1) == 1).all()) and bool((yv.sum(1) == 1).all())
-        s_v = target @ (yv.t() @ v) if one_hot else similarity(target, yv) @ v
-        value = (F.softplus(theta).sum() - scale * (u * s_v).sum()) / count
-        grad_u = (torch.sigmoid(theta) @ v - s_v) * (scale / count)
+        scaled = scale * u
+        count = float(u.shape[0] * v.shape[0]) or 1.0
+        one_hot = is_one_hot(target) and is_one_hot(yv)
+        class_v = u.new_zeros(yv.shape[1], u.shape[1])  # yv^T v, for one-hot labels
+        s_v = torch.zeros_like(u)  # S @ v
+        sigmoid_v = torch.zeros_like(u)  # sigmoid(theta) @ v
+        # sum of softplus(theta) = relu(theta) - log sigmoid(|theta|), block sums added in float64
+        total = u.new_zeros((), dtype=torch.float64)
+        for rows, theta, work in bank_blocks(scaled, v, scratch=1):
+            if one_hot:
+                class_v.addmm_(yv[rows].t(), v[rows])
+            else:
+                s_v.addmm_(similarity(target, yv[rows]), v[rows])
+            total += 0.5 * (theta.sum() + torch.abs(theta, out=work).sum())  # relu
+            probability = theta.sigmoid_()
+            sigmoid_v.addmm_(probability, v[rows])
+            # sigmoid(|theta|) = 1/2 + |sigmoid(theta) - 1/2|, in [1/2, 1]: no underflow
+            total -= log_sum(torch.sub(probability, 0.5, out=work).abs_().add_(0.5))
+        if one_hot:
+            s_v = target @ class_v
+        value = ((total - (scaled * s_v).sum()) / count).to(u.dtype)
+        grad_u = (sigmoid_v - s_v) * (scale / count)
     return with_gradient(value, u, grad_u)
 
 

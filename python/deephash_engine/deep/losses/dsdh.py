@@ -39,16 +39,24 @@ def dsdh_b_step(B, U, Y, W, mu: float, eta: float, sweeps: int = 10) -> torch.Te
     """Discrete cyclic coordinate descent over bits; returns a new B in {-1, +1}.
 
     For bit k, with ``Q = mu Y W^T + eta U`` and ``G = W W^T``, the minimiser given the other
-    bits is ``sign(Q_k - mu * sum_{l != k} G_kl B_l)``.
+    bits is ``sign(Q_k - mu * sum_{l != k} G_kl B_l)``. ``mu G`` with a zero diagonal gives the
+    sum over l != k in one product; the bits are kept as rows of B^T (each contiguous). A sweep
+    that changes no bit is a fixed point, so the sweeps left would change nothing: stop there.
     """
-    B = B.clone()
-    Q = mu * (Y @ W.t()) + eta * U
-    G = W @ W.t()
+    Bt = B.t().contiguous()
+    Qt = (mu * (Y @ W.t()) + eta * U).t().contiguous()
+    coupling = mu * (W @ W.t())
+    coupling.fill_diagonal_(0.0)
+    codes = Bt.t()  # a view: B as it is updated
+    bits = list(zip(Qt.unbind(0), coupling.unbind(0), Bt.unbind(0)))
+    plus, minus = B.new_ones(()), -B.new_ones(())
     for _ in range(sweeps):
-        for k in range(B.shape[1]):
-            others = B @ G[:, k] - B[:, k] * G[k, k]
-            B[:, k] = sign_pm1(Q[:, k] - mu * others)
-    return B
+        before = Bt.clone()
+        for q, c, b in bits:
+            torch.where(torch.addmv(q, codes, c, alpha=-1.0) >= 0, plus, minus, out=b)
+        if torch.equal(before, Bt):
+            break
+    return Bt.t().contiguous()
 
 
 def dsdh_w_step(BtB: torch.Tensor, BtY: torch.Tensor, mu: float, nu: float) -> torch.Tensor:

@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from .base import PairwiseLoss, masked_mean, similarity, with_gradient
+from .base import PairwiseLoss, bank_blocks, masked_mean, similarity, with_gradient
 
 
 def squared_distances(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -39,18 +39,42 @@ class DSHLoss(PairwiseLoss):
 
     def compute(self, u, target, index):
         v, yv, mask = self.others(u, target, index)
-        s = similarity(target.to(u.dtype), yv)
         regular = (u.abs() - 1.0).abs().sum(1).mean()
         if v.requires_grad or mask is not None:
+            s = similarity(target.to(u.dtype), yv)
             d = squared_distances(u, v)
             pair = 0.5 * s * d + 0.5 * (1.0 - s) * (self.margin - d).clamp(min=0.0)
             return masked_mean(pair, mask) + self.alpha * regular
-        with torch.no_grad():  # bank: value and gradient in closed form, no (batch, n) graph
-            d = squared_distances(u, v)
-            active = (1.0 - s) * (d < self.margin)
-            count = float(d.numel()) or 1.0
-            pair = 0.5 * s * d + 0.5 * active * (self.margin - d)
-            value = pair.sum() / count
-            g = (0.5 * s - 0.5 * active) / count  # d value / d d_ij
-            grad_u = 2.0 * (g.sum(1, keepdim=True) * u - g @ v)
+        with torch.no_grad():  # bank: value and gradient in closed form, block by block
+            value, grad_u = self._bank_terms(u, target.to(u.dtype), v, yv)
         return with_gradient(value, u, grad_u) + self.alpha * regular
+
+    def _bank_terms(self, u, target, v, yv):
+        """Mean pair term and its gradient with respect to u against bank rows v (no grad).
+
+        Per block, ``r = m - d = m - |u|^2 - |v|^2 + 2 u.v`` from one product; the value is
+        ``s d + (1 - s) max(r, 0)`` summed. With ``a_ij = (1 - s_ij) [d_ij < m]`` (dissimilar
+        pairs inside the margin) the gradient of pair (i, j) is ``(s_ij - a_ij) (u_i - v_j)``,
+        so it is ``((S - A) 1) u - (S - A) v``, divided by the pair count.
+        """
+        count = float(u.shape[0] * v.shape[0]) or 1.0
+        offset = (u * u).sum(1, keepdim=True) - self.margin  # |u|^2 - m
+        total = u.new_zeros((), dtype=torch.float64)  # block sums added in float64
+        weight_v = torch.zeros_like(u)  # (S - A) @ v
+        weight_sum = u.new_zeros(u.shape[0])  # (S - A) @ 1
+        for rows, r, s in bank_blocks(2.0 * u, v, scratch=1):
+            vb = v[rows]
+            r.sub_(offset).sub_((vb * vb).sum(1)).clamp_(max=self.margin)  # m - d, d >= 0
+            torch.mm(target, yv[rows].t(), out=s).gt_(0.0)  # similarity, 1.0 or 0.0
+            flat_s, flat_r = s.view(-1), r.view(-1)
+            similar = flat_s.sum()
+            total += self.margin * similar - torch.dot(flat_s, flat_r)  # s d
+            r.clamp_(min=0.0)
+            total += flat_r.sum() - torch.dot(flat_s, flat_r)  # (1 - s) max(m - d, 0)
+            active = r.gt_(0.0).sub_(s).clamp_(min=0.0)  # (1 - s) [d < m]
+            weight = s.sub_(active)
+            weight_v.addmm_(weight, vb)
+            weight_sum += weight.sum(1)
+        value = (0.5 * total / count).to(u.dtype)
+        grad_u = (weight_sum.unsqueeze(1) * u - weight_v) / count
+        return value, grad_u

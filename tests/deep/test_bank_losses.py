@@ -1,0 +1,150 @@
+"""The closed-form memory-bank paths against autograd through the explicit formula (float64).
+
+The bank paths compute value and gradient block by block (``base.BANK_BLOCK`` rows at a time),
+so every case runs with small blocks that leave a partial last block, with odd and even widths.
+"""
+
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from deephash_engine.deep import losses as L
+from deephash_engine.deep.losses import base
+from deephash_engine.deep.losses.dpsh import log_sum, pairwise_likelihood
+
+NB, NC, N, BATCH = 6, 4, 23, 5
+
+
+def labels(n, multi_hot, gen):
+    y = F.one_hot(torch.randint(NC, (n,), generator=gen), NC).double()
+    if multi_hot:
+        y = ((y + (torch.rand(n, NC, generator=gen, dtype=torch.float64) < 0.3)) > 0).double()
+    return y
+
+
+def filled_bank_loss(make, written, scale, multi_hot, seed=0):
+    """A bank loss with ``written`` random rows written, and a batch whose rows are among them."""
+    gen = torch.Generator().manual_seed(seed)
+    loss = make().double()
+    y = labels(N, multi_hot, gen)
+    rows = torch.randperm(N, generator=gen)[:written]
+    loss.bank.update(scale * torch.randn(written, NB, generator=gen, dtype=torch.float64), y[rows], rows)
+    index = rows[:BATCH]
+    u = scale * torch.randn(BATCH, NB, generator=gen, dtype=torch.float64)
+    return loss, u, y[index], index
+
+
+def value_and_grad(fn, u):
+    x = u.clone().requires_grad_(True)
+    value = fn(x)
+    value.backward()
+    return value.detach(), x.grad
+
+
+def assert_close(got, want):
+    (gv, gg), (wv, wg) = got, want
+    assert float(abs(gv - wv)) <= 1e-10 * max(1.0, float(abs(wv)))
+    assert float((gg - wg).abs().max()) <= 1e-10 * max(1.0, float(wg.abs().max()))
+
+
+CASES = [
+    pytest.param(written, scale, multi_hot, block,
+                 id=f"{'full' if written == N else 'partial'}-x{scale:g}-{'multi' if multi_hot else 'one'}-b{block}")
+    for written in (N, 14)
+    for scale in (1.0, 12.0)  # 12: |theta| in the hundreds, where a naive log(1 + e^theta) overflows
+    for multi_hot in (False, True)
+    for block in (4, 7)
+]
+
+
+@pytest.mark.parametrize("written, scale, multi_hot, block", CASES)
+def test_dpsh_dhn_dsdh_bank_match_autograd(monkeypatch, written, scale, multi_hot, block):
+    monkeypatch.setattr(base, "BANK_BLOCK", block)
+
+    def explicit(x, v, yv, target):
+        theta = 0.5 * x @ v.t()
+        s = (target @ yv.t() > 0).double()
+        return (torch.logaddexp(theta, torch.zeros_like(theta)) - s * theta).mean()
+
+    for make in (lambda: L.DPSHLoss(NB, num_train=N, num_classes=NC, eta=0.0),
+                 lambda: L.DHNLoss(NB, alpha=0.0, memory_bank=True, num_train=N, num_classes=NC),
+                 lambda: L.DSDHLoss(NB, num_train=N, num_classes=NC, eta=0.0)):
+        loss, u, target, index = filled_bank_loss(make, written, scale, multi_hot)
+        loss.eval()  # the bank as written; pairs are every batch row with every written row
+        v, yv = loss.bank.U[loss.bank.seen], loss.bank.Y[loss.bank.seen]
+        assert v.shape[0] == written
+        assert_close(value_and_grad(lambda x: loss(x, target, index), u),
+                     value_and_grad(lambda x: explicit(x, v, yv, target), u))
+
+
+@pytest.mark.parametrize("written, scale, multi_hot, block", CASES)
+def test_dsh_bank_matches_autograd(monkeypatch, written, scale, multi_hot, block):
+    monkeypatch.setattr(base, "BANK_BLOCK", block)
+    margin = 2.0 * NB * scale ** 2  # about the median distance: pairs on both sides of it
+    make = lambda: L.DSHLoss(NB, margin=margin, alpha=0.0, memory_bank=True, num_train=N, num_classes=NC)
+    loss, u, target, index = filled_bank_loss(make, written, scale, multi_hot)
+    loss.eval()
+    v, yv = loss.bank.U[loss.bank.seen], loss.bank.Y[loss.bank.seen]
+
+    def explicit(x):
+        d = ((x.unsqueeze(1) - v.unsqueeze(0)) ** 2).sum(-1)
+        s = (target @ yv.t() > 0).double()
+        return (0.5 * s * d + 0.5 * (1.0 - s) * (margin - d).clamp(min=0.0)).mean()
+
+    inside = ((u.unsqueeze(1) - v.unsqueeze(0)) ** 2).sum(-1) < margin
+    assert bool(inside.any()) and not bool(inside.all())
+    assert_close(value_and_grad(lambda x: loss(x, target, index), u), value_and_grad(explicit, u))
+
+
+def test_bank_pairs_include_a_batch_row_with_itself_and_training_writes_first():
+    # in training the batch is written before pairing, so its rows pair with themselves (d = 0)
+    loss, u, target, index = filled_bank_loss(
+        lambda: L.DSHLoss(NB, margin=4.0, alpha=0.0, memory_bank=True, num_train=N, num_classes=NC),
+        written=9, scale=1.0, multi_hot=False)
+    fresh = torch.tensor([r for r in range(N) if not bool(loss.bank.seen[r])][:BATCH])
+    value, grad = value_and_grad(lambda x: loss(x, target, fresh), u)
+    assert int(loss.bank.seen.sum()) == 9 + BATCH
+    assert torch.equal(loss.bank.U[fresh], u)
+    v, yv = loss.bank.U[loss.bank.seen], loss.bank.Y[loss.bank.seen]
+    x = u.clone().requires_grad_(True)
+    d = ((x.unsqueeze(1) - v.unsqueeze(0)) ** 2).sum(-1)
+    s = (target @ yv.t() > 0).double()
+    want = (0.5 * s * d + 0.5 * (1.0 - s) * (4.0 - d).clamp(min=0.0)).mean()
+    want.backward()
+    assert_close((value, grad), (want.detach(), x.grad))
+
+
+def test_pairwise_likelihood_closed_form_equals_its_autograd_path(monkeypatch):
+    monkeypatch.setattr(base, "BANK_BLOCK", 8)
+    gen = torch.Generator().manual_seed(3)
+    u = 4.0 * torch.randn(BATCH, NB, generator=gen, dtype=torch.float64)
+    v = 4.0 * torch.randn(N, NB, generator=gen, dtype=torch.float64)
+    target, yv = labels(BATCH, False, gen), labels(N, False, gen)
+    closed = value_and_grad(lambda x: pairwise_likelihood(x, v, target, yv, None), u)
+    # a v that requires grad takes the autograd path of the same function
+    graph = value_and_grad(lambda x: pairwise_likelihood(x, v.clone().requires_grad_(True), target, yv, None), u)
+    assert_close(closed, graph)
+
+
+def test_empty_bank_contributes_nothing():
+    loss = L.DPSHLoss(NB, num_train=N, num_classes=NC, eta=0.0).double().eval()
+    gen = torch.Generator().manual_seed(0)
+    u = torch.randn(BATCH, NB, generator=gen, dtype=torch.float64)
+    value, grad = value_and_grad(lambda x: loss(x, labels(BATCH, False, gen), torch.arange(BATCH)), u)
+    assert float(value) == 0.0 and float(grad.abs().max()) == 0.0
+
+
+@pytest.mark.parametrize("width", [1, 7, 11, 32, 64, 100])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_log_sum_of_grouped_products_equals_the_sum_of_logs(width, dtype):
+    gen = torch.Generator().manual_seed(width)
+    x = 0.5 + 0.5 * torch.rand(3, width, generator=gen, dtype=torch.float64)
+    x[0, 0] = 0.5  # both ends of the range
+    x[-1, -1] = 1.0
+    want = float(torch.log(x).sum())
+    got = float(log_sum(x.to(dtype)))
+    assert abs(got - want) <= 4 * torch.finfo(dtype).eps * x.numel()
+    worst = torch.full((4, 40), 0.5, dtype=dtype)  # the smallest products: 2^-32, no underflow
+    assert float(log_sum(worst)) == pytest.approx(160 * math.log(0.5), rel=10 * torch.finfo(dtype).eps)

@@ -1,5 +1,10 @@
 """A small CNN that trains in seconds per epoch on 28x28 or 32x32 images on a CPU:
-conv(32) - BN - ReLU - maxpool, conv(64) - BN - ReLU - maxpool, fc(512) - BN - ReLU."""
+conv(32) - BN - ReLU - maxpool, conv(64) - BN - ReLU - maxpool, fc(512) - BN - ReLU.
+
+The convolutions run in the channels-last memory layout: oneDNN's CPU convolutions and their
+backward passes are faster that way (a training step of batch 128 at 28x28 on one thread took
+about 1.2x less CPU time than in NCHW, measured in interleaved rounds). Only the layout changes,
+not what is computed."""
 
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ class SmallCNN(nn.Module):
             nn.ReLU(inplace=True),
         )
         self.out_features = width
+        self.features.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x))
+        return self.fc(self.features(x.contiguous(memory_format=torch.channels_last)))

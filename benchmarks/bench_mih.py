@@ -202,6 +202,8 @@ def main() -> int:
                 line = f"{label:<12}" + "".join(f"{qps[e]:>14.0f} q/s" if e in qps else f"{'-':>18}" for e in engines)
                 if "mih" in qps and "faiss_flat" in qps:
                     line += f"{qps['mih'] / qps['faiss_flat']:>15.1f}x"
+                elif "mih" in qps:
+                    line += f"{'-':>16}"  # keep the columns under their headers
                 if "mih" in qps:
                     line += f"{qps['mih'] / qps['flat']:>9.2f}x"
                 if "mih" in quality:

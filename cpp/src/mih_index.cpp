@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <mutex>
 
 #include "deephash/flat_scan.hpp"
@@ -27,22 +28,38 @@ double binomial(int n, int r) {
   return c;
 }
 
-// Generation stamps for de-duplication, one array per thread shared by every query that thread
-// runs: a candidate is new iff its stamp differs from the query's generation. Generations wrap
-// after 255 queries, and only then is the array cleared.
-struct Stamps {
-  std::vector<std::uint8_t, HugePageAllocator<std::uint8_t>> seen;
-  std::uint8_t gen = 0;
-  std::uint8_t next(std::size_t n) {
-    if (seen.size() < n) seen.resize(n, 0);
-    if (++gen == 0) {
-      std::fill(seen.begin(), seen.end(), 0);
-      gen = 1;
-    }
-    return gen;
+// De-duplication: one bit per stored item, per thread, shared by every query that thread runs.
+// A query sets the bit of each item it meets, lists each word it makes non-zero, and clears those
+// words when it ends, so no query pays for the whole array. One bit per item (1.25 MB at 10M
+// items) stays in cache where a byte per item would compete with the codes for it.
+struct SeenSet {
+  std::vector<std::uint64_t, HugePageAllocator<std::uint64_t>> bits;
+  std::vector<std::uint32_t> touched;  // words made non-zero by the current query
+  std::size_t ntouched = 0;
+
+  std::uint64_t* start(std::size_t n) {
+    const std::size_t words = (n + 63) / 64;
+    if (bits.size() < words) bits.resize(words, 0);
+    ntouched = 0;
+    return bits.data();
+  }
+  // Room to list `more` words.
+  std::uint32_t* reserve(std::size_t more) {
+    if (touched.size() < ntouched + more) touched.resize(2 * (ntouched + more));
+    return touched.data();
+  }
+  void finish() noexcept {
+    for (std::size_t i = 0; i < ntouched; ++i) bits[touched[i]] = 0;
+    ntouched = 0;
   }
 };
-thread_local Stamps t_stamps;
+thread_local SeenSet t_seen;
+
+// Clears the query's marks however the probing function returns.
+struct SeenScope {
+  SeenSet& seen;
+  ~SeenScope() { seen.finish(); }
+};
 
 // Calls fn(mask) for every mask of `bits` bits with exactly r bits set (Gosper's hack).
 template <class F>
@@ -71,22 +88,21 @@ std::vector<std::uint64_t>& keys_at_radius(std::uint64_t key, int bits, int r) {
   return keys;
 }
 
-// The unseen, live items of one bucket: stamps them seen and computes their distances in one
+// The unseen, live items of one bucket: marks them seen and computes their distances in one
 // batch (the gather kernel prefetches the scattered codes). Returns how many; results in b.
-// `fresh`: nothing of this query has been stamped yet (the first bucket), so no stamp is read.
 struct BucketScratch {
   std::vector<std::uint32_t> positions;
   std::vector<dist_t> distances;
 };
 thread_local BucketScratch t_bucket;
 
-// How far ahead the stamp loop prefetches: each stamp is a likely cache miss, and the loop body
+// How far ahead the mark loop prefetches: each word is a possible cache miss, and the loop body
 // is a few cycles, so many misses must be in flight at once.
-constexpr std::size_t kStampAhead = 96;
+constexpr std::size_t kSeenAhead = 64;
 
 std::size_t check_bucket(const SubstringTable& table, std::uint64_t key, const std::uint8_t* q,
-                         const std::uint8_t* codes, std::size_t cs, std::uint8_t gen, std::uint8_t* seen,
-                         const std::uint8_t* skip, bool fresh, BucketScratch& b) {
+                         const std::uint8_t* codes, std::size_t cs, SeenSet& seen,
+                         const std::uint8_t* skip, BucketScratch& b) {
   const std::uint32_t *first, *last;
   table.bucket(key, &first, &last);
   const std::size_t size = static_cast<std::size_t>(last - first);
@@ -95,48 +111,52 @@ std::size_t check_bucket(const SubstringTable& table, std::uint64_t key, const s
     b.distances.resize(size);
   }
   std::uint32_t* out = b.positions.data();
-  std::size_t m = 0;
-  if (fresh) {
-    for (std::size_t i = 0; i < size; ++i) {
-      if (i + kStampAhead < size) __builtin_prefetch(seen + first[i + kStampAhead], 1);
-      const std::uint32_t p = first[i];
-      seen[p] = gen;
-      out[m] = p;
-      m += !(skip && skip[p]);
-    }
-  } else {
-    for (std::size_t i = 0; i < size; ++i) {
-      if (i + kStampAhead < size) __builtin_prefetch(seen + first[i + kStampAhead]);
-      const std::uint32_t p = first[i];
-      if (seen[p] == gen) continue;
-      seen[p] = gen;
-      if (skip && skip[p]) continue;
-      out[m++] = p;
-    }
+  std::uint64_t* bits = seen.bits.data();
+  std::uint32_t* touched = seen.reserve(size);
+  std::size_t m = 0, nt = seen.ntouched;
+  for (std::size_t i = 0; i < size; ++i) {
+    if (i + kSeenAhead < size) __builtin_prefetch(bits + (first[i + kSeenAhead] >> 6), 1);
+    const std::uint32_t p = first[i];
+    std::uint64_t& word = bits[p >> 6];
+    const std::uint64_t bit = std::uint64_t{1} << (p & 63);
+    if (word & bit) continue;
+    touched[nt] = p >> 6;
+    nt += word == 0;
+    word |= bit;
+    if (skip && skip[p]) continue;
+    out[m++] = p;
   }
+  seen.ntouched = nt;
   kernels::active().gather(q, codes, out, m, cs, b.distances.data());
   return m;
 }
 
+// The work a query's probing has done so far, in the cost model's nanoseconds.
+double work_done(const MIHQueryStats& st) noexcept {
+  return static_cast<double>(st.buckets) * kLookupNs + static_cast<double>(st.candidates) * kCandidateNs;
+}
+
 // Probes every key of `table` at exactly Hamming radius r around `key` (prefetching ahead, since
 // each lookup is a cache miss) and calls visit(distance, position) for each new live candidate.
-// `fresh` as in check_bucket, for the query's first probe.
+// Stops early and returns false once work_done passes `limit` (checked after every bucket).
 template <class Visit>
-void probe_radius(const SubstringTable& table, std::uint64_t key, int r, const std::uint8_t* q,
-                  const std::uint8_t* codes, std::size_t cs, std::uint8_t gen, std::uint8_t* seen,
-                  const std::uint8_t* skip, bool fresh, MIHQueryStats& st, Visit&& visit) {
+bool probe_radius(const SubstringTable& table, std::uint64_t key, int r, const std::uint8_t* q,
+                  const std::uint8_t* codes, std::size_t cs, SeenSet& seen, const std::uint8_t* skip,
+                  MIHQueryStats& st, double limit, Visit&& visit) {
   const std::vector<std::uint64_t>& probe = keys_at_radius(key, table.bits(), r);
   BucketScratch& b = t_bucket;
   for (std::size_t i = 0; i < probe.size(); ++i) {
     if (i + 8 < probe.size()) table.prefetch_offsets(probe[i + 8]);
     if (i + 4 < probe.size()) table.prefetch_positions(probe[i + 4]);
-    const std::size_t found = check_bucket(table, probe[i], q, codes, cs, gen, seen, skip, fresh && i == 0, b);
+    const std::size_t found = check_bucket(table, probe[i], q, codes, cs, seen, skip, b);
     ++st.buckets;
     st.candidates += static_cast<std::int64_t>(found);
     const dist_t* d = b.distances.data();
     const std::uint32_t* pos = b.positions.data();
     for (std::size_t c = 0; c < found; ++c) visit(d[c], pos[c]);
+    if (work_done(st) > limit) return false;
   }
+  return true;
 }
 
 std::vector<std::size_t> flagged_rows(const std::vector<std::uint8_t>& flags) {
@@ -344,8 +364,9 @@ bool MIHIndex::probe_knn(const std::uint8_t* q, std::size_t kk, CountingTopK& to
     qkey[j] = tables_[j].key_of(q, cs);
     max_bits = std::max(max_bits, tables_[j].bits());
   }
-  const std::uint8_t gen = t_stamps.next(n);
-  std::uint8_t* seen = t_stamps.seen.data();
+  SeenSet& seen = t_seen;
+  seen.start(n);
+  const SeenScope scope{seen};
   const double budget = scan_cost();
   double work = 0.0;
   for (int r = 0; r <= max_bits; ++r) {
@@ -356,7 +377,7 @@ bool MIHIndex::probe_knn(const std::uint8_t* q, std::size_t kk, CountingTopK& to
       const double keys = binomial(bits, r);
       const double expected = keys * static_cast<double>(indexed_) / std::ldexp(1.0, bits);
       if (work + keys * kLookupNs + expected * kCandidateNs > budget) return false;
-      probe_radius(table, qkey[j], r, q, codes, cs, gen, seen, skip, r == 0 && j == 0, st,
+      probe_radius(table, qkey[j], r, q, codes, cs, seen, skip, st, std::numeric_limits<double>::infinity(),
                    [&](dist_t d, std::uint32_t p) { top.push(d, store_.id_at(p)); });
       work += keys * kLookupNs;
       // Every indexed item within m*r + j of q has now been seen (pigeonhole).
@@ -365,7 +386,7 @@ bool MIHIndex::probe_knn(const std::uint8_t* q, std::size_t kk, CountingTopK& to
         return true;
       }
     }
-    work = static_cast<double>(st.buckets) * kLookupNs + static_cast<double>(st.candidates) * kCandidateNs;
+    work = work_done(st);
   }
   st.radius = max_bits;
   return true;
@@ -468,19 +489,21 @@ bool MIHIndex::probe_range(const std::uint8_t* q, int radius, std::vector<std::p
       if (!(skip && skip[p]) && d[p - indexed_] <= radius) hits.emplace_back(d[p - indexed_], store_.id_at(p));
   }
   if (indexed_ == 0) return true;
-  const std::uint8_t gen = t_stamps.next(n);
-  std::uint8_t* seen = t_stamps.seen.data();
+  SeenSet& seen = t_seen;
+  seen.start(n);
+  const SeenScope scope{seen};
   for (int j = 0; j < m_; ++j) {
     const SubstringTable& table = tables_[j];
     const std::uint64_t key = table.key_of(q, cs);
     const int rj = std::min(j <= a ? r : r - 1, table.bits());
     for (int s = 0; s <= rj; ++s) {
-      probe_radius(table, key, s, q, codes, cs, gen, seen, skip, j == 0 && s == 0, st, [&](dist_t d, std::uint32_t p) {
-        if (d <= radius) hits.emplace_back(d, store_.id_at(p));
-      });
       // Clustered codes put far more candidates in the probed buckets than the estimate assumed:
-      // once the work done passes a scan's cost, give up (the caller scans instead).
-      if (static_cast<double>(st.buckets) * kLookupNs + static_cast<double>(st.candidates) * kCandidateNs > budget) {
+      // once the work done passes a scan's cost, give up at once (the caller scans instead).
+      const bool within = probe_radius(table, key, s, q, codes, cs, seen, skip, st, budget,
+                                       [&](dist_t d, std::uint32_t p) {
+                                         if (d <= radius) hits.emplace_back(d, store_.id_at(p));
+                                       });
+      if (!within) {
         hits.clear();
         return false;
       }

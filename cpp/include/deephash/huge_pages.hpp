@@ -1,5 +1,5 @@
 // HugePageAllocator: a std::allocator for large arrays that are read at random (multi-index hash
-// tables, de-duplication stamps, codes). Blocks of 2 MiB or more are 2 MiB aligned and advised
+// tables, de-duplication bits, codes). Blocks of 2 MiB or more are 2 MiB aligned and advised
 // for transparent huge pages before first touch, which removes most TLB misses of random lookups
 // (the dominant cost of a table probe under virtualisation). Smaller blocks use operator new.
 #pragma once

@@ -8,8 +8,8 @@
 // and stops once the k-th best distance is within the radius the probes already guarantee: the
 // result is exact, ties included (smaller id first), identical to FlatIndex.
 //
-// Beyond the paper's reference code: threads across queries, 64-bit ids, de-duplication by 8-bit
-// generation stamps (one array per thread, cleared once every 255 queries instead of per query),
+// Beyond the paper's reference code: threads across queries, 64-bit ids, de-duplication by one bit
+// per item and thread (a query clears only the words it marked, never the whole array),
 // deletes by tombstones with compaction, a tail of recent adds scanned linearly until it is merged,
 // and a per-query cost model that answers with a linear scan when probing would cost more.
 #pragma once

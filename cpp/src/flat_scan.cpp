@@ -21,8 +21,36 @@ std::size_t block_codes(std::size_t code_size) {
 struct Scratch {
   std::vector<std::uint32_t> positions;
   std::vector<dist_t> distances;
+  std::vector<std::uint32_t> histogram;  // per distance, for seed_from_block
   explicit Scratch(std::size_t block) : positions(block), distances(block) {}
 };
+
+// A query's first block, scanned before its collector holds anything: every distance is computed,
+// the k-th smallest is found by counting (nbits + 1 bins), and only codes at or below it are
+// pushed. Filtering against the initial bound instead would push every code of the block and
+// re-select the k best every k + 64 pushes, which costs most at large k.
+void seed_from_block(const ScanView& db, const std::uint8_t* query, std::size_t b0, std::size_t bn,
+                     CountingTopK& top, Scratch& s) {
+  const kernels::KernelTable& kt = kernels::active();
+  kt.distances(query, db.codes + b0 * db.code_size, bn, db.code_size, s.distances.data());
+  s.histogram.assign(static_cast<std::size_t>(db.nbits) + 1, 0);
+  for (std::size_t j = 0; j < bn; ++j)
+    if (!(db.skip && db.skip[b0 + j])) ++s.histogram[static_cast<std::size_t>(s.distances[j])];
+  dist_t kth = static_cast<dist_t>(db.nbits);
+  std::size_t seen = 0;
+  for (std::size_t d = 0; d < s.histogram.size(); ++d) {
+    seen += s.histogram[d];
+    if (seen >= top.k()) {
+      kth = static_cast<dist_t>(d);
+      break;
+    }
+  }
+  for (std::size_t j = 0; j < bn; ++j) {
+    const std::size_t pos = b0 + j;
+    if (s.distances[j] > kth || (db.skip && db.skip[pos])) continue;
+    top.push(s.distances[j], db.id_at(pos));
+  }
+}
 
 // Scans codes [begin, end) of db for queries [q0, q1), feeding tops[q - q0].
 void scan_range_into(const ScanView& db, const std::uint8_t* queries, std::size_t q0, std::size_t q1,
@@ -36,6 +64,10 @@ void scan_range_into(const ScanView& db, const std::uint8_t* queries, std::size_
       CountingTopK& top = tops[q - q0];
       const dist_t bound = top.max_accepted();
       if (bound < 0) continue;
+      if (top.empty() && bn >= 4 * top.k()) {
+        seed_from_block(db, queries + q * db.code_size, b0, bn, top, s);
+        continue;
+      }
       const std::size_t m = kt.filter(queries + q * db.code_size, codes, bn, db.code_size, bound,
                                       s.positions.data(), s.distances.data());
       for (std::size_t j = 0; j < m; ++j) {

@@ -37,6 +37,9 @@ class CountingTopK {
 
   // Candidates with a distance above this are certain to lose; -1 once nothing can enter.
   dist_t max_accepted() const noexcept { return bound_; }
+  std::size_t k() const noexcept { return k_; }
+  // Nothing accepted yet.
+  bool empty() const noexcept { return buf_.empty(); }
 
   void push(dist_t d, idx_t id) {
     if (d > bound_) return;

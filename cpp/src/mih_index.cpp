@@ -37,11 +37,11 @@ struct SeenSet {
   std::vector<std::uint32_t> touched;  // words made non-zero by the current query
   std::size_t ntouched = 0;
 
-  std::uint64_t* start(std::size_t n) {
+  // Starts a query over n stored items.
+  void start(std::size_t n) {
     const std::size_t words = (n + 63) / 64;
     if (bits.size() < words) bits.resize(words, 0);
     ntouched = 0;
-    return bits.data();
   }
   // Room to list `more` words.
   std::uint32_t* reserve(std::size_t more) {

@@ -1,7 +1,10 @@
 """Exact Hamming k-NN: deephash_engine.FlatIndex against faiss.IndexBinaryFlat, side by side.
 
 Same data, same thread count, one run. Each engine runs in its own process (both may load an
-OpenMP runtime) over the same .npy files; results are compared for equality.
+OpenMP runtime) over the same .npy files; results are compared for equality. Both processes hold
+their index at once and take turns: every cell is timed in rounds, one engine then the other, so
+a change in the machine's speed during the run (clock, other tenants) falls on both alike. A cell's
+figure is the median over its rounds.
 
     python benchmarks/bench_flat.py                 # the full grid of docs/benchmarks.md
     python benchmarks/bench_flat.py --preset demo   # about a minute (used by `make demo`)
@@ -36,7 +39,7 @@ PRESETS = {
     "256": {  # the 256-bit rows at nq = 1000 alone
         "datasets": [("structured", 1_000_000, 256), ("uniform", 1_000_000, 256)],
         "cells": [(1000, 1), (1000, 10), (1000, 100)],
-        "repeats": 3, "single_queries": 30,
+        "repeats": 5, "single_queries": 30,
     },
     "10m": {  # the 10M x 64-bit row alone
         "datasets": [("structured", 10_000_000, 64)],
@@ -52,9 +55,9 @@ PRESETS = {
 }
 
 
-# ---- worker: one engine, one dataset, every cell ------------------------------------------------
+# ---- worker: one engine, one dataset; the driver sends one command per line ----------------------
 
-def run_worker(engine: str, folder: Path, cells, threads: int, repeats: int, single_queries: int) -> None:
+def run_worker(engine: str, folder: Path, threads: int, single_queries: int) -> None:
     db = np.load(folder / "db.npy", mmap_mode="r")
     queries = np.load(folder / "queries.npy")
     nbits = db.shape[1] * 8
@@ -65,70 +68,99 @@ def run_worker(engine: str, folder: Path, cells, threads: int, repeats: int, sin
         de.set_num_threads(threads)
         index = de.FlatIndex(nbits)
         index.add(np.ascontiguousarray(db))
-        search = index.search
     else:
         import faiss
 
         faiss.omp_set_num_threads(threads)
         index = faiss.IndexBinaryFlat(nbits)
         index.add(np.ascontiguousarray(db))
-        search = index.search
+    search = index.search
     build = time.perf_counter() - t0
     # One full pass before any cell is timed: right after the build the first cell ran measurably
     # slower than the same search later in the process (memory just written, pages settling).
     search(queries[: min(len(queries), 1000)], 10)
-    out = {"engine": engine, "build_s": build, "cells": []}
-    for nq, k in cells:
-        if nq == 1:
-            qs = queries[:single_queries]
-            lat = []
-            for i in range(len(qs)):
-                lat.append(timed(lambda: search(qs[i:i + 1], k), repeats=1, warmup=1 if i == 0 else 0))
-            seconds = float(np.median(lat))
-            D, I = search(qs, k) if engine == "faiss" else search(qs, k)
-            # single-query answers for the equality check come from one-by-one calls
-            rows = [search(qs[i:i + 1], k) for i in range(len(qs))]
-            D = np.concatenate([r[0] for r in rows])
-            I = np.concatenate([r[1] for r in rows])
-        else:
-            qs = queries[:nq]
-            seconds = timed(lambda: search(qs, k), repeats=repeats)
-            D, I = search(qs, k)
-        np.savez(folder / f"{engine}_{nq}_{k}.npz", D=D, I=I)
-        out["cells"].append({"nq": nq, "k": k, "seconds": seconds})
-    print(json.dumps(out))
+    reply({"engine": engine, "build_s": build})
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        nq, k = cmd["nq"], cmd["k"]
+        if cmd["op"] == "time":
+            if nq == 1:  # median latency of single-query calls, the first one untimed
+                qs = queries[:single_queries]
+                search(qs[:1], k)
+                lat = [timed(lambda: search(qs[i:i + 1], k), repeats=1, warmup=0) for i in range(len(qs))]
+                reply({"seconds": float(np.median(lat))})
+            else:
+                reply({"seconds": timed(lambda: search(queries[:nq], k), repeats=1, warmup=0)})
+        else:  # "save": the answers for the equality check (single queries answered one by one)
+            if nq == 1:
+                rows = [search(queries[i:i + 1], k) for i in range(single_queries)]
+                D, I = np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows])
+            else:
+                D, I = search(queries[:nq], k)
+            np.savez(folder / f"{engine}_{nq}_{k}.npz", D=D, I=I)
+            reply({"saved": True})
+
+
+def reply(obj) -> None:
+    print(json.dumps(obj), flush=True)
 
 
 # ---- driver -----------------------------------------------------------------------------------
 
-def spawn(engine, folder, cells, args):
-    cmd = [sys.executable, __file__, "--worker", engine, "--folder", str(folder), "--threads", str(args.threads),
-           "--repeats", str(args.repeats), "--single-queries", str(args.single_queries),
-           "--cells", json.dumps(cells)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(f"{engine} worker failed:\n{res.stderr}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+class Worker:
+    """One engine's process, holding its index until closed."""
+
+    def __init__(self, engine, folder, args):
+        cmd = [sys.executable, __file__, "--worker", engine, "--folder", str(folder), "--threads", str(args.threads),
+               "--single-queries", str(args.single_queries)]
+        self.engine = engine
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.build_s = self._read()["build_s"]
+
+    def _read(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.engine} worker exited with status {self.proc.wait()}")
+        return json.loads(line)
+
+    def ask(self, op, nq, k):
+        self.proc.stdin.write(json.dumps({"op": op, "nq": nq, "k": k}) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def time_cell(workers, nq, k, rounds) -> dict:
+    """Median seconds per engine over `rounds` rounds; within a round the engines take turns and
+    the order flips from one round to the next. A short pause before each turn lets the other
+    engine's threads go idle (OpenMP workers spin for a while after a parallel region)."""
+    times = {w.engine: [] for w in workers}
+    for r in range(rounds):
+        for w in (workers if r % 2 == 0 else workers[::-1]):
+            time.sleep(0.05)
+            times[w.engine].append(w.ask("time", nq, k)["seconds"])
+    return {e: float(np.median(t)) for e, t in times.items()}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="full")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=None, help="timed rounds per cell (median reported)")
     ap.add_argument("--single-queries", type=int, default=None)
     ap.add_argument("--json", type=Path, default=None, help="where to write the results (default: bench_results/)")
     ap.add_argument("--worker", choices=["ours", "faiss"], help=argparse.SUPPRESS)
     ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
-    ap.add_argument("--cells", type=str, help=argparse.SUPPRESS)
     args = ap.parse_args()
     preset = PRESETS[args.preset]
     args.repeats = args.repeats or preset["repeats"]
     args.single_queries = args.single_queries or preset["single_queries"]
 
     if args.worker:
-        run_worker(args.worker, args.folder, [tuple(c) for c in json.loads(args.cells)], args.threads,
-                   args.repeats, args.single_queries)
+        run_worker(args.worker, args.folder, args.threads, args.single_queries)
         return 0
 
     try:
@@ -140,8 +172,8 @@ def main() -> int:
     ctx = context(args.threads)
     print(f"# FlatIndex vs faiss.IndexBinaryFlat: {ctx['cpu']} ({ctx['cores']} cores, flags: {' '.join(ctx['cpu_flags'])})")
     print(f"# threads={args.threads}  simd={ctx['simd_level']}  deephash_engine {ctx['deephash_engine']}  "
-          f"faiss {ctx['faiss']}  repeats={args.repeats} (median)  nq=1 rows: median latency of "
-          f"{args.single_queries} single-query calls")
+          f"faiss {ctx['faiss']}  rounds={args.repeats}, engines alternating (median)  nq=1 rows: "
+          f"median latency of {args.single_queries} single-query calls")
     header = (f"{'data':<11}{'n':>11}{'bits':>6}{'nq':>6}{'k':>5} | {'ours':>12} {'faiss':>12} "
               f"{'speedup':>8} | {'ours codes/s/core':>18}  same")
     print(header)
@@ -153,24 +185,30 @@ def main() -> int:
             np.save(folder / "db.npy", make_codes(kind, n, nbits, seed=1))
             np.save(folder / "queries.npy", make_codes(kind, max(c[0] for c in preset["cells"]), nbits, seed=1,
                                                       role="queries"))
-            ours = spawn("ours", folder, preset["cells"], args)
-            ref = spawn("faiss", folder, preset["cells"], args)
-            for cell_o, cell_f in zip(ours["cells"], ref["cells"]):
-                nq, k = cell_o["nq"], cell_o["k"]
-                a = np.load(folder / f"ours_{nq}_{k}.npz")
-                b = np.load(folder / f"faiss_{nq}_{k}.npz")
-                same = bool(np.array_equal(a["D"], b["D"]) and np.array_equal(a["I"], b["I"]))
-                so, sf = cell_o["seconds"], cell_f["seconds"]
-                if nq == 1:
-                    show_o, show_f = f"{so * 1e3:9.3f} ms", f"{sf * 1e3:9.3f} ms"
-                else:
-                    show_o, show_f = f"{nq / so:8.0f} q/s", f"{nq / sf:8.0f} q/s"
-                rate = n * nq / so / args.threads
-                print(f"{kind:<11}{n:>11,}{nbits:>6}{nq:>6}{k:>5} | {show_o:>12} {show_f:>12} {sf / so:7.2f}x | "
-                      f"{rate / 1e9:14.2f} G/s  {'yes' if same else 'NO'}", flush=True)
-                rows.append({"data": kind, "n": n, "nbits": nbits, "nq": nq, "k": k, "ours_s": so, "faiss_s": sf,
-                             "speedup": sf / so, "ours_codes_per_s_per_core": rate, "identical": same,
-                             "ours_build_s": ours["build_s"], "faiss_build_s": ref["build_s"]})
+            workers = [Worker("ours", folder, args), Worker("faiss", folder, args)]
+            try:
+                for nq, k in preset["cells"]:
+                    secs = time_cell(workers, nq, k, args.repeats)
+                    for w in workers:
+                        w.ask("save", nq, k)
+                    a = np.load(folder / f"ours_{nq}_{k}.npz")
+                    b = np.load(folder / f"faiss_{nq}_{k}.npz")
+                    same = bool(np.array_equal(a["D"], b["D"]) and np.array_equal(a["I"], b["I"]))
+                    so, sf = secs["ours"], secs["faiss"]
+                    if nq == 1:
+                        show_o, show_f = f"{so * 1e3:9.3f} ms", f"{sf * 1e3:9.3f} ms"
+                    else:
+                        show_o, show_f = f"{nq / so:8.0f} q/s", f"{nq / sf:8.0f} q/s"
+                    rate = n * nq / so / args.threads
+                    print(f"{kind:<11}{n:>11,}{nbits:>6}{nq:>6}{k:>5} | {show_o:>12} {show_f:>12} {sf / so:7.2f}x | "
+                          f"{rate / 1e9:14.2f} G/s  {'yes' if same else 'NO'}", flush=True)
+                    rows.append({"data": kind, "n": n, "nbits": nbits, "nq": nq, "k": k, "ours_s": so,
+                                 "faiss_s": sf, "speedup": sf / so, "ours_codes_per_s_per_core": rate,
+                                 "identical": same, "ours_build_s": workers[0].build_s,
+                                 "faiss_build_s": workers[1].build_s})
+            finally:
+                for w in workers:
+                    w.close()
     out = args.json or (HERE.parent / "bench_results" / f"flat-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"context": ctx, "preset": args.preset, "rows": rows}, indent=2))

@@ -18,12 +18,56 @@ std::size_t block_codes(std::size_t code_size) {
   return b / 16 * 16;
 }
 
+// Bytes of prepared codes per sub-block: small enough to stay in L1 while a group of queries
+// runs over it.
+constexpr std::size_t kPreparedBytes = 16u << 10;
+
 struct Scratch {
   std::vector<std::uint32_t> positions;
   std::vector<dist_t> distances;
   std::vector<std::uint32_t> histogram;  // per distance, for seed_from_block
-  explicit Scratch(std::size_t block) : positions(block), distances(block) {}
+  std::vector<std::uint8_t> prepared;    // a sub-block in the kernel's prepared layout
+  std::size_t prepared_codes = 0;        // codes per sub-block; 0: the level has no prepared path
+  const kernels::KernelTable& kt;        // one level for the whole search
+  Scratch(std::size_t block, std::size_t code_size)
+      : positions(block), distances(block), kt(kernels::active()) {
+    const std::size_t per_code = kt.prepared_bytes ? kt.prepared_bytes(code_size) : 0;
+    if (per_code) {
+      prepared_codes = std::max<std::size_t>(16, kPreparedBytes / per_code / 16 * 16);
+      prepared.resize(prepared_codes * per_code);
+    }
+  }
 };
+
+// Runs the filter of each query q in [q0, q1) over codes [b0, b0 + bn) with the bound
+// bound_of(q) (negative: skip the query) and hands its hits to on_hits(q, first, m): positions
+// (relative to `first`) and distances in s.positions / s.distances. Where the kernel level has a
+// prepared layout the block is walked in L1-sized sub-blocks, each prepared once for the group.
+template <class BoundOf, class OnHits>
+void filter_block(const ScanView& db, const std::uint8_t* queries, std::size_t q0, std::size_t q1,
+                  std::size_t b0, std::size_t bn, Scratch& s, BoundOf bound_of, OnHits on_hits) {
+  const kernels::KernelTable& kt = s.kt;
+  if (s.prepared_codes == 0) {
+    const std::uint8_t* codes = db.codes + b0 * db.code_size;
+    for (std::size_t q = q0; q < q1; ++q) {
+      const dist_t bound = bound_of(q);
+      if (bound < 0) continue;
+      on_hits(q, b0, kt.filter(queries + q * db.code_size, codes, bn, db.code_size, bound,
+                               s.positions.data(), s.distances.data()));
+    }
+    return;
+  }
+  for (std::size_t p0 = b0; p0 < b0 + bn; p0 += s.prepared_codes) {
+    const std::size_t pn = std::min(s.prepared_codes, b0 + bn - p0);
+    kt.prepare(db.codes + p0 * db.code_size, pn, db.code_size, s.prepared.data());
+    for (std::size_t q = q0; q < q1; ++q) {
+      const dist_t bound = bound_of(q);
+      if (bound < 0) continue;
+      on_hits(q, p0, kt.filter_prepared(queries + q * db.code_size, s.prepared.data(), pn, db.code_size,
+                                        bound, s.positions.data(), s.distances.data()));
+    }
+  }
+}
 
 // A query's first block, scanned before its collector holds anything: every distance is computed,
 // the k-th smallest is found by counting (nbits + 1 bins), and only codes at or below it are
@@ -31,8 +75,7 @@ struct Scratch {
 // re-select the k best every k + 64 pushes, which costs most at large k.
 void seed_from_block(const ScanView& db, const std::uint8_t* query, std::size_t b0, std::size_t bn,
                      CountingTopK& top, Scratch& s) {
-  const kernels::KernelTable& kt = kernels::active();
-  kt.distances(query, db.codes + b0 * db.code_size, bn, db.code_size, s.distances.data());
+  s.kt.distances(query, db.codes + b0 * db.code_size, bn, db.code_size, s.distances.data());
   s.histogram.assign(static_cast<std::size_t>(db.nbits) + 1, 0);
   for (std::size_t j = 0; j < bn; ++j)
     if (!(db.skip && db.skip[b0 + j])) ++s.histogram[static_cast<std::size_t>(s.distances[j])];
@@ -52,30 +95,32 @@ void seed_from_block(const ScanView& db, const std::uint8_t* query, std::size_t 
   }
 }
 
-// Scans codes [begin, end) of db for queries [q0, q1), feeding tops[q - q0].
+// Scans codes [begin, end) of db for queries [q0, q1), feeding tops[q - q0] (empty on entry).
 void scan_range_into(const ScanView& db, const std::uint8_t* queries, std::size_t q0, std::size_t q1,
                      std::size_t begin, std::size_t end, CountingTopK* tops, Scratch& s) {
-  const kernels::KernelTable& kt = kernels::active();
   const std::size_t block = s.positions.size();
   for (std::size_t b0 = begin; b0 < end; b0 += block) {
     const std::size_t bn = std::min(block, end - b0);
-    const std::uint8_t* codes = db.codes + b0 * db.code_size;
-    for (std::size_t q = q0; q < q1; ++q) {
-      CountingTopK& top = tops[q - q0];
-      const dist_t bound = top.max_accepted();
-      if (bound < 0) continue;
-      if (top.empty() && bn >= 4 * top.k()) {
-        seed_from_block(db, queries + q * db.code_size, b0, bn, top, s);
-        continue;
+    // A query whose collector is still empty takes the whole block by counting instead; the
+    // filter below then skips it for this block.
+    std::size_t seeded_below = q0;
+    if (bn >= 4 * tops[0].k()) {
+      for (std::size_t q = q0; q < q1 && tops[q - q0].empty(); ++q) {
+        seed_from_block(db, queries + q * db.code_size, b0, bn, tops[q - q0], s);
+        seeded_below = q + 1;
       }
-      const std::size_t m = kt.filter(queries + q * db.code_size, codes, bn, db.code_size, bound,
-                                      s.positions.data(), s.distances.data());
-      for (std::size_t j = 0; j < m; ++j) {
-        const std::size_t pos = b0 + s.positions[j];
-        if (db.skip && db.skip[pos]) continue;
-        top.push(s.distances[j], db.id_at(pos));
-      }
+      if (seeded_below == q1) continue;
     }
+    filter_block(db, queries, q0, q1, b0, bn, s,
+                 [&](std::size_t q) { return q < seeded_below ? dist_t{-1} : tops[q - q0].max_accepted(); },
+                 [&](std::size_t q, std::size_t first, std::size_t m) {
+                   CountingTopK& top = tops[q - q0];
+                   for (std::size_t j = 0; j < m; ++j) {
+                     const std::size_t pos = first + s.positions[j];
+                     if (db.skip && db.skip[pos]) continue;
+                     top.push(s.distances[j], db.id_at(pos));
+                   }
+                 });
   }
 }
 
@@ -95,12 +140,12 @@ void knn_scan(const ScanView& db, const std::uint8_t* queries, std::size_t nq, s
   const std::size_t block = block_codes(db.code_size);
 
   if (nq >= threads || db.n < 4 * block) {
-    // Query-parallel: a few chunks per thread so a slow thread does not hold the others back.
-    const std::size_t chunks = std::min(nq, threads == 1 ? 1 : 4 * threads);
+    // Query-parallel: several chunks per thread so a slower core does not hold the others back.
+    const std::size_t chunks = std::min(nq, threads == 1 ? 1 : 8 * threads);
     parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
       std::vector<CountingTopK> tops(q1 - q0);
       for (auto& t : tops) t.reset(kk, db.nbits, db.ids_increasing);
-      Scratch s(block);
+      Scratch s(block, db.code_size);
       scan_range_into(db, queries, q0, q1, 0, db.n, tops.data(), s);
       for (std::size_t q = q0; q < q1; ++q) tops[q - q0].finish(distances + q * k, ids + q * k, k);
     }, chunks);
@@ -111,7 +156,7 @@ void knn_scan(const ScanView& db, const std::uint8_t* queries, std::size_t nq, s
   const std::size_t slices = threads;
   std::vector<std::vector<CountingTopK>> partial(slices, std::vector<CountingTopK>(nq));
   parallel_for(slices, [&](std::size_t c0, std::size_t c1) {
-    Scratch s(block);
+    Scratch s(block, db.code_size);
     for (std::size_t c = c0; c < c1; ++c) {
       const std::size_t begin = db.n * c / slices, end = db.n * (c + 1) / slices;
       for (auto& t : partial[c]) t.reset(kk, db.nbits, db.ids_increasing);
@@ -134,33 +179,28 @@ RangeResult range_scan(const ScanView& db, const std::uint8_t* queries, std::siz
 
   auto scan = [&](std::size_t q0, std::size_t q1, std::size_t begin, std::size_t end,
                   std::vector<Hit>* out, Scratch& s) {
-    const kernels::KernelTable& kt = kernels::active();
-    for (std::size_t b0 = begin; b0 < end; b0 += block) {
-      const std::size_t bn = std::min(block, end - b0);
-      const std::uint8_t* codes = db.codes + b0 * db.code_size;
-      for (std::size_t q = q0; q < q1; ++q) {
-        const std::size_t m = kt.filter(queries + q * db.code_size, codes, bn, db.code_size, r,
-                                        s.positions.data(), s.distances.data());
-        for (std::size_t j = 0; j < m; ++j) {
-          const std::size_t pos = b0 + s.positions[j];
-          if (db.skip && db.skip[pos]) continue;
-          out[q - q0].emplace_back(s.distances[j], db.id_at(pos));
-        }
-      }
-    }
+    for (std::size_t b0 = begin; b0 < end; b0 += block)
+      filter_block(db, queries, q0, q1, b0, std::min(block, end - b0), s, [r](std::size_t) { return r; },
+                   [&](std::size_t q, std::size_t first, std::size_t m) {
+                     for (std::size_t j = 0; j < m; ++j) {
+                       const std::size_t pos = first + s.positions[j];
+                       if (db.skip && db.skip[pos]) continue;
+                       out[q - q0].emplace_back(s.distances[j], db.id_at(pos));
+                     }
+                   });
   };
 
   if (db.n > 0 && nq > 0) {
     if (nq >= threads || db.n < 4 * block) {
       parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
-        Scratch s(block);
+        Scratch s(block, db.code_size);
         scan(q0, q1, 0, db.n, hits.data() + q0, s);
       }, std::min(nq, threads == 1 ? 1 : 4 * threads));
     } else {
       const std::size_t slices = threads;
       std::vector<std::vector<std::vector<Hit>>> partial(slices, std::vector<std::vector<Hit>>(nq));
       parallel_for(slices, [&](std::size_t c0, std::size_t c1) {
-        Scratch s(block);
+        Scratch s(block, db.code_size);
         for (std::size_t c = c0; c < c1; ++c)
           scan(0, nq, db.n * c / slices, db.n * (c + 1) / slices, partial[c].data(), s);
       }, slices);

@@ -35,11 +35,25 @@ using FilterFn = std::size_t (*)(const std::uint8_t* query, const std::uint8_t* 
 using GatherFn = void (*)(const std::uint8_t* query, const std::uint8_t* codes, const std::uint32_t* positions,
                           std::size_t n, std::size_t code_size, dist_t* distances) noexcept;
 
+// Bytes per code of a level's prepared block layout for this code size, or 0 where it has none.
+using PreparedBytesFn = std::size_t (*)(std::size_t code_size) noexcept;
+
+// Rewrites n codes into the prepared layout, prepared_bytes(code_size) bytes each.
+using PrepareFn = void (*)(const std::uint8_t* codes, std::size_t n, std::size_t code_size,
+                           std::uint8_t* out) noexcept;
+
 struct KernelTable {
   SimdLevel level;
   DistancesFn distances;
   FilterFn filter;
   GatherFn gather;
+  // Optional path for one block scanned by many queries: the block is rewritten once into a
+  // layout that moves the query-independent part of the work out of the per-query loop, then
+  // filter_prepared (same contract as filter, with `codes` the prepared block and the query in
+  // the plain layout) runs each query over it. Absent (nullptr) on levels that gain nothing.
+  PreparedBytesFn prepared_bytes = nullptr;
+  PrepareFn prepare = nullptr;
+  FilterFn filter_prepared = nullptr;
 };
 
 // One table per instruction set, each defined in its own translation unit (src/kernels/).

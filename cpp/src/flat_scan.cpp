@@ -21,6 +21,9 @@ std::size_t block_codes(std::size_t code_size) {
 // Bytes of prepared codes per sub-block: small enough to stay in L1 while a group of queries
 // runs over it.
 constexpr std::size_t kPreparedBytes = 16u << 10;
+// Preparing a code costs about what it saves two or three queries: fewer queries filter the
+// plain codes.
+constexpr std::size_t kPreparedMinQueries = 4;
 
 struct Scratch {
   std::vector<std::uint32_t> positions;
@@ -42,12 +45,13 @@ struct Scratch {
 // Runs the filter of each query q in [q0, q1) over codes [b0, b0 + bn) with the bound
 // bound_of(q) (negative: skip the query) and hands its hits to on_hits(q, first, m): positions
 // (relative to `first`) and distances in s.positions / s.distances. Where the kernel level has a
-// prepared layout the block is walked in L1-sized sub-blocks, each prepared once for the group.
+// prepared layout and the group is large enough, the block is walked in L1-sized sub-blocks, each
+// prepared once for the group.
 template <class BoundOf, class OnHits>
 void filter_block(const ScanView& db, const std::uint8_t* queries, std::size_t q0, std::size_t q1,
                   std::size_t b0, std::size_t bn, Scratch& s, BoundOf bound_of, OnHits on_hits) {
   const kernels::KernelTable& kt = s.kt;
-  if (s.prepared_codes == 0) {
+  if (s.prepared_codes == 0 || q1 - q0 < kPreparedMinQueries) {
     const std::uint8_t* codes = db.codes + b0 * db.code_size;
     for (std::size_t q = q0; q < q1; ++q) {
       const dist_t bound = bound_of(q);

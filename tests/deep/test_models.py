@@ -17,6 +17,33 @@ def test_small_cnn_outputs_nbits(channels, size):
     assert 0.005 < float(model.hash_layer.weight.detach().std()) < 0.02  # N(0, 0.01)
 
 
+def test_small_cnn_relu_after_pool_matches_the_textbook_order():
+    """ReLU after max-pool (the faster order) gives the outputs and gradients of conv-BN-ReLU-pool."""
+    from torch import nn
+
+    torch.manual_seed(3)
+    model = build_model("small_cnn", 16).double()
+    f = model.backbone.features
+    textbook = nn.Sequential(f[0], f[1], nn.ReLU(), nn.MaxPool2d(2), f[4], f[5], nn.ReLU(), nn.MaxPool2d(2))
+    x = torch.randn(6, 1, 28, 28, dtype=torch.float64)
+    w = torch.randn(6, 64, 7, 7, dtype=torch.float64)
+
+    def grads(net):
+        for p in net.parameters():
+            p.grad = None
+        xx = x.clone().requires_grad_(True)
+        out = net(xx)
+        (out * w).sum().backward()
+        return out.detach(), xx.grad, [p.grad.clone() for p in net.parameters()]
+
+    out_a, gx_a, gp_a = grads(f)
+    out_b, gx_b, gp_b = grads(textbook)
+    assert torch.allclose(out_a, out_b, rtol=0, atol=1e-12)
+    assert torch.allclose(gx_a, gx_b, rtol=0, atol=1e-12)
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-10) for a, b in zip(gp_a, gp_b))
+    assert isinstance(f[2], nn.MaxPool2d) and isinstance(f[3], nn.ReLU)  # the order this test is about
+
+
 def test_param_groups_give_the_head_and_loss_classifier_a_larger_lr():
     model = build_model("small_cnn", 16)
     loss = GreedyHashLoss(16, num_classes=10)

@@ -62,17 +62,18 @@ def pairwise_likelihood(
         scaled = scale * u
         count = float(u.shape[0] * v.shape[0]) or 1.0
         one_hot = is_one_hot(target) and is_one_hot(yv)
-        class_v = u.new_zeros(yv.shape[1], u.shape[1])  # yv^T v, for one-hot labels
         s_v = torch.zeros_like(u)  # S @ v
         sigmoid_v = torch.zeros_like(u)  # sigmoid(theta) @ v
         # sum of softplus(theta) = relu(theta) - log sigmoid(|theta|), block sums added in float64
         total = u.new_zeros((), dtype=torch.float64)
+        if one_hot:
+            class_v = yv.t() @ v
+        # sum of theta over the whole bank = (sum of scaled rows) . (sum of bank rows)
+        total += 0.5 * torch.dot(scaled.sum(0).double(), v.sum(0).double())
         for rows, theta, work in bank_blocks(scaled, v, scratch=1):
-            if one_hot:
-                class_v.addmm_(yv[rows].t(), v[rows])
-            else:
+            if not one_hot:
                 s_v.addmm_(similarity(target, yv[rows]), v[rows])
-            total += 0.5 * (theta.sum() + torch.abs(theta, out=work).sum())  # relu
+            total += 0.5 * torch.abs(theta, out=work).sum()  # relu = (theta + |theta|) / 2
             probability = theta.sigmoid_()
             sigmoid_v.addmm_(probability, v[rows])
             # sigmoid(|theta|) = 1/2 + |sigmoid(theta) - 1/2|, in [1/2, 1]: no underflow

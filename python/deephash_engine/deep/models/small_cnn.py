@@ -1,7 +1,7 @@
 """A small CNN that trains in seconds per epoch on 28x28 or 32x32 images on a CPU:
-conv(32) - BN - ReLU - maxpool, conv(64) - BN - ReLU - maxpool, fc(512) - BN - ReLU.
+conv(32) - BN - maxpool - ReLU, conv(64) - BN - maxpool - ReLU, fc(512) - BN - ReLU.
 
-Each ReLU runs after its max-pool rather than before it. The two commute exactly (ReLU is
+Each ReLU runs after its max-pool rather than before it, as usually drawn. The two commute exactly (ReLU is
 monotone, so the max of the rectified values is the rectified max, and the gradient reaches the
 same element), so the network computes the same function and gradients, while the ReLU and its
 backward pass touch a quarter of the values: a training step (batch 128, 28x28, one thread) took

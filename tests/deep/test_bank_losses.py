@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from deephash_engine.deep import losses as L
 from deephash_engine.deep.losses import base
-from deephash_engine.deep.losses.dpsh import log_sum, pairwise_likelihood
+from deephash_engine.deep.losses.dpsh import log_sum, pairwise_likelihood, sigmoid_softplus_
 
 NB, NC, N, BATCH = 6, 4, 23, 5
 
@@ -148,3 +148,107 @@ def test_log_sum_of_grouped_products_equals_the_sum_of_logs(width, dtype):
     assert abs(got - want) <= 4 * torch.finfo(dtype).eps * x.numel()
     worst = torch.full((4, 40), 0.5, dtype=dtype)  # the smallest products: 2^-32, no underflow
     assert float(log_sum(worst)) == pytest.approx(160 * math.log(0.5), rel=10 * torch.finfo(dtype).eps)
+
+
+# ---- the fused logistic pass (float32 on the CPU: the engine's kernel) --------------------------
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 257, 5000])
+@pytest.mark.parametrize("scale", [0.1, 5.0, 60.0])
+def test_sigmoid_softplus_matches_float64(n, scale):
+    gen = torch.Generator().manual_seed(n)
+    theta = scale * torch.randn(n, generator=gen)
+    exact = theta.double()
+    x = theta.clone()
+    total = sigmoid_softplus_(x, torch.empty_like(x))
+    want = float(F.softplus(exact).sum())
+    assert abs(total - want) <= 1e-6 * abs(want)
+    assert torch.allclose(x.double(), torch.sigmoid(exact), rtol=4e-7, atol=1e-37)
+
+
+def test_sigmoid_softplus_fallback_agrees_with_kernel():
+    # a non-contiguous view takes the torch passes; the same values through the kernel
+    gen = torch.Generator().manual_seed(1)
+    wide = 8.0 * torch.randn(64, 2 * 33, generator=gen)
+    strided = wide[:, ::2]
+    packed = strided.contiguous()
+    assert not strided.is_contiguous()
+    total_torch = sigmoid_softplus_(strided, torch.empty_like(packed))
+    total_kernel = sigmoid_softplus_(packed, torch.empty_like(packed))
+    assert abs(total_torch - total_kernel) <= 1e-6 * abs(total_kernel)
+    assert torch.allclose(strided, packed, rtol=1e-6, atol=1e-30)
+
+
+def test_float32_bank_path_matches_float64_formula(monkeypatch):
+    monkeypatch.setattr(base, "BANK_BLOCK", 16)
+    gen = torch.Generator().manual_seed(5)
+    u = 3.0 * torch.randn(BATCH, 32, generator=gen, dtype=torch.float64)
+    v = 3.0 * torch.randn(101, 32, generator=gen, dtype=torch.float64)
+    target, yv = labels(BATCH, False, gen), labels(101, False, gen)
+    got_value, got_grad = value_and_grad(
+        lambda x: pairwise_likelihood(x, v.float(), target.float(), yv.float(), None), u.float())
+
+    def explicit(x):
+        theta = 0.5 * x @ v.t()
+        s = (target @ yv.t() > 0).double()
+        return (F.softplus(theta) - s * theta).mean()
+
+    want_value, want_grad = value_and_grad(explicit, u)
+    assert abs(float(got_value) - float(want_value)) <= 1e-5 * float(want_value)
+    assert float((got_grad.double() - want_grad).abs().max()) <= 1e-5 * float(want_grad.abs().max())
+
+
+def test_sigmoid_softplus_binding_rejects_what_it_cannot_update_in_place():
+    from deephash_engine import _core
+    import numpy as np
+
+    with pytest.raises(TypeError, match="float32"):
+        _core.sigmoid_softplus_(np.zeros(4))
+    with pytest.raises(TypeError, match="ndarray"):
+        _core.sigmoid_softplus_([0.0, 1.0])
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _core.sigmoid_softplus_(np.zeros((4, 4), dtype=np.float32)[:, ::2])
+    frozen = np.zeros(4, dtype=np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        _core.sigmoid_softplus_(frozen)
+    x = np.array([[0.0, 2.0], [-3.0, 40.0]], dtype=np.float32)
+    total = _core.sigmoid_softplus_(x)
+    assert x[0, 0] == 0.5 and abs(x[1, 1] - 1.0) < 1e-7
+    assert abs(total - (math.log(2) + math.log1p(math.exp(2)) + math.log1p(math.exp(-3)) + 40.0)) < 1e-5
+
+
+# ---- the bank's running summaries ---------------------------------------------------------------
+
+def recount(bank):
+    return bank.Y.double().t() @ bank.U.double(), int((bank.seen & (bank.Y.sum(1) != 1)).sum())
+
+
+def test_bank_summaries_follow_overwrites_multi_hot_rows_and_repeated_indices():
+    gen = torch.Generator().manual_seed(7)
+    bank = L.MemoryBank(N, NB, NC)
+    for step in range(40):
+        index = torch.randperm(N, generator=gen)[:BATCH]
+        if step % 9 == 4:
+            index[1] = index[0]  # a repeated index
+        y = labels(BATCH, multi_hot=step % 5 == 0, gen=gen).float()
+        bank.update(torch.randn(BATCH, NB, generator=gen), y, index)
+        sums, not_one_hot = recount(bank)
+        assert torch.allclose(bank.class_sums, sums, atol=1e-5)
+        assert int(bank.not_one_hot) == not_one_hot
+        assert (bank.one_hot_class_sums() is None) == (not_one_hot > 0)
+    # rewrite every row one-hot: the multi-hot count drops back to zero
+    bank.update(torch.randn(N, NB, generator=gen), labels(N, False, gen).float(), torch.arange(N))
+    assert int(bank.not_one_hot) == 0
+    assert torch.allclose(bank.one_hot_class_sums(), recount(bank)[0], atol=1e-5)
+
+
+def test_bank_summaries_are_rebuilt_on_load():
+    gen = torch.Generator().manual_seed(8)
+    loss = L.DPSHLoss(NB, num_train=N, num_classes=NC)
+    loss.bank.update(torch.randn(9, NB, generator=gen), labels(9, False, gen).float(), torch.arange(9))
+    state = loss.state_dict()
+    assert not any(k.endswith(("class_sums", "not_one_hot")) for k in state)  # derived, not saved
+    fresh = L.DPSHLoss(NB, num_train=N, num_classes=NC)
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.bank.class_sums, loss.bank.class_sums)
+    assert torch.equal(fresh.bank.class_sums, recount(fresh.bank)[0])

@@ -108,6 +108,11 @@ class MemoryBank(nn.Module):
 
     Only rows that have been written count (``seen``), so the first epoch never compares against
     the zeros the bank starts with. Everything is a buffer, hence saved and restored with the loss.
+
+    Two summaries are kept in step with every write, so that a step against the bank never
+    reads all of ``Y``: ``class_sums = Y^T U`` in float64 (the per-class sums of the outputs;
+    with one-hot labels ``S @ U = target @ class_sums``) and the number of written rows whose
+    label is not one-hot. They are not saved; loading a state rebuilds them.
     """
 
     def __init__(self, num_train: int, nbits: int, num_classes: int) -> None:
@@ -117,7 +122,18 @@ class MemoryBank(nn.Module):
         self.register_buffer("U", torch.zeros(num_train, nbits))
         self.register_buffer("Y", torch.zeros(num_train, num_classes))
         self.register_buffer("seen", torch.zeros(num_train, dtype=torch.bool))
+        self.register_buffer("class_sums", torch.zeros(num_classes, nbits, dtype=torch.float64),
+                             persistent=False)
+        self.register_buffer("not_one_hot", torch.zeros((), dtype=torch.int64), persistent=False)
+        self.register_load_state_dict_post_hook(lambda module, _keys: module.rebuild_summaries())
 
+    @torch.no_grad()
+    def rebuild_summaries(self) -> None:
+        """Recompute ``class_sums`` and ``not_one_hot`` from ``U``, ``Y`` and ``seen``."""
+        self.class_sums.copy_(self.Y.double().t() @ self.U.double())
+        self.not_one_hot.fill_(int((self.seen & (self.Y.sum(1) != 1)).sum()))
+
+    @torch.no_grad()
     def update(self, u: torch.Tensor, target: torch.Tensor, index: torch.Tensor) -> None:
         n = self.U.shape[0]
         if int(index.min()) < 0 or int(index.max()) >= n:
@@ -128,9 +144,23 @@ class MemoryBank(nn.Module):
             raise ValueError(
                 f"target: expected {self.Y.shape[1]} classes, got {target.shape[1]}"
             )
-        self.U[index] = u.detach().to(self.U.dtype)
-        self.Y[index] = target.detach().to(self.Y.dtype)
-        self.seen[index] = True
+        u, target = u.detach().to(self.U.dtype), target.detach().to(self.Y.dtype)
+        if index.unique().numel() != index.numel():
+            # a repeated index: which write wins is up to the backend, so recount from scratch
+            self.U[index], self.Y[index], self.seen[index] = u, target, True
+            self.rebuild_summaries()
+            return
+        # rows not written yet hold zeros, so taking out their old part changes nothing
+        old_u, old_y = self.U[index], self.Y[index]
+        self.class_sums.sub_(old_y.double().t() @ old_u.double())
+        self.not_one_hot.sub_((self.seen[index] & (old_y.sum(1) != 1)).sum())
+        self.U[index], self.Y[index], self.seen[index] = u, target, True
+        self.class_sums.add_(target.double().t() @ u.double())
+        self.not_one_hot.add_((target.sum(1) != 1).sum())
+
+    def one_hot_class_sums(self) -> Optional[torch.Tensor]:
+        """``Y^T U`` over the written rows (float64) when every written label is one-hot, else None."""
+        return self.class_sums if int(self.not_one_hot) == 0 else None
 
     def pairs(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
         """(V, Yv, None): the rows written so far, cast to u's dtype; every pair counts."""
@@ -225,3 +255,7 @@ class PairwiseLoss(HashLoss):
         if self.training:
             self.bank.update(u, target, index)
         return self.bank.pairs(u)
+
+    def bank_class_sums(self) -> Optional[torch.Tensor]:
+        """The bank's ``Y^T U`` when its labels are one-hot (see :class:`MemoryBank`), else None."""
+        return None if self.bank is None else self.bank.one_hot_class_sums()

@@ -37,5 +37,5 @@ class DHNLoss(PairwiseLoss):
 
     def compute(self, u, target, index):
         v, yv, mask = self.others(u, target, index)
-        likelihood = pairwise_likelihood(u, v, target, yv, mask)
+        likelihood = pairwise_likelihood(u, v, target, yv, mask, class_v=self.bank_class_sums())
         return likelihood + self.alpha * log_cosh(u.abs() - 1.0).mean()

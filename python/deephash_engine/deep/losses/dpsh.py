@@ -19,6 +19,7 @@ from typing import Optional
 import torch
 from torch.nn import functional as F
 
+from ... import _core
 from .base import (
     PairwiseLoss, bank_blocks, is_one_hot, masked_mean, sign_pm1, similarity, with_gradient,
 )
@@ -40,18 +41,39 @@ def log_sum(x: torch.Tensor) -> torch.Tensor:
     return total
 
 
+def sigmoid_softplus_(theta: torch.Tensor, work: torch.Tensor) -> float:
+    """Replace ``theta`` by ``sigmoid(theta)`` in place and return ``sum(softplus(theta))``.
+
+    On a CPU float32 contiguous tensor this is the engine's one-pass kernel
+    (``_core.sigmoid_softplus_``, AVX2). Elsewhere (CUDA, float64, CPUs without AVX2) it is
+    done in torch passes, with ``work`` (theta's shape) as scratch:
+    ``softplus(t) = max(t, 0) - log(sigmoid(|t|))``, where ``sigmoid(|t|) = max(p, 1 - p)`` in
+    [1/2, 1] never underflows.
+    """
+    if (theta.device.type == "cpu" and theta.dtype == torch.float32 and theta.is_contiguous()
+            and _core.logistic_level() != "scalar"):
+        return _core.sigmoid_softplus_(theta.numpy())
+    total = torch.clamp(theta, min=0.0, out=work).sum(dtype=torch.float64)
+    probability = theta.sigmoid_()
+    total -= log_sum(torch.sub(probability, 0.5, out=work).abs_().add_(0.5))
+    return float(total)
+
+
 def pairwise_likelihood(
     u: torch.Tensor, v: torch.Tensor, target: torch.Tensor, yv: torch.Tensor,
-    mask: Optional[torch.Tensor], scale: float = 0.5,
+    mask: Optional[torch.Tensor], scale: float = 0.5, class_v: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Mean over pairs of ``softplus(theta) - s * theta``, ``theta = scale * u_i . v_j``, with
     ``s`` the label similarity of ``target`` rows and ``yv`` rows.
 
     When ``v`` carries no gradient (a memory bank) the value and the gradient with respect to
     ``u``, ``scale / count * (sigmoid(theta) - S) @ v``, are computed in closed form, one block of
-    bank rows at a time (:func:`bank_blocks`): per block one product for theta, one for
-    ``sigmoid(theta) @ v``, and in-place elementwise passes. With one-hot labels
-    ``S @ v = target @ (yv^T v)``, so S itself is never formed.
+    bank rows at a time (:func:`bank_blocks`): per block one product for theta, one pass that
+    turns theta into ``sigmoid(theta)`` and sums ``softplus(theta)`` (:func:`sigmoid_softplus_`),
+    and one product for ``sigmoid(theta) @ v``. With one-hot labels
+    ``S @ v = target @ (yv^T v)``, so S itself is never formed; ``class_v``, when given, is that
+    ``yv^T v`` with every ``yv`` row one-hot (a memory bank keeps it:
+    :meth:`MemoryBank.one_hot_class_sums`).
     """
     target = target.to(u.dtype)
     if v.requires_grad or mask is not None:
@@ -61,26 +83,25 @@ def pairwise_likelihood(
     with torch.no_grad():
         scaled = scale * u
         count = float(u.shape[0] * v.shape[0]) or 1.0
-        one_hot = is_one_hot(target) and is_one_hot(yv)
+        if class_v is not None:
+            one_hot = is_one_hot(target)
+            class_v = class_v.to(u.dtype)
+        else:
+            one_hot = is_one_hot(target) and is_one_hot(yv)
+            if one_hot:
+                class_v = yv.t() @ v
         s_v = torch.zeros_like(u)  # S @ v
         sigmoid_v = torch.zeros_like(u)  # sigmoid(theta) @ v
-        # sum of softplus(theta) = relu(theta) - log sigmoid(|theta|), block sums added in float64
-        total = u.new_zeros((), dtype=torch.float64)
-        if one_hot:
-            class_v = yv.t() @ v
-        # sum of theta over the whole bank = (sum of scaled rows) . (sum of bank rows)
-        total += 0.5 * torch.dot(scaled.sum(0).double(), v.sum(0).double())
+        total = 0.0  # sum of softplus(theta), block sums added in double
         for rows, theta, work in bank_blocks(scaled, v, scratch=1):
             if not one_hot:
                 s_v.addmm_(similarity(target, yv[rows]), v[rows])
-            total += 0.5 * torch.abs(theta, out=work).sum()  # relu = (theta + |theta|) / 2
-            probability = theta.sigmoid_()
-            sigmoid_v.addmm_(probability, v[rows])
-            # sigmoid(|theta|) = 1/2 + |sigmoid(theta) - 1/2|, in [1/2, 1]: no underflow
-            total -= log_sum(torch.sub(probability, 0.5, out=work).abs_().add_(0.5))
+            total += sigmoid_softplus_(theta, work)
+            sigmoid_v.addmm_(theta, v[rows])  # theta now holds sigmoid(theta)
         if one_hot:
             s_v = target @ class_v
-        value = ((total - (scaled * s_v).sum()) / count).to(u.dtype)
+        value = torch.tensor((total - float((scaled.double() * s_v.double()).sum())) / count,
+                             dtype=u.dtype, device=u.device)
         grad_u = (sigmoid_v - s_v) * (scale / count)
     return with_gradient(value, u, grad_u)
 
@@ -99,6 +120,6 @@ class DPSHLoss(PairwiseLoss):
 
     def compute(self, u, target, index):
         v, yv, mask = self.others(u, target, index)
-        likelihood = pairwise_likelihood(u, v, target, yv, mask)
+        likelihood = pairwise_likelihood(u, v, target, yv, mask, class_v=self.bank_class_sums())
         quantization = ((u - sign_pm1(u).detach()) ** 2).mean()
         return likelihood + self.eta * quantization

@@ -118,7 +118,8 @@ class DSDHLoss(HashLoss):
         else:
             b = sign_pm1(u).detach()
         v, yv, mask = self.bank.pairs(u)
-        likelihood = pairwise_likelihood(u, v, target, yv, mask)
+        likelihood = pairwise_likelihood(u, v, target, yv, mask,
+                                         class_v=self.bank.one_hot_class_sums())
         coupling = ((b - u) ** 2).sum(1).mean()
         return likelihood + self.eta * coupling
 

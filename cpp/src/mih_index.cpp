@@ -340,7 +340,7 @@ double MIHIndex::scan_cost() const noexcept {
   return static_cast<double>(store_.size()) * scan_ns_per_code(store_.code_size());
 }
 
-bool MIHIndex::probe_knn(const std::uint8_t* q, std::size_t kk, CountingTopK& top, MIHQueryStats& st) const {
+bool MIHIndex::probe_knn(const std::uint8_t* q, CountingTopK& top, MIHQueryStats& st) const {
   const kernels::KernelTable& kt = kernels::active();
   const std::size_t cs = store_.code_size(), n = store_.size();
   const std::uint8_t* codes = store_.codes();
@@ -426,7 +426,7 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
       }
       top.reset(kk, static_cast<dist_t>(nbits_), false);
       probed.fetch_add(1, std::memory_order_relaxed);
-      if (probe_knn(queries + q * cs, kk, top, st[q])) {
+      if (probe_knn(queries + q * cs, top, st[q])) {
         top.finish(distances + q * k, ids + q * k, k);
       } else {
         to_scan[q] = 1;

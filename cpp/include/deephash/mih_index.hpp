@@ -82,7 +82,7 @@ class MIHIndex final : public BinaryIndex {
   void rebuild_locked();  // tables over every stored item, m retuned when automatic
   void compact_locked();
   void maybe_merge_tail_locked();
-  bool probe_knn(const std::uint8_t* q, std::size_t kk, class CountingTopK& top, MIHQueryStats& st) const;
+  bool probe_knn(const std::uint8_t* q, class CountingTopK& top, MIHQueryStats& st) const;
   bool probe_range(const std::uint8_t* q, int radius, std::vector<std::pair<dist_t, idx_t>>& hits,
                    MIHQueryStats& st) const;
   double scan_cost() const noexcept;

@@ -11,7 +11,7 @@ void bind_codes(py::module_& m);
 void bind_flat(py::module_& m);
 void bind_mih(py::module_& m);
 void bind_metrics(py::module_& m);
-void bind_logistic(py::module_& m);
+void bind_bank_passes(py::module_& m);
 }  // namespace deephash::py_bind
 
 PYBIND11_MODULE(_core, m) {
@@ -22,5 +22,5 @@ PYBIND11_MODULE(_core, m) {
   deephash::py_bind::bind_flat(m);
   deephash::py_bind::bind_mih(m);
   deephash::py_bind::bind_metrics(m);
-  deephash::py_bind::bind_logistic(m);
+  deephash::py_bind::bind_bank_passes(m);
 }

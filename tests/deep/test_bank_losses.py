@@ -252,3 +252,29 @@ def test_bank_summaries_are_rebuilt_on_load():
     fresh.load_state_dict(state)
     assert torch.equal(fresh.bank.class_sums, loss.bank.class_sums)
     assert torch.equal(fresh.bank.class_sums, recount(fresh.bank)[0])
+
+
+@pytest.mark.parametrize("multi_hot", [False, True])
+def test_dsh_float32_bank_path_matches_float64_formula(monkeypatch, multi_hot):
+    # float32 on the CPU runs the engine's contrastive kernel; the reference is float64 autograd
+    monkeypatch.setattr(base, "BANK_BLOCK", 16)
+    gen = torch.Generator().manual_seed(6)
+    bits, n = 24, 101
+    margin = 2.0 * bits
+    loss = L.DSHLoss(bits, margin=margin, alpha=0.0, memory_bank=True, num_train=n, num_classes=NC)
+    y = labels(n, multi_hot, gen)
+    loss.bank.update(torch.randn(n, bits, generator=gen), y.float(), torch.arange(n))
+    loss.eval()
+    index = torch.arange(BATCH)
+    u = torch.randn(BATCH, bits, generator=gen, dtype=torch.float64)
+    got_value, got_grad = value_and_grad(lambda x: loss(x, y[index].float(), index), u.float())
+    v = loss.bank.U.double()
+
+    def explicit(x):
+        d = ((x.unsqueeze(1) - v.unsqueeze(0)) ** 2).sum(-1)
+        s = (y[index] @ y.t() > 0).double()
+        return (0.5 * s * d + 0.5 * (1.0 - s) * (margin - d).clamp(min=0.0)).mean()
+
+    want_value, want_grad = value_and_grad(explicit, u)
+    assert abs(float(got_value) - float(want_value)) <= 1e-5 * float(want_value)
+    assert float((got_grad.double() - want_grad).abs().max()) <= 1e-4 * float(want_grad.abs().max())

@@ -14,6 +14,7 @@ from typing import Optional
 
 import torch
 
+from ... import _core
 from .base import PairwiseLoss, bank_blocks, masked_mean, similarity, with_gradient
 
 
@@ -52,29 +53,45 @@ class DSHLoss(PairwiseLoss):
     def _bank_terms(self, u, target, v, yv):
         """Mean pair term and its gradient with respect to u against bank rows v (no grad).
 
-        Per block, ``r = m - d = m - |u|^2 - |v|^2 + 2 u.v`` from one product; the value is
-        ``s d + (1 - s) max(r, 0)`` summed. With ``a_ij = (1 - s_ij) [d_ij < m]`` (dissimilar
+        Per block, ``d = |u|^2 + |v|^2 - 2 u.v`` from one product; the value is
+        ``s d + (1 - s) max(m - d, 0)`` summed. With ``a_ij = (1 - s_ij) [d_ij < m]`` (dissimilar
         pairs inside the margin) the gradient of pair (i, j) is ``(s_ij - a_ij) (u_i - v_j)``,
-        so it is ``((S - A) 1) u - (S - A) v``, divided by the pair count.
+        so it is ``((S - A) 1) u - (S - A) v``, divided by the pair count. On the CPU in float32
+        the elementwise part is one pass of the engine's kernel (``_core.contrastive_pass_``);
+        elsewhere it is done in torch passes.
         """
         count = float(u.shape[0] * v.shape[0]) or 1.0
-        offset = (u * u).sum(1, keepdim=True) - self.margin  # |u|^2 - m
-        total = u.new_zeros((), dtype=torch.float64)  # block sums added in float64
         weight_v = torch.zeros_like(u)  # (S - A) @ v
         weight_sum = u.new_zeros(u.shape[0])  # (S - A) @ 1
+        fused = u.device.type == "cpu" and u.dtype == torch.float32
+        total = 0.0 if fused else u.new_zeros((), dtype=torch.float64)  # block sums in double
+        u_norm = (u * u).sum(1)
+        v_norm = (v * v).sum(1)
         for rows, r, s in bank_blocks(2.0 * u, v, scratch=1):
             vb = v[rows]
-            r.sub_(offset).sub_((vb * vb).sum(1)).clamp_(max=self.margin)  # m - d, d >= 0
             torch.mm(target, yv[rows].t(), out=s).gt_(0.0)  # similarity, 1.0 or 0.0
-            flat_s, flat_r = s.view(-1), r.view(-1)
-            similar = flat_s.sum()
-            total += self.margin * similar - torch.dot(flat_s, flat_r)  # s d
-            r.clamp_(min=0.0)
-            total += flat_r.sum() - torch.dot(flat_s, flat_r)  # (1 - s) max(m - d, 0)
-            active = r.gt_(0.0).sub_(s).clamp_(min=0.0)  # (1 - s) [d < m]
-            weight = s.sub_(active)
+            if fused:
+                total += _core.contrastive_pass_(r.numpy(), s.numpy(), u_norm.numpy(),
+                                                 v_norm[rows].numpy(), self.margin,
+                                                 weight_sum.numpy())
+                weight = r  # r now holds the pair weights s - a
+            else:
+                total += self._block_terms(r, s, u_norm, v_norm[rows], weight_sum)
+                weight = s
             weight_v.addmm_(weight, vb)
-            weight_sum += weight.sum(1)
-        value = (0.5 * total / count).to(u.dtype)
+        value = torch.as_tensor(0.5 * total / count, dtype=u.dtype, device=u.device)
         grad_u = (weight_sum.unsqueeze(1) * u - weight_v) / count
         return value, grad_u
+
+    def _block_terms(self, r, s, u_norm, v_norm, weight_sum):
+        """The torch passes of one block: returns its value sum (float64), leaves the pair
+        weights ``s - a`` in ``s`` and adds their row sums to ``weight_sum``."""
+        r.sub_(u_norm.unsqueeze(1) - self.margin).sub_(v_norm).clamp_(max=self.margin)  # m - d
+        flat_s, flat_r = s.view(-1), r.view(-1)
+        total = self.margin * flat_s.sum(dtype=torch.float64) - torch.dot(flat_s, flat_r)  # s d
+        r.clamp_(min=0.0)
+        total += flat_r.sum(dtype=torch.float64) - torch.dot(flat_s, flat_r)  # (1 - s) max(m - d, 0)
+        active = r.gt_(0.0).sub_(s).clamp_(min=0.0)  # (1 - s) [d < m]
+        weight = s.sub_(active)
+        weight_sum += weight.sum(1)
+        return total

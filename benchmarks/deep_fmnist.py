@@ -9,6 +9,11 @@ mean and spread over seeds, and training time, and writes JSON next to the print
     python benchmarks/deep_fmnist.py                      # the full grid: 7 methods x 16/32/64 x 3 seeds
     python benchmarks/deep_fmnist.py --bits 64 --seeds 0  # a reduced grid
     python benchmarks/deep_fmnist.py --bits 64 --seeds 0 --epochs 8 --schedule cosine  # longer budget
+    python benchmarks/deep_fmnist.py --merge OUT1 OUT2 --out OUT  # one table from several outputs
+
+A grid can be split over several processes (one per core, each with its own ``--out``) and the
+outputs merged: ``--merge`` reads each folder's results.json, keeps one run per (method, bits,
+seed) (a later folder wins) and writes the merged table and JSON to ``--out``.
 """
 
 from __future__ import annotations
@@ -68,7 +73,11 @@ def main(argv=None) -> int:
     p.add_argument("--head-lr-mult", type=float, default=1.0, help="hash head lr = lr x this")
     p.add_argument("--out", default="bench_results/deep_fmnist")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--merge", nargs="+", metavar="DIR",
+                   help="train nothing: merge the results.json of these output folders into --out")
     args = p.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, Path(args.out))
 
     import torch
 
@@ -110,6 +119,51 @@ def main(argv=None) -> int:
     results_path.write_text(json.dumps({"context": context, "runs": rows, "itq": itq}, indent=2))
     (out / "table.md").write_text(table + "\n")
     return 0
+
+
+def merge(folders, out: Path) -> int:
+    """One table from several outputs of this script (a later folder wins on a repeated run)."""
+    runs, itq, sources = {}, {}, []
+    for folder in folders:
+        path = Path(folder) / "results.json"
+        if not path.is_file():
+            print(f"error: {path}: no such file", file=sys.stderr)
+            return 2
+        data = json.loads(path.read_text())
+        sources.append({"folder": str(folder), "context": data.get("context")})
+        for row in data["runs"]:
+            runs[(row["method"], row["bits"], row["seed"])] = row
+        for bits, value in (data.get("itq") or {}).items():
+            if value is not None:
+                itq.setdefault(int(bits), value)
+    rows = sorted(runs.values(), key=lambda r: (r["bits"], METHODS.index(r["method"])
+                                                if r["method"] in METHODS else 99, r["seed"]))
+    table = summarize(rows, dict(sorted(itq.items()))) + "\n\n" + wide_table(rows)
+    print(table)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"merged_from": sources, "runs": rows, "itq": itq}, indent=2))
+    (out / "table.md").write_text(table + "\n")
+    return 0
+
+
+def wide_table(rows) -> str:
+    """mAP@all as mean ± sample standard deviation over seeds: one row per method, one column
+    per width (the seed count beside it when it is not the same everywhere)."""
+    widths = sorted({r["bits"] for r in rows})
+    methods = sorted({r["method"] for r in rows}, key=lambda m: METHODS.index(m) if m in METHODS else 99)
+    counts = {len([r for r in rows if r["bits"] == b and r["method"] == m]) for b in widths for m in methods}
+    lines = ["| method | " + " | ".join(f"{b} bits" for b in widths) + " |",
+             "|---" * (len(widths) + 1) + "|"]
+    for method in methods:
+        cells = []
+        for bits in widths:
+            values = [r["map_all"] for r in rows if r["bits"] == bits and r["method"] == method]
+            cell = _mean_spread(values) if values else ""
+            if values and len(counts) > 1:
+                cell += f" (n={len(values)})"
+            cells.append(cell)
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _mean_spread(values):

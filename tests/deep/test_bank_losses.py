@@ -172,7 +172,7 @@ def test_sigmoid_softplus_fallback_agrees_with_kernel():
     strided = wide[:, ::2]
     packed = strided.contiguous()
     assert not strided.is_contiguous()
-    total_torch = sigmoid_softplus_(strided, torch.empty_like(packed))
+    total_torch = float(sigmoid_softplus_(strided, torch.empty_like(packed)))
     total_kernel = sigmoid_softplus_(packed, torch.empty_like(packed))
     assert abs(total_torch - total_kernel) <= 1e-6 * abs(total_kernel)
     assert torch.allclose(strided, packed, rtol=1e-6, atol=1e-30)

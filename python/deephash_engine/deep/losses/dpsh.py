@@ -41,8 +41,10 @@ def log_sum(x: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def sigmoid_softplus_(theta: torch.Tensor, work: torch.Tensor) -> float:
-    """Replace ``theta`` by ``sigmoid(theta)`` in place and return ``sum(softplus(theta))``.
+def sigmoid_softplus_(theta: torch.Tensor, work: torch.Tensor):
+    """Replace ``theta`` by ``sigmoid(theta)`` in place and return ``sum(softplus(theta))``: a
+    float from the kernel, a 0-d float64 tensor on theta's device from the torch passes (so a
+    CUDA step never waits on the device for it).
 
     On a CPU float32 contiguous tensor this is the engine's one-pass kernel
     (``_core.sigmoid_softplus_``, AVX2). Elsewhere (CUDA, float64, CPUs without AVX2) it is
@@ -56,7 +58,7 @@ def sigmoid_softplus_(theta: torch.Tensor, work: torch.Tensor) -> float:
     total = torch.clamp(theta, min=0.0, out=work).sum(dtype=torch.float64)
     probability = theta.sigmoid_()
     total -= log_sum(torch.sub(probability, 0.5, out=work).abs_().add_(0.5))
-    return float(total)
+    return total
 
 
 def pairwise_likelihood(
@@ -92,7 +94,7 @@ def pairwise_likelihood(
                 class_v = yv.t() @ v
         s_v = torch.zeros_like(u)  # S @ v
         sigmoid_v = torch.zeros_like(u)  # sigmoid(theta) @ v
-        total = 0.0  # sum of softplus(theta), block sums added in double
+        total = u.new_zeros((), dtype=torch.float64)  # sum of softplus(theta), in double
         for rows, theta, work in bank_blocks(scaled, v, scratch=1):
             if not one_hot:
                 s_v.addmm_(similarity(target, yv[rows]), v[rows])
@@ -100,8 +102,7 @@ def pairwise_likelihood(
             sigmoid_v.addmm_(theta, v[rows])  # theta now holds sigmoid(theta)
         if one_hot:
             s_v = target @ class_v
-        value = torch.tensor((total - float((scaled.double() * s_v.double()).sum())) / count,
-                             dtype=u.dtype, device=u.device)
+        value = ((total - (scaled.double() * s_v.double()).sum()) / count).to(u.dtype)
         grad_u = (sigmoid_v - s_v) * (scale / count)
     return with_gradient(value, u, grad_u)
 

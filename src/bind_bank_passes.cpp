@@ -23,10 +23,14 @@ py::array float32_arg(const py::handle& obj, const char* name, bool in_place) {
   py::array a = py::reinterpret_borrow<py::array>(obj);
   if (!a.dtype().is(py::dtype::of<float>()))
     throw py::type_error(std::string(name) + ": expected dtype('float32'), got " + dtype_name(a));
-  if (!(a.flags() & py::array::c_style))
-    throw py::value_error(std::string(name) + ": expected a C-contiguous array");
+  if (!(a.flags() & py::array::c_style)) {
+    std::string strides;
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) strides += (i ? ", " : "") + std::to_string(a.strides(i));
+    throw py::value_error(std::string(name) + ": expected a C-contiguous array, got strides (" + strides +
+                          ") in bytes");
+  }
   if (in_place && !a.writeable())
-    throw py::value_error(std::string(name) + ": expected a writeable array (it is updated in place)");
+    throw py::value_error(std::string(name) + ": expected a writeable array (it is updated in place), got a read-only one");
   return a;
 }
 

@@ -1,6 +1,8 @@
 #include "deephash/flat_scan.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -28,12 +30,14 @@ constexpr std::size_t kPreparedMinQueries = 4;
 struct Scratch {
   std::vector<std::uint32_t> positions;
   std::vector<dist_t> distances;
-  std::vector<std::uint32_t> histogram;  // per distance, for seed_from_block
+  std::vector<std::uint32_t> histogram;  // per distance, for sample_bound
   std::vector<std::uint8_t> prepared;    // a sub-block in the kernel's prepared layout
   std::size_t prepared_codes = 0;        // codes per sub-block; 0: the level has no prepared path
+  std::size_t piece_codes;               // codes per L1-sized piece of plain codes
   const kernels::KernelTable& kt;        // one level for the whole search
   Scratch(std::size_t block, std::size_t code_size)
-      : positions(block), distances(block), kt(kernels::active()) {
+      : positions(block), distances(block),
+        piece_codes(std::max<std::size_t>(64, kPreparedBytes / code_size / 64 * 64)), kt(kernels::active()) {
     const std::size_t per_code = kt.prepared_bytes ? kt.prepared_bytes(code_size) : 0;
     if (per_code) {
       prepared_codes = std::max<std::size_t>(16, kPreparedBytes / per_code / 16 * 16);
@@ -52,12 +56,17 @@ void filter_block(const ScanView& db, const std::uint8_t* queries, std::size_t q
                   std::size_t b0, std::size_t bn, Scratch& s, BoundOf bound_of, OnHits on_hits) {
   const kernels::KernelTable& kt = s.kt;
   if (s.prepared_codes == 0 || q1 - q0 < kPreparedMinQueries) {
-    const std::uint8_t* codes = db.codes + b0 * db.code_size;
-    for (std::size_t q = q0; q < q1; ++q) {
-      const dist_t bound = bound_of(q);
-      if (bound < 0) continue;
-      on_hits(q, b0, kt.filter(queries + q * db.code_size, codes, bn, db.code_size, bound,
-                               s.positions.data(), s.distances.data()));
+    // Plain codes; a group walks the block in L1-sized pieces too.
+    const std::size_t piece = q1 - q0 > 1 ? s.piece_codes : bn;
+    for (std::size_t p0 = b0; p0 < b0 + bn; p0 += piece) {
+      const std::size_t pn = std::min(piece, b0 + bn - p0);
+      const std::uint8_t* codes = db.codes + p0 * db.code_size;
+      for (std::size_t q = q0; q < q1; ++q) {
+        const dist_t bound = bound_of(q);
+        if (bound < 0) continue;
+        on_hits(q, p0, kt.filter(queries + q * db.code_size, codes, pn, db.code_size, bound,
+                                 s.positions.data(), s.distances.data()));
+      }
     }
     return;
   }
@@ -73,58 +82,55 @@ void filter_block(const ScanView& db, const std::uint8_t* queries, std::size_t q
   }
 }
 
-// A query's first block, scanned before its collector holds anything: every distance is computed,
-// the k-th smallest is found by counting (nbits + 1 bins), and only codes at or below it are
-// pushed. Filtering against the initial bound instead would push every code of the block and
-// re-select the k best every k + 64 pushes, which costs most at large k.
-void seed_from_block(const ScanView& db, const std::uint8_t* query, std::size_t b0, std::size_t bn,
-                     CountingTopK& top, Scratch& s) {
-  s.kt.distances(query, db.codes + b0 * db.code_size, bn, db.code_size, s.distances.data());
+// A first bound on each query's k-th distance, from the distances to a sample of the database
+// (its first codes; counted in nbits + 1 bins): the k-th smallest of them. It is inclusive and
+// holds for every part of the database, so every collector of the query starts from it instead
+// of accepting everything until its buffer first fills.
+std::size_t sample_codes(std::size_t k) { return std::max<std::size_t>(1024, 8 * k); }
+
+dist_t sample_bound(const ScanView& db, const std::uint8_t* query, std::size_t k, std::size_t sample, Scratch& s) {
+  s.kt.distances(query, db.codes, sample, db.code_size, s.distances.data());
   s.histogram.assign(static_cast<std::size_t>(db.nbits) + 1, 0);
-  for (std::size_t j = 0; j < bn; ++j)
-    if (!(db.skip && db.skip[b0 + j])) ++s.histogram[static_cast<std::size_t>(s.distances[j])];
-  dist_t kth = static_cast<dist_t>(db.nbits);
+  if (db.skip) {
+    for (std::size_t j = 0; j < sample; ++j) s.histogram[static_cast<std::size_t>(s.distances[j])] += !db.skip[j];
+  } else {
+    for (std::size_t j = 0; j < sample; ++j) ++s.histogram[static_cast<std::size_t>(s.distances[j])];
+  }
   std::size_t seen = 0;
   for (std::size_t d = 0; d < s.histogram.size(); ++d) {
     seen += s.histogram[d];
-    if (seen >= top.k()) {
-      kth = static_cast<dist_t>(d);
-      break;
-    }
+    if (seen >= k) return static_cast<dist_t>(d);
   }
-  for (std::size_t j = 0; j < bn; ++j) {
-    const std::size_t pos = b0 + j;
-    if (s.distances[j] > kth || (db.skip && db.skip[pos])) continue;
-    top.push(s.distances[j], db.id_at(pos));
-  }
+  return static_cast<dist_t>(db.nbits);
 }
 
-// Scans codes [begin, end) of db for queries [q0, q1), feeding tops[q - q0] (empty on entry).
+// Scans codes [begin, end) of db for queries [q0, q1), feeding tops[q - q0] (reset by the caller
+// to their starting bounds). shared[q] is the best inclusive bound on query q's k-th distance
+// known to any collector of q (other slices of the database, scanned by other threads): each
+// filter uses the tighter of it and its own, and each new k-th distance is published to it.
 void scan_range_into(const ScanView& db, const std::uint8_t* queries, std::size_t q0, std::size_t q1,
-                     std::size_t begin, std::size_t end, CountingTopK* tops, Scratch& s) {
+                     std::size_t begin, std::size_t end, CountingTopK* tops, std::atomic<dist_t>* shared,
+                     Scratch& s) {
   const std::size_t block = s.positions.size();
   for (std::size_t b0 = begin; b0 < end; b0 += block) {
     const std::size_t bn = std::min(block, end - b0);
-    // Collectors still empty (all of them on the first block; later only if every code so far
-    // was removed) take the whole block by counting instead, and the filter below skips them for
-    // this block. Only a leading run of empty ones is seeded; any other query is merely filtered
-    // against its initial bound, which is slower but gives the same answer.
-    std::size_t seeded_below = q0;
-    if (bn >= 4 * tops[0].k()) {
-      for (std::size_t q = q0; q < q1 && tops[q - q0].empty(); ++q) {
-        seed_from_block(db, queries + q * db.code_size, b0, bn, tops[q - q0], s);
-        seeded_below = q + 1;
-      }
-      if (seeded_below == q1) continue;
-    }
     filter_block(db, queries, q0, q1, b0, bn, s,
-                 [&](std::size_t q) { return q < seeded_below ? dist_t{-1} : tops[q - q0].max_accepted(); },
+                 [&](std::size_t q) {
+                   return std::min(tops[q - q0].max_accepted(), shared[q].load(std::memory_order_relaxed));
+                 },
                  [&](std::size_t q, std::size_t first, std::size_t m) {
                    CountingTopK& top = tops[q - q0];
+                   const dist_t before = top.kth_distance();
                    for (std::size_t j = 0; j < m; ++j) {
                      const std::size_t pos = first + s.positions[j];
                      if (db.skip && db.skip[pos]) continue;
                      top.push(s.distances[j], db.id_at(pos));
+                   }
+                   const dist_t kth = top.kth_distance();
+                   if (kth < before) {  // publish: lower the shared bound if ours is tighter
+                     dist_t cur = shared[q].load(std::memory_order_relaxed);
+                     while (kth < cur && !shared[q].compare_exchange_weak(cur, kth, std::memory_order_relaxed)) {
+                     }
                    }
                  });
   }
@@ -135,6 +141,39 @@ void pad_rows(std::size_t nq, std::size_t k, dist_t* distances, idx_t* ids) {
   std::fill(ids, ids + nq * k, kMissingId);
 }
 
+// How a search is cut into work items: `groups` runs of consecutive queries times `slices`
+// contiguous runs of the database. Each item scans its slice for its queries, block by block, so
+// a block read from memory serves the whole group: the database is read `groups` times per
+// search, not once per few queries. Slices give the threads enough items to share (several per
+// thread, so a slower core does not hold the others back); per-slice results are merged at the
+// end. Slices stay contiguous, so ids still grow within each.
+struct Tiling {
+  std::size_t groups, slices;
+  std::size_t items() const noexcept { return groups * slices; }
+  std::size_t query_begin(std::size_t g, std::size_t nq) const noexcept { return nq * g / groups; }
+  std::size_t code_begin(std::size_t c, std::size_t n) const noexcept { return n * c / slices; }
+};
+
+// Queries per group at most: enough that a prepared piece of codes is reused by many queries.
+constexpr std::size_t kGroupQueries = 256;
+
+Tiling plan_tiles(std::size_t nq, std::size_t n, std::size_t block, std::size_t threads, std::size_t per_query_bytes) {
+  Tiling t{(nq + kGroupQueries - 1) / kGroupQueries, 1};
+  if (threads == 1) return t;
+  // Few queries: one slice per thread (each query is split across all of them). Otherwise about
+  // four items per thread.
+  const std::size_t wanted = nq < threads ? threads : 4 * threads;
+  std::size_t slices = (wanted + t.groups - 1) / t.groups;
+  // A slice of less than a few blocks costs more in seeding and merging than it shares.
+  slices = std::min(slices, std::max<std::size_t>(1, n / (4 * block)));
+  // Per-slice results are held until the merge: bound them (about 256 MiB).
+  const std::size_t held = std::max<std::size_t>(1, nq * per_query_bytes);
+  slices = std::max<std::size_t>(1, std::min(slices, (std::size_t{256} << 20) / held));
+  if (slices == 1) t.groups = std::min(nq, std::max(t.groups, threads == 1 ? 1 : 4 * threads));
+  t.slices = slices;
+  return t;
+}
+
 }  // namespace
 
 void knn_scan(const ScanView& db, const std::uint8_t* queries, std::size_t nq, std::size_t k,
@@ -142,98 +181,104 @@ void knn_scan(const ScanView& db, const std::uint8_t* queries, std::size_t nq, s
   if (nq == 0 || k == 0) return;
   if (db.n == 0) return pad_rows(nq, k, distances, ids);
   const std::size_t kk = std::min(k, db.n);
-  const std::size_t threads = static_cast<std::size_t>(num_threads());
   const std::size_t block = block_codes(db.code_size);
-
-  if (nq >= threads || db.n < 4 * block) {
-    // Query-parallel: several chunks per thread so a slower core does not hold the others back.
-    const std::size_t chunks = std::min(nq, threads == 1 ? 1 : 8 * threads);
-    parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
-      std::vector<CountingTopK> tops(q1 - q0);
-      for (auto& t : tops) t.reset(kk, db.nbits, db.ids_increasing);
-      Scratch s(block, db.code_size);
-      scan_range_into(db, queries, q0, q1, 0, db.n, tops.data(), s);
-      for (std::size_t q = q0; q < q1; ++q) tops[q - q0].finish(distances + q * k, ids + q * k, k);
-    }, chunks);
-    return;
-  }
-
-  // Database-parallel for few queries: contiguous slices (ids stay increasing inside each).
-  const std::size_t slices = threads;
-  std::vector<std::vector<CountingTopK>> partial(slices, std::vector<CountingTopK>(nq));
-  parallel_for(slices, [&](std::size_t c0, std::size_t c1) {
+  const Tiling t = plan_tiles(nq, db.n, block, static_cast<std::size_t>(num_threads()),
+                              (2 * kk + 64) * sizeof(CountingTopK::Entry));
+  // Starting bounds from a sample, then shared by the slices of each query.
+  std::unique_ptr<std::atomic<dist_t>[]> shared(new std::atomic<dist_t>[nq]);
+  const std::size_t sample = std::min(db.n, std::min(block, sample_codes(kk)));
+  parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
     Scratch s(block, db.code_size);
-    for (std::size_t c = c0; c < c1; ++c) {
-      const std::size_t begin = db.n * c / slices, end = db.n * (c + 1) / slices;
-      for (auto& t : partial[c]) t.reset(kk, db.nbits, db.ids_increasing);
-      scan_range_into(db, queries, 0, nq, begin, end, partial[c].data(), s);
+    for (std::size_t q = q0; q < q1; ++q)
+      shared[q].store(sample_bound(db, queries + q * db.code_size, kk, sample, s), std::memory_order_relaxed);
+  }, nq >= 64 ? 0 : 1);
+  // tops[c * nq + q]: query q's collector over slice c.
+  std::vector<CountingTopK> tops(t.slices * nq);
+  parallel_for(t.items(), [&](std::size_t i0, std::size_t i1) {
+    Scratch s(block, db.code_size);
+    for (std::size_t item = i0; item < i1; ++item) {
+      const std::size_t g = item / t.slices, c = item % t.slices;
+      const std::size_t q0 = t.query_begin(g, nq), q1 = t.query_begin(g + 1, nq);
+      CountingTopK* mine = tops.data() + c * nq + q0;
+      for (std::size_t q = q0; q < q1; ++q)
+        mine[q - q0].reset(kk, shared[q].load(std::memory_order_relaxed), db.ids_increasing);
+      scan_range_into(db, queries, q0, q1, t.code_begin(c, db.n), t.code_begin(c + 1, db.n), mine, shared.get(), s);
+      if (t.slices == 1)
+        for (std::size_t q = q0; q < q1; ++q) mine[q - q0].finish(distances + q * k, ids + q * k, k);
     }
-  }, slices);
-  for (std::size_t q = 0; q < nq; ++q) {
-    CountingTopK& top = partial[0][q];
-    for (std::size_t c = 1; c < slices; ++c) top.merge(partial[c][q]);
-    top.finish(distances + q * k, ids + q * k, k);
-  }
+  }, t.items());
+  if (t.slices == 1) return;
+  parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
+    for (std::size_t q = q0; q < q1; ++q) {
+      CountingTopK& top = tops[q];
+      for (std::size_t c = 1; c < t.slices; ++c) top.merge(tops[c * nq + q]);
+      top.finish(distances + q * k, ids + q * k, k);
+    }
+  });
 }
 
 RangeResult range_scan(const ScanView& db, const std::uint8_t* queries, std::size_t nq, int radius) {
   using Hit = std::pair<dist_t, idx_t>;
-  std::vector<std::vector<Hit>> hits(nq);
-  const std::size_t threads = static_cast<std::size_t>(num_threads());
+  RangeResult res;
+  res.lims.assign(nq + 1, 0);
+  if (db.n == 0 || nq == 0) return res;
   const std::size_t block = block_codes(db.code_size);
   const dist_t r = static_cast<dist_t>(std::min(radius, db.nbits));
-
-  auto scan = [&](std::size_t q0, std::size_t q1, std::size_t begin, std::size_t end,
-                  std::vector<Hit>* out, Scratch& s) {
-    for (std::size_t b0 = begin; b0 < end; b0 += block)
-      filter_block(db, queries, q0, q1, b0, std::min(block, end - b0), s, [r](std::size_t) { return r; },
-                   [&](std::size_t q, std::size_t first, std::size_t m) {
-                     for (std::size_t j = 0; j < m; ++j) {
-                       const std::size_t pos = first + s.positions[j];
-                       if (db.skip && db.skip[pos]) continue;
-                       out[q - q0].emplace_back(s.distances[j], db.id_at(pos));
-                     }
-                   });
-  };
-
-  if (db.n > 0 && nq > 0) {
-    if (nq >= threads || db.n < 4 * block) {
-      parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
-        Scratch s(block, db.code_size);
-        scan(q0, q1, 0, db.n, hits.data() + q0, s);
-      }, std::min(nq, threads == 1 ? 1 : 4 * threads));
-    } else {
-      const std::size_t slices = threads;
-      std::vector<std::vector<std::vector<Hit>>> partial(slices, std::vector<std::vector<Hit>>(nq));
-      parallel_for(slices, [&](std::size_t c0, std::size_t c1) {
-        Scratch s(block, db.code_size);
-        for (std::size_t c = c0; c < c1; ++c)
-          scan(0, nq, db.n * c / slices, db.n * (c + 1) / slices, partial[c].data(), s);
-      }, slices);
-      for (std::size_t q = 0; q < nq; ++q)
-        for (std::size_t c = 0; c < slices; ++c)
-          hits[q].insert(hits[q].end(), partial[c][q].begin(), partial[c][q].end());
+  const Tiling t = plan_tiles(nq, db.n, block, static_cast<std::size_t>(num_threads()), 64 * sizeof(Hit));
+  // hits[c * nq + q]: query q's hits in slice c, in storage order.
+  std::vector<std::vector<Hit>> hits(t.slices * nq);
+  parallel_for(t.items(), [&](std::size_t i0, std::size_t i1) {
+    Scratch s(block, db.code_size);
+    for (std::size_t item = i0; item < i1; ++item) {
+      const std::size_t g = item / t.slices, c = item % t.slices;
+      const std::size_t q0 = t.query_begin(g, nq), q1 = t.query_begin(g + 1, nq);
+      const std::size_t begin = t.code_begin(c, db.n), end = t.code_begin(c + 1, db.n);
+      std::vector<Hit>* out = hits.data() + c * nq;
+      for (std::size_t b0 = begin; b0 < end; b0 += block)
+        filter_block(db, queries, q0, q1, b0, std::min(block, end - b0), s, [r](std::size_t) { return r; },
+                     [&](std::size_t q, std::size_t first, std::size_t m) {
+                       std::vector<Hit>& h = out[q];
+                       for (std::size_t j = 0; j < m; ++j) {
+                         const std::size_t pos = first + s.positions[j];
+                         if (db.skip && db.skip[pos]) continue;
+                         h.emplace_back(s.distances[j], db.id_at(pos));
+                       }
+                     });
     }
-  }
+  }, t.items());
 
-  RangeResult res;
-  res.lims.resize(nq + 1, 0);
-  for (std::size_t q = 0; q < nq; ++q) res.lims[q + 1] = res.lims[q] + static_cast<std::int64_t>(hits[q].size());
+  for (std::size_t q = 0; q < nq; ++q) {
+    std::size_t count = 0;
+    for (std::size_t c = 0; c < t.slices; ++c) count += hits[c * nq + q].size();
+    res.lims[q + 1] = res.lims[q] + static_cast<std::int64_t>(count);
+  }
   res.distances.resize(static_cast<std::size_t>(res.lims[nq]));
   res.ids.resize(res.distances.size());
+  // Each query's hits are placed by a counting sort on the distance (nbits + 1 values), which keeps
+  // storage order within a distance: that is id order when ids grow with storage; otherwise each
+  // distance's run is sorted by id.
   parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
+    std::vector<std::size_t> start(static_cast<std::size_t>(r) + 2);
     for (std::size_t q = q0; q < q1; ++q) {
-      auto& h = hits[q];
-      // Hits arrive in storage order: with increasing ids a stable sort by distance suffices.
-      if (db.ids_increasing)
-        std::stable_sort(h.begin(), h.end(), [](const Hit& a, const Hit& b) { return a.first < b.first; });
-      else
-        std::sort(h.begin(), h.end());
+      std::fill(start.begin(), start.end(), 0);
+      for (std::size_t c = 0; c < t.slices; ++c)
+        for (const Hit& h : hits[c * nq + q]) ++start[static_cast<std::size_t>(h.first) + 1];
       const std::size_t off = static_cast<std::size_t>(res.lims[q]);
-      for (std::size_t j = 0; j < h.size(); ++j) {
-        res.distances[off + j] = h[j].first;
-        res.ids[off + j] = h[j].second;
+      start[0] = off;
+      for (std::size_t d = 1; d < start.size(); ++d) start[d] += start[d - 1];
+      std::vector<std::size_t> next(start.begin(), start.end() - 1);
+      for (std::size_t c = 0; c < t.slices; ++c) {
+        for (const Hit& h : hits[c * nq + q]) {
+          const std::size_t at = next[static_cast<std::size_t>(h.first)]++;
+          res.distances[at] = h.first;
+          res.ids[at] = h.second;
+        }
+        std::vector<Hit>().swap(hits[c * nq + q]);  // release as we go
       }
+      if (!db.ids_increasing)
+        for (std::size_t d = 0; d + 1 < start.size(); ++d)
+          std::sort(res.ids.begin() + static_cast<std::ptrdiff_t>(start[d]),
+                    res.ids.begin() + static_cast<std::ptrdiff_t>(start[d + 1]));
     }
   });
   return res;

@@ -1,5 +1,9 @@
 // Every compiled-and-supported kernel level against the bit-loop oracle, for every code size
 // from 1 to 130 bytes (all tail lengths) and database sizes around the unrolled steps.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstring>
 #include <vector>
 
 #include "deephash/codes.hpp"
@@ -62,9 +66,10 @@ TEST(prepared_filter_matches_the_oracle) {
       for (std::size_t n : {1, 3, 15, 16, 17, 33, 70, 256}) {
         auto db = oracle::random_codes(n, cs, static_cast<std::uint32_t>(cs * 17 + n));
         auto q = oracle::random_codes(1, cs, static_cast<std::uint32_t>(cs + 11));
-        std::vector<std::uint8_t> prepared(n * per_code + 1, 0xA5);
+        const std::size_t rounded = (n + kernels::kPreparedGroup - 1) / kernels::kPreparedGroup * kernels::kPreparedGroup;
+        std::vector<std::uint8_t> prepared(rounded * per_code + 1, 0xA5);
         kt.prepare(db.data(), n, cs, prepared.data());
-        CHECK_EQ(prepared[n * per_code], 0xA5);  // nothing written past n codes
+        CHECK_EQ(prepared[rounded * per_code], 0xA5);  // nothing written past the last group
         for (dist_t limit : {dist_t{-1}, static_cast<dist_t>(cs * 4 - 6), static_cast<dist_t>(cs * 4),
                              static_cast<dist_t>(cs * 8)}) {
           std::vector<std::uint32_t> pos(n), plain_pos(n);
@@ -90,6 +95,65 @@ TEST(prepared_filter_matches_the_oracle) {
   set_simd_level("auto");
   // On x86-64 with AVX2 the 32/64/128-byte sizes take this path; elsewhere there may be none.
   if (best_simd_level() == SimdLevel::AVX2) CHECK_EQ(sizes_checked, 3u);
+}
+
+// Bytes placed right against an inaccessible page: any read past the end (or before the start)
+// of the array faults, so a kernel that loads whole vectors beyond a code crashes this test.
+class GuardedBytes {
+ public:
+  GuardedBytes(const std::vector<std::uint8_t>& bytes, bool at_end) {
+    page_ = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    body_ = (bytes.size() + page_ - 1) / page_ * page_ + page_;
+    total_ = body_ + 2 * page_;
+    base_ = static_cast<std::uint8_t*>(mmap(nullptr, total_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    mprotect(base_, page_, PROT_NONE);
+    mprotect(base_ + page_ + body_, page_, PROT_NONE);
+    data_ = at_end ? base_ + page_ + body_ - bytes.size() : base_ + page_;
+    if (!bytes.empty()) std::memcpy(data_, bytes.data(), bytes.size());
+  }
+  ~GuardedBytes() { munmap(base_, total_); }
+  GuardedBytes(const GuardedBytes&) = delete;
+  GuardedBytes& operator=(const GuardedBytes&) = delete;
+  const std::uint8_t* data() const { return data_; }
+
+ private:
+  std::size_t page_, body_, total_;
+  std::uint8_t *base_, *data_;
+};
+
+TEST(kernels_never_read_outside_the_codes_or_the_query) {
+  for (SimdLevel level : available_simd_levels()) {
+    set_simd_level(simd_level_name(level));
+    const kernels::KernelTable& kt = kernels::active();
+    for (std::size_t cs = 1; cs <= 136; ++cs) {
+      for (std::size_t n : {1, 5, 16, 17, 31, 33, 64, 100}) {
+        const auto host = oracle::random_codes(n, cs, static_cast<std::uint32_t>(cs * 7 + n));
+        const auto qhost = oracle::random_codes(1, cs, static_cast<std::uint32_t>(cs * 3 + n));
+        for (bool at_end : {true, false}) {
+          const GuardedBytes db(host, at_end), q(qhost, at_end);
+          std::vector<dist_t> d(n);
+          std::vector<std::uint32_t> pos(n), all(n);
+          kt.distances(q.data(), db.data(), n, cs, d.data());
+          bool ok = true;
+          for (std::size_t i = 0; i < n; ++i) ok &= d[i] == oracle::hamming(qhost.data(), host.data() + i * cs, cs);
+          CHECK(ok);
+          CHECK_EQ(kt.filter(q.data(), db.data(), n, cs, static_cast<dist_t>(8 * cs), pos.data(), d.data()), n);
+          for (std::size_t i = 0; i < n; ++i) all[i] = static_cast<std::uint32_t>(n - 1 - i);
+          kt.gather(q.data(), db.data(), all.data(), n, cs, d.data());
+          for (std::size_t i = 0; i < n; ++i) ok &= d[i] == oracle::hamming(qhost.data(), host.data() + (n - 1 - i) * cs, cs);
+          CHECK(ok);
+          const std::size_t per_code = kt.prepared_bytes ? kt.prepared_bytes(cs) : 0;
+          if (per_code) {
+            std::vector<std::uint8_t> prepared((n + kernels::kPreparedGroup) * per_code);
+            kt.prepare(db.data(), n, cs, prepared.data());
+            CHECK_EQ(kt.filter_prepared(q.data(), prepared.data(), n, cs, static_cast<dist_t>(8 * cs), pos.data(),
+                                        d.data()), n);
+          }
+        }
+      }
+    }
+  }
+  set_simd_level("auto");
 }
 
 TEST(filter_bounds_are_inclusive_and_negative_rejects_all) {

@@ -38,7 +38,9 @@ using GatherFn = void (*)(const std::uint8_t* query, const std::uint8_t* codes, 
 // Bytes per code of a level's prepared block layout for this code size, or 0 where it has none.
 using PreparedBytesFn = std::size_t (*)(std::size_t code_size) noexcept;
 
-// Rewrites n codes into the prepared layout, prepared_bytes(code_size) bytes each.
+// Rewrites n codes into the prepared layout, prepared_bytes(code_size) bytes each. A layout may
+// work in groups of up to kPreparedGroup codes: `out` must hold round_up(n, kPreparedGroup) codes.
+inline constexpr std::size_t kPreparedGroup = 16;
 using PrepareFn = void (*)(const std::uint8_t* codes, std::size_t n, std::size_t code_size,
                            std::uint8_t* out) noexcept;
 

@@ -30,6 +30,7 @@ class CountingTopK {
     k_ = k;
     ids_increasing_ = ids_increasing;
     bound_ = max_distance;
+    kth_ = max_distance;
     capacity_ = 2 * k + 64;
     buf_.clear();
     buf_.reserve(std::min<std::size_t>(capacity_, 1024));
@@ -38,6 +39,10 @@ class CountingTopK {
   // Candidates with a distance above this are certain to lose; -1 once nothing can enter.
   dist_t max_accepted() const noexcept { return bound_; }
   std::size_t k() const noexcept { return k_; }
+  // The k-th smallest distance accepted so far once k have been (an inclusive bound that holds for
+  // the query over any part of the data: other collectors of the same query may use it), else the
+  // initial bound.
+  dist_t kth_distance() const noexcept { return kth_; }
   // Nothing accepted yet.
   bool empty() const noexcept { return buf_.empty(); }
 
@@ -86,17 +91,17 @@ class CountingTopK {
   }
   void shrink() {
     select_k();
-    const dist_t kth = buf_.back().first;  // nth_element put the k-th smallest last
-    bound_ = ids_increasing_ ? kth - 1 : kth;
+    kth_ = buf_.back().first;  // nth_element put the k-th smallest last
+    bound_ = ids_increasing_ ? kth_ - 1 : kth_;
   }
   void shrink_general() {  // merged entries do not arrive in id order
     select_k();
-    bound_ = buf_.back().first;
+    kth_ = bound_ = buf_.back().first;
   }
 
   std::size_t k_ = 0, capacity_ = 0;
   bool ids_increasing_ = false;
-  dist_t bound_ = 0;
+  dist_t bound_ = 0, kth_ = 0;
   std::vector<Entry> buf_;
 };
 

@@ -9,6 +9,7 @@
 // Other sizes use the portable loop, which here compiles to hardware POPCNT.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -60,9 +61,12 @@ static inline __m256i sum_lanes_of_four(__m256i a, __m256i b, __m256i c, __m256i
   return _mm256_add_epi64(_mm256_permute2x128_si256(ab, cd, 0x20), _mm256_permute2x128_si256(ab, cd, 0x31));
 }
 
-// Each "Quad" computes the distances of 4 consecutive codes as 4 uint64 lanes.
+// Each "Quad" computes the distances of 4 consecutive codes as 4 uint64 lanes. `stride` is the
+// number of bytes from one code to the next; `reach` the number of bytes one call may read from
+// its first code (whole vectors can reach past the fourth code's end: the loops below stop while
+// that stays inside the codes and leave the last few codes to the portable loop).
 struct Quad8 {  // 8-byte codes: one register holds 4 codes
-  static constexpr std::size_t kCodeSize = 8, kStride = 8;
+  static constexpr std::size_t stride = 8, reach = 32;
   __m256i q;
   explicit Quad8(const std::uint8_t* query) noexcept : q(_mm256_set1_epi64x(static_cast<long long>(load_u64(query)))) {}
   __m256i operator()(const std::uint8_t* c) const noexcept {
@@ -70,52 +74,120 @@ struct Quad8 {  // 8-byte codes: one register holds 4 codes
   }
 };
 
+// [a0 a1 | b0 b1] and [c0 c1 | d0 d1] (two partial counts per code) -> [a b c d].
+static inline __m256i sum_pairs_of_two(__m256i ab, __m256i cd) noexcept {
+  const __m256i s = _mm256_add_epi64(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
+  return _mm256_permute4x64_epi64(s, 0xD8);  // [a c | b d] -> [a b c d]
+}
+
 struct Quad16 {  // 16-byte codes: one register holds 2 codes
-  static constexpr std::size_t kCodeSize = 16, kStride = 16;
+  static constexpr std::size_t stride = 16, reach = 64;
   __m256i q;
   explicit Quad16(const std::uint8_t* query) noexcept
       : q(_mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(query)))) {}
   __m256i operator()(const std::uint8_t* c) const noexcept {
-    const __m256i ab = popcount_lanes(_mm256_xor_si256(loadu(c), q));
-    const __m256i cd = popcount_lanes(_mm256_xor_si256(loadu(c + 32), q));
-    // ab = [a0 a1 | b0 b1], cd = [c0 c1 | d0 d1] -> [a c | b d] -> [a b c d]
-    const __m256i s = _mm256_add_epi64(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
-    return _mm256_permute4x64_epi64(s, 0xD8);
+    return sum_pairs_of_two(popcount_lanes(_mm256_xor_si256(loadu(c), q)),
+                            popcount_lanes(_mm256_xor_si256(loadu(c + 32), q)));
   }
 };
 
-template <std::size_t NV>  // codes of 32 * NV bytes
+static inline __m256i loadu2(const std::uint8_t* hi, const std::uint8_t* lo) noexcept {
+  return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lo))),
+                                 _mm_loadu_si128(reinterpret_cast<const __m128i*>(hi)), 1);
+}
+
+// The query's first `cs` bytes, zero-padded to `size` bytes (size <= 128).
+struct PaddedQuery {
+  alignas(32) std::uint8_t bytes[128];
+  PaddedQuery(const std::uint8_t* query, std::size_t cs, std::size_t size) noexcept {
+    std::memset(bytes, 0, size);
+    std::memcpy(bytes, query, cs);
+  }
+};
+
+// Codes of 1..7 bytes: two 16-byte loads bring 4 codes, VPSHUFB moves each into its own 64-bit
+// lane with zeros above it.
+struct QuadSmall {
+  std::size_t stride, reach;
+  __m256i spread, q;
+  QuadSmall(const std::uint8_t* query, std::size_t cs) noexcept : stride(cs), reach(2 * cs + 16) {
+    alignas(32) std::int8_t idx[32];
+    for (std::size_t b = 0; b < 32; ++b) {
+      const std::size_t slot = (b % 16) / 8, byte = b % 8;
+      idx[b] = static_cast<std::int8_t>(byte < cs ? slot * cs + byte : 0x80);
+    }
+    spread = _mm256_load_si256(reinterpret_cast<const __m256i*>(idx));
+    const PaddedQuery p(query, cs, 8);
+    q = _mm256_set1_epi64x(static_cast<long long>(load_u64(p.bytes)));
+  }
+  __m256i operator()(const std::uint8_t* c) const noexcept {
+    const __m256i v = _mm256_shuffle_epi8(loadu2(c + 2 * stride, c), spread);
+    return popcount_lanes(_mm256_xor_si256(v, q));
+  }
+};
+
+// Codes of 9..15 bytes: one per 128-bit lane, the bytes past the code masked off.
+struct QuadMid {
+  std::size_t stride, reach;
+  __m256i keep, q;
+  QuadMid(const std::uint8_t* query, std::size_t cs) noexcept : stride(cs), reach(3 * cs + 16) {
+    alignas(32) std::int8_t mask[32];
+    for (std::size_t b = 0; b < 32; ++b) mask[b] = static_cast<std::int8_t>(b % 16 < cs ? -1 : 0);
+    keep = _mm256_load_si256(reinterpret_cast<const __m256i*>(mask));
+    const PaddedQuery p(query, cs, 16);
+    q = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(p.bytes)));
+  }
+  __m256i operator()(const std::uint8_t* c) const noexcept {
+    const __m256i ab = _mm256_and_si256(loadu2(c + stride, c), keep);
+    const __m256i cd = _mm256_and_si256(loadu2(c + 3 * stride, c + 2 * stride), keep);
+    return sum_pairs_of_two(popcount_lanes(_mm256_xor_si256(ab, q)), popcount_lanes(_mm256_xor_si256(cd, q)));
+  }
+};
+
+// Codes of up to 32 * NV bytes (more than 32 * (NV - 1)): NV loads per code, the last one masked
+// to the code's bytes unless the size is exactly 32 * NV.
+template <std::size_t NV, bool Masked>
 struct QuadWide {
-  static constexpr std::size_t kCodeSize = 32 * NV, kStride = 32 * NV;
-  __m256i q[NV];
-  explicit QuadWide(const std::uint8_t* query) noexcept {
-    for (std::size_t v = 0; v < NV; ++v) q[v] = loadu(query + 32 * v);
+  std::size_t stride, reach;
+  __m256i q[NV], keep;
+  QuadWide(const std::uint8_t* query, std::size_t cs) noexcept : stride(cs), reach(3 * cs + 32 * NV) {
+    const PaddedQuery p(query, cs, 32 * NV);
+    for (std::size_t v = 0; v < NV; ++v) q[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(p.bytes + 32 * v));
+    alignas(32) std::int8_t mask[32];
+    for (std::size_t b = 0; b < 32; ++b) mask[b] = static_cast<std::int8_t>(32 * (NV - 1) + b < cs ? -1 : 0);
+    keep = _mm256_load_si256(reinterpret_cast<const __m256i*>(mask));
+  }
+  __m256i chunk(const std::uint8_t* c, std::size_t v) const noexcept {
+    const __m256i x = loadu(c + 32 * v);
+    return _mm256_xor_si256(Masked && v == NV - 1 ? _mm256_and_si256(x, keep) : x, q[v]);
   }
   __m256i one(const std::uint8_t* c) const noexcept {  // 4 partial sums of one code
-    NibbleCounts acc = nibble_counts(_mm256_xor_si256(loadu(c), q[0]));
+    NibbleCounts acc = nibble_counts(chunk(c, 0));
     for (std::size_t v = 1; v < NV; ++v) {  // byte sums stay <= 8 * NV <= 32: no overflow
-      const NibbleCounts n = nibble_counts(_mm256_xor_si256(loadu(c + 32 * v), q[v]));
+      const NibbleCounts n = nibble_counts(chunk(c, v));
       acc.lo = _mm256_add_epi8(acc.lo, n.lo);
       acc.hi = _mm256_add_epi8(acc.hi, n.hi);
     }
     return _mm256_sad_epu8(acc.lo, acc.hi);
   }
   __m256i operator()(const std::uint8_t* c) const noexcept {
-    return sum_lanes_of_four(one(c), one(c + kStride), one(c + 2 * kStride), one(c + 3 * kStride));
+    return sum_lanes_of_four(one(c), one(c + stride), one(c + 2 * stride), one(c + 3 * stride));
   }
 };
 
-// Prepared layout for 32 * NV-byte codes: each code as its low nibbles (one per byte, 32 * NV
-// bytes) then its high nibbles. The AND / shift that split a code into table indices are done once
-// per block instead of once per query; a query then costs XOR, VPSHUFB and VPSADBW per 32 bytes.
+// Prepared layout for codes of up to 32 * NV bytes: each code, zero-padded to 32 * NV bytes, as
+// its low nibbles (one per byte) then its high nibbles. The AND / shift that split a code into
+// table indices are done once per block instead of once per query; a query then costs XOR,
+// VPSHUFB and VPSADBW per 32 bytes. Padding bytes are zero in code and query: they count 0.
 template <std::size_t NV>
 struct PreparedWide {
-  static constexpr std::size_t kCodeSize = 32 * NV, kStride = 64 * NV;
+  static constexpr std::size_t stride = 64 * NV, reach = 4 * 64 * NV;
   __m256i lo[NV], hi[NV];  // the query's nibbles
-  explicit PreparedWide(const std::uint8_t* query) noexcept {
+  PreparedWide(const std::uint8_t* query, std::size_t cs) noexcept {
+    const PaddedQuery p(query, cs, 32 * NV);
     const __m256i low = _mm256_set1_epi8(0x0f);
     for (std::size_t v = 0; v < NV; ++v) {
-      const __m256i x = loadu(query + 32 * v);
+      const __m256i x = _mm256_load_si256(reinterpret_cast<const __m256i*>(p.bytes + 32 * v));
       lo[v] = _mm256_and_si256(x, low);
       hi[v] = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
     }
@@ -123,27 +195,28 @@ struct PreparedWide {
   __m256i one(const std::uint8_t* p) const noexcept {
     const __m256i lo_tab = lo_table(), hi_tab = hi_table();
     __m256i l = _mm256_shuffle_epi8(lo_tab, _mm256_xor_si256(loadu(p), lo[0]));
-    __m256i h = _mm256_shuffle_epi8(hi_tab, _mm256_xor_si256(loadu(p + kCodeSize), hi[0]));
+    __m256i h = _mm256_shuffle_epi8(hi_tab, _mm256_xor_si256(loadu(p + 32 * NV), hi[0]));
     for (std::size_t v = 1; v < NV; ++v) {
       l = _mm256_add_epi8(l, _mm256_shuffle_epi8(lo_tab, _mm256_xor_si256(loadu(p + 32 * v), lo[v])));
-      h = _mm256_add_epi8(h, _mm256_shuffle_epi8(hi_tab, _mm256_xor_si256(loadu(p + kCodeSize + 32 * v), hi[v])));
+      h = _mm256_add_epi8(h, _mm256_shuffle_epi8(hi_tab, _mm256_xor_si256(loadu(p + 32 * NV + 32 * v), hi[v])));
     }
     return _mm256_sad_epu8(l, h);
   }
   __m256i operator()(const std::uint8_t* p) const noexcept {
-    return sum_lanes_of_four(one(p), one(p + kStride), one(p + 2 * kStride), one(p + 3 * kStride));
+    return sum_lanes_of_four(one(p), one(p + stride), one(p + 2 * stride), one(p + 3 * stride));
   }
 };
 
 // One prepared code at a time (the tail of a block): the nibble bytes of code and query differ in
-// exactly the bits where the codes differ, so the plain 64-bit popcount loop over 2 * code_size
-// bytes gives the distance.
+// exactly the bits where the codes differ, so the plain 64-bit popcount loop over the 64 * NV
+// prepared bytes gives the distance.
 template <std::size_t NV>
 struct PreparedTail {
   std::uint64_t q[8 * NV];
-  explicit PreparedTail(const std::uint8_t* query) noexcept {
+  PreparedTail(const std::uint8_t* query, std::size_t cs) noexcept {
+    const PaddedQuery p(query, cs, 32 * NV);
     for (std::size_t w = 0; w < 4 * NV; ++w) {
-      const std::uint64_t x = load_u64(query + 8 * w);
+      const std::uint64_t x = load_u64(p.bytes + 8 * w);
       q[w] = x & 0x0f0f0f0f0f0f0f0fULL;
       q[4 * NV + w] = (x >> 4) & 0x0f0f0f0f0f0f0f0fULL;
     }
@@ -155,29 +228,39 @@ struct PreparedTail {
   }
 };
 
-template <class Quad, class Tail>
-static void distances_quads(const std::uint8_t* query, const std::uint8_t* codes, std::size_t n,
-                            dist_t* out) noexcept {
-  constexpr std::size_t cs = Quad::kCodeSize;
-  const Quad quad(query);
-  const __m256i pick = _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0);
-  std::size_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const __m256i d = _mm256_permutevar8x32_epi32(quad(codes + i * cs), pick);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm256_castsi256_si128(d));
-  }
-  portable_distances_with(Tail(query), codes + i * cs, n - i, cs, out + i);
+// The first code index the vector loops leave to the scalar tail: groups of `group` codes run
+// while everything a call reads lies inside the n codes.
+template <class Quad>
+static std::size_t vector_end(const Quad& quad, std::size_t n, std::size_t group) noexcept {
+  // A group starting at i reads up to (i + group - 4) * stride + reach.
+  const std::size_t total = n * quad.stride;
+  if ((group - 4) * quad.stride + quad.reach > total) return 0;
+  const std::size_t last_start = (total - quad.reach) / quad.stride - (group - 4);
+  return (last_start / group + 1) * group;
 }
 
-template <class Quad, class Tail>
-static std::size_t filter_quads(const std::uint8_t* query, const std::uint8_t* codes, std::size_t n,
-                                dist_t max_distance, std::uint32_t* positions, dist_t* distances) noexcept {
-  constexpr std::size_t cs = Quad::kStride;  // bytes from one code to the next
-  const Quad quad(query);
+// Distances of codes [0, end) with end = vector_end(quad, n, 4); returns end.
+template <class Quad>
+static std::size_t distances_quads(const Quad& quad, const std::uint8_t* codes, std::size_t n, dist_t* out) noexcept {
+  const __m256i pick = _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0);
+  const std::size_t end = vector_end(quad, n, 4);
+  for (std::size_t i = 0; i < end; i += 4) {
+    const __m256i d = _mm256_permutevar8x32_epi32(quad(codes + i * quad.stride), pick);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm256_castsi256_si128(d));
+  }
+  return end;
+}
+
+// Filters codes [0, end) with end = vector_end(quad, n, 16); returns the hits, sets *done = end.
+template <class Quad>
+static std::size_t filter_quads(const Quad& quad, const std::uint8_t* codes, std::size_t n, dist_t max_distance,
+                                std::uint32_t* positions, dist_t* distances, std::size_t* done) noexcept {
+  const std::size_t cs = quad.stride;
   const __m256i limit = _mm256_set1_epi64x(static_cast<long long>(max_distance) + 1);
   alignas(32) std::uint64_t lanes[16];
-  std::size_t m = 0, i = 0;
-  for (; i + 16 <= n; i += 16) {
+  std::size_t m = 0;
+  const std::size_t end = vector_end(quad, n, 16);
+  for (std::size_t i = 0; i < end; i += 16) {
     const __m256i d0 = quad(codes + i * cs);
     const __m256i d1 = quad(codes + (i + 4) * cs);
     const __m256i d2 = quad(codes + (i + 8) * cs);
@@ -199,63 +282,103 @@ static std::size_t filter_quads(const std::uint8_t* query, const std::uint8_t* c
       mask &= mask - 1;
     }
   }
-  const std::size_t rest = portable_filter_with(Tail(query), codes + i * cs, n - i, cs, max_distance,
-                                                positions + m, distances + m);
-  for (std::size_t j = m; j < m + rest; ++j) positions[j] += static_cast<std::uint32_t>(i);
-  return m + rest;
+  *done = end;
+  return m;
+}
+
+// Calls visit(quad) with the vector functor for this code size; returns false for sizes that have
+// none (above 128 bytes), which run the portable loop (hardware POPCNT here).
+template <class Visit>
+static bool with_quad(const std::uint8_t* query, std::size_t cs, Visit&& visit) noexcept {
+  if (cs < 8) return visit(QuadSmall(query, cs)), true;
+  if (cs == 8) return visit(Quad8(query)), true;
+  if (cs < 16) return visit(QuadMid(query, cs)), true;
+  if (cs == 16) return visit(Quad16(query)), true;
+  if (cs < 32) return visit(QuadWide<1, true>(query, cs)), true;
+  if (cs == 32) return visit(QuadWide<1, false>(query, cs)), true;
+  if (cs < 64) return visit(QuadWide<2, true>(query, cs)), true;
+  if (cs == 64) return visit(QuadWide<2, false>(query, cs)), true;
+  if (cs < 96) return visit(QuadWide<3, true>(query, cs)), true;
+  if (cs == 96) return visit(QuadWide<3, false>(query, cs)), true;
+  if (cs < 128) return visit(QuadWide<4, true>(query, cs)), true;
+  if (cs == 128) return visit(QuadWide<4, false>(query, cs)), true;
+  return false;
 }
 
 static void distances(const std::uint8_t* query, const std::uint8_t* codes, std::size_t n,
                       std::size_t code_size, dist_t* out) noexcept {
-  switch (code_size) {
-    case 8: return distances_quads<Quad8, FixedQuery<1>>(query, codes, n, out);
-    case 16: return distances_quads<Quad16, FixedQuery<2>>(query, codes, n, out);
-    case 32: return distances_quads<QuadWide<1>, FixedQuery<4>>(query, codes, n, out);
-    case 64: return distances_quads<QuadWide<2>, FixedQuery<8>>(query, codes, n, out);
-    case 128: return distances_quads<QuadWide<4>, FixedQuery<16>>(query, codes, n, out);
-    default: return portable_distances(query, codes, n, code_size, out);
-  }
+  std::size_t i = 0;
+  with_quad(query, code_size, [&](const auto& quad) { i = distances_quads(quad, codes, n, out); });
+  portable_distances(query, codes + i * code_size, n - i, code_size, out + i);
 }
 
 static std::size_t filter(const std::uint8_t* query, const std::uint8_t* codes, std::size_t n,
                           std::size_t code_size, dist_t max_distance, std::uint32_t* positions,
                           dist_t* dists) noexcept {
-  switch (code_size) {
-    case 8: return filter_quads<Quad8, FixedQuery<1>>(query, codes, n, max_distance, positions, dists);
-    case 16: return filter_quads<Quad16, FixedQuery<2>>(query, codes, n, max_distance, positions, dists);
-    case 32: return filter_quads<QuadWide<1>, FixedQuery<4>>(query, codes, n, max_distance, positions, dists);
-    case 64: return filter_quads<QuadWide<2>, FixedQuery<8>>(query, codes, n, max_distance, positions, dists);
-    case 128: return filter_quads<QuadWide<4>, FixedQuery<16>>(query, codes, n, max_distance, positions, dists);
-    default: return portable_filter(query, codes, n, code_size, max_distance, positions, dists);
-  }
+  std::size_t m = 0, i = 0;
+  with_quad(query, code_size,
+            [&](const auto& quad) { m = filter_quads(quad, codes, n, max_distance, positions, dists, &i); });
+  return m + portable_filter_from(i, query, codes, n, code_size, max_distance, positions + m, dists + m);
 }
 
-static std::size_t prepared_bytes(std::size_t code_size) noexcept {
-  return code_size == 32 || code_size == 64 || code_size == 128 ? 2 * code_size : 0;
+// Prepared layout: codes of 17 to 128 bytes, padded to 32 * NV bytes (NV = 1..4 registers).
+static std::size_t prepared_vectors(std::size_t code_size) noexcept {
+  return code_size > 16 && code_size <= 128 ? (code_size + 31) / 32 : 0;
 }
+
+static std::size_t prepared_bytes(std::size_t code_size) noexcept { return 64 * prepared_vectors(code_size); }
 
 static void prepare(const std::uint8_t* codes, std::size_t n, std::size_t code_size, std::uint8_t* out) noexcept {
   const __m256i low = _mm256_set1_epi8(0x0f);
-  const std::size_t nv = code_size / 32;
+  const std::size_t nv = prepared_vectors(code_size), total = n * code_size;
   for (std::size_t i = 0; i < n; ++i) {
-    const std::uint8_t* c = codes + i * code_size;
-    std::uint8_t* p = out + 2 * i * code_size;
+    const std::size_t at = i * code_size;
+    std::uint8_t* p = out + 64 * nv * i;
     for (std::size_t v = 0; v < nv; ++v) {
-      const __m256i x = loadu(c + 32 * v);
+      const std::size_t begin = at + 32 * v, len = std::min<std::size_t>(32, code_size - 32 * v);
+      __m256i x;
+      if (len == 32) {
+        x = loadu(codes + begin);
+      } else if (begin + 32 <= total) {  // the next code's bytes follow: mask them off
+        alignas(32) std::int8_t mask[32];
+        for (std::size_t b = 0; b < 32; ++b) mask[b] = static_cast<std::int8_t>(b < len ? -1 : 0);
+        x = _mm256_and_si256(loadu(codes + begin), _mm256_load_si256(reinterpret_cast<const __m256i*>(mask)));
+      } else {  // the last code: never read past it
+        alignas(32) std::uint8_t buf[32] = {};
+        std::memcpy(buf, codes + begin, len);
+        x = _mm256_load_si256(reinterpret_cast<const __m256i*>(buf));
+      }
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 32 * v), _mm256_and_si256(x, low));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + code_size + 32 * v),
-                         _mm256_and_si256(_mm256_srli_epi16(x, 4), low));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 32 * nv + 32 * v),
+                          _mm256_and_si256(_mm256_srli_epi16(x, 4), low));
     }
   }
+}
+
+template <std::size_t NV>
+static std::size_t filter_prepared_nv(const std::uint8_t* query, const std::uint8_t* prepared, std::size_t n,
+                                      std::size_t code_size, dist_t max_distance, std::uint32_t* positions,
+                                      dist_t* dists) noexcept {
+  std::size_t i = 0;
+  std::size_t m = filter_quads(PreparedWide<NV>(query, code_size), prepared, n, max_distance, positions, dists, &i);
+  const PreparedTail<NV> tail(query, code_size);
+  for (; i < n; ++i) {
+    const dist_t d = tail(prepared + 64 * NV * i);
+    positions[m] = static_cast<std::uint32_t>(i);
+    dists[m] = d;
+    m += d <= max_distance;
+  }
+  return m;
 }
 
 static std::size_t filter_prepared(const std::uint8_t* query, const std::uint8_t* prepared, std::size_t n,
                                    std::size_t code_size, dist_t max_distance, std::uint32_t* positions,
                                    dist_t* dists) noexcept {
-  switch (code_size) {
-    case 32: return filter_quads<PreparedWide<1>, PreparedTail<1>>(query, prepared, n, max_distance, positions, dists);
-    case 64: return filter_quads<PreparedWide<2>, PreparedTail<2>>(query, prepared, n, max_distance, positions, dists);
-    case 128: return filter_quads<PreparedWide<4>, PreparedTail<4>>(query, prepared, n, max_distance, positions, dists);
+  switch (prepared_vectors(code_size)) {
+    case 1: return filter_prepared_nv<1>(query, prepared, n, code_size, max_distance, positions, dists);
+    case 2: return filter_prepared_nv<2>(query, prepared, n, code_size, max_distance, positions, dists);
+    case 3: return filter_prepared_nv<3>(query, prepared, n, code_size, max_distance, positions, dists);
+    case 4: return filter_prepared_nv<4>(query, prepared, n, code_size, max_distance, positions, dists);
     default: return 0;  // prepared_bytes() is 0 for every other size: never called
   }
 }

@@ -1,17 +1,25 @@
-// AVX-512 Hamming kernels with VPOPCNTDQ (x86-64: Ice Lake, Zen 4/5, Sapphire Rapids, ...).
-// Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vpopcntdq -mpopcnt on this file alone and
-// selected only where CPUID reports AVX512F + AVX512VPOPCNTDQ and the OS saves ZMM state.
+// AVX-512 Hamming kernels with VPOPCNTDQ and VBMI (x86-64: Ice Lake, Tiger Lake, Sapphire Rapids,
+// Zen 4/5, ...). Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vpopcntdq -mavx512vbmi on
+// this file alone and selected only where CPUID reports all of them and the OS saves ZMM state.
 //
-// Instructions relied on: VPXORQ, VPOPCNTQ, VPCMPUQ (to a mask register), VPERMT2Q, VPADDQ,
-// masked VMOVDQU8 loads (code tails of any length), VPREDUCE-style shuffles (_mm512_reduce_add_epi64).
+// Instructions relied on: VPXORD, VPOPCNTD / VPOPCNTQ, VPERMB (codes moved into slots),
+// masked VMOVDQU8 loads (exactly a code's bytes, faults suppressed past them), VPERMT2Q / VPERMT2D
+// (sums of adjacent lanes, packing), VPCMPD to a mask register, VPCOMPRESSD (survivors).
 //
-// 8-byte codes: 8 codes per register; 16-byte codes: 4 per register, pairs summed; other sizes:
-// one code at a time in 64-byte chunks with a masked load for the tail.
+// Every code size runs vectorised, 16 codes per step:
+// - up to 64 bytes: each code sits in a slot of 4, 8, 16, 32 or 64 bytes (the smallest power of
+//   two that holds it), 64 / slot codes per register, moved there by one VPERMB where the code is
+//   smaller than its slot; VPOPCNTD (4-byte slots) or VPOPCNTQ, then adjacent lanes are summed
+//   until each code has one count;
+// - above 64 bytes: one register per 64 bytes of a code (the last one masked), their counts added.
+// The prepared layout (groups of 8 codes interleaved word by word) is below.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "deephash/simd.hpp"
 
@@ -21,37 +29,140 @@ namespace avx512_impl {
 
 static inline __m512i loadu(const std::uint8_t* p) noexcept { return _mm512_loadu_si512(p); }
 
-struct Oct8 {  // eight 8-byte codes -> 8 counts
-  static constexpr std::size_t kCodeSize = 8;
-  __m512i q;
-  explicit Oct8(const std::uint8_t* query) noexcept : q(_mm512_set1_epi64(static_cast<long long>(load_u64(query)))) {}
-  __m512i operator()(const std::uint8_t* c) const noexcept {
-    return _mm512_popcnt_epi64(_mm512_xor_si512(loadu(c), q));
+static inline __mmask64 first_bytes(std::size_t n) noexcept {  // n <= 64
+  return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1;
+}
+
+// [a0+a1, a2+a3, a4+a5, a6+a7, b0+b1, b2+b3, b4+b5, b6+b7] of two vectors of 8 uint64 counts.
+static inline __m512i add_adjacent(__m512i a, __m512i b) noexcept {
+  const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+  const __m512i odd = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+  return _mm512_add_epi64(_mm512_permutex2var_epi64(a, even, b), _mm512_permutex2var_epi64(a, odd, b));
+}
+
+// Two vectors of 8 uint64 counts (each < 2^31) -> one vector of 16 int32 counts.
+static inline __m512i pack_counts(__m512i a, __m512i b) noexcept {
+  const __m512i low = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  return _mm512_permutex2var_epi32(a, low, b);
+}
+
+// Sums adjacent lanes of r[0..regs) until r[0] and r[1] hold 8 per-code counts each.
+template <std::size_t Regs>
+static inline void reduce_to_two(__m512i (&r)[Regs]) noexcept {
+  for (std::size_t width = Regs; width > 2; width /= 2)
+    for (std::size_t j = 0; j < width / 2; ++j) r[j] = add_adjacent(r[2 * j], r[2 * j + 1]);
+}
+
+// The slot of a code of cs <= 64 bytes: the smallest power of two >= cs, at least 4.
+static constexpr std::size_t slot_bytes(std::size_t cs) noexcept {
+  std::size_t s = 4;
+  while (s < cs) s *= 2;
+  return s;
+}
+
+// Per code size (1..64 bytes), the VPERMB indices that move a register's codes into their slots
+// (`expand`), repeat the first slot's bytes in every slot (`repeat`), and the mask of the bytes
+// that belong to a code. Built once for all sizes, on first use (a few microseconds).
+struct SlotTable {
+  alignas(64) std::uint8_t expand[64];
+  alignas(64) std::uint8_t repeat[64];
+  std::uint64_t keep;
+};
+
+static const SlotTable& slot_table(std::size_t cs) noexcept {
+  static const struct Tables {
+    SlotTable by_size[65];
+    Tables() noexcept {
+      for (std::size_t c = 1; c <= 64; ++c) {
+        SlotTable& t = by_size[c];
+        const std::size_t S = slot_bytes(c);
+        t.keep = 0;
+        for (std::size_t b = 0; b < 64; ++b) {
+          const std::size_t slot = b / S, byte = b % S;
+          t.expand[b] = static_cast<std::uint8_t>(byte < c ? slot * c + byte : 0);
+          t.repeat[b] = static_cast<std::uint8_t>(byte < c ? byte : 0);
+          if (byte < c) t.keep |= std::uint64_t{1} << b;
+        }
+      }
+    }
+  } tables;
+  return tables.by_size[cs];
+}
+
+// Codes of at most 64 bytes in slots of S bytes (S = 4 ... 64), 64 / S slots per register; each
+// call returns the distances of 16 consecutive codes as 16 int32 lanes. Expand: the code is
+// smaller than its slot (VPERMB spreads a register's codes into their slots and zeroes the rest).
+template <std::size_t S, bool Expand>
+struct Slots {
+  static constexpr std::size_t kPerReg = 64 / S, kRegs = S / 4;  // 16 codes = kRegs registers
+  std::size_t stride;
+  __mmask64 load_mask, keep;
+  __m512i expand, q;
+  Slots(const std::uint8_t* query, std::size_t cs) noexcept : stride(cs), load_mask(first_bytes(kPerReg * cs)) {
+    const SlotTable& t = slot_table(cs);
+    keep = t.keep;
+    expand = _mm512_load_si512(t.expand);
+    // The query in every slot: its bytes loaded once, then spread by the same kind of permute.
+    q = _mm512_maskz_permutexvar_epi8(keep, _mm512_load_si512(t.repeat), _mm512_maskz_loadu_epi8(first_bytes(cs), query));
+  }
+  __m512i reg(const std::uint8_t* c) const noexcept {  // one register's codes XOR the query
+    __m512i x;
+    if constexpr (!Expand)
+      x = loadu(c);
+    else if constexpr (S == 64)
+      x = _mm512_maskz_loadu_epi8(load_mask, c);
+    else
+      x = _mm512_maskz_permutexvar_epi8(keep, expand, _mm512_maskz_loadu_epi8(load_mask, c));
+    return _mm512_xor_si512(x, q);
+  }
+  // The 16 distances from c on: as 16 int32 lanes (Dwords) or as two vectors of 8 uint64.
+  static constexpr bool kDwords = S == 4;
+  __m512i dwords(const std::uint8_t* c) const noexcept { return _mm512_popcnt_epi32(reg(c)); }
+  void qwords(const std::uint8_t* c, __m512i& lo, __m512i& hi) const noexcept {
+    __m512i r[kRegs];
+    for (std::size_t j = 0; j < kRegs; ++j) r[j] = _mm512_popcnt_epi64(reg(c + j * kPerReg * stride));
+    reduce_to_two(r);
+    lo = r[0];
+    hi = r[1];
   }
 };
 
-struct Oct16 {  // eight 16-byte codes (two registers) -> 8 counts
-  static constexpr std::size_t kCodeSize = 16;
-  __m512i q;
-  explicit Oct16(const std::uint8_t* query) noexcept
-      : q(_mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(query)))) {}
-  __m512i operator()(const std::uint8_t* c) const noexcept {
-    const __m512i a = _mm512_popcnt_epi64(_mm512_xor_si512(loadu(c), q));
-    const __m512i b = _mm512_popcnt_epi64(_mm512_xor_si512(loadu(c + 64), q));
-    const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
-    const __m512i odd = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
-    return _mm512_add_epi64(_mm512_permutex2var_epi64(a, even, b), _mm512_permutex2var_epi64(a, odd, b));
+// Codes of more than 64 bytes: NC registers per code (NC = 0: counted at run time), the last one
+// masked to the code's bytes; the per-register counts of a code are added before the lanes are.
+template <std::size_t NC>
+struct Wide {
+  static constexpr std::size_t kRegs = 16;
+  std::size_t stride, chunks;
+  __mmask64 tail;  // bytes of the last register, all of them when the size is a multiple of 64
+  const std::uint8_t* query;
+  Wide(const std::uint8_t* qry, std::size_t cs) noexcept
+      : stride(cs), chunks(NC ? NC : (cs + 63) / 64), tail(first_bytes(cs - 64 * ((cs + 63) / 64 - 1))), query(qry) {}
+  __m512i one(const std::uint8_t* c) const noexcept {
+    const std::size_t n = NC ? NC : chunks;
+    __m512i acc = _mm512_popcnt_epi64(_mm512_xor_si512(loadu(c), loadu(query)));
+    for (std::size_t v = 1; v + 1 < n; ++v)
+      acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(loadu(c + 64 * v), loadu(query + 64 * v))));
+    const std::size_t last = 64 * (n - 1);
+    const __m512i x = _mm512_xor_si512(_mm512_maskz_loadu_epi8(tail, c + last), _mm512_maskz_loadu_epi8(tail, query + last));
+    return _mm512_add_epi64(acc, _mm512_popcnt_epi64(x));
+  }
+  static constexpr bool kDwords = false;
+  void qwords(const std::uint8_t* c, __m512i& lo, __m512i& hi) const noexcept {
+    __m512i r[16];
+    for (std::size_t j = 0; j < 16; ++j) r[j] = one(c + j * stride);
+    reduce_to_two(r);
+    lo = r[0];
+    hi = r[1];
   }
 };
 
-// One code of any size: 64-byte chunks, the last one loaded under a byte mask.
+// One code of any size: 64-byte chunks, the last one loaded under a byte mask (the tail of a block).
 struct AnyQuery {
   const std::uint8_t* q;
-  std::size_t code_size, full;
+  std::size_t full;
   __mmask64 tail_mask;
   AnyQuery(const std::uint8_t* query, std::size_t cs) noexcept
-      : q(query), code_size(cs), full(cs / 64),
-        tail_mask(cs % 64 ? (~0ULL >> (64 - cs % 64)) : 0) {}
+      : q(query), full(cs / 64), tail_mask(cs % 64 ? first_bytes(cs % 64) : 0) {}
   dist_t operator()(const std::uint8_t* c) const noexcept {
     __m512i acc = _mm512_setzero_si512();
     for (std::size_t v = 0; v < full; ++v)
@@ -65,71 +176,299 @@ struct AnyQuery {
   }
 };
 
-template <class Oct, class Tail>
-static void distances_octs(const std::uint8_t* query, const std::uint8_t* codes, std::size_t n,
-                           dist_t* out) noexcept {
-  constexpr std::size_t cs = Oct::kCodeSize;
-  const Oct oct(query);
-  std::size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm512_cvtepi64_epi32(oct(codes + i * cs)));
-  portable_distances_with(Tail(query), codes + i * cs, n - i, cs, out + i);
+// Calls visit(step) with the 16-code step for this code size.
+template <class Visit>
+static void with_step(const std::uint8_t* query, std::size_t cs, Visit&& visit) noexcept {
+  if (cs < 4) return visit(Slots<4, true>(query, cs));
+  if (cs == 4) return visit(Slots<4, false>(query, cs));
+  if (cs < 8) return visit(Slots<8, true>(query, cs));
+  if (cs == 8) return visit(Slots<8, false>(query, cs));
+  if (cs < 16) return visit(Slots<16, true>(query, cs));
+  if (cs == 16) return visit(Slots<16, false>(query, cs));
+  if (cs < 32) return visit(Slots<32, true>(query, cs));
+  if (cs == 32) return visit(Slots<32, false>(query, cs));
+  if (cs < 64) return visit(Slots<64, true>(query, cs));
+  if (cs == 64) return visit(Slots<64, false>(query, cs));
+  if (cs <= 128) return visit(Wide<2>(query, cs));
+  return visit(Wide<0>(query, cs));
 }
 
-template <class Oct, class Tail>
-static std::size_t filter_octs(const std::uint8_t* query, const std::uint8_t* codes, std::size_t n,
-                               dist_t max_distance, std::uint32_t* positions, dist_t* distances) noexcept {
-  constexpr std::size_t cs = Oct::kCodeSize;
-  const Oct oct(query);
-  const __m512i limit = _mm512_set1_epi64(static_cast<long long>(max_distance));
+// Appends positions i .. i + 15 selected by k, and their distances d, at m; returns the new m.
+// Compresses in registers and stores whole vectors: VPCOMPRESSD straight to memory is microcoded
+// and many times slower on some CPUs (Zen 4). The store covers 16 entries from m; since m <= i,
+// that stays inside n-entry outputs whenever i + 16 <= n (Full); otherwise it is masked.
+template <bool Full = true>
+static inline std::size_t compress_hits(__mmask16 k, __m512i d, std::size_t i, std::uint32_t* positions,
+                                        dist_t* distances, std::size_t m) noexcept {
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  std::size_t m = 0, i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m512i d0 = oct(codes + i * cs);
-    const __m512i d1 = oct(codes + (i + 8) * cs);
-    const __mmask8 k0 = _mm512_cmple_epi64_mask(d0, limit);
-    const __mmask8 k1 = _mm512_cmple_epi64_mask(d1, limit);
-    const __mmask16 k = static_cast<__mmask16>(k0 | (static_cast<unsigned>(k1) << 8));
-    if (k == 0) continue;
-    const __m512i d = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(d0)), _mm512_cvtepi64_epi32(d1), 1);
-    const __m512i pos = _mm512_add_epi32(lane, _mm512_set1_epi32(static_cast<int>(i)));
-    _mm512_mask_compressstoreu_epi32(positions + m, k, pos);
-    _mm512_mask_compressstoreu_epi32(distances + m, k, d);
-    m += static_cast<std::size_t>(__builtin_popcount(k));
+  const __m512i pos = _mm512_add_epi32(lane, _mm512_set1_epi32(static_cast<int>(i)));
+  const unsigned hits = static_cast<unsigned>(__builtin_popcount(k));
+  const __m512i p = _mm512_maskz_compress_epi32(k, pos), v = _mm512_maskz_compress_epi32(k, d);
+  if constexpr (Full) {
+    _mm512_storeu_si512(positions + m, p);
+    _mm512_storeu_si512(distances + m, v);
+  } else {
+    const __mmask16 first = static_cast<__mmask16>((1u << hits) - 1);
+    _mm512_mask_storeu_epi32(positions + m, first, p);
+    _mm512_mask_storeu_epi32(distances + m, first, v);
   }
-  const std::size_t rest = portable_filter_with(Tail(query), codes + i * cs, n - i, cs, max_distance,
-                                                positions + m, distances + m);
-  for (std::size_t j = m; j < m + rest; ++j) positions[j] += static_cast<std::uint32_t>(i);
-  return m + rest;
+  return m + hits;
+}
+
+// One step's counts: 16 int32 lanes in `a` (steps with 32-bit counts), or 8 uint64 lanes in `a`
+// and 8 in `b`.
+struct StepCounts {
+  __m512i a, b;
+};
+
+// 16 codes' counts, and the mask of those <= the limit (in every 32-bit lane for steps with
+// 32-bit counts, in every 64-bit lane for the others).
+template <class Step>
+static inline __mmask16 step_hits(const Step& step, const std::uint8_t* c, __m512i limit, StepCounts& d) noexcept {
+  if constexpr (Step::kDwords) {
+    d.a = step.dwords(c);
+    return _mm512_cmple_epi32_mask(d.a, limit);
+  } else {
+    step.qwords(c, d.a, d.b);
+    return static_cast<__mmask16>(_mm512_cmple_epi64_mask(d.a, limit) |
+                                  (static_cast<unsigned>(_mm512_cmple_epi64_mask(d.b, limit)) << 8));
+  }
+}
+
+template <class Step>
+static inline __m512i as_dwords(const StepCounts& d) noexcept {
+  if constexpr (Step::kDwords)
+    return d.a;
+  else
+    return pack_counts(d.a, d.b);
+}
+
+template <class Step>
+static inline __m512i step_distances(const Step& step, const std::uint8_t* c) noexcept {
+  StepCounts d;
+  if constexpr (Step::kDwords)
+    d.a = step.dwords(c);
+  else
+    step.qwords(c, d.a, d.b);
+  return as_dwords<Step>(d);
+}
+
+// Filters codes [0, end) (end: n rounded down to whole steps) in steps of 16; short codes run
+// several steps per test of the combined masks.
+template <class Step>
+static std::size_t filter_steps(const Step& step, const std::uint8_t* codes, std::size_t n, dist_t max_distance,
+                                std::uint32_t* positions, dist_t* distances, std::size_t* done) noexcept {
+  constexpr std::size_t U = Step::kDwords ? 4 : Step::kRegs <= 2 ? 2 : 1;
+  const std::size_t cs = step.stride;
+  // A negative max_distance lets nothing pass (signed compares).
+  const __m512i limit = Step::kDwords ? _mm512_set1_epi32(max_distance)
+                                      : _mm512_set1_epi64(static_cast<long long>(max_distance));
+  std::size_t m = 0, i = 0;
+  for (; i + 16 * U <= n; i += 16 * U) {
+    StepCounts d[U];
+    __mmask16 k[U];
+    unsigned any = 0;
+    for (std::size_t u = 0; u < U; ++u) {
+      k[u] = step_hits(step, codes + (i + 16 * u) * cs, limit, d[u]);
+      any |= k[u];
+    }
+    if (any == 0) continue;  // the common case once the threshold is low
+    for (std::size_t u = 0; u < U; ++u)
+      if (k[u]) m = compress_hits(k[u], as_dwords<Step>(d[u]), i + 16 * u, positions, distances, m);
+  }
+  for (; i + 16 <= n; i += 16) {
+    StepCounts d;
+    const __mmask16 k = step_hits(step, codes + i * cs, limit, d);
+    if (k) m = compress_hits(k, as_dwords<Step>(d), i, positions, distances, m);
+  }
+  *done = i;
+  return m;
 }
 
 static void distances(const std::uint8_t* query, const std::uint8_t* codes, std::size_t n,
                       std::size_t code_size, dist_t* out) noexcept {
-  switch (code_size) {
-    case 8: return distances_octs<Oct8, FixedQuery<1>>(query, codes, n, out);
-    case 16: return distances_octs<Oct16, FixedQuery<2>>(query, codes, n, out);
-    default:
-      if (code_size < 32) return portable_distances(query, codes, n, code_size, out);
-      return portable_distances_with(AnyQuery(query, code_size), codes, n, code_size, out);
-  }
+  std::size_t i = 0;
+  with_step(query, code_size, [&](const auto& step) {
+    for (; i + 16 <= n; i += 16) _mm512_storeu_si512(out + i, step_distances(step, codes + i * code_size));
+  });
+  portable_distances_with(AnyQuery(query, code_size), codes + i * code_size, n - i, code_size, out + i);
 }
 
 static std::size_t filter(const std::uint8_t* query, const std::uint8_t* codes, std::size_t n,
                           std::size_t code_size, dist_t max_distance, std::uint32_t* positions,
                           dist_t* dists) noexcept {
-  switch (code_size) {
-    case 8: return filter_octs<Oct8, FixedQuery<1>>(query, codes, n, max_distance, positions, dists);
-    case 16: return filter_octs<Oct16, FixedQuery<2>>(query, codes, n, max_distance, positions, dists);
-    default:
-      if (code_size < 32) return portable_filter(query, codes, n, code_size, max_distance, positions, dists);
-      return portable_filter_with(AnyQuery(query, code_size), codes, n, code_size, max_distance, positions, dists);
+  std::size_t m = 0, i = 0;
+  with_step(query, code_size,
+            [&](const auto& step) { m = filter_steps(step, codes, n, max_distance, positions, dists, &i); });
+  const std::size_t rest = portable_filter_with(AnyQuery(query, code_size), codes + i * code_size, n - i, code_size,
+                                                max_distance, positions + m, dists + m);
+  for (std::size_t j = m; j < m + rest; ++j) positions[j] += static_cast<std::uint32_t>(i);
+  return m + rest;
+}
+
+// ---- Prepared layout: groups of 16 codes interleaved 32-bit word by word -------------------------
+//
+// A code of cs bytes is W = ceil(cs / 4) words (zero-padded). A group holds word 0 of its 16 codes
+// (64 bytes), then word 1, and so on: one register per word and 16 codes, so a query costs one
+// VPXORD (with the query word broadcast), one VPOPCNTD and one VPADDD per word and 16 codes, with
+// no lane sums at all. The last group of a block is padded with zero codes, masked off by the
+// filter.
+//
+// Building a group is a transpose done in registers: the 16 codes are loaded as rows of a power of
+// two M of words (codes of 9..32 bytes: several per register, moved into 16- or 32-byte slots by
+// VPERMB as in the plain kernel; larger codes: one row of 64 bytes per register and chunk), then
+// log2(M) rounds of VPERMT2D split even from odd words, which leaves word w of all 16 rows in one
+// register, rows in order. Only the W words a code has are stored.
+static std::size_t prepared_words(std::size_t code_size) noexcept { return (code_size + 3) / 4; }
+
+static std::size_t prepared_bytes(std::size_t code_size) noexcept {
+  return code_size > 8 && code_size <= 128 ? 4 * prepared_words(code_size) : 0;
+}
+
+// Where deinterleave_words<M> leaves word w, and which word register w holds (the same map).
+static constexpr std::size_t word_register(std::size_t w, std::size_t M) noexcept {
+  std::size_t p = 0;
+  for (std::size_t bit = 1; bit < M; bit <<= 1) p = (p << 1) | ((w & bit) ? 1 : 0);
+  return p;
+}
+
+// r[0..M) hold 16 rows of M words, row after row (word w of row i is dword M * i + w of the
+// concatenation). Afterwards r[p] holds word bit_reverse(p) of every row, row i in lane i.
+template <std::size_t M>
+static inline void deinterleave_words(__m512i (&r)[M]) noexcept {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+#pragma GCC unroll 8
+  for (std::size_t part = M; part > 1; part /= 2) {  // each part of `part` registers splits in two
+    __m512i t[M];
+#pragma GCC unroll 16
+    for (std::size_t base = 0; base < M; base += part)
+#pragma GCC unroll 16
+      for (std::size_t j = 0; j < part / 2; ++j) {
+        t[base + j] = _mm512_permutex2var_epi32(r[base + 2 * j], even, r[base + 2 * j + 1]);
+        t[base + part / 2 + j] = _mm512_permutex2var_epi32(r[base + 2 * j], odd, r[base + 2 * j + 1]);
+      }
+#pragma GCC unroll 16
+    for (std::size_t j = 0; j < M; ++j) r[j] = t[j];
   }
+}
+
+// Stores the first `words` words left by deinterleave_words<M> at p (word w at p + 64 w).
+template <std::size_t M>
+static inline void store_words(const __m512i (&r)[M], std::size_t first, std::size_t words, std::uint8_t* p) noexcept {
+#pragma GCC unroll 16
+  for (std::size_t reg = 0; reg < M; ++reg) {  // constant register indices keep r in registers
+    const std::size_t w = first + word_register(reg, M);
+    if (w < words) _mm512_storeu_si512(p + 64 * w, r[reg]);
+  }
+}
+
+// Codes of 9..32 bytes: rows of P = 16 or 32 bytes, 64 / P rows per register.
+template <std::size_t P>
+static void prepare_slots(const std::uint8_t* codes, std::size_t n, std::size_t cs, std::uint8_t* out) noexcept {
+  constexpr std::size_t M = P / 4, per_reg = 64 / P;
+  const std::size_t words = prepared_words(cs), total = n * cs;
+  const SlotTable& table = slot_table(cs);  // slot_bytes(cs) == P here
+  const __m512i expand = _mm512_load_si512(table.expand);
+  const __mmask64 keep = table.keep;
+  const __mmask64 full = first_bytes(per_reg * cs);
+  for (std::size_t g = 0; 16 * g < n; ++g) {
+    const std::uint8_t* base = codes + 16 * g * cs;
+    const bool whole = 16 * (g + 1) <= n;
+    __m512i r[M];
+#pragma GCC unroll 8
+    for (std::size_t j = 0; j < M; ++j) {
+      __mmask64 load = full;
+      if (!whole) {  // the last, partial group: only the bytes of its codes
+        const std::size_t at = (16 * g + per_reg * j) * cs;
+        load = first_bytes(at < total ? std::min(per_reg * cs, total - at) : 0);
+      }
+      const __m512i x = _mm512_maskz_loadu_epi8(load, base + per_reg * j * cs);
+      r[j] = cs == P ? x : _mm512_maskz_permutexvar_epi8(keep, expand, x);
+    }
+    deinterleave_words(r);
+    store_words(r, 0, words, out + 64 * words * g);
+  }
+}
+
+// Codes of 33..128 bytes: per 64-byte chunk, one row per register (loaded under the code's mask).
+static void prepare_rows(const std::uint8_t* codes, std::size_t n, std::size_t cs, std::uint8_t* out) noexcept {
+  const std::size_t words = prepared_words(cs);
+  for (std::size_t g = 0; 16 * g < n; ++g) {
+    const std::size_t rows = std::min<std::size_t>(16, n - 16 * g);
+    std::uint8_t* p = out + 64 * words * g;
+    for (std::size_t chunk = 0; 64 * chunk < cs; ++chunk) {
+      const __mmask64 load = first_bytes(std::min<std::size_t>(64, cs - 64 * chunk));
+      __m512i r[16];
+#pragma GCC unroll 16
+      for (std::size_t i = 0; i < 16; ++i)
+        r[i] = _mm512_maskz_loadu_epi8(i < rows ? load : 0, codes + (16 * g + std::min(i, rows - 1)) * cs + 64 * chunk);
+      deinterleave_words(r);
+      store_words(r, 16 * chunk, words, p);
+    }
+  }
+}
+
+static void prepare(const std::uint8_t* codes, std::size_t n, std::size_t code_size, std::uint8_t* out) noexcept {
+  if (code_size <= 16) return prepare_slots<16>(codes, n, code_size, out);
+  if (code_size <= 32) return prepare_slots<32>(codes, n, code_size, out);
+  return prepare_rows(codes, n, code_size, out);
+}
+
+// The query's words broadcast once (W of them, held in registers as far as they go), then one
+// pass over the groups with the word loop unrolled.
+template <std::size_t W>
+static std::size_t filter_prepared_words(const std::uint8_t* query, const std::uint8_t* prepared, std::size_t n,
+                                         std::size_t code_size, dist_t max_distance, std::uint32_t* positions,
+                                         dist_t* dists) noexcept {
+  std::uint32_t qw[W] = {};
+  std::memcpy(qw, query, code_size);
+  __m512i q[W];
+  for (std::size_t w = 0; w < W; ++w) q[w] = _mm512_set1_epi32(static_cast<int>(qw[w]));
+  const __m512i limit = _mm512_set1_epi32(max_distance);
+  std::size_t m = 0;
+  for (std::size_t i = 0; i < n; i += 16) {
+    const std::uint8_t* p = prepared + 4 * W * i;
+    __m512i acc = _mm512_popcnt_epi32(_mm512_xor_si512(_mm512_loadu_si512(p), q[0]));
+    for (std::size_t w = 1; w < W; ++w)
+      acc = _mm512_add_epi32(acc, _mm512_popcnt_epi32(_mm512_xor_si512(_mm512_loadu_si512(p + 64 * w), q[w])));
+    __mmask16 k = _mm512_cmple_epi32_mask(acc, limit);
+    if (k == 0) continue;
+    if (i + 16 <= n) {
+      m = compress_hits(k, acc, i, positions, dists, m);
+    } else {  // the last group: its padding lanes masked off, a partial store
+      k &= static_cast<__mmask16>((1u << (n - i)) - 1);
+      m = compress_hits<false>(k, acc, i, positions, dists, m);
+    }
+  }
+  return m;
+}
+
+template <std::size_t... W>
+static std::size_t filter_prepared_any(std::index_sequence<W...>, const std::uint8_t* query,
+                                       const std::uint8_t* prepared, std::size_t n, std::size_t code_size,
+                                       dist_t max_distance, std::uint32_t* positions, dist_t* dists) noexcept {
+  using Fn = std::size_t (*)(const std::uint8_t*, const std::uint8_t*, std::size_t, std::size_t, dist_t,
+                             std::uint32_t*, dist_t*) noexcept;
+  static constexpr Fn table[] = {&filter_prepared_words<W + 1>...};
+  return table[prepared_words(code_size) - 1](query, prepared, n, code_size, max_distance, positions, dists);
+}
+
+static std::size_t filter_prepared(const std::uint8_t* query, const std::uint8_t* prepared, std::size_t n,
+                                   std::size_t code_size, dist_t max_distance, std::uint32_t* positions,
+                                   dist_t* dists) noexcept {
+  // prepared_bytes() is 0 above 128 bytes (32 words): never called there.
+  return filter_prepared_any(std::make_index_sequence<32>{}, query, prepared, n, code_size, max_distance,
+                             positions, dists);
 }
 
 }  // namespace avx512_impl
 
 const KernelTable& avx512_table() noexcept {
-  static const KernelTable table{SimdLevel::AVX512, &avx512_impl::distances, &avx512_impl::filter, &avx512_impl::portable_gather};
+  static const KernelTable table{SimdLevel::AVX512,           &avx512_impl::distances,
+                                 &avx512_impl::filter,        &avx512_impl::portable_gather,
+                                 &avx512_impl::prepared_bytes, &avx512_impl::prepare,
+                                 &avx512_impl::filter_prepared};
   return table;
 }
 

@@ -5,6 +5,11 @@
 // flags: the baseline has no POPCNT instruction, the AVX2 and AVX-512 files have it) and no
 // symbol compiled with wider flags can leak into the baseline code.
 //
+// Every code size has a loop without byte-wise copies: sizes of 1 to 7 bytes load exactly their
+// bytes with constant-size loads (one or two plain loads each), other sizes load whole 64-bit
+// words and take the last 1..7 bytes from an 8-byte load that ends at the code's last byte
+// (overlapping the previous word, whose bytes are shifted out). Nothing is read outside a code.
+//
 // Needs: <cstring>, <cstdint>, <cstddef> and deephash/simd.hpp included first.
 
 static inline std::uint64_t load_u64(const std::uint8_t* p) noexcept {
@@ -13,11 +18,29 @@ static inline std::uint64_t load_u64(const std::uint8_t* p) noexcept {
   return v;
 }
 
-static inline std::uint64_t load_tail(const std::uint8_t* p, std::size_t nbytes) noexcept {
+// Exactly N <= 8 bytes into the low bytes of a word (constant N: plain loads, no copy loop).
+template <std::size_t N>
+static inline std::uint64_t load_bytes(const std::uint8_t* p) noexcept {
   std::uint64_t v = 0;
-  std::memcpy(&v, p, nbytes);
+  std::memcpy(&v, p, N);
   return v;
 }
+
+// The last `tail` (1..7) bytes of a code of size >= 8 ending at p + tail, from the 8 bytes that
+// end there: the bytes before them (already counted in whole words) are shifted out.
+static inline std::uint64_t load_last(const std::uint8_t* p, std::size_t tail) noexcept {
+  return load_u64(p + tail - 8) >> (8 * (8 - tail));
+}
+
+// Codes of N = 1..7 bytes.
+template <std::size_t N>
+struct SmallQuery {
+  std::uint64_t q;
+  explicit SmallQuery(const std::uint8_t* query) noexcept : q(load_bytes<N>(query)) {}
+  dist_t operator()(const std::uint8_t* code) const noexcept {
+    return __builtin_popcountll(q ^ load_bytes<N>(code));
+  }
+};
 
 // A query of W 64-bit words held in locals (registers) for the whole scan.
 template <std::size_t W>
@@ -33,12 +56,15 @@ struct FixedQuery {
   }
 };
 
-// Any code size: whole 64-bit words, then a tail of 1..7 bytes.
+// Any code size of at least 8 bytes: whole 64-bit words, then the last 1..7 bytes by load_last.
+// (Smaller sizes are served by SmallQuery; with_query() below routes every size.)
 struct GenericQuery {
   const std::uint8_t* q;
   std::size_t nwords, tail;
+  std::uint64_t q_last;
   GenericQuery(const std::uint8_t* query, std::size_t code_size) noexcept
-      : q(query), nwords(code_size / 8), tail(code_size % 8) {}
+      : q(query), nwords(code_size / 8), tail(code_size % 8),
+        q_last(tail ? load_last(query + 8 * (code_size / 8), code_size % 8) : 0) {}
   dist_t operator()(const std::uint8_t* code) const noexcept {
     int d = 0;
     std::size_t w = 0;
@@ -49,10 +75,31 @@ struct GenericQuery {
       d += __builtin_popcountll(load_u64(q + 8 * w + 24) ^ load_u64(code + 8 * w + 24));
     }
     for (; w < nwords; ++w) d += __builtin_popcountll(load_u64(q + 8 * w) ^ load_u64(code + 8 * w));
-    if (tail) d += __builtin_popcountll(load_tail(q + 8 * nwords, tail) ^ load_tail(code + 8 * nwords, tail));
+    if (tail) d += __builtin_popcountll(q_last ^ load_last(code + 8 * nwords, tail));
     return d;
   }
 };
+
+// Calls visit(query_functor) with the fastest portable functor for this code size.
+template <class Visit>
+static inline void with_query(const std::uint8_t* query, std::size_t code_size, Visit&& visit) noexcept {
+  switch (code_size) {
+    case 1: return visit(SmallQuery<1>(query));
+    case 2: return visit(SmallQuery<2>(query));
+    case 3: return visit(SmallQuery<3>(query));
+    case 4: return visit(SmallQuery<4>(query));
+    case 5: return visit(SmallQuery<5>(query));
+    case 6: return visit(SmallQuery<6>(query));
+    case 7: return visit(SmallQuery<7>(query));
+    case 8: return visit(FixedQuery<1>(query));
+    case 16: return visit(FixedQuery<2>(query));
+    case 24: return visit(FixedQuery<3>(query));
+    case 32: return visit(FixedQuery<4>(query));
+    case 64: return visit(FixedQuery<8>(query));
+    case 128: return visit(FixedQuery<16>(query));
+    default: return visit(GenericQuery(query, code_size));
+  }
+}
 
 template <class Query>
 static void portable_distances_with(const Query& query, const std::uint8_t* codes, std::size_t n,
@@ -75,33 +122,6 @@ static std::size_t portable_filter_with(const Query& query, const std::uint8_t* 
   return m;
 }
 
-static void portable_distances(const std::uint8_t* query, const std::uint8_t* codes, std::size_t n,
-                               std::size_t code_size, dist_t* out) noexcept {
-  switch (code_size) {
-    case 8: return portable_distances_with(FixedQuery<1>(query), codes, n, 8, out);
-    case 16: return portable_distances_with(FixedQuery<2>(query), codes, n, 16, out);
-    case 32: return portable_distances_with(FixedQuery<4>(query), codes, n, 32, out);
-    case 64: return portable_distances_with(FixedQuery<8>(query), codes, n, 64, out);
-    case 128: return portable_distances_with(FixedQuery<16>(query), codes, n, 128, out);
-    default: return portable_distances_with(GenericQuery(query, code_size), codes, n, code_size, out);
-  }
-}
-
-static std::size_t portable_filter(const std::uint8_t* query, const std::uint8_t* codes, std::size_t n,
-                                   std::size_t code_size, dist_t max_distance,
-                                   std::uint32_t* positions, dist_t* distances) noexcept {
-  switch (code_size) {
-    case 8: return portable_filter_with(FixedQuery<1>(query), codes, n, 8, max_distance, positions, distances);
-    case 16: return portable_filter_with(FixedQuery<2>(query), codes, n, 16, max_distance, positions, distances);
-    case 32: return portable_filter_with(FixedQuery<4>(query), codes, n, 32, max_distance, positions, distances);
-    case 64: return portable_filter_with(FixedQuery<8>(query), codes, n, 64, max_distance, positions, distances);
-    case 128: return portable_filter_with(FixedQuery<16>(query), codes, n, 128, max_distance, positions, distances);
-    default:
-      return portable_filter_with(GenericQuery(query, code_size), codes, n, code_size, max_distance,
-                                  positions, distances);
-  }
-}
-
 template <class Query>
 static void portable_gather_with(const Query& query, const std::uint8_t* codes, const std::uint32_t* positions,
                                  std::size_t n, std::size_t code_size, dist_t* out) noexcept {
@@ -113,13 +133,32 @@ static void portable_gather_with(const Query& query, const std::uint8_t* codes, 
   }
 }
 
-static void portable_gather(const std::uint8_t* query, const std::uint8_t* codes, const std::uint32_t* positions,
+static inline void portable_distances(const std::uint8_t* query, const std::uint8_t* codes, std::size_t n,
+                               std::size_t code_size, dist_t* out) noexcept {
+  with_query(query, code_size, [&](const auto& q) { portable_distances_with(q, codes, n, code_size, out); });
+}
+
+static inline std::size_t portable_filter(const std::uint8_t* query, const std::uint8_t* codes, std::size_t n,
+                                   std::size_t code_size, dist_t max_distance,
+                                   std::uint32_t* positions, dist_t* distances) noexcept {
+  std::size_t m = 0;
+  with_query(query, code_size, [&](const auto& q) {
+    m = portable_filter_with(q, codes, n, code_size, max_distance, positions, distances);
+  });
+  return m;
+}
+
+static inline void portable_gather(const std::uint8_t* query, const std::uint8_t* codes, const std::uint32_t* positions,
                             std::size_t n, std::size_t code_size, dist_t* out) noexcept {
-  switch (code_size) {
-    case 8: return portable_gather_with(FixedQuery<1>(query), codes, positions, n, 8, out);
-    case 16: return portable_gather_with(FixedQuery<2>(query), codes, positions, n, 16, out);
-    case 32: return portable_gather_with(FixedQuery<4>(query), codes, positions, n, 32, out);
-    case 64: return portable_gather_with(FixedQuery<8>(query), codes, positions, n, 64, out);
-    default: return portable_gather_with(GenericQuery(query, code_size), codes, positions, n, code_size, out);
-  }
+  with_query(query, code_size, [&](const auto& q) { portable_gather_with(q, codes, positions, n, code_size, out); });
+}
+
+// The tail of a vectorised loop: codes [i, n) by the portable functor, positions offset by i.
+static inline std::size_t portable_filter_from(std::size_t i, const std::uint8_t* query, const std::uint8_t* codes,
+                                        std::size_t n, std::size_t code_size, dist_t max_distance,
+                                        std::uint32_t* positions, dist_t* distances) noexcept {
+  const std::size_t m = portable_filter(query, codes + i * code_size, n - i, code_size, max_distance,
+                                        positions, distances);
+  for (std::size_t j = 0; j < m; ++j) positions[j] += static_cast<std::uint32_t>(i);
+  return m;
 }

@@ -2,10 +2,12 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "bind_common.hpp"
+#include "deephash/common.hpp"
 #include "deephash/simd.hpp"
 #include "deephash/threads.hpp"
 
@@ -22,6 +24,13 @@ std::vector<std::string> names(const std::vector<SimdLevel>& levels) {
   return out;
 }
 
+py::dict plan_dict(const kernels::WidthPlan& plan) {
+  py::dict d;
+  d["single"] = std::string(simd_level_name(plan.single->level));
+  d["batch"] = std::string(simd_level_name(plan.batch->level));
+  return d;
+}
+
 int cuda_device_count() noexcept {
 #ifdef DEEPHASH_WITH_CUDA
   return deephash::cuda::device_count();
@@ -33,11 +42,30 @@ int cuda_device_count() noexcept {
 
 void bind_runtime(py::module_& m) {
   m.def("simd_level", [] { return std::string(simd_level_name(simd_level())); },
-        "Name of the SIMD level the Hamming kernels use now.");
+        "The forced SIMD level, or the best level this CPU runs when none is forced (each code "
+        "width then runs the level measured fastest for it: see simd_plan).");
   m.def("available_simd_levels", [] { return names(available_simd_levels()); },
         "SIMD levels compiled into this build and supported by this CPU, from scalar upwards.");
   m.def("set_simd_level", &set_simd_level, py::arg("name"),
-        "Select the SIMD level: 'scalar', 'avx2', 'avx512', 'neon' or 'auto' (the best available).");
+        "Force one SIMD level for every code width: 'scalar', 'avx2', 'avx512' or 'neon'; 'auto' "
+        "goes back to each width's measured plan (see simd_plan).");
+  m.def("simd_plan", [](py::object nbits) -> py::dict {
+    py::dict out;
+    if (nbits.is_none()) {
+      for (const auto& [cs, plan] : simd_plans()) out[py::int_(8 * cs)] = plan_dict(plan);
+      return out;
+    }
+    const std::int64_t bits = nbits.cast<std::int64_t>();
+    check_nbits(bits);
+    py::gil_scoped_release release;
+    const kernels::WidthPlan plan = kernels::plan_for(static_cast<std::size_t>(bits / 8));
+    py::gil_scoped_acquire acquire;
+    return plan_dict(plan);
+  }, py::arg("nbits") = py::none(),
+        "The kernels each code width runs: {'single': level, 'batch': level} for one query at a time "
+        "and for groups of queries. With nbits, that width's plan (measured now if it was not yet: "
+        "well under a millisecond); without, {nbits: plan} for every width measured so far in this "
+        "process. While a level is forced (DEEPHASH_SIMD or set_simd_level) every width runs it.");
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
         "Bound the number of threads the core uses (>= 1); the default is all cores.");
   m.def("get_num_threads", &num_threads, "Number of threads the core uses.");
@@ -49,6 +77,10 @@ void bind_runtime(py::module_& m) {
     info["compiled_simd_levels"] = names(compiled_simd_levels());
     info["available_simd_levels"] = names(available_simd_levels());
     info["simd_level"] = std::string(simd_level_name(simd_level()));
+    info["simd_forced"] = simd_level_forced();
+    py::dict plans;
+    for (const auto& [cs, plan] : simd_plans()) plans[py::int_(8 * cs)] = plan_dict(plan);
+    info["simd_plan"] = plans;
     info["num_threads"] = num_threads();
 #ifdef DEEPHASH_WITH_CUDA
     info["cuda"] = true;

@@ -20,13 +20,51 @@ def test_build_info_describes_the_build():
 
 
 def test_levels_are_switchable_and_restored():
-    start = de.simd_level()
+    start = de.simd_level() if de.build_info()["simd_forced"] else "auto"
     for level in de.available_simd_levels():
         de.set_simd_level(level)
         assert de.simd_level() == level
+        assert de.build_info()["simd_forced"] is True
     de.set_simd_level("auto")
     assert de.simd_level() == de.available_simd_levels()[-1]
+    assert de.build_info()["simd_forced"] is False
     de.set_simd_level(start)
+
+
+def test_each_width_has_a_measured_plan_unless_a_level_is_forced():
+    de.set_simd_level("auto")
+    levels = de.available_simd_levels()
+    # Scalar is the reference: it runs only when forced or when it is the one level.
+    candidates = [lvl for lvl in levels if lvl != "scalar"] or ["scalar"]
+    for nbits in (8, 16, 48, 64, 72, 256, 1024, 2048):
+        plan = de.simd_plan(nbits)
+        assert set(plan) == {"single", "batch"}
+        assert plan["single"] in candidates and plan["batch"] in candidates
+        assert de.simd_plan(nbits) == plan  # measured once, kept for the process
+        assert de.simd_plan()[nbits] == plan
+        assert de.build_info()["simd_plan"][nbits] == plan
+    for level in levels:
+        de.set_simd_level(level)
+        assert de.simd_plan(72) == {"single": level, "batch": level}
+    de.set_simd_level("auto")
+    assert de.simd_plan(72) == de.build_info()["simd_plan"][72]
+    for bad in (0, 12, -8):
+        with pytest.raises(ValueError, match="nbits"):
+            de.simd_plan(bad)
+
+
+def test_forced_level_answers_like_the_plans(rng):
+    codes = rng.integers(0, 256, (5000, 6), dtype=np.uint8)
+    index = de.FlatIndex(48)
+    index.add(codes)
+    de.set_simd_level("auto")
+    planned = index.search(codes[:40], 7)
+    for level in de.available_simd_levels():
+        de.set_simd_level(level)
+        D, I = index.search(codes[:40], 7)
+        np.testing.assert_array_equal(D, planned[0])
+        np.testing.assert_array_equal(I, planned[1])
+    de.set_simd_level("auto")
 
 
 def test_unknown_or_unsupported_level_is_rejected():
@@ -45,6 +83,10 @@ def test_environment_variable_forces_a_level(level):
                          env=env, capture_output=True, text=True, check=True)
     expected = "scalar" if level == "scalar" else de.available_simd_levels()[-1]
     assert out.stdout.strip() == expected
+    out = subprocess.run([sys.executable, "-c", "import deephash_engine as d; print(d.simd_plan(256)['batch'])"],
+                         env=env, capture_output=True, text=True, check=True)
+    if level == "scalar":
+        assert out.stdout.strip() == "scalar"
 
 
 def test_thread_count_is_settable_and_results_do_not_depend_on_it(rng):

@@ -34,11 +34,15 @@ struct Scratch {
   std::vector<std::uint8_t> prepared;    // a sub-block in the kernel's prepared layout
   std::size_t prepared_codes = 0;        // codes per sub-block; 0: the level has no prepared path
   std::size_t piece_codes;               // codes per L1-sized piece of plain codes
-  const kernels::KernelTable& kt;        // one level for the whole search
-  Scratch(std::size_t block, std::size_t code_size)
+  // The kernels for this code size (kernels::plan_for): `kt` runs one query at a time, `batch`
+  // groups of queries; fixed for the whole search.
+  const kernels::KernelTable& kt;
+  const kernels::KernelTable& batch;
+  Scratch(std::size_t block, std::size_t code_size, const kernels::WidthPlan& plan)
       : positions(block), distances(block),
-        piece_codes(std::max<std::size_t>(64, kPreparedBytes / code_size / 64 * 64)), kt(kernels::active()) {
-    const std::size_t per_code = kt.prepared_bytes ? kt.prepared_bytes(code_size) : 0;
+        piece_codes(std::max<std::size_t>(64, kPreparedBytes / code_size / 64 * 64)), kt(*plan.single),
+        batch(*plan.batch) {
+    const std::size_t per_code = batch.prepared_bytes ? batch.prepared_bytes(code_size) : 0;
     if (per_code) {
       prepared_codes = std::max<std::size_t>(16, kPreparedBytes / per_code / 16 * 16);
       prepared.resize(prepared_codes * per_code);
@@ -54,9 +58,9 @@ struct Scratch {
 template <class BoundOf, class OnHits>
 void filter_block(const ScanView& db, const std::uint8_t* queries, std::size_t q0, std::size_t q1,
                   std::size_t b0, std::size_t bn, Scratch& s, BoundOf bound_of, OnHits on_hits) {
-  const kernels::KernelTable& kt = s.kt;
   if (s.prepared_codes == 0 || q1 - q0 < kPreparedMinQueries) {
     // Plain codes; a group walks the block in L1-sized pieces too.
+    const kernels::KernelTable& kt = q1 - q0 < kPreparedMinQueries ? s.kt : s.batch;
     const std::size_t piece = q1 - q0 > 1 ? s.piece_codes : bn;
     for (std::size_t p0 = b0; p0 < b0 + bn; p0 += piece) {
       const std::size_t pn = std::min(piece, b0 + bn - p0);
@@ -70,6 +74,7 @@ void filter_block(const ScanView& db, const std::uint8_t* queries, std::size_t q
     }
     return;
   }
+  const kernels::KernelTable& kt = s.batch;
   for (std::size_t p0 = b0; p0 < b0 + bn; p0 += s.prepared_codes) {
     const std::size_t pn = std::min(s.prepared_codes, b0 + bn - p0);
     kt.prepare(db.codes + p0 * db.code_size, pn, db.code_size, s.prepared.data());
@@ -182,20 +187,21 @@ void knn_scan(const ScanView& db, const std::uint8_t* queries, std::size_t nq, s
   if (db.n == 0) return pad_rows(nq, k, distances, ids);
   const std::size_t kk = std::min(k, db.n);
   const std::size_t block = block_codes(db.code_size);
+  const kernels::WidthPlan plan = kernels::plan_for(db.code_size);
   const Tiling t = plan_tiles(nq, db.n, block, static_cast<std::size_t>(num_threads()),
                               (2 * kk + 64) * sizeof(CountingTopK::Entry));
   // Starting bounds from a sample, then shared by the slices of each query.
   std::unique_ptr<std::atomic<dist_t>[]> shared(new std::atomic<dist_t>[nq]);
   const std::size_t sample = std::min(db.n, std::min(block, sample_codes(kk)));
   parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
-    Scratch s(block, db.code_size);
+    Scratch s(block, db.code_size, plan);
     for (std::size_t q = q0; q < q1; ++q)
       shared[q].store(sample_bound(db, queries + q * db.code_size, kk, sample, s), std::memory_order_relaxed);
   }, nq >= 64 ? 0 : 1);
   // tops[c * nq + q]: query q's collector over slice c.
   std::vector<CountingTopK> tops(t.slices * nq);
   parallel_for(t.items(), [&](std::size_t i0, std::size_t i1) {
-    Scratch s(block, db.code_size);
+    Scratch s(block, db.code_size, plan);
     for (std::size_t item = i0; item < i1; ++item) {
       const std::size_t g = item / t.slices, c = item % t.slices;
       const std::size_t q0 = t.query_begin(g, nq), q1 = t.query_begin(g + 1, nq);
@@ -223,12 +229,13 @@ RangeResult range_scan(const ScanView& db, const std::uint8_t* queries, std::siz
   res.lims.assign(nq + 1, 0);
   if (db.n == 0 || nq == 0) return res;
   const std::size_t block = block_codes(db.code_size);
+  const kernels::WidthPlan plan = kernels::plan_for(db.code_size);
   const dist_t r = static_cast<dist_t>(std::min(radius, db.nbits));
   const Tiling t = plan_tiles(nq, db.n, block, static_cast<std::size_t>(num_threads()), 64 * sizeof(Hit));
   // hits[c * nq + q]: query q's hits in slice c, in storage order.
   std::vector<std::vector<Hit>> hits(t.slices * nq);
   parallel_for(t.items(), [&](std::size_t i0, std::size_t i1) {
-    Scratch s(block, db.code_size);
+    Scratch s(block, db.code_size, plan);
     for (std::size_t item = i0; item < i1; ++item) {
       const std::size_t g = item / t.slices, c = item % t.slices;
       const std::size_t q0 = t.query_begin(g, nq), q1 = t.query_begin(g + 1, nq);

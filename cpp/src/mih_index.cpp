@@ -102,7 +102,7 @@ constexpr std::size_t kSeenAhead = 64;
 
 std::size_t check_bucket(const SubstringTable& table, std::uint64_t key, const std::uint8_t* q,
                          const std::uint8_t* codes, std::size_t cs, SeenSet& seen,
-                         const std::uint8_t* skip, BucketScratch& b) {
+                         const std::uint8_t* skip, kernels::GatherFn gather, BucketScratch& b) {
   const std::uint32_t *first, *last;
   table.bucket(key, &first, &last);
   const std::size_t size = static_cast<std::size_t>(last - first);
@@ -127,7 +127,7 @@ std::size_t check_bucket(const SubstringTable& table, std::uint64_t key, const s
     out[m++] = p;
   }
   seen.ntouched = nt;
-  kernels::active().gather(q, codes, out, m, cs, b.distances.data());
+  gather(q, codes, out, m, cs, b.distances.data());
   return m;
 }
 
@@ -145,10 +145,11 @@ bool probe_radius(const SubstringTable& table, std::uint64_t key, int r, const s
                   MIHQueryStats& st, double limit, Visit&& visit) {
   const std::vector<std::uint64_t>& probe = keys_at_radius(key, table.bits(), r);
   BucketScratch& b = t_bucket;
+  const kernels::GatherFn gather = kernels::plan_for(cs).single->gather;
   for (std::size_t i = 0; i < probe.size(); ++i) {
     if (i + 8 < probe.size()) table.prefetch_offsets(probe[i + 8]);
     if (i + 4 < probe.size()) table.prefetch_positions(probe[i + 4]);
-    const std::size_t found = check_bucket(table, probe[i], q, codes, cs, seen, skip, b);
+    const std::size_t found = check_bucket(table, probe[i], q, codes, cs, seen, skip, gather, b);
     ++st.buckets;
     st.candidates += static_cast<std::int64_t>(found);
     const dist_t* d = b.distances.data();
@@ -341,8 +342,8 @@ double MIHIndex::scan_cost() const noexcept {
 }
 
 bool MIHIndex::probe_knn(const std::uint8_t* q, CountingTopK& top, MIHQueryStats& st) const {
-  const kernels::KernelTable& kt = kernels::active();
   const std::size_t cs = store_.code_size(), n = store_.size();
+  const kernels::KernelTable& kt = *kernels::plan_for(cs).single;
   const std::uint8_t* codes = store_.codes();
   const std::uint8_t* skip = removed_.empty() ? nullptr : removed_.data();
   // The tail (recent adds, not yet in the tables) is scanned first.
@@ -464,8 +465,8 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
 
 bool MIHIndex::probe_range(const std::uint8_t* q, int radius, std::vector<std::pair<dist_t, idx_t>>& hits,
                            MIHQueryStats& st) const {
-  const kernels::KernelTable& kt = kernels::active();
   const std::size_t cs = store_.code_size(), n = store_.size();
+  const kernels::KernelTable& kt = *kernels::plan_for(cs).single;
   const std::uint8_t* codes = store_.codes();
   const std::uint8_t* skip = removed_.empty() ? nullptr : removed_.data();
   // Pigeonhole with radius = m*r + a: tables j <= a at substring radius r, the others at r - 1.

@@ -22,6 +22,7 @@ from ._core import (
     set_num_threads,
     set_simd_level,
     simd_level,
+    simd_plan,
     unpack_bits,
 )
 
@@ -43,5 +44,6 @@ __all__ = [
     "set_num_threads",
     "set_simd_level",
     "simd_level",
+    "simd_plan",
     "unpack_bits",
 ]

@@ -1,13 +1,15 @@
 // Runtime SIMD dispatch for the Hamming kernels.
 //
-// The kernel table is chosen once, on first use, from CPUID (x86-64) or the build target (ARM),
-// unless the environment variable DEEPHASH_SIMD=scalar|avx2|avx512|neon forces a level.
-// set_simd_level() switches it later (tests use it to run every level).
+// The levels this CPU runs come from CPUID (x86-64) or the build target (ARM). Each code size
+// runs the level measured fastest for it (plan_for), unless the environment variable
+// DEEPHASH_SIMD=scalar|avx2|avx512|neon forces one level everywhere; set_simd_level() forces or
+// un-forces later (tests use it to run every level).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "deephash/common.hpp"
@@ -68,8 +70,26 @@ const KernelTable& avx512_table() noexcept;
 const KernelTable& neon_table() noexcept;
 #endif
 
-// The table in use (thread-safe; resolved once on first call).
+// The table of the forced level, or of the best level this CPU has (thread-safe; the
+// environment variable is read once, on first call).
 const KernelTable& active() noexcept;
+
+// The tables a scan of codes of one size runs: `single` for one query at a time (filter,
+// distances, gather), `batch` for a group of queries over a cached piece of codes (the level's
+// prepared layout where it has one). While a level is forced both are that level's table, for
+// every size. Otherwise each size is calibrated on first use: every SIMD level this CPU runs is
+// timed on a small synthetic block (well under a millisecond; scalar, the reference, only runs when
+// forced or alone) and the fastest is kept for the life of the process.
+struct WidthPlan {
+  const KernelTable* single;
+  const KernelTable* batch;
+};
+WidthPlan plan_for(std::size_t code_size) noexcept;
+
+// A level's table; nullptr for levels not compiled in or not supported by this CPU.
+const KernelTable* table_for(SimdLevel level) noexcept;
+// The forced level's table, nullptr while none is forced.
+const KernelTable* forced_table() noexcept;
 
 }  // namespace kernels
 
@@ -77,16 +97,22 @@ const KernelTable& active() noexcept;
 std::vector<SimdLevel> available_simd_levels();
 // Levels compiled into this build (whether or not this CPU runs them).
 std::vector<SimdLevel> compiled_simd_levels();
+// The forced level, or the best level this CPU runs when none is forced.
 SimdLevel simd_level() noexcept;
-// Select a level by name ("scalar", "avx2", "avx512", "neon", or "auto" for the best one).
-// Throws InvalidArgument for an unknown name or one that this CPU cannot run.
+// Whether a level is forced (by DEEPHASH_SIMD or set_simd_level), rather than chosen per code size.
+bool simd_level_forced() noexcept;
+// Force a level by name ("scalar", "avx2", "avx512", "neon"), or "auto" to go back to the
+// per-code-size plans. Throws InvalidArgument for an unknown name or one that this CPU cannot run.
 void set_simd_level(const std::string& name);
 SimdLevel best_simd_level() noexcept;
 
-// Convenience wrappers over the active table.
+// The code sizes (bytes) calibrated so far in this process and their plans, smallest first.
+std::vector<std::pair<std::size_t, kernels::WidthPlan>> simd_plans();
+
+// Distances through the plan for this code size.
 inline void hamming_distances(const std::uint8_t* query, const std::uint8_t* codes, std::size_t n,
                               std::size_t code_size, dist_t* out) noexcept {
-  kernels::active().distances(query, codes, n, code_size, out);
+  kernels::plan_for(code_size).single->distances(query, codes, n, code_size, out);
 }
 
 }  // namespace deephash

@@ -1,8 +1,9 @@
-// Chooses the kernel table once, from CPUID feature bits (x86-64) or the build target (ARM).
+// The SIMD levels: one row per level (name, CPU detection, kernel table), the forced level, and the
+// level reported as in use. Adding an instruction set takes one kernel file, one row below and one
+// CMake line. Per-code-size plans are in simd_plan.cpp.
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <string>
 
 #include "deephash/simd.hpp"
@@ -14,13 +15,9 @@
 namespace deephash {
 
 const char* simd_level_name(SimdLevel level) noexcept {
-  switch (level) {
-    case SimdLevel::Scalar: return "scalar";
-    case SimdLevel::AVX2: return "avx2";
-    case SimdLevel::AVX512: return "avx512";
-    case SimdLevel::NEON: return "neon";
-  }
-  return "unknown";
+  static constexpr const char* kNames[] = {"scalar", "avx2", "avx512", "neon"};
+  const int i = static_cast<int>(level);
+  return i >= 0 && i < 4 ? kNames[i] : "unknown";
 }
 
 namespace {
@@ -49,114 +46,123 @@ X86Features detect_x86() noexcept {
   f.avx512 = f.avx2 && zmm_state && avx512f && avx512bw && avx512vl && vpopcntdq && vbmi;
   return f;
 }
+
+const X86Features& x86() noexcept {
+  static const X86Features f = detect_x86();
+  return f;
+}
 #endif
 
-bool cpu_supports(SimdLevel level) noexcept {
-  switch (level) {
-    case SimdLevel::Scalar: return true;
+struct Level {
+  SimdLevel level;
+  bool (*supported)() noexcept;
+  const kernels::KernelTable& (*table)() noexcept;
+};
+
+// Increasing order of preference; rows exist only for levels compiled into this build.
+constexpr Level kLevels[] = {
+    {SimdLevel::Scalar, [] () noexcept { return true; }, &kernels::scalar_table},
 #if defined(__x86_64__) || defined(_M_X64)
-    case SimdLevel::AVX2: return detect_x86().avx2;
-    case SimdLevel::AVX512: return detect_x86().avx512;
+    {SimdLevel::AVX2, [] () noexcept { return x86().avx2; }, &kernels::avx2_table},
+    {SimdLevel::AVX512, [] () noexcept { return x86().avx512; }, &kernels::avx512_table},
 #endif
 #if defined(__aarch64__)
-    case SimdLevel::NEON: return true;
+    {SimdLevel::NEON, [] () noexcept { return true; }, &kernels::neon_table},
 #endif
-    default: return false;
-  }
+};
+
+const Level* find(SimdLevel level) noexcept {
+  for (const Level& l : kLevels)
+    if (l.level == level) return &l;
+  return nullptr;
 }
 
-const kernels::KernelTable* table_for(SimdLevel level) noexcept {
-  switch (level) {
-    case SimdLevel::Scalar: return &kernels::scalar_table();
-#if defined(__x86_64__) || defined(_M_X64)
-    case SimdLevel::AVX2: return &kernels::avx2_table();
-    case SimdLevel::AVX512: return &kernels::avx512_table();
-#endif
-#if defined(__aarch64__)
-    case SimdLevel::NEON: return &kernels::neon_table();
-#endif
-    default: return nullptr;
-  }
+const Level* find(const std::string& name) noexcept {
+  for (const Level& l : kLevels)
+    if (name == simd_level_name(l.level)) return &l;
+  return nullptr;
 }
 
-bool parse_level(const std::string& name, SimdLevel* out) noexcept {
-  for (SimdLevel l : {SimdLevel::Scalar, SimdLevel::AVX2, SimdLevel::AVX512, SimdLevel::NEON}) {
-    if (name == simd_level_name(l)) {
-      *out = l;
-      return true;
-    }
-  }
-  return false;
-}
+// The forced table, or nullptr for per-size plans. Resolved from DEEPHASH_SIMD on first use: an
+// unknown or unsupported value is ignored (the library never aborts or prints; build_info()
+// reports the level in use).
+std::atomic<const kernels::KernelTable*> g_forced{nullptr};
+std::atomic<bool> g_env_read{false};
 
-std::atomic<const kernels::KernelTable*> g_active{nullptr};
-
-const kernels::KernelTable* initial_table() noexcept {
-  // DEEPHASH_SIMD forces a level; an unknown or unsupported value falls back to the best level
-  // (the library never aborts or prints; build_info() reports the level in use).
+void read_env_once() noexcept {
+  if (g_env_read.load(std::memory_order_acquire)) return;
+  const kernels::KernelTable* forced = nullptr;
   if (const char* env = std::getenv("DEEPHASH_SIMD")) {
-    SimdLevel forced;
-    if (parse_level(env, &forced) && cpu_supports(forced) && table_for(forced)) return table_for(forced);
+    const Level* l = find(std::string(env));
+    if (l && l->supported()) forced = &l->table();
   }
-  return table_for(best_simd_level());
+  bool expected = false;
+  if (g_env_read.compare_exchange_strong(expected, true, std::memory_order_acq_rel))
+    g_forced.store(forced, std::memory_order_release);
 }
 
 }  // namespace
 
+
 std::vector<SimdLevel> compiled_simd_levels() {
-  std::vector<SimdLevel> out{SimdLevel::Scalar};
-#if defined(__x86_64__) || defined(_M_X64)
-  out.push_back(SimdLevel::AVX2);
-  out.push_back(SimdLevel::AVX512);
-#endif
-#if defined(__aarch64__)
-  out.push_back(SimdLevel::NEON);
-#endif
+  std::vector<SimdLevel> out;
+  for (const Level& l : kLevels) out.push_back(l.level);
   return out;
 }
 
 std::vector<SimdLevel> available_simd_levels() {
   std::vector<SimdLevel> out;
-  for (SimdLevel l : compiled_simd_levels())
-    if (cpu_supports(l)) out.push_back(l);
+  for (const Level& l : kLevels)
+    if (l.supported()) out.push_back(l.level);
   return out;
 }
 
 SimdLevel best_simd_level() noexcept {
-  static const SimdLevel best = [] {
-    SimdLevel b = SimdLevel::Scalar;
-    for (SimdLevel l : available_simd_levels()) b = l;  // listed in increasing order
-    return b;
-  }();
+  SimdLevel best = SimdLevel::Scalar;
+  for (const Level& l : kLevels)
+    if (l.supported()) best = l.level;
   return best;
 }
 
 namespace kernels {
-const KernelTable& active() noexcept {
-  const KernelTable* t = g_active.load(std::memory_order_acquire);
-  if (t) return *t;
-  const KernelTable* init = initial_table();
-  const KernelTable* expected = nullptr;
-  g_active.compare_exchange_strong(expected, init, std::memory_order_acq_rel);
-  return *g_active.load(std::memory_order_acquire);
+
+const KernelTable* table_for(SimdLevel level) noexcept {
+  const Level* l = find(level);
+  return l && l->supported() ? &l->table() : nullptr;
 }
+
+const KernelTable* forced_table() noexcept {
+  read_env_once();
+  return g_forced.load(std::memory_order_acquire);
+}
+
+const KernelTable& active() noexcept {
+  const KernelTable* forced = forced_table();
+  return forced ? *forced : *table_for(best_simd_level());
+}
+
 }  // namespace kernels
 
 SimdLevel simd_level() noexcept { return kernels::active().level; }
 
+bool simd_level_forced() noexcept { return kernels::forced_table() != nullptr; }
+
 void set_simd_level(const std::string& name) {
+  read_env_once();
   if (name == "auto") {
-    g_active.store(table_for(best_simd_level()), std::memory_order_release);
+    g_forced.store(nullptr, std::memory_order_release);
     return;
   }
-  SimdLevel level;
-  if (!parse_level(name, &level)) {
+  const Level* l = find(name);
+  if (!l) {
+    for (int i = 0; i < 4; ++i)
+      if (name == simd_level_name(static_cast<SimdLevel>(i)))
+        throw InvalidArgument("simd level '" + name + "' is not compiled into this build");
     throw InvalidArgument("simd level must be one of 'scalar', 'avx2', 'avx512', 'neon' or 'auto', got '" +
                           name + "'");
   }
-  if (!table_for(level)) throw InvalidArgument("simd level '" + name + "' is not compiled into this build");
-  if (!cpu_supports(level)) throw InvalidArgument("simd level '" + name + "' is not supported by this CPU");
-  g_active.store(table_for(level), std::memory_order_release);
+  if (!l->supported()) throw InvalidArgument("simd level '" + name + "' is not supported by this CPU");
+  g_forced.store(&l->table(), std::memory_order_release);
 }
 
 }  // namespace deephash

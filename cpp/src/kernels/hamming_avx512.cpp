@@ -322,7 +322,7 @@ static std::size_t filter(const std::uint8_t* query, const std::uint8_t* codes, 
 static std::size_t prepared_words(std::size_t code_size) noexcept { return (code_size + 3) / 4; }
 
 static std::size_t prepared_bytes(std::size_t code_size) noexcept {
-  return code_size > 8 && code_size <= 128 ? 4 * prepared_words(code_size) : 0;
+  return code_size > 4 && code_size <= 128 ? 4 * prepared_words(code_size) : 0;
 }
 
 // Where deinterleave_words<M> leaves word w, and which word register w holds (the same map).
@@ -410,6 +410,7 @@ static void prepare_rows(const std::uint8_t* codes, std::size_t n, std::size_t c
 }
 
 static void prepare(const std::uint8_t* codes, std::size_t n, std::size_t code_size, std::uint8_t* out) noexcept {
+  if (code_size <= 8) return prepare_slots<8>(codes, n, code_size, out);
   if (code_size <= 16) return prepare_slots<16>(codes, n, code_size, out);
   if (code_size <= 32) return prepare_slots<32>(codes, n, code_size, out);
   return prepare_rows(codes, n, code_size, out);
@@ -421,17 +422,28 @@ template <std::size_t W>
 static std::size_t filter_prepared_words(const std::uint8_t* query, const std::uint8_t* prepared, std::size_t n,
                                          std::size_t code_size, dist_t max_distance, std::uint32_t* positions,
                                          dist_t* dists) noexcept {
+  // Up to 16 words the broadcast query stays in registers; beyond, each use broadcasts its word
+  // from memory (an embedded-broadcast operand), which costs less than spilling.
+  constexpr std::size_t R = W <= 16 ? W : 1;
   std::uint32_t qw[W] = {};
   std::memcpy(qw, query, code_size);
-  __m512i q[W];
-  for (std::size_t w = 0; w < W; ++w) q[w] = _mm512_set1_epi32(static_cast<int>(qw[w]));
+  __m512i q[R];
+  for (std::size_t w = 0; w < R; ++w) q[w] = _mm512_set1_epi32(static_cast<int>(qw[w]));
   const __m512i limit = _mm512_set1_epi32(max_distance);
   std::size_t m = 0;
   for (std::size_t i = 0; i < n; i += 16) {
     const std::uint8_t* p = prepared + 4 * W * i;
-    __m512i acc = _mm512_popcnt_epi32(_mm512_xor_si512(_mm512_loadu_si512(p), q[0]));
-    for (std::size_t w = 1; w < W; ++w)
-      acc = _mm512_add_epi32(acc, _mm512_popcnt_epi32(_mm512_xor_si512(_mm512_loadu_si512(p + 64 * w), q[w])));
+    __m512i acc = _mm512_setzero_si512();
+#pragma GCC unroll 32
+    for (std::size_t w = 0; w < W; ++w) {
+      __m512i qv;
+      if constexpr (W <= 16) {
+        qv = q[w];
+      } else {
+        __asm__("vpbroadcastd %1, %0" : "=v"(qv) : "m"(qw[w]));  // kept inside the loop
+      }
+      acc = _mm512_add_epi32(acc, _mm512_popcnt_epi32(_mm512_xor_si512(_mm512_loadu_si512(p + 64 * w), qv)));
+    }
     __mmask16 k = _mm512_cmple_epi32_mask(acc, limit);
     if (k == 0) continue;
     if (i + 16 <= n) {

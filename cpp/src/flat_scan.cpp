@@ -27,27 +27,53 @@ constexpr std::size_t kPreparedBytes = 16u << 10;
 // plain codes.
 constexpr std::size_t kPreparedMinQueries = 4;
 
-struct Scratch {
+// A scan's working memory. The buffers belong to the thread and are kept between searches (grown,
+// never shrunk): allocating a block-sized buffer per search cost page faults and zeroing that
+// weighed more than the scan itself on small databases. A scan nested in another on the same
+// thread gets buffers of its own.
+struct ScanBuffers {
   std::vector<std::uint32_t> positions;
   std::vector<dist_t> distances;
   std::vector<std::uint32_t> histogram;  // per distance, for sample_bound
-  std::vector<std::uint8_t> prepared;    // a sub-block in the kernel's prepared layout
-  std::size_t prepared_codes = 0;        // codes per sub-block; 0: the level has no prepared path
-  std::size_t piece_codes;               // codes per L1-sized piece of plain codes
+  std::vector<std::uint8_t> prepared;    // a piece of codes in the batch kernel's prepared layout
+  bool in_use = false;
+};
+thread_local ScanBuffers t_buffers;
+
+struct Scratch {
+  ScanBuffers own;  // used only when the thread's buffers are taken
+  ScanBuffers& buf;
+  std::uint32_t* positions;
+  dist_t* distances;
+  std::size_t block;
+  std::size_t prepared_codes = 0;  // codes per prepared piece; 0: the batch level has no prepared path
+  std::size_t piece_codes;         // codes per L1-sized piece of plain codes
   // The kernels for this code size (kernels::plan_for): `kt` runs one query at a time, `batch`
   // groups of queries; fixed for the whole search.
   const kernels::KernelTable& kt;
   const kernels::KernelTable& batch;
-  Scratch(std::size_t block, std::size_t code_size, const kernels::WidthPlan& plan)
-      : positions(block), distances(block),
+  Scratch(std::size_t block_size, std::size_t code_size, const kernels::WidthPlan& plan)
+      : buf(t_buffers.in_use ? own : t_buffers), block(block_size),
         piece_codes(std::max<std::size_t>(64, kPreparedBytes / code_size / 64 * 64)), kt(*plan.single),
         batch(*plan.batch) {
+    buf.in_use = true;
+    if (buf.positions.size() < block) {
+      buf.positions.resize(block);
+      buf.distances.resize(block);
+    }
+    positions = buf.positions.data();
+    distances = buf.distances.data();
     const std::size_t per_code = batch.prepared_bytes ? batch.prepared_bytes(code_size) : 0;
     if (per_code) {
       prepared_codes = std::max<std::size_t>(16, kPreparedBytes / per_code / 16 * 16);
-      prepared.resize(prepared_codes * per_code);
+      if (buf.prepared.size() < (prepared_codes + kernels::kPreparedGroup) * per_code)
+        buf.prepared.resize((prepared_codes + kernels::kPreparedGroup) * per_code);
     }
   }
+  ~Scratch() { buf.in_use = false; }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  std::uint8_t* prepared() { return buf.prepared.data(); }
 };
 
 // Runs the filter of each query q in [q0, q1) over codes [b0, b0 + bn) with the bound
@@ -69,7 +95,7 @@ void filter_block(const ScanView& db, const std::uint8_t* queries, std::size_t q
         const dist_t bound = bound_of(q);
         if (bound < 0) continue;
         on_hits(q, p0, kt.filter(queries + q * db.code_size, codes, pn, db.code_size, bound,
-                                 s.positions.data(), s.distances.data()));
+                                 s.positions, s.distances));
       }
     }
     return;
@@ -77,12 +103,12 @@ void filter_block(const ScanView& db, const std::uint8_t* queries, std::size_t q
   const kernels::KernelTable& kt = s.batch;
   for (std::size_t p0 = b0; p0 < b0 + bn; p0 += s.prepared_codes) {
     const std::size_t pn = std::min(s.prepared_codes, b0 + bn - p0);
-    kt.prepare(db.codes + p0 * db.code_size, pn, db.code_size, s.prepared.data());
+    kt.prepare(db.codes + p0 * db.code_size, pn, db.code_size, s.prepared());
     for (std::size_t q = q0; q < q1; ++q) {
       const dist_t bound = bound_of(q);
       if (bound < 0) continue;
-      on_hits(q, p0, kt.filter_prepared(queries + q * db.code_size, s.prepared.data(), pn, db.code_size,
-                                        bound, s.positions.data(), s.distances.data()));
+      on_hits(q, p0, kt.filter_prepared(queries + q * db.code_size, s.prepared(), pn, db.code_size,
+                                        bound, s.positions, s.distances));
     }
   }
 }
@@ -94,16 +120,16 @@ void filter_block(const ScanView& db, const std::uint8_t* queries, std::size_t q
 std::size_t sample_codes(std::size_t k) { return std::max<std::size_t>(1024, 8 * k); }
 
 dist_t sample_bound(const ScanView& db, const std::uint8_t* query, std::size_t k, std::size_t sample, Scratch& s) {
-  s.kt.distances(query, db.codes, sample, db.code_size, s.distances.data());
-  s.histogram.assign(static_cast<std::size_t>(db.nbits) + 1, 0);
+  s.kt.distances(query, db.codes, sample, db.code_size, s.distances);
+  s.buf.histogram.assign(static_cast<std::size_t>(db.nbits) + 1, 0);
   if (db.skip) {
-    for (std::size_t j = 0; j < sample; ++j) s.histogram[static_cast<std::size_t>(s.distances[j])] += !db.skip[j];
+    for (std::size_t j = 0; j < sample; ++j) s.buf.histogram[static_cast<std::size_t>(s.distances[j])] += !db.skip[j];
   } else {
-    for (std::size_t j = 0; j < sample; ++j) ++s.histogram[static_cast<std::size_t>(s.distances[j])];
+    for (std::size_t j = 0; j < sample; ++j) ++s.buf.histogram[static_cast<std::size_t>(s.distances[j])];
   }
   std::size_t seen = 0;
-  for (std::size_t d = 0; d < s.histogram.size(); ++d) {
-    seen += s.histogram[d];
+  for (std::size_t d = 0; d < s.buf.histogram.size(); ++d) {
+    seen += s.buf.histogram[d];
     if (seen >= k) return static_cast<dist_t>(d);
   }
   return static_cast<dist_t>(db.nbits);
@@ -116,7 +142,7 @@ dist_t sample_bound(const ScanView& db, const std::uint8_t* query, std::size_t k
 void scan_range_into(const ScanView& db, const std::uint8_t* queries, std::size_t q0, std::size_t q1,
                      std::size_t begin, std::size_t end, CountingTopK* tops, std::atomic<dist_t>* shared,
                      Scratch& s) {
-  const std::size_t block = s.positions.size();
+  const std::size_t block = s.block;
   for (std::size_t b0 = begin; b0 < end; b0 += block) {
     const std::size_t bn = std::min(block, end - b0);
     filter_block(db, queries, q0, q1, b0, bn, s,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <exception>
@@ -16,15 +17,41 @@
 namespace deephash {
 namespace {
 
+// How long an idle thread keeps polling for work before it sleeps, and how long a caller polls for
+// its helpers to finish before it sleeps. Waking a sleeping thread costs tens of microseconds on a
+// virtual machine, more than a whole search of a small database; polling this long costs an idle
+// core at most this much time after each call.
+constexpr auto kSpin = std::chrono::microseconds(200);
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(_M_X64)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ volatile("yield");
+#endif
+}
+
+// Polls pred() for up to kSpin; returns whether it became true.
+template <class Pred>
+bool spin_until(Pred pred) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpin;
+  for (unsigned i = 0;; ++i) {
+    if (pred()) return true;
+    cpu_relax();
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() > deadline) return pred();
+  }
+}
+
 // One parallel_for call: chunks are claimed with an atomic counter by whoever is free.
 struct Job {
   const std::function<void(std::size_t, std::size_t)>* body;
   std::size_t n, nchunks;
   std::atomic<std::size_t> next{0};
-  std::size_t done = 0;  // guarded by mu
+  std::atomic<std::size_t> done{0};
   std::mutex mu;
   std::condition_variable finished;
-  std::exception_ptr error;  // first error, guarded by mu
+  bool caller_sleeping = false;  // guarded by mu
+  std::exception_ptr error;      // first error, guarded by mu
 
   // Runs chunks until none is left; returns after this thread can claim no more.
   void work() {
@@ -38,10 +65,23 @@ struct Job {
       } catch (...) {
         err = std::current_exception();
       }
-      std::lock_guard<std::mutex> lock(mu);
-      if (err && !error) error = err;
-      if (++done == nchunks) finished.notify_all();
+      if (err) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!error) error = err;
+      }
+      if (done.fetch_add(1, std::memory_order_acq_rel) + 1 == nchunks) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (caller_sleeping) finished.notify_all();
+      }
     }
+  }
+
+  // The caller's wait: poll, then sleep until the last chunk is done.
+  void wait() {
+    if (spin_until([&] { return done.load(std::memory_order_acquire) == nchunks; })) return;
+    std::unique_lock<std::mutex> lock(mu);
+    caller_sleeping = true;
+    finished.wait(lock, [&] { return done.load(std::memory_order_acquire) == nchunks; });
   }
 };
 
@@ -62,17 +102,19 @@ class Pool {
   }
 
   void run(const std::shared_ptr<Job>& job) {
+    bool wake = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       // At most size() threads in all, the caller included, however many chunks the job has.
       const std::size_t allowed = static_cast<std::size_t>(std::max(1, size())) - 1;
       const std::size_t helpers = std::min({job->nchunks - 1, workers_.size(), allowed});
       for (std::size_t i = 0; i < helpers; ++i) queue_.push_back(job);
+      pending_.fetch_add(helpers, std::memory_order_release);
+      wake = helpers > 0 && sleeping_ > 0;
     }
-    cv_.notify_all();
+    if (wake) cv_.notify_all();
     job->work();
-    std::unique_lock<std::mutex> lock(job->mu);
-    job->finished.wait(lock, [&] { return job->done == job->nchunks; });
+    job->wait();
   }
 
  private:
@@ -83,21 +125,29 @@ class Pool {
 
   void loop() {
     for (;;) {
+      spin_until([&] { return pending_.load(std::memory_order_acquire) > 0; });
       std::shared_ptr<Job> job;
       {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return !queue_.empty(); });
+        if (queue_.empty()) {
+          ++sleeping_;
+          cv_.wait(lock, [&] { return !queue_.empty(); });
+          --sleeping_;
+        }
         job = std::move(queue_.front());
         queue_.pop_front();
+        pending_.fetch_sub(1, std::memory_order_relaxed);
       }
       job->work();
     }
   }
 
   std::atomic<int> target_{1};
+  std::atomic<std::size_t> pending_{0};  // jobs in queue_, readable without the lock
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> queue_;
+  int sleeping_ = 0;  // workers blocked on cv_, guarded by mu_
   std::vector<std::thread> workers_;
 };
 

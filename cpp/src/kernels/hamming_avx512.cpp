@@ -430,8 +430,7 @@ static std::size_t filter_prepared_words(const std::uint8_t* query, const std::u
   __m512i q[R];
   for (std::size_t w = 0; w < R; ++w) q[w] = _mm512_set1_epi32(static_cast<int>(qw[w]));
   const __m512i limit = _mm512_set1_epi32(max_distance);
-  std::size_t m = 0;
-  for (std::size_t i = 0; i < n; i += 16) {
+  const auto group = [&](std::size_t i) {  // the 16 distances of the group starting at code i
     const std::uint8_t* p = prepared + 4 * W * i;
     __m512i acc = _mm512_setzero_si512();
 #pragma GCC unroll 32
@@ -444,13 +443,34 @@ static std::size_t filter_prepared_words(const std::uint8_t* query, const std::u
       }
       acc = _mm512_add_epi32(acc, _mm512_popcnt_epi32(_mm512_xor_si512(_mm512_loadu_si512(p + 64 * w), qv)));
     }
-    __mmask16 k = _mm512_cmple_epi32_mask(acc, limit);
+    return acc;
+  };
+  // Short codes test the masks of U groups at once: one branch per 16 U codes.
+  constexpr std::size_t U = W <= 2 ? 4 : W <= 6 ? 2 : 1;
+  std::size_t m = 0, i = 0;
+  for (; i + 16 * U <= n; i += 16 * U) {
+    __m512i d[U];
+    __mmask16 k[U];
+    unsigned any = 0;
+#pragma GCC unroll 4
+    for (std::size_t u = 0; u < U; ++u) {
+      d[u] = group(i + 16 * u);
+      k[u] = _mm512_cmple_epi32_mask(d[u], limit);
+      any |= k[u];
+    }
+    if (any == 0) continue;
+    for (std::size_t u = 0; u < U; ++u)
+      if (k[u]) m = compress_hits(k[u], d[u], i + 16 * u, positions, dists, m);
+  }
+  for (; i < n; i += 16) {
+    const __m512i d = group(i);
+    __mmask16 k = _mm512_cmple_epi32_mask(d, limit);
     if (k == 0) continue;
     if (i + 16 <= n) {
-      m = compress_hits(k, acc, i, positions, dists, m);
+      m = compress_hits(k, d, i, positions, dists, m);
     } else {  // the last group: its padding lanes masked off, a partial store
       k &= static_cast<__mmask16>((1u << (n - i)) - 1);
-      m = compress_hits<false>(k, acc, i, positions, dists, m);
+      m = compress_hits<false>(k, d, i, positions, dists, m);
     }
   }
   return m;

@@ -36,6 +36,18 @@ inline std::uint64_t lanes_sum(__m256i acc) {
   return l[0] + l[1] + l[2] + l[3];
 }
 
+// Counts codes [begin, end) below the limit, four(i) giving the counts of codes i .. i + 3 (the
+// layouts are padded so that a last partial group can be read whole).
+template <class Four>
+std::uint64_t count_fours(std::size_t begin, std::size_t end, __m256i limit, Four four) {
+  __m256i acc = _mm256_setzero_si256();
+  std::size_t i = begin;
+  for (; i + 4 <= end; i += 4) acc = tally(acc, four(i), limit);
+  std::uint64_t hits = lanes_sum(acc);
+  if (i < end) hits += static_cast<unsigned>(__builtin_popcount(passing(four(i), limit) & ((1u << (end - i)) - 1)));
+  return hits;
+}
+
 // The query split like the codes: low nibbles then high nibbles of `bytes` bytes.
 struct SplitQuery {
   alignas(32) std::uint8_t lo[128], hi[128];
@@ -80,23 +92,11 @@ std::uint64_t count_wide(const SplitQuery& sq, const std::uint8_t* rows, std::si
     qlo[v] = loadu(sq.lo + 32 * v);
     qhi[v] = loadu(sq.hi + 32 * v);
   }
-  __m256i acc = _mm256_setzero_si256();
-  std::size_t i = begin;
-  for (; i + 4 <= end; i += 4) {
+  return count_fours(begin, end, limit, [&](std::size_t i) {  // the layout is padded to whole groups of 4 rows
     const std::uint8_t* r = rows + i * stride;
-    acc = tally(acc, sum_four(row_lanes<NV>(r, qlo, qhi), row_lanes<NV>(r + stride, qlo, qhi),
-                              row_lanes<NV>(r + 2 * stride, qlo, qhi), row_lanes<NV>(r + 3 * stride, qlo, qhi)),
-                limit);
-  }
-  std::uint64_t hits = lanes_sum(acc);
-  if (i < end) {  // the layout is padded to whole groups of 4 rows
-    const std::uint8_t* r = rows + i * stride;
-    const unsigned m = passing(sum_four(row_lanes<NV>(r, qlo, qhi), row_lanes<NV>(r + stride, qlo, qhi),
-                                        row_lanes<NV>(r + 2 * stride, qlo, qhi), row_lanes<NV>(r + 3 * stride, qlo, qhi)),
-                               limit);
-    hits += static_cast<unsigned>(__builtin_popcount(m & ((1u << (end - i)) - 1)));
-  }
-  return hits;
+    return sum_four(row_lanes<NV>(r, qlo, qhi), row_lanes<NV>(r + stride, qlo, qhi),
+                    row_lanes<NV>(r + 2 * stride, qlo, qhi), row_lanes<NV>(r + 3 * stride, qlo, qhi));
+  });
 }
 
 // Plain rows (no nibble split: the layout a single query would scan), nibble-table popcount.
@@ -129,12 +129,7 @@ std::uint64_t count_plain_wide(const std::uint8_t* query, const std::uint8_t* ro
     return sum_four(plain_row<NV>(r, q), plain_row<NV>(r + row, q), plain_row<NV>(r + 2 * row, q),
                     plain_row<NV>(r + 3 * row, q));
   };
-  __m256i acc = _mm256_setzero_si256();
-  std::size_t i = begin;
-  for (; i + 4 <= end; i += 4) acc = tally(acc, four(i), limit);
-  std::uint64_t hits = lanes_sum(acc);
-  if (i < end) hits += static_cast<unsigned>(__builtin_popcount(passing(four(i), limit) & ((1u << (end - i)) - 1)));
-  return hits;
+  return count_fours(begin, end, limit, four);
 }
 }  // namespace
 
@@ -168,25 +163,15 @@ std::uint64_t count_avx2(const std::uint8_t* query, const Layout& codes, std::si
   const __m256i limit = _mm256_set1_epi64x(threshold + 1);
   const std::uint8_t* groups = codes.bytes.data();
   const SplitQuery sq(query, codes.row);
-  std::uint64_t hits = 0;
   if (codes.row == 8) {  // 4 rows per group: 32 low-nibble bytes, 32 high-nibble bytes
     std::uint64_t lo, hi;
     std::memcpy(&lo, sq.lo, 8);
     std::memcpy(&hi, sq.hi, 8);
     const __m256i qlo = _mm256_set1_epi64x(static_cast<long long>(lo)), qhi = _mm256_set1_epi64x(static_cast<long long>(hi));
-    __m256i acc = _mm256_setzero_si256();
-    std::size_t i = begin;  // a multiple of 16
-    for (; i + 4 <= end; i += 4) {
+    return count_fours(begin, end, limit, [&](std::size_t i) {  // begin is a multiple of 16
       const std::uint8_t* g = groups + (i / 4) * 64;
-      acc = tally(acc, split_counts(g, g + 32, qlo, qhi), limit);
-    }
-    hits = lanes_sum(acc);
-    if (i < end) {
-      const std::uint8_t* g = groups + (i / 4) * 64;
-      hits += static_cast<unsigned>(__builtin_popcount(passing(split_counts(g, g + 32, qlo, qhi), limit) &
-                                                       ((1u << (end - i)) - 1)));
-    }
-    return hits;
+      return split_counts(g, g + 32, qlo, qhi);
+    });
   }
   if (codes.row == 16) {  // 2 rows per group
     const __m256i qlo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sq.lo)));
@@ -197,12 +182,7 @@ std::uint64_t count_avx2(const std::uint8_t* query, const Layout& codes, std::si
       return _mm256_permute4x64_epi64(_mm256_add_epi64(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd)),
                                       0xD8);
     };
-    __m256i acc = _mm256_setzero_si256();
-    std::size_t i = begin;
-    for (; i + 4 <= end; i += 4) acc = tally(acc, four(i), limit);
-    hits = lanes_sum(acc);
-    if (i < end) hits += static_cast<unsigned>(__builtin_popcount(passing(four(i), limit) & ((1u << (end - i)) - 1)));
-    return hits;
+    return count_fours(begin, end, limit, four);
   }
   switch (codes.row / 32) {
     case 1: return count_wide<1>(sq, groups, begin, end, limit);
@@ -231,12 +211,7 @@ std::uint64_t count_avx2_rows(const std::uint8_t* query, const Layout& codes, st
       return _mm256_permute4x64_epi64(_mm256_add_epi64(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd)),
                                       0xD8);
     };
-    __m256i acc = _mm256_setzero_si256();
-    std::size_t i = begin;
-    for (; i + 4 <= end; i += 4) acc = tally(acc, four(i), limit);
-    std::uint64_t hits = lanes_sum(acc);
-    if (i < end) hits += static_cast<unsigned>(__builtin_popcount(passing(four(i), limit) & ((1u << (end - i)) - 1)));
-    return hits;
+    return count_fours(begin, end, limit, four);
   }
   switch (codes.row / 32) {
     case 1: return count_plain_wide<1>(query, rows, begin, end, limit);

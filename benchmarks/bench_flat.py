@@ -6,8 +6,10 @@ their index at once and take turns: every cell is timed in rounds, one engine th
 a change in the machine's speed during the run (clock, other tenants) falls on both alike. A cell's
 figure is the median over its rounds.
 
-    python benchmarks/bench_flat.py                 # the full grid of docs/benchmarks.md
-    python benchmarks/bench_flat.py --preset demo   # about a minute (used by `make demo`)
+    python benchmarks/bench_flat.py                    # the full grid of docs/benchmarks.md
+    python benchmarks/bench_flat.py --preset demo      # about a minute (used by `make demo`)
+    python benchmarks/bench_flat.py --preset widths    # every width 8..1024 bits, nq = 200 and 1
+    python benchmarks/bench_flat.py --preset latency   # single queries, 10k..10M codes, ours on 1 and 2 threads
 """
 
 from __future__ import annotations
@@ -47,10 +49,23 @@ PRESETS = {
         "repeats": 2, "single_queries": 30,
     },
     "full": {
-        "datasets": [(kind, 1_000_000, nbits) for nbits in (64, 256) for kind in ("structured", "uniform")]
+        "datasets": [(kind, 1_000_000, nbits) for nbits in (16, 32, 48, 64, 128, 256)
+                     for kind in ("structured", "uniform")]
         + [("structured", 10_000_000, 64)],
         "cells": [(1000, 1), (1000, 10), (1000, 100), (1, 1), (1, 10), (1, 100)],
         "repeats": 3, "single_queries": 100,
+    },
+    "widths": {  # every code width from 8 to 1024 bits
+        "datasets": [("uniform", 1_000_000, nbits) for nbits in range(8, 1032, 8)],
+        "cells": [(200, 10), (1, 10)],
+        "repeats": 2, "single_queries": 30,
+    },
+    "latency": {  # single queries from 10k to 10M codes; ours also on one thread
+        "datasets": [("structured", n, nbits) for nbits in (64, 256)
+                     for n in (10_000, 30_000, 100_000, 300_000, 1_000_000, 3_000_000, 10_000_000)],
+        "cells": [(1, 10)],
+        "repeats": 3, "single_queries": 200,
+        "engines": ["ours", "ours-1t", "faiss"],
     },
 }
 
@@ -61,8 +76,10 @@ def run_worker(engine: str, folder: Path, threads: int, single_queries: int) -> 
     db = np.load(folder / "db.npy", mmap_mode="r")
     queries = np.load(folder / "queries.npy")
     nbits = db.shape[1] * 8
+    if engine == "ours-1t":
+        threads = 1
     t0 = time.perf_counter()
-    if engine == "ours":
+    if engine.startswith("ours"):
         import deephash_engine as de
 
         de.set_num_threads(threads)
@@ -152,7 +169,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=None, help="timed rounds per cell (median reported)")
     ap.add_argument("--single-queries", type=int, default=None)
     ap.add_argument("--json", type=Path, default=None, help="where to write the results (default: bench_results/)")
-    ap.add_argument("--worker", choices=["ours", "faiss"], help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=["ours", "ours-1t", "faiss"], help=argparse.SUPPRESS)
     ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     preset = PRESETS[args.preset]
@@ -174,8 +191,11 @@ def main() -> int:
     print(f"# threads={args.threads}  simd={ctx['simd_level']}  deephash_engine {ctx['deephash_engine']}  "
           f"faiss {ctx['faiss']}  rounds={args.repeats}, engines alternating (median)  nq=1 rows: "
           f"median latency of {args.single_queries} single-query calls")
-    header = (f"{'data':<11}{'n':>11}{'bits':>6}{'nq':>6}{'k':>5} | {'ours':>12} {'faiss':>12} "
-              f"{'speedup':>8} | {'ours codes/s/core':>18}  same")
+    engines = preset.get("engines", ["ours", "faiss"])
+    one_thread = "ours-1t" in engines
+    header = (f"{'data':<11}{'n':>11}{'bits':>6}{'nq':>6}{'k':>5} | {'ours':>12} "
+              + (f"{'ours 1 thread':>14} " if one_thread else "")
+              + f"{'faiss':>12} {'speedup':>8} | {'ours codes/s/core':>18}  same")
     print(header)
     print("-" * len(header))
     rows = []
@@ -185,27 +205,33 @@ def main() -> int:
             np.save(folder / "db.npy", make_codes(kind, n, nbits, seed=1))
             np.save(folder / "queries.npy", make_codes(kind, max(c[0] for c in preset["cells"]), nbits, seed=1,
                                                       role="queries"))
-            workers = [Worker("ours", folder, args), Worker("faiss", folder, args)]
+            workers = [Worker(e, folder, args) for e in engines]
             try:
                 for nq, k in preset["cells"]:
                     secs = time_cell(workers, nq, k, args.repeats)
                     for w in workers:
                         w.ask("save", nq, k)
-                    a = np.load(folder / f"ours_{nq}_{k}.npz")
-                    b = np.load(folder / f"faiss_{nq}_{k}.npz")
-                    same = bool(np.array_equal(a["D"], b["D"]) and np.array_equal(a["I"], b["I"]))
+                    ref = np.load(folder / f"faiss_{nq}_{k}.npz")
+                    same = True
+                    for e in engines:
+                        a = np.load(folder / f"{e}_{nq}_{k}.npz")
+                        same &= bool(np.array_equal(a["D"], ref["D"]) and np.array_equal(a["I"], ref["I"]))
+
+                    def show(sec):
+                        return f"{sec * 1e3:9.3f} ms" if nq == 1 else f"{nq / sec:8.0f} q/s"
+
                     so, sf = secs["ours"], secs["faiss"]
-                    if nq == 1:
-                        show_o, show_f = f"{so * 1e3:9.3f} ms", f"{sf * 1e3:9.3f} ms"
-                    else:
-                        show_o, show_f = f"{nq / so:8.0f} q/s", f"{nq / sf:8.0f} q/s"
                     rate = n * nq / so / args.threads
-                    print(f"{kind:<11}{n:>11,}{nbits:>6}{nq:>6}{k:>5} | {show_o:>12} {show_f:>12} {sf / so:7.2f}x | "
-                          f"{rate / 1e9:14.2f} G/s  {'yes' if same else 'NO'}", flush=True)
-                    rows.append({"data": kind, "n": n, "nbits": nbits, "nq": nq, "k": k, "ours_s": so,
-                                 "faiss_s": sf, "speedup": sf / so, "ours_codes_per_s_per_core": rate,
-                                 "identical": same, "ours_build_s": workers[0].build_s,
-                                 "faiss_build_s": workers[1].build_s})
+                    extra = f"{show(secs['ours-1t']):>14} " if one_thread else ""
+                    print(f"{kind:<11}{n:>11,}{nbits:>6}{nq:>6}{k:>5} | {show(so):>12} {extra}{show(sf):>12} "
+                          f"{sf / so:7.2f}x | {rate / 1e9:14.2f} G/s  {'yes' if same else 'NO'}", flush=True)
+                    row = {"data": kind, "n": n, "nbits": nbits, "nq": nq, "k": k, "ours_s": so,
+                           "faiss_s": sf, "speedup": sf / so, "ours_codes_per_s_per_core": rate,
+                           "identical": same, "ours_build_s": workers[0].build_s,
+                           "faiss_build_s": workers[-1].build_s}
+                    if one_thread:
+                        row["ours_1t_s"] = secs["ours-1t"]
+                    rows.append(row)
             finally:
                 for w in workers:
                     w.close()

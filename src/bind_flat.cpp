@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "bind_common.hpp"
 #include "deephash/flat_index.hpp"
@@ -13,6 +15,17 @@
 namespace deephash::py_bind {
 
 namespace {
+
+// A 1-D array that takes over the vector's buffer (no copy: range results can be large); the
+// vector is freed with the array.
+template <class T>
+py::array_t<T> adopt(std::vector<T>&& v) {
+  if (v.empty()) return py::array_t<T>(0);
+  auto* owner = new std::vector<T>(std::move(v));
+  py::capsule release(owner, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+  return py::array_t<T>({static_cast<py::ssize_t>(owner->size())}, {static_cast<py::ssize_t>(sizeof(T))},
+                        owner->data(), release);
+}
 
 std::string path_arg(const py::object& path) {
   return py::module_::import("os").attr("fspath")(path).cast<std::string>();
@@ -62,10 +75,7 @@ py::tuple range_search(const BinaryIndex& index, const py::handle& queries_obj, 
     py::gil_scoped_release release;
     res = index.range_search(queries.data(), nq, r);
   }
-  py::array_t<std::int64_t> lims(static_cast<py::ssize_t>(res.lims.size()), res.lims.data());
-  py::array_t<dist_t> distances(static_cast<py::ssize_t>(res.distances.size()), res.distances.data());
-  py::array_t<idx_t> ids(static_cast<py::ssize_t>(res.ids.size()), res.ids.data());
-  return py::make_tuple(lims, distances, ids);
+  return py::make_tuple(adopt(std::move(res.lims)), adopt(std::move(res.distances)), adopt(std::move(res.ids)));
 }
 
 std::size_t remove_ids(BinaryIndex& index, const py::handle& ids_obj) {

@@ -422,9 +422,9 @@ template <std::size_t W>
 static std::size_t filter_prepared_words(const std::uint8_t* query, const std::uint8_t* prepared, std::size_t n,
                                          std::size_t code_size, dist_t max_distance, std::uint32_t* positions,
                                          dist_t* dists) noexcept {
-  // Up to 16 words the broadcast query stays in registers; beyond, each use broadcasts its word
-  // from memory (an embedded-broadcast operand), which costs less than spilling.
-  constexpr std::size_t R = W <= 16 ? W : 1;
+  // The first 16 broadcast query words stay in registers; beyond, each use broadcasts its word
+  // from memory, which costs less than spilling.
+  constexpr std::size_t R = W <= 16 ? W : 16;
   std::uint32_t qw[W] = {};
   std::memcpy(qw, query, code_size);
   __m512i q[R];
@@ -436,8 +436,8 @@ static std::size_t filter_prepared_words(const std::uint8_t* query, const std::u
 #pragma GCC unroll 32
     for (std::size_t w = 0; w < W; ++w) {
       __m512i qv;
-      if constexpr (W <= 16) {
-        qv = q[w];
+      if (w < R) {
+        qv = q[w < R ? w : 0];
       } else {
         __asm__("vpbroadcastd %1, %0" : "=v"(qv) : "m"(qw[w]));  // kept inside the loop
       }

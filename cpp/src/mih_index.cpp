@@ -28,39 +28,6 @@ double binomial(int n, int r) {
   return c;
 }
 
-// De-duplication: one bit per stored item, per thread, shared by every query that thread runs.
-// A query sets the bit of each item it meets, lists each word it makes non-zero, and clears those
-// words when it ends, so no query pays for the whole array. One bit per item (1.25 MB at 10M
-// items) stays in cache where a byte per item would compete with the codes for it.
-struct SeenSet {
-  std::vector<std::uint64_t, HugePageAllocator<std::uint64_t>> bits;
-  std::vector<std::uint32_t> touched;  // words made non-zero by the current query
-  std::size_t ntouched = 0;
-
-  // Starts a query over n stored items.
-  void start(std::size_t n) {
-    const std::size_t words = (n + 63) / 64;
-    if (bits.size() < words) bits.resize(words, 0);
-    ntouched = 0;
-  }
-  // Room to list `more` words.
-  std::uint32_t* reserve(std::size_t more) {
-    if (touched.size() < ntouched + more) touched.resize(2 * (ntouched + more));
-    return touched.data();
-  }
-  void finish() noexcept {
-    for (std::size_t i = 0; i < ntouched; ++i) bits[touched[i]] = 0;
-    ntouched = 0;
-  }
-};
-thread_local SeenSet t_seen;
-
-// Clears the query's marks however the probing function returns.
-struct SeenScope {
-  SeenSet& seen;
-  ~SeenScope() { seen.finish(); }
-};
-
 // Calls fn(mask) for every mask of `bits` bits with exactly r bits set (Gosper's hack).
 template <class F>
 bool for_each_mask(int bits, int r, F&& fn) {
@@ -88,21 +55,41 @@ std::vector<std::uint64_t>& keys_at_radius(std::uint64_t key, int bits, int r) {
   return keys;
 }
 
-// The unseen, live items of one bucket: marks them seen and computes their distances in one
-// batch (the gather kernel prefetches the scattered codes). Returns how many; results in b.
+// De-duplication without a "seen" set: a candidate is new when no earlier probe of the query
+// reached it, and its own substrings tell which probes reach it (a probe of table t at radius r
+// reaches exactly the codes whose substring t is within r of the query's). So each probe carries
+// one test per earlier-probed table, run on the candidate's code, which must be fetched for its
+// distance anyway. (The per-item bit array this replaces cost a random access per candidate and
+// another to clear it, about 40% of a query's time on 10M clustered codes.)
 struct BucketScratch {
   std::vector<std::uint32_t> positions;
   std::vector<dist_t> distances;
+  std::vector<kernels::SubstringTest> tests;
 };
 thread_local BucketScratch t_bucket;
 
-// How far ahead the mark loop prefetches: each word is a possible cache miss, and the loop body
-// is a few cycles, so many misses must be in flight at once.
-constexpr std::size_t kSeenAhead = 64;
+// Table t's test for query q (max_distance to be set per probe).
+kernels::SubstringTest substring_test(const SubstringTable& table, const std::uint8_t* q, std::size_t cs) {
+  kernels::SubstringTest t{};
+  const std::uint32_t begin = static_cast<std::uint32_t>(table.bit_begin());
+  if (cs >= 8) {  // the 8 bytes holding the substring, not reaching past the code
+    t.offset = std::min<std::uint32_t>(begin / 8, static_cast<std::uint32_t>(cs - 8));
+    t.shift = begin - 8 * t.offset;
+  } else {
+    t.offset = 0;
+    t.shift = begin;
+  }
+  t.mask = table.bits() == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << table.bits()) - 1;
+  t.query_value = table.key_of(q, cs);
+  t.max_distance = -1;
+  return t;
+}
 
+// The new, live items of one bucket and their distances (in b); returns how many.
 std::size_t check_bucket(const SubstringTable& table, std::uint64_t key, const std::uint8_t* q,
-                         const std::uint8_t* codes, std::size_t cs, SeenSet& seen,
-                         const std::uint8_t* skip, kernels::GatherFn gather, BucketScratch& b) {
+                         const std::uint8_t* codes, std::size_t cs, const std::uint8_t* skip,
+                         const kernels::SubstringTest* tests, std::size_t ntests, kernels::GatherNewFn gather_new,
+                         BucketScratch& b) {
   const std::uint32_t *first, *last;
   table.bucket(key, &first, &last);
   const std::size_t size = static_cast<std::size_t>(last - first);
@@ -110,24 +97,16 @@ std::size_t check_bucket(const SubstringTable& table, std::uint64_t key, const s
     b.positions.resize(size);
     b.distances.resize(size);
   }
-  std::uint32_t* out = b.positions.data();
-  std::uint64_t* bits = seen.bits.data();
-  std::uint32_t* touched = seen.reserve(size);
-  std::size_t m = 0, nt = seen.ntouched;
-  for (std::size_t i = 0; i < size; ++i) {
-    if (i + kSeenAhead < size) __builtin_prefetch(bits + (first[i + kSeenAhead] >> 6), 1);
-    const std::uint32_t p = first[i];
-    std::uint64_t& word = bits[p >> 6];
-    const std::uint64_t bit = std::uint64_t{1} << (p & 63);
-    if (word & bit) continue;
-    touched[nt] = p >> 6;
-    nt += word == 0;
-    word |= bit;
-    if (skip && skip[p]) continue;
-    out[m++] = p;
+  std::size_t m = gather_new(q, codes, first, size, cs, tests, ntests, b.positions.data(), b.distances.data());
+  if (skip) {
+    std::size_t live = 0;
+    for (std::size_t i = 0; i < m; ++i) {
+      b.positions[live] = b.positions[i];
+      b.distances[live] = b.distances[i];
+      live += !skip[b.positions[i]];
+    }
+    m = live;
   }
-  seen.ntouched = nt;
-  gather(q, codes, out, m, cs, b.distances.data());
   return m;
 }
 
@@ -139,17 +118,18 @@ double work_done(const MIHQueryStats& st) noexcept {
 // Probes every key of `table` at exactly Hamming radius r around `key` (prefetching ahead, since
 // each lookup is a cache miss) and calls visit(distance, position) for each new live candidate.
 // Stops early and returns false once work_done passes `limit` (checked after every bucket).
+// `tests`: one per table probed earlier, with the radius it reached (see BucketScratch).
 template <class Visit>
 bool probe_radius(const SubstringTable& table, std::uint64_t key, int r, const std::uint8_t* q,
-                  const std::uint8_t* codes, std::size_t cs, SeenSet& seen, const std::uint8_t* skip,
-                  MIHQueryStats& st, double limit, Visit&& visit) {
+                  const std::uint8_t* codes, std::size_t cs, const kernels::SubstringTest* tests, std::size_t ntests,
+                  const std::uint8_t* skip, MIHQueryStats& st, double limit, Visit&& visit) {
   const std::vector<std::uint64_t>& probe = keys_at_radius(key, table.bits(), r);
   BucketScratch& b = t_bucket;
-  const kernels::GatherFn gather = kernels::plan_for(cs).single->gather;
+  const kernels::GatherNewFn gather_new = kernels::plan_for(cs).single->gather_new;
   for (std::size_t i = 0; i < probe.size(); ++i) {
     if (i + 8 < probe.size()) table.prefetch_offsets(probe[i + 8]);
     if (i + 4 < probe.size()) table.prefetch_positions(probe[i + 4]);
-    const std::size_t found = check_bucket(table, probe[i], q, codes, cs, seen, skip, gather, b);
+    const std::size_t found = check_bucket(table, probe[i], q, codes, cs, skip, tests, ntests, gather_new, b);
     ++st.buckets;
     st.candidates += static_cast<std::int64_t>(found);
     const dist_t* d = b.distances.data();
@@ -365,9 +345,14 @@ bool MIHIndex::probe_knn(const std::uint8_t* q, CountingTopK& top, MIHQueryStats
     qkey[j] = tables_[j].key_of(q, cs);
     max_bits = std::max(max_bits, tables_[j].bits());
   }
-  SeenSet& seen = t_seen;
-  seen.start(n);
-  const SeenScope scope{seen};
+  // The probe of table j at radius r follows those of every table at radius < r and of tables
+  // t < j at radius r: a candidate is new unless its substring t is within r (t < j) or r - 1
+  // (t > j) of the query's.
+  std::vector<kernels::SubstringTest>& all = t_bucket.tests;
+  all.clear();
+  for (int t = 0; t < m_; ++t) all.push_back(substring_test(tables_[t], q, cs));
+  std::vector<kernels::SubstringTest> tests;
+  tests.reserve(all.size());
   const double budget = scan_cost();
   double work = 0.0;
   for (int r = 0; r <= max_bits; ++r) {
@@ -378,7 +363,15 @@ bool MIHIndex::probe_knn(const std::uint8_t* q, CountingTopK& top, MIHQueryStats
       const double keys = binomial(bits, r);
       const double expected = keys * static_cast<double>(indexed_) / std::ldexp(1.0, bits);
       if (work + keys * kLookupNs + expected * kCandidateNs > budget) return false;
-      probe_radius(table, qkey[j], r, q, codes, cs, seen, skip, st, std::numeric_limits<double>::infinity(),
+      tests.clear();
+      for (int t = 0; t < m_; ++t) {
+        const int reached = t < j ? r : r - 1;
+        if (t == j || reached < 0) continue;
+        tests.push_back(all[static_cast<std::size_t>(t)]);
+        tests.back().max_distance = static_cast<dist_t>(std::min(reached, tables_[t].bits()));
+      }
+      probe_radius(table, qkey[j], r, q, codes, cs, tests.data(), tests.size(), skip, st,
+                   std::numeric_limits<double>::infinity(),
                    [&](dist_t d, std::uint32_t p) { top.push(d, store_.id_at(p)); });
       work += keys * kLookupNs;
       // Every indexed item within m*r + j of q has now been seen (pigeonhole).
@@ -490,9 +483,10 @@ bool MIHIndex::probe_range(const std::uint8_t* q, int radius, std::vector<std::p
       if (!(skip && skip[p]) && d[p - indexed_] <= radius) hits.emplace_back(d[p - indexed_], store_.id_at(p));
   }
   if (indexed_ == 0) return true;
-  SeenSet& seen = t_seen;
-  seen.start(n);
-  const SeenScope scope{seen};
+  // Table j is probed after tables t < j, each out to its radius: a candidate is new unless its
+  // substring t is within that radius of the query's for some t < j.
+  std::vector<kernels::SubstringTest>& tests = t_bucket.tests;
+  tests.clear();
   for (int j = 0; j < m_; ++j) {
     const SubstringTable& table = tables_[j];
     const std::uint64_t key = table.key_of(q, cs);
@@ -500,7 +494,7 @@ bool MIHIndex::probe_range(const std::uint8_t* q, int radius, std::vector<std::p
     for (int s = 0; s <= rj; ++s) {
       // Clustered codes put far more candidates in the probed buckets than the estimate assumed:
       // once the work done passes a scan's cost, give up at once (the caller scans instead).
-      const bool within = probe_radius(table, key, s, q, codes, cs, seen, skip, st, budget,
+      const bool within = probe_radius(table, key, s, q, codes, cs, tests.data(), tests.size(), skip, st, budget,
                                        [&](dist_t d, std::uint32_t p) {
                                          if (d <= radius) hits.emplace_back(d, store_.id_at(p));
                                        });
@@ -508,6 +502,10 @@ bool MIHIndex::probe_range(const std::uint8_t* q, int radius, std::vector<std::p
         hits.clear();
         return false;
       }
+    }
+    if (rj >= 0) {
+      tests.push_back(substring_test(table, q, cs));
+      tests.back().max_distance = static_cast<dist_t>(rj);
     }
   }
   st.radius = r;

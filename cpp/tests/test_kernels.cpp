@@ -156,6 +156,70 @@ TEST(kernels_never_read_outside_the_codes_or_the_query) {
   set_simd_level("auto");
 }
 
+// Bits [begin, begin + bits) of a code, LSB first, by plain bit loops.
+static std::uint64_t substring_oracle(const std::uint8_t* code, std::size_t begin, std::size_t bits) {
+  std::uint64_t v = 0;
+  for (std::size_t b = 0; b < bits; ++b) v |= std::uint64_t{(code[(begin + b) / 8] >> ((begin + b) % 8)) & 1u} << b;
+  return v;
+}
+
+TEST(gather_new_keeps_exactly_the_codes_that_pass_every_substring_test) {
+  for (SimdLevel level : available_simd_levels()) {
+    set_simd_level(simd_level_name(level));
+    const kernels::KernelTable& kt = kernels::active();
+    for (std::size_t cs : {1, 3, 7, 8, 9, 16, 24, 32, 64, 128}) {
+      const std::size_t n = 300, nbits = 8 * cs;
+      // Low-alphabet codes so that many substrings are close to the query's.
+      const auto db = oracle::random_codes(n, cs, static_cast<std::uint32_t>(cs * 5), 4);
+      const auto q = oracle::random_codes(1, cs, static_cast<std::uint32_t>(cs * 9), 4);
+      // Substrings of up to 32 bits anywhere in the code, as multi-index hashing makes them.
+      std::vector<std::pair<std::size_t, std::size_t>> subs;  // (begin, bits)
+      const std::size_t m = (nbits + 31) / 32 + 1;
+      for (std::size_t j = 0, begin = 0; j < m; ++j) {
+        const std::size_t bits = nbits / m + (j < nbits % m ? 1 : 0);
+        subs.emplace_back(begin, bits);
+        begin += bits;
+      }
+      for (int max_distance : {-1, 0, 2, 5}) {
+        std::vector<kernels::SubstringTest> tests;
+        for (const auto& [begin, bits] : subs) {
+          if (bits == 0) continue;
+          kernels::SubstringTest t{};
+          t.offset = cs >= 8 ? static_cast<std::uint32_t>(std::min(begin / 8, cs - 8)) : 0;
+          t.shift = static_cast<std::uint32_t>(begin - 8 * t.offset);
+          t.mask = bits == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << bits) - 1;
+          t.query_value = substring_oracle(q.data(), begin, bits);
+          t.max_distance = max_distance;
+          tests.push_back(t);
+        }
+        std::vector<std::uint32_t> positions(n), out(n);
+        for (std::size_t i = 0; i < n; ++i) positions[i] = static_cast<std::uint32_t>((i * 37) % n);
+        std::vector<dist_t> d(n);
+        const std::size_t kept = kt.gather_new(q.data(), db.data(), positions.data(), n, cs, tests.data(),
+                                               tests.size(), out.data(), d.data());
+        std::size_t expect = 0;
+        bool ok = true;
+        for (std::size_t i = 0; i < n; ++i) {
+          const std::uint8_t* c = db.data() + positions[i] * cs;
+          bool pass = true;
+          for (const auto& [begin, bits] : subs) {
+            if (bits == 0) continue;
+            const int sd = __builtin_popcountll(substring_oracle(c, begin, bits) ^ substring_oracle(q.data(), begin, bits));
+            pass &= sd > max_distance;
+          }
+          if (!pass) continue;
+          ok &= expect < kept && out[expect] == positions[i] && d[expect] == oracle::hamming(q.data(), c, cs);
+          ++expect;
+        }
+        CHECK(ok);
+        CHECK_EQ(kept, expect);
+        if (max_distance < 0) CHECK_EQ(kept, n);
+      }
+    }
+  }
+  set_simd_level("auto");
+}
+
 TEST(filter_bounds_are_inclusive_and_negative_rejects_all) {
   for (SimdLevel level : available_simd_levels()) {
     set_simd_level(simd_level_name(level));

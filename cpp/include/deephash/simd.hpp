@@ -37,6 +37,26 @@ using FilterFn = std::size_t (*)(const std::uint8_t* query, const std::uint8_t* 
 using GatherFn = void (*)(const std::uint8_t* query, const std::uint8_t* codes, const std::uint32_t* positions,
                           std::size_t n, std::size_t code_size, dist_t* distances) noexcept;
 
+// A test on one substring of a code, for gather_new: the 8 bytes at byte `offset` of the code (a
+// little-endian word; codes shorter than 8 bytes: all of them), shifted right by `shift` and
+// masked, against the query's value. The code fails when they differ in at most `max_distance` bits.
+struct SubstringTest {
+  std::uint64_t mask;
+  std::uint64_t query_value;
+  std::uint32_t offset;
+  std::uint32_t shift;
+  dist_t max_distance;
+};
+
+// For i < n, in order: the code at positions[i] is kept unless it fails one of the tests; kept
+// positions and their distances go to out_positions / out_distances; returns how many. The
+// scattered codes are prefetched ahead. (Multi-index hashing tells a candidate met for the
+// first time from its substrings: no earlier probe reached it.)
+using GatherNewFn = std::size_t (*)(const std::uint8_t* query, const std::uint8_t* codes,
+                                    const std::uint32_t* positions, std::size_t n, std::size_t code_size,
+                                    const SubstringTest* tests, std::size_t ntests,
+                                    std::uint32_t* out_positions, dist_t* out_distances) noexcept;
+
 // Bytes per code of a level's prepared block layout for this code size, or 0 where it has none.
 using PreparedBytesFn = std::size_t (*)(std::size_t code_size) noexcept;
 
@@ -51,6 +71,7 @@ struct KernelTable {
   DistancesFn distances;
   FilterFn filter;
   GatherFn gather;
+  GatherNewFn gather_new;
   // Optional path for one block scanned by many queries: the block is rewritten once into a
   // layout that moves the query-independent part of the work out of the per-query loop, then
   // filter_prepared (same contract as filter, with `codes` the prepared block and the query in

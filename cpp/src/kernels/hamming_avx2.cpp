@@ -387,7 +387,7 @@ static std::size_t filter_prepared(const std::uint8_t* query, const std::uint8_t
 
 const KernelTable& avx2_table() noexcept {
   static const KernelTable table{SimdLevel::AVX2,           &avx2_impl::distances,
-                                 &avx2_impl::filter,        &avx2_impl::portable_gather,
+                                 &avx2_impl::filter,        &avx2_impl::portable_gather, &avx2_impl::portable_gather_new,
                                  &avx2_impl::prepared_bytes, &avx2_impl::prepare,
                                  &avx2_impl::filter_prepared};
   return table;

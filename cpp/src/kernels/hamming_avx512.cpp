@@ -498,7 +498,7 @@ static std::size_t filter_prepared(const std::uint8_t* query, const std::uint8_t
 
 const KernelTable& avx512_table() noexcept {
   static const KernelTable table{SimdLevel::AVX512,           &avx512_impl::distances,
-                                 &avx512_impl::filter,        &avx512_impl::portable_gather,
+                                 &avx512_impl::filter,        &avx512_impl::portable_gather, &avx512_impl::portable_gather_new,
                                  &avx512_impl::prepared_bytes, &avx512_impl::prepare,
                                  &avx512_impl::filter_prepared};
   return table;

@@ -42,7 +42,7 @@ static std::size_t filter(const std::uint8_t* query, const std::uint8_t* codes, 
 }  // namespace neon_impl
 
 const KernelTable& neon_table() noexcept {
-  static const KernelTable table{SimdLevel::NEON, &neon_impl::distances, &neon_impl::filter, &neon_impl::portable_gather};
+  static const KernelTable table{SimdLevel::NEON, &neon_impl::distances, &neon_impl::filter, &neon_impl::portable_gather, &neon_impl::portable_gather_new};
   return table;
 }
 

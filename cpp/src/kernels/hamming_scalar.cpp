@@ -13,7 +13,7 @@ namespace scalar_impl {
 
 const KernelTable& scalar_table() noexcept {
   static const KernelTable table{SimdLevel::Scalar, &scalar_impl::portable_distances,
-                                 &scalar_impl::portable_filter, &scalar_impl::portable_gather};
+                                 &scalar_impl::portable_filter, &scalar_impl::portable_gather, &scalar_impl::portable_gather_new};
   return table;
 }
 

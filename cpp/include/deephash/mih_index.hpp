@@ -82,10 +82,12 @@ class MIHIndex final : public BinaryIndex {
   void rebuild_locked();  // tables over every stored item, m retuned when automatic
   void compact_locked();
   void maybe_merge_tail_locked();
-  bool probe_knn(const std::uint8_t* q, class CountingTopK& top, MIHQueryStats& st) const;
+  // Probe one query; false (the caller scans it) once probing would cost more than `budget`.
+  bool probe_knn(const std::uint8_t* q, class CountingTopK& top, MIHQueryStats& st, double budget) const;
   bool probe_range(const std::uint8_t* q, int radius, std::vector<std::pair<dist_t, idx_t>>& hits,
-                   MIHQueryStats& st) const;
-  double scan_cost() const noexcept;
+                   MIHQueryStats& st, double budget) const;
+  // What scanning costs per query, in the cost model's nanoseconds, in a search of nq queries.
+  double scan_cost(std::size_t nq) const noexcept;
   ScanView scan_view() const noexcept;  // the stored codes as a linear scan sees them
 
   int nbits_;

@@ -107,6 +107,16 @@ struct WidthPlan {
 };
 WidthPlan plan_for(std::size_t code_size) noexcept;
 
+// What the calibration measured for this code size with the planned levels, in nanoseconds per
+// code and query on one core, codes in L1: one query at a time, and a group of queries over a
+// piece (preparing the piece included). Measured on first use like the plan (also while a level
+// is forced); cost models compare them with the cost of other work.
+struct ScanSpeed {
+  double single_ns;
+  double batch_ns;
+};
+ScanSpeed scan_speed(std::size_t code_size) noexcept;
+
 // A level's table; nullptr for levels not compiled in or not supported by this CPU.
 const KernelTable* table_for(SimdLevel level) noexcept;
 // The forced level's table, nullptr while none is forced.

@@ -32,12 +32,16 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-WidthPlan calibrate(std::size_t cs) {
+struct Calibrated {
+  WidthPlan plan;
+  ScanSpeed speed;
+};
+
+Calibrated calibrate(std::size_t cs) {
   std::vector<const KernelTable*> levels;
   for (SimdLevel l : available_simd_levels())
     if (l != SimdLevel::Scalar) levels.push_back(table_for(l));
   if (levels.empty()) levels.push_back(table_for(SimdLevel::Scalar));
-  if (levels.size() == 1) return {levels[0], levels[0]};
 
   // About 16 KiB of codes (a scan's L1 piece), at least 256; a bound that few random codes pass,
   // as in a scan once its top-k has filled.
@@ -82,66 +86,74 @@ WidthPlan calibrate(std::size_t cs) {
     }
   }
   g_sink = sink;  // the timed calls have an observable result
-  const auto fastest = [&](const std::vector<double>& t) {
-    return levels[static_cast<std::size_t>(std::min_element(t.begin(), t.end()) - t.begin())];
-  };
-  return {fastest(single), fastest(batch)};
+  const std::size_t s = static_cast<std::size_t>(std::min_element(single.begin(), single.end()) - single.begin());
+  const std::size_t b = static_cast<std::size_t>(std::min_element(batch.begin(), batch.end()) - batch.begin());
+  const double per_pair = 1e9 / static_cast<double>(kQueries * n);
+  return {{levels[s], levels[b]}, {single[s] * per_pair, batch[b] * per_pair}};
 }
 
 // Plans for code sizes up to kSmall bytes (1024 bits) in an array of atomics; larger sizes in a map.
 constexpr std::size_t kSmall = 128;
-std::atomic<const WidthPlan*> g_small[kSmall + 1];
+std::atomic<const Calibrated*> g_small[kSmall + 1];
 std::mutex g_mu;  // guards g_large and g_small_owned
-std::map<std::size_t, std::unique_ptr<WidthPlan>> g_large;
-std::vector<std::unique_ptr<WidthPlan>> g_small_owned;
+std::map<std::size_t, std::unique_ptr<Calibrated>> g_large;
+std::vector<std::unique_ptr<Calibrated>> g_small_owned;
 
-WidthPlan plan_or_best(std::size_t cs) noexcept {
+Calibrated calibrate_or_guess(std::size_t cs) noexcept {
   try {
     return calibrate(cs);
-  } catch (...) {  // out of memory while timing: the best level, unmeasured
+  } catch (...) {  // out of memory while timing: the best level, and a guess of its speed
     const KernelTable* best = table_for(best_simd_level());
-    return {best, best};
+    return {{best, best}, {0.1 * static_cast<double>(cs) / 8.0, 0.1 * static_cast<double>(cs) / 8.0}};
   }
+}
+
+// The measured plan of a code size, measuring it on first use (two threads may both measure; one
+// result is kept).
+Calibrated calibrated(std::size_t cs) noexcept {
+  if (cs <= kSmall) {
+    if (const Calibrated* p = g_small[cs].load(std::memory_order_acquire)) return *p;
+    const Calibrated c = calibrate_or_guess(cs);
+    std::lock_guard<std::mutex> lock(g_mu);
+    if (const Calibrated* p = g_small[cs].load(std::memory_order_acquire)) return *p;
+    try {
+      g_small_owned.push_back(std::make_unique<Calibrated>(c));
+      g_small[cs].store(g_small_owned.back().get(), std::memory_order_release);
+    } catch (...) {
+    }
+    return c;
+  }
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    auto it = g_large.find(cs);
+    if (it != g_large.end()) return *it->second;
+  }
+  const Calibrated c = calibrate_or_guess(cs);
+  std::lock_guard<std::mutex> lock(g_mu);
+  try {
+    g_large.emplace(cs, std::make_unique<Calibrated>(c));
+  } catch (...) {
+  }
+  return c;
 }
 
 }  // namespace
 
 WidthPlan plan_for(std::size_t code_size) noexcept {
   if (const KernelTable* forced = forced_table()) return {forced, forced};
-  if (code_size <= kSmall) {
-    if (const WidthPlan* p = g_small[code_size].load(std::memory_order_acquire)) return *p;
-    const WidthPlan plan = plan_or_best(code_size);  // two threads may both measure; one result is kept
-    std::lock_guard<std::mutex> lock(g_mu);
-    if (const WidthPlan* p = g_small[code_size].load(std::memory_order_acquire)) return *p;
-    try {
-      g_small_owned.push_back(std::make_unique<WidthPlan>(plan));
-      g_small[code_size].store(g_small_owned.back().get(), std::memory_order_release);
-    } catch (...) {
-    }
-    return plan;
-  }
-  {
-    std::lock_guard<std::mutex> lock(g_mu);
-    auto it = g_large.find(code_size);
-    if (it != g_large.end()) return *it->second;
-  }
-  const WidthPlan plan = plan_or_best(code_size);
-  std::lock_guard<std::mutex> lock(g_mu);
-  try {
-    g_large.emplace(code_size, std::make_unique<WidthPlan>(plan));
-  } catch (...) {
-  }
-  return plan;
+  return calibrated(code_size).plan;
 }
+
+ScanSpeed scan_speed(std::size_t code_size) noexcept { return calibrated(code_size).speed; }
 
 }  // namespace kernels
 
 std::vector<std::pair<std::size_t, kernels::WidthPlan>> simd_plans() {
   std::vector<std::pair<std::size_t, kernels::WidthPlan>> out;
   for (std::size_t cs = 1; cs <= kernels::kSmall; ++cs)
-    if (const kernels::WidthPlan* p = kernels::g_small[cs].load(std::memory_order_acquire)) out.emplace_back(cs, *p);
+    if (const kernels::Calibrated* p = kernels::g_small[cs].load(std::memory_order_acquire)) out.emplace_back(cs, p->plan);
   std::lock_guard<std::mutex> lock(kernels::g_mu);
-  for (const auto& [cs, p] : kernels::g_large) out.emplace_back(cs, *p);
+  for (const auto& [cs, p] : kernels::g_large) out.emplace_back(cs, p->plan);
   return out;
 }
 

@@ -56,50 +56,31 @@ template <std::size_t M, bool Record, typename IsRelevant>
 void chunk_pass(QueryRanking* const* r, const dist_t* distance, std::size_t base, std::size_t len,
                 IsRelevant is_relevant) {
   if constexpr (Record) {
-    // Queries in pairs over the chunk (their distances and labels sit in L1): each query's
-    // counter updates form a dependency chain through memory when distances repeat, so the
-    // chains of a pair interleave, and few enough values are live to stay in registers.
-    std::size_t j = 0;
-    for (; j + 2 <= M; j += 2) {
-      std::uint32_t* const seen0 = r[j]->seen_at.data();
-      std::uint32_t* const seen1 = r[j + 1]->seen_at.data();
-      RelevantItem* const items0 = r[j]->relevant_items.data();
-      RelevantItem* const items1 = r[j + 1]->relevant_items.data();
-      const dist_t* const dist0 = distance + j * kDbChunk;
-      const dist_t* const dist1 = dist0 + kDbChunk;
-      std::size_t kept0 = r[j]->relevant_items_count, kept1 = r[j + 1]->relevant_items_count;
-      for (std::size_t local = 0; local < len; ++local) {
-        const auto d0 = static_cast<std::size_t>(dist0[local]);
-        const auto d1 = static_cast<std::size_t>(dist1[local]);
-        const std::size_t rel0 = is_relevant(j, base + local, local);
-        const std::size_t rel1 = is_relevant(j + 1, base + local, local);
-        const std::uint32_t before0 = seen0[d0];
-        const std::uint32_t before1 = seen1[d1];
-        items0[kept0] = static_cast<RelevantItem>(d0) << 32 | before0;
-        items1[kept1] = static_cast<RelevantItem>(d1) << 32 | before1;
-        kept0 += rel0;
-        kept1 += rel1;
-        seen0[d0] = before0 + 1;
-        seen1[d1] = before1 + 1;
-      }
-      r[j]->relevant_items_count = kept0;
-      r[j + 1]->relevant_items_count = kept1;
+    // All the group's queries over the chunk at once (their distances and labels sit in L1): each
+    // query's counter updates form a dependency chain through memory when distances repeat, so
+    // the M chains interleave.
+    std::uint32_t* seen[M];
+    RelevantItem* items[M];
+    const dist_t* dist[M];
+    std::size_t kept[M];
+    for (std::size_t j = 0; j < M; ++j) {
+      seen[j] = r[j]->seen_at.data();
+      items[j] = r[j]->relevant_items.data();
+      dist[j] = distance + j * kDbChunk;
+      kept[j] = r[j]->relevant_items_count;
     }
-    for (; j < M; ++j) {
-      std::uint32_t* const seen = r[j]->seen_at.data();
-      RelevantItem* const items = r[j]->relevant_items.data();
-      const dist_t* const dist = distance + j * kDbChunk;
-      std::size_t kept = r[j]->relevant_items_count;
-      for (std::size_t local = 0; local < len; ++local) {
-        const auto d = static_cast<std::size_t>(dist[local]);
+    for (std::size_t local = 0; local < len; ++local) {
+#pragma GCC unroll 4
+      for (std::size_t j = 0; j < M; ++j) {
+        const auto d = static_cast<std::size_t>(dist[j][local]);
         const std::size_t rel = is_relevant(j, base + local, local);
-        const std::uint32_t before = seen[d];
-        items[kept] = static_cast<RelevantItem>(d) << 32 | before;
-        kept += rel;
-        seen[d] = before + 1;
+        const std::uint32_t before = seen[j][d];
+        items[j][kept[j]] = static_cast<RelevantItem>(d) << 32 | before;
+        kept[j] += rel;
+        seen[j][d] = before + 1;
       }
-      r[j]->relevant_items_count = kept;
     }
+    for (std::size_t j = 0; j < M; ++j) r[j]->relevant_items_count = kept[j];
   } else {
     for (std::size_t j = 0; j < M; ++j) {
       std::int64_t* const hist = r[j]->hist.data();
@@ -229,19 +210,14 @@ void index_order_pass(const QueryRanking& r, std::size_t max_distance, QueryRank
     rel_rank[next_ordinal[d]++] = r.start[d] + static_cast<std::int64_t>(item & 0xffffffffu) + 1;
   }
 
-  // The k-th relevant item (0-based) has precision (k + 1) / rank there.
-  // Four partial sums, so the additions do not wait on each other.
+  // The k-th relevant item (0-based) has precision (k + 1) / rank there. The sum is bound by the
+  // divisions: vectorised (partial sums in SIMD lanes, so the additions do not wait on each other
+  // either).
   auto precision_sum = [&](std::size_t from, std::size_t to) {
-    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-    std::size_t k = from;
-    for (; k + 4 <= to; k += 4) {
-      s0 += static_cast<double>(k + 1) / static_cast<double>(rel_rank[k]);
-      s1 += static_cast<double>(k + 2) / static_cast<double>(rel_rank[k + 1]);
-      s2 += static_cast<double>(k + 3) / static_cast<double>(rel_rank[k + 2]);
-      s3 += static_cast<double>(k + 4) / static_cast<double>(rel_rank[k + 3]);
-    }
-    for (; k < to; ++k) s0 += static_cast<double>(k + 1) / static_cast<double>(rel_rank[k]);
-    return (s0 + s1) + (s2 + s3);
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (std::size_t k = from; k < to; ++k) s += static_cast<double>(k + 1) / static_cast<double>(rel_rank[k]);
+    return s;
   };
   out.group_sum.assign(nd, 0.0);
   for (std::size_t d = 0; d <= max_distance; ++d)

@@ -50,6 +50,9 @@ py-test: install
 
 bench: install data
 	$(PY) benchmarks/bench_flat.py
+	$(PY) benchmarks/bench_flat.py --preset widths
+	$(PY) benchmarks/bench_flat.py --preset latency
+	$(PY) benchmarks/bench_bound.py
 	$(PY) benchmarks/bench_mih.py
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/unsupervised_fmnist.py --threads 1

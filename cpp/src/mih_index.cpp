@@ -22,12 +22,12 @@ namespace {
 // AMD EPYC, 2026-11-29).
 // Scanning: what the kernels' calibration measured for this code size (kernels::scan_speed), times
 // the overhead a whole search adds to it (reading the codes from memory, top-k), also measured.
-constexpr double kLookupNs = 150.0;
+constexpr double kLookupNs = 200.0;
 constexpr double kTestedCandidateNs = 7.0;
 constexpr double kSeenCandidateNs = 15.0;
 // A search of this many queries or more scans in groups (the batch kernels).
 constexpr std::size_t kBatchQueries = 16;
-constexpr double kBatchScanOverhead = 1.3;
+constexpr double kBatchScanOverhead = 1.1;
 constexpr double kSingleScanOverhead = 1.3;
 // Range search: ordering a probed query's h hits costs about h * kRangeOrderNs * log2(hits per
 // distance); a scan delivers them in order for kRangeScanHitNs each.
@@ -204,6 +204,25 @@ double range_order_ns(std::size_t hits, int radius) noexcept {
   const double h = static_cast<double>(hits);
   return h * kRangeOrderNs * std::log2(std::max(2.0, h / (radius + 1)));
 }
+
+// A batch's account of its probes: each probed query adds what probing it cost, plus a scan's
+// cost when it gave up (it is then scanned too). Once the probes have cost more than scanning
+// those queries would have, the rest of the batch is scanned (uniform codes, large k, clustered
+// codes whose buckets hold far more than estimated).
+constexpr std::size_t kLedgerMinProbes = 16;  // fewer say little (one costly query among four did)
+struct ProbeLedger {
+  std::atomic<std::size_t> probed{0};
+  std::atomic<std::int64_t> spent_ns{0};
+  bool scan_the_rest(double scan_ns) const noexcept {
+    const std::size_t p = probed.load(std::memory_order_relaxed);
+    return p >= kLedgerMinProbes &&
+           static_cast<double>(spent_ns.load(std::memory_order_relaxed)) > static_cast<double>(p) * scan_ns;
+  }
+  void add(double cost_ns) noexcept {
+    probed.fetch_add(1, std::memory_order_relaxed);
+    spent_ns.fetch_add(static_cast<std::int64_t>(cost_ns), std::memory_order_relaxed);
+  }
+};
 
 double candidate_ns(bool tested) noexcept { return tested ? kTestedCandidateNs : kSeenCandidateNs; }
 
@@ -510,23 +529,23 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
   std::vector<std::uint8_t> to_scan(nq, 0);
   // Shared across the batch: once most probed queries turned out cheaper to scan (uniform codes,
   // large k), the remaining queries go straight to the linear scan.
-  std::atomic<std::size_t> probed{0}, gave_up{0};
+  ProbeLedger ledger;
   const double budget = scan_cost(nq);
+  const bool tested = m_ <= kMaxTestedTables;
   parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
     CountingTopK top;
     for (std::size_t q = q0; q < q1; ++q) {
-      const std::size_t p = probed.load(std::memory_order_relaxed), g = gave_up.load(std::memory_order_relaxed);
-      if (p >= 4 && g * 2 > p) {
+      if (ledger.scan_the_rest(budget)) {
         to_scan[q] = 1;
         continue;
       }
       top.reset(kk, static_cast<dist_t>(nbits_), false);
-      probed.fetch_add(1, std::memory_order_relaxed);
       if (probe_knn(queries + q * cs, top, st[q], budget)) {
         top.finish(distances + q * k, ids + q * k, k);
+        ledger.add(work_done(st[q], tested));
       } else {
         to_scan[q] = 1;
-        gave_up.fetch_add(1, std::memory_order_relaxed);
+        ledger.add(work_done(st[q], tested) + budget);
       }
     }
   }, std::min<std::size_t>(nq, 4 * static_cast<std::size_t>(num_threads())));
@@ -626,28 +645,23 @@ RangeResult MIHIndex::range_search(const std::uint8_t* queries, std::size_t nq, 
   const std::size_t cs = store_.code_size();
   std::vector<std::vector<std::pair<dist_t, idx_t>>> hits(nq);
   std::vector<std::uint8_t> to_scan(nq, 0);
-  std::atomic<std::size_t> probed{0}, gave_up{0};  // batch-wide, as in search_with_stats
+  ProbeLedger ledger;  // as in search_with_stats
   const double budget = scan_cost(nq);
+  const bool tested = m_ <= kMaxTestedTables;
   parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
     for (std::size_t q = q0; q < q1; ++q) {
-      const std::size_t p = probed.load(std::memory_order_relaxed), g = gave_up.load(std::memory_order_relaxed);
-      if (p >= 4 && g * 2 > p) {
+      if (ledger.scan_the_rest(budget)) {
         to_scan[q] = 1;
         continue;
       }
-      probed.fetch_add(1, std::memory_order_relaxed);
       MIHQueryStats st;
       if (probe_range(queries + q * cs, radius, hits[q], st, budget)) {
-        // Probing may finish within the scan's cost and still lose once its hits are ordered
-        // (clustered codes: tens of thousands of hits in bucket order): that also teaches the
-        // rest of the batch to scan. The hits at hand are kept.
-        const std::size_t h = hits[q].size();
-        if (work_done(st, m_ <= kMaxTestedTables) + range_order_ns(h, radius) >
-            budget + static_cast<double>(h) * kRangeScanHitNs)
-          gave_up.fetch_add(1, std::memory_order_relaxed);
+        // A probe's account includes ordering its hits, less what a scan pays to deliver them.
+        const double h = static_cast<double>(hits[q].size());
+        ledger.add(work_done(st, tested) + range_order_ns(hits[q].size(), radius) - h * kRangeScanHitNs);
       } else {
         to_scan[q] = 1;
-        gave_up.fetch_add(1, std::memory_order_relaxed);
+        ledger.add(work_done(st, tested) + budget);
       }
       st_candidates_ += st.candidates;
       st_buckets_ += st.buckets;

@@ -20,7 +20,8 @@ def all_numbers(q, db, ql, dl, ties):
 
 @pytest.fixture
 def restore_engine():
-    threads, level = de.get_num_threads(), de.simd_level()
+    threads = de.get_num_threads()
+    level = de.simd_level() if de.build_info()["simd_forced"] else "auto"
     yield
     de.set_num_threads(threads)
     de.set_simd_level(level)

@@ -210,14 +210,19 @@ void index_order_pass(const QueryRanking& r, std::size_t max_distance, QueryRank
     rel_rank[next_ordinal[d]++] = r.start[d] + static_cast<std::int64_t>(item & 0xffffffffu) + 1;
   }
 
-  // The k-th relevant item (0-based) has precision (k + 1) / rank there. The sum is bound by the
-  // divisions: vectorised (partial sums in SIMD lanes, so the additions do not wait on each other
-  // either).
+  // The k-th relevant item (0-based) has precision (k + 1) / rank there.
+  // Four partial sums, so the additions do not wait on each other.
   auto precision_sum = [&](std::size_t from, std::size_t to) {
-    double s = 0.0;
-#pragma omp simd reduction(+ : s)
-    for (std::size_t k = from; k < to; ++k) s += static_cast<double>(k + 1) / static_cast<double>(rel_rank[k]);
-    return s;
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    std::size_t k = from;
+    for (; k + 4 <= to; k += 4) {
+      s0 += static_cast<double>(k + 1) / static_cast<double>(rel_rank[k]);
+      s1 += static_cast<double>(k + 2) / static_cast<double>(rel_rank[k + 1]);
+      s2 += static_cast<double>(k + 3) / static_cast<double>(rel_rank[k + 2]);
+      s3 += static_cast<double>(k + 4) / static_cast<double>(rel_rank[k + 3]);
+    }
+    for (; k < to; ++k) s0 += static_cast<double>(k + 1) / static_cast<double>(rel_rank[k]);
+    return (s0 + s1) + (s2 + s3);
   };
   out.group_sum.assign(nd, 0.0);
   for (std::size_t d = 0; d <= max_distance; ++d)

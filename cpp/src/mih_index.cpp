@@ -667,6 +667,16 @@ RangeResult MIHIndex::range_search(const std::uint8_t* queries, std::size_t nq, 
       st_buckets_ += st.buckets;
     }
   }, std::min<std::size_t>(nq, 4 * static_cast<std::size_t>(num_threads())));
+  st_queries_ += static_cast<std::int64_t>(nq);
+  std::size_t scanned = 0;
+  for (std::uint8_t f : to_scan) scanned += f;
+  if (2 * scanned >= nq) {
+    // Mostly scanned: scan every query, and hand the scan's arrays over as they are. Merging the
+    // few probed answers in would copy every hit (hundreds of MB on large radii), which costs
+    // more than scanning those few queries again.
+    st_scans_ += static_cast<std::int64_t>(nq);
+    return range_scan(scan_view(), queries, nq, radius);
+  }
   const std::vector<std::size_t> scan_rows = flagged_rows(to_scan);
   RangeResult part;
   std::vector<std::size_t> part_row(nq, 0);  // row in `part` of each scanned query
@@ -676,8 +686,6 @@ RangeResult MIHIndex::range_search(const std::uint8_t* queries, std::size_t nq, 
     for (std::size_t i = 0; i < scan_rows.size(); ++i) part_row[scan_rows[i]] = i;
     st_scans_ += static_cast<std::int64_t>(scan_rows.size());
   }
-  st_queries_ += static_cast<std::int64_t>(nq);
-  if (scan_rows.size() == nq) return part;  // every query was scanned: nothing to merge or copy
 
   RangeResult res;
   res.lims.assign(nq + 1, 0);

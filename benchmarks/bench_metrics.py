@@ -16,6 +16,7 @@ random projection, labels = cluster. Run by hand (never by `make test`):
 
     python benchmarks/bench_metrics.py                 # both cases
     python benchmarks/bench_metrics.py --case small --peer-queries 1000
+    python benchmarks/bench_metrics.py --case small --bits 16 32 48 64 128   # the widths deep hashing reports
 """
 
 from __future__ import annotations
@@ -143,6 +144,8 @@ def main() -> None:
     ap.add_argument("--peer-queries", type=int, default=0,
                     help="queries the peer evaluates (default: all on small, 100 on large)")
     ap.add_argument("--repeat", type=int, default=3, help="runs of ours (median; the peer runs once)")
+    ap.add_argument("--bits", type=int, nargs="+", default=None,
+                    help="code widths to run each case at (default: the case's own, 64); e.g. 16 32 48 64 128")
     ap.add_argument("--json", default="bench_results/metrics.json")
     # Internal: one measurement in its own process.
     ap.add_argument("--child", choices=["ours", "peer"], help=argparse.SUPPRESS)
@@ -161,8 +164,10 @@ def main() -> None:
                "threads": de.get_num_threads(), "numpy": np.__version__, "python": platform.python_version()}
     print("context: " + ", ".join(f"{k}={v}" for k, v in context.items()))
     results = []
-    for name in (["small", "large"] if args.case == "all" else [args.case]):
-        nq, n_db, nbits, topk, batch = CASES[name]
+    runs = [(name, bits) for name in (["small", "large"] if args.case == "all" else [args.case])
+            for bits in (args.bits or [CASES[name][2]])]
+    for name, nbits in runs:
+        nq, n_db, _, topk, batch = CASES[name]
         peer_q = args.peer_queries or (nq if name == "small" else 100)
         with tempfile.TemporaryDirectory() as tmp:
             data = Path(tmp)
@@ -185,12 +190,14 @@ def main() -> None:
             "peer_cpu_s_for_all_queries": peer["cpu_seconds_per_run"] * nq / peer_q,
         }
         row["cpu_speedup"] = row["peer_cpu_s_for_all_queries"] / row["ours_cpu_s"]
+        row["ours_ns_per_pair_per_core"] = row["ours_cpu_s"] / (nq * n_db) * 1e9
         results.append(row)
         scaled = f" (measured on {peer_q} queries, scaled)" if peer_q != nq else ""
         print(f"\n{name}: {row['metric']}, {nq} queries x {n_db} codes, {nbits} bits")
         print(f"  ours   {row['ours_s']:9.2f} s   mAP {row['ours_map']:.6f}   peak RSS {row['ours_peak_rss_mib']:8.0f} MiB")
         print(f"  peer   {peer_scaled:9.2f} s{scaled}   peak RSS {row['peer_peak_rss_mib']:8.0f} MiB")
-        print(f"  CPU time: ours {row['ours_cpu_s']:.2f} s, peer {row['peer_cpu_s_for_all_queries']:.2f} s")
+        print(f"  CPU time: ours {row['ours_cpu_s']:.2f} s ({row['ours_ns_per_pair_per_core']:.2f} ns per pair), "
+              f"peer {row['peer_cpu_s_for_all_queries']:.2f} s")
         print(f"  speedup {row['speedup']:.1f}x wall, {row['cpu_speedup']:.1f}x CPU time   "
               f"max |AP ours - AP peer| over {peer_q} queries: {max_diff:.2e}")
     out = Path(args.json)

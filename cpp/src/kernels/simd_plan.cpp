@@ -24,7 +24,7 @@ namespace deephash {
 namespace kernels {
 namespace {
 
-constexpr std::size_t kQueries = 16;  // per timed call of a batch, also the single plan's repeats
+constexpr std::size_t kQueries = 16;  // per timed call of a batch, also the single plan's repeats (at most)
 constexpr int kRounds = 5;
 volatile std::size_t g_sink = 0;
 
@@ -43,10 +43,12 @@ Calibrated calibrate(std::size_t cs) {
     if (l != SimdLevel::Scalar) levels.push_back(table_for(l));
   if (levels.empty()) levels.push_back(table_for(SimdLevel::Scalar));
 
-  // About 16 KiB of codes (a scan's L1 piece), at least 256; a bound that few random codes pass,
-  // as in a scan once its top-k has filled.
-  const std::size_t n = std::max<std::size_t>(256, (16u << 10) / cs) / 16 * 16;
-  std::vector<std::uint8_t> codes(n * cs), queries(kQueries * cs);
+  // About 16 KiB of codes (a scan's L1 piece), at least 16 codes; a bound that few random codes
+  // pass, as in a scan once its top-k has filled. Very wide codes (the largest piece is 16 codes)
+  // time fewer queries, so that no width costs more than about kQueries x 16 KiB of work per call.
+  const std::size_t n = std::max<std::size_t>(16, (16u << 10) / cs / 16 * 16);
+  const std::size_t nq = std::max<std::size_t>(1, std::min(kQueries, kQueries * (16u << 10) / (n * cs)));
+  std::vector<std::uint8_t> codes(n * cs), queries(nq * cs);
   std::uint64_t x = 0x9E3779B97F4A7C15ULL ^ cs;
   for (auto* v : {&codes, &queries})
     for (auto& b : *v) {
@@ -67,14 +69,14 @@ Calibrated calibrate(std::size_t cs) {
     for (std::size_t i = 0; i < levels.size(); ++i) {
       const KernelTable& t = *levels[i];
       auto t0 = std::chrono::steady_clock::now();
-      for (std::size_t q = 0; q < kQueries; ++q)
+      for (std::size_t q = 0; q < nq; ++q)
         sink += t.filter(queries.data() + q * cs, codes.data(), n, cs, bound, positions.data(), distances.data());
       const double s = seconds_since(t0);
       const bool prep = t.prepared_bytes && t.prepared_bytes(cs) > 0;
       t0 = std::chrono::steady_clock::now();
       if (prep) {
         t.prepare(codes.data(), n, cs, prepared.data());
-        for (std::size_t q = 0; q < kQueries; ++q)
+        for (std::size_t q = 0; q < nq; ++q)
           sink += t.filter_prepared(queries.data() + q * cs, prepared.data(), n, cs, bound, positions.data(),
                                     distances.data());
       }
@@ -88,7 +90,7 @@ Calibrated calibrate(std::size_t cs) {
   g_sink = sink;  // the timed calls have an observable result
   const std::size_t s = static_cast<std::size_t>(std::min_element(single.begin(), single.end()) - single.begin());
   const std::size_t b = static_cast<std::size_t>(std::min_element(batch.begin(), batch.end()) - batch.begin());
-  const double per_pair = 1e9 / static_cast<double>(kQueries * n);
+  const double per_pair = 1e9 / static_cast<double>(nq * n);
   return {{levels[s], levels[b]}, {single[s] * per_pair, batch[b] * per_pair}};
 }
 

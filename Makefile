@@ -7,10 +7,14 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 JOBS ?= 2
 CPP_BUILD ?= build/cpp
+ASAN_BUILD ?= build/asan
+TSAN_BUILD ?= build/tsan
+FUZZ_BUILD ?= build/fuzz
+FUZZ_SECONDS ?= 300
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 STAMP := $(VENV)/.requirements-stamp
 
-.PHONY: demo test venv install data cpp-test py-test bench clean
+.PHONY: demo test venv install data clang cpp-test asan-test tsan-test sanitize fuzz-build fuzz fuzz-smoke py-test bench clean
 
 demo: install data
 	$(PY) benchmarks/bench_flat.py --preset demo
@@ -18,7 +22,7 @@ demo: install data
 	$(PY) benchmarks/unsupervised_fmnist.py --preset demo --threads 1 --methods LSH PCAH ITQ SH SpH AGH-1 AGH-2 DGH
 	$(PY) benchmarks/deep_demo.py --epochs 1 --threads 2
 
-test: install data cpp-test py-test
+test: install data cpp-test asan-test fuzz-smoke py-test
 
 venv: $(STAMP)
 
@@ -44,6 +48,41 @@ cpp-test: venv
 	PATH="$(abspath $(VENV))/bin:$$PATH" cmake -S . -B $(CPP_BUILD) -G Ninja -DDEEPHASH_BUILD_CPP_TESTS=ON -DCMAKE_BUILD_TYPE=Release
 	PATH="$(abspath $(VENV))/bin:$$PATH" cmake --build $(CPP_BUILD) -j $(JOBS)
 	PATH="$(abspath $(VENV))/bin:$$PATH" ctest --test-dir $(CPP_BUILD) --output-on-failure
+
+# Sanitizer builds of the C++ tests: ASan + UBSan for all of them (part of `make test`), TSan for
+# the ones that run threads. `make sanitize` runs both.
+SAN_CMAKE = PATH="$(abspath $(VENV))/bin:$$PATH" cmake -G Ninja -DDEEPHASH_BUILD_CPP_TESTS=ON -DDEEPHASH_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+asan-test: venv
+	$(SAN_CMAKE) -S . -B $(ASAN_BUILD) -DDEEPHASH_SANITIZE=address,undefined
+	PATH="$(abspath $(VENV))/bin:$$PATH" cmake --build $(ASAN_BUILD) -j $(JOBS)
+	PATH="$(abspath $(VENV))/bin:$$PATH" ctest --test-dir $(ASAN_BUILD) --output-on-failure
+
+tsan-test: venv
+	$(SAN_CMAKE) -S . -B $(TSAN_BUILD) -DDEEPHASH_SANITIZE=thread
+	PATH="$(abspath $(VENV))/bin:$$PATH" cmake --build $(TSAN_BUILD) -j $(JOBS)
+	PATH="$(abspath $(VENV))/bin:$$PATH" ctest --test-dir $(TSAN_BUILD) --output-on-failure -R 'test_(concurrency|threads|flat_index|mih_index)'
+
+sanitize: asan-test tsan-test
+
+# clang and its libFuzzer runtime from Debian, installed only where missing (needs root and apt).
+clang:
+	@if ! command -v clang++ >/dev/null 2>&1 || ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then \
+	  echo "installing clang and libclang-rt-14-dev"; \
+	  apt-get update -qq && apt-get install -y -qq clang libclang-rt-14-dev; \
+	fi
+
+fuzz-build: venv clang
+	PATH="$(abspath $(VENV))/bin:$$PATH" CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DDEEPHASH_BUILD_FUZZERS=ON -DDEEPHASH_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	PATH="$(abspath $(VENV))/bin:$$PATH" cmake --build $(FUZZ_BUILD) -j $(JOBS)
+
+# Each libFuzzer harness for FUZZ_SECONDS (default 300) after the committed regression inputs.
+fuzz: fuzz-build
+	cpp/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+# The 60-second run of each harness that `make test` includes.
+fuzz-smoke: fuzz-build
+	cpp/fuzz/run.sh $(FUZZ_BUILD) 60
 
 py-test: install
 	$(PY) -m pytest -q

@@ -39,6 +39,7 @@ py::array_t<std::uint8_t, py::array::c_style> codes_arg(const py::handle& obj, c
 py::array_t<std::int64_t, py::array::c_style> ids_arg(const py::handle& obj, const char* name) {
   py::module_ np = py::module_::import("numpy");
   py::array a = np.attr("asarray")(obj).cast<py::array>();
+  if (a.ndim() == 1 && a.size() == 0) return py::array_t<std::int64_t, py::array::c_style>(0);  // [] is float64
   const char kind = a.dtype().kind();
   if (kind != 'i' && kind != 'u') {
     throw py::type_error(std::string(name) + " must be an integer array, got dtype " + dtype_name(a));
@@ -52,6 +53,28 @@ py::array_t<std::int64_t, py::array::c_style> ids_arg(const py::handle& obj, con
       throw py::value_error(std::string(name) + " holds a value above the int64 range");
   }
   return np.attr("ascontiguousarray")(a, "dtype"_a = "int64").cast<py::array_t<std::int64_t, py::array::c_style>>();
+}
+
+std::int64_t int_arg(const py::handle& obj, const char* name) {
+  if (PyBool_Check(obj.ptr()))
+    throw py::type_error(std::string(name) + " must be an int, not bool");
+  PyObject* index = PyNumber_Index(obj.ptr());
+  if (!index) {
+    PyErr_Clear();
+    throw py::type_error(std::string(name) + " must be an int, got " + py::str(py::type::of(obj)).cast<std::string>());
+  }
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(index, &overflow);
+  Py_DECREF(index);
+  if (overflow != 0) throw py::value_error(std::string(name) + " is beyond the int64 range");
+  if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+  return static_cast<std::int64_t>(v);
+}
+
+std::int64_t k_arg(const py::handle& obj) {
+  const std::int64_t k = int_arg(obj, "k");
+  if (k <= 0) throw py::value_error("k must be > 0, got " + std::to_string(k));
+  return k;
 }
 
 void register_errors(py::module_& m) {

@@ -20,8 +20,21 @@ py::array_t<std::uint8_t, py::array::c_style> codes_arg(const py::handle& obj, c
                                                         bool allow_1d = true);
 
 // A C-contiguous int64 array of shape (n,). Other integer dtypes are accepted when every value
-// fits (they are ids, not codes); floats raise TypeError.
+// fits (they are ids, not codes); floats raise TypeError. An empty sequence (e.g. []) is valid.
 py::array_t<std::int64_t, py::array::c_style> ids_arg(const py::handle& obj, const char* name);
+
+// A Python int (or an object with __index__) as int64: bool and non-integers raise TypeError,
+// a value beyond the int64 range raises ValueError naming the argument.
+std::int64_t int_arg(const py::handle& obj, const char* name);
+
+// k of a k-NN search: an int >= 1 (ValueError otherwise).
+std::int64_t k_arg(const py::handle& obj);
+
+// A getter that may wait for a writer's lock: it waits without the GIL.
+template <class F>
+py::cpp_function unlocked(F f) {
+  return py::cpp_function(f, py::call_guard<py::gil_scoped_release>());
+}
 
 // "dtype('float64')"-style name of an array's dtype, for messages.
 std::string dtype_name(const py::array& a);

@@ -50,8 +50,8 @@ void add_with_ids(BinaryIndex& index, const py::handle& codes_obj, const py::han
   index.add_with_ids(codes.data(), n, ids.data());
 }
 
-py::tuple search(const BinaryIndex& index, const py::handle& queries_obj, std::int64_t k) {
-  if (k <= 0) throw py::value_error("k must be > 0, got " + std::to_string(k));
+py::tuple search(const BinaryIndex& index, const py::handle& queries_obj, const py::handle& k_obj) {
+  const std::int64_t k = k_arg(k_obj);
   auto queries = codes_arg(queries_obj, "queries", static_cast<std::int64_t>(index.code_size()));
   const std::size_t nq = static_cast<std::size_t>(queries.shape(0));
   py::array_t<dist_t> distances({nq, static_cast<std::size_t>(k)});
@@ -65,7 +65,8 @@ py::tuple search(const BinaryIndex& index, const py::handle& queries_obj, std::i
   return py::make_tuple(distances, ids);
 }
 
-py::tuple range_search(const BinaryIndex& index, const py::handle& queries_obj, std::int64_t radius) {
+py::tuple range_search(const BinaryIndex& index, const py::handle& queries_obj, const py::handle& radius_obj) {
+  const std::int64_t radius = int_arg(radius_obj, "radius");
   if (radius < 0) throw py::value_error("radius must be >= 0, got " + std::to_string(radius));
   auto queries = codes_arg(queries_obj, "queries", static_cast<std::int64_t>(index.code_size()));
   const std::size_t nq = static_cast<std::size_t>(queries.shape(0));
@@ -85,9 +86,14 @@ std::size_t remove_ids(BinaryIndex& index, const py::handle& ids_obj) {
   return index.remove_ids(ids.data(), n);
 }
 
-py::array_t<std::uint8_t> reconstruct(const BinaryIndex& index, std::int64_t id) {
+py::array_t<std::uint8_t> reconstruct(const BinaryIndex& index, const py::handle& id_obj) {
+  const std::int64_t id = int_arg(id_obj, "id");
   py::array_t<std::uint8_t> out(static_cast<py::ssize_t>(index.code_size()));
-  index.reconstruct(id, out.mutable_data());
+  std::uint8_t* dst = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    index.reconstruct(id, dst);
+  }
   return out;
 }
 
@@ -97,9 +103,11 @@ void bind_flat(py::module_& m) {
   py::class_<BinaryIndex>(m, "BinaryIndex", "Interface shared by every index over packed binary codes.")
       .def_property_readonly("nbits", &BinaryIndex::nbits, "Bits per code.")
       .def_property_readonly("code_size", &BinaryIndex::code_size, "Bytes per code (nbits / 8).")
-      .def_property_readonly("ntotal", &BinaryIndex::ntotal, "Number of codes held.")
-      .def_property_readonly("next_id", &BinaryIndex::next_id, "The id the next add() assigns first.")
-      .def("__len__", &BinaryIndex::ntotal)
+      .def_property_readonly("ntotal", unlocked(&BinaryIndex::ntotal), "Number of codes held.")
+      .def_property_readonly("next_id", unlocked(&BinaryIndex::next_id), "The id the next add() assigns first.")
+      .def_property_readonly("is_mmapped", unlocked(&BinaryIndex::is_mmapped),
+                             "True while the codes are read from a memory-mapped file (until the first write).")
+      .def("__len__", &BinaryIndex::ntotal, py::call_guard<py::gil_scoped_release>())
       .def("add", &add, py::arg("codes"),
            "Append (n, code_size) uint8 codes; they get ids next_id, next_id + 1, ...")
       .def("add_with_ids", &add_with_ids, py::arg("codes"), py::arg("ids"),
@@ -126,9 +134,11 @@ void bind_flat(py::module_& m) {
 
   py::class_<FlatIndex, BinaryIndex>(m, "FlatIndex",
                                      "Exact Hamming k-NN and range search by a SIMD linear scan.")
-      .def(py::init<int>(), py::arg("nbits"))
-      .def_property_readonly("is_mmapped", &FlatIndex::is_mapped,
-                             "True while the codes are read from a memory-mapped file.")
+      .def(py::init([](const py::handle& nbits) {
+             const std::int64_t n = int_arg(nbits, "nbits");
+             check_nbits(n);
+             return std::make_unique<FlatIndex>(static_cast<int>(n));
+           }), py::arg("nbits"))
       .def("__repr__", [](const FlatIndex& index) {
         return "FlatIndex(nbits=" + std::to_string(index.nbits()) + ", ntotal=" + std::to_string(index.ntotal()) + ")";
       });

@@ -15,20 +15,23 @@ void bind_mih(py::module_& m) {
       "Exact k-NN and range search by multi-index hashing (Norouzi, Punjani, Fleet 2014).\n"
       "Same interface and identical results as FlatIndex, ties included; sub-linear on structured codes,\n"
       "and a per-query linear scan when probing would cost more (uniform codes, large radius or k).")
-      .def(py::init([](int nbits, py::object m) {
-             const int mm = m.is_none() ? 0 : m.cast<int>();
-             if (!m.is_none() && mm <= 0) throw py::value_error("m must be a positive int or None, got " + std::to_string(mm));
-             return std::make_unique<MIHIndex>(nbits, mm);
+      .def(py::init([](const py::handle& nbits_obj, py::object m) {
+             const std::int64_t nbits = int_arg(nbits_obj, "nbits");
+             check_nbits(nbits);
+             const std::int64_t mm = m.is_none() ? 0 : int_arg(m, "m");
+             if (!m.is_none() && (mm <= 0 || mm > nbits))
+               throw py::value_error("m must be a positive int (at most nbits) or None, got " + std::to_string(mm));
+             return std::make_unique<MIHIndex>(static_cast<int>(nbits), static_cast<int>(mm));
            }), py::arg("nbits"), py::arg("m") = py::none(),
            "m: number of substring tables, or None to choose about nbits / log2(ntotal) and retune it\n"
            "when the tables are rebuilt as the index grows.")
-      .def_property_readonly("m", &MIHIndex::m, "Number of substring tables in use.")
+      .def_property_readonly("m", unlocked(&MIHIndex::m), "Number of substring tables in use.")
       .def_property_readonly("auto_m", &MIHIndex::auto_m, "True when m is chosen automatically.")
-      .def_property_readonly("substring_bits", &MIHIndex::substring_bits, "Bits of each substring.")
-      .def("memory_usage", &MIHIndex::memory_usage, "Bytes held by codes, ids and tables.")
-      .def_property_readonly("tail_size", &MIHIndex::tail_size,
+      .def_property_readonly("substring_bits", unlocked(&MIHIndex::substring_bits), "Bits of each substring.")
+      .def("memory_usage", &MIHIndex::memory_usage, py::call_guard<py::gil_scoped_release>(), "Bytes held by codes, ids and tables.")
+      .def_property_readonly("tail_size", unlocked(&MIHIndex::tail_size),
                              "Items added since the tables were built (scanned linearly until merged).")
-      .def_property_readonly("tombstones", &MIHIndex::tombstones, "Removed items not yet compacted away.")
+      .def_property_readonly("tombstones", unlocked(&MIHIndex::tombstones), "Removed items not yet compacted away.")
       .def("compact", [](MIHIndex& index) {
              py::gil_scoped_release release;
              index.compact();
@@ -48,8 +51,8 @@ void bind_mih(py::module_& m) {
       .def("reset_stats", &MIHIndex::reset_stats)
       .def_static("auto_m_for", &MIHIndex::auto_m_for, py::arg("nbits"), py::arg("n"),
                   "The table count chosen automatically for n codes of nbits bits.")
-      .def("search_with_stats", [](const MIHIndex& index, const py::handle& queries_obj, std::int64_t k) {
-             if (k <= 0) throw py::value_error("k must be > 0, got " + std::to_string(k));
+      .def("search_with_stats", [](const MIHIndex& index, const py::handle& queries_obj, const py::handle& k_obj) {
+             const std::int64_t k = k_arg(k_obj);
              auto queries = codes_arg(queries_obj, "queries", static_cast<std::int64_t>(index.code_size()));
              const std::size_t nq = static_cast<std::size_t>(queries.shape(0));
              py::array_t<dist_t> D({nq, static_cast<std::size_t>(k)});

@@ -68,7 +68,7 @@ void bind_runtime(py::module_& m) {
         "process. While a level is forced (DEEPHASH_SIMD or set_simd_level) every width runs it.");
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
         "Bound the number of threads the core uses (>= 1); the default is all cores.");
-  m.def("get_num_threads", &num_threads, "Number of threads the core uses.");
+  m.def("get_num_threads", &get_num_threads, "Number of threads the core uses.");
   m.def("cuda_device_count", &cuda_device_count,
         "Number of usable CUDA devices (0 when the build has no CUDA or on any CUDA error).");
   m.def("build_info", [] {
@@ -81,7 +81,7 @@ void bind_runtime(py::module_& m) {
     py::dict plans;
     for (const auto& [cs, plan] : simd_plans()) plans[py::int_(8 * cs)] = plan_dict(plan);
     info["simd_plan"] = plans;
-    info["num_threads"] = num_threads();
+    info["num_threads"] = get_num_threads();
 #ifdef DEEPHASH_WITH_CUDA
     info["cuda"] = true;
     info["cuda_version"] = DEEPHASH_CUDA_VERSION;

@@ -8,6 +8,7 @@ namespace deephash {
 
 void CodeStore::materialize() {
   if (!mapped_) return;
+  check_mapping();
   std::vector<std::uint8_t, HugePageAllocator<std::uint8_t>> copy(mapped_, mapped_ + n_ * cs_);
   codes_.swap(copy);
   mapped_ = nullptr;
@@ -40,7 +41,8 @@ void CodeStore::add(const std::uint8_t* codes, std::size_t n) {
   invalidate_lookup();
 }
 
-void CodeStore::check_new_ids(const idx_t* ids, std::size_t n, const char* what) const {
+void CodeStore::check_new_ids(const idx_t* ids, std::size_t n, const char* what,
+                              const std::uint8_t* reusable) const {
   std::vector<idx_t> sorted(ids, ids + n);
   for (std::size_t i = 0; i < n; ++i) {
     if (ids[i] < 0)
@@ -52,7 +54,8 @@ void CodeStore::check_new_ids(const idx_t* ids, std::size_t n, const char* what)
   if (dup != sorted.end())
     throw InvalidArgument(std::string(what) + " must be unique, got " + std::to_string(*dup) + " more than once");
   for (idx_t id : sorted) {
-    if (find(id))
+    const auto pos = find(id);
+    if (pos && !(reusable && reusable[*pos]))
       throw InvalidArgument(std::string(what) + ": id " + std::to_string(id) + " is already in the index");
   }
 }
@@ -187,7 +190,7 @@ void CodeStore::read_payload(const std::shared_ptr<const io::MappedFile>& file, 
       payload + codes_bytes + ntotal * sizeof(idx_t) > end)
     throw FileError(where + ": payload is smaller than its " + std::to_string(ntotal) + " items need");
   std::vector<idx_t> ids(ntotal);
-  std::memcpy(ids.data(), payload + codes_bytes, ntotal * sizeof(idx_t));
+  if (ntotal > 0) std::memcpy(ids.data(), payload + codes_bytes, ntotal * sizeof(idx_t));  // no null memcpy
   idx_t max_id = -1;
   bool identity = true;
   for (std::uint64_t i = 0; i < ntotal; ++i) {
@@ -203,8 +206,10 @@ void CodeStore::read_payload(const std::shared_ptr<const io::MappedFile>& file, 
     if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
       throw FileError(where + ": repeated ids");
   }
-  if (ntotal > 0 && next_id <= max_id && max_id != INT64_MAX)
-    throw FileError(where + ": next id " + std::to_string(next_id) + " is not above the largest id");
+  // next_id is above every id; an index holding INT64_MAX saturates it there (add() then refuses).
+  if (ntotal > 0 && next_id <= max_id && !(max_id == INT64_MAX && next_id == INT64_MAX))
+    throw FileError(where + ": next id " + std::to_string(next_id) + " is not above the largest id " +
+                    std::to_string(max_id));
   // All checks passed: take the data.
   reset();
   n_ = static_cast<std::size_t>(ntotal);

@@ -214,7 +214,7 @@ void knn_scan(const ScanView& db, const std::uint8_t* queries, std::size_t nq, s
   const std::size_t kk = std::min(k, db.n);
   const std::size_t block = block_codes(db.code_size);
   const kernels::WidthPlan plan = kernels::plan_for(db.code_size);
-  const Tiling t = plan_tiles(nq, db.n, block, static_cast<std::size_t>(num_threads()),
+  const Tiling t = plan_tiles(nq, db.n, block, static_cast<std::size_t>(get_num_threads()),
                               (2 * kk + 64) * sizeof(CountingTopK::Entry));
   // Starting bounds from a sample, then shared by the slices of each query.
   std::unique_ptr<std::atomic<dist_t>[]> shared(new std::atomic<dist_t>[nq]);
@@ -257,7 +257,7 @@ RangeResult range_scan(const ScanView& db, const std::uint8_t* queries, std::siz
   const std::size_t block = block_codes(db.code_size);
   const kernels::WidthPlan plan = kernels::plan_for(db.code_size);
   const dist_t r = static_cast<dist_t>(std::min(radius, db.nbits));
-  const Tiling t = plan_tiles(nq, db.n, block, static_cast<std::size_t>(num_threads()), 64 * sizeof(Hit));
+  const Tiling t = plan_tiles(nq, db.n, block, static_cast<std::size_t>(get_num_threads()), 64 * sizeof(Hit));
   // hits[c * nq + q]: query q's hits in slice c, in storage order.
   std::vector<std::vector<Hit>> hits(t.slices * nq);
   parallel_for(t.items(), [&](std::size_t i0, std::size_t i1) {

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -52,6 +53,7 @@ void Checksum::block(const std::uint8_t* p) noexcept {
 }
 
 void Checksum::update(const void* data, std::size_t n) noexcept {
+  if (n == 0) return;  // data may be null (an empty vector's buffer)
   const auto* p = static_cast<const std::uint8_t*>(data);
   total_ += n;
   if (npending_) {
@@ -91,7 +93,39 @@ std::uint64_t checksum(const void* data, std::size_t n) noexcept {
 
 // ---- atomic writer ------------------------------------------------------------------------------
 
-AtomicFileWriter::AtomicFileWriter(std::string path) : path_(std::move(path)) {
+void check_path(const std::string& path) {
+  if (path.find('\0') != std::string::npos)
+    throw InvalidArgument("path contains a NUL byte: '" + path.substr(0, path.find('\0')) + "\\0...'");
+  if (path.empty()) throw InvalidArgument("path is empty");
+}
+
+namespace {
+
+// The file that save(path) replaces: a symlink is followed to its target (the link stays a link
+// and the target is replaced atomically); a dangling link, a folder, a device node or a FIFO is
+// refused rather than replaced by a regular file.
+std::string save_target(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return path;  // a new file (or a missing folder: open reports it)
+  std::string target = path;
+  if (S_ISLNK(st.st_mode)) {
+    char* resolved = ::realpath(path.c_str(), nullptr);
+    if (!resolved)
+      throw FileError("cannot save to '" + path + "': it is a symlink whose target cannot be resolved (" +
+                      errno_text() + ")");
+    target = resolved;
+    std::free(resolved);
+    if (::stat(target.c_str(), &st) != 0) return target;
+  }
+  if (!S_ISREG(st.st_mode)) throw FileError("cannot save to '" + path + "': it exists and is not a regular file");
+  return target;
+}
+
+}  // namespace
+
+AtomicFileWriter::AtomicFileWriter(std::string path) {
+  check_path(path);
+  path_ = save_target(path);
   static std::atomic<unsigned> counter{0};
   tmp_path_ = path_ + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
   fd_ = ::open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -120,6 +154,7 @@ void AtomicFileWriter::flush() {
 }
 
 void AtomicFileWriter::write(const void* data, std::size_t n) {
+  if (n == 0) return;
   sum_.update(data, n);
   offset_ += n;
   const auto* p = static_cast<const std::uint8_t*>(data);
@@ -166,34 +201,55 @@ void AtomicFileWriter::commit() {
 
 // ---- mapping --------------------------------------------------------------------------------------
 
-MappedFile::MappedFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw FileError("cannot open '" + path + "': " + errno_text());
+MappedFile::MappedFile(const std::string& path) : path_(path) {
+  check_path(path);
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) throw FileError("cannot open '" + path + "': " + errno_text());
   struct stat st;
-  if (::fstat(fd, &st) != 0) {
+  if (::fstat(fd_, &st) != 0) {
     const std::string err = errno_text();
-    ::close(fd);
+    ::close(fd_);
     throw FileError("cannot stat '" + path + "': " + err);
   }
   if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
+    ::close(fd_);
     throw FileError("'" + path + "' is not a regular file");
   }
   size_ = static_cast<std::size_t>(st.st_size);
+  mtime_ns_ = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
   if (size_ > 0) {
-    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
     if (p == MAP_FAILED) {
       const std::string err = errno_text();
-      ::close(fd);
+      ::close(fd_);
       throw FileError("cannot map '" + path + "': " + err);
     }
     data_ = static_cast<const std::uint8_t*>(p);
   }
-  ::close(fd);
+}
+
+MappedFile::MappedFile(const void* data, std::size_t size, std::string name)
+    : path_(std::move(name)), size_(size), owned_(static_cast<const std::uint8_t*>(data),
+                                                  static_cast<const std::uint8_t*>(data) + size) {
+  data_ = owned_.data();
 }
 
 MappedFile::~MappedFile() {
-  if (data_) ::munmap(const_cast<std::uint8_t*>(data_), size_);
+  if (data_ && owned_.empty()) ::munmap(const_cast<std::uint8_t*>(data_), size_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void MappedFile::check_unchanged() const {
+  if (fd_ < 0) return;  // in memory: nothing can change it
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) throw FileError("cannot stat '" + path_ + "': " + errno_text());
+  if (static_cast<std::size_t>(st.st_size) < size_)
+    throw FileError("'" + path_ + "' was truncated after it was memory-mapped (" + std::to_string(st.st_size) +
+                    " bytes, " + std::to_string(size_) + " when loaded); load it again");
+  const std::int64_t mtime = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  if (static_cast<std::size_t>(st.st_size) != size_ || mtime != mtime_ns_)
+    throw FileError("'" + path_ + "' was modified in place after it was memory-mapped; load it again "
+                    "(save() replaces files by rename and never does this)");
 }
 
 // ---- header ---------------------------------------------------------------------------------------
@@ -253,15 +309,34 @@ Header validate_file(const MappedFile& file, const std::string& path) {
   if (checksum(p, size - 8) != stored) throw FileError(where + " is corrupted (checksum mismatch)");
   if (h.index_type != IndexType::Flat && h.index_type != IndexType::MIH)
     throw FileError(where + " holds an unknown index type " + std::to_string(static_cast<std::uint32_t>(h.index_type)));
-  if (h.nbits == 0 || h.nbits % 8 != 0 || h.nbits > (1u << 20))
+  if (h.nbits == 0 || h.nbits % 8 != 0 || h.nbits > kMaxNbits)
     throw FileError(where + " has an invalid nbits " + std::to_string(h.nbits));
+  if ((h.flags & ~kKnownFlags) != 0)
+    throw FileError(where + " sets unknown flag bits (flags " + std::to_string(h.flags) + ")");
   if (h.params_size > limit - kHeaderSize || h.payload_offset % kPayloadAlign != 0 ||
       h.payload_offset < kHeaderSize + h.params_size || h.payload_offset > limit ||
       h.payload_size != limit - h.payload_offset) {
     throw FileError(where + " has an inconsistent layout");
   }
-  if (h.next_id > static_cast<std::uint64_t>(INT64_MAX) || h.ntotal > h.payload_size)
-    throw FileError(where + " has inconsistent counts");
+  if (h.next_id > static_cast<std::uint64_t>(INT64_MAX))
+    throw FileError(where + " has inconsistent counts (next id above the int64 range)");
+  // The payload is ntotal codes padded to 8 bytes, then ntotal int64 ids: nothing more, nothing less.
+  const std::size_t cs = h.nbits / 8;
+  if (h.ntotal > h.payload_size / (cs + sizeof(std::int64_t)) ||
+      codes_bytes_padded(h.ntotal, cs) + h.ntotal * sizeof(std::int64_t) != h.payload_size)
+    throw FileError(where + " has inconsistent counts (a payload of " + std::to_string(h.payload_size) +
+                    " bytes does not hold exactly " + std::to_string(h.ntotal) + " codes of " + std::to_string(cs) +
+                    " bytes and their ids)");
+  // Padding bytes are zero: after the parameters, and after the codes.
+  const auto nonzero = [p](std::uint64_t from, std::uint64_t to) {
+    for (std::uint64_t i = from; i < to; ++i)
+      if (p[i] != 0) return true;
+    return false;
+  };
+  const std::uint64_t codes_end = h.payload_offset + h.ntotal * cs;
+  if (nonzero(kHeaderSize + h.params_size, h.payload_offset) ||
+      nonzero(codes_end, h.payload_offset + codes_bytes_padded(h.ntotal, cs)))
+    throw FileError(where + " has non-zero padding bytes");
   return h;
 }
 

@@ -8,8 +8,10 @@
 
 namespace deephash {
 
-std::unique_ptr<BinaryIndex> load_index(const std::string& path, bool mmap) {
-  auto file = std::make_shared<const io::MappedFile>(path);
+namespace {
+
+std::unique_ptr<BinaryIndex> load(const std::shared_ptr<const io::MappedFile>& file, const std::string& path,
+                                  bool mmap) {
   const io::Header header = io::validate_file(*file, path);
   switch (header.index_type) {
     case IndexType::Flat:
@@ -20,6 +22,16 @@ std::unique_ptr<BinaryIndex> load_index(const std::string& path, bool mmap) {
       throw FileError("'" + path + "' holds an index type this build cannot read (" +
                       std::to_string(static_cast<std::uint32_t>(header.index_type)) + ")");
   }
+}
+
+}  // namespace
+
+std::unique_ptr<BinaryIndex> load_index(const std::string& path, bool mmap) {
+  return load(std::make_shared<const io::MappedFile>(path), path, mmap);
+}
+
+std::unique_ptr<BinaryIndex> load_index_from_memory(const void* data, std::size_t size, const std::string& name) {
+  return load(std::make_shared<const io::MappedFile>(data, size, name), name, false);
 }
 
 }  // namespace deephash

@@ -1,280 +1,15 @@
+// MIHIndex: construction, updates, accessors and persistence. Searching (probing, the cost model
+// that chooses between probing and scanning, k-NN and range drivers) is in mih_search.cpp.
 #include "deephash/mih_index.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include <mutex>
 
-#include "deephash/flat_scan.hpp"
-#include "deephash/huge_pages.hpp"
-#include "deephash/simd.hpp"
 #include "deephash/threads.hpp"
-#include "deephash/topk.hpp"
 
 namespace deephash {
-namespace {
-
-// Cost model, in nanoseconds of one core. Probing: a table lookup (random reads of the bucket's
-// offsets and positions, prefetched a few lookups ahead) and a candidate check (a random read of
-// its code, prefetched far ahead; with substring tests or with a seen bit, see Dedup), fitted to
-// probe times on 1M-10M clustered and uniform codes of 64-256 bits (benchmarks/bench_mih.py,
-// AMD EPYC, 2026-11-29).
-// Scanning: what the kernels' calibration measured for this code size (kernels::scan_speed), times
-// the overhead a whole search adds to it (reading the codes from memory, top-k), also measured.
-constexpr double kLookupNs = 200.0;
-constexpr double kTestedCandidateNs = 7.0;
-constexpr double kSeenCandidateNs = 15.0;
-// A search of this many queries or more scans in groups (the batch kernels).
-constexpr std::size_t kBatchQueries = 16;
-constexpr double kBatchScanOverhead = 1.1;
-constexpr double kSingleScanOverhead = 1.3;
-// Range search: ordering a probed query's h hits costs about h * kRangeOrderNs * log2(hits per
-// distance); a scan delivers them in order for kRangeScanHitNs each.
-constexpr double kRangeOrderNs = 1.5;
-constexpr double kRangeScanHitNs = 5.0;
-// What one core streams from memory, in bytes per nanosecond: a single query's scan of a database
-// larger than the caches goes no faster.
-constexpr double kStreamBytesPerNs = 15.0;
-
-double binomial(int n, int r) {
-  if (r < 0 || r > n) return 0.0;
-  double c = 1.0;
-  for (int i = 1; i <= r; ++i) c = c * (n - r + i) / i;
-  return c;
-}
-
-// Calls fn(mask) for every mask of `bits` bits with exactly r bits set (Gosper's hack).
-template <class F>
-bool for_each_mask(int bits, int r, F&& fn) {
-  if (r == 0) return fn(std::uint64_t{0});
-  const std::uint64_t limit = bits == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << bits);
-  std::uint64_t mask = (std::uint64_t{1} << r) - 1;
-  while (mask < limit) {
-    if (!fn(mask)) return false;
-    const std::uint64_t c = mask & (~mask + 1);
-    const std::uint64_t rr = mask + c;
-    if (rr == 0) break;
-    mask = (((rr ^ mask) >> 2) / c) | rr;
-  }
-  return true;
-}
-
-// All keys at exactly Hamming radius r from `key` within `bits` bits, into a reused buffer.
-std::vector<std::uint64_t>& keys_at_radius(std::uint64_t key, int bits, int r) {
-  thread_local std::vector<std::uint64_t> keys;
-  keys.clear();
-  for_each_mask(bits, r, [&](std::uint64_t mask) {
-    keys.push_back(key ^ mask);
-    return true;
-  });
-  return keys;
-}
-
-// De-duplication: a candidate counts once, at the first probe of the query that reaches it. Two
-// ways, chosen by the table count m:
-// - Few tables (m <= kMaxTestedTables): no "seen" state. A probe of table t at radius r reaches
-//   exactly the codes whose substring t is within r of the query's, so a candidate's own
-//   substrings tell whether an earlier probe reached it: each probe carries one test per
-//   earlier-probed table, run on the candidate's code, which is fetched for its distance anyway.
-//   (On 10M clustered 64-bit codes the per-item bits below cost about 40% of a query: a random
-//   access to mark each candidate, another to clear it.)
-// - More tables: one bit per stored item and thread (SeenSet), O(1) per candidate where m tests
-//   would cost more. A query sets the bit of each item it meets, lists each word it makes
-//   non-zero, and clears those words when it ends, so no query pays for the whole array.
-constexpr int kMaxTestedTables = 4;
-
-struct SeenSet {
-  std::vector<std::uint64_t, HugePageAllocator<std::uint64_t>> bits;
-  std::vector<std::uint32_t> touched;  // words made non-zero by the current query
-  std::size_t ntouched = 0;
-
-  // Starts a query over n stored items.
-  void start(std::size_t n) {
-    const std::size_t words = (n + 63) / 64;
-    if (bits.size() < words) bits.resize(words, 0);
-    ntouched = 0;
-  }
-  // Room to list `more` words.
-  std::uint32_t* reserve(std::size_t more) {
-    if (touched.size() < ntouched + more) touched.resize(2 * (ntouched + more));
-    return touched.data();
-  }
-  void finish() noexcept {
-    for (std::size_t i = 0; i < ntouched; ++i) bits[touched[i]] = 0;
-    ntouched = 0;
-  }
-};
-thread_local SeenSet t_seen;
-
-// Starts the query's SeenSet when it uses one, and clears it however the probing returns.
-struct SeenScope {
-  SeenSet* seen;
-  SeenScope(bool use, std::size_t n) : seen(use ? &t_seen : nullptr) {
-    if (seen) seen->start(n);
-  }
-  ~SeenScope() {
-    if (seen) seen->finish();
-  }
-};
-
-struct BucketScratch {
-  std::vector<std::uint32_t> positions;
-  std::vector<dist_t> distances;
-  std::vector<kernels::SubstringTest> tests;
-};
-thread_local BucketScratch t_bucket;
-
-// How the current probe tells new candidates: a SeenSet, or substring tests.
-struct Dedup {
-  SeenSet* seen;
-  const kernels::SubstringTest* tests;
-  std::size_t ntests;
-};
-
-// Table t's test for query q (max_distance to be set per probe).
-kernels::SubstringTest substring_test(const SubstringTable& table, const std::uint8_t* q, std::size_t cs) {
-  kernels::SubstringTest t{};
-  const std::uint32_t begin = static_cast<std::uint32_t>(table.bit_begin());
-  if (cs >= 8) {  // the 8 bytes holding the substring, not reaching past the code
-    t.offset = std::min<std::uint32_t>(begin / 8, static_cast<std::uint32_t>(cs - 8));
-    t.shift = begin - 8 * t.offset;
-  } else {
-    t.offset = 0;
-    t.shift = begin;
-  }
-  t.mask = table.bits() == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << table.bits()) - 1;
-  t.query_value = table.key_of(q, cs);
-  t.max_distance = -1;
-  return t;
-}
-
-// How far ahead the mark loop prefetches: each word is a possible cache miss, and the loop body
-// is a few cycles, so many misses must be in flight at once.
-constexpr std::size_t kSeenAhead = 64;
-
-// The new, live items of one bucket and their distances (in b); returns how many.
-std::size_t check_bucket(const SubstringTable& table, std::uint64_t key, const std::uint8_t* q,
-                         const std::uint8_t* codes, std::size_t cs, const std::uint8_t* skip, const Dedup& dedup,
-                         const kernels::KernelTable& kt, BucketScratch& b) {
-  const std::uint32_t *first, *last;
-  table.bucket(key, &first, &last);
-  const std::size_t size = static_cast<std::size_t>(last - first);
-  if (b.positions.size() < size) {
-    b.positions.resize(size);
-    b.distances.resize(size);
-  }
-  std::uint32_t* out = b.positions.data();
-  if (dedup.seen == nullptr) {
-    std::size_t m = kt.gather_new(q, codes, first, size, cs, dedup.tests, dedup.ntests, out, b.distances.data());
-    if (skip) {
-      std::size_t live = 0;
-      for (std::size_t i = 0; i < m; ++i) {
-        out[live] = out[i];
-        b.distances[live] = b.distances[i];
-        live += !skip[out[i]];
-      }
-      m = live;
-    }
-    return m;
-  }
-  SeenSet& seen = *dedup.seen;
-  std::uint64_t* bits = seen.bits.data();
-  std::uint32_t* touched = seen.reserve(size);
-  std::size_t m = 0, nt = seen.ntouched;
-  for (std::size_t i = 0; i < size; ++i) {
-    if (i + kSeenAhead < size) __builtin_prefetch(bits + (first[i + kSeenAhead] >> 6), 1);
-    const std::uint32_t p = first[i];
-    std::uint64_t& word = bits[p >> 6];
-    const std::uint64_t bit = std::uint64_t{1} << (p & 63);
-    if (word & bit) continue;
-    touched[nt] = p >> 6;
-    nt += word == 0;
-    word |= bit;
-    if (skip && skip[p]) continue;
-    out[m++] = p;
-  }
-  seen.ntouched = nt;
-  kt.gather(q, codes, out, m, cs, b.distances.data());
-  return m;
-}
-
-// What ordering h probed range hits by (distance, id) costs.
-double range_order_ns(std::size_t hits, int radius) noexcept {
-  const double h = static_cast<double>(hits);
-  return h * kRangeOrderNs * std::log2(std::max(2.0, h / (radius + 1)));
-}
-
-// A batch's account of its probes: each probed query adds what probing it cost, plus a scan's
-// cost when it gave up (it is then scanned too). Once the probes have cost more than scanning
-// those queries would have, the rest of the batch is scanned (uniform codes, large k, clustered
-// codes whose buckets hold far more than estimated).
-constexpr std::size_t kLedgerMinProbes = 16;  // fewer say little (one costly query among four did)
-struct ProbeLedger {
-  std::atomic<std::size_t> probed{0};
-  std::atomic<std::int64_t> spent_ns{0};
-  bool scan_the_rest(double scan_ns) const noexcept {
-    const std::size_t p = probed.load(std::memory_order_relaxed);
-    return p >= kLedgerMinProbes &&
-           static_cast<double>(spent_ns.load(std::memory_order_relaxed)) > static_cast<double>(p) * scan_ns;
-  }
-  void add(double cost_ns) noexcept {
-    probed.fetch_add(1, std::memory_order_relaxed);
-    spent_ns.fetch_add(static_cast<std::int64_t>(cost_ns), std::memory_order_relaxed);
-  }
-};
-
-double candidate_ns(bool tested) noexcept { return tested ? kTestedCandidateNs : kSeenCandidateNs; }
-
-// The work a query's probing has done so far, in the cost model's nanoseconds.
-double work_done(const MIHQueryStats& st, bool tested) noexcept {
-  return static_cast<double>(st.buckets) * kLookupNs + static_cast<double>(st.candidates) * candidate_ns(tested);
-}
-
-// Probes every key of `table` at exactly Hamming radius r around `key` (prefetching ahead, since
-// each lookup is a cache miss) and calls visit(distance, position) for each new live candidate.
-// Stops early and returns false once work_done passes `limit` (checked after every bucket).
-template <class Visit>
-bool probe_radius(const SubstringTable& table, std::uint64_t key, int r, const std::uint8_t* q,
-                  const std::uint8_t* codes, std::size_t cs, const Dedup& dedup, const std::uint8_t* skip,
-                  MIHQueryStats& st, double limit, Visit&& visit) {
-  const std::vector<std::uint64_t>& probe = keys_at_radius(key, table.bits(), r);
-  BucketScratch& b = t_bucket;
-  const kernels::KernelTable& kt = *kernels::plan_for(cs).single;
-  for (std::size_t i = 0; i < probe.size(); ++i) {
-    if (i + 8 < probe.size()) table.prefetch_offsets(probe[i + 8]);
-    if (i + 4 < probe.size()) table.prefetch_positions(probe[i + 4]);
-    const std::size_t found = check_bucket(table, probe[i], q, codes, cs, skip, dedup, kt, b);
-    ++st.buckets;
-    st.candidates += static_cast<std::int64_t>(found);
-    const dist_t* d = b.distances.data();
-    const std::uint32_t* pos = b.positions.data();
-    for (std::size_t c = 0; c < found; ++c) visit(d[c], pos[c]);
-    if (work_done(st, dedup.seen == nullptr) > limit) return false;
-  }
-  return true;
-}
-
-std::vector<std::size_t> flagged_rows(const std::vector<std::uint8_t>& flags) {
-  std::vector<std::size_t> rows;
-  for (std::size_t q = 0; q < flags.size(); ++q)
-    if (flags[q]) rows.push_back(q);
-  return rows;
-}
-
-std::vector<std::uint8_t> gather_rows(const std::uint8_t* queries, const std::vector<std::size_t>& rows,
-                                      std::size_t cs) {
-  std::vector<std::uint8_t> out(rows.size() * cs);
-  for (std::size_t i = 0; i < rows.size(); ++i) std::memcpy(out.data() + i * cs, queries + rows[i] * cs, cs);
-  return out;
-}
-
-}  // namespace
-
-ScanView MIHIndex::scan_view() const noexcept {
-  return ScanView{store_.codes(), store_.ids(), store_.size(), store_.code_size(), nbits_, store_.ids_increasing(),
-                  removed_.empty() ? nullptr : removed_.data()};
-}
 
 int MIHIndex::auto_m_for(int nbits, std::size_t n) noexcept {
   const double lg = std::log2(static_cast<double>(std::max<std::size_t>(n, 16)));
@@ -296,35 +31,39 @@ MIHIndex::MIHIndex(int nbits, int m)
 }
 
 std::size_t MIHIndex::ntotal() const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  std::shared_lock<SharedMutex> lock(mu_);
   return store_.size() - n_removed_;
 }
 idx_t MIHIndex::next_id() const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  std::shared_lock<SharedMutex> lock(mu_);
   return store_.next_id();
 }
+bool MIHIndex::is_mmapped() const {
+  std::shared_lock<SharedMutex> lock(mu_);
+  return store_.is_mmapped();
+}
 int MIHIndex::m() const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  std::shared_lock<SharedMutex> lock(mu_);
   return m_;
 }
 std::vector<int> MIHIndex::substring_bits() const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  std::shared_lock<SharedMutex> lock(mu_);
   std::vector<int> out;
   for (int j = 0; j < m_; ++j) out.push_back(nbits_ / m_ + (j < nbits_ % m_ ? 1 : 0));
   return out;
 }
 std::size_t MIHIndex::memory_usage() const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  std::shared_lock<SharedMutex> lock(mu_);
   std::size_t total = store_.memory_usage() + removed_.capacity();
   for (const auto& t : tables_) total += t.memory_usage();
   return total;
 }
 std::size_t MIHIndex::tail_size() const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  std::shared_lock<SharedMutex> lock(mu_);
   return store_.size() - indexed_;
 }
 std::size_t MIHIndex::tombstones() const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  std::shared_lock<SharedMutex> lock(mu_);
   return n_removed_;
 }
 MIHStats MIHIndex::stats() const {
@@ -376,29 +115,29 @@ void MIHIndex::compact_locked() {
 }
 
 void MIHIndex::compact() {
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  std::unique_lock<SharedMutex> lock(mu_);
   compact_locked();
 }
 
 void MIHIndex::add(const std::uint8_t* codes, std::size_t n) {
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  std::unique_lock<SharedMutex> lock(mu_);
   store_.add(codes, n);
   if (!removed_.empty()) removed_.resize(store_.size(), 0);
   maybe_merge_tail_locked();
 }
 
 void MIHIndex::add_with_ids(const std::uint8_t* codes, std::size_t n, const idx_t* ids) {
-  std::unique_lock<std::shared_mutex> lock(mu_);
-  if (n_removed_ > 0) {
-    // A removed id may be added again: drop tombstones first (no visible change), then validate.
-    compact_locked();
-  }
+  std::unique_lock<SharedMutex> lock(mu_);
+  if (n == 0) return;
+  // Validate first (a removed id may be given again), so that a refused call changes nothing.
+  store_.check_new_ids(ids, n, "ids", removed_.empty() ? nullptr : removed_.data());
+  if (n_removed_ > 0) compact_locked();  // drop tombstones, so a reused id is not held twice
   store_.add_with_ids(codes, n, ids);
   maybe_merge_tail_locked();
 }
 
 std::size_t MIHIndex::remove_ids(const idx_t* ids, std::size_t n) {
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  std::unique_lock<SharedMutex> lock(mu_);
   std::size_t removed = 0;
   for (std::size_t i = 0; i < n; ++i) {
     const auto pos = store_.find(ids[i]);
@@ -414,7 +153,7 @@ std::size_t MIHIndex::remove_ids(const idx_t* ids, std::size_t n) {
 }
 
 void MIHIndex::reset() {
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  std::unique_lock<SharedMutex> lock(mu_);
   store_.reset();
   tables_.clear();
   indexed_ = 0;
@@ -424,314 +163,18 @@ void MIHIndex::reset() {
 }
 
 void MIHIndex::reconstruct(idx_t id, std::uint8_t* out) const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  std::shared_lock<SharedMutex> lock(mu_);
+  store_.check_mapping();
   const auto pos = store_.find(id);
   if (!pos || (!removed_.empty() && removed_[*pos])) throw UnknownId("id " + std::to_string(id) + " is not in the index");
   std::memcpy(out, store_.codes() + *pos * store_.code_size(), store_.code_size());
 }
 
-// ---- search -------------------------------------------------------------------------------------
-
-double MIHIndex::scan_cost(std::size_t nq) const noexcept {
-  const std::size_t cs = store_.code_size();
-  const kernels::ScanSpeed speed = kernels::scan_speed(cs);
-  const double per_code =
-      nq >= kBatchQueries
-          ? speed.batch_ns * kBatchScanOverhead
-          : std::max(speed.single_ns * kSingleScanOverhead, static_cast<double>(cs) / kStreamBytesPerNs);
-  return static_cast<double>(store_.size()) * per_code;
-}
-
-bool MIHIndex::probe_knn(const std::uint8_t* q, CountingTopK& top, MIHQueryStats& st, double budget) const {
-  const std::size_t cs = store_.code_size(), n = store_.size();
-  const kernels::KernelTable& kt = *kernels::plan_for(cs).single;
-  const std::uint8_t* codes = store_.codes();
-  const std::uint8_t* skip = removed_.empty() ? nullptr : removed_.data();
-  // The tail (recent adds, not yet in the tables) is scanned first.
-  if (n > indexed_) {
-    std::vector<dist_t>& d = t_bucket.distances;
-    if (d.size() < n - indexed_) d.resize(n - indexed_);
-    kt.distances(q, codes + indexed_ * cs, n - indexed_, cs, d.data());
-    for (std::size_t p = indexed_; p < n; ++p)
-      if (!(skip && skip[p])) top.push(d[p - indexed_], store_.id_at(p));
-  }
-  if (indexed_ == 0) {
-    st.radius = 0;
-    return true;
-  }
-  thread_local std::vector<std::uint64_t> qkey;
-  qkey.resize(static_cast<std::size_t>(m_));
-  int max_bits = 0;
-  for (int j = 0; j < m_; ++j) {
-    qkey[j] = tables_[j].key_of(q, cs);
-    max_bits = std::max(max_bits, tables_[j].bits());
-  }
-  // The probe of table j at radius r follows those of every table at radius < r and of tables
-  // t < j at radius r: a candidate is new unless its substring t is within r (t < j) or r - 1
-  // (t > j) of the query's.
-  const bool tested = m_ <= kMaxTestedTables;
-  const SeenScope scope(!tested, n);
-  kernels::SubstringTest all[kMaxTestedTables], tests[kMaxTestedTables];
-  for (int t = 0; tested && t < m_; ++t) all[t] = substring_test(tables_[t], q, cs);
-  double work = 0.0;
-  for (int r = 0; r <= max_bits; ++r) {
-    for (int j = 0; j < m_; ++j) {
-      const SubstringTable& table = tables_[j];
-      const int bits = table.bits();
-      if (r > bits) return st.radius = r, true;  // that table is exhausted: every item was seen
-      const double keys = binomial(bits, r);
-      const double expected = keys * static_cast<double>(indexed_) / std::ldexp(1.0, bits);
-      if (work + keys * kLookupNs + expected * candidate_ns(tested) > budget) return false;
-      std::size_t ntests = 0;
-      for (int t = 0; tested && t < m_; ++t) {
-        const int reached = t < j ? r : r - 1;
-        if (t == j || reached < 0) continue;
-        tests[ntests] = all[t];
-        tests[ntests++].max_distance = static_cast<dist_t>(std::min(reached, tables_[t].bits()));
-      }
-      // Clustered codes can put far more candidates in one probe than estimated: past the scan's
-      // cost, give up (the caller scans this query).
-      if (!probe_radius(table, qkey[j], r, q, codes, cs, Dedup{scope.seen, tests, ntests}, skip, st, budget,
-                        [&](dist_t d, std::uint32_t p) { top.push(d, store_.id_at(p)); }))
-        return false;
-      work = work_done(st, tested);
-      // Every indexed item within m*r + j of q has now been seen (pigeonhole).
-      if (top.has_k_within(static_cast<dist_t>(m_ * r + j))) {
-        st.radius = r;
-        return true;
-      }
-    }
-  }
-  st.radius = max_bits;
-  return true;
-}
-
-void MIHIndex::search(const std::uint8_t* queries, std::size_t nq, std::size_t k, dist_t* distances,
-                      idx_t* ids) const {
-  search_with_stats(queries, nq, k, distances, ids, nullptr);
-}
-
-void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, std::size_t k, dist_t* distances,
-                                 idx_t* ids, MIHQueryStats* stats) const {
-  if (k == 0) throw InvalidArgument("k must be > 0, got 0");
-  std::shared_lock<std::shared_mutex> lock(mu_);
-  const std::size_t live = store_.size() - n_removed_;
-  const std::size_t cs = store_.code_size();
-  std::vector<MIHQueryStats> local(stats ? 0 : nq);
-  MIHQueryStats* st = stats ? stats : local.data();
-  for (std::size_t q = 0; q < nq; ++q) st[q] = MIHQueryStats{};
-  if (live == 0) {
-    std::fill(distances, distances + nq * k, kMissingDistance);
-    std::fill(ids, ids + nq * k, kMissingId);
-    return;
-  }
-  const std::size_t kk = std::min(k, live);
-  std::vector<std::uint8_t> to_scan(nq, 0);
-  // Shared across the batch: once most probed queries turned out cheaper to scan (uniform codes,
-  // large k), the remaining queries go straight to the linear scan.
-  ProbeLedger ledger;
-  const double budget = scan_cost(nq);
-  const bool tested = m_ <= kMaxTestedTables;
-  parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
-    CountingTopK top;
-    for (std::size_t q = q0; q < q1; ++q) {
-      if (ledger.scan_the_rest(budget)) {
-        to_scan[q] = 1;
-        continue;
-      }
-      top.reset(kk, static_cast<dist_t>(nbits_), false);
-      if (probe_knn(queries + q * cs, top, st[q], budget)) {
-        top.finish(distances + q * k, ids + q * k, k);
-        ledger.add(work_done(st[q], tested));
-      } else {
-        to_scan[q] = 1;
-        ledger.add(work_done(st[q], tested) + budget);
-      }
-    }
-  }, std::min<std::size_t>(nq, 4 * static_cast<std::size_t>(num_threads())));
-
-  const std::vector<std::size_t> scan_rows = flagged_rows(to_scan);
-  if (!scan_rows.empty()) {
-    const std::vector<std::uint8_t> sub = gather_rows(queries, scan_rows, cs);
-    std::vector<dist_t> d(scan_rows.size() * k);
-    std::vector<idx_t> id(scan_rows.size() * k);
-    const ScanView view = scan_view();
-    knn_scan(view, sub.data(), scan_rows.size(), k, d.data(), id.data());
-    for (std::size_t i = 0; i < scan_rows.size(); ++i) {
-      std::memcpy(distances + scan_rows[i] * k, d.data() + i * k, k * sizeof(dist_t));
-      std::memcpy(ids + scan_rows[i] * k, id.data() + i * k, k * sizeof(idx_t));
-      st[scan_rows[i]].scanned = true;
-    }
-  }
-  std::int64_t cand = 0, buck = 0, scans = 0, rad = 0;
-  for (std::size_t q = 0; q < nq; ++q) {
-    cand += st[q].candidates;
-    buck += st[q].buckets;
-    scans += st[q].scanned;
-    rad += std::max(0, st[q].radius);
-  }
-  st_queries_ += static_cast<std::int64_t>(nq);
-  st_candidates_ += cand;
-  st_buckets_ += buck;
-  st_scans_ += scans;
-  st_radius_ += rad;
-}
-
-bool MIHIndex::probe_range(const std::uint8_t* q, int radius, std::vector<std::pair<dist_t, idx_t>>& hits,
-                           MIHQueryStats& st, double budget) const {
-  const std::size_t cs = store_.code_size(), n = store_.size();
-  const kernels::KernelTable& kt = *kernels::plan_for(cs).single;
-  const std::uint8_t* codes = store_.codes();
-  const std::uint8_t* skip = removed_.empty() ? nullptr : removed_.data();
-  // Pigeonhole with radius = m*r + a: tables j <= a at substring radius r, the others at r - 1.
-  const int r = radius / m_, a = radius % m_;
-  double cost = 0.0;
-  for (int j = 0; j < m_ && indexed_ > 0; ++j) {
-    const int bits = tables_[j].bits();
-    const int rj = std::min(j <= a ? r : r - 1, bits);
-    for (int s = 0; s <= rj; ++s) {
-      const double keys = binomial(bits, s);
-      cost += keys * (kLookupNs + candidate_ns(m_ <= kMaxTestedTables) * static_cast<double>(indexed_) / std::ldexp(1.0, bits));
-    }
-  }
-  if (cost > budget) return false;
-  if (n > indexed_) {
-    std::vector<dist_t>& d = t_bucket.distances;
-    if (d.size() < n - indexed_) d.resize(n - indexed_);
-    kt.distances(q, codes + indexed_ * cs, n - indexed_, cs, d.data());
-    for (std::size_t p = indexed_; p < n; ++p)
-      if (!(skip && skip[p]) && d[p - indexed_] <= radius) hits.emplace_back(d[p - indexed_], store_.id_at(p));
-  }
-  if (indexed_ == 0) return true;
-  // Table j is probed after tables t < j, each out to its radius: a candidate is new unless its
-  // substring t is within that radius of the query's for some t < j.
-  const bool tested = m_ <= kMaxTestedTables;
-  const SeenScope scope(!tested, n);
-  std::vector<kernels::SubstringTest>& tests = t_bucket.tests;
-  tests.clear();
-  for (int j = 0; j < m_; ++j) {
-    const SubstringTable& table = tables_[j];
-    const std::uint64_t key = table.key_of(q, cs);
-    const int rj = std::min(j <= a ? r : r - 1, table.bits());
-    for (int s = 0; s <= rj; ++s) {
-      // Clustered codes put far more candidates in the probed buckets than the estimate assumed:
-      // once the work done passes a scan's cost, give up at once (the caller scans instead).
-      const bool within = probe_radius(table, key, s, q, codes, cs, Dedup{scope.seen, tests.data(), tests.size()},
-                                       skip, st, budget,
-                                       [&](dist_t d, std::uint32_t p) {
-                                         if (d <= radius) hits.emplace_back(d, store_.id_at(p));
-                                       });
-      // Ordering the hits found so far is also work a scan would not do (it delivers them in
-      // order): count it too.
-      if (!within || work_done(st, tested) + range_order_ns(hits.size(), radius) >
-                         budget + static_cast<double>(hits.size()) * kRangeScanHitNs) {
-        hits.clear();
-        return false;
-      }
-    }
-    if (tested && rj >= 0) {
-      tests.push_back(substring_test(table, q, cs));
-      tests.back().max_distance = static_cast<dist_t>(rj);
-    }
-  }
-  st.radius = r;
-  return true;
-}
-
-RangeResult MIHIndex::range_search(const std::uint8_t* queries, std::size_t nq, int radius) const {
-  if (radius < 0) throw InvalidArgument("radius must be >= 0, got " + std::to_string(radius));
-  std::shared_lock<std::shared_mutex> lock(mu_);
-  radius = std::min(radius, nbits_);
-  const std::size_t cs = store_.code_size();
-  std::vector<std::vector<std::pair<dist_t, idx_t>>> hits(nq);
-  std::vector<std::uint8_t> to_scan(nq, 0);
-  ProbeLedger ledger;  // as in search_with_stats
-  const double budget = scan_cost(nq);
-  const bool tested = m_ <= kMaxTestedTables;
-  parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
-    for (std::size_t q = q0; q < q1; ++q) {
-      if (ledger.scan_the_rest(budget)) {
-        to_scan[q] = 1;
-        continue;
-      }
-      MIHQueryStats st;
-      if (probe_range(queries + q * cs, radius, hits[q], st, budget)) {
-        // A probe's account includes ordering its hits, less what a scan pays to deliver them.
-        const double h = static_cast<double>(hits[q].size());
-        ledger.add(work_done(st, tested) + range_order_ns(hits[q].size(), radius) - h * kRangeScanHitNs);
-      } else {
-        to_scan[q] = 1;
-        ledger.add(work_done(st, tested) + budget);
-      }
-      st_candidates_ += st.candidates;
-      st_buckets_ += st.buckets;
-    }
-  }, std::min<std::size_t>(nq, 4 * static_cast<std::size_t>(num_threads())));
-  st_queries_ += static_cast<std::int64_t>(nq);
-  std::size_t scanned = 0;
-  for (std::uint8_t f : to_scan) scanned += f;
-  if (2 * scanned >= nq) {
-    // Mostly scanned: scan every query, and hand the scan's arrays over as they are. Merging the
-    // few probed answers in would copy every hit (hundreds of MB on large radii), which costs
-    // more than scanning those few queries again.
-    st_scans_ += static_cast<std::int64_t>(nq);
-    return range_scan(scan_view(), queries, nq, radius);
-  }
-  const std::vector<std::size_t> scan_rows = flagged_rows(to_scan);
-  RangeResult part;
-  std::vector<std::size_t> part_row(nq, 0);  // row in `part` of each scanned query
-  if (!scan_rows.empty()) {
-    const std::vector<std::uint8_t> sub = gather_rows(queries, scan_rows, cs);
-    part = range_scan(scan_view(), sub.data(), scan_rows.size(), radius);
-    for (std::size_t i = 0; i < scan_rows.size(); ++i) part_row[scan_rows[i]] = i;
-    st_scans_ += static_cast<std::int64_t>(scan_rows.size());
-  }
-
-  RangeResult res;
-  res.lims.assign(nq + 1, 0);
-  for (std::size_t q = 0; q < nq; ++q) {
-    const std::size_t count = to_scan[q] ? static_cast<std::size_t>(part.lims[part_row[q] + 1] - part.lims[part_row[q]])
-                                         : hits[q].size();
-    res.lims[q + 1] = res.lims[q] + static_cast<std::int64_t>(count);
-  }
-  res.distances.resize(static_cast<std::size_t>(res.lims[nq]));
-  res.ids.resize(res.distances.size());
-  // Scanned queries come ordered by (distance, id); probed ones are placed by a counting sort on
-  // the distance, then each distance's ids are sorted.
-  parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
-    std::vector<std::size_t> start(static_cast<std::size_t>(radius) + 2), next;
-    for (std::size_t q = q0; q < q1; ++q) {
-      const std::size_t off = static_cast<std::size_t>(res.lims[q]);
-      if (to_scan[q]) {
-        const auto b = static_cast<std::size_t>(part.lims[part_row[q]]), e = static_cast<std::size_t>(part.lims[part_row[q] + 1]);
-        std::copy(part.distances.begin() + static_cast<std::ptrdiff_t>(b), part.distances.begin() + static_cast<std::ptrdiff_t>(e),
-                  res.distances.begin() + static_cast<std::ptrdiff_t>(off));
-        std::copy(part.ids.begin() + static_cast<std::ptrdiff_t>(b), part.ids.begin() + static_cast<std::ptrdiff_t>(e),
-                  res.ids.begin() + static_cast<std::ptrdiff_t>(off));
-        continue;
-      }
-      std::fill(start.begin(), start.end(), 0);
-      for (const auto& h : hits[q]) ++start[static_cast<std::size_t>(h.first) + 1];
-      start[0] = off;
-      for (std::size_t d = 1; d < start.size(); ++d) start[d] += start[d - 1];
-      next.assign(start.begin(), start.end() - 1);
-      for (const auto& h : hits[q]) {
-        const std::size_t at = next[static_cast<std::size_t>(h.first)]++;
-        res.distances[at] = h.first;
-        res.ids[at] = h.second;
-      }
-      for (std::size_t d = 0; d + 1 < start.size(); ++d)
-        std::sort(res.ids.begin() + static_cast<std::ptrdiff_t>(start[d]), res.ids.begin() + static_cast<std::ptrdiff_t>(start[d + 1]));
-      std::vector<std::pair<dist_t, idx_t>>().swap(hits[q]);
-    }
-  });
-  return res;
-}
-
 // ---- persistence --------------------------------------------------------------------------------
 
 void MIHIndex::save(const std::string& path) const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  std::shared_lock<SharedMutex> lock(mu_);
+  store_.check_mapping();
   io::Header h;
   h.index_type = IndexType::MIH;
   h.nbits = static_cast<std::uint32_t>(nbits_);

@@ -158,12 +158,12 @@ void set_num_threads(int n) {
   Pool::instance().resize(n);
 }
 
-int num_threads() noexcept { return Pool::instance().size(); }
+int get_num_threads() noexcept { return Pool::instance().size(); }
 
 void parallel_for(std::size_t n, const std::function<void(std::size_t, std::size_t)>& body,
                   std::size_t max_chunks) {
   if (n == 0) return;
-  std::size_t chunks = max_chunks ? max_chunks : static_cast<std::size_t>(num_threads());
+  std::size_t chunks = max_chunks ? max_chunks : static_cast<std::size_t>(get_num_threads());
   chunks = std::max<std::size_t>(1, std::min(chunks, n));
   if (chunks == 1) {
     body(0, n);

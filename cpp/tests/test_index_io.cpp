@@ -40,7 +40,7 @@ TEST(round_trip_copy_and_mmap) {
     CHECK_EQ(loaded->ntotal(), 997u);
     CHECK_EQ(loaded->next_id(), 1000);
     auto* flat = dynamic_cast<FlatIndex*>(loaded.get());
-    CHECK(flat != nullptr && flat->is_mapped() == mmap);
+    CHECK(flat != nullptr && flat->is_mmapped() == mmap);
     std::vector<dist_t> d1(50), d2(50);
     std::vector<idx_t> i1(50), i2(50);
     index.search(codes.data(), 5, 10, d1.data(), i1.data());

@@ -27,7 +27,7 @@ static std::set<std::thread::id> threads_used(std::size_t chunks, std::vector<in
 }
 
 TEST(one_thread_means_the_caller_alone) {
-  const int before = num_threads();
+  const int before = get_num_threads();
   set_num_threads(4);  // creates workers
   set_num_threads(1);
   std::vector<int> hits;
@@ -39,7 +39,7 @@ TEST(one_thread_means_the_caller_alone) {
 }
 
 TEST(never_more_threads_than_asked) {
-  const int before = num_threads();
+  const int before = get_num_threads();
   for (int n : {2, 3}) {
     set_num_threads(4);
     set_num_threads(n);

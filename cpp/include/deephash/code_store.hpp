@@ -35,13 +35,20 @@ class CodeStore {
   idx_t next_id() const noexcept { return next_id_; }
   // True while ids strictly increase with storage position (always so with plain add).
   bool ids_increasing() const noexcept { return increasing_; }
-  bool is_mapped() const noexcept { return mapped_ != nullptr; }
+  bool is_mmapped() const noexcept { return mapped_ != nullptr; }
+  // While the codes are read from a mapped file: throws FileError when another process truncated
+  // or rewrote that file since it was loaded (reading on would crash or return changed codes).
+  void check_mapping() const {
+    if (map_) map_->check_unchanged();
+  }
 
   // Each throws before changing anything when the input is invalid or memory runs out.
   void add(const std::uint8_t* codes, std::size_t n);
   void add_with_ids(const std::uint8_t* codes, std::size_t n, const idx_t* ids);
   // Throws InvalidArgument naming `what` if an id is negative, repeated, or already present.
-  void check_new_ids(const idx_t* ids, std::size_t n, const char* what = "ids") const;
+  // `reusable`, when given, marks positions whose id may be given again (removed, not yet dropped).
+  void check_new_ids(const idx_t* ids, std::size_t n, const char* what = "ids",
+                     const std::uint8_t* reusable = nullptr) const;
   // Removes the listed ids that are present (others are ignored); returns the removed positions
   // in increasing order (positions before the removal).
   std::vector<std::size_t> remove_ids(const idx_t* ids, std::size_t n);

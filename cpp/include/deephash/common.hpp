@@ -38,10 +38,18 @@ struct FileError : std::runtime_error, Error {
   using std::runtime_error::runtime_error;
 };
 
-// Validate nbits: a positive multiple of 8. Throws InvalidArgument naming `what`.
+// The widest code, in bits, that an index holds and that the file format stores. One limit for
+// constructors, pack_bits and the loader, so that every index saved can be loaded back.
+inline constexpr std::int64_t kMaxNbits = std::int64_t{1} << 20;
+
+// Validate nbits: a positive multiple of 8, at most kMaxNbits. Throws InvalidArgument naming `what`.
 inline void check_nbits(std::int64_t nbits, const char* what = "nbits") {
   if (nbits <= 0 || nbits % 8 != 0) {
     throw InvalidArgument(std::string(what) + " must be a positive multiple of 8, got " +
+                          std::to_string(nbits));
+  }
+  if (nbits > kMaxNbits) {
+    throw InvalidArgument(std::string(what) + " must be at most " + std::to_string(kMaxNbits) + " (2^20), got " +
                           std::to_string(nbits));
   }
 }

@@ -20,18 +20,8 @@ double contrastive_pass(float* r, const float* s, std::size_t rows, std::size_t 
                         const float* u_norm, const float* v_norm, float margin,
                         float* row_weight) noexcept;
 
-// The level contrastive_pass runs at now: AVX2, or Scalar (the baseline build of the same loop).
+// The level contrastive_pass runs at now: the instruction set its build in the active kernel table
+// was compiled for (AVX2 on AVX2 and AVX-512 CPUs; Scalar, the baseline build of the same loop).
 SimdLevel contrastive_level() noexcept;
-
-namespace kernels {
-double contrastive_pass_baseline(float* r, const float* s, std::size_t rows, std::size_t cols,
-                                 const float* u_norm, const float* v_norm, float margin,
-                                 float* row_weight) noexcept;
-#if defined(__x86_64__) || defined(_M_X64)
-double contrastive_pass_avx2(float* r, const float* s, std::size_t rows, std::size_t cols,
-                             const float* u_norm, const float* v_norm, float margin,
-                             float* row_weight) noexcept;
-#endif
-}  // namespace kernels
 
 }  // namespace deephash

@@ -7,6 +7,7 @@
 
 #include "deephash/code_store.hpp"
 #include "deephash/index.hpp"
+#include "deephash/shared_mutex.hpp"
 
 namespace deephash {
 
@@ -19,7 +20,7 @@ class FlatIndex final : public BinaryIndex {
   int nbits() const noexcept override { return nbits_; }
   std::size_t ntotal() const override;
   idx_t next_id() const override;
-  bool is_mapped() const;
+  bool is_mmapped() const override;
 
   void add(const std::uint8_t* codes, std::size_t n) override;
   void add_with_ids(const std::uint8_t* codes, std::size_t n, const idx_t* ids) override;
@@ -38,7 +39,7 @@ class FlatIndex final : public BinaryIndex {
 
  private:
   int nbits_;
-  mutable std::shared_mutex mu_;  // searches share it; writers take it exclusively
+  mutable SharedMutex mu_;  // searches share it; writers take it exclusively
   CodeStore store_;
 };
 

@@ -53,6 +53,8 @@ class BinaryIndex {
   // Copies the code of `id` into out (code_size bytes); throws UnknownId.
   virtual void reconstruct(idx_t id, std::uint8_t* out) const = 0;
   virtual idx_t next_id() const = 0;
+  // True while the codes are read in place from a file loaded with mmap (until the first write).
+  virtual bool is_mmapped() const = 0;
 
   // Writes the index to `path` atomically (docs/format.md).
   virtual void save(const std::string& path) const = 0;
@@ -61,5 +63,10 @@ class BinaryIndex {
 // Reads any index written by save(); with mmap, flat code arrays stay in the mapped file
 // (read-only; the first write copies them into memory). Throws FileError on any invalid file.
 std::unique_ptr<BinaryIndex> load_index(const std::string& path, bool mmap = false);
+
+// Reads an index from the bytes of a file held in memory (validated exactly as load_index does);
+// `name` only appears in error messages. The index keeps no reference to `data`.
+std::unique_ptr<BinaryIndex> load_index_from_memory(const void* data, std::size_t size,
+                                                    const std::string& name = "<memory>");
 
 }  // namespace deephash

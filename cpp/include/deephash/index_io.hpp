@@ -22,6 +22,11 @@ inline constexpr std::size_t kPayloadAlign = 64;
 
 // Flags in the header.
 inline constexpr std::uint32_t kFlagIdsIncreasing = 1u << 0;
+inline constexpr std::uint32_t kKnownFlags = kFlagIdsIncreasing;  // every other bit must be 0
+
+// Paths are C strings for the OS: one with a NUL byte would be cut silently, so it is refused
+// (InvalidArgument, as Python's open() raises ValueError), as is an empty path.
+void check_path(const std::string& path);
 
 struct Header {
   std::uint32_t format_version = kFormatVersion;
@@ -77,19 +82,29 @@ class AtomicFileWriter {
   void flush();
 };
 
-// A read-only memory map of a whole file.
+// A read-only memory map of a whole file. The file stays open so that check_unchanged() can ask
+// the OS whether another process truncated it (reading the lost pages would raise SIGBUS) or
+// wrote into it in place (the mapping would show the new bytes) since it was mapped.
 class MappedFile {
  public:
   explicit MappedFile(const std::string& path);
+  // A copy of `size` bytes held in memory and named `name` in messages (no file behind it).
+  MappedFile(const void* data, std::size_t size, std::string name);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
   const std::uint8_t* data() const noexcept { return data_; }
   std::size_t size() const noexcept { return size_; }
+  // Throws FileError when the file's size or modification time differ from when it was mapped.
+  void check_unchanged() const;
 
  private:
+  std::string path_;
+  int fd_ = -1;
   const std::uint8_t* data_ = nullptr;
   std::size_t size_ = 0;
+  std::int64_t mtime_ns_ = 0;
+  std::vector<std::uint8_t> owned_;  // the bytes of an in-memory file
 };
 
 // Encodes a header into its 64 bytes.

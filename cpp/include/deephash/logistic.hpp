@@ -15,17 +15,10 @@ namespace deephash {
 
 // Replaces x[i] by 1 / (1 + e^-x[i]) for i < n and returns sum_i log(1 + e^x[i]), accumulated in
 // double. NaN in, NaN out (and a NaN sum); +inf gives 1 and an infinite sum, -inf gives 0.
-// Uses the AVX2 + FMA kernel where the active SIMD level (simd_level()) is AVX2 or above.
+// Runs the active kernel table's build: AVX2 + FMA where the SIMD level is AVX2 or above.
 double sigmoid_softplus_inplace(float* x, std::size_t n) noexcept;
 
 // The level sigmoid_softplus_inplace runs at now: AVX2, or Scalar (exact libm calls, slow).
 SimdLevel logistic_level() noexcept;
-
-namespace kernels {
-double sigmoid_softplus_scalar(float* x, std::size_t n) noexcept;
-#if defined(__x86_64__) || defined(_M_X64)
-double sigmoid_softplus_avx2(float* x, std::size_t n) noexcept;
-#endif
-}  // namespace kernels
 
 }  // namespace deephash

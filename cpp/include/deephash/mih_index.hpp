@@ -24,6 +24,7 @@
 #include "deephash/flat_scan.hpp"
 #include "deephash/index.hpp"
 #include "deephash/mih_table.hpp"
+#include "deephash/shared_mutex.hpp"
 
 namespace deephash {
 
@@ -48,6 +49,7 @@ class MIHIndex final : public BinaryIndex {
   int nbits() const noexcept override { return nbits_; }
   std::size_t ntotal() const override;
   idx_t next_id() const override;
+  bool is_mmapped() const override;
   int m() const;
   bool auto_m() const noexcept { return auto_m_; }
   std::vector<int> substring_bits() const;
@@ -93,7 +95,7 @@ class MIHIndex final : public BinaryIndex {
   int nbits_;
   bool auto_m_;
   int m_;
-  mutable std::shared_mutex mu_;
+  mutable SharedMutex mu_;
   CodeStore store_;
   std::vector<SubstringTable> tables_;
   std::size_t indexed_ = 0;             // positions [0, indexed_) are in the tables

@@ -66,6 +66,14 @@ inline constexpr std::size_t kPreparedGroup = 16;
 using PrepareFn = void (*)(const std::uint8_t* codes, std::size_t n, std::size_t code_size,
                            std::uint8_t* out) noexcept;
 
+// The bank passes of the deep losses: deephash/logistic.hpp and deephash/contrastive.hpp state
+// their contracts.
+using SigmoidSoftplusFn = double (*)(float* x, std::size_t n) noexcept;
+using ContrastivePassFn = double (*)(float* r, const float* s, std::size_t rows, std::size_t cols,
+                                     const float* u_norm, const float* v_norm, float margin,
+                                     float* row_weight) noexcept;
+
+// Every field is set by each level (nullptr where a level has no such path), in this order.
 struct KernelTable {
   SimdLevel level;
   DistancesFn distances;
@@ -75,10 +83,15 @@ struct KernelTable {
   // Optional path for one block scanned by many queries: the block is rewritten once into a
   // layout that moves the query-independent part of the work out of the per-query loop, then
   // filter_prepared (same contract as filter, with `codes` the prepared block and the query in
-  // the plain layout) runs each query over it. Absent (nullptr) on levels that gain nothing.
-  PreparedBytesFn prepared_bytes = nullptr;
-  PrepareFn prepare = nullptr;
-  FilterFn filter_prepared = nullptr;
+  // the plain layout) runs each query over it. nullptr on levels that gain nothing.
+  PreparedBytesFn prepared_bytes;
+  PrepareFn prepare;
+  FilterFn filter_prepared;
+  // The bank passes, and the instruction set their builds were compiled for (a level without
+  // builds of its own enters the best ones it runs: AVX-512 enters AVX2's).
+  SigmoidSoftplusFn sigmoid_softplus;
+  ContrastivePassFn contrastive_pass;
+  SimdLevel bank_level;
 };
 
 // One table per instruction set, each defined in its own translation unit (src/kernels/).

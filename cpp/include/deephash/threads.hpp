@@ -14,10 +14,10 @@ namespace deephash {
 // Bound the number of threads the core uses (>= 1). The default is the number of cores.
 // Throws InvalidArgument for n < 1.
 void set_num_threads(int n);
-int num_threads() noexcept;
+int get_num_threads() noexcept;
 
 // Calls body(begin, end) on disjoint chunks covering [0, n), at most `max_chunks` of them
-// (0 = num_threads()). With one chunk, body runs in the calling thread.
+// (0 = get_num_threads()). With one chunk, body runs in the calling thread.
 void parallel_for(std::size_t n, const std::function<void(std::size_t, std::size_t)>& body,
                   std::size_t max_chunks = 0);
 

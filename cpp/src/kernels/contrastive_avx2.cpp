@@ -2,7 +2,7 @@
 #include <algorithm>
 #include <cstddef>
 
-#include "deephash/contrastive.hpp"
+#include "bank_kernels.hpp"
 
 namespace deephash::kernels {
 namespace {

@@ -24,7 +24,7 @@ namespace {
 
 #if defined(__x86_64__) || defined(_M_X64)
 struct X86Features {
-  bool avx2 = false;
+  bool avx2 = false;    // AVX2 + FMA (every AVX2 CPU made has FMA; the logistic kernel needs it)
   bool avx512 = false;  // AVX512F + BW + VL + VPOPCNTDQ + VBMI, with ZMM state enabled by the OS
 };
 
@@ -32,7 +32,7 @@ X86Features detect_x86() noexcept {
   X86Features f;
   unsigned a, b, c, d;
   if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
-  const bool osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, popcnt = (c >> 23) & 1;
+  const bool osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, popcnt = (c >> 23) & 1, fma = (c >> 12) & 1;
   if (!osxsave || !avx || !popcnt) return f;
   unsigned xcr0_lo, xcr0_hi;
   __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
@@ -40,7 +40,7 @@ X86Features detect_x86() noexcept {
   const bool zmm_state = (xcr0_lo & 0xE6) == 0xE6;
   if (!ymm_state || __get_cpuid_max(0, nullptr) < 7) return f;
   __cpuid_count(7, 0, a, b, c, d);
-  f.avx2 = (b >> 5) & 1;
+  f.avx2 = ((b >> 5) & 1) && fma;
   const bool avx512f = (b >> 16) & 1, avx512bw = (b >> 30) & 1, avx512vl = (b >> 31) & 1;
   const bool vbmi = (c >> 1) & 1, vpopcntdq = (c >> 14) & 1;
   f.avx512 = f.avx2 && zmm_state && avx512f && avx512bw && avx512vl && vpopcntdq && vbmi;

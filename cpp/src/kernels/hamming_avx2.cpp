@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "bank_kernels.hpp"
 #include "deephash/simd.hpp"
 
 namespace deephash::kernels {
@@ -389,7 +390,8 @@ const KernelTable& avx2_table() noexcept {
   static const KernelTable table{SimdLevel::AVX2,           &avx2_impl::distances,
                                  &avx2_impl::filter,        &avx2_impl::portable_gather, &avx2_impl::portable_gather_new,
                                  &avx2_impl::prepared_bytes, &avx2_impl::prepare,
-                                 &avx2_impl::filter_prepared};
+                                 &avx2_impl::filter_prepared, &sigmoid_softplus_avx2,
+                                 &contrastive_pass_avx2,      SimdLevel::AVX2};
   return table;
 }
 

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <utility>
 
+#include "bank_kernels.hpp"
 #include "deephash/simd.hpp"
 
 namespace deephash::kernels {
@@ -500,7 +501,8 @@ const KernelTable& avx512_table() noexcept {
   static const KernelTable table{SimdLevel::AVX512,           &avx512_impl::distances,
                                  &avx512_impl::filter,        &avx512_impl::portable_gather, &avx512_impl::portable_gather_new,
                                  &avx512_impl::prepared_bytes, &avx512_impl::prepare,
-                                 &avx512_impl::filter_prepared};
+                                 &avx512_impl::filter_prepared, &sigmoid_softplus_avx2,
+                                 &contrastive_pass_avx2,        SimdLevel::AVX2};
   return table;
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "bank_kernels.hpp"
 #include "deephash/simd.hpp"
 
 namespace deephash::kernels {
@@ -42,7 +43,17 @@ static std::size_t filter(const std::uint8_t* query, const std::uint8_t* codes, 
 }  // namespace neon_impl
 
 const KernelTable& neon_table() noexcept {
-  static const KernelTable table{SimdLevel::NEON, &neon_impl::distances, &neon_impl::filter, &neon_impl::portable_gather, &neon_impl::portable_gather_new};
+  static const KernelTable table{SimdLevel::NEON,
+                                 &neon_impl::distances,
+                                 &neon_impl::filter,
+                                 &neon_impl::portable_gather,
+                                 &neon_impl::portable_gather_new,
+                                 nullptr,
+                                 nullptr,
+                                 nullptr,
+                                 &sigmoid_softplus_scalar,
+                                 &contrastive_pass_scalar,
+                                 SimdLevel::Scalar};
   return table;
 }
 

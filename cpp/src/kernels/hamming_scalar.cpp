@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "bank_kernels.hpp"
 #include "deephash/simd.hpp"
 
 namespace deephash::kernels {
@@ -12,8 +13,17 @@ namespace scalar_impl {
 }  // namespace scalar_impl
 
 const KernelTable& scalar_table() noexcept {
-  static const KernelTable table{SimdLevel::Scalar, &scalar_impl::portable_distances,
-                                 &scalar_impl::portable_filter, &scalar_impl::portable_gather, &scalar_impl::portable_gather_new};
+  static const KernelTable table{SimdLevel::Scalar,
+                                 &scalar_impl::portable_distances,
+                                 &scalar_impl::portable_filter,
+                                 &scalar_impl::portable_gather,
+                                 &scalar_impl::portable_gather_new,
+                                 nullptr,
+                                 nullptr,
+                                 nullptr,
+                                 &sigmoid_softplus_scalar,
+                                 &contrastive_pass_scalar,
+                                 SimdLevel::Scalar};
   return table;
 }
 

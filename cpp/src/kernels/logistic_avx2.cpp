@@ -1,4 +1,5 @@
 // AVX2 + FMA logistic pass (x86-64): compiled with -mavx2 -mfma on this file alone. See deephash/logistic.hpp.
+// The AVX2 row of the dispatcher requires FMA, so this kernel runs wherever that row is chosen.
 //
 // Per element t: a = |t|, e = e^-a (range reduction to r in [-ln2/2, ln2/2], a degree-7
 // polynomial, scaling by 2^n through the exponent bits), d = 1 + e, r = 1 / d;
@@ -14,7 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "deephash/logistic.hpp"
+#include "bank_kernels.hpp"
 
 namespace deephash::kernels {
 

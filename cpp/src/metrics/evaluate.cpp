@@ -84,6 +84,185 @@ std::vector<std::int32_t> narrow_classes(const LabelsView& db_labels) {
   return out;
 }
 
+// One evaluation: the settings every query shares, and the per-query parts (average precision,
+// rank cut-offs, radius curves) as separate steps. Each worker thread has its own Worker.
+class Evaluation {
+ public:
+  Evaluation(const CodesView& query_codes, const CodesView& db_codes, const LabelsView& query_labels,
+             const LabelsView& db_labels, const EvalOptions& opt)
+      : qc_(query_codes), dc_(db_codes), ql_(query_labels), dl_(db_labels), opt_(opt),
+        nq_(query_codes.n), nbits_(db_codes.code_size * 8), nd_(nbits_ + 1), nk_(opt.ks.size()),
+        topk_(static_cast<std::int64_t>(opt.topk == 0 || opt.topk > db_codes.n ? db_codes.n : opt.topk)),
+        expected_(opt.ties == TieOrder::Expected),
+        harmonic_(expected_ ? detail::harmonic_table(db_codes.n) : std::vector<long double>{}),
+        db_classes_i32_(narrow_classes(db_labels)) {}
+
+  EvalResult run() {
+    EvalResult res;
+    res.average_precision.assign(opt_.want_map ? nq_ : 0, 0.0);
+    res.relevant_total.assign(nq_, 0);
+    std::vector<BlockSums> blocks((nq_ + kQueryBlock - 1) / kQueryBlock);
+    parallel_for(blocks.size(), [&](std::size_t b_begin, std::size_t b_end) {
+      Worker w(*this);
+      for (std::size_t b = b_begin; b < b_end; ++b) run_block(w, b, blocks[b], res);
+    });
+    finish(blocks, res);
+    return res;
+  }
+
+ private:
+  struct Worker {
+    explicit Worker(const Evaluation& e)
+        : ranker(e.nbits_, e.db_classes_i32_.empty() ? nullptr : e.db_classes_i32_.data()), rank_cuts(e.nk_) {}
+    detail::GroupRanker ranker;
+    detail::IndexOrderSums sums;
+    std::vector<QueryRanking::Cut> rank_cuts;
+    std::vector<double> exp_group_sum;
+  };
+
+  void run_block(Worker& w, std::size_t b, BlockSums& acc, EvalResult& res) const {
+    acc.precision.assign(nk_, 0.0);
+    acc.recall.assign(nk_, 0.0);
+    if (opt_.want_radius) {
+      acc.radius_precision.assign(nd_, 0.0);
+      acc.radius_recall.assign(nd_, 0.0);
+      acc.radius_map.assign(nd_, 0.0);
+    }
+    const std::size_t q_end = std::min(nq_, (b + 1) * kQueryBlock);
+    for (std::size_t q = b * kQueryBlock; q < q_end; ++q) {
+      const std::size_t slot = (q - b * kQueryBlock) % detail::kQueryGroup;
+      if (slot == 0)
+        w.ranker.rank(qc_, dc_, ql_, dl_, q, std::min(detail::kQueryGroup, q_end - q), !expected_);
+      run_query(w, w.ranker[slot], q, acc, res);
+    }
+  }
+
+  void run_query(Worker& w, QueryRanking& rk, std::size_t q, BlockSums& acc, EvalResult& res) const {
+    const std::int64_t rel_total = rk.relevant_total;
+    res.relevant_total[q] = rel_total;
+    const QueryRanking::Cut ap_cut = rk.locate(topk_);
+    for (std::size_t c = 0; c < nk_; ++c) w.rank_cuts[c] = rk.locate(opt_.ks[c]);
+
+    // Deepest distance any requested part needs.
+    std::size_t max_d = 0;
+    if (opt_.want_map) max_d = ap_cut.distance;
+    for (const auto& c : w.rank_cuts) max_d = std::max(max_d, c.distance);
+    if (opt_.want_radius) max_d = nbits_;
+
+    const std::vector<double>* group_sum = &w.sums.group_sum;
+    if (expected_) {
+      expected_group_sums(rk, max_d, harmonic_, w.exp_group_sum);
+      group_sum = &w.exp_group_sum;
+    } else {
+      detail::index_order_pass(rk, max_d, opt_.want_map ? ap_cut : QueryRanking::Cut{nd_, 0}, w.rank_cuts, w.sums);
+    }
+    if (opt_.want_map) res.average_precision[q] = average_precision(rk, ap_cut, *group_sum, w.sums);
+    const bool keep = rel_total > 0 || opt_.empty == EmptyPolicy::Zero;
+    if (keep && nk_ > 0) add_rank_cuts(rk, w, acc);
+    if (keep && opt_.want_radius) add_radius_curves(rk, *group_sum, acc);
+  }
+
+  // AP over the top topk_ results (NaN for an undefined one under EmptyPolicy::Skip).
+  double average_precision(const QueryRanking& rk, const QueryRanking::Cut& ap_cut,
+                           const std::vector<double>& group_sum, const detail::IndexOrderSums& sums) const {
+    long double before = 0.0L;
+    for (std::size_t d = 0; d < ap_cut.distance; ++d) before += group_sum[d];
+    const std::int64_t min_den = std::min<std::int64_t>(topk_, rk.relevant_total);
+    double ap = 0.0;
+    bool defined = false;
+    if (!expected_) {
+      const std::int64_t retrieved = rk.rel_start[ap_cut.distance] + sums.cut_relevant;
+      const std::int64_t den = opt_.normalize == Normalization::Retrieved ? retrieved : min_den;
+      defined = den > 0;
+      if (defined) ap = static_cast<double>((before + sums.cut_sum) / static_cast<long double>(den));
+    } else if (opt_.normalize == Normalization::Retrieved) {
+      ap = static_cast<double>(detail::expected_ap_retrieved(rk, ap_cut, before, harmonic_, defined));
+    } else {
+      const std::size_t d = ap_cut.distance;
+      const long double sum = before + detail::expected_group_prefix_sum(rk.start[d], rk.rel_start[d], rk.count[d],
+                                                                         rk.rel_count[d], ap_cut.within, harmonic_);
+      defined = min_den > 0;
+      if (defined) ap = static_cast<double>(sum / static_cast<long double>(min_den));
+    }
+    return defined || opt_.empty == EmptyPolicy::Zero ? ap : std::numeric_limits<double>::quiet_NaN();
+  }
+
+  // Precision and recall at each requested rank.
+  void add_rank_cuts(const QueryRanking& rk, const Worker& w, BlockSums& acc) const {
+    ++acc.rank_queries;
+    for (std::size_t c = 0; c < nk_; ++c) {
+      const auto& cut = w.rank_cuts[c];
+      const double found = expected_ ? static_cast<double>(rk.rel_start[cut.distance]) +
+                                           static_cast<double>(cut.within) *
+                                               static_cast<double>(rk.rel_count[cut.distance]) /
+                                               static_cast<double>(rk.count[cut.distance])
+                                     : static_cast<double>(w.sums.rank_relevant[c]);
+      acc.precision[c] += found / static_cast<double>(opt_.ks[c]);
+      if (rk.relevant_total > 0) acc.recall[c] += found / static_cast<double>(rk.relevant_total);
+    }
+  }
+
+  // Precision, recall and mAP within each Hamming radius.
+  void add_radius_curves(const QueryRanking& rk, const std::vector<double>& group_sum, BlockSums& acc) const {
+    ++acc.radius_queries;
+    double cum = 0.0;
+    for (std::size_t r = 0; r < nd_; ++r) {
+      cum += group_sum[r];
+      const auto retrieved = static_cast<double>(rk.start[r + 1]);
+      const auto found = static_cast<double>(rk.rel_start[r + 1]);
+      if (retrieved > 0) acc.radius_precision[r] += found / retrieved;
+      if (rk.relevant_total > 0) acc.radius_recall[r] += found / static_cast<double>(rk.relevant_total);
+      if (found > 0) acc.radius_map[r] += cum / found;
+    }
+  }
+
+  // Means over queries, summed block by block in a fixed order (independent of the threads).
+  void finish(const std::vector<BlockSums>& blocks, EvalResult& res) const {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    if (opt_.want_map) {
+      double total = 0.0;
+      for (double ap : res.average_precision) {
+        if (!std::isnan(ap)) {
+          total += ap;
+          ++res.map_queries;
+        }
+      }
+      res.map = res.map_queries > 0 ? total / static_cast<double>(res.map_queries) : nan;
+    }
+    auto reduce = [&](std::vector<double> BlockSums::*field, std::size_t len, std::int64_t used) {
+      std::vector<double> out(len, 0.0);
+      for (const auto& blk : blocks)
+        for (std::size_t i = 0; i < (blk.*field).size(); ++i) out[i] += (blk.*field)[i];
+      for (double& v : out) v = used > 0 ? v / static_cast<double>(used) : nan;
+      return out;
+    };
+    for (const auto& blk : blocks) {
+      res.rank_queries += blk.rank_queries;
+      res.radius_queries += blk.radius_queries;
+    }
+    if (nk_ > 0) {
+      res.precision_at_k = reduce(&BlockSums::precision, nk_, res.rank_queries);
+      res.recall_at_k = reduce(&BlockSums::recall, nk_, res.rank_queries);
+    }
+    if (opt_.want_radius) {
+      res.radius_precision = reduce(&BlockSums::radius_precision, nd_, res.radius_queries);
+      res.radius_recall = reduce(&BlockSums::radius_recall, nd_, res.radius_queries);
+      res.radius_map = reduce(&BlockSums::radius_map, nd_, res.radius_queries);
+    }
+  }
+
+  const CodesView& qc_;
+  const CodesView& dc_;
+  const LabelsView& ql_;
+  const LabelsView& dl_;
+  const EvalOptions& opt_;
+  const std::size_t nq_, nbits_, nd_, nk_;
+  const std::int64_t topk_;
+  const bool expected_;
+  const std::vector<long double> harmonic_;
+  const std::vector<std::int32_t> db_classes_i32_;
+};
+
 }  // namespace
 
 EvalResult evaluate_retrieval(const CodesView& query_codes, const CodesView& db_codes,
@@ -92,146 +271,7 @@ EvalResult evaluate_retrieval(const CodesView& query_codes, const CodesView& db_
   validate(query_codes, db_codes, query_labels, db_labels, opt);
   if (db_codes.n > UINT32_MAX)
     throw InvalidArgument("db_codes must hold fewer than 2^32 codes, got " + std::to_string(db_codes.n));
-  const std::size_t nq = query_codes.n, n_db = db_codes.n, nbits = db_codes.code_size * 8;
-  const std::size_t nd = nbits + 1, nk = opt.ks.size();
-  const auto topk = static_cast<std::int64_t>(opt.topk == 0 || opt.topk > n_db ? n_db : opt.topk);
-  const bool expected = opt.ties == TieOrder::Expected;
-  const std::vector<long double> harmonic = expected ? detail::harmonic_table(n_db) : std::vector<long double>{};
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  const std::vector<std::int32_t> db_classes_i32 = narrow_classes(db_labels);
-
-  EvalResult res;
-  res.average_precision.assign(opt.want_map ? nq : 0, 0.0);
-  res.relevant_total.assign(nq, 0);
-  const std::size_t nblocks = (nq + kQueryBlock - 1) / kQueryBlock;
-  std::vector<BlockSums> blocks(nblocks);
-
-  parallel_for(nblocks, [&](std::size_t b_begin, std::size_t b_end) {
-    detail::GroupRanker ranker(nbits, db_classes_i32.empty() ? nullptr : db_classes_i32.data());
-    detail::IndexOrderSums sums;
-    std::vector<QueryRanking::Cut> rank_cuts(nk);
-    std::vector<double> exp_group_sum;
-    for (std::size_t b = b_begin; b < b_end; ++b) {
-      BlockSums& acc = blocks[b];
-      acc.precision.assign(nk, 0.0);
-      acc.recall.assign(nk, 0.0);
-      if (opt.want_radius) {
-        acc.radius_precision.assign(nd, 0.0);
-        acc.radius_recall.assign(nd, 0.0);
-        acc.radius_map.assign(nd, 0.0);
-      }
-      const std::size_t q_end = std::min(nq, (b + 1) * kQueryBlock);
-      for (std::size_t q = b * kQueryBlock; q < q_end; ++q) {
-        const std::size_t j = (q - b * kQueryBlock) % detail::kQueryGroup;
-        if (j == 0)
-          ranker.rank(query_codes, db_codes, query_labels, db_labels, q,
-                      std::min(detail::kQueryGroup, q_end - q), !expected);
-        QueryRanking& rk = ranker[j];
-        const std::int64_t rel_total = rk.relevant_total;
-        res.relevant_total[q] = rel_total;
-        const QueryRanking::Cut ap_cut = rk.locate(topk);
-
-        for (std::size_t j = 0; j < nk; ++j) rank_cuts[j] = rk.locate(opt.ks[j]);
-
-        // Deepest distance any requested part needs.
-        std::size_t max_d = 0;
-        if (opt.want_map) max_d = ap_cut.distance;
-        for (const auto& c : rank_cuts) max_d = std::max(max_d, c.distance);
-        if (opt.want_radius) max_d = nbits;
-
-        const std::vector<double>* group_sum = &sums.group_sum;
-        if (expected) {
-          expected_group_sums(rk, max_d, harmonic, exp_group_sum);
-          group_sum = &exp_group_sum;
-        } else {
-          detail::index_order_pass(rk, max_d, opt.want_map ? ap_cut : QueryRanking::Cut{nd, 0}, rank_cuts, sums);
-        }
-
-        if (opt.want_map) {
-          long double before = 0.0L;
-          for (std::size_t d = 0; d < ap_cut.distance; ++d) before += (*group_sum)[d];
-          const std::int64_t min_den = std::min<std::int64_t>(topk, rel_total);
-          double ap = 0.0;
-          bool defined = false;
-          if (!expected) {
-            const std::int64_t retrieved = rk.rel_start[ap_cut.distance] + sums.cut_relevant;
-            const std::int64_t den = opt.normalize == Normalization::Retrieved ? retrieved : min_den;
-            defined = den > 0;
-            if (defined) ap = static_cast<double>((before + sums.cut_sum) / static_cast<long double>(den));
-          } else if (opt.normalize == Normalization::Retrieved) {
-            ap = static_cast<double>(detail::expected_ap_retrieved(rk, ap_cut, before, harmonic, defined));
-          } else {
-            const std::size_t d = ap_cut.distance;
-            const long double sum = before + detail::expected_group_prefix_sum(
-                rk.start[d], rk.rel_start[d], rk.count[d], rk.rel_count[d], ap_cut.within, harmonic);
-            defined = min_den > 0;
-            if (defined) ap = static_cast<double>(sum / static_cast<long double>(min_den));
-          }
-          res.average_precision[q] = defined || opt.empty == EmptyPolicy::Zero ? ap : nan;
-        }
-
-        const bool keep = rel_total > 0 || opt.empty == EmptyPolicy::Zero;
-        if (keep && nk > 0) {
-          ++acc.rank_queries;
-          for (std::size_t j = 0; j < nk; ++j) {
-            const auto& c = rank_cuts[j];
-            const double found = expected ? static_cast<double>(rk.rel_start[c.distance]) +
-                                                static_cast<double>(c.within) *
-                                                    static_cast<double>(rk.rel_count[c.distance]) /
-                                                    static_cast<double>(rk.count[c.distance])
-                                          : static_cast<double>(sums.rank_relevant[j]);
-            acc.precision[j] += found / static_cast<double>(opt.ks[j]);
-            if (rel_total > 0) acc.recall[j] += found / static_cast<double>(rel_total);
-          }
-        }
-        if (keep && opt.want_radius) {
-          ++acc.radius_queries;
-          double cum = 0.0;
-          for (std::size_t r = 0; r < nd; ++r) {
-            cum += (*group_sum)[r];
-            const auto retrieved = static_cast<double>(rk.start[r + 1]);
-            const auto found = static_cast<double>(rk.rel_start[r + 1]);
-            if (retrieved > 0) acc.radius_precision[r] += found / retrieved;
-            if (rel_total > 0) acc.radius_recall[r] += found / static_cast<double>(rel_total);
-            if (found > 0) acc.radius_map[r] += cum / found;
-          }
-        }
-      }
-    }
-  });
-
-  if (opt.want_map) {
-    double total = 0.0;
-    for (double ap : res.average_precision) {
-      if (!std::isnan(ap)) {
-        total += ap;
-        ++res.map_queries;
-      }
-    }
-    res.map = res.map_queries > 0 ? total / static_cast<double>(res.map_queries) : nan;
-  }
-
-  auto reduce = [&](std::vector<double> BlockSums::*field, std::size_t len, std::int64_t used) {
-    std::vector<double> out(len, 0.0);
-    for (const auto& blk : blocks)
-      for (std::size_t i = 0; i < (blk.*field).size(); ++i) out[i] += (blk.*field)[i];
-    for (double& v : out) v = used > 0 ? v / static_cast<double>(used) : nan;
-    return out;
-  };
-  for (const auto& blk : blocks) {
-    res.rank_queries += blk.rank_queries;
-    res.radius_queries += blk.radius_queries;
-  }
-  if (nk > 0) {
-    res.precision_at_k = reduce(&BlockSums::precision, nk, res.rank_queries);
-    res.recall_at_k = reduce(&BlockSums::recall, nk, res.rank_queries);
-  }
-  if (opt.want_radius) {
-    res.radius_precision = reduce(&BlockSums::radius_precision, nd, res.radius_queries);
-    res.radius_recall = reduce(&BlockSums::radius_recall, nd, res.radius_queries);
-    res.radius_map = reduce(&BlockSums::radius_map, nd, res.radius_queries);
-  }
-  return res;
+  return Evaluation(query_codes, db_codes, query_labels, db_labels, opt).run();
 }
 
 }  // namespace deephash::metrics

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "deephash/index.hpp"
-#include "deephash/index_io.hpp"
+#include "index_io.hpp"
 #include "deephash/threads.hpp"
 #include "fuzz_common.hpp"
 

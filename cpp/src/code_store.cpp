@@ -1,4 +1,4 @@
-#include "deephash/code_store.hpp"
+#include "code_store.hpp"
 
 #include <algorithm>
 #include <cstring>

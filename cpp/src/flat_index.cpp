@@ -2,93 +2,106 @@
 
 #include <cstring>
 #include <mutex>
+#include <shared_mutex>
 
-#include "deephash/flat_scan.hpp"
+#include "code_store.hpp"
+#include "flat_scan.hpp"
+#include "index_io.hpp"
+#include "shared_mutex.hpp"
 
 namespace deephash {
 
-FlatIndex::FlatIndex(int nbits) : nbits_((check_nbits(nbits), nbits)), store_(static_cast<std::size_t>(nbits) / 8) {}
+struct FlatIndex::State {
+  explicit State(std::size_t code_size) : store_(code_size) {}
+  mutable SharedMutex mu_;  // searches share it; writers take it exclusively
+  CodeStore store_;
+};
+
+FlatIndex::FlatIndex(int nbits)
+    : nbits_((check_nbits(nbits), nbits)), s_(std::make_unique<State>(static_cast<std::size_t>(nbits) / 8)) {}
+
+FlatIndex::~FlatIndex() = default;
 
 std::size_t FlatIndex::ntotal() const {
-  std::shared_lock<SharedMutex> lock(mu_);
-  return store_.size();
+  std::shared_lock<SharedMutex> lock(s_->mu_);
+  return s_->store_.size();
 }
 
 idx_t FlatIndex::next_id() const {
-  std::shared_lock<SharedMutex> lock(mu_);
-  return store_.next_id();
+  std::shared_lock<SharedMutex> lock(s_->mu_);
+  return s_->store_.next_id();
 }
 
 bool FlatIndex::is_mmapped() const {
-  std::shared_lock<SharedMutex> lock(mu_);
-  return store_.is_mmapped();
+  std::shared_lock<SharedMutex> lock(s_->mu_);
+  return s_->store_.is_mmapped();
 }
 
 void FlatIndex::add(const std::uint8_t* codes, std::size_t n) {
-  std::unique_lock<SharedMutex> lock(mu_);
-  store_.add(codes, n);
+  std::unique_lock<SharedMutex> lock(s_->mu_);
+  s_->store_.add(codes, n);
 }
 
 void FlatIndex::add_with_ids(const std::uint8_t* codes, std::size_t n, const idx_t* ids) {
-  std::unique_lock<SharedMutex> lock(mu_);
-  store_.add_with_ids(codes, n, ids);
+  std::unique_lock<SharedMutex> lock(s_->mu_);
+  s_->store_.add_with_ids(codes, n, ids);
 }
 
 void FlatIndex::search(const std::uint8_t* queries, std::size_t nq, std::size_t k, dist_t* distances,
                        idx_t* ids) const {
   if (k == 0) throw InvalidArgument("k must be > 0, got 0");
-  std::shared_lock<SharedMutex> lock(mu_);
-  store_.check_mapping();
-  const ScanView view{store_.codes(), store_.ids(), store_.size(), store_.code_size(), nbits_,
-                      store_.ids_increasing()};
+  std::shared_lock<SharedMutex> lock(s_->mu_);
+  s_->store_.check_mapping();
+  const ScanView view{s_->store_.codes(), s_->store_.ids(), s_->store_.size(), s_->store_.code_size(), nbits_,
+                      s_->store_.ids_increasing()};
   knn_scan(view, queries, nq, k, distances, ids);
 }
 
 RangeResult FlatIndex::range_search(const std::uint8_t* queries, std::size_t nq, int radius) const {
   if (radius < 0) throw InvalidArgument("radius must be >= 0, got " + std::to_string(radius));
-  std::shared_lock<SharedMutex> lock(mu_);
-  store_.check_mapping();
-  const ScanView view{store_.codes(), store_.ids(), store_.size(), store_.code_size(), nbits_,
-                      store_.ids_increasing()};
+  std::shared_lock<SharedMutex> lock(s_->mu_);
+  s_->store_.check_mapping();
+  const ScanView view{s_->store_.codes(), s_->store_.ids(), s_->store_.size(), s_->store_.code_size(), nbits_,
+                      s_->store_.ids_increasing()};
   return range_scan(view, queries, nq, radius);
 }
 
 std::size_t FlatIndex::remove_ids(const idx_t* ids, std::size_t n) {
-  std::unique_lock<SharedMutex> lock(mu_);
-  return store_.remove_ids(ids, n).size();
+  std::unique_lock<SharedMutex> lock(s_->mu_);
+  return s_->store_.remove_ids(ids, n).size();
 }
 
 void FlatIndex::reset() {
-  std::unique_lock<SharedMutex> lock(mu_);
-  store_.reset();
+  std::unique_lock<SharedMutex> lock(s_->mu_);
+  s_->store_.reset();
 }
 
 void FlatIndex::reconstruct(idx_t id, std::uint8_t* out) const {
-  std::shared_lock<SharedMutex> lock(mu_);
-  store_.check_mapping();
-  const auto pos = store_.find(id);
+  std::shared_lock<SharedMutex> lock(s_->mu_);
+  s_->store_.check_mapping();
+  const auto pos = s_->store_.find(id);
   if (!pos) throw UnknownId("id " + std::to_string(id) + " is not in the index");
-  std::memcpy(out, store_.codes() + *pos * store_.code_size(), store_.code_size());
+  std::memcpy(out, s_->store_.codes() + *pos * s_->store_.code_size(), s_->store_.code_size());
 }
 
 void FlatIndex::save(const std::string& path) const {
-  std::shared_lock<SharedMutex> lock(mu_);
-  store_.check_mapping();
+  std::shared_lock<SharedMutex> lock(s_->mu_);
+  s_->store_.check_mapping();
   io::Header h;
   h.index_type = IndexType::Flat;
   h.nbits = static_cast<std::uint32_t>(nbits_);
-  h.flags = store_.ids_increasing() ? io::kFlagIdsIncreasing : 0;
-  h.ntotal = store_.size();
-  h.next_id = static_cast<std::uint64_t>(store_.next_id());
+  h.flags = s_->store_.ids_increasing() ? io::kFlagIdsIncreasing : 0;
+  h.ntotal = s_->store_.size();
+  h.next_id = static_cast<std::uint64_t>(s_->store_.next_id());
   h.params_size = 0;
   h.payload_offset = io::kPayloadAlign;  // header (64 bytes) + no parameters, aligned
-  h.payload_size = store_.payload_size();
+  h.payload_size = s_->store_.payload_size();
   std::uint8_t header[io::kHeaderSize];
   io::encode_header(h, header);
   io::AtomicFileWriter out(path);
   out.write(header, sizeof(header));
   out.pad_to(h.payload_offset);
-  store_.write_payload(out);
+  s_->store_.write_payload(out);
   out.commit();
 }
 
@@ -99,7 +112,7 @@ std::unique_ptr<FlatIndex> FlatIndex::from_file(const io::Header& header,
     throw FileError("'" + path + "': a FlatIndex file has no parameters, this one announces " +
                     std::to_string(header.params_size) + " bytes");
   auto index = std::make_unique<FlatIndex>(static_cast<int>(header.nbits));
-  index->store_.read_payload(file, file->data() + header.payload_offset, header.ntotal,
+  index->s_->store_.read_payload(file, file->data() + header.payload_offset, header.ntotal,
                              static_cast<idx_t>(header.next_id), (header.flags & io::kFlagIdsIncreasing) != 0,
                              mmap, path);
   return index;

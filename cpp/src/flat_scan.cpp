@@ -1,4 +1,4 @@
-#include "deephash/flat_scan.hpp"
+#include "flat_scan.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -8,7 +8,7 @@
 
 #include "deephash/simd.hpp"
 #include "deephash/threads.hpp"
-#include "deephash/topk.hpp"
+#include "topk.hpp"
 
 namespace deephash {
 namespace {

@@ -1,4 +1,4 @@
-#include "deephash/index_io.hpp"
+#include "index_io.hpp"
 
 #include <fcntl.h>
 #include <sys/mman.h>

@@ -3,7 +3,7 @@
 #include <string>
 
 #include "deephash/flat_index.hpp"
-#include "deephash/index_io.hpp"
+#include "index_io.hpp"
 #include "deephash/mih_index.hpp"
 
 namespace deephash {

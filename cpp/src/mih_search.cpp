@@ -1,18 +1,19 @@
 // MIHIndex search: probing the substring tables (de-duplication, bucket checks), the cost model
 // that stops probing where a scan costs less, and the k-NN and range drivers.
-#include "deephash/mih_index.hpp"
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <mutex>
+#include <shared_mutex>
 
-#include "deephash/flat_scan.hpp"
-#include "deephash/huge_pages.hpp"
+#include "deephash/mih_index.hpp"
 #include "deephash/simd.hpp"
 #include "deephash/threads.hpp"
-#include "deephash/topk.hpp"
+#include "flat_scan.hpp"
+#include "huge_pages.hpp"
+#include "mih_state.hpp"
+#include "topk.hpp"
 
 namespace deephash {
 namespace {
@@ -274,77 +275,77 @@ std::vector<std::uint8_t> gather_rows(const std::uint8_t* queries, const std::ve
 }  // namespace
 
 ScanView MIHIndex::scan_view() const noexcept {
-  return ScanView{store_.codes(), store_.ids(), store_.size(), store_.code_size(), nbits_, store_.ids_increasing(),
-                  removed_.empty() ? nullptr : removed_.data()};
+  return ScanView{s_->store_.codes(), s_->store_.ids(), s_->store_.size(), s_->store_.code_size(), nbits_, s_->store_.ids_increasing(),
+                  s_->removed_.empty() ? nullptr : s_->removed_.data()};
 }
 
 // ---- search -------------------------------------------------------------------------------------
 
 double MIHIndex::scan_cost(std::size_t nq) const noexcept {
-  const std::size_t cs = store_.code_size();
+  const std::size_t cs = s_->store_.code_size();
   const kernels::ScanSpeed speed = kernels::scan_speed(cs);
   const double per_code =
       nq >= kBatchQueries
           ? speed.batch_ns * kBatchScanOverhead
           : std::max(speed.single_ns * kSingleScanOverhead, static_cast<double>(cs) / kStreamBytesPerNs);
-  return static_cast<double>(store_.size()) * per_code;
+  return static_cast<double>(s_->store_.size()) * per_code;
 }
 
 bool MIHIndex::probe_knn(const std::uint8_t* q, CountingTopK& top, MIHQueryStats& st, double budget) const {
-  const std::size_t cs = store_.code_size(), n = store_.size();
+  const std::size_t cs = s_->store_.code_size(), n = s_->store_.size();
   const kernels::KernelTable& kt = *kernels::plan_for(cs).single;
-  const std::uint8_t* codes = store_.codes();
-  const std::uint8_t* skip = removed_.empty() ? nullptr : removed_.data();
+  const std::uint8_t* codes = s_->store_.codes();
+  const std::uint8_t* skip = s_->removed_.empty() ? nullptr : s_->removed_.data();
   // The tail (recent adds, not yet in the tables) is scanned first.
-  if (n > indexed_) {
+  if (n > s_->indexed_) {
     std::vector<dist_t>& d = t_bucket.distances;
-    if (d.size() < n - indexed_) d.resize(n - indexed_);
-    kt.distances(q, codes + indexed_ * cs, n - indexed_, cs, d.data());
-    for (std::size_t p = indexed_; p < n; ++p)
-      if (!(skip && skip[p])) top.push(d[p - indexed_], store_.id_at(p));
+    if (d.size() < n - s_->indexed_) d.resize(n - s_->indexed_);
+    kt.distances(q, codes + s_->indexed_ * cs, n - s_->indexed_, cs, d.data());
+    for (std::size_t p = s_->indexed_; p < n; ++p)
+      if (!(skip && skip[p])) top.push(d[p - s_->indexed_], s_->store_.id_at(p));
   }
-  if (indexed_ == 0) {
+  if (s_->indexed_ == 0) {
     st.radius = 0;
     return true;
   }
   thread_local std::vector<std::uint64_t> qkey;
-  qkey.resize(static_cast<std::size_t>(m_));
+  qkey.resize(static_cast<std::size_t>(s_->m_));
   int max_bits = 0;
-  for (int j = 0; j < m_; ++j) {
-    qkey[j] = tables_[j].key_of(q, cs);
-    max_bits = std::max(max_bits, tables_[j].bits());
+  for (int j = 0; j < s_->m_; ++j) {
+    qkey[j] = s_->tables_[j].key_of(q, cs);
+    max_bits = std::max(max_bits, s_->tables_[j].bits());
   }
   // The probe of table j at radius r follows those of every table at radius < r and of tables
   // t < j at radius r: a candidate is new unless its substring t is within r (t < j) or r - 1
   // (t > j) of the query's.
-  const bool tested = m_ <= kMaxTestedTables;
+  const bool tested = s_->m_ <= kMaxTestedTables;
   const SeenScope scope(!tested, n);
   kernels::SubstringTest all[kMaxTestedTables], tests[kMaxTestedTables];
-  for (int t = 0; tested && t < m_; ++t) all[t] = substring_test(tables_[t], q, cs);
+  for (int t = 0; tested && t < s_->m_; ++t) all[t] = substring_test(s_->tables_[t], q, cs);
   double work = 0.0;
   for (int r = 0; r <= max_bits; ++r) {
-    for (int j = 0; j < m_; ++j) {
-      const SubstringTable& table = tables_[j];
+    for (int j = 0; j < s_->m_; ++j) {
+      const SubstringTable& table = s_->tables_[j];
       const int bits = table.bits();
       if (r > bits) return st.radius = r, true;  // that table is exhausted: every item was seen
       const double keys = binomial(bits, r);
-      const double expected = keys * static_cast<double>(indexed_) / std::ldexp(1.0, bits);
+      const double expected = keys * static_cast<double>(s_->indexed_) / std::ldexp(1.0, bits);
       if (work + keys * kLookupNs + expected * candidate_ns(tested) > budget) return false;
       std::size_t ntests = 0;
-      for (int t = 0; tested && t < m_; ++t) {
+      for (int t = 0; tested && t < s_->m_; ++t) {
         const int reached = t < j ? r : r - 1;
         if (t == j || reached < 0) continue;
         tests[ntests] = all[t];
-        tests[ntests++].max_distance = static_cast<dist_t>(std::min(reached, tables_[t].bits()));
+        tests[ntests++].max_distance = static_cast<dist_t>(std::min(reached, s_->tables_[t].bits()));
       }
       // Clustered codes can put far more candidates in one probe than estimated: past the scan's
       // cost, give up (the caller scans this query).
       if (!probe_radius(table, qkey[j], r, q, codes, cs, Dedup{scope.seen, tests, ntests}, skip, st, budget,
-                        [&](dist_t d, std::uint32_t p) { top.push(d, store_.id_at(p)); }))
+                        [&](dist_t d, std::uint32_t p) { top.push(d, s_->store_.id_at(p)); }))
         return false;
       work = work_done(st, tested);
       // Every indexed item within m*r + j of q has now been seen (pigeonhole).
-      if (top.has_k_within(static_cast<dist_t>(m_ * r + j))) {
+      if (top.has_k_within(static_cast<dist_t>(s_->m_ * r + j))) {
         st.radius = r;
         return true;
       }
@@ -362,10 +363,10 @@ void MIHIndex::search(const std::uint8_t* queries, std::size_t nq, std::size_t k
 void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, std::size_t k, dist_t* distances,
                                  idx_t* ids, MIHQueryStats* stats) const {
   if (k == 0) throw InvalidArgument("k must be > 0, got 0");
-  std::shared_lock<SharedMutex> lock(mu_);
-  store_.check_mapping();
-  const std::size_t live = store_.size() - n_removed_;
-  const std::size_t cs = store_.code_size();
+  std::shared_lock<SharedMutex> lock(s_->mu_);
+  s_->store_.check_mapping();
+  const std::size_t live = s_->store_.size() - s_->n_removed_;
+  const std::size_t cs = s_->store_.code_size();
   std::vector<MIHQueryStats> local(stats ? 0 : nq);
   MIHQueryStats* st = stats ? stats : local.data();
   for (std::size_t q = 0; q < nq; ++q) st[q] = MIHQueryStats{};
@@ -380,7 +381,7 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
   // large k), the remaining queries go straight to the linear scan.
   ProbeLedger ledger;
   const double budget = scan_cost(nq);
-  const bool tested = m_ <= kMaxTestedTables;
+  const bool tested = s_->m_ <= kMaxTestedTables;
   parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
     CountingTopK top;
     for (std::size_t q = q0; q < q1; ++q) {
@@ -419,47 +420,47 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
     scans += st[q].scanned;
     rad += std::max(0, st[q].radius);
   }
-  st_queries_ += static_cast<std::int64_t>(nq);
-  st_candidates_ += cand;
-  st_buckets_ += buck;
-  st_scans_ += scans;
-  st_radius_ += rad;
+  s_->st_queries_ += static_cast<std::int64_t>(nq);
+  s_->st_candidates_ += cand;
+  s_->st_buckets_ += buck;
+  s_->st_scans_ += scans;
+  s_->st_radius_ += rad;
 }
 
 bool MIHIndex::probe_range(const std::uint8_t* q, int radius, std::vector<std::pair<dist_t, idx_t>>& hits,
                            MIHQueryStats& st, double budget) const {
-  const std::size_t cs = store_.code_size(), n = store_.size();
+  const std::size_t cs = s_->store_.code_size(), n = s_->store_.size();
   const kernels::KernelTable& kt = *kernels::plan_for(cs).single;
-  const std::uint8_t* codes = store_.codes();
-  const std::uint8_t* skip = removed_.empty() ? nullptr : removed_.data();
+  const std::uint8_t* codes = s_->store_.codes();
+  const std::uint8_t* skip = s_->removed_.empty() ? nullptr : s_->removed_.data();
   // Pigeonhole with radius = m*r + a: tables j <= a at substring radius r, the others at r - 1.
-  const int r = radius / m_, a = radius % m_;
+  const int r = radius / s_->m_, a = radius % s_->m_;
   double cost = 0.0;
-  for (int j = 0; j < m_ && indexed_ > 0; ++j) {
-    const int bits = tables_[j].bits();
+  for (int j = 0; j < s_->m_ && s_->indexed_ > 0; ++j) {
+    const int bits = s_->tables_[j].bits();
     const int rj = std::min(j <= a ? r : r - 1, bits);
     for (int s = 0; s <= rj; ++s) {
       const double keys = binomial(bits, s);
-      cost += keys * (kLookupNs + candidate_ns(m_ <= kMaxTestedTables) * static_cast<double>(indexed_) / std::ldexp(1.0, bits));
+      cost += keys * (kLookupNs + candidate_ns(s_->m_ <= kMaxTestedTables) * static_cast<double>(s_->indexed_) / std::ldexp(1.0, bits));
     }
   }
   if (cost > budget) return false;
-  if (n > indexed_) {
+  if (n > s_->indexed_) {
     std::vector<dist_t>& d = t_bucket.distances;
-    if (d.size() < n - indexed_) d.resize(n - indexed_);
-    kt.distances(q, codes + indexed_ * cs, n - indexed_, cs, d.data());
-    for (std::size_t p = indexed_; p < n; ++p)
-      if (!(skip && skip[p]) && d[p - indexed_] <= radius) hits.emplace_back(d[p - indexed_], store_.id_at(p));
+    if (d.size() < n - s_->indexed_) d.resize(n - s_->indexed_);
+    kt.distances(q, codes + s_->indexed_ * cs, n - s_->indexed_, cs, d.data());
+    for (std::size_t p = s_->indexed_; p < n; ++p)
+      if (!(skip && skip[p]) && d[p - s_->indexed_] <= radius) hits.emplace_back(d[p - s_->indexed_], s_->store_.id_at(p));
   }
-  if (indexed_ == 0) return true;
+  if (s_->indexed_ == 0) return true;
   // Table j is probed after tables t < j, each out to its radius: a candidate is new unless its
   // substring t is within that radius of the query's for some t < j.
-  const bool tested = m_ <= kMaxTestedTables;
+  const bool tested = s_->m_ <= kMaxTestedTables;
   const SeenScope scope(!tested, n);
   std::vector<kernels::SubstringTest>& tests = t_bucket.tests;
   tests.clear();
-  for (int j = 0; j < m_; ++j) {
-    const SubstringTable& table = tables_[j];
+  for (int j = 0; j < s_->m_; ++j) {
+    const SubstringTable& table = s_->tables_[j];
     const std::uint64_t key = table.key_of(q, cs);
     const int rj = std::min(j <= a ? r : r - 1, table.bits());
     for (int s = 0; s <= rj; ++s) {
@@ -468,7 +469,7 @@ bool MIHIndex::probe_range(const std::uint8_t* q, int radius, std::vector<std::p
       const bool within = probe_radius(table, key, s, q, codes, cs, Dedup{scope.seen, tests.data(), tests.size()},
                                        skip, st, budget,
                                        [&](dist_t d, std::uint32_t p) {
-                                         if (d <= radius) hits.emplace_back(d, store_.id_at(p));
+                                         if (d <= radius) hits.emplace_back(d, s_->store_.id_at(p));
                                        });
       // Ordering the hits found so far is also work a scan would not do (it delivers them in
       // order): count it too.
@@ -489,15 +490,15 @@ bool MIHIndex::probe_range(const std::uint8_t* q, int radius, std::vector<std::p
 
 RangeResult MIHIndex::range_search(const std::uint8_t* queries, std::size_t nq, int radius) const {
   if (radius < 0) throw InvalidArgument("radius must be >= 0, got " + std::to_string(radius));
-  std::shared_lock<SharedMutex> lock(mu_);
-  store_.check_mapping();
+  std::shared_lock<SharedMutex> lock(s_->mu_);
+  s_->store_.check_mapping();
   radius = std::min(radius, nbits_);
-  const std::size_t cs = store_.code_size();
+  const std::size_t cs = s_->store_.code_size();
   std::vector<std::vector<std::pair<dist_t, idx_t>>> hits(nq);
   std::vector<std::uint8_t> to_scan(nq, 0);
   ProbeLedger ledger;  // as in search_with_stats
   const double budget = scan_cost(nq);
-  const bool tested = m_ <= kMaxTestedTables;
+  const bool tested = s_->m_ <= kMaxTestedTables;
   parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
     for (std::size_t q = q0; q < q1; ++q) {
       if (ledger.scan_the_rest(budget)) {
@@ -513,18 +514,18 @@ RangeResult MIHIndex::range_search(const std::uint8_t* queries, std::size_t nq, 
         to_scan[q] = 1;
         ledger.add(work_done(st, tested) + budget);
       }
-      st_candidates_ += st.candidates;
-      st_buckets_ += st.buckets;
+      s_->st_candidates_ += st.candidates;
+      s_->st_buckets_ += st.buckets;
     }
   }, std::min<std::size_t>(nq, 4 * static_cast<std::size_t>(get_num_threads())));
-  st_queries_ += static_cast<std::int64_t>(nq);
+  s_->st_queries_ += static_cast<std::int64_t>(nq);
   std::size_t scanned = 0;
   for (std::uint8_t f : to_scan) scanned += f;
   if (2 * scanned >= nq) {
     // Mostly scanned: scan every query, and hand the scan's arrays over as they are. Merging the
     // few probed answers in would copy every hit (hundreds of MB on large radii), which costs
     // more than scanning those few queries again.
-    st_scans_ += static_cast<std::int64_t>(nq);
+    s_->st_scans_ += static_cast<std::int64_t>(nq);
     return range_scan(scan_view(), queries, nq, radius);
   }
   const std::vector<std::size_t> scan_rows = flagged_rows(to_scan);
@@ -534,7 +535,7 @@ RangeResult MIHIndex::range_search(const std::uint8_t* queries, std::size_t nq, 
     const std::vector<std::uint8_t> sub = gather_rows(queries, scan_rows, cs);
     part = range_scan(scan_view(), sub.data(), scan_rows.size(), radius);
     for (std::size_t i = 0; i < scan_rows.size(); ++i) part_row[scan_rows[i]] = i;
-    st_scans_ += static_cast<std::int64_t>(scan_rows.size());
+    s_->st_scans_ += static_cast<std::int64_t>(scan_rows.size());
   }
 
   RangeResult res;

@@ -1,4 +1,4 @@
-#include "deephash/mih_table.hpp"
+#include "mih_table.hpp"
 
 #include <algorithm>
 #include <utility>

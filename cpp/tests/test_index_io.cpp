@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "deephash/flat_index.hpp"
-#include "deephash/index_io.hpp"
+#include "index_io.hpp"
 #include "harness.hpp"
 #include "oracle.hpp"
 

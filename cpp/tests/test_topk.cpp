@@ -3,7 +3,7 @@
 #include <random>
 #include <vector>
 
-#include "deephash/topk.hpp"
+#include "topk.hpp"
 #include "harness.hpp"
 
 using namespace deephash;

@@ -2,12 +2,9 @@
 #pragma once
 
 #include <memory>
-#include <shared_mutex>
 #include <string>
 
-#include "deephash/code_store.hpp"
 #include "deephash/index.hpp"
-#include "deephash/shared_mutex.hpp"
 
 namespace deephash {
 
@@ -15,6 +12,7 @@ class FlatIndex final : public BinaryIndex {
  public:
   // nbits: a positive multiple of 8 (throws InvalidArgument otherwise).
   explicit FlatIndex(int nbits);
+  ~FlatIndex() override;
 
   IndexType type() const noexcept override { return IndexType::Flat; }
   int nbits() const noexcept override { return nbits_; }
@@ -38,9 +36,9 @@ class FlatIndex final : public BinaryIndex {
                                               const std::string& path, bool mmap);
 
  private:
+  struct State;  // the lock and the stored codes (flat_index.cpp)
   int nbits_;
-  mutable SharedMutex mu_;  // searches share it; writers take it exclusively
-  CodeStore store_;
+  std::unique_ptr<State> s_;
 };
 
 }  // namespace deephash

@@ -28,6 +28,11 @@ struct RangeResult {
 
 enum class IndexType : std::uint32_t { Flat = 1, MIH = 2 };
 
+namespace io {  // the file format's internals (cpp/src/index_io.hpp), used by the loaders
+struct Header;
+class MappedFile;
+}  // namespace io
+
 class BinaryIndex {
  public:
   virtual ~BinaryIndex() = default;

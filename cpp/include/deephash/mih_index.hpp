@@ -14,19 +14,18 @@
 // and a per-query cost model that answers with a linear scan when probing would cost more.
 #pragma once
 
-#include <atomic>
+#include <cstdint>
 #include <memory>
-#include <shared_mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include "deephash/code_store.hpp"
-#include "deephash/flat_scan.hpp"
 #include "deephash/index.hpp"
-#include "deephash/mih_table.hpp"
-#include "deephash/shared_mutex.hpp"
 
 namespace deephash {
+
+class CountingTopK;  // internal (src/topk.hpp), used by the private probing methods
+struct ScanView;     // internal (src/flat_scan.hpp)
 
 struct MIHQueryStats {
   std::int64_t candidates = 0;  // full distances computed
@@ -44,6 +43,7 @@ class MIHIndex final : public BinaryIndex {
   // m = 0 chooses m automatically (about nbits / log2(n), retuned when the index grows);
   // otherwise 1 <= m <= nbits with substrings of at most 32 bits.
   MIHIndex(int nbits, int m = 0);
+  ~MIHIndex() override;
 
   IndexType type() const noexcept override { return IndexType::MIH; }
   int nbits() const noexcept override { return nbits_; }
@@ -85,23 +85,17 @@ class MIHIndex final : public BinaryIndex {
   void compact_locked();
   void maybe_merge_tail_locked();
   // Probe one query; false (the caller scans it) once probing would cost more than `budget`.
-  bool probe_knn(const std::uint8_t* q, class CountingTopK& top, MIHQueryStats& st, double budget) const;
+  bool probe_knn(const std::uint8_t* q, CountingTopK& top, MIHQueryStats& st, double budget) const;
   bool probe_range(const std::uint8_t* q, int radius, std::vector<std::pair<dist_t, idx_t>>& hits,
                    MIHQueryStats& st, double budget) const;
   // What scanning costs per query, in the cost model's nanoseconds, in a search of nq queries.
   double scan_cost(std::size_t nq) const noexcept;
   ScanView scan_view() const noexcept;  // the stored codes as a linear scan sees them
 
+  struct State;  // the lock, the stored codes, the tables, tombstones and counters (mih_state.hpp)
   int nbits_;
   bool auto_m_;
-  int m_;
-  mutable SharedMutex mu_;
-  CodeStore store_;
-  std::vector<SubstringTable> tables_;
-  std::size_t indexed_ = 0;             // positions [0, indexed_) are in the tables
-  std::vector<std::uint8_t> removed_;   // tombstones by position (empty when none)
-  std::size_t n_removed_ = 0;
-  mutable std::atomic<std::int64_t> st_queries_{0}, st_candidates_{0}, st_buckets_{0}, st_scans_{0}, st_radius_{0};
+  std::unique_ptr<State> s_;
 };
 
 }  // namespace deephash

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "deephash/common.hpp"
-#include "deephash/huge_pages.hpp"
-#include "deephash/index_io.hpp"
+#include "huge_pages.hpp"
+#include "index_io.hpp"
 
 namespace deephash {
 

@@ -11,7 +11,7 @@
 #include <cstring>
 #include <vector>
 
-#include "deephash/huge_pages.hpp"
+#include "huge_pages.hpp"
 
 namespace deephash {
 

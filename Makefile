@@ -14,7 +14,7 @@ FUZZ_SECONDS ?= 300
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 STAMP := $(VENV)/.requirements-stamp
 
-.PHONY: demo test venv install data clang cpp-test asan-test tsan-test sanitize fuzz-build fuzz fuzz-smoke py-test bench clean
+.PHONY: demo test venv install data clang cpp-test cpp-package-test asan-test tsan-test sanitize fuzz-build fuzz fuzz-smoke py-test bench clean
 
 demo: install data
 	$(PY) benchmarks/bench_flat.py --preset demo
@@ -22,7 +22,7 @@ demo: install data
 	$(PY) benchmarks/unsupervised_fmnist.py --preset demo --threads 1 --methods LSH PCAH ITQ SH SpH AGH-1 AGH-2 DGH
 	$(PY) benchmarks/deep_demo.py --epochs 1 --threads 2
 
-test: install data cpp-test asan-test fuzz-smoke py-test
+test: install data cpp-test cpp-package-test asan-test fuzz-smoke py-test
 
 venv: $(STAMP)
 
@@ -48,6 +48,15 @@ cpp-test: venv
 	PATH="$(abspath $(VENV))/bin:$$PATH" cmake -S . -B $(CPP_BUILD) -G Ninja -DDEEPHASH_BUILD_CPP_TESTS=ON -DCMAKE_BUILD_TYPE=Release
 	PATH="$(abspath $(VENV))/bin:$$PATH" cmake --build $(CPP_BUILD) -j $(JOBS)
 	PATH="$(abspath $(VENV))/bin:$$PATH" ctest --test-dir $(CPP_BUILD) --output-on-failure
+
+# The installed C++ package: the core installed into a scratch prefix, and examples/cpp_search
+# built against it with find_package(deephash_engine) and run.
+cpp-package-test: cpp-test
+	rm -rf $(CPP_BUILD)-prefix $(CPP_BUILD)-example
+	PATH="$(abspath $(VENV))/bin:$$PATH" cmake --install $(CPP_BUILD) --component cpp --prefix $(CPP_BUILD)-prefix
+	PATH="$(abspath $(VENV))/bin:$$PATH" cmake -S examples/cpp_search -B $(CPP_BUILD)-example -G Ninja -DCMAKE_PREFIX_PATH=$(abspath $(CPP_BUILD)-prefix)
+	PATH="$(abspath $(VENV))/bin:$$PATH" cmake --build $(CPP_BUILD)-example
+	cd $(CPP_BUILD)-example && ./cpp_search
 
 # Sanitizer builds of the C++ tests: ASan + UBSan for all of them (part of `make test`), TSan for
 # the ones that run threads. `make sanitize` runs both.

@@ -71,6 +71,19 @@ std::int64_t int_arg(const py::handle& obj, const char* name) {
   return static_cast<std::int64_t>(v);
 }
 
+AllowArg allow_arg(const py::handle& obj) {
+  AllowArg out;
+  if (obj.is_none()) return out;
+  if (py::isinstance<IdSelector>(obj)) {
+    out.selector = obj.cast<const IdSelector*>();
+    return out;
+  }
+  auto ids = ids_arg(obj, "allow");
+  out.owned = std::make_unique<IdSelector>(ids.data(), static_cast<std::size_t>(ids.shape(0)));
+  out.selector = out.owned.get();
+  return out;
+}
+
 std::int64_t k_arg(const py::handle& obj) {
   const std::int64_t k = int_arg(obj, "k");
   if (k <= 0) throw py::value_error("k must be > 0, got " + std::to_string(k));

@@ -6,7 +6,10 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
+
+#include "deephash/id_selector.hpp"
 
 namespace deephash::py_bind {
 
@@ -35,6 +38,14 @@ template <class F>
 py::cpp_function unlocked(F f) {
   return py::cpp_function(f, py::call_guard<py::gil_scoped_release>());
 }
+
+// The allow-list of a filtered search: None (no filter), an IdSelector (used as is), or an integer
+// array-like of ids (a selector built for this call). Holds whichever it is for the call.
+struct AllowArg {
+  std::unique_ptr<IdSelector> owned;
+  const IdSelector* selector = nullptr;
+};
+AllowArg allow_arg(const py::handle& obj);
 
 // "dtype('float64')"-style name of an array's dtype, for messages.
 std::string dtype_name(const py::array& a);

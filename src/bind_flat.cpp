@@ -50,8 +50,10 @@ void add_with_ids(BinaryIndex& index, const py::handle& codes_obj, const py::han
   index.add_with_ids(codes.data(), n, ids.data());
 }
 
-py::tuple search(const BinaryIndex& index, const py::handle& queries_obj, const py::handle& k_obj) {
+py::tuple search(const BinaryIndex& index, const py::handle& queries_obj, const py::handle& k_obj,
+                 const py::handle& allow_obj) {
   const std::int64_t k = k_arg(k_obj);
+  const AllowArg allow = allow_arg(allow_obj);
   auto queries = codes_arg(queries_obj, "queries", static_cast<std::int64_t>(index.code_size()));
   const std::size_t nq = static_cast<std::size_t>(queries.shape(0));
   py::array_t<dist_t> distances({nq, static_cast<std::size_t>(k)});
@@ -60,13 +62,18 @@ py::tuple search(const BinaryIndex& index, const py::handle& queries_obj, const 
   idx_t* i = ids.mutable_data();
   {
     py::gil_scoped_release release;
-    index.search(queries.data(), nq, static_cast<std::size_t>(k), d, i);
+    if (allow.selector)
+      index.search_filtered(queries.data(), nq, static_cast<std::size_t>(k), d, i, *allow.selector);
+    else
+      index.search(queries.data(), nq, static_cast<std::size_t>(k), d, i);
   }
   return py::make_tuple(distances, ids);
 }
 
-py::tuple range_search(const BinaryIndex& index, const py::handle& queries_obj, const py::handle& radius_obj) {
+py::tuple range_search(const BinaryIndex& index, const py::handle& queries_obj, const py::handle& radius_obj,
+                       const py::handle& allow_obj) {
   const std::int64_t radius = int_arg(radius_obj, "radius");
+  const AllowArg allow = allow_arg(allow_obj);
   if (radius < 0) throw py::value_error("radius must be >= 0, got " + std::to_string(radius));
   auto queries = codes_arg(queries_obj, "queries", static_cast<std::int64_t>(index.code_size()));
   const std::size_t nq = static_cast<std::size_t>(queries.shape(0));
@@ -74,7 +81,8 @@ py::tuple range_search(const BinaryIndex& index, const py::handle& queries_obj, 
   RangeResult res;
   {
     py::gil_scoped_release release;
-    res = index.range_search(queries.data(), nq, r);
+    res = allow.selector ? index.range_search_filtered(queries.data(), nq, r, *allow.selector)
+                         : index.range_search(queries.data(), nq, r);
   }
   return py::make_tuple(adopt(std::move(res.lims)), adopt(std::move(res.distances)), adopt(std::move(res.ids)));
 }
@@ -100,6 +108,19 @@ py::array_t<std::uint8_t> reconstruct(const BinaryIndex& index, const py::handle
 }  // namespace
 
 void bind_flat(py::module_& m) {
+  py::class_<IdSelector>(m, "IdSelector",
+                         "The ids a filtered search may return, built once (sorted, unique) and reusable with\n"
+                         "any index: index.search(queries, k, allow=selector).")
+      .def(py::init([](const py::handle& ids_obj) {
+             auto ids = ids_arg(ids_obj, "ids");
+             const std::size_t n = static_cast<std::size_t>(ids.shape(0));
+             py::gil_scoped_release release;
+             return std::make_unique<IdSelector>(ids.data(), n);
+           }), py::arg("ids"))
+      .def("__len__", &IdSelector::size)
+      .def("__contains__", [](const IdSelector& s, const py::handle& id) { return s.contains(int_arg(id, "id")); })
+      .def("__repr__", [](const IdSelector& s) { return "IdSelector(" + std::to_string(s.size()) + " ids)"; });
+
   py::class_<BinaryIndex>(m, "BinaryIndex", "Interface shared by every index over packed binary codes.")
       .def_property_readonly("nbits", &BinaryIndex::nbits, "Bits per code.")
       .def_property_readonly("code_size", &BinaryIndex::code_size, "Bytes per code (nbits / 8).")
@@ -112,12 +133,13 @@ void bind_flat(py::module_& m) {
            "Append (n, code_size) uint8 codes; they get ids next_id, next_id + 1, ...")
       .def("add_with_ids", &add_with_ids, py::arg("codes"), py::arg("ids"),
            "Append codes with caller ids (int64, unique, >= 0, not already present).")
-      .def("search", &search, py::arg("queries"), py::arg("k"),
+      .def("search", &search, py::arg("queries"), py::arg("k"), py::arg("allow") = py::none(),
            "Exact k-NN: returns (D int32, I int64), both (nq, k), sorted by (distance, id);\n"
-           "missing results are id -1 with distance 2147483647.")
-      .def("range_search", &range_search, py::arg("queries"), py::arg("radius"),
+           "missing results are id -1 with distance 2147483647. allow: only these ids may be returned\n"
+           "(an IdSelector, reusable, or an int64 array-like of ids).")
+      .def("range_search", &range_search, py::arg("queries"), py::arg("radius"), py::arg("allow") = py::none(),
            "All items with distance <= radius (inclusive): returns (lims int64 (nq+1,), D int32, I int64),\n"
-           "query i's results are D[lims[i]:lims[i+1]], sorted by (distance, id).")
+           "query i's results are D[lims[i]:lims[i+1]], sorted by (distance, id). allow: as in search.")
       .def("remove_ids", &remove_ids, py::arg("ids"),
            "Remove the items with these ids (absent ids are ignored); returns how many were removed.\n"
            "Remaining items keep their ids.")
@@ -139,6 +161,30 @@ void bind_flat(py::module_& m) {
              check_nbits(n);
              return std::make_unique<FlatIndex>(static_cast<int>(n));
            }), py::arg("nbits"))
+      .def("search_with_stats", [](const FlatIndex& index, const py::handle& queries_obj, const py::handle& k_obj,
+                                   const py::handle& allow_obj) {
+             const std::int64_t k = k_arg(k_obj);
+             const AllowArg allow = allow_arg(allow_obj);
+             auto queries = codes_arg(queries_obj, "queries", static_cast<std::int64_t>(index.code_size()));
+             const std::size_t nq = static_cast<std::size_t>(queries.shape(0));
+             py::array_t<dist_t> D({nq, static_cast<std::size_t>(k)});
+             py::array_t<idx_t> I({nq, static_cast<std::size_t>(k)});
+             dist_t* d = D.mutable_data();
+             idx_t* i = I.mutable_data();
+             FilterStrategy strategy = FilterStrategy::None;
+             {
+               py::gil_scoped_release release;
+               if (allow.selector)
+                 index.search_filtered(queries.data(), nq, static_cast<std::size_t>(k), d, i, *allow.selector, &strategy);
+               else
+                 index.search(queries.data(), nq, static_cast<std::size_t>(k), d, i);
+             }
+             py::dict stats;
+             stats["filter"] = std::string(filter_strategy_name(strategy));
+             return py::make_tuple(D, I, stats);
+           }, py::arg("queries"), py::arg("k"), py::arg("allow") = py::none(),
+           "search() plus how a filter ran: {'filter': 'none' | 'gather' (the few allowed codes\n"
+           "gathered and scanned) | 'mask' (every code scanned with a membership test)}.")
       .def("__repr__", [](const FlatIndex& index) {
         return "FlatIndex(nbits=" + std::to_string(index.nbits()) + ", ntotal=" + std::to_string(index.ntotal()) + ")";
       });

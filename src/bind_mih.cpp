@@ -51,8 +51,11 @@ void bind_mih(py::module_& m) {
       .def("reset_stats", &MIHIndex::reset_stats)
       .def_static("auto_m_for", &MIHIndex::auto_m_for, py::arg("nbits"), py::arg("n"),
                   "The table count chosen automatically for n codes of nbits bits.")
-      .def("search_with_stats", [](const MIHIndex& index, const py::handle& queries_obj, const py::handle& k_obj) {
+      .def("search_with_stats", [](const MIHIndex& index, const py::handle& queries_obj, const py::handle& k_obj,
+                                   const py::handle& allow_obj) {
              const std::int64_t k = k_arg(k_obj);
+             const AllowArg allow = allow_arg(allow_obj);
+             FilterStrategy strategy = FilterStrategy::None;
              auto queries = codes_arg(queries_obj, "queries", static_cast<std::int64_t>(index.code_size()));
              const std::size_t nq = static_cast<std::size_t>(queries.shape(0));
              py::array_t<dist_t> D({nq, static_cast<std::size_t>(k)});
@@ -62,7 +65,8 @@ void bind_mih(py::module_& m) {
              idx_t* i = I.mutable_data();
              {
                py::gil_scoped_release release;
-               index.search_with_stats(queries.data(), nq, static_cast<std::size_t>(k), d, i, st.data());
+               index.search_with_stats(queries.data(), nq, static_cast<std::size_t>(k), d, i, st.data(), allow.selector,
+                                       &strategy);
              }
              py::array_t<std::int64_t> cand(static_cast<py::ssize_t>(nq)), buck(static_cast<py::ssize_t>(nq));
              py::array_t<std::int32_t> rad(static_cast<py::ssize_t>(nq));
@@ -78,10 +82,12 @@ void bind_mih(py::module_& m) {
              stats["buckets"] = buck;
              stats["radius"] = rad;
              stats["linear_scan"] = scanned;
+             stats["filter"] = std::string(filter_strategy_name(strategy));
              return py::make_tuple(D, I, stats);
-           }, py::arg("queries"), py::arg("k"),
+           }, py::arg("queries"), py::arg("k"), py::arg("allow") = py::none(),
            "search() plus per-query statistics: candidates checked, buckets probed, substring radius\n"
-           "reached, and whether the query was answered by a linear scan.")
+           "reached, whether the query was answered by a linear scan, and how a filter ran ('none',\n"
+           "'gather': the few allowed codes scanned, 'probe': the tables probed with the filter).")
       .def("__repr__", [](const MIHIndex& index) {
         return "MIHIndex(nbits=" + std::to_string(index.nbits()) + ", m=" + std::to_string(index.m()) +
                ", ntotal=" + std::to_string(index.ntotal()) + ")";

@@ -1,10 +1,16 @@
 #include "code_store.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <string>
 
 namespace deephash {
+
+std::uint64_t CodeStore::next_uid() noexcept {
+  static std::atomic<std::uint64_t> counter{0};
+  return ++counter;
+}
 
 void CodeStore::materialize() {
   if (!mapped_) return;
@@ -79,6 +85,14 @@ void CodeStore::add_with_ids(const std::uint8_t* codes, std::size_t n, const idx
   invalidate_lookup();
 }
 
+void CodeStore::build_lookup_locked() const {
+  if (lookup_valid_) return;
+  lookup_.resize(n_);
+  for (std::size_t i = 0; i < n_; ++i) lookup_[i] = {ids_[i], i};
+  std::sort(lookup_.begin(), lookup_.end());
+  lookup_valid_ = true;
+}
+
 std::optional<std::size_t> CodeStore::find(idx_t id) const {
   if (implicit_) {
     if (id < 0 || static_cast<std::uint64_t>(id) >= n_) return std::nullopt;
@@ -90,15 +104,47 @@ std::optional<std::size_t> CodeStore::find(idx_t id) const {
     return static_cast<std::size_t>(it - ids_.begin());
   }
   std::lock_guard<std::mutex> lock(lookup_mu_);
-  if (!lookup_valid_) {
-    lookup_.resize(n_);
-    for (std::size_t i = 0; i < n_; ++i) lookup_[i] = {ids_[i], i};
-    std::sort(lookup_.begin(), lookup_.end());
-    lookup_valid_ = true;
-  }
+  build_lookup_locked();
   const auto it = std::lower_bound(lookup_.begin(), lookup_.end(), std::make_pair(id, std::size_t{0}));
   if (it == lookup_.end() || it->first != id) return std::nullopt;
   return it->second;
+}
+
+std::vector<std::size_t> CodeStore::positions_of(const std::vector<idx_t>& ids) const {
+  std::vector<std::size_t> out;
+  out.reserve(std::min(ids.size(), n_));
+  if (implicit_) {  // id == position
+    for (idx_t id : ids) {
+      if (static_cast<std::uint64_t>(id) >= n_) break;
+      out.push_back(static_cast<std::size_t>(id));
+    }
+    return out;
+  }
+  // Sorted (id, position) pairs: the stored ids themselves when they increase, else the lookup.
+  const auto walk = [&](auto first, auto last, auto id_of, auto pos_of) {
+    auto it = first;
+    const bool merge = ids.size() * 16 >= static_cast<std::size_t>(last - first);  // dense: walk both
+    for (idx_t id : ids) {
+      if (merge) {
+        while (it != last && id_of(*it) < id) ++it;
+      } else {
+        it = std::lower_bound(it, last, id, [&](const auto& e, idx_t v) { return id_of(e) < v; });
+      }
+      if (it == last) break;
+      if (id_of(*it) == id) out.push_back(pos_of(it));
+    }
+  };
+  if (increasing_) {
+    walk(ids_.begin(), ids_.end(), [](idx_t v) { return v; },
+         [&](std::vector<idx_t>::const_iterator it) { return static_cast<std::size_t>(it - ids_.begin()); });
+    return out;
+  }
+  std::lock_guard<std::mutex> lock(lookup_mu_);
+  build_lookup_locked();
+  walk(lookup_.cbegin(), lookup_.cend(), [](const std::pair<idx_t, std::size_t>& e) { return e.first; },
+       [](decltype(lookup_.cbegin()) it) { return it->second; });
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 std::vector<std::size_t> CodeStore::remove_ids(const idx_t* ids, std::size_t n) {

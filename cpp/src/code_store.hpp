@@ -55,6 +55,16 @@ class CodeStore {
   void reset();
 
   std::optional<std::size_t> find(idx_t id) const;
+  // Identifies this store's contents: uid() is unique per store in the process, version() changes
+  // with every change of the items (and with bump_version(), for owners that hide items, such as
+  // MIH tombstones). Derived data cached elsewhere (an IdSelector's resolution) is keyed by both.
+  std::uint64_t uid() const noexcept { return uid_; }
+  std::uint64_t version() const noexcept { return version_; }
+  void bump_version() noexcept { ++version_; }
+  // The positions of those of `ids` (sorted, unique) that the store holds, in increasing order.
+  // One pass over whichever is shorter to walk: the ids with a moving binary search, or the
+  // store's ids (implicit ones need neither).
+  std::vector<std::size_t> positions_of(const std::vector<idx_t>& ids) const;
 
   // File payload: codes (padded to 8 bytes), then ids. With `skip` (one byte per position,
   // `nskip` of them non-zero) the skipped items are left out.
@@ -68,8 +78,12 @@ class CodeStore {
 
  private:
   void materialize();  // copy mapped codes into memory before a write
-  void invalidate_lookup() noexcept { lookup_valid_ = false; }
+  void invalidate_lookup() noexcept {  // called by every change of the stored items
+    lookup_valid_ = false;
+    ++version_;
+  }
   void materialize_ids();  // leave the implicit-id representation
+  void build_lookup_locked() const;  // the sorted (id, position) pairs; lookup_mu_ held
 
   std::size_t cs_;
   std::size_t n_ = 0;
@@ -85,6 +99,9 @@ class CodeStore {
   mutable std::mutex lookup_mu_;
   mutable std::vector<std::pair<idx_t, std::size_t>> lookup_;
   mutable bool lookup_valid_ = false;
+  std::uint64_t version_ = 0;
+  const std::uint64_t uid_ = next_uid();
+  static std::uint64_t next_uid() noexcept;
 };
 
 }  // namespace deephash

@@ -4,6 +4,7 @@
 #include <mutex>
 #include <shared_mutex>
 
+#include "allow_list.hpp"
 #include "code_store.hpp"
 #include "flat_scan.hpp"
 #include "index_io.hpp"
@@ -49,21 +50,45 @@ void FlatIndex::add_with_ids(const std::uint8_t* codes, std::size_t n, const idx
 
 void FlatIndex::search(const std::uint8_t* queries, std::size_t nq, std::size_t k, dist_t* distances,
                        idx_t* ids) const {
-  if (k == 0) throw InvalidArgument("k must be > 0, got 0");
-  std::shared_lock<SharedMutex> lock(s_->mu_);
-  s_->store_.check_mapping();
-  const ScanView view{s_->store_.codes(), s_->store_.ids(), s_->store_.size(), s_->store_.code_size(), nbits_,
-                      s_->store_.ids_increasing()};
-  knn_scan(view, queries, nq, k, distances, ids);
+  knn(queries, nq, k, distances, ids, nullptr, nullptr);
 }
 
 RangeResult FlatIndex::range_search(const std::uint8_t* queries, std::size_t nq, int radius) const {
-  if (radius < 0) throw InvalidArgument("radius must be >= 0, got " + std::to_string(radius));
+  return range(queries, nq, radius, nullptr, nullptr);
+}
+
+void FlatIndex::search_filtered(const std::uint8_t* queries, std::size_t nq, std::size_t k, dist_t* distances,
+                                idx_t* ids, const IdSelector& allow, FilterStrategy* strategy) const {
+  knn(queries, nq, k, distances, ids, &allow, strategy);
+}
+
+RangeResult FlatIndex::range_search_filtered(const std::uint8_t* queries, std::size_t nq, int radius,
+                                             const IdSelector& allow, FilterStrategy* strategy) const {
+  return range(queries, nq, radius, &allow, strategy);
+}
+
+// The scan of a search under the read lock: every stored code, or the filter's view of them.
+template <class Scan>
+auto FlatIndex::scan_locked(const IdSelector* allow, FilterStrategy* strategy, Scan&& scan) const {
   std::shared_lock<SharedMutex> lock(s_->mu_);
-  s_->store_.check_mapping();
-  const ScanView view{s_->store_.codes(), s_->store_.ids(), s_->store_.size(), s_->store_.code_size(), nbits_,
-                      s_->store_.ids_increasing()};
-  return range_scan(view, queries, nq, radius);
+  const CodeStore& store = s_->store_;
+  store.check_mapping();
+  const ScanView all{store.codes(), store.ids(), store.size(), store.code_size(), nbits_, store.ids_increasing()};
+  const FilterView f = filter_view(store, all, nullptr, store.size(), allow);
+  if (strategy) *strategy = f.strategy;
+  return scan(f.view);
+}
+
+void FlatIndex::knn(const std::uint8_t* queries, std::size_t nq, std::size_t k, dist_t* distances, idx_t* ids,
+                    const IdSelector* allow, FilterStrategy* strategy) const {
+  if (k == 0) throw InvalidArgument("k must be > 0, got 0");
+  scan_locked(allow, strategy, [&](const ScanView& view) { knn_scan(view, queries, nq, k, distances, ids); });
+}
+
+RangeResult FlatIndex::range(const std::uint8_t* queries, std::size_t nq, int radius, const IdSelector* allow,
+                             FilterStrategy* strategy) const {
+  if (radius < 0) throw InvalidArgument("radius must be >= 0, got " + std::to_string(radius));
+  return scan_locked(allow, strategy, [&](const ScanView& view) { return range_scan(view, queries, nq, radius); });
 }
 
 std::size_t FlatIndex::remove_ids(const idx_t* ids, std::size_t n) {

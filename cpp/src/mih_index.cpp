@@ -154,6 +154,7 @@ std::size_t MIHIndex::remove_ids(const idx_t* ids, std::size_t n) {
     ++s_->n_removed_;
     ++removed;
   }
+  if (removed > 0) s_->store_.bump_version();  // tombstones hide items from cached filters
   if (s_->n_removed_ > 0 && s_->n_removed_ * 8 > s_->store_.size()) compact_locked();
   return removed;
 }

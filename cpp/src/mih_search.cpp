@@ -10,6 +10,7 @@
 #include "deephash/mih_index.hpp"
 #include "deephash/simd.hpp"
 #include "deephash/threads.hpp"
+#include "allow_list.hpp"
 #include "flat_scan.hpp"
 #include "huge_pages.hpp"
 #include "mih_state.hpp"
@@ -281,6 +282,23 @@ ScanView MIHIndex::scan_view() const noexcept {
 
 // ---- search -------------------------------------------------------------------------------------
 
+// A filter that allows a share f of the items leaves probing f of the candidates it pays for (the
+// others are fetched, then skipped), and it must probe about 1/f as deep to find k of them: the
+// budget shrinks by f so the comparison with a scan stays fair.
+static double filtered_share(const FilterView& f) noexcept {
+  if (f.strategy == FilterStrategy::None || f.view.n == 0) return 1.0;
+  return std::max(static_cast<double>(f.live) / static_cast<double>(f.view.n), 1e-3);
+}
+
+// The filter's view of the index (read lock held); a filter with many allowed items is probed.
+FilterView MIHIndex::filtered_locked(const IdSelector* allow, FilterStrategy* strategy) const {
+  const std::uint8_t* removed = s_->removed_.empty() ? nullptr : s_->removed_.data();
+  FilterView f = filter_view(s_->store_, scan_view(), removed, s_->store_.size() - s_->n_removed_, allow);
+  if (f.strategy == FilterStrategy::Mask) f.strategy = FilterStrategy::Probe;
+  if (strategy) *strategy = f.strategy;
+  return f;
+}
+
 double MIHIndex::scan_cost(std::size_t nq) const noexcept {
   const std::size_t cs = s_->store_.code_size();
   const kernels::ScanSpeed speed = kernels::scan_speed(cs);
@@ -291,11 +309,11 @@ double MIHIndex::scan_cost(std::size_t nq) const noexcept {
   return static_cast<double>(s_->store_.size()) * per_code;
 }
 
-bool MIHIndex::probe_knn(const std::uint8_t* q, CountingTopK& top, MIHQueryStats& st, double budget) const {
+bool MIHIndex::probe_knn(const std::uint8_t* q, CountingTopK& top, MIHQueryStats& st, double budget,
+                         const std::uint8_t* skip) const {
   const std::size_t cs = s_->store_.code_size(), n = s_->store_.size();
   const kernels::KernelTable& kt = *kernels::plan_for(cs).single;
   const std::uint8_t* codes = s_->store_.codes();
-  const std::uint8_t* skip = s_->removed_.empty() ? nullptr : s_->removed_.data();
   // The tail (recent adds, not yet in the tables) is scanned first.
   if (n > s_->indexed_) {
     std::vector<dist_t>& d = t_bucket.distances;
@@ -360,16 +378,32 @@ void MIHIndex::search(const std::uint8_t* queries, std::size_t nq, std::size_t k
   search_with_stats(queries, nq, k, distances, ids, nullptr);
 }
 
+void MIHIndex::search_filtered(const std::uint8_t* queries, std::size_t nq, std::size_t k, dist_t* distances,
+                               idx_t* ids, const IdSelector& allow, FilterStrategy* strategy) const {
+  search_with_stats(queries, nq, k, distances, ids, nullptr, &allow, strategy);
+}
+
 void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, std::size_t k, dist_t* distances,
-                                 idx_t* ids, MIHQueryStats* stats) const {
+                                 idx_t* ids, MIHQueryStats* stats, const IdSelector* allow,
+                                 FilterStrategy* strategy) const {
   if (k == 0) throw InvalidArgument("k must be > 0, got 0");
   std::shared_lock<SharedMutex> lock(s_->mu_);
   s_->store_.check_mapping();
-  const std::size_t live = s_->store_.size() - s_->n_removed_;
   const std::size_t cs = s_->store_.code_size();
   std::vector<MIHQueryStats> local(stats ? 0 : nq);
   MIHQueryStats* st = stats ? stats : local.data();
   for (std::size_t q = 0; q < nq; ++q) st[q] = MIHQueryStats{};
+  const FilterView f = filtered_locked(allow, strategy);
+  const ScanView& view = f.view;
+  const std::uint8_t* skip = f.skip;
+  const std::size_t live = f.live;
+  if (f.strategy == FilterStrategy::Gather) {  // a few allowed items: scanning them beats any probe
+    knn_scan(view, queries, nq, k, distances, ids);
+    for (std::size_t q = 0; q < nq; ++q) st[q].scanned = true;
+    s_->st_queries_ += static_cast<std::int64_t>(nq);
+    s_->st_scans_ += static_cast<std::int64_t>(nq);
+    return;
+  }
   if (live == 0) {
     std::fill(distances, distances + nq * k, kMissingDistance);
     std::fill(ids, ids + nq * k, kMissingId);
@@ -380,7 +414,7 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
   // Shared across the batch: once most probed queries turned out cheaper to scan (uniform codes,
   // large k), the remaining queries go straight to the linear scan.
   ProbeLedger ledger;
-  const double budget = scan_cost(nq);
+  const double budget = scan_cost(nq) * filtered_share(f);
   const bool tested = s_->m_ <= kMaxTestedTables;
   parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
     CountingTopK top;
@@ -390,7 +424,7 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
         continue;
       }
       top.reset(kk, static_cast<dist_t>(nbits_), false);
-      if (probe_knn(queries + q * cs, top, st[q], budget)) {
+      if (probe_knn(queries + q * cs, top, st[q], budget, skip)) {
         top.finish(distances + q * k, ids + q * k, k);
         ledger.add(work_done(st[q], tested));
       } else {
@@ -405,7 +439,6 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
     const std::vector<std::uint8_t> sub = gather_rows(queries, scan_rows, cs);
     std::vector<dist_t> d(scan_rows.size() * k);
     std::vector<idx_t> id(scan_rows.size() * k);
-    const ScanView view = scan_view();
     knn_scan(view, sub.data(), scan_rows.size(), k, d.data(), id.data());
     for (std::size_t i = 0; i < scan_rows.size(); ++i) {
       std::memcpy(distances + scan_rows[i] * k, d.data() + i * k, k * sizeof(dist_t));
@@ -428,11 +461,10 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
 }
 
 bool MIHIndex::probe_range(const std::uint8_t* q, int radius, std::vector<std::pair<dist_t, idx_t>>& hits,
-                           MIHQueryStats& st, double budget) const {
+                           MIHQueryStats& st, double budget, const std::uint8_t* skip) const {
   const std::size_t cs = s_->store_.code_size(), n = s_->store_.size();
   const kernels::KernelTable& kt = *kernels::plan_for(cs).single;
   const std::uint8_t* codes = s_->store_.codes();
-  const std::uint8_t* skip = s_->removed_.empty() ? nullptr : s_->removed_.data();
   // Pigeonhole with radius = m*r + a: tables j <= a at substring radius r, the others at r - 1.
   const int r = radius / s_->m_, a = radius % s_->m_;
   double cost = 0.0;
@@ -489,15 +521,33 @@ bool MIHIndex::probe_range(const std::uint8_t* q, int radius, std::vector<std::p
 }
 
 RangeResult MIHIndex::range_search(const std::uint8_t* queries, std::size_t nq, int radius) const {
+  return range_search_with(queries, nq, radius, nullptr, nullptr);
+}
+
+RangeResult MIHIndex::range_search_filtered(const std::uint8_t* queries, std::size_t nq, int radius,
+                                            const IdSelector& allow, FilterStrategy* strategy) const {
+  return range_search_with(queries, nq, radius, &allow, strategy);
+}
+
+RangeResult MIHIndex::range_search_with(const std::uint8_t* queries, std::size_t nq, int radius,
+                                        const IdSelector* allow, FilterStrategy* strategy) const {
   if (radius < 0) throw InvalidArgument("radius must be >= 0, got " + std::to_string(radius));
   std::shared_lock<SharedMutex> lock(s_->mu_);
   s_->store_.check_mapping();
   radius = std::min(radius, nbits_);
   const std::size_t cs = s_->store_.code_size();
+  const FilterView f = filtered_locked(allow, strategy);
+  const ScanView& view = f.view;
+  const std::uint8_t* skip = f.skip;
+  if (f.strategy == FilterStrategy::Gather) {
+    s_->st_queries_ += static_cast<std::int64_t>(nq);
+    s_->st_scans_ += static_cast<std::int64_t>(nq);
+    return range_scan(view, queries, nq, radius);
+  }
   std::vector<std::vector<std::pair<dist_t, idx_t>>> hits(nq);
   std::vector<std::uint8_t> to_scan(nq, 0);
   ProbeLedger ledger;  // as in search_with_stats
-  const double budget = scan_cost(nq);
+  const double budget = scan_cost(nq) * filtered_share(f);
   const bool tested = s_->m_ <= kMaxTestedTables;
   parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
     for (std::size_t q = q0; q < q1; ++q) {
@@ -506,7 +556,7 @@ RangeResult MIHIndex::range_search(const std::uint8_t* queries, std::size_t nq, 
         continue;
       }
       MIHQueryStats st;
-      if (probe_range(queries + q * cs, radius, hits[q], st, budget)) {
+      if (probe_range(queries + q * cs, radius, hits[q], st, budget, skip)) {
         // A probe's account includes ordering its hits, less what a scan pays to deliver them.
         const double h = static_cast<double>(hits[q].size());
         ledger.add(work_done(st, tested) + range_order_ns(hits[q].size(), radius) - h * kRangeScanHitNs);
@@ -526,14 +576,14 @@ RangeResult MIHIndex::range_search(const std::uint8_t* queries, std::size_t nq, 
     // few probed answers in would copy every hit (hundreds of MB on large radii), which costs
     // more than scanning those few queries again.
     s_->st_scans_ += static_cast<std::int64_t>(nq);
-    return range_scan(scan_view(), queries, nq, radius);
+    return range_scan(view, queries, nq, radius);
   }
   const std::vector<std::size_t> scan_rows = flagged_rows(to_scan);
   RangeResult part;
   std::vector<std::size_t> part_row(nq, 0);  // row in `part` of each scanned query
   if (!scan_rows.empty()) {
     const std::vector<std::uint8_t> sub = gather_rows(queries, scan_rows, cs);
-    part = range_scan(scan_view(), sub.data(), scan_rows.size(), radius);
+    part = range_scan(view, sub.data(), scan_rows.size(), radius);
     for (std::size_t i = 0; i < scan_rows.size(); ++i) part_row[scan_rows[i]] = i;
     s_->st_scans_ += static_cast<std::int64_t>(scan_rows.size());
   }

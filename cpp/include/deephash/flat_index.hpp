@@ -25,6 +25,10 @@ class FlatIndex final : public BinaryIndex {
   void search(const std::uint8_t* queries, std::size_t nq, std::size_t k, dist_t* distances,
               idx_t* ids) const override;
   RangeResult range_search(const std::uint8_t* queries, std::size_t nq, int radius) const override;
+  void search_filtered(const std::uint8_t* queries, std::size_t nq, std::size_t k, dist_t* distances, idx_t* ids,
+                       const IdSelector& allow, FilterStrategy* strategy = nullptr) const override;
+  RangeResult range_search_filtered(const std::uint8_t* queries, std::size_t nq, int radius, const IdSelector& allow,
+                                    FilterStrategy* strategy = nullptr) const override;
   std::size_t remove_ids(const idx_t* ids, std::size_t n) override;
   void reset() override;
   void reconstruct(idx_t id, std::uint8_t* out) const override;
@@ -36,6 +40,13 @@ class FlatIndex final : public BinaryIndex {
                                               const std::string& path, bool mmap);
 
  private:
+  void knn(const std::uint8_t* queries, std::size_t nq, std::size_t k, dist_t* distances, idx_t* ids,
+           const IdSelector* allow, FilterStrategy* strategy) const;
+  RangeResult range(const std::uint8_t* queries, std::size_t nq, int radius, const IdSelector* allow,
+                    FilterStrategy* strategy) const;
+  template <class Scan>
+  auto scan_locked(const IdSelector* allow, FilterStrategy* strategy, Scan&& scan) const;
+
   struct State;  // the lock and the stored codes (flat_index.cpp)
   int nbits_;
   std::unique_ptr<State> s_;

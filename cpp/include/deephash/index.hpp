@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "deephash/common.hpp"
+#include "deephash/id_selector.hpp"
 
 namespace deephash {
 
@@ -51,6 +52,13 @@ class BinaryIndex {
   virtual void search(const std::uint8_t* queries, std::size_t nq, std::size_t k, dist_t* distances,
                       idx_t* ids) const = 0;
   virtual RangeResult range_search(const std::uint8_t* queries, std::size_t nq, int radius) const = 0;
+  // Filtered search: as search / range_search, but only ids in `allow` may be returned (same
+  // order, ties and padding, as if the index held only those items). `strategy`, when given,
+  // receives how the search ran.
+  virtual void search_filtered(const std::uint8_t* queries, std::size_t nq, std::size_t k, dist_t* distances,
+                               idx_t* ids, const IdSelector& allow, FilterStrategy* strategy = nullptr) const = 0;
+  virtual RangeResult range_search_filtered(const std::uint8_t* queries, std::size_t nq, int radius,
+                                            const IdSelector& allow, FilterStrategy* strategy = nullptr) const = 0;
   // Removes the items with these ids (ids not present are ignored); returns how many were removed.
   // The remaining items keep their ids.
   virtual std::size_t remove_ids(const idx_t* ids, std::size_t n) = 0;

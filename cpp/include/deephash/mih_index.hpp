@@ -26,6 +26,7 @@ namespace deephash {
 
 class CountingTopK;  // internal (src/topk.hpp), used by the private probing methods
 struct ScanView;     // internal (src/flat_scan.hpp)
+struct FilterView;   // internal (src/allow_list.hpp)
 
 struct MIHQueryStats {
   std::int64_t candidates = 0;  // full distances computed
@@ -63,10 +64,18 @@ class MIHIndex final : public BinaryIndex {
   void add_with_ids(const std::uint8_t* codes, std::size_t n, const idx_t* ids) override;
   void search(const std::uint8_t* queries, std::size_t nq, std::size_t k, dist_t* distances,
               idx_t* ids) const override;
-  // As search, also filling one MIHQueryStats per query when stats != nullptr.
+  // As search (search_filtered when allow != nullptr), also filling one MIHQueryStats per query
+  // when stats != nullptr and the strategy when strategy != nullptr.
   void search_with_stats(const std::uint8_t* queries, std::size_t nq, std::size_t k, dist_t* distances,
-                         idx_t* ids, MIHQueryStats* stats) const;
+                         idx_t* ids, MIHQueryStats* stats, const IdSelector* allow = nullptr,
+                         FilterStrategy* strategy = nullptr) const;
   RangeResult range_search(const std::uint8_t* queries, std::size_t nq, int radius) const override;
+  // Few allowed items: their codes are gathered and scanned. Many: the tables are probed with the
+  // membership test (a query whose probing would cost more than a scan is scanned with it).
+  void search_filtered(const std::uint8_t* queries, std::size_t nq, std::size_t k, dist_t* distances, idx_t* ids,
+                       const IdSelector& allow, FilterStrategy* strategy = nullptr) const override;
+  RangeResult range_search_filtered(const std::uint8_t* queries, std::size_t nq, int radius, const IdSelector& allow,
+                                    FilterStrategy* strategy = nullptr) const override;
   std::size_t remove_ids(const idx_t* ids, std::size_t n) override;
   void reset() override;
   void reconstruct(idx_t id, std::uint8_t* out) const override;
@@ -85,9 +94,14 @@ class MIHIndex final : public BinaryIndex {
   void compact_locked();
   void maybe_merge_tail_locked();
   // Probe one query; false (the caller scans it) once probing would cost more than `budget`.
-  bool probe_knn(const std::uint8_t* q, CountingTopK& top, MIHQueryStats& st, double budget) const;
+  // `skip`: positions never returned (tombstones, and items a filter does not allow).
+  bool probe_knn(const std::uint8_t* q, CountingTopK& top, MIHQueryStats& st, double budget,
+                 const std::uint8_t* skip) const;
   bool probe_range(const std::uint8_t* q, int radius, std::vector<std::pair<dist_t, idx_t>>& hits,
-                   MIHQueryStats& st, double budget) const;
+                   MIHQueryStats& st, double budget, const std::uint8_t* skip) const;
+  FilterView filtered_locked(const IdSelector* allow, FilterStrategy* strategy) const;
+  RangeResult range_search_with(const std::uint8_t* queries, std::size_t nq, int radius, const IdSelector* allow,
+                                FilterStrategy* strategy) const;
   // What scanning costs per query, in the cost model's nanoseconds, in a search of nq queries.
   double scan_cost(std::size_t nq) const noexcept;
   ScanView scan_view() const noexcept;  // the stored codes as a linear scan sees them

@@ -17,6 +17,8 @@ INT32_MAX = 2147483647
 
 
 def check_count(k: Any, name: str) -> int:
+    if type(k) is int and k > 0:  # the common case, without the slower ABC check below
+        return k
     if isinstance(k, bool) or not isinstance(k, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(k).__name__}")
     if k <= 0:

@@ -314,3 +314,42 @@ def test_factory_refuses_what_it_cannot_build(description):
         fc.index_binary_factory(16, description)
     with pytest.raises(ValueError):
         fc.index_binary_factory(16, description)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("kind", ["IndexBinaryFlat", "IndexBinaryIDMap2"])
+def test_random_operation_sequences_match_faiss(kind, seed):
+    """Adds, removals (arrays and both selectors), resets and searches in random order: after
+    every step the two indexes answer alike and hold the same codes."""
+    rng = np.random.default_rng([seed, 19])
+    nbits = 16
+    if kind == "IndexBinaryFlat":
+        ours, ref = fc.IndexBinaryFlat(nbits), faiss.IndexBinaryFlat(nbits)
+    else:
+        ours, ref = fc.IndexBinaryIDMap2(fc.IndexBinaryFlat(nbits)), faiss.IndexBinaryIDMap2(faiss.IndexBinaryFlat(nbits))
+    queries = duplicate_codes(rng, 6, nbits)
+    for _ in range(25):
+        op = rng.choice(["add", "add", "remove", "range", "batch", "reset"], p=[0.3, 0.2, 0.2, 0.15, 0.1, 0.05])
+        if op == "add":
+            codes = duplicate_codes(rng, int(rng.integers(0, 60)), nbits)
+            if kind == "IndexBinaryFlat":
+                ours.add(codes)
+                ref.add(codes)
+            else:
+                ids = rng.integers(-5, 80, len(codes))
+                ours.add_with_ids(codes, ids)
+                ref.add_with_ids(codes, ids)
+        elif op == "reset":
+            ours.reset()
+            ref.reset()
+        else:
+            top = ours.ntotal + 5 if kind == "IndexBinaryFlat" else 80
+            lo = int(rng.integers(-5, top))
+            hi = lo + int(rng.integers(0, 20))
+            ids = rng.integers(-5, top, int(rng.integers(0, 15)))
+            make = {"remove": lambda m: ids, "range": lambda m: m.IDSelectorRange(lo, hi),
+                    "batch": lambda m: m.IDSelectorBatch(ids)}[op]
+            assert ours.remove_ids(make(fc)) == ref.remove_ids(make(faiss))
+        assert_same_index(ours, ref, queries, ks=(1, 8), radii=(3, 17))
+        flat_ours, flat_ref = (ours, ref) if kind == "IndexBinaryFlat" else (ours.index, ref.index)
+        np.testing.assert_array_equal(flat_ours.reconstruct_n(), flat_ref.reconstruct_n())

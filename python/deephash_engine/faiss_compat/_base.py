@@ -13,24 +13,30 @@ from ._errors import InvalidArgumentError, UnknownIdError
 from ._selectors import as_id_array, selected
 
 METRIC_L2 = 1  # the metric FAISS records for binary indexes (distances are Hamming all the same)
-INT32_MAX = 2147483647
+
+
+def as_int(v: Any, name: str) -> int:
+    """A Python or NumPy integer as int (TypeError for anything else, bools and floats included)."""
+    if type(v) is int:  # the common case, without the slower ABC check below
+        return v
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(v).__name__}")
+    return int(v)
 
 
 def check_count(k: Any, name: str) -> int:
-    if type(k) is int and k > 0:  # the common case, without the slower ABC check below
-        return k
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(k).__name__}")
+    k = as_int(k, name)
     if k <= 0:
         raise InvalidArgumentError(f"{name} must be > 0, got {k}")
-    return int(k)
+    return k
 
 
 class IndexBinary:
     """Base of the compat indexes: FAISS's ``IndexBinary`` surface over our engine.
 
-    Subclasses implement the position-level operations (``_add_codes``, ``_search``, ``_range``,
-    ``_remove``, ``_reconstruct``) and ``ntotal``."""
+    Subclasses implement ``ntotal`` and the operations the public methods are built on:
+    ``_search``, ``_range`` (inclusive radius, FAISS's result order), ``_remove`` (given a
+    membership test over what the selector sees: positions or ids) and ``_reconstruct``."""
 
     is_trained = True
     metric_type = METRIC_L2
@@ -92,23 +98,22 @@ class IndexBinary:
         """Every item at distance < thresh (strict, as FAISS). Returns FAISS's (lims uint64 (n+1,),
         D float32, I int64); query i's results are [lims[i], lims[i+1]), in storage order."""
         x = self._codes(x)
-        if isinstance(thresh, bool) or not isinstance(thresh, numbers.Integral):
-            raise TypeError(f"thresh must be an integer (a Hamming distance), got {type(thresh).__name__}")
+        thresh = as_int(thresh, "thresh")
         _no_params(params)
         if thresh <= 0:
             return (np.zeros(len(x) + 1, dtype=np.uint64), np.zeros(0, dtype=np.float32),
                     np.zeros(0, dtype=np.int64))
-        lims, D, I = self._range(x, min(int(thresh), self.d + 1) - 1)
+        lims, D, I = self._range(x, min(thresh, self.d + 1) - 1)
         return lims.astype(np.uint64), D.astype(np.float32), I
 
     def reconstruct(self, key: int) -> npt.NDArray[np.uint8]:
         """The code stored under ``key``."""
-        return self._reconstruct(np.array([_integer(key, "key")], dtype=np.int64))[0]
+        return self._reconstruct(np.array([as_int(key, "key")], dtype=np.int64))[0]
 
     def reconstruct_n(self, n0: int = 0, ni: int = -1, x: npt.NDArray[np.uint8] | None = None
                       ) -> npt.NDArray[np.uint8]:
         """Codes of keys n0 .. n0 + ni - 1 (ni = -1: up to ntotal), written into ``x`` if given."""
-        n0, ni = _integer(n0, "n0"), _integer(ni, "ni")
+        n0, ni = as_int(n0, "n0"), as_int(ni, "ni")
         if ni == -1:
             ni = self.ntotal - n0
         if ni < 0:
@@ -126,7 +131,7 @@ class IndexBinary:
 
     def remove_ids(self, sel: Any) -> int:
         """Remove the items an id array or a selector names; returns how many went."""
-        if isinstance(sel, np.ndarray) or isinstance(sel, (list, tuple)):
+        if isinstance(sel, (np.ndarray, list, tuple)):
             ids = as_id_array(sel, "ids")
             return self._remove(lambda held: np.isin(held, ids))
         return self._remove(lambda held: selected(sel, held))
@@ -144,12 +149,6 @@ class IndexBinary:
 
     def _reconstruct(self, keys):  # pragma: no cover - abstract
         raise NotImplementedError
-
-
-def _integer(v: Any, name: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(v).__name__}")
-    return int(v)
 
 
 def _no_params(params: Any) -> None:

@@ -202,6 +202,25 @@ def test_corrupted_files_are_refused_with_the_problem_named(name, data, message,
         assert isinstance(err.value, de.IndexFileError)
 
 
+def test_special_files_are_refused_without_being_opened(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
+    with pytest.raises(fc.FaissFileError, match="not a regular file"):
+        fc.read_index_binary(fifo)
+    with pytest.raises(fc.FaissFileError, match="not a regular file"):
+        fc.read_index_binary(tmp_path)
+
+
+def test_load_index_leaves_other_paths_to_the_engines_loader(tmp_path):
+    (tmp_path / "short.dhi").write_bytes(b"IB")
+    for path in (tmp_path, tmp_path / "missing.dhi", tmp_path / "short.dhi"):
+        with pytest.raises(Exception) as ours:
+            de.load_index(path)
+        with pytest.raises(Exception) as engine:
+            de._core.load_index(path)
+        assert type(ours.value) is type(engine.value) and str(ours.value) == str(engine.value)
+
+
 def test_empty_file_and_bad_arguments(tmp_path):
     path = tmp_path / "empty.index"
     path.write_bytes(b"")

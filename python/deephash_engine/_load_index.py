@@ -4,6 +4,7 @@ four-byte type tag)."""
 from __future__ import annotations
 
 import os
+import stat
 
 from . import _core
 from .faiss_compat import _io
@@ -15,11 +16,7 @@ def load_index(path: str | os.PathLike[str], mmap: bool = False) -> _core.Binary
     file until the first write), or a FAISS IndexBinaryFlat / IndexBinaryIDMap / IndexBinaryIDMap2
     file, which becomes a FlatIndex read into memory (ids: FAISS's labels; an id map's ids must
     then be unique and >= 0, as FlatIndex requires; faiss_compat.read_index_binary reads any)."""
-    try:
-        with open(path, "rb") as f:
-            tag = f.read(4)
-    except OSError:
-        tag = b""  # the engine's loader reports a missing or unreadable file
+    tag = _type_tag(path)
     if tag not in _io.READABLE and tag not in _io.OTHER_FAISS_TYPES:
         return _core.load_index(path, mmap)
     image = _io.read_file(path)
@@ -34,3 +31,16 @@ def load_index(path: str | os.PathLike[str], mmap: bool = False) -> _core.Binary
             f"{os.fspath(path)}: this FAISS id map cannot become a FlatIndex ({e}); "
             "read it with deephash_engine.faiss_compat.read_index_binary") from e
     return index
+
+
+def _type_tag(path: str | os.PathLike[str]) -> bytes:
+    """The first four bytes of a regular file; b"" for anything else (a missing or unreadable
+    path, a folder, a FIFO, which must not be opened here, a path with a NUL byte): the engine's
+    loader reports those."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return b""
+        with open(path, "rb") as f:
+            return f.read(4)
+    except (OSError, ValueError):
+        return b""

@@ -15,6 +15,7 @@ allocated, every field against what FAISS writes, and bytes after the index are 
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -124,7 +125,10 @@ def read_file(path: str | os.PathLike[str]) -> FaissImage:
     """Parse a FAISS binary index file. The codes stay a read-only view of the mapped file (the
     index built from them copies them); the id map is copied."""
     name = os.fspath(path)
-    if os.path.getsize(name) == 0:
+    info = os.stat(name)
+    if not stat.S_ISREG(info.st_mode):
+        raise FaissFileError(f"{name}: not a regular file")
+    if info.st_size == 0:
         raise FaissFileError(f"{name}: empty file")
     image = parse(np.memmap(name, dtype=np.uint8, mode="r"), name)
     if image.id_map is not None:

@@ -157,7 +157,7 @@ def test_remove_ids_renumbers_like_faiss(how, rng):
     assert_same_index(ours, ref, queries)
     np.testing.assert_array_equal(ours.reconstruct_n(0, 5), ref.reconstruct_n(0, 5))
     np.testing.assert_array_equal(ours.reconstruct_n(), ref.reconstruct_n())
-    assert ours.remove_ids(np.array([10**6], dtype=np.int64)) == 0
+    assert ours.remove_ids(x=np.array([10**6], dtype=np.int64)) == 0  # FAISS's keyword
 
 
 def test_reset_empties_and_restarts_numbering(rng):
@@ -353,3 +353,19 @@ def test_random_operation_sequences_match_faiss(kind, seed):
         assert_same_index(ours, ref, queries, ks=(1, 8), radii=(3, 17))
         flat_ours, flat_ref = (ours, ref) if kind == "IndexBinaryFlat" else (ours.index, ref.index)
         np.testing.assert_array_equal(flat_ours.reconstruct_n(), flat_ref.reconstruct_n())
+
+
+@pytest.mark.parametrize("method", ["add", "add_with_ids", "train", "search", "assign", "range_search",
+                                    "reconstruct", "reconstruct_n", "remove_ids"])
+def test_method_signatures_are_faiss_s(method):
+    """Same parameter names, defaults and kinds, so keyword calls written for FAISS work."""
+    import inspect
+
+    def params(fn):
+        return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+    for ours_cls, ref_cls in ((fc.IndexBinaryFlat, faiss.IndexBinaryFlat),
+                              (fc.IndexBinaryIDMap2, faiss.IndexBinaryIDMap2)):
+        if method == "add_with_ids" and ours_cls is fc.IndexBinaryFlat:
+            continue  # it only raises, as FAISS's
+        assert params(getattr(ours_cls, method)) == params(getattr(ref_cls, method)), (ours_cls.__name__, method)

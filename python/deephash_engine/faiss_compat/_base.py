@@ -129,12 +129,12 @@ class IndexBinary:
         x[...] = codes
         return x
 
-    def remove_ids(self, sel: Any) -> int:
-        """Remove the items an id array or a selector names; returns how many went."""
-        if isinstance(sel, (np.ndarray, list, tuple)):
-            ids = as_id_array(sel, "ids")
+    def remove_ids(self, x: Any) -> int:
+        """Remove the items an id array or a selector ``x`` names; returns how many went."""
+        if isinstance(x, (np.ndarray, list, tuple)):
+            ids = as_id_array(x, "ids")
             return self._remove(lambda held: np.isin(held, ids))
-        return self._remove(lambda held: selected(sel, held))
+        return self._remove(lambda held: selected(x, held))
 
     # -- what subclasses provide --
 

@@ -102,6 +102,7 @@ bench: install data
 	$(PY) benchmarks/bench_flat.py --preset latency
 	$(PY) benchmarks/bench_bound.py
 	$(PY) benchmarks/bench_mih.py
+	$(PY) benchmarks/bench_faiss_compat.py
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/unsupervised_fmnist.py --threads 1
 	$(PY) benchmarks/deep_fmnist.py --bits 64 --seeds 0

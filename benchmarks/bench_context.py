@@ -54,6 +54,16 @@ def context(threads: int) -> dict:
     return ctx
 
 
+def machine_line(ctx: dict) -> str:
+    """'CPU model (N cores, flags: ...)' for the first line of a table."""
+    return f"{ctx['cpu']} ({ctx['cores']} cores, flags: {' '.join(ctx['cpu_flags'])})"
+
+
+def print_table_header(header: str) -> None:
+    print(header)
+    print("-" * len(header))
+
+
 def timed(fn, repeats: int, warmup: int = 1) -> float:
     """Median wall time of fn() over `repeats` runs after `warmup` runs."""
     for _ in range(warmup):

@@ -18,7 +18,6 @@ from ._core import (
     build_info,
     cuda_device_count,
     get_num_threads,
-    load_index,
     pack_bits,
     set_num_threads,
     set_simd_level,
@@ -26,6 +25,7 @@ from ._core import (
     simd_plan,
     unpack_bits,
 )
+from ._load_index import load_index
 
 __version__ = build_info()["version"]
 

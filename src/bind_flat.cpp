@@ -148,6 +148,17 @@ void bind_flat(py::module_& m) {
              index.reset();
            }, "Remove everything and restart ids at 0.")
       .def("reconstruct", &reconstruct, py::arg("id"), "The code of an id (KeyError when absent).")
+      .def("reconstruct_batch", [](const BinaryIndex& index, const py::handle& ids_obj) {
+             auto ids = ids_arg(ids_obj, "ids");
+             const std::size_t n = static_cast<std::size_t>(ids.shape(0));
+             py::array_t<std::uint8_t> out({n, index.code_size()});
+             std::uint8_t* dst = out.mutable_data();
+             {
+               py::gil_scoped_release release;
+               index.reconstruct_batch(ids.data(), n, dst);
+             }
+             return out;
+           }, py::arg("ids"), "The codes of these ids, (n, code_size) uint8, read at once (KeyError for an absent id).")
       .def("save", [](const BinaryIndex& index, const py::object& path) {
              const std::string p = path_arg(path);
              py::gil_scoped_release release;

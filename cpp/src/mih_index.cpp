@@ -169,12 +169,19 @@ void MIHIndex::reset() {
   if (auto_m_) s_->m_ = auto_m_for(nbits_, 0);
 }
 
-void MIHIndex::reconstruct(idx_t id, std::uint8_t* out) const {
+void MIHIndex::reconstruct(idx_t id, std::uint8_t* out) const { reconstruct_batch(&id, 1, out); }
+
+void MIHIndex::reconstruct_batch(const idx_t* ids, std::size_t n, std::uint8_t* out) const {
   std::shared_lock<SharedMutex> lock(s_->mu_);
-  s_->store_.check_mapping();
-  const auto pos = s_->store_.find(id);
-  if (!pos || (!s_->removed_.empty() && s_->removed_[*pos])) throw UnknownId("id " + std::to_string(id) + " is not in the index");
-  std::memcpy(out, s_->store_.codes() + *pos * s_->store_.code_size(), s_->store_.code_size());
+  const CodeStore& store = s_->store_;
+  store.check_mapping();
+  const std::size_t cs = store.code_size();
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto pos = store.find(ids[i]);
+    if (!pos || (!s_->removed_.empty() && s_->removed_[*pos]))
+      throw UnknownId("id " + std::to_string(ids[i]) + " is not in the index");
+    std::memcpy(out + i * cs, store.codes() + *pos * cs, cs);
+  }
 }
 
 // ---- persistence --------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ class FlatIndex final : public BinaryIndex {
   std::size_t remove_ids(const idx_t* ids, std::size_t n) override;
   void reset() override;
   void reconstruct(idx_t id, std::uint8_t* out) const override;
+  void reconstruct_batch(const idx_t* ids, std::size_t n, std::uint8_t* out) const override;
   void save(const std::string& path) const override;
 
   // Builds a FlatIndex from a validated file (used by load_index).

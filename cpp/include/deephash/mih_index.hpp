@@ -79,6 +79,7 @@ class MIHIndex final : public BinaryIndex {
   std::size_t remove_ids(const idx_t* ids, std::size_t n) override;
   void reset() override;
   void reconstruct(idx_t id, std::uint8_t* out) const override;
+  void reconstruct_batch(const idx_t* ids, std::size_t n, std::uint8_t* out) const override;
   void save(const std::string& path) const override;
   // Merges the tail and drops tombstones now (otherwise done automatically).
   void compact();

@@ -9,9 +9,6 @@ nothing is translated.
 
 from __future__ import annotations
 
-import os
-import struct
-import tempfile
 from typing import Callable
 
 import numpy as np
@@ -20,10 +17,6 @@ import numpy.typing as npt
 from .._core import FlatIndex
 from ._base import IndexBinary, missing_key
 from ._errors import InvalidArgumentError
-
-# Below this many codes reconstruct() is called once per code; above it the codes are exported in
-# one piece through the engine's own file format (one write and one read instead of a call each).
-BULK_EXPORT_MIN = 256
 
 
 class IndexBinaryFlat(IndexBinary):
@@ -102,26 +95,4 @@ class IndexBinaryFlat(IndexBinary):
         bad = (keys < 0) | (keys >= n)
         if bad.any():
             raise missing_key(int(keys[bad][0]), n)
-        if len(keys) < BULK_EXPORT_MIN:
-            out = np.empty((len(keys), self.code_size), dtype=np.uint8)
-            for row, id_ in enumerate(self._engine_ids(keys)):
-                out[row] = self._flat.reconstruct(int(id_))
-            return out
-        return export_codes(self._flat)[keys]
-
-
-def export_codes(flat: FlatIndex) -> npt.NDArray[np.uint8]:
-    """Every code of a FlatIndex in storage order, read back from a temporary save() (the file
-    format of docs/format.md keeps storage order: codes at payload_offset, ntotal x code_size)."""
-    with tempfile.TemporaryDirectory(prefix="deephash-export-") as folder:
-        path = os.path.join(folder, "index.dhi")
-        flat.save(path)
-        with open(path, "rb") as f:
-            header = f.read(64)
-        magic, = struct.unpack_from("<8s", header, 0)
-        ntotal, = struct.unpack_from("<Q", header, 24)
-        payload_offset, = struct.unpack_from("<Q", header, 48)
-        if magic != b"DHASHIDX" or ntotal != flat.ntotal:
-            raise RuntimeError("the engine's saved file did not have the expected layout")
-        codes = np.fromfile(path, dtype=np.uint8, count=ntotal * flat.code_size, offset=payload_offset)
-    return codes.reshape(ntotal, flat.code_size)
+        return self._flat.reconstruct_batch(self._engine_ids(keys))

@@ -86,6 +86,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   Run run{in, nbits, static_cast<std::size_t>(nbits / 8), {}};
   run.centres = in.ConsumeBytes<std::uint8_t>(4 * run.cs);
   run.centres.resize(4 * run.cs, 0x5A);
+  // One selector kept for the whole run: its cached resolution must follow every change.
+  std::vector<idx_t> kept_ids;
+  for (idx_t id = in.ConsumeIntegralInRange<idx_t>(0, 7); id < 700; id += 1 + in.ConsumeIntegralInRange<idx_t>(0, 7))
+    kept_ids.push_back(id);
+  const IdSelector kept(kept_ids.data(), kept_ids.size());
 
   for (int step = 0; step < 48 && in.remaining_bytes() > 0; ++step) {
     switch (in.ConsumeIntegralInRange<int>(0, 7)) {
@@ -121,6 +126,34 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const int r = in.ConsumeIntegralInRange<int>(0, nbits);
         const RangeResult a = flat.range_search(q.data(), nq, r), b = mih->range_search(q.data(), nq, r);
         FUZZ_CHECK(a.lims == b.lims && a.distances == b.distances && a.ids == b.ids);
+        // Filtered: both indexes, against the unfiltered full ranking with the others left out.
+        const auto allowed_ids = run.ids(in.ConsumeIntegralInRange<std::size_t>(0, 300));
+        std::vector<idx_t> nonneg;
+        for (idx_t id : allowed_ids) if (id >= 0) nonneg.push_back(id);
+        const IdSelector sel(nonneg.data(), nonneg.size());
+        const std::size_t all = flat.ntotal() + 1;
+        std::vector<dist_t> DA(nq * all);
+        std::vector<idx_t> IA(nq * all);
+        flat.search(q.data(), nq, all, DA.data(), IA.data());
+        for (const IdSelector* s : {&sel, &kept}) {  // a fresh selector, and one whose cache follows changes
+          flat.search_filtered(q.data(), nq, k, D1.data(), I1.data(), *s);
+          mih->search_filtered(q.data(), nq, k, D2.data(), I2.data(), *s);
+          FUZZ_CHECK(D1 == D2 && I1 == I2);
+          for (std::size_t qi = 0; qi < nq; ++qi) {  // the full ranking with the others left out
+            std::size_t j = 0;
+            for (std::size_t t = 0; t < all && j < k; ++t) {
+              const idx_t id = IA[qi * all + t];
+              if (id == kMissingId) break;
+              if (!s->contains(id)) continue;
+              FUZZ_CHECK(I1[qi * k + j] == id && D1[qi * k + j] == DA[qi * all + t]);
+              ++j;
+            }
+            for (; j < k; ++j) FUZZ_CHECK(I1[qi * k + j] == kMissingId && D1[qi * k + j] == kMissingDistance);
+          }
+          const RangeResult fa = flat.range_search_filtered(q.data(), nq, r, *s),
+                            fb = mih->range_search_filtered(q.data(), nq, r, *s);
+          FUZZ_CHECK(fa.lims == fb.lims && fa.distances == fb.distances && fa.ids == fb.ids);
+        }
         break;
       }
       case 5:

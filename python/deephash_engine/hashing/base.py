@@ -14,12 +14,12 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import tempfile
 import zipfile
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from .._atomic import atomic_write
 from ._pack import pack_signs
 
 FILE_FORMAT = "deephash_engine.hashing"
@@ -195,19 +195,8 @@ class Hasher:
         }
         for name in self._learned:
             payload["learned/" + name] = np.asarray(getattr(self, name))
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-hasher-", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_write(path) as fh:
+            np.savez(fh, **payload)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Hasher:

@@ -38,6 +38,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..._atomic import atomic_write, atomic_write_text
 from .sources import stratified_pick
 
 SPLIT_FORMAT_VERSION = 1
@@ -68,11 +69,9 @@ class Split:
             "format_version": SPLIT_FORMAT_VERSION, "protocol": self.protocol, "seed": self.seed,
             "pool_size": self.pool_size, "topk": self.topk, "counts": self.counts(),
         }
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
+        with atomic_write(path) as fh:
             np.savez(fh, meta=np.array(json.dumps(meta)), **{n: getattr(self, n) for n in PARTS})
-        os.replace(tmp, path)
-        path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+        atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
         return path
 
     @classmethod

@@ -41,7 +41,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--method", help="dpsh, hashnet, dsh, dhn, dch, csq, greedyhash, dsdh, dtsh, dlbhc")
     p.add_argument("--dataset", help="protocol: fashion-mnist, fashion-mnist-mini, mnist, cifar10, "
                                      "cifar10-1, cifar10-2, nus-wide-21, imagenet-100, coco")
-    p.add_argument("--bits", type=int)
+    p.add_argument("--bits", dest="nbits", type=int, help="code length in bits (nbits), a multiple of 8")
     p.add_argument("--epochs", type=int)
     p.add_argument("--model", help="small_cnn, alexnet, vgg16, resnet18, resnet50")
     p.add_argument("--weights", help="local state_dict file for a torchvision backbone")
@@ -83,7 +83,7 @@ def _cmd_train(args) -> int:
     from deephash_engine.deep.run import RunConfig, load_config_file, train_run
 
     config = load_config_file(args.config) if args.config else {}
-    for key in ("method", "dataset", "bits", "epochs", "model", "weights", "batch_size",
+    for key in ("method", "dataset", "nbits", "epochs", "model", "weights", "batch_size",
                 "optimizer", "lr", "head_lr_mult", "weight_decay", "schedule", "seed", "device",
                 "threads", "eval_every", "select", "root"):
         value = getattr(args, key)
@@ -98,7 +98,7 @@ def _cmd_train(args) -> int:
     cfg = RunConfig.from_dict(config)
     summary = train_run(cfg, args.out, resume=args.resume, progress=args.progress)
     maps = ", ".join(f"mAP@{k} {v:.4f}" for k, v in summary["map"].items())
-    print(f"{cfg.method} {cfg.bits} bits on {cfg.dataset}: {maps} "
+    print(f"{cfg.method} {cfg.nbits} bits on {cfg.dataset}: {maps} "
           f"(epoch {summary['selected_epoch']} selected on validation, "
           f"{summary['train_seconds']:.0f} s training) -> {args.out}")
     return 0

@@ -18,7 +18,7 @@ needs_fmnist = pytest.mark.skipif(
 def test_config_rejects_unknown_keys_and_bad_bits():
     with pytest.raises(ValueError, match="unknown \\['epoch'\\]"):
         RunConfig.from_dict({"epoch": 3})
-    with pytest.raises(ValueError, match="bits: expected a positive multiple of 8, got 12"):
+    with pytest.raises(ValueError, match="nbits: expected a positive multiple of 8, got 12"):
         RunConfig.from_dict({"bits": 12})
 
 
@@ -42,7 +42,7 @@ def test_train_then_encode(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "csq 16 bits on fashion-mnist-mini: mAP@all" in printed
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["method"] == "csq" and summary["bits"] == 16  # the command line wins
+    assert summary["method"] == "csq" and summary["nbits"] == 16  # the command line wins
     assert summary["counts"] == {"train": 2000, "val": 500, "query": 500, "database": 5000}
     assert summary["map"]["all"] > 0.5
     for name in ("config.yaml", "split.npz", "split.json", "codes.npz", "model.pt", "report.json",

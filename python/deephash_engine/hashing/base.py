@@ -37,6 +37,12 @@ class HasherFileError(OSError):
     """A file is not a saved hasher, was written by a newer version, or holds another method."""
 
 
+class HasherFormatError(HasherFileError, ValueError):
+    """A saved hasher's arrays do not fit its stored parameters (shape, dtype or values).
+
+    Both a HasherFileError (an OSError, like every bad hasher file) and a ValueError (bad data)."""
+
+
 def _check_nbits(nbits: Any) -> int:
     if isinstance(nbits, (bool, np.bool_)) or not isinstance(nbits, (int, np.integer)):
         raise TypeError(f"nbits: expected a positive int multiple of 8, got {type(nbits).__name__}")
@@ -179,6 +185,17 @@ class Hasher:
     def _fit(self, X: np.ndarray) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _learned_layout(self) -> dict[str, tuple[str, tuple[int | str, ...]]]:  # pragma: no cover
+        """Name -> (dtype, shape) of every learned array, for these parameters and
+        ``n_features_in_``. A string in a shape is a size the data decided when fitting (at least
+        1, and equal wherever the same string appears)."""
+        raise NotImplementedError
+
+    def _check_learned_values(self) -> str | None:
+        """A sentence naming the learned field whose values cannot be used, or None (default:
+        no check beyond shapes, dtypes and finiteness)."""
+        return None
+
     def _project(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -218,7 +235,8 @@ class Hasher:
                 f"{path}: not a saved hasher (expected format tag {FILE_FORMAT!r}, "
                 f"got {str(contents['format']) if 'format' in contents else 'none'!r})"
             )
-        version = int(contents.get("format_version", -1))
+        stored_version = contents.get("format_version", np.array(-1))
+        version = int(stored_version) if stored_version.shape == () and stored_version.dtype.kind in "iu" else -1
         if version < 1 or version > FILE_VERSION:
             raise HasherFileError(
                 f"{path}: format version {version} is not supported (this build reads 1..{FILE_VERSION})"
@@ -231,13 +249,49 @@ class Hasher:
             raise HasherFileError(f"{path}: holds a {method} model, expected {cls.method}")
         try:
             params = json.loads(str(contents["params"]))
+            if not isinstance(params, dict):
+                raise TypeError(f"params: expected a JSON object, got {type(params).__name__}")
             model = target(**params)
             for name in target._learned:
                 setattr(model, name, contents["learned/" + name])
-            model.n_features_in_ = int(contents["n_features_in"])
-        except (KeyError, TypeError, ValueError) as exc:
+            model.n_features_in_ = _stored_int(contents["n_features_in"], "n_features_in")
+        except (KeyError, TypeError, ValueError, RecursionError) as exc:
             raise HasherFileError(f"{path}: damaged {method} file: {exc}") from exc
+        _check_learned(model, path)
         return model
+
+
+def _stored_int(value: np.ndarray, name: str) -> int:
+    if value.shape != () or value.dtype.kind not in "iu" or value < 1:
+        raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _check_learned(model: Hasher, path: str) -> None:
+    """Raise HasherFormatError naming the first learned array whose dtype, shape or values do
+    not fit the stored parameters (so a loaded hasher encodes the codes its parameters say)."""
+    sizes: dict[str, int] = {}
+    context = f"nbits={model.nbits}, n_features_in={model.n_features_in_}"
+    for name, (dtype, shape) in model._learned_layout().items():
+        arr = getattr(model, name)
+        if arr.dtype != np.dtype(dtype):
+            raise HasherFormatError(f"{path}: learned/{name}: expected dtype {dtype}, got {arr.dtype}")
+        fits = arr.ndim == len(shape)
+        for want, got in zip(shape, arr.shape):
+            if isinstance(want, str):
+                fits = fits and got >= 1 and sizes.setdefault(want, got) == got
+            else:
+                fits = fits and got == want
+        if not fits:
+            wanted = "(" + ", ".join(str(w) for w in shape) + ("," if len(shape) == 1 else "") + ")"
+            raise HasherFormatError(
+                f"{path}: learned/{name}: expected shape {wanted} for {context}, got {arr.shape}"
+            )
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise HasherFormatError(f"{path}: learned/{name}: expected finite values")
+    problem = model._check_learned_values()
+    if problem is not None:
+        raise HasherFormatError(f"{path}: {problem}")
 
 
 def load_hasher(path: str | os.PathLike) -> Hasher:

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from .._atomic import atomic_write
+from .._checks import check_positive_int
 from ._pack import pack_signs
 
 FILE_FORMAT = "deephash_engine.hashing"
@@ -67,15 +68,6 @@ def check_matrix(X: Any, name: str = "X") -> np.ndarray:
             f"{name}: expected finite values, got {arr[bad[0], bad[1]]} at row {bad[0]}, column {bad[1]}"
         )
     return arr
-
-
-def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    """Validate an integer parameter that must be >= minimum."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected an int >= {minimum}, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
-    return int(value)
 
 
 def check_positive_float(value: Any, name: str, allow_zero: bool = False) -> float:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .base import HashLoss, MemoryBank, check_positive_int, sign_pm1, similarity
-from .dpsh import pairwise_likelihood
+from .functional import pairwise_likelihood
 
 
 def dsdh_b_objective(B, U, Y, W, mu: float, eta: float) -> torch.Tensor:
@@ -74,6 +74,7 @@ def dsdh_w_step(BtB: torch.Tensor, BtY: torch.Tensor, mu: float, nu: float) -> t
 
 
 class DSDHLoss(HashLoss):
+    method = "dsdh"
     needs_index = True
 
     def __init__(
@@ -90,7 +91,7 @@ class DSDHLoss(HashLoss):
         if mu <= 0 or nu < 0 or eta < 0:
             raise ValueError(f"mu, nu, eta: expected mu > 0, nu >= 0, eta >= 0, got {mu}, {nu}, {eta}")
         self.mu, self.nu, self.eta = float(mu), float(nu), float(eta)
-        self.dcc_sweeps = check_positive_int("dcc_sweeps", dcc_sweeps)
+        self.dcc_sweeps = check_positive_int(dcc_sweeps, "dcc_sweeps")
         self.bank = MemoryBank(num_train, nbits, num_classes)
         self.register_buffer("B", torch.zeros(num_train, nbits))
         # Sums over the codes written so far, in float64 (entries are small integers: exact).

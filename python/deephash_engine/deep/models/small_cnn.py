@@ -14,8 +14,13 @@ not what is computed."""
 
 from __future__ import annotations
 
+import os
+from typing import Optional
+
 import torch
 from torch import nn
+
+from .hashing_model import register_backbone
 
 
 class SmallCNN(nn.Module):
@@ -41,3 +46,11 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x.contiguous(memory_format=torch.channels_last)))
+
+
+@register_backbone("small_cnn")
+def build_small_cnn(in_channels: int, image_size: int,
+                    weights: Optional[str | os.PathLike] = None) -> SmallCNN:
+    if weights is not None:
+        raise ValueError("weights: small_cnn has no pretrained weights, expected None")
+    return SmallCNN(in_channels, image_size)

@@ -230,7 +230,7 @@ def _run_checkpoint_fields(ckpt: dict, path: Path) -> tuple[RunConfig, dict, dic
     for key, top in (("in_channels", _MAX_CHANNELS), ("image_size", _MAX_IMAGE_SIZE)):
         if type(info.get(key)) is not int or not 1 <= info[key] <= top:
             raise CheckpointError(f"{path}: data.{key}: expected an int in [1, {top}], got {info.get(key)!r}")
-    if info.get("source") not in NORMALIZATION:
+    if not isinstance(info.get("source"), str) or info["source"] not in NORMALIZATION:
         raise CheckpointError(f"{path}: data.source: expected one of {sorted(NORMALIZATION)}, "
                               f"got {info.get('source')!r}")
     state = ckpt["model"]

@@ -15,6 +15,7 @@ import inspect
 import json
 import os
 import zipfile
+import zlib
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -27,6 +28,12 @@ FILE_FORMAT = "deephash_engine.hashing"
 FILE_VERSION = 1
 
 _REGISTRY: dict[str, type[Hasher]] = {}
+
+#: What reading a damaged or foreign archive raises: zipfile reports an unsupported zip version,
+#: compression or encryption as NotImplementedError or RuntimeError, a bad deflate stream as
+#: zlib.error.
+_ARCHIVE_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError,
+                   RuntimeError, zlib.error)
 HasherT = TypeVar("HasherT", bound="Hasher")
 
 
@@ -220,7 +227,7 @@ class Hasher:
                 contents = {key: archive[key] for key in archive.files}
         except FileNotFoundError:
             raise
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        except _ARCHIVE_ERRORS as exc:
             raise HasherFileError(f"{path}: not a saved hasher (expected an .npz archive): {exc}") from exc
         if str(contents.get("format", "")) != FILE_FORMAT:
             raise HasherFileError(

@@ -49,7 +49,8 @@ def itq_baseline(bits: int, seed: int) -> float | None:
         return None
     import numpy as np
 
-    from deephash_engine.deep.data import get_protocol, load_fashion_mnist_pool
+    from deephash_engine.datasets import load_fashion_mnist_pool
+    from deephash_engine.deep.data import get_protocol
     from deephash_engine.metrics import mean_average_precision
 
     pool = load_fashion_mnist_pool()

@@ -34,16 +34,29 @@ def _number_or_text(value: str):
     return yaml.safe_load(value)
 
 
+def _registered_names() -> dict[str, str]:
+    """The names each registry holds (losses, protocols, backbones, regularisers), for the help;
+    a register that needs PyTorch says so when it is missing."""
+    try:
+        from deephash_engine.deep.data import PROTOCOLS
+        from deephash_engine.deep.methods import METHODS, REGULARIZERS
+        from deephash_engine.deep.models import MODELS
+    except ImportError:
+        return dict.fromkeys(("method", "dataset", "model", "reg"), "(listed when PyTorch is installed)")
+    registries = {"method": METHODS, "dataset": PROTOCOLS, "model": MODELS, "reg": REGULARIZERS}
+    return {key: ", ".join(registry) for key, registry in registries.items()}
+
+
 def _train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a deep hashing model and evaluate it")
     p.add_argument("--out", required=True, help="run folder (created), e.g. runs/NAME")
     p.add_argument("--config", help="YAML file of run options (see configs/)")
-    p.add_argument("--method", help="dpsh, hashnet, dsh, dhn, dch, csq, greedyhash, dsdh, dtsh, dlbhc")
-    p.add_argument("--dataset", help="protocol: fashion-mnist, fashion-mnist-mini, mnist, cifar10, "
-                                     "cifar10-1, cifar10-2, nus-wide-21, imagenet-100, coco")
+    names = _registered_names()
+    p.add_argument("--method", help="loss: " + names["method"])
+    p.add_argument("--dataset", help="protocol: " + names["dataset"])
     p.add_argument("--bits", dest="nbits", type=int, help="code length in bits (nbits), a multiple of 8")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--model", help="small_cnn, alexnet, vgg16, resnet18, resnet50")
+    p.add_argument("--model", help="backbone: " + names["model"])
     p.add_argument("--weights", help="local state_dict file for a torchvision backbone")
     p.add_argument("--batch-size", dest="batch_size", type=int)
     p.add_argument("--optimizer", choices=["adam", "sgd", "rmsprop"])
@@ -60,9 +73,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--list", dest="lists", action="append", metavar="PART=FILE",
                    help="image-list file per part: train=, test= (or query=), database=, or all=")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="loss hyper-parameter")
-    p.add_argument("--reg", action="append", metavar="NAME=WEIGHT",
-                   help="regulariser: quantization, cauchy_quantization, bit_balance, "
-                        "decorrelation, orthogonality")
+    p.add_argument("--reg", action="append", metavar="NAME=WEIGHT", help="regulariser: " + names["reg"])
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
     p.add_argument("--no-progress", dest="progress", action="store_false")
 
@@ -107,7 +118,8 @@ def _cmd_train(args) -> int:
 def _cmd_encode(args) -> int:
     import numpy as np
 
-    from deephash_engine.deep.data import NORMALIZATION, ArrayHashingDataset, ImageListHashingDataset, read_image_list
+    from deephash_engine.datasets import NORMALIZATION, read_image_list
+    from deephash_engine.deep.data import ArrayHashingDataset, ImageListHashingDataset
     from deephash_engine.deep.evaluation import encode
     from deephash_engine.deep.run import load_trained_model
 

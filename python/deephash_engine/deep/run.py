@@ -25,11 +25,12 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from .data.datasets import NORMALIZATION, load_protocol
 from .. import FlatIndex
 from .._atomic import atomic_write_text
+from ..datasets import NORMALIZATION
 from ..metrics import evaluate, mean_average_precision, plot_report
 from .checkpoints import CheckpointError, load_checkpoint
+from .data.datasets import load_protocol
 from .evaluation import encode
 from .methods import add_regularizers, build_loss
 from .models import build_model

@@ -18,8 +18,8 @@ optimised in turn, as in the official MatConvNet code, on every training batch:
 Defaults: ``mu = 1``, ``nu = 0.1`` (the official ridge weight nu/mu = 0.1), ``eta = 0.01`` for the
 per-sample coupling (TreezzZ/DSDH_PyTorch's value; the official ``eta = 55`` multiplies a loss
 summed over all n^2 pairs, so per pair it is far smaller), 10 DCC sweeps per B step as in the
-official code. On the Fashion-MNIST validation split eta = 0.01 gave validation mAP 0.874
-against 0.756 for eta = 0.1 (64 bits, 3 epochs).
+official code. The choice of eta was made on the Fashion-MNIST validation split
+(docs/benchmarks.md, "Measurements behind the deep-hashing code").
 """
 
 from __future__ import annotations
@@ -45,9 +45,8 @@ def dsdh_b_step(B, U, Y, W, mu: float, eta: float, sweeps: int = 10) -> torch.Te
     that changes no bit is a fixed point, so the sweeps left would change nothing: stop there.
 
     The loop runs in NumPy on the CPU (float64): it is K small vector operations per sweep, where
-    a framework's per-operation overhead would cost more than the arithmetic (in torch this step
-    took about 15 ms of a 0.23 s training step; here under 2 ms). The result goes back to B's
-    device and dtype.
+    a framework's per-operation overhead would cost more than the arithmetic. The result goes
+    back to B's device and dtype.
     """
     as_np = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
     w = as_np(W)

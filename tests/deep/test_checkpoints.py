@@ -14,7 +14,8 @@ from deephash_engine.deep.checkpoints import (
     save_checkpoint,
     upgrade_checkpoint,
 )
-from deephash_engine.deep.evaluation import pack_codes
+from deephash_engine.deep.data import ArrayHashingDataset
+from deephash_engine.deep.evaluation import encode, pack_codes
 from deephash_engine.deep.models import build_model
 from deephash_engine.deep.run import RunConfig, load_trained_model
 
@@ -125,3 +126,13 @@ def test_nan_outputs_raise_instead_of_becoming_zero_bits():
     outputs[1, 5] = np.nan
     with pytest.raises(ValueError, match="NaN.*diverged"):
         pack_codes(outputs)
+
+    class Diverged(torch.nn.Module):  # a model whose outputs went NaN for one sample
+        def forward(self, x):
+            out = torch.ones(x.shape[0], 16)
+            out[-1, 3] = float("nan")
+            return out
+
+    data = ArrayHashingDataset(np.zeros((5, 8, 8), np.uint8), np.eye(5, dtype=np.float32), (0.5,), (0.5,))
+    with pytest.raises(ValueError, match="NaN.*diverged"):
+        encode(Diverged(), data, batch_size=2)

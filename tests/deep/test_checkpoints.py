@@ -136,3 +136,32 @@ def test_nan_outputs_raise_instead_of_becoming_zero_bits():
     data = ArrayHashingDataset(np.zeros((5, 8, 8), np.uint8), np.eye(5, dtype=np.float32), (0.5,), (0.5,))
     with pytest.raises(ValueError, match="NaN.*diverged"):
         encode(Diverged(), data, batch_size=2)
+
+
+def _with_pickle(src, dst, payload: bytes):
+    """Copy a torch checkpoint, replacing its pickle (data.pkl) by ``payload``."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for item in zin.infolist():
+            data = payload if item.filename.endswith("/data.pkl") else zin.read(item.filename)
+            zout.writestr(item, data)
+
+
+@pytest.mark.parametrize("where", ["version", "config"])
+def test_nesting_deeper_than_the_recursion_limit_is_refused_cleanly(tmp_path, where):
+    depth = 50_000  # the unpickler builds it without recursion; a recursive walk would fail
+    nested = b"]" * depth + b"a" * (depth - 1)  # EMPTY_LIST x depth, then APPEND each into the last
+    head = b"\x80\x02}q\x00("  # PROTO 2, EMPTY_DICT, MARK
+    items = {
+        "version": b"X\x07\x00\x00\x00version" + nested,
+        "config": b"X\x07\x00\x00\x00versionK\x02X\x06\x00\x00\x00config}X\x06\x00\x00\x00select"
+                  + nested + b"sX\x04\x00\x00\x00data}X\x05\x00\x00\x00model}",
+    }[where]
+    payload = head + items + b"u."  # SETITEMS, STOP
+    torch.save({"x": 1}, tmp_path / "template.pt")
+    (tmp_path / "run").mkdir()
+    _with_pickle(tmp_path / "template.pt", tmp_path / "run" / "model.pt", payload)
+    expected = {"version": "version in \\(1, 2\\), got list", "config": "select: expected .*, got a list"}
+    with pytest.raises(CheckpointError, match=expected[where]):
+        load_trained_model(tmp_path / "run")

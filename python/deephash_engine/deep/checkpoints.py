@@ -117,15 +117,17 @@ def _read(path: str, map_location: Any) -> Any:
 
 
 def _check_numeric(value: Any, path: str) -> None:
-    """Refuse object (or other non-numeric) NumPy arrays a version 1 file might carry."""
-    if isinstance(value, np.ndarray) and value.dtype.kind not in "biuf":
-        raise CheckpointError(f"{path}: holds a NumPy array of dtype {value.dtype}, expected numbers")
-    if isinstance(value, dict):
-        for v in value.values():
-            _check_numeric(v, path)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            _check_numeric(v, path)
+    """Refuse object (or other non-numeric) NumPy arrays a version 1 file might carry. Walks
+    with an explicit stack: the unpickler builds nesting deeper than Python's recursion limit."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, np.ndarray) and item.dtype.kind not in "biuf":
+            raise CheckpointError(f"{path}: holds a NumPy array of dtype {item.dtype}, expected numbers")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
@@ -138,7 +140,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
         raise CheckpointError(f"{path}: expected a checkpoint dict, got {type(state).__name__}")
     version = state.get("version")
     if type(version) is not int or version not in READABLE_VERSIONS:
-        raise CheckpointError(f"{path}: expected checkpoint version in {READABLE_VERSIONS}, got {version!r}")
+        shown = repr(version) if isinstance(version, (int, str, type(None))) else type(version).__name__
+        raise CheckpointError(f"{path}: expected checkpoint version in {READABLE_VERSIONS}, got {shown[:80]}")
     _check_numeric(state, path)
     return state
 

@@ -37,11 +37,20 @@ from .models import build_model
 from .trainer import Trainer, build_optimizer, build_scheduler, resolve_device
 
 
+def _shown(value: Any) -> str:
+    """A value for an error message: scalars as repr (cut at 80 characters), anything else by
+    its type (a container from a damaged file can be huge or nested past the recursion limit)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        text = repr(value)
+        return text if len(text) <= 80 else text[:77] + "..."
+    return f"a {type(value).__name__}"
+
+
 def _current_keys(data: Any) -> dict:
     """A copy of a config mapping with the old key ``bits`` (configs and run folders written
     before the rename) renamed to ``nbits``."""
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
-        raise ValueError(f"config: expected a mapping with string keys, got {str(data)[:200]}")
+        raise ValueError(f"config: expected a mapping with string keys, got a {type(data).__name__}")
     data = dict(data)
     if "bits" in data:
         if "nbits" in data:
@@ -89,14 +98,14 @@ class RunConfig:
             raise ValueError(f"config: expected keys among {sorted(known)}, got unknown {sorted(unknown)}")
         cfg = cls(**data)
         if cfg.select not in ("best_val", "last"):
-            raise ValueError(f"select: expected 'best_val' or 'last', got {cfg.select!r}")
+            raise ValueError(f"select: expected 'best_val' or 'last', got {_shown(cfg.select)}")
         if type(cfg.nbits) is not int or cfg.nbits <= 0 or cfg.nbits % 8:
-            raise ValueError(f"nbits: expected a positive multiple of 8, got {cfg.nbits!r}")
+            raise ValueError(f"nbits: expected a positive multiple of 8, got {_shown(cfg.nbits)}")
         if type(cfg.epochs) is not int or cfg.epochs < 0:
-            raise ValueError(f"epochs: expected an int >= 0, got {cfg.epochs!r}")
+            raise ValueError(f"epochs: expected an int >= 0, got {_shown(cfg.epochs)}")
         for name in ("method", "dataset", "model"):
             if not isinstance(getattr(cfg, name), str):
-                raise ValueError(f"{name}: expected a string, got {getattr(cfg, name)!r}")
+                raise ValueError(f"{name}: expected a string, got {_shown(getattr(cfg, name))}")
         return cfg
 
 
@@ -230,10 +239,10 @@ def _run_checkpoint_fields(ckpt: dict, path: Path) -> tuple[RunConfig, dict, dic
     info = ckpt["data"]
     for key, top in (("in_channels", _MAX_CHANNELS), ("image_size", _MAX_IMAGE_SIZE)):
         if type(info.get(key)) is not int or not 1 <= info[key] <= top:
-            raise CheckpointError(f"{path}: data.{key}: expected an int in [1, {top}], got {info.get(key)!r}")
+            raise CheckpointError(f"{path}: data.{key}: expected an int in [1, {top}], got {_shown(info.get(key))}")
     if not isinstance(info.get("source"), str) or info["source"] not in NORMALIZATION:
         raise CheckpointError(f"{path}: data.source: expected one of {sorted(NORMALIZATION)}, "
-                              f"got {info.get('source')!r}")
+                              f"got {_shown(info.get('source'))}")
     state = ckpt["model"]
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise CheckpointError(f"{path}: model: expected a state dict of named tensors")

@@ -313,3 +313,11 @@ def test_load_refuses_values_encode_cannot_use(blobs, tmp_path):
     _rewrite(agh, tmp_path / "nan.npz", **{"learned/anchors_": np.full((40, X.shape[1]), np.nan)})
     with pytest.raises(HasherFormatError, match="learned/anchors_: expected finite"):
         Hasher.load(tmp_path / "nan.npz")
+
+
+def test_a_registered_hasher_must_state_its_learned_layout():
+    with pytest.raises(TypeError, match="must define _learned_layout"):
+
+        class Unchecked(Hasher):  # noqa: F841 - defining it is the test
+            method = "unchecked-test"
+            _learned = ("weights_",)

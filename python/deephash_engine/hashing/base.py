@@ -101,6 +101,9 @@ class Hasher:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.method:
+            if cls._learned_layout is Hasher._learned_layout:
+                raise TypeError(f"{cls.__name__}: a registered hasher must define _learned_layout "
+                                "(Hasher.load checks the stored arrays against it)")
             _REGISTRY[cls.method] = cls
 
     def __init__(self, nbits: int, seed: int = 0) -> None:

@@ -147,7 +147,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _cmd_train(args) if args.command == "train" else _cmd_encode(args)
-    except (ValueError, TypeError, KeyError, FileNotFoundError, ImportError) as exc:
+    except (ValueError, TypeError, KeyError, OSError, ImportError) as exc:
         print(f"deephash {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -165,3 +165,18 @@ def test_nesting_deeper_than_the_recursion_limit_is_refused_cleanly(tmp_path, wh
     expected = {"version": "version in \\(1, 2\\), got list", "config": "select: expected .*, got a list"}
     with pytest.raises(CheckpointError, match=expected[where]):
         load_trained_model(tmp_path / "run")
+
+
+def test_deephash_encode_refuses_a_crafted_run_folder(tmp_path, capsys):
+    from deephash_engine.cli import main
+
+    marker = tmp_path / "marker"
+    _, state = _run_state()
+    state["config"]["model"] = WritesMarker(marker)
+    (tmp_path / "run").mkdir()
+    torch.save(state, tmp_path / "run" / "model.pt")
+    np.save(tmp_path / "imgs.npy", np.zeros((2, 8, 8), np.uint8))
+    rc = main(["encode", "--run", str(tmp_path / "run"), "--input", str(tmp_path / "imgs.npy"),
+               "--output", str(tmp_path / "codes.npy"), "--no-progress"])
+    assert rc == 2 and "refused" in capsys.readouterr().err
+    assert not marker.exists() and not (tmp_path / "codes.npy").exists()

@@ -96,6 +96,19 @@ fuzz-smoke: fuzz-build
 py-test: install
 	$(PY) -m pytest -q
 
+# The atheris harnesses of the Python loaders (load_index, Hasher.load, load_trained_model), each
+# for FUZZ_PY_SECONDS on a corpus seeded from files the package writes and kept between runs.
+FUZZ_PY_SECONDS ?= 180
+FUZZ_PY_DIR ?= build/fuzz-python
+.PHONY: fuzz-python
+fuzz-python: install
+	$(PY) tests/fuzz/seed_corpus.py $(FUZZ_PY_DIR)/corpus
+	mkdir -p $(FUZZ_PY_DIR)/crashes
+	for pair in index:fuzz_load_index hasher:fuzz_hasher_load model:fuzz_trained_model; do \
+	  $(PY) tests/fuzz/$${pair#*:}.py -max_total_time=$(FUZZ_PY_SECONDS) -rss_limit_mb=4096 \
+	    -artifact_prefix=$(FUZZ_PY_DIR)/crashes/$${pair%%:*}- $(FUZZ_PY_DIR)/corpus/$${pair%%:*} || exit 1; \
+	done
+
 bench: install data
 	$(PY) benchmarks/bench_flat.py
 	$(PY) benchmarks/bench_flat.py --preset widths

@@ -101,7 +101,7 @@ def child(args) -> None:
 
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            aps = average_precision(q, db, ql, dl, topk, protocol="deephash-pytorch")
+            aps = average_precision(q, db, ql, dl, topk, policy="deephash-pytorch")
             times.append(time.perf_counter() - t0)
         extra = {"threads": get_num_threads(), "simd": simd_level()}
     else:

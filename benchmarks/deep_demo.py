@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     from deep_fmnist import itq_baseline
 
     start = time.perf_counter()
-    cfg = RunConfig(method=args.method, dataset="fashion-mnist", bits=args.bits, epochs=args.epochs,
+    cfg = RunConfig(method=args.method, dataset="fashion-mnist", nbits=args.bits, epochs=args.epochs,
                     seed=args.seed, threads=args.threads, device="auto")
     summary = train_run(cfg, args.out, progress=True)
     itq = itq_baseline(args.bits, args.seed)

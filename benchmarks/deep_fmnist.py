@@ -49,8 +49,9 @@ def itq_baseline(bits: int, seed: int) -> float | None:
         return None
     import numpy as np
 
-    from deephash_engine.deep.data import get_protocol, load_fashion_mnist_pool
-    from deephash_engine.deep.evaluation import mean_average_precision
+    from deephash_engine.datasets import load_fashion_mnist_pool
+    from deephash_engine.deep.data import get_protocol
+    from deephash_engine.metrics import mean_average_precision
 
     pool = load_fashion_mnist_pool()
     split = get_protocol("fashion-mnist").split(pool.targets, np.where(pool.official_train, 0, 1), seed)
@@ -98,7 +99,7 @@ def main(argv=None) -> int:
     for bits in args.bits:
         for method in args.methods:
             for seed in args.seeds:
-                cfg = RunConfig(method=method, dataset="fashion-mnist", bits=bits, seed=seed,
+                cfg = RunConfig(method=method, dataset="fashion-mnist", nbits=bits, seed=seed,
                                 epochs=args.epochs, lr=args.lr, threads=args.threads, device="cpu",
                                 schedule=args.schedule, head_lr_mult=args.head_lr_mult)
                 start = time.perf_counter()

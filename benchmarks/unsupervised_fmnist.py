@@ -4,7 +4,7 @@ Protocol: pixels scaled to [0, 1]; the database (and training set) is the 60,000
 the queries are 1,000 test images drawn with seed 0; relevance = same class label. Metrics: mAP
 over the whole ranking, mAP@1000, and precision within Hamming radius 2 (a query with nothing
 inside the radius scores 0); ties at equal distance are ranked by database index. Scores come
-from deephash_engine.metrics with its default protocol. Each method
+from deephash_engine.metrics with its default evaluation policy. Each method
 runs with its reference defaults and seed 0 at 16, 32 and 64 bits.
 
     python benchmarks/unsupervised_fmnist.py                  # full protocol (minutes)
@@ -73,7 +73,7 @@ def make_hasher(name: str, nbits: int, seed: int, threads: int | None):
 
 # ----------------------------------------------------------------------------- evaluation
 def evaluate(query_codes, db_codes, query_labels, db_labels) -> dict[str, float]:
-    """mAP@all, mAP@1000 and precision within radius 2, by the metrics module's default protocol."""
+    """mAP@all, mAP@1000 and precision within radius 2, by the metrics module's default evaluation policy."""
     return {
         "map_all": mean_average_precision(query_codes, db_codes, query_labels, db_labels, topk=None),
         "map_1000": mean_average_precision(query_codes, db_codes, query_labels, db_labels, topk=1000),
@@ -92,7 +92,7 @@ def context(args, n_db, n_queries, bits):
         "queries": n_queries,
         "bits": list(bits),
         "seed": args.seed,
-        "evaluator": "deephash_engine.metrics (default protocol)",
+        "evaluator": "deephash_engine.metrics (default policy)",
         "command": " ".join(["python", *sys.argv]),
     })
     try:

@@ -34,16 +34,29 @@ def _number_or_text(value: str):
     return yaml.safe_load(value)
 
 
+def _registered_names() -> dict[str, str]:
+    """The names each registry holds (losses, protocols, backbones, regularisers), for the help;
+    a register that needs PyTorch says so when it is missing."""
+    try:
+        from deephash_engine.deep.data import PROTOCOLS
+        from deephash_engine.deep.methods import METHODS, REGULARIZERS
+        from deephash_engine.deep.models import MODELS
+    except ImportError:
+        return dict.fromkeys(("method", "dataset", "model", "reg"), "(listed when PyTorch is installed)")
+    registries = {"method": METHODS, "dataset": PROTOCOLS, "model": MODELS, "reg": REGULARIZERS}
+    return {key: ", ".join(registry) for key, registry in registries.items()}
+
+
 def _train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a deep hashing model and evaluate it")
     p.add_argument("--out", required=True, help="run folder (created), e.g. runs/NAME")
     p.add_argument("--config", help="YAML file of run options (see configs/)")
-    p.add_argument("--method", help="dpsh, hashnet, dsh, dhn, dch, csq, greedyhash, dsdh, dtsh, dlbhc")
-    p.add_argument("--dataset", help="protocol: fashion-mnist, fashion-mnist-mini, mnist, cifar10, "
-                                     "cifar10-1, cifar10-2, nus-wide-21, imagenet-100, coco")
-    p.add_argument("--bits", type=int)
+    names = _registered_names()
+    p.add_argument("--method", help="loss: " + names["method"])
+    p.add_argument("--dataset", help="protocol: " + names["dataset"])
+    p.add_argument("--bits", dest="nbits", type=int, help="code length in bits (nbits), a multiple of 8")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--model", help="small_cnn, alexnet, vgg16, resnet18, resnet50")
+    p.add_argument("--model", help="backbone: " + names["model"])
     p.add_argument("--weights", help="local state_dict file for a torchvision backbone")
     p.add_argument("--batch-size", dest="batch_size", type=int)
     p.add_argument("--optimizer", choices=["adam", "sgd", "rmsprop"])
@@ -60,9 +73,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--list", dest="lists", action="append", metavar="PART=FILE",
                    help="image-list file per part: train=, test= (or query=), database=, or all=")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="loss hyper-parameter")
-    p.add_argument("--reg", action="append", metavar="NAME=WEIGHT",
-                   help="regulariser: quantization, cauchy_quantization, bit_balance, "
-                        "decorrelation, orthogonality")
+    p.add_argument("--reg", action="append", metavar="NAME=WEIGHT", help="regulariser: " + names["reg"])
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
     p.add_argument("--no-progress", dest="progress", action="store_false")
 
@@ -83,7 +94,7 @@ def _cmd_train(args) -> int:
     from deephash_engine.deep.run import RunConfig, load_config_file, train_run
 
     config = load_config_file(args.config) if args.config else {}
-    for key in ("method", "dataset", "bits", "epochs", "model", "weights", "batch_size",
+    for key in ("method", "dataset", "nbits", "epochs", "model", "weights", "batch_size",
                 "optimizer", "lr", "head_lr_mult", "weight_decay", "schedule", "seed", "device",
                 "threads", "eval_every", "select", "root"):
         value = getattr(args, key)
@@ -98,7 +109,7 @@ def _cmd_train(args) -> int:
     cfg = RunConfig.from_dict(config)
     summary = train_run(cfg, args.out, resume=args.resume, progress=args.progress)
     maps = ", ".join(f"mAP@{k} {v:.4f}" for k, v in summary["map"].items())
-    print(f"{cfg.method} {cfg.bits} bits on {cfg.dataset}: {maps} "
+    print(f"{cfg.method} {cfg.nbits} bits on {cfg.dataset}: {maps} "
           f"(epoch {summary['selected_epoch']} selected on validation, "
           f"{summary['train_seconds']:.0f} s training) -> {args.out}")
     return 0
@@ -107,7 +118,8 @@ def _cmd_train(args) -> int:
 def _cmd_encode(args) -> int:
     import numpy as np
 
-    from deephash_engine.deep.data import NORMALIZATION, ArrayHashingDataset, ImageListHashingDataset, read_image_list
+    from deephash_engine.datasets import NORMALIZATION, read_image_list
+    from deephash_engine.deep.data import ArrayHashingDataset, ImageListHashingDataset
     from deephash_engine.deep.evaluation import encode
     from deephash_engine.deep.run import load_trained_model
 
@@ -135,7 +147,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _cmd_train(args) if args.command == "train" else _cmd_encode(args)
-    except (ValueError, TypeError, KeyError, FileNotFoundError, ImportError) as exc:
+    except (ValueError, TypeError, KeyError, OSError, ImportError) as exc:
         print(f"deephash {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

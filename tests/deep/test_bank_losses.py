@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from deephash_engine.deep import losses as L
 from deephash_engine.deep.losses import base
-from deephash_engine.deep.losses.dpsh import log_sum, pairwise_likelihood, sigmoid_softplus_
+from deephash_engine.deep.losses.functional import log_sum, pairwise_likelihood, sigmoid_softplus_
 
 NB, NC, N, BATCH = 6, 4, 23, 5
 

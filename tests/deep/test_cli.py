@@ -18,7 +18,7 @@ needs_fmnist = pytest.mark.skipif(
 def test_config_rejects_unknown_keys_and_bad_bits():
     with pytest.raises(ValueError, match="unknown \\['epoch'\\]"):
         RunConfig.from_dict({"epoch": 3})
-    with pytest.raises(ValueError, match="bits: expected a positive multiple of 8, got 12"):
+    with pytest.raises(ValueError, match="nbits: expected a positive multiple of 8, got 12"):
         RunConfig.from_dict({"bits": 12})
 
 
@@ -42,7 +42,7 @@ def test_train_then_encode(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "csq 16 bits on fashion-mnist-mini: mAP@all" in printed
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["method"] == "csq" and summary["bits"] == 16  # the command line wins
+    assert summary["method"] == "csq" and summary["nbits"] == 16  # the command line wins
     assert summary["counts"] == {"train": 2000, "val": 500, "query": 500, "database": 5000}
     assert summary["map"]["all"] > 0.5
     for name in ("config.yaml", "split.npz", "split.json", "codes.npz", "model.pt", "report.json",
@@ -57,7 +57,7 @@ def test_train_then_encode(tmp_path, capsys):
     assert np.array_equal(index.reconstruct(17), codes["database_codes"][17])
 
     # encode: the run's own query images give back the run's query codes
-    from deephash_engine.deep.data import load_fashion_mnist_pool
+    from deephash_engine.datasets import load_fashion_mnist_pool
 
     pool = load_fashion_mnist_pool()
     images = pool.images[codes["query_index"][:40]]
@@ -84,3 +84,27 @@ def test_every_shipped_config_is_a_valid_run_config(path):
 
     cfg = RunConfig.from_dict(load_config_file(path))
     assert cfg.method in METHODS
+
+
+def test_train_help_lists_every_registered_name_including_a_new_loss(capsys, monkeypatch):
+    from deephash_engine.deep.data import PROTOCOLS
+    from deephash_engine.deep.losses import LOSSES, HashLoss
+    from deephash_engine.deep.methods import METHODS, REGULARIZERS
+    from deephash_engine.deep.models import MODELS
+
+    class ZeroLoss(HashLoss):  # one class with a method name is all a new loss needs
+        method = "zero-test-loss"
+
+        def compute(self, u, target, index):
+            return u.sum() * 0.0
+
+    monkeypatch.setenv("COLUMNS", "10000")  # no wrapping (argparse may break names at hyphens)
+    try:
+        assert METHODS["zero-test-loss"] is ZeroLoss
+        with pytest.raises(SystemExit):
+            main(["train", "--help"])
+        text = capsys.readouterr().out
+    finally:
+        del LOSSES["zero-test-loss"]
+    for name in [*METHODS, "zero-test-loss", *PROTOCOLS, *MODELS, *REGULARIZERS]:
+        assert name in text, name

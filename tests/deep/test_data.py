@@ -8,19 +8,16 @@ import numpy as np
 import pytest
 import torch
 
+from deephash_engine.datasets import fashion_mnist_dir, load_cifar10_pool, load_mnist_pool, read_image_list
 from deephash_engine.deep.data import (
     PROTOCOLS,
     ArrayHashingDataset,
     Split,
     get_protocol,
-    load_cifar10_pool,
-    load_mnist_pool,
     load_protocol,
     make_loader,
-    read_image_list,
     stratified_pick,
 )
-from deephash_engine.datasets import fashion_mnist_dir
 
 needs_fmnist = pytest.mark.skipif(
     fashion_mnist_dir() is None, reason="needs Fashion-MNIST (apt-get install dataset-fashion-mnist)"

@@ -6,7 +6,8 @@ import torch
 
 from deephash_engine.datasets import fashion_mnist_dir
 from deephash_engine.deep.data import ArrayHashingDataset, load_protocol
-from deephash_engine.deep.evaluation import encode, mean_average_precision, pack_codes
+from deephash_engine.deep.evaluation import encode, pack_codes
+from deephash_engine.metrics import mean_average_precision
 from deephash_engine.deep.methods import build_loss
 from deephash_engine.deep.models import build_model
 from deephash_engine.deep.trainer import Trainer, build_optimizer, build_scheduler
@@ -61,7 +62,7 @@ def test_best_checkpoint_follows_validation_only(tmp_path):
     tr.fit(3)
     vals = [h["val_map"] for h in tr.history]
     assert tr.best["val_map"] == max(vals) and tr.best["epoch"] == vals.index(max(vals)) + 1
-    best = torch.load(tmp_path / "best.pt", weights_only=False)
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
     assert best["epoch"] == tr.best["epoch"] and best["config"] == {}
     assert (tmp_path / "last.pt").is_file()
 

@@ -18,6 +18,7 @@ from deephash_engine.hashing import (
     SH,
     Hasher,
     HasherFileError,
+    HasherFormatError,
     NotFittedError,
     SpH,
     load_hasher,
@@ -255,3 +256,68 @@ def test_failed_refit_leaves_the_fitted_hasher_unchanged(blobs):
     with pytest.raises(ValueError):
         fresh.fit(degenerate)
     assert not fresh.is_fitted and not hasattr(fresh, "anchors_")
+
+
+def _params_say(path, dst, **changes):
+    """Rewrite a saved hasher with some stored parameters changed (the arrays stay as fitted)."""
+    with np.load(path) as archive:
+        params = json.loads(str(archive["params"]))
+    params.update(changes)
+    _rewrite(path, dst, params=np.array(json.dumps(params, sort_keys=True)))
+
+
+def test_load_refuses_arrays_that_do_not_fit_the_stored_nbits(method_name, small_hasher, blobs, tmp_path):
+    X, _ = blobs
+    hasher = small_hasher(method_name).fit(X)  # 16-bit arrays
+    good = tmp_path / "good.npz"
+    hasher.save(good)
+    lying = tmp_path / "lying.npz"
+    _params_say(good, lying, nbits=24)  # the parameters now say 24 bits
+    with pytest.raises(ValueError, match=r"learned/\w+_: expected shape .*nbits=24") as caught:
+        Hasher.load(lying)
+    assert isinstance(caught.value, HasherFormatError) and isinstance(caught.value, HasherFileError)
+
+
+def test_load_refuses_a_learned_array_of_another_dtype_or_width(method_name, small_hasher, blobs, tmp_path):
+    X, _ = blobs
+    hasher = small_hasher(method_name).fit(X)
+    good = tmp_path / "good.npz"
+    hasher.save(good)
+    first = type(hasher)._learned[0]
+    value = np.asarray(getattr(hasher, first))
+    as_float32 = tmp_path / "float32.npz"
+    _rewrite(good, as_float32, **{"learned/" + first: value.astype(np.float32)})
+    with pytest.raises(HasherFormatError, match=f"learned/{first}: expected dtype float64, got float32"):
+        Hasher.load(as_float32)
+    wider = tmp_path / "features.npz"
+    _rewrite(good, wider, n_features_in=np.array(X.shape[1] + 1))
+    with pytest.raises(HasherFormatError, match=f"n_features_in={X.shape[1] + 1}"):
+        Hasher.load(wider)
+
+
+def test_load_refuses_values_encode_cannot_use(blobs, tmp_path):
+    X, _ = blobs
+    path = tmp_path / "sh.npz"
+    sh = SH(16).fit(X)
+    sh.save(path)
+    modes = sh.modes_.copy()
+    modes[0, 0] = 99  # a principal direction the file does not hold
+    _rewrite(path, tmp_path / "modes.npz", **{"learned/modes_": modes})
+    with pytest.raises(HasherFormatError, match="learned/modes_"):
+        Hasher.load(tmp_path / "modes.npz")
+    agh = tmp_path / "agh.npz"
+    AGH(16, n_anchors=40).fit(X).save(agh)
+    _rewrite(agh, tmp_path / "sigma.npz", **{"learned/sigma_": np.array(0.0)})
+    with pytest.raises(HasherFormatError, match="learned/sigma_: expected > 0"):
+        Hasher.load(tmp_path / "sigma.npz")
+    _rewrite(agh, tmp_path / "nan.npz", **{"learned/anchors_": np.full((40, X.shape[1]), np.nan)})
+    with pytest.raises(HasherFormatError, match="learned/anchors_: expected finite"):
+        Hasher.load(tmp_path / "nan.npz")
+
+
+def test_a_registered_hasher_must_state_its_learned_layout():
+    with pytest.raises(TypeError, match="must define _learned_layout"):
+
+        class Unchecked(Hasher):  # noqa: F841 - defining it is the test
+            method = "unchecked-test"
+            _learned = ("weights_",)

@@ -95,7 +95,7 @@ QL, DL = np.array([0, 1]), np.array([0, 1, 1])
         ({"topk": 0}, ValueError, "topk.*>= 1.*None"),
         ({"topk": -1}, ValueError, "topk.*>= 1.*got -1"),
         ({"topk": 2.0}, TypeError, "topk.*int"),
-        ({"protocol": "dhp"}, ValueError, "protocol.*'deephash-pytorch'.*'dhp'"),
+        ({"policy": "dhp"}, ValueError, "policy.*'deephash-pytorch'.*'dhp'"),
     ],
 )
 def test_map_rejects_bad_arguments(kwargs, error, match):

@@ -1,4 +1,4 @@
-"""Protocol presets against literal re-statements of the original evaluators, evaluate() reports
+"""EvalPolicy presets against literal re-statements of the original evaluators, evaluate() reports
 and plot_report()."""
 
 from __future__ import annotations
@@ -71,11 +71,11 @@ def test_deephash_pytorch_preset_matches_calc_top_map(data):
     qB, rB = pm1(q), pm1(db)
     for topk in (None, 50, 400):
         want = deephash_pytorch_map(qB, rB, ql, dl, 400 if topk is None else topk)
-        got = metrics.mean_average_precision(q, db, ql, dl, topk, protocol="deephash-pytorch")
+        got = metrics.mean_average_precision(q, db, ql, dl, topk, policy="deephash-pytorch")
         assert got == pytest.approx(want, abs=1e-12)
     ranks = [1, 10, 100, 400]
     want_p, want_r = deephash_pytorch_pr(qB, rB, ql, dl, ranks)
-    curve = metrics.pr_curve_by_rank(qB, rB, ql, dl, ranks, protocol="deephash-pytorch")
+    curve = metrics.pr_curve_by_rank(qB, rB, ql, dl, ranks, policy="deephash-pytorch")
     np.testing.assert_allclose(curve.precision, want_p, atol=1e-12)
     np.testing.assert_allclose(curve.recall, want_r, atol=1e-12)
     assert curve.n_queries == int((ql @ dl.T > 0).any(axis=1).sum()) < len(ql)
@@ -85,35 +85,35 @@ def test_hashnet_preset_skips_queries_with_nothing_retrieved(data):
     q, db, ql, dl = data
     for topk in (20, 400):
         want = hashnet_map(pm1(q), pm1(db), ql, dl, topk)
-        assert metrics.mean_average_precision(q, db, ql, dl, topk, protocol="hashnet") == pytest.approx(want, abs=1e-12)
+        assert metrics.mean_average_precision(q, db, ql, dl, topk, policy="hashnet") == pytest.approx(want, abs=1e-12)
     # HashNet's skipping makes it optimistic next to DeepHash-pytorch's zeros.
-    assert metrics.mean_average_precision(q, db, ql, dl, 20, protocol="hashnet") > metrics.mean_average_precision(
-        q, db, ql, dl, 20, protocol="deephash-pytorch"
+    assert metrics.mean_average_precision(q, db, ql, dl, 20, policy="hashnet") > metrics.mean_average_precision(
+        q, db, ql, dl, 20, policy="deephash-pytorch"
     )
 
 
 def test_protocol_resolution():
-    assert metrics.resolve_protocol(None) == metrics.PROTOCOLS["default"]
-    p = metrics.resolve_protocol("hashnet")
+    assert metrics.resolve_policy(None) == metrics.EVAL_POLICIES["default"]
+    p = metrics.resolve_policy("hashnet")
     assert (p.ties, p.normalize, p.empty) == ("index", "retrieved", "skip")
-    same = metrics.resolve_protocol("hashnet", empty="skip")
+    same = metrics.resolve_policy("hashnet", empty="skip")
     assert same.name == "hashnet"
-    custom = metrics.resolve_protocol("hashnet", ties="expected")
+    custom = metrics.resolve_policy("hashnet", ties="expected")
     assert (custom.name, custom.ties, custom.empty) == ("hashnet+custom", "expected", "skip")
     with pytest.raises(ValueError, match="curve_empty"):
-        metrics.resolve_protocol(None, curve_empty="drop")
+        metrics.resolve_policy(None, curve_empty="drop")
 
 
 def test_evaluate_report(data, tmp_path):
     q, db, ql, dl = data
-    rep = metrics.evaluate(q, db, ql, dl, protocol="deephash-pytorch", topk=100, ks=[1, 10, 100])
-    assert rep.protocol.name == "deephash-pytorch" and rep.map_name == "mAP@100"
+    rep = metrics.evaluate(q, db, ql, dl, policy="deephash-pytorch", topk=100, ks=[1, 10, 100])
+    assert rep.policy.name == "deephash-pytorch" and rep.map_name == "mAP@100"
     assert (rep.n_queries, rep.n_db, rep.nbits, rep.label_kind) == (40, 400, 16, "multi-hot")
-    assert rep.map == metrics.mean_average_precision(q, db, ql, dl, 100, protocol="deephash-pytorch")
+    assert rep.map == metrics.mean_average_precision(q, db, ql, dl, 100, policy="deephash-pytorch")
     np.testing.assert_array_equal(
-        rep.precision_at_k, metrics.precision_at_k(q, db, ql, dl, [1, 10, 100], protocol="deephash-pytorch")
+        rep.precision_at_k, metrics.precision_at_k(q, db, ql, dl, [1, 10, 100], policy="deephash-pytorch")
     )
-    full = metrics.hamming_radius_metrics(q, db, ql, dl, protocol="deephash-pytorch")
+    full = metrics.hamming_radius_metrics(q, db, ql, dl, policy="deephash-pytorch")
     np.testing.assert_array_equal(rep.radius.map, full.map)
     assert rep.radius.radii.tolist() == list(range(17))
     assert rep.pr_curve.ranks[-1] == 400 and rep.pr_curve.recall[-1] == pytest.approx(1.0)
@@ -121,7 +121,7 @@ def test_evaluate_report(data, tmp_path):
     assert rep.map_queries == 40 and rep.pr_curve.n_queries < 40
     assert np.isnan(rep.average_precision).sum() == 0
     decoded = json.loads(rep.to_json())
-    assert decoded["protocol"]["name"] == "deephash-pytorch" and decoded["map"] == rep.map
+    assert decoded["policy"]["name"] == "deephash-pytorch" and decoded["map"] == rep.map
     assert decoded["precision_at_k"]["10"] == rep.precision_at_k[1]
     assert "mAP@100" in rep.summary() and "ties=index" in rep.summary()
     assert metrics.evaluate(q, db, ql, dl).map_name == "mAP@all"
@@ -129,7 +129,7 @@ def test_evaluate_report(data, tmp_path):
 
 def test_evaluate_marks_skipped_queries(data):
     q, db, ql, dl = data
-    rep = metrics.evaluate(q, db, ql, dl, protocol="hashnet", topk=20)
+    rep = metrics.evaluate(q, db, ql, dl, policy="hashnet", topk=20)
     skipped = np.isnan(rep.average_precision)
     assert skipped.any() and rep.map_queries == (~skipped).sum()
     assert rep.map == pytest.approx(np.nanmean(rep.average_precision), abs=1e-15)

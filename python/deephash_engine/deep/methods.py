@@ -1,5 +1,7 @@
 """Method names -> loss constructors, so a run can be described by plain data (CLI, YAML).
 
+The names come from the registries of :mod:`.losses` (losses and regularisers).
+
 ``build_loss(method, nbits, num_train, num_classes, **params)`` passes only what the method's
 constructor takes; ``params`` override its published defaults.
 """
@@ -11,25 +13,12 @@ from typing import Any
 
 from . import losses as L
 
-METHODS: dict[str, type] = {
-    "dpsh": L.DPSHLoss,
-    "hashnet": L.HashNetLoss,
-    "dsh": L.DSHLoss,
-    "dhn": L.DHNLoss,
-    "dch": L.DCHLoss,
-    "csq": L.CSQLoss,
-    "greedyhash": L.GreedyHashLoss,
-    "dsdh": L.DSDHLoss,
-    "dtsh": L.DTSHLoss,
-    "dlbhc": L.DLBHCLoss,
-}
+#: Method name -> loss class: the loss registry (a loss registers itself when its module is
+#: imported, see :class:`.losses.HashLoss`), so it always lists every loss defined.
+METHODS: dict[str, type] = L.LOSSES
 
-REGULARIZERS: dict[str, type] = {
-    "quantization": L.QuantizationPenalty,
-    "cauchy_quantization": L.CauchyQuantization,
-    "bit_balance": L.BitBalance,
-    "decorrelation": L.BitDecorrelation,
-}
+#: Regulariser name -> class (:data:`.losses.regularizers.REGULARIZERS`).
+REGULARIZERS: dict[str, type] = L.REGULARIZERS
 
 
 def build_loss(method: str, nbits: int, num_train: int, num_classes: int,
@@ -51,16 +40,16 @@ def build_loss(method: str, nbits: int, num_train: int, num_classes: int,
 
 
 def add_regularizers(loss: L.HashLoss, spec: dict[str, float], model=None) -> L.HashLoss:
-    """Add ``{name: weight}`` regularisers; ``orthogonality`` needs the model's hash layer."""
+    """Add ``{name: weight}`` regularisers; one that takes the hash layer (``orthogonality``)
+    needs the model."""
     for name, weight in spec.items():
-        if name == "orthogonality":
+        if name not in REGULARIZERS:
+            raise ValueError(f"regularizer: expected one of {sorted(REGULARIZERS)}, got {name!r}")
+        cls = REGULARIZERS[name]
+        if getattr(cls, "takes_hash_layer", False):
             if model is None:
-                raise ValueError("model: the orthogonality penalty needs the model, got None")
-            loss.add_regularizer(L.OrthogonalityPenalty(model.hash_layer), weight)
-        elif name in REGULARIZERS:
-            loss.add_regularizer(REGULARIZERS[name](), weight)
+                raise ValueError(f"model: the {name} penalty needs the model, got None")
+            loss.add_regularizer(cls(model.hash_layer), weight)
         else:
-            raise ValueError(
-                f"regularizer: expected one of {sorted(REGULARIZERS) + ['orthogonality']}, got {name!r}"
-            )
+            loss.add_regularizer(cls(), weight)
     return loss

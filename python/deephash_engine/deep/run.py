@@ -25,18 +25,45 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from .. import FlatIndex
+from .._atomic import atomic_write_text
+from ..datasets import NORMALIZATION
+from ..metrics import evaluate, mean_average_precision, plot_report
+from .checkpoints import CheckpointError, load_checkpoint
 from .data.datasets import load_protocol
-from .evaluation import encode, mean_average_precision
+from .evaluation import encode
 from .methods import add_regularizers, build_loss
 from .models import build_model
 from .trainer import Trainer, build_optimizer, build_scheduler, resolve_device
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message: scalars as repr (cut at 80 characters), anything else by
+    its type (a container from a damaged file can be huge or nested past the recursion limit)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        text = repr(value)
+        return text if len(text) <= 80 else text[:77] + "..."
+    return f"a {type(value).__name__}"
+
+
+def _current_keys(data: Any) -> dict:
+    """A copy of a config mapping with the old key ``bits`` (configs and run folders written
+    before the rename) renamed to ``nbits``."""
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise ValueError(f"config: expected a mapping with string keys, got a {type(data).__name__}")
+    data = dict(data)
+    if "bits" in data:
+        if "nbits" in data:
+            raise ValueError("config: expected one of 'nbits' or 'bits' (its old name), got both")
+        data["nbits"] = data.pop("bits")
+    return data
 
 
 @dataclass
 class RunConfig:
     method: str = "dpsh"
     dataset: str = "fashion-mnist"
-    bits: int = 64
+    nbits: int = 64
     model: str = "small_cnn"
     weights: Optional[str] = None
     epochs: int = 3
@@ -63,17 +90,22 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunConfig":
+        """Validate and build; ``bits``, the key of configs written before, means ``nbits``."""
+        data = _current_keys(data)
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"config: expected keys among {sorted(known)}, got unknown {sorted(unknown)}")
         cfg = cls(**data)
         if cfg.select not in ("best_val", "last"):
-            raise ValueError(f"select: expected 'best_val' or 'last', got {cfg.select!r}")
-        if not isinstance(cfg.bits, int) or cfg.bits <= 0 or cfg.bits % 8:
-            raise ValueError(f"bits: expected a positive multiple of 8, got {cfg.bits!r}")
-        if cfg.epochs < 0:
-            raise ValueError(f"epochs: expected >= 0, got {cfg.epochs}")
+            raise ValueError(f"select: expected 'best_val' or 'last', got {_shown(cfg.select)}")
+        if type(cfg.nbits) is not int or cfg.nbits <= 0 or cfg.nbits % 8:
+            raise ValueError(f"nbits: expected a positive multiple of 8, got {_shown(cfg.nbits)}")
+        if type(cfg.epochs) is not int or cfg.epochs < 0:
+            raise ValueError(f"epochs: expected an int >= 0, got {_shown(cfg.epochs)}")
+        for name in ("method", "dataset", "model"):
+            if not isinstance(getattr(cfg, name), str):
+                raise ValueError(f"{name}: expected a string, got {_shown(getattr(cfg, name))}")
         return cfg
 
 
@@ -84,13 +116,11 @@ def load_config_file(path: str | os.PathLike) -> dict:
         data = yaml.safe_load(fh) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
-    return data
+    return _current_keys(data)
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_jsonable) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_jsonable) + "\n")
 
 
 def _jsonable(x: Any) -> Any:
@@ -111,12 +141,8 @@ def _val_database(train, size: int, seed: int):
     return train.subset(pick)
 
 
-def write_report(out: Path, q, d, ql, dl, topk: Optional[int], title: str) -> Optional[dict]:
-    """Metrics report JSON (+ plots) through deephash_engine.metrics; None when it is absent."""
-    try:
-        from deephash_engine.metrics import evaluate, plot_report
-    except ImportError:
-        return None
+def write_report(out: Path, q, d, ql, dl, topk: Optional[int], title: str) -> dict:
+    """Metrics report JSON (+ plots when matplotlib is installed)."""
     report = evaluate(q, d, ql, dl, topk=topk)
     _write_json(out / "report.json", report.to_dict())
     try:
@@ -126,15 +152,10 @@ def write_report(out: Path, q, d, ql, dl, topk: Optional[int], title: str) -> Op
     return report.to_dict()
 
 
-def save_flat_index(codes: np.ndarray, nbits: int, path: Path) -> bool:
-    try:
-        from deephash_engine import FlatIndex
-    except ImportError:
-        return False
+def save_flat_index(codes: np.ndarray, nbits: int, path: Path) -> None:
     index = FlatIndex(nbits)
     index.add(codes)
     index.save(path)
-    return True
 
 
 def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: bool = False,
@@ -148,13 +169,13 @@ def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: b
     if cfg.threads is not None:
         torch.set_num_threads(int(cfg.threads))
     device = resolve_device(cfg.device)
-    (out / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=True))
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(asdict(cfg), sort_keys=True))
 
     data = load_protocol(cfg.dataset, seed=cfg.seed, root=cfg.root, lists=cfg.lists or None,
                          split_path=out / "split.npz", flip=cfg.flip)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, cfg.bits, data.in_channels, data.image_size, cfg.weights)
-    loss = build_loss(cfg.method, cfg.bits, len(data.train), data.num_classes, **cfg.loss_params)
+    model = build_model(cfg.model, cfg.nbits, data.in_channels, data.image_size, cfg.weights)
+    loss = build_loss(cfg.method, cfg.nbits, len(data.train), data.num_classes, **cfg.loss_params)
     add_regularizers(loss, cfg.regularizers, model)
     optimizer = build_optimizer(model, loss, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.head_lr_mult)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.epochs, cfg.step_size, cfg.gamma)
@@ -179,18 +200,17 @@ def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: b
              database_labels=dl, query_index=data.split.query, database_index=data.split.database)
     maps = {("all" if k is None else str(k)): mean_average_precision(q, d, ql, dl, topk=k)
             for k in cfg.map_topk}
-    report = write_report(out, q, d, ql, dl, data.split.topk,
-                          f"{cfg.method} {cfg.bits} bits on {cfg.dataset}")
-    indexed = save_flat_index(d, cfg.bits, out / "database.index")
+    write_report(out, q, d, ql, dl, data.split.topk,
+                          f"{cfg.method} {cfg.nbits} bits on {cfg.dataset}")
+    save_flat_index(d, cfg.nbits, out / "database.index")
     summary = {
-        "method": cfg.method, "dataset": cfg.dataset, "bits": cfg.bits, "seed": cfg.seed,
+        "method": cfg.method, "dataset": cfg.dataset, "nbits": cfg.nbits, "seed": cfg.seed,
         "epochs": cfg.epochs, "map": maps, "protocol_topk": data.split.topk,
         "selected_epoch": selected["epoch"] if selected else trainer.epoch,
         "best_val_map": selected["val_map"] if selected else None,
         "train_seconds": train_seconds, "device": str(device), "threads": torch.get_num_threads(),
         "counts": data.split.counts(), "history": trainer.history,
-        "report": "report.json" if report else None,
-        "index": "database.index" if indexed else None,
+        "report": "report.json", "index": "database.index",
     }
     trainer.save_checkpoint(
         out / "model.pt", codes={"query": q, "database": d}, labels={"query": ql, "database": dl},
@@ -201,14 +221,63 @@ def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: b
     return summary
 
 
+#: Bounds on what a run folder may ask the model builder for (the checkpoint's tensors are
+#: compared with the model before loading; these keep the comparison itself cheap).
+_MAX_CHANNELS, _MAX_IMAGE_SIZE = 64, 4096
+
+
+def _run_checkpoint_fields(ckpt: dict, path: Path) -> tuple[RunConfig, dict, dict]:
+    """(config, data facts, model state) of a run checkpoint, each checked for type and range."""
+    for key, kind in (("config", dict), ("data", dict), ("model", dict)):
+        if not isinstance(ckpt.get(key), kind):
+            raise CheckpointError(f"{path}: expected a {kind.__name__} under {key!r}, got "
+                                  f"{type(ckpt.get(key)).__name__}")
+    try:
+        cfg = RunConfig.from_dict(ckpt["config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: bad config: {exc}") from None
+    info = ckpt["data"]
+    for key, top in (("in_channels", _MAX_CHANNELS), ("image_size", _MAX_IMAGE_SIZE)):
+        if type(info.get(key)) is not int or not 1 <= info[key] <= top:
+            raise CheckpointError(f"{path}: data.{key}: expected an int in [1, {top}], got {_shown(info.get(key))}")
+    if not isinstance(info.get("source"), str) or info["source"] not in NORMALIZATION:
+        raise CheckpointError(f"{path}: data.source: expected one of {sorted(NORMALIZATION)}, "
+                              f"got {_shown(info.get('source'))}")
+    state = ckpt["model"]
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{path}: model: expected a state dict of named tensors")
+    return cfg, info, state
+
+
+def _check_state_fits(model: torch.nn.Module, state: dict, path: Path) -> None:
+    """The tensors of ``state`` are exactly the model's (names, shapes, dtypes)."""
+    expected = model.state_dict()
+    if set(expected) != set(state):
+        missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        raise CheckpointError(f"{path}: model: tensors do not match the configured model "
+                              f"(missing {missing[:5]}, unexpected {extra[:5]})")
+    for name, tensor in expected.items():
+        got = state[name]
+        if got.shape != tensor.shape or got.dtype != tensor.dtype:
+            raise CheckpointError(f"{path}: model.{name}: expected {tuple(tensor.shape)} {tensor.dtype}, "
+                                  f"got {tuple(got.shape)} {got.dtype}")
+
+
 def load_trained_model(run_dir: str | os.PathLike, device: str = "cpu"):
-    """(model, checkpoint) from a run folder's model.pt, ready for :func:`encode`."""
+    """(model, checkpoint) from a run folder's model.pt, ready for :func:`encode`.
+
+    The file is read with ``weights_only=True`` (:func:`.checkpoints.load_checkpoint`) and checked
+    against the model its config describes; a damaged or foreign file raises
+    :class:`.checkpoints.CheckpointError` (a ValueError), a missing one FileNotFoundError.
+    """
     path = Path(run_dir) / "model.pt"
     if not path.is_file():
         raise FileNotFoundError(f"run_dir: expected {path} (a finished 'deephash train' run), not found")
-    ckpt = torch.load(path, map_location=device, weights_only=False)
-    cfg = RunConfig.from_dict(ckpt["config"])
-    info = ckpt["data"]
-    model = build_model(cfg.model, cfg.bits, info["in_channels"], info["image_size"])
-    model.load_state_dict(ckpt["model"])
+    ckpt = load_checkpoint(path, map_location="cpu")
+    cfg, info, state = _run_checkpoint_fields(ckpt, path)
+    with torch.device("meta"):  # the shapes only, with no memory behind them
+        skeleton = build_model(cfg.model, cfg.nbits, info["in_channels"], info["image_size"])
+    _check_state_fits(skeleton, state, path)
+    model = build_model(cfg.model, cfg.nbits, info["in_channels"], info["image_size"])
+    model.load_state_dict(state)
     return model.to(device).eval(), ckpt

@@ -5,7 +5,8 @@
   epoch e continues exactly as the uninterrupted run would have.
 - **Checkpoints**: ``last.pt`` after every epoch, ``best.pt`` whenever validation mAP improves;
   each holds the config, model, loss (with its per-sample state), optimiser, scheduler, epoch
-  and metric history, written atomically.
+  and metric history, written atomically in plain values that load with ``weights_only=True``
+  (:mod:`.checkpoints`).
 - **Validation**: every ``eval_every`` epochs, mAP of the validation queries against a database
   drawn from the training set. The query set never takes part in choosing a checkpoint.
 - **Progress**: tqdm bars, off with ``progress=False``; the trainer prints nothing else.
@@ -21,10 +22,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from .checkpoints import CHECKPOINT_VERSION, READABLE_VERSIONS, load_checkpoint, save_checkpoint
 from .data.datasets import make_loader
-from .evaluation import encode, mean_average_precision
-
-CHECKPOINT_VERSION = 1
+from ..metrics import mean_average_precision
+from .evaluation import encode
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -82,16 +83,6 @@ def train_step(model: nn.Module, loss: nn.Module, optimizer: torch.optim.Optimiz
     value.backward()
     optimizer.step()
     return float(value.detach())
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class Trainer:
@@ -202,8 +193,8 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("version") != CHECKPOINT_VERSION:
-            raise ValueError(f"checkpoint: expected version {CHECKPOINT_VERSION}, got {state.get('version')}")
+        if state.get("version") not in READABLE_VERSIONS:
+            raise ValueError(f"checkpoint: expected version in {READABLE_VERSIONS}, got {state.get('version')}")
         self.model.load_state_dict(state["model"])
         self.loss.load_state_dict(state["loss"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -218,19 +209,18 @@ class Trainer:
         """Write the trainer state plus ``extra`` entries (e.g. codes and labels)."""
         state = self.state_dict()
         state.update(extra)
-        _atomic_save(state, Path(path))
+        save_checkpoint(state, path)
         return Path(path)
 
     def resume(self, path: str | os.PathLike) -> "Trainer":
-        state = torch.load(os.fspath(path), map_location=self.device, weights_only=False)
-        self.load_state_dict(state)
+        self.load_state_dict(load_checkpoint(path, map_location=self.device))
         return self
 
     def load_best(self) -> Optional[dict]:
         """Load the weights of the epoch with the best validation mAP (if any checkpoint has it)."""
         if self.checkpoint_dir is None or self.best is None:
             return None
-        state = torch.load(self.checkpoint_dir / "best.pt", map_location=self.device, weights_only=False)
+        state = load_checkpoint(self.checkpoint_dir / "best.pt", map_location=self.device)
         self.model.load_state_dict(state["model"])
         self.loss.load_state_dict(state["loss"])
         return self.best

@@ -11,7 +11,14 @@ DGH (discrete graph), SGH (stochastic generative hashing; training needs PyTorch
 """
 
 from .agh import AGH
-from .base import Hasher, HasherFileError, NotFittedError, load_hasher, registered_methods
+from .base import (
+    Hasher,
+    HasherFileError,
+    HasherFormatError,
+    NotFittedError,
+    load_hasher,
+    registered_methods,
+)
 from .dgh import DGH
 from .itq import ITQ
 from .lsh import LSH
@@ -30,6 +37,7 @@ __all__ = [
     "SH",
     "Hasher",
     "HasherFileError",
+    "HasherFormatError",
     "NotFittedError",
     "SpH",
     "load_hasher",

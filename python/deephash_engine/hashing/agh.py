@@ -72,6 +72,11 @@ class AGH(AnchorGraphHasher):
         self.weights_ = W
         self.thresholds_ = thresholds
 
+    def _learned_layout(self):
+        n_eig = self.nbits // self.layers
+        return {**self._anchor_layout(), "weights_": ("float64", ("anchors", n_eig)),
+                "thresholds_": ("float64", (0 if self.layers == 1 else n_eig, 2))}
+
     def _project(self, X: np.ndarray) -> np.ndarray:
         Y = self._graph(X) @ self.weights_
         if self.layers == 1:

@@ -174,6 +174,13 @@ class AnchorGraphHasher(Hasher):
         self.sigma_ = np.float64(sigma)
         return Z
 
+    def _anchor_layout(self) -> dict:
+        """The learned arrays every anchor-graph hasher stores (see Hasher._learned_layout)."""
+        return {"anchors_": ("float64", ("anchors", self.n_features_in_)), "sigma_": ("float64", ())}
+
+    def _check_learned_values(self):
+        return None if self.sigma_ > 0 else f"learned/sigma_: expected > 0, got {float(self.sigma_)}"
+
     def _graph(self, X: np.ndarray) -> sp.csr_matrix:
         s = min(self.n_neighbors, self.anchors_.shape[0])
         return anchor_graph(X, self.anchors_, s, float(self.sigma_))

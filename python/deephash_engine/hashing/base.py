@@ -14,18 +14,26 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import tempfile
 import zipfile
+import zlib
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from .._atomic import atomic_write
+from .._checks import check_positive_int
 from ._pack import pack_signs
 
 FILE_FORMAT = "deephash_engine.hashing"
 FILE_VERSION = 1
 
 _REGISTRY: dict[str, type[Hasher]] = {}
+
+#: What reading a damaged or foreign archive raises: zipfile reports an unsupported zip version,
+#: compression or encryption as NotImplementedError or RuntimeError, a bad deflate stream as
+#: zlib.error.
+_ARCHIVE_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError,
+                   RuntimeError, zlib.error)
 HasherT = TypeVar("HasherT", bound="Hasher")
 
 
@@ -35,6 +43,12 @@ class NotFittedError(RuntimeError):
 
 class HasherFileError(OSError):
     """A file is not a saved hasher, was written by a newer version, or holds another method."""
+
+
+class HasherFormatError(HasherFileError, ValueError):
+    """A saved hasher's arrays do not fit its stored parameters (shape, dtype or values).
+
+    Both a HasherFileError (an OSError, like every bad hasher file) and a ValueError (bad data)."""
 
 
 def _check_nbits(nbits: Any) -> int:
@@ -63,15 +77,6 @@ def check_matrix(X: Any, name: str = "X") -> np.ndarray:
     return arr
 
 
-def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    """Validate an integer parameter that must be >= minimum."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected an int >= {minimum}, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
-    return int(value)
-
-
 def check_positive_float(value: Any, name: str, allow_zero: bool = False) -> float:
     """Validate a finite real parameter that must be > 0 (or >= 0 with allow_zero)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -96,6 +101,9 @@ class Hasher:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.method:
+            if cls._learned_layout is Hasher._learned_layout:
+                raise TypeError(f"{cls.__name__}: a registered hasher must define _learned_layout "
+                                "(Hasher.load checks the stored arrays against it)")
             _REGISTRY[cls.method] = cls
 
     def __init__(self, nbits: int, seed: int = 0) -> None:
@@ -179,6 +187,17 @@ class Hasher:
     def _fit(self, X: np.ndarray) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _learned_layout(self) -> dict[str, tuple[str, tuple[int | str, ...]]]:  # pragma: no cover
+        """Name -> (dtype, shape) of every learned array, for these parameters and
+        ``n_features_in_``. A string in a shape is a size the data decided when fitting (at least
+        1, and equal wherever the same string appears)."""
+        raise NotImplementedError
+
+    def _check_learned_values(self) -> str | None:
+        """A sentence naming the learned field whose values cannot be used, or None (default:
+        no check beyond shapes, dtypes and finiteness)."""
+        return None
+
     def _project(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -195,19 +214,8 @@ class Hasher:
         }
         for name in self._learned:
             payload["learned/" + name] = np.asarray(getattr(self, name))
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-hasher-", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_write(path) as fh:
+            np.savez(fh, **payload)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Hasher:
@@ -222,14 +230,15 @@ class Hasher:
                 contents = {key: archive[key] for key in archive.files}
         except FileNotFoundError:
             raise
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        except _ARCHIVE_ERRORS as exc:
             raise HasherFileError(f"{path}: not a saved hasher (expected an .npz archive): {exc}") from exc
         if str(contents.get("format", "")) != FILE_FORMAT:
             raise HasherFileError(
                 f"{path}: not a saved hasher (expected format tag {FILE_FORMAT!r}, "
                 f"got {str(contents['format']) if 'format' in contents else 'none'!r})"
             )
-        version = int(contents.get("format_version", -1))
+        stored_version = contents.get("format_version", np.array(-1))
+        version = int(stored_version) if stored_version.shape == () and stored_version.dtype.kind in "iu" else -1
         if version < 1 or version > FILE_VERSION:
             raise HasherFileError(
                 f"{path}: format version {version} is not supported (this build reads 1..{FILE_VERSION})"
@@ -242,13 +251,49 @@ class Hasher:
             raise HasherFileError(f"{path}: holds a {method} model, expected {cls.method}")
         try:
             params = json.loads(str(contents["params"]))
+            if not isinstance(params, dict):
+                raise TypeError(f"params: expected a JSON object, got {type(params).__name__}")
             model = target(**params)
             for name in target._learned:
                 setattr(model, name, contents["learned/" + name])
-            model.n_features_in_ = int(contents["n_features_in"])
-        except (KeyError, TypeError, ValueError) as exc:
+            model.n_features_in_ = _stored_int(contents["n_features_in"], "n_features_in")
+        except (KeyError, TypeError, ValueError, RecursionError) as exc:
             raise HasherFileError(f"{path}: damaged {method} file: {exc}") from exc
+        _check_learned(model, path)
         return model
+
+
+def _stored_int(value: np.ndarray, name: str) -> int:
+    if value.shape != () or value.dtype.kind not in "iu" or value < 1:
+        raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _check_learned(model: Hasher, path: str) -> None:
+    """Raise HasherFormatError naming the first learned array whose dtype, shape or values do
+    not fit the stored parameters (so a loaded hasher encodes the codes its parameters say)."""
+    sizes: dict[str, int] = {}
+    context = f"nbits={model.nbits}, n_features_in={model.n_features_in_}"
+    for name, (dtype, shape) in model._learned_layout().items():
+        arr = getattr(model, name)
+        if arr.dtype != np.dtype(dtype):
+            raise HasherFormatError(f"{path}: learned/{name}: expected dtype {dtype}, got {arr.dtype}")
+        fits = arr.ndim == len(shape)
+        for want, got in zip(shape, arr.shape):
+            if isinstance(want, str):
+                fits = fits and got >= 1 and sizes.setdefault(want, got) == got
+            else:
+                fits = fits and got == want
+        if not fits:
+            wanted = "(" + ", ".join(str(w) for w in shape) + ("," if len(shape) == 1 else "") + ")"
+            raise HasherFormatError(
+                f"{path}: learned/{name}: expected shape {wanted} for {context}, got {arr.shape}"
+            )
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise HasherFormatError(f"{path}: learned/{name}: expected finite values")
+    problem = model._check_learned_values()
+    if problem is not None:
+        raise HasherFormatError(f"{path}: {problem}")
 
 
 def load_hasher(path: str | os.PathLike) -> Hasher:

@@ -149,5 +149,9 @@ class DGH(AnchorGraphHasher):
             U = np.concatenate([U, q], axis=1)
         return np.sqrt(n) * (U @ V.T)
 
+    def _learned_layout(self):
+        return {**self._anchor_layout(), "weights_": ("float64", ("anchors", self.nbits)),
+                "objective_history_": ("float64", ("history",))}
+
     def _project(self, X: np.ndarray) -> np.ndarray:
         return self._graph(X) @ self.weights_

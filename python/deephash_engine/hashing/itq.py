@@ -66,6 +66,11 @@ class ITQ(Hasher):
         self.rotation_ = R
         self.loss_history_ = np.asarray(losses, dtype=np.float64)
 
+    def _learned_layout(self):
+        d, c = self.n_features_in_, self.nbits
+        return {"mean_": ("float64", (d,)), "components_": ("float64", (d, c)),
+                "rotation_": ("float64", (c, c)), "loss_history_": ("float64", (self.n_iter,))}
+
     def _project(self, X: np.ndarray) -> np.ndarray:
         return (X @ self.components_ - self.mean_ @ self.components_) @ self.rotation_
 

@@ -35,5 +35,9 @@ class LSH(Hasher):
         self.mean_ = X.mean(axis=0) if self.center else np.zeros(d)
         self.projection_ = self._rng().standard_normal((d, self.nbits))
 
+    def _learned_layout(self):
+        d, c = self.n_features_in_, self.nbits
+        return {"mean_": ("float64", (d,)), "projection_": ("float64", (d, c))}
+
     def _project(self, X: np.ndarray) -> np.ndarray:
         return (X - self.mean_) @ self.projection_

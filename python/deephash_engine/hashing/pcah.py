@@ -28,5 +28,10 @@ class PCAH(Hasher):
     def _fit(self, X: np.ndarray) -> None:
         self.mean_, self.components_, self.explained_variance_ = principal_directions(X, self.nbits)
 
+    def _learned_layout(self):
+        d, c = self.n_features_in_, self.nbits
+        return {"mean_": ("float64", (d,)), "components_": ("float64", (d, c)),
+                "explained_variance_": ("float64", (c,))}
+
     def _project(self, X: np.ndarray) -> np.ndarray:
         return X @ self.components_ - self.mean_ @ self.components_

@@ -155,6 +155,12 @@ class SGH(Hasher):
         self.dec_shift_ = shift.detach().cpu().double().numpy()
         self.loss_history_ = losses.cpu().double().numpy()
 
+    def _learned_layout(self):
+        d, c = self.n_features_in_, self.nbits
+        return {"enc_weight_": ("float64", (d, c)), "enc_bias_": ("float64", (c,)),
+                "dec_weight_": ("float64", (c, d)), "dec_scale_": ("float64", (d,)),
+                "dec_shift_": ("float64", (d,)), "loss_history_": ("float64", (self.n_iter,))}
+
     def _project(self, X: np.ndarray) -> np.ndarray:
         return X @ self.enc_weight_ + self.enc_bias_
 

@@ -64,6 +64,23 @@ class SH(Hasher):
         self.modes_ = np.stack([dims[order], freqs[order]], axis=1).astype(np.int64)
         self.eigenvalues_ = eig[order]
 
+    def _learned_layout(self):
+        d, c = self.n_features_in_, self.nbits
+        return {"mean_": ("float64", (d,)), "components_": ("float64", (d, "npca")),
+                "lower_": ("float64", ("npca",)), "range_": ("float64", ("npca",)),
+                "modes_": ("int64", (c, 2)), "eigenvalues_": ("float64", (c,))}
+
+    def _check_learned_values(self):
+        npca = self.components_.shape[1]
+        if npca > min(self.nbits, self.n_features_in_):
+            return f"learned/components_: expected at most min(nbits, n_features_in) directions, got {npca}"
+        if not np.all(self.range_ > 0):
+            return "learned/range_: expected positive ranges"
+        dims, freqs = self.modes_[:, 0], self.modes_[:, 1]
+        if dims.min() < 0 or dims.max() >= npca or freqs.min() < 1:
+            return f"learned/modes_: expected directions in [0, {npca}) and frequencies >= 1"
+        return None
+
     def _project(self, X: np.ndarray) -> np.ndarray:
         T = (X - self.mean_) @ self.components_
         dims = self.modes_[:, 0]

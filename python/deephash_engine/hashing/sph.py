@@ -102,6 +102,12 @@ class SpH(Hasher):
         self.overlap_mean_error_ = np.float64(mean_err)
         self.overlap_std_ = np.float64(std)
 
+    def _learned_layout(self):
+        d, c = self.n_features_in_, self.nbits
+        return {"centers_": ("float64", (c, d)), "radii_": ("float64", (c,)), "n_iter_": ("int64", ()),
+                "converged_": ("bool", ()), "overlap_mean_error_": ("float64", ()),
+                "overlap_std_": ("float64", ())}
+
     def _project(self, X: np.ndarray) -> np.ndarray:
         # radius - distance: >= 0 exactly when the point is inside the sphere.
         dist = np.sqrt(squared_distances(X, self.centers_))

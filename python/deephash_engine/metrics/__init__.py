@@ -2,12 +2,12 @@
 
 Ranking and every metric run in the C++ core (counting over the nbits+1 distances, O(N) per query,
 parallel over queries). The policies the research code bases leave implicit (tie order, AP
-normalisation, queries with nothing relevant) are explicit arguments, bundled in named protocols;
-docs/protocols.md says how each preset relates to the original code.
+normalisation, queries with nothing relevant) are explicit arguments, bundled in named policies;
+docs/policies.md says how each preset relates to the original code.
 """
 
 from .plotting import plot_report
-from .protocols import PROTOCOLS, Protocol, resolve_protocol
+from .policies import EVAL_POLICIES, EvalPolicy, resolve_policy
 from .ranking import (
     PRCurve,
     RadiusMetrics,
@@ -21,10 +21,10 @@ from .ranking import (
 from .report import EvaluationReport, evaluate
 
 __all__ = [
-    "PROTOCOLS",
+    "EVAL_POLICIES",
     "EvaluationReport",
     "PRCurve",
-    "Protocol",
+    "EvalPolicy",
     "RadiusMetrics",
     "average_precision",
     "evaluate",
@@ -34,5 +34,5 @@ __all__ = [
     "pr_curve_by_rank",
     "precision_at_k",
     "recall_at_k",
-    "resolve_protocol",
+    "resolve_policy",
 ]

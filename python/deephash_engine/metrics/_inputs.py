@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import pack_bits
+
 TIES = ("index", "expected")
 NORMALIZE = ("retrieved", "min")
 EMPTY = ("zero", "skip")
@@ -53,7 +55,7 @@ def as_codes(x: Any, name: str) -> np.ndarray:
                 f"{name} has dtype {a.dtype}, so it must hold only -1 and +1 (+-1 codes), got the value {bad!r}; "
                 "binarise real values first (np.where(x >= 0, 1, -1)) or pass packed uint8 codes"
             )
-        return np.packbits(a >= 0, axis=1, bitorder="little")
+        return pack_bits(a)
     raise TypeError(
         f"{name} must be packed uint8 codes or +-1 codes (float or signed int), got dtype {a.dtype}"
     )

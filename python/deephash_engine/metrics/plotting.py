@@ -51,11 +51,11 @@ def plot_report(report: EvaluationReport, path: str | os.PathLike[str], *, title
     radius_ax.set_ylim(0, 1.02)
     radius_ax.legend()
 
-    p = report.protocol
+    p = report.policy
     fig.suptitle(
         title
         or f"{report.map_name} = {report.map:.4f}  ({report.nbits} bits, {report.n_queries} queries x "
-        f"{report.n_db} database; protocol {p.name}, ties={p.ties})"
+        f"{report.n_db} database; policy {p.name}, ties={p.ties})"
     )
     fig.tight_layout()
     fig.savefig(os.fspath(path), format="png")

@@ -8,8 +8,8 @@ Every function takes the query codes, the database codes and their labels:
   they share at least one label.
 
 Each query is ranked by counting over the nbits+1 possible distances (O(N) per query, parallel
-over queries, no (nq x N) matrix). Policies come from ``protocol`` (see
-:mod:`deephash_engine.metrics.protocols`) and can be overridden per call.
+over queries, no (nq x N) matrix). Policies come from ``policy`` (see
+:mod:`deephash_engine.metrics.policies`) and can be overridden per call.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import numpy as np
 
 from .. import _core
 from ._inputs import Prepared, as_radii, as_ranks, as_topk, prepare
-from .protocols import Protocol, resolve_protocol
+from .policies import EvalPolicy, resolve_policy
 
 
 def run_core(
     data: Prepared,
-    protocol: Protocol,
+    policy: EvalPolicy,
     *,
     topk: int = 0,
     want_map: bool = False,
@@ -36,19 +36,19 @@ def run_core(
 ) -> dict[str, Any]:
     """One ranking pass of the core computing the requested parts (see _core.evaluate_retrieval).
 
-    empty: the policy for every part of this pass (default: the protocol's ``empty`` when mAP is
+    empty: the policy for every part of this pass (default: the policy's ``empty`` when mAP is
     wanted, else its ``curve_empty``).
     """
     if empty is None:
-        empty = protocol.empty if want_map else protocol.curve_empty
+        empty = policy.empty if want_map else policy.curve_empty
     return _core.evaluate_retrieval(
         data.query_codes,
         data.db_codes,
         data.query_labels,
         data.db_labels,
         topk=topk,
-        ties=protocol.ties,
-        normalize=protocol.normalize,
+        ties=policy.ties,
+        normalize=policy.normalize,
         empty=empty,
         want_map=want_map,
         ks=ks or [],
@@ -66,7 +66,7 @@ def mean_average_precision(
     normalize: str | None = None,
     empty: str | None = None,
     *,
-    protocol: str | Protocol | None = None,
+    policy: str | EvalPolicy | None = None,
 ) -> float:
     """mAP@topk (``topk=None``: the whole database, every item included).
 
@@ -78,13 +78,13 @@ def mean_average_precision(
     nothing relevant in the database under ``"min"``) counts 0 (``"zero"``) or is left out of the
     mean (``"skip"``). Under ``ties="expected"`` a query is skipped only when no tie order retrieves
     a relevant item; orders that retrieve none count 0 in its expected AP.
-    Returns NaN when every query is skipped. Defaults come from ``protocol`` ("default" when None).
+    Returns NaN when every query is skipped. Defaults come from ``policy`` ("default" when None).
     """
-    return float(_map_pass(query_codes, db_codes, query_labels, db_labels, topk, ties, normalize, empty, protocol)["map"])
+    return float(_map_pass(query_codes, db_codes, query_labels, db_labels, topk, ties, normalize, empty, policy)["map"])
 
 
-def _map_pass(query_codes, db_codes, query_labels, db_labels, topk, ties, normalize, empty, protocol):
-    p = resolve_protocol(protocol, ties=ties, normalize=normalize, empty=empty)
+def _map_pass(query_codes, db_codes, query_labels, db_labels, topk, ties, normalize, empty, policy):
+    p = resolve_policy(policy, ties=ties, normalize=normalize, empty=empty)
     data = prepare(query_codes, db_codes, query_labels, db_labels)
     return run_core(data, p, topk=as_topk(topk, data.n_db), want_map=True)
 
@@ -99,16 +99,16 @@ def average_precision(
     normalize: str | None = None,
     empty: str | None = None,
     *,
-    protocol: str | Protocol | None = None,
+    policy: str | EvalPolicy | None = None,
 ) -> np.ndarray:
     """AP@topk of every query (float64, (nq,)), with the policies of :func:`mean_average_precision`;
     NaN marks a query that ``empty="skip"`` leaves out. Its NaN-ignoring mean is the mAP."""
-    out = _map_pass(query_codes, db_codes, query_labels, db_labels, topk, ties, normalize, empty, protocol)
+    out = _map_pass(query_codes, db_codes, query_labels, db_labels, topk, ties, normalize, empty, policy)
     return np.asarray(out["average_precision"])
 
 
-def _rank_curve(data: Prepared, ks: Any, ties: str | None, empty: str | None, protocol: Any, name: str = "ks"):
-    p = resolve_protocol(protocol, ties=ties, curve_empty=empty)
+def _rank_curve(data: Prepared, ks: Any, ties: str | None, empty: str | None, policy: Any, name: str = "ks"):
+    p = resolve_policy(policy, ties=ties, curve_empty=empty)
     ranks = as_ranks(ks, data.n_db, name)
     return ranks, run_core(data, p, ks=ranks), p
 
@@ -122,7 +122,7 @@ def precision_at_k(
     ties: str | None = None,
     empty: str | None = None,
     *,
-    protocol: str | Protocol | None = None,
+    policy: str | EvalPolicy | None = None,
 ) -> np.ndarray:
     """Mean precision within the top k for each k of ``ks`` (each in [1, database size]).
 
@@ -130,7 +130,7 @@ def precision_at_k(
     (``"skip"``) of the mean. Returns float64 (len(ks),), NaN where every query is skipped.
     """
     data = prepare(query_codes, db_codes, query_labels, db_labels)
-    _, out, _ = _rank_curve(data, ks, ties, empty, protocol)
+    _, out, _ = _rank_curve(data, ks, ties, empty, policy)
     return np.asarray(out["precision_at_k"])
 
 
@@ -143,7 +143,7 @@ def recall_at_k(
     ties: str | None = None,
     empty: str | None = None,
     *,
-    protocol: str | Protocol | None = None,
+    policy: str | EvalPolicy | None = None,
 ) -> np.ndarray:
     """Mean recall within the top k for each k of ``ks``.
 
@@ -151,7 +151,7 @@ def recall_at_k(
     out under ``"skip"``. Returns float64 (len(ks),).
     """
     data = prepare(query_codes, db_codes, query_labels, db_labels)
-    _, out, _ = _rank_curve(data, ks, ties, empty, protocol)
+    _, out, _ = _rank_curve(data, ks, ties, empty, policy)
     return np.asarray(out["recall_at_k"])
 
 
@@ -163,7 +163,7 @@ class PRCurve:
     precision: np.ndarray
     recall: np.ndarray
     n_queries: int  # queries in the means
-    protocol: Protocol
+    policy: EvalPolicy
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -191,7 +191,7 @@ def pr_curve_by_rank(
     empty: str | None = None,
     *,
     num_points: int = 100,
-    protocol: str | Protocol | None = None,
+    policy: str | EvalPolicy | None = None,
 ) -> PRCurve:
     """Precision and recall as functions of the number retrieved (the PR curve by rank).
 
@@ -199,13 +199,13 @@ def pr_curve_by_rank(
     """
     data = prepare(query_codes, db_codes, query_labels, db_labels)
     grid = default_ranks(data.n_db, num_points) if ranks is None else ranks
-    ks, out, p = _rank_curve(data, grid, ties, empty, protocol, "ranks")
+    ks, out, p = _rank_curve(data, grid, ties, empty, policy, "ranks")
     return PRCurve(
         ranks=np.asarray(ks, dtype=np.int64),
         precision=np.asarray(out["precision_at_k"]),
         recall=np.asarray(out["recall_at_k"]),
         n_queries=int(out["rank_queries"]),
-        protocol=p,
+        policy=p,
     )
 
 
@@ -222,7 +222,7 @@ class RadiusMetrics:
     recall: np.ndarray
     map: np.ndarray
     n_queries: int
-    protocol: Protocol
+    policy: EvalPolicy
 
     def at(self, radius: int) -> dict[str, float]:
         """The three metrics at one of the reported radii."""
@@ -242,14 +242,14 @@ class RadiusMetrics:
         }
 
 
-def radius_metrics_from(out: dict[str, Any], radii: np.ndarray, protocol: Protocol) -> RadiusMetrics:
+def radius_metrics_from(out: dict[str, Any], radii: np.ndarray, policy: EvalPolicy) -> RadiusMetrics:
     return RadiusMetrics(
         radii=radii,
         precision=np.asarray(out["radius_precision"])[radii],
         recall=np.asarray(out["radius_recall"])[radii],
         map=np.asarray(out["radius_map"])[radii],
         n_queries=int(out["radius_queries"]),
-        protocol=protocol,
+        policy=policy,
     )
 
 
@@ -262,14 +262,14 @@ def hamming_radius_metrics(
     ties: str | None = None,
     empty: str | None = None,
     *,
-    protocol: str | Protocol | None = None,
+    policy: str | EvalPolicy | None = None,
 ) -> RadiusMetrics:
     """Precision, recall and mAP within Hamming radius r (items at distance <= r).
 
     radius: None for every r in 0..nbits, or one radius, or a list. empty: queries with no relevant
     item in the database count 0 (``"zero"``) or are left out (``"skip"``).
     """
-    p = resolve_protocol(protocol, ties=ties, curve_empty=empty)
+    p = resolve_policy(policy, ties=ties, curve_empty=empty)
     data = prepare(query_codes, db_codes, query_labels, db_labels)
     radii = as_radii(radius, data.nbits)
     out = run_core(data, p, want_radius=True)

@@ -1,4 +1,4 @@
-"""evaluate(): every retrieval metric from one ranking pass, with the protocol that produced them."""
+"""evaluate(): every retrieval metric from one ranking pass, with the policy that produced them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ._inputs import as_radii, as_ranks, as_topk, prepare
-from .protocols import Protocol, resolve_protocol
+from .policies import EvalPolicy, resolve_policy
 from .ranking import PRCurve, RadiusMetrics, default_ranks, radius_metrics_from, run_core
 
 DEFAULT_KS = (1, 10, 50, 100, 500, 1000, 5000, 10000)
@@ -19,7 +19,7 @@ DEFAULT_KS = (1, 10, 50, 100, 500, 1000, 5000, 10000)
 class EvaluationReport:
     """Retrieval metrics of one set of codes, and everything needed to reproduce them."""
 
-    protocol: Protocol
+    policy: EvalPolicy
     topk: int | None  # mAP cut-off as requested (None: the whole database)
     n_queries: int
     n_db: int
@@ -41,7 +41,7 @@ class EvaluationReport:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (per-query APs left out; they are in ``average_precision``)."""
         return {
-            "protocol": self.protocol.to_dict(),
+            "policy": self.policy.to_dict(),
             "topk": self.topk,
             "n_queries": self.n_queries,
             "n_db": self.n_db,
@@ -60,10 +60,10 @@ class EvaluationReport:
         return json.dumps(self.to_dict(), **kwargs)
 
     def summary(self) -> str:
-        """A few lines for a log: the protocol, mAP, P@k and the radius-2 metrics."""
-        p = self.protocol
+        """A few lines for a log: the policy, mAP, P@k and the radius-2 metrics."""
+        p = self.policy
         lines = [
-            f"protocol {p.name}: ties={p.ties} normalize={p.normalize} empty={p.empty} curve_empty={p.curve_empty}",
+            f"policy {p.name}: ties={p.ties} normalize={p.normalize} empty={p.empty} curve_empty={p.curve_empty}",
             f"{self.n_queries} queries x {self.n_db} database codes, {self.nbits} bits, {self.label_kind} labels",
             f"{self.map_name} = {self.map:.6f} over {self.map_queries} queries",
             "P@k: " + ", ".join(f"P@{k}={v:.4f}" for k, v in zip(self.ks.tolist(), self.precision_at_k.tolist())),
@@ -82,7 +82,7 @@ def evaluate(
     query_labels: Any,
     db_labels: Any,
     *,
-    protocol: str | Protocol | None = None,
+    policy: str | EvalPolicy | None = None,
     topk: int | None = None,
     ks: list[int] | None = None,
     pr_points: int = 100,
@@ -96,10 +96,10 @@ def evaluate(
 
     ks: rank cut-offs (default: those of 1, 10, 50, 100, 500, 1000, 5000, 10000 within the
     database). pr_points: ranks on the PR curve. radius: radii of the radius metrics (default all,
-    0..nbits). The policies come from ``protocol`` with explicit arguments overriding it; the report
-    states the protocol it followed.
+    0..nbits). The policies come from ``policy`` with explicit arguments overriding it; the report
+    states the policy it followed.
     """
-    p = resolve_protocol(protocol, ties=ties, normalize=normalize, empty=empty, curve_empty=curve_empty)
+    p = resolve_policy(policy, ties=ties, normalize=normalize, empty=empty, curve_empty=curve_empty)
     data = prepare(query_codes, db_codes, query_labels, db_labels)
     k_eff = as_topk(topk, data.n_db)
     cut_offs = [k for k in DEFAULT_KS if k <= data.n_db] if ks is None else as_ranks(ks, data.n_db)
@@ -117,7 +117,7 @@ def evaluate(
     precision = np.asarray(curves["precision_at_k"])
     recall = np.asarray(curves["recall_at_k"])
     return EvaluationReport(
-        protocol=p,
+        policy=p,
         topk=topk,
         n_queries=data.n_queries,
         n_db=data.n_db,
@@ -134,7 +134,7 @@ def evaluate(
             precision=precision[nk:],
             recall=recall[nk:],
             n_queries=int(curves["rank_queries"]),
-            protocol=p,
+            policy=p,
         ),
         radius=radius_metrics_from(curves, radii, p),
     )

@@ -1,28 +1,21 @@
-"""Datasets yielding ``(input, target, index)`` and named, seeded retrieval protocols."""
+"""Datasets yielding ``(input, target, index)`` and named, seeded retrieval protocols.
+
+The raw data comes from :mod:`deephash_engine.datasets` (the readers and their registry); this
+package turns it into protocol splits and PyTorch datasets. A new protocol is a
+:func:`register_protocol` call in a module imported below.
+"""
 
 from .datasets import (
-    NORMALIZATION,
     ArrayHashingDataset,
     ImageListHashingDataset,
     ProtocolData,
     load_protocol,
     make_loader,
 )
-from .protocols import PROTOCOLS, Protocol, Split, get_protocol
-from .sources import (
-    ImageList,
-    LabelledArrays,
-    load_cifar10_pool,
-    load_fashion_mnist_pool,
-    load_mnist_pool,
-    one_hot,
-    read_image_list,
-    stratified_pick,
-)
+from .protocols import PROTOCOLS, Protocol, Split, get_protocol, register_protocol, stratified_pick
 
 __all__ = [
-    "NORMALIZATION", "ArrayHashingDataset", "ImageListHashingDataset", "ProtocolData",
+    "ArrayHashingDataset", "ImageListHashingDataset", "ProtocolData",
     "load_protocol", "make_loader", "PROTOCOLS", "Protocol", "Split", "get_protocol",
-    "ImageList", "LabelledArrays", "load_cifar10_pool", "load_fashion_mnist_pool",
-    "load_mnist_pool", "one_hot", "read_image_list", "stratified_pick",
+    "register_protocol", "stratified_pick",
 ]

@@ -16,22 +16,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ...datasets.pools import NORMALIZATION, POOLS, ImageList, read_image_list
 from .protocols import Split, get_protocol
-from .sources import (
-    ImageList,
-    load_cifar10_pool,
-    load_fashion_mnist_pool,
-    load_mnist_pool,
-    read_image_list,
-)
 
-#: Per-channel mean and std of each source's training images (inputs are scaled to [0, 1] first).
-NORMALIZATION = {
-    "fashion-mnist": ((0.2860,), (0.3530,)),
-    "mnist": ((0.1307,), (0.3081,)),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "image-list": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-}
 
 
 def _as_nchw_float(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -172,16 +159,10 @@ class ProtocolData:
     source: str
 
 
-def _load_pool(source: str, root, lists):
-    if source == "fashion-mnist":
-        return load_fashion_mnist_pool(root)
-    if source == "mnist":
-        return load_mnist_pool(root)
-    if source == "cifar10":
-        if root is None:
-            raise FileNotFoundError("root: expected the cifar-10-batches-py folder, got None")
-        return load_cifar10_pool(root)
-    raise ValueError(f"source: expected fashion-mnist, mnist or cifar10, got {source!r}")
+def _load_pool(source: str, root):
+    if source not in POOLS:
+        raise ValueError(f"source: expected one of {sorted(POOLS)} or image-list, got {source!r}")
+    return POOLS[source](root)
 
 
 def _read_lists(protocol: str, root, lists: Optional[dict]) -> tuple[ImageList, np.ndarray]:
@@ -227,7 +208,7 @@ def load_protocol(
         image_list, part = _read_lists(name, root, lists)
         targets = image_list.targets
     else:
-        pool = _load_pool(protocol.source, root, lists)
+        pool = _load_pool(protocol.source, root)
         targets = pool.targets
         part = np.where(pool.official_train, 0, 1)
     if split_path is not None and Path(split_path).is_file():

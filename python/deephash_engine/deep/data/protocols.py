@@ -38,7 +38,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .sources import stratified_pick
+from ..._atomic import atomic_write, atomic_write_text
 
 SPLIT_FORMAT_VERSION = 1
 PARTS = ("train", "val", "query", "database")
@@ -68,11 +68,9 @@ class Split:
             "format_version": SPLIT_FORMAT_VERSION, "protocol": self.protocol, "seed": self.seed,
             "pool_size": self.pool_size, "topk": self.topk, "counts": self.counts(),
         }
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
+        with atomic_write(path) as fh:
             np.savez(fh, meta=np.array(json.dumps(meta)), **{n: getattr(self, n) for n in PARTS})
-        os.replace(tmp, path)
-        path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+        atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
         return path
 
     @classmethod
@@ -112,6 +110,35 @@ class Protocol:
                     f"(is the pool the full dataset?)"
                 )
         return split
+
+
+def stratified_pick(
+    labels: np.ndarray, candidates: np.ndarray, per_class: int, rng: np.random.Generator,
+    taken: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    """Pick ``per_class`` rows of ``candidates`` for each class, each row counted for the first
+    of its labels whose quota is still open (the NUS-WIDE rule; plain per-class sampling for
+    single-label data). Raises when a class has too few rows."""
+    order = candidates[rng.permutation(candidates.shape[0])]
+    if taken is not None:
+        order = order[~taken[order]]
+    quota = np.full(labels.shape[1], per_class, dtype=np.int64)
+    picked = []
+    for row in order:
+        classes = np.flatnonzero(labels[row] > 0)
+        open_classes = classes[quota[classes] > 0]
+        if open_classes.size:
+            quota[open_classes[0]] -= 1
+            picked.append(row)
+            if not quota.any():
+                break
+    if quota.any():
+        short = int(np.flatnonzero(quota)[0])
+        raise ValueError(
+            f"per_class: expected {per_class} samples of class {short}, only "
+            f"{per_class - int(quota[short])} available"
+        )
+    return np.sort(np.asarray(picked, dtype=np.int64))
 
 
 def _official(query_per_class: Optional[int], val_per_class: int, db_per_class=None, train_per_class=None):
@@ -177,38 +204,47 @@ def _lists(val_per_class: Optional[int], val_random: int):
     return make
 
 
-PROTOCOLS: dict[str, Protocol] = {
-    p.name: p
-    for p in [
-        Protocol("fashion-mnist", "fashion-mnist",
-                 {"query": 1000, "train": 59000, "val": 1000, "database": 60000}, None,
-                 _official(100, 100)),
-        Protocol("fashion-mnist-mini", "fashion-mnist",
-                 {"query": 500, "train": 2000, "val": 500, "database": 5000}, None,
-                 _official(50, 50, db_per_class=500, train_per_class=200)),
-        Protocol("mnist", "mnist",
-                 {"query": 1000, "train": 59000, "val": 1000, "database": 60000}, None,
-                 _official(100, 100)),
-        Protocol("cifar10", "cifar10",
-                 {"query": 1000, "train": 4500, "val": 500, "database": 59000}, None,
-                 _from_all(100, 500, 50, False)),
-        Protocol("cifar10-1", "cifar10",
-                 {"query": 1000, "train": 4500, "val": 500, "database": 54000}, None,
-                 _from_all(100, 500, 50, True)),
-        Protocol("cifar10-2", "cifar10",
-                 {"query": 10000, "train": 49000, "val": 1000, "database": 50000}, 1000,
-                 _official(None, 100)),
-        Protocol("nus-wide-21", "image-list",
-                 {"query": 2100, "train": 9450, "val": 1050, "database": None}, 5000,
-                 _from_all(100, 500, 50, False)),
-        Protocol("imagenet-100", "image-list",
-                 {"query": 5000, "train": 12000, "val": 1000, "database": 128503}, 1000,
-                 _lists(10, 0)),
-        Protocol("coco", "image-list",
-                 {"query": 5000, "train": 9500, "val": 500, "database": None}, 5000,
-                 _lists(None, 500)),
-    ]
-}
+#: Protocol name -> protocol, filled by :func:`register_protocol` (the built-in ones below; a
+#: protocol defined in another module is registered when that module is imported).
+PROTOCOLS: dict[str, Protocol] = {}
+
+
+def register_protocol(protocol: Protocol) -> Protocol:
+    """Make ``protocol`` available by name (run configs, ``deephash train --dataset``)."""
+    PROTOCOLS[protocol.name] = protocol
+    return protocol
+
+
+for _protocol in [
+    Protocol("fashion-mnist", "fashion-mnist",
+             {"query": 1000, "train": 59000, "val": 1000, "database": 60000}, None,
+             _official(100, 100)),
+    Protocol("fashion-mnist-mini", "fashion-mnist",
+             {"query": 500, "train": 2000, "val": 500, "database": 5000}, None,
+             _official(50, 50, db_per_class=500, train_per_class=200)),
+    Protocol("mnist", "mnist",
+             {"query": 1000, "train": 59000, "val": 1000, "database": 60000}, None,
+             _official(100, 100)),
+    Protocol("cifar10", "cifar10",
+             {"query": 1000, "train": 4500, "val": 500, "database": 59000}, None,
+             _from_all(100, 500, 50, False)),
+    Protocol("cifar10-1", "cifar10",
+             {"query": 1000, "train": 4500, "val": 500, "database": 54000}, None,
+             _from_all(100, 500, 50, True)),
+    Protocol("cifar10-2", "cifar10",
+             {"query": 10000, "train": 49000, "val": 1000, "database": 50000}, 1000,
+             _official(None, 100)),
+    Protocol("nus-wide-21", "image-list",
+             {"query": 2100, "train": 9450, "val": 1050, "database": None}, 5000,
+             _from_all(100, 500, 50, False)),
+    Protocol("imagenet-100", "image-list",
+             {"query": 5000, "train": 12000, "val": 1000, "database": 128503}, 1000,
+             _lists(10, 0)),
+    Protocol("coco", "image-list",
+             {"query": 5000, "train": 9500, "val": 500, "database": None}, 5000,
+             _lists(None, 500)),
+]:
+    register_protocol(_protocol)
 
 
 def get_protocol(name: str) -> Protocol:

@@ -1,10 +1,14 @@
 """Deep-hashing losses, one method per file, and composable regularisers.
 
 Every loss is ``loss(u, target, index) -> scalar`` on the raw hash outputs ``u``; see
-:mod:`.base` for the conventions.
+:mod:`.base` for the conventions and :mod:`.functional` for the terms losses share.
+
+A new loss is one file here, a ``HashLoss`` subclass with ``method = "name"``, and one import
+below: importing the class registers it in :data:`LOSSES`, which the run config and the
+``deephash train --method`` help read.
 """
 
-from .base import HashLoss, MemoryBank, PairwiseLoss, sign_pm1, similarity
+from .base import LOSSES, HashLoss, MemoryBank, PairwiseLoss, sign_pm1, similarity
 from .csq import CSQLoss, hash_centers, hadamard
 from .dch import DCHLoss
 from .dhn import DHNLoss
@@ -19,12 +23,14 @@ from .regularizers import (
     BitBalance,
     BitDecorrelation,
     CauchyQuantization,
+    REGULARIZERS,
     OrthogonalityPenalty,
     QuantizationPenalty,
+    register_regularizer,
 )
 
 __all__ = [
-    "HashLoss", "MemoryBank", "PairwiseLoss", "sign_pm1", "similarity",
+    "LOSSES", "REGULARIZERS", "register_regularizer", "HashLoss", "MemoryBank", "PairwiseLoss", "sign_pm1", "similarity",
     "CSQLoss", "DCHLoss", "DHNLoss", "DLBHCLoss", "DPSHLoss", "DSDHLoss", "DSHLoss", "DTSHLoss",
     "GreedyHashLoss", "HashNetLoss",
     "hash_centers", "hadamard", "dsdh_b_objective", "dsdh_b_step", "dsdh_w_step",

@@ -19,6 +19,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..._checks import check_positive_int
+
 
 def sign_pm1(x: torch.Tensor) -> torch.Tensor:
     """+1 where x >= 0, -1 elsewhere (so sign(0) = +1, as the packing contract wants)."""
@@ -47,28 +49,34 @@ def check_batch(u: torch.Tensor, target: torch.Tensor, nbits: int) -> None:
         raise TypeError(f"u: expected a floating dtype, got {u.dtype}")
 
 
-def check_positive_int(name: str, value: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    return value
+#: Method name -> loss class, for every loss class that sets ``method`` (filled on import).
+LOSSES: dict[str, type["HashLoss"]] = {}
 
 
 class HashLoss(nn.Module):
     """Base class: ``forward(u, target, index)`` returns the scalar training loss.
 
-    Subclasses implement :meth:`compute`. Regularisers added with :meth:`add_regularizer` are
+    A subclass that sets ``method`` (the name a run config uses, ``method: dpsh``) is registered
+    in :data:`LOSSES` when its module is imported. Subclasses implement :meth:`compute`. Regularisers added with :meth:`add_regularizer` are
     summed on top, each with its weight. Losses that own parameters (a classifier) expose them
     through the usual ``parameters()``; the trainer puts them in the optimiser. Per-sample state
     lives in buffers, so ``state_dict()`` carries it into checkpoints and a resumed run continues
     identically.
     """
 
+    #: The registered name of the method; empty for helper base classes.
+    method: str = ""
     #: True when :meth:`compute` needs the dataset ``index`` of each sample.
     needs_index: bool = False
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("method"):
+            LOSSES[cls.method] = cls
+
     def __init__(self, nbits: int) -> None:
         super().__init__()
-        self.nbits = check_positive_int("nbits", nbits)
+        self.nbits = check_positive_int(nbits, "nbits")
         self._regularizers: list[tuple[float, nn.Module]] = []
 
     def add_regularizer(self, term: nn.Module, weight: float = 1.0) -> "HashLoss":
@@ -117,8 +125,8 @@ class MemoryBank(nn.Module):
 
     def __init__(self, num_train: int, nbits: int, num_classes: int) -> None:
         super().__init__()
-        check_positive_int("num_train", num_train)
-        check_positive_int("num_classes", num_classes)
+        check_positive_int(num_train, "num_train")
+        check_positive_int(num_classes, "num_classes")
         self.register_buffer("U", torch.zeros(num_train, nbits))
         self.register_buffer("Y", torch.zeros(num_train, num_classes))
         self.register_buffer("seen", torch.zeros(num_train, dtype=torch.bool))

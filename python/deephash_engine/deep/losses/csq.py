@@ -29,8 +29,8 @@ def hadamard(n: int) -> torch.Tensor:
 
 def hash_centers(num_classes: int, nbits: int, seed: int = 0) -> torch.Tensor:
     """(num_classes, nbits) centres in {-1, +1}: Hadamard when possible, else seeded Bernoulli."""
-    check_positive_int("num_classes", num_classes)
-    check_positive_int("nbits", nbits)
+    check_positive_int(num_classes, "num_classes")
+    check_positive_int(nbits, "nbits")
     if nbits & (nbits - 1) == 0 and num_classes <= 2 * nbits:
         h = hadamard(nbits)
         return torch.cat([h, -h], 0)[:num_classes].clone()
@@ -39,6 +39,8 @@ def hash_centers(num_classes: int, nbits: int, seed: int = 0) -> torch.Tensor:
 
 
 class CSQLoss(HashLoss):
+    method = "csq"
+
     def __init__(
         self, nbits: int, num_classes: int, lambda_q: float = 1e-4, seed: int = 0
     ) -> None:

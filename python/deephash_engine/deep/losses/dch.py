@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from .base import HashLoss, batch_pairs, similarity
-from .hashnet import balance_weights
+from .functional import balance_weights, cauchy_quantization
 
 #: Smallest distance fed to log(1 + gamma/d); keeps identical codes finite.
 _MIN_DISTANCE = 1e-6
@@ -25,15 +25,9 @@ def cosine_distance(a: torch.Tensor, b: torch.Tensor, nbits: int) -> torch.Tenso
     return 0.5 * nbits * (1.0 - cos)
 
 
-def cauchy_quantization(u: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Mean over samples of ``log(1 + d(|u|, 1)/gamma)``; zero iff every |u_ik| of a row is equal."""
-    nbits = u.shape[1]
-    cos = F.normalize(u.abs(), dim=1).sum(1) / (nbits ** 0.5)
-    d = 0.5 * nbits * (1.0 - cos)
-    return torch.log1p(d / gamma).mean()
-
-
 class DCHLoss(HashLoss):
+    method = "dch"
+
     def __init__(self, nbits: int, gamma: float = 20.0, lambda_q: float = 0.1) -> None:
         super().__init__(nbits)
         if gamma <= 0:

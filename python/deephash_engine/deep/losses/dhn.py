@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 
 from .base import PairwiseLoss, similarity
-from .dpsh import pairwise_likelihood
+from .functional import pairwise_likelihood
 
 
 def log_cosh(x: torch.Tensor) -> torch.Tensor:
@@ -24,6 +24,8 @@ def log_cosh(x: torch.Tensor) -> torch.Tensor:
 
 
 class DHNLoss(PairwiseLoss):
+    method = "dhn"
+
     def __init__(
         self,
         nbits: int,

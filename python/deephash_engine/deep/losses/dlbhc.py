@@ -13,13 +13,15 @@ import torch
 from torch import nn
 
 from .base import HashLoss, check_positive_int
-from .greedyhash import classification_loss
+from .functional import classification_loss
 
 
 class DLBHCLoss(HashLoss):
+    method = "dlbhc"
+
     def __init__(self, nbits: int, num_classes: int) -> None:
         super().__init__(nbits)
-        check_positive_int("num_classes", num_classes)
+        check_positive_int(num_classes, "num_classes")
         self.classifier = nn.Linear(nbits, num_classes)
 
     def compute(self, u, target, index):

@@ -18,8 +18,8 @@ optimised in turn, as in the official MatConvNet code, on every training batch:
 Defaults: ``mu = 1``, ``nu = 0.1`` (the official ridge weight nu/mu = 0.1), ``eta = 0.01`` for the
 per-sample coupling (TreezzZ/DSDH_PyTorch's value; the official ``eta = 55`` multiplies a loss
 summed over all n^2 pairs, so per pair it is far smaller), 10 DCC sweeps per B step as in the
-official code. On the Fashion-MNIST validation split eta = 0.01 gave validation mAP 0.874
-against 0.756 for eta = 0.1 (64 bits, 3 epochs).
+official code. The choice of eta was made on the Fashion-MNIST validation split
+(docs/benchmarks.md, "Measurements behind the deep-hashing code").
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .base import HashLoss, MemoryBank, check_positive_int, sign_pm1, similarity
-from .dpsh import pairwise_likelihood
+from .functional import pairwise_likelihood
 
 
 def dsdh_b_objective(B, U, Y, W, mu: float, eta: float) -> torch.Tensor:
@@ -45,9 +45,8 @@ def dsdh_b_step(B, U, Y, W, mu: float, eta: float, sweeps: int = 10) -> torch.Te
     that changes no bit is a fixed point, so the sweeps left would change nothing: stop there.
 
     The loop runs in NumPy on the CPU (float64): it is K small vector operations per sweep, where
-    a framework's per-operation overhead would cost more than the arithmetic (in torch this step
-    took about 15 ms of a 0.23 s training step; here under 2 ms). The result goes back to B's
-    device and dtype.
+    a framework's per-operation overhead would cost more than the arithmetic. The result goes
+    back to B's device and dtype.
     """
     as_np = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
     w = as_np(W)
@@ -74,6 +73,7 @@ def dsdh_w_step(BtB: torch.Tensor, BtY: torch.Tensor, mu: float, nu: float) -> t
 
 
 class DSDHLoss(HashLoss):
+    method = "dsdh"
     needs_index = True
 
     def __init__(
@@ -90,7 +90,7 @@ class DSDHLoss(HashLoss):
         if mu <= 0 or nu < 0 or eta < 0:
             raise ValueError(f"mu, nu, eta: expected mu > 0, nu >= 0, eta >= 0, got {mu}, {nu}, {eta}")
         self.mu, self.nu, self.eta = float(mu), float(nu), float(eta)
-        self.dcc_sweeps = check_positive_int("dcc_sweeps", dcc_sweeps)
+        self.dcc_sweeps = check_positive_int(dcc_sweeps, "dcc_sweeps")
         self.bank = MemoryBank(num_train, nbits, num_classes)
         self.register_buffer("B", torch.zeros(num_train, nbits))
         # Sums over the codes written so far, in float64 (entries are small integers: exact).

@@ -25,6 +25,8 @@ def squared_distances(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 class DSHLoss(PairwiseLoss):
+    method = "dsh"
+
     def __init__(
         self,
         nbits: int,

@@ -16,6 +16,8 @@ from .base import HashLoss, sign_pm1, similarity
 
 
 class DTSHLoss(HashLoss):
+    method = "dtsh"
+
     def __init__(self, nbits: int, alpha: float = 5.0, lambda_q: float = 1.0) -> None:
         super().__init__(nbits)
         self.alpha = float(alpha)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .base import HashLoss, check_positive_int, sign_pm1
+from .functional import classification_loss
 
 
 class SignSTE(torch.autograd.Function):
@@ -33,17 +33,12 @@ def sign_straight_through(x: torch.Tensor) -> torch.Tensor:
     return SignSTE.apply(x)
 
 
-def classification_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Softmax cross-entropy for one-hot targets, sigmoid cross-entropy for multi-hot ones."""
-    if bool((target.sum(1) == 1).all()):
-        return F.cross_entropy(logits, target.argmax(1))
-    return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
-
-
 class GreedyHashLoss(HashLoss):
+    method = "greedyhash"
+
     def __init__(self, nbits: int, num_classes: int, alpha: float = 0.1) -> None:
         super().__init__(nbits)
-        check_positive_int("num_classes", num_classes)
+        check_positive_int(num_classes, "num_classes")
         self.alpha = float(alpha)
         self.classifier = nn.Linear(nbits, num_classes, bias=False)
 

@@ -20,19 +20,12 @@ import torch
 from torch.nn import functional as F
 
 from .base import HashLoss, batch_pairs, similarity
-
-
-def balance_weights(s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """HashNet/DCH class-balance weights: |S|/|S1| on similar pairs, |S|/|S0| on dissimilar."""
-    total = mask.sum()
-    n_sim = (s * mask).sum()
-    n_dis = total - n_sim
-    w_sim = total / n_sim.clamp(min=1.0)
-    w_dis = total / n_dis.clamp(min=1.0)
-    return (s * w_sim + (1.0 - s) * w_dis) * mask
+from .functional import balance_weights
 
 
 class HashNetLoss(HashLoss):
+    method = "hashnet"
+
     def __init__(
         self,
         nbits: int,

@@ -2,7 +2,8 @@
 
 Each term maps the raw hash outputs ``u`` (batch, nbits) to a non-negative scalar that is exactly
 zero on the configurations it rewards; :class:`OrthogonalityPenalty` looks at the hash layer's
-weight instead of the outputs.
+weight instead of the outputs. Each is registered in :data:`REGULARIZERS` under the name a run
+config uses (``regularizers: {bit_balance: 0.01}``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,24 @@ import torch
 from torch import nn
 
 from .base import sign_pm1
-from .dch import cauchy_quantization
+from .functional import cauchy_quantization
+
+#: Name -> regulariser class. A class with ``takes_hash_layer = True`` is built from the model's
+#: hash layer, the others without arguments.
+REGULARIZERS: dict[str, type[nn.Module]] = {}
 
 
+def register_regularizer(name: str):
+    """Class decorator: register a regulariser under ``name``."""
+
+    def register(cls: type[nn.Module]) -> type[nn.Module]:
+        REGULARIZERS[name] = cls
+        return cls
+
+    return register
+
+
+@register_regularizer("quantization")
 class QuantizationPenalty(nn.Module):
     """``mean((u - sign u)^2)``: zero iff every output is exactly +1 or -1."""
 
@@ -21,6 +37,7 @@ class QuantizationPenalty(nn.Module):
         return ((u - sign_pm1(u).detach()) ** 2).mean()
 
 
+@register_regularizer("cauchy_quantization")
 class CauchyQuantization(nn.Module):
     """DCH's ``mean log(1 + d(|u|, 1)/gamma)``, ``d = K/2 (1 - cos)``: zero iff each row's |u|
     is constant across bits (a scaled binary vector)."""
@@ -35,6 +52,7 @@ class CauchyQuantization(nn.Module):
         return cauchy_quantization(u, self.gamma)
 
 
+@register_regularizer("bit_balance")
 class BitBalance(nn.Module):
     """``mean_k (mean_i u_ik)^2``: zero iff every bit averages to 0 over the batch (fires half the
     time for binary outputs)."""
@@ -43,6 +61,7 @@ class BitBalance(nn.Module):
         return (u.mean(0) ** 2).mean()
 
 
+@register_regularizer("decorrelation")
 class BitDecorrelation(nn.Module):
     """Mean squared off-diagonal entry of the bits' covariance over the batch: zero iff the bits
     are pairwise uncorrelated. Needs a batch of at least two samples."""
@@ -59,10 +78,13 @@ class BitDecorrelation(nn.Module):
         return (off ** 2).sum() / (k * (k - 1))
 
 
+@register_regularizer("orthogonality")
 class OrthogonalityPenalty(nn.Module):
     """``||W W^T - I||_F^2 / K^2`` for the hash layer weight W (K x D): zero iff its rows are
     orthonormal. The layer is held by reference (not registered), so its parameters are not
     duplicated among the loss's own."""
+
+    takes_hash_layer = True
 
     def __init__(self, layer: nn.Linear) -> None:
         super().__init__()

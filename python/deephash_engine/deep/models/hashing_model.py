@@ -1,4 +1,8 @@
-"""Backbone + hash head, and a factory that builds one by name.
+"""Backbone + hash head, the registry of backbones, and a factory that builds a model by name.
+
+A backbone registers itself with :func:`register_backbone` (a decorator on its builder) when its
+module is imported; :func:`build_model` and the ``deephash train --model`` help read
+:data:`MODELS`, so a new backbone is one file in this folder and one import in ``__init__.py``.
 
 The head is a Linear layer from the backbone's features to ``nbits`` raw outputs (initialised
 N(0, 0.01), bias 0, as in HashNet); each loss applies its own squashing and the code is
@@ -9,20 +13,34 @@ a larger learning rate than the backbone, HashNet's 10x by default.
 from __future__ import annotations
 
 import os
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 from torch import nn
 
-from .small_cnn import SmallCNN
-from .torchvision_backbones import BACKBONES, TorchvisionBackbone
+from ..._checks import check_positive_int
+
+#: A backbone builder: ``(in_channels, image_size, weights) -> nn.Module`` with ``out_features``.
+BackboneBuilder = Callable[[int, int, Optional[str | os.PathLike]], nn.Module]
+
+#: Backbone name -> builder, filled as backbone modules are imported.
+MODELS: dict[str, BackboneBuilder] = {}
+
+
+def register_backbone(name: str) -> Callable[[BackboneBuilder], BackboneBuilder]:
+    """Decorator: register ``builder(in_channels, image_size, weights)`` under ``name``."""
+
+    def register(builder: BackboneBuilder) -> BackboneBuilder:
+        MODELS[name] = builder
+        return builder
+
+    return register
 
 
 class HashingModel(nn.Module):
     def __init__(self, backbone: nn.Module, nbits: int, feature_dim: Optional[int] = None) -> None:
         super().__init__()
-        if not isinstance(nbits, int) or nbits <= 0:
-            raise ValueError(f"nbits: expected a positive int, got {nbits!r}")
+        nbits = check_positive_int(nbits, "nbits")
         dim = feature_dim if feature_dim is not None else getattr(backbone, "out_features", None)
         if dim is None:
             raise ValueError("feature_dim: expected an int (the backbone has no out_features), got None")
@@ -46,16 +64,10 @@ class HashingModel(nn.Module):
         return groups
 
 
-MODELS = ("small_cnn",) + BACKBONES
-
-
 def build_model(name: str, nbits: int, in_channels: int = 1, image_size: int = 28,
                 weights: Optional[str | os.PathLike] = None) -> HashingModel:
-    """``small_cnn`` or a torchvision backbone (weights from a local file), plus a hash head."""
-    if name == "small_cnn":
-        if weights is not None:
-            raise ValueError("weights: small_cnn has no pretrained weights, expected None")
-        return HashingModel(SmallCNN(in_channels, image_size), nbits)
-    if name in BACKBONES:
-        return HashingModel(TorchvisionBackbone(name, weights), nbits)
-    raise ValueError(f"name: expected one of {MODELS}, got {name!r}")
+    """The registered backbone ``name`` (``small_cnn``, a torchvision backbone with weights from
+    a local file, ...) plus a hash head of ``nbits`` outputs."""
+    if name not in MODELS:
+        raise ValueError(f"name: expected one of {tuple(MODELS)}, got {name!r}")
+    return HashingModel(MODELS[name](in_channels, image_size, weights), nbits)

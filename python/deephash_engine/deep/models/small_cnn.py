@@ -1,21 +1,24 @@
-"""A small CNN that trains in seconds per epoch on 28x28 or 32x32 images on a CPU:
+"""A small CNN for 28x28 or 32x32 images, meant for CPU training:
 conv(32) - BN - maxpool - ReLU, conv(64) - BN - maxpool - ReLU, fc(512) - BN - ReLU.
 
 Each ReLU runs after its max-pool rather than before it, as usually drawn. The two commute exactly (ReLU is
 monotone, so the max of the rectified values is the rectified max, and the gradient reaches the
 same element), so the network computes the same function and gradients, while the ReLU and its
-backward pass touch a quarter of the values: a training step (batch 128, 28x28, one thread) took
-about 1.2x less CPU time.
+backward pass touch a quarter of the values.
 
-The convolutions run in the channels-last memory layout: oneDNN's CPU convolutions and their
-backward passes are faster that way (a training step of batch 128 at 28x28 on one thread took
-about 1.2x less CPU time than in NCHW, measured in interleaved rounds). Only the layout changes,
-not what is computed."""
+The convolutions run in the channels-last memory layout, which oneDNN's CPU convolutions and
+their backward passes prefer. Only the layout changes, not what is computed. (What each choice
+saved is measured in docs/benchmarks.md, "Measurements behind the deep-hashing code".)"""
 
 from __future__ import annotations
 
+import os
+from typing import Optional
+
 import torch
 from torch import nn
+
+from .hashing_model import register_backbone
 
 
 class SmallCNN(nn.Module):
@@ -41,3 +44,11 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x.contiguous(memory_format=torch.channels_last)))
+
+
+@register_backbone("small_cnn")
+def build_small_cnn(in_channels: int, image_size: int,
+                    weights: Optional[str | os.PathLike] = None) -> SmallCNN:
+    if weights is not None:
+        raise ValueError("weights: small_cnn has no pretrained weights, expected None")
+    return SmallCNN(in_channels, image_size)

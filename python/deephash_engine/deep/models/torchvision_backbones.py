@@ -13,6 +13,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .hashing_model import register_backbone
+
 BACKBONES = ("alexnet", "vgg16", "resnet18", "resnet50")
 
 
@@ -52,3 +54,15 @@ class TorchvisionBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
+
+
+def _builder(name: str):
+    def build(in_channels: int, image_size: int,
+              weights: Optional[str | os.PathLike] = None) -> TorchvisionBackbone:
+        return TorchvisionBackbone(name, weights)
+
+    return build
+
+
+for _name in BACKBONES:
+    register_backbone(_name)(_builder(_name))

@@ -1,6 +1,6 @@
-"""Named evaluation protocols: the policies that the research code bases leave implicit.
+"""Evaluation policies: the rules that the research code bases leave implicit, bundled and named.
 
-A protocol fixes four policies (see docs/protocols.md for what each original code does):
+An :class:`EvalPolicy` fixes four rules (see docs/policies.md for what each original code does):
 
 - ``ties``: order inside a group of equal Hamming distances, ``"index"`` (database index, what a
   stable sort gives) or ``"expected"`` (exact expectation over uniformly random orders).
@@ -10,7 +10,7 @@ A protocol fixes four policies (see docs/protocols.md for what each original cod
 - ``curve_empty``: the same for precision/recall at rank cut-offs, PR curves and Hamming-radius
   metrics, where a query is empty when the database holds no item relevant to it.
 
-Explicit keyword arguments given to a metric override the protocol's value for that call.
+Explicit keyword arguments given to a metric override the policy's value for that call.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ._inputs import EMPTY, NORMALIZE, TIES, choice
 
 
 @dataclass(frozen=True)
-class Protocol:
+class EvalPolicy:
     """The policies of one evaluation; ``name`` says where they came from."""
 
     name: str
@@ -35,43 +35,43 @@ class Protocol:
         return asdict(self)
 
 
-PROTOCOLS: dict[str, Protocol] = {
+EVAL_POLICIES: dict[str, EvalPolicy] = {
     # The defaults of this package.
-    "default": Protocol("default"),
+    "default": EvalPolicy("default"),
     # swuxyj/DeepHash-pytorch CalcTopMap: AP normalised by relevant items retrieved, queries with none
     # retrieved count 0; CalcTopMapWithPR keeps only queries with a relevant item for its curves.
     # Their argsort is not stable; here ties go by database index, and topk=None is the whole
     # database (their topK=-1 drops the last item).
-    "deephash-pytorch": Protocol("deephash-pytorch", "index", "retrieved", "zero", "skip"),
+    "deephash-pytorch": EvalPolicy("deephash-pytorch", "index", "retrieved", "zero", "skip"),
     # thuml/HashNet pytorch mean_average_precision: queries with no relevant item in the top R are
     # left out of the mean. HashNet has no curves; thulab/DeepHash's radius metrics score a query with
     # nothing inside the radius 0, and queries are kept for the curves.
-    "hashnet": Protocol("hashnet", "index", "retrieved", "skip", "zero"),
+    "hashnet": EvalPolicy("hashnet", "index", "retrieved", "skip", "zero"),
 }
 
 
-def resolve_protocol(
-    protocol: str | Protocol | None = None,
+def resolve_policy(
+    policy: str | EvalPolicy | None = None,
     *,
     ties: str | None = None,
     normalize: str | None = None,
     empty: str | None = None,
     curve_empty: str | None = None,
-) -> Protocol:
-    """The protocol named (or given), with any explicit policy overriding its value.
+) -> EvalPolicy:
+    """The policy named (or given), with any explicit policy overriding its value.
 
     When an override changes a preset's policy, the name becomes ``"<preset>+custom"`` so a report
     never claims a preset it did not follow.
     """
-    if protocol is None:
-        base = PROTOCOLS["default"]
-    elif isinstance(protocol, Protocol):
-        base = protocol
-    elif isinstance(protocol, str) and protocol in PROTOCOLS:
-        base = PROTOCOLS[protocol]
+    if policy is None:
+        base = EVAL_POLICIES["default"]
+    elif isinstance(policy, EvalPolicy):
+        base = policy
+    elif isinstance(policy, str) and policy in EVAL_POLICIES:
+        base = EVAL_POLICIES[policy]
     else:
         raise ValueError(
-            f"protocol must be one of {', '.join(repr(p) for p in PROTOCOLS)} or a Protocol, got {protocol!r}"
+            f"policy must be one of {', '.join(repr(p) for p in EVAL_POLICIES)} or an EvalPolicy, got {policy!r}"
         )
     overrides = {
         "ties": None if ties is None else choice(ties, "ties", TIES),
@@ -81,7 +81,7 @@ def resolve_protocol(
     }
     changed = {k: v for k, v in overrides.items() if v is not None and getattr(base, k) != v}
     for field in ("ties", "normalize", "empty", "curve_empty"):
-        choice(getattr(base, field), f"protocol.{field}", {"ties": TIES, "normalize": NORMALIZE}.get(field, EMPTY))
+        choice(getattr(base, field), f"policy.{field}", {"ties": TIES, "normalize": NORMALIZE}.get(field, EMPTY))
     if not changed:
         return base
     name = base.name if base.name.endswith("+custom") else f"{base.name}+custom"

@@ -1,6 +1,7 @@
-"""Readers for the raw datasets, each returning a :class:`LabelledArrays` pool (never downloads).
+"""Readers for the raw labelled datasets, each returning a :class:`LabelledArrays` pool (never
+downloads), and the registry of pool readers the deep-hashing protocols draw from.
 
-- Fashion-MNIST: through :func:`deephash_engine.datasets.load_fashion_mnist` (root argument,
+- Fashion-MNIST: through :func:`.fashion_mnist.load_fashion_mnist` (root argument,
   ``DEEPHASH_FASHION_MNIST``, or the Debian package folder).
 - MNIST: the four IDX files (``.gz`` or plain) in a folder, or ``DEEPHASH_MNIST``.
 - CIFAR-10: the python pickle folder ``cifar-10-batches-py`` (``data_batch_1..5``, ``test_batch``).
@@ -16,9 +17,33 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
+
+from .fashion_mnist import load_fashion_mnist
+from .idx import read_idx
+
+#: Source name -> ``reader(root) -> LabelledArrays``; a protocol names its source here.
+POOLS: dict[str, Callable[..., "LabelledArrays"]] = {}
+
+#: Per-channel mean and std of each source's training images (inputs are scaled to [0, 1] first);
+#: ``image-list`` (files read by path) uses the ImageNet statistics.
+NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "image-list": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def register_pool(name: str, mean: tuple[float, ...], std: tuple[float, ...]):
+    """Decorator: register ``reader(root)`` as the pool reader of source ``name``, whose images
+    have per-channel ``mean`` and ``std`` (after scaling to [0, 1])."""
+
+    def register(reader):
+        POOLS[name] = reader
+        NORMALIZATION[name] = (tuple(mean), tuple(std))
+        return reader
+
+    return register
 
 
 @dataclass
@@ -67,9 +92,8 @@ def _pool(train_x, train_y, test_x, test_y, num_classes: int) -> LabelledArrays:
     return LabelledArrays(images, targets, official)
 
 
+@register_pool("fashion-mnist", (0.2860,), (0.3530,))
 def load_fashion_mnist_pool(root: Optional[str | os.PathLike] = None) -> LabelledArrays:
-    from deephash_engine.datasets import load_fashion_mnist
-
     d = load_fashion_mnist(root)
     return _pool(d.train_images, d.train_labels, d.test_images, d.test_labels, 10)
 
@@ -81,9 +105,8 @@ _MNIST_FILES = (
 )
 
 
+@register_pool("mnist", (0.1307,), (0.3081,))
 def load_mnist_pool(root: Optional[str | os.PathLike] = None) -> LabelledArrays:
-    from deephash_engine.datasets import read_idx
-
     folder = root if root is not None else os.environ.get(MNIST_ENV_VAR)
     if folder is None:
         raise FileNotFoundError(f"root: expected the MNIST IDX folder (or ${MNIST_ENV_VAR}), got None")
@@ -98,8 +121,11 @@ def load_mnist_pool(root: Optional[str | os.PathLike] = None) -> LabelledArrays:
     return _pool(arrays[0], arrays[1], arrays[2], arrays[3], 10)
 
 
-def load_cifar10_pool(root: str | os.PathLike) -> LabelledArrays:
+@register_pool("cifar10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+def load_cifar10_pool(root: Optional[str | os.PathLike]) -> LabelledArrays:
     """CIFAR-10 from the python pickle folder; images as uint8 (n, 32, 32, 3)."""
+    if root is None:
+        raise FileNotFoundError("root: expected the cifar-10-batches-py folder, got None")
     folder = Path(root)
 
     def read(name):
@@ -154,32 +180,3 @@ def read_image_list(list_file: str | os.PathLike, root: Optional[str | os.PathLi
         raise ValueError(f"list_file: {list_file} holds no entries")
     root = Path(root) if root is not None else list_file.parent
     return ImageList(root, paths, np.asarray(rows, dtype=np.float32))
-
-
-def stratified_pick(
-    labels: np.ndarray, candidates: np.ndarray, per_class: int, rng: np.random.Generator,
-    taken: Optional[np.ndarray] = None,
-) -> np.ndarray:
-    """Pick ``per_class`` rows of ``candidates`` for each class, each row counted for the first
-    of its labels whose quota is still open (the NUS-WIDE rule; plain per-class sampling for
-    single-label data). Raises when a class has too few rows."""
-    order = candidates[rng.permutation(candidates.shape[0])]
-    if taken is not None:
-        order = order[~taken[order]]
-    quota = np.full(labels.shape[1], per_class, dtype=np.int64)
-    picked = []
-    for row in order:
-        classes = np.flatnonzero(labels[row] > 0)
-        open_classes = classes[quota[classes] > 0]
-        if open_classes.size:
-            quota[open_classes[0]] -= 1
-            picked.append(row)
-            if not quota.any():
-                break
-    if quota.any():
-        short = int(np.flatnonzero(quota)[0])
-        raise ValueError(
-            f"per_class: expected {per_class} samples of class {short}, only "
-            f"{per_class - int(quota[short])} available"
-        )
-    return np.sort(np.asarray(picked, dtype=np.int64))

@@ -1,0 +1,129 @@
+"""The terms several losses share, as plain functions of tensors (no state, no parameters).
+
+- :func:`pairwise_likelihood`: the negative log-likelihood of pairwise labels (DPSH, DHN, DSDH),
+  in closed form block by block against a memory bank; with its helpers :func:`sigmoid_softplus_`
+  and :func:`log_sum`.
+- :func:`balance_weights`: the class-balance weights of similar and dissimilar pairs (HashNet, DCH).
+- :func:`cauchy_quantization`: DCH's Cauchy quantization term (DCH and the composable regulariser).
+- :func:`classification_loss`: cross-entropy of a classifier on codes (GreedyHash, DLBHC).
+
+A loss file imports only :mod:`.base` and this module, so each stands alone.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch.nn import functional as F
+
+from ... import _core
+from .base import bank_blocks, is_one_hot, masked_mean, similarity, with_gradient
+
+
+def log_sum(x: torch.Tensor) -> torch.Tensor:
+    """``sum(log(x))`` for a tensor with entries in [1/2, 1].
+
+    One log serves the product of a group of entries (32 of them in float32 and float64): such
+    a product is >= 2^-32, far from underflow, and its rounding error (about 32 ulp) costs the
+    log what 32 separate logs would. A log costs far more than a multiplication.
+    """
+    group = max(1, min(32, int(-math.log2(torch.finfo(x.dtype).tiny)) // 2))
+    flat = x.reshape(-1)
+    whole = flat.numel() // group * group
+    total = flat[:whole].view(-1, group).prod(1).log_().sum()
+    if whole < flat.numel():
+        total = total + flat[whole:].log().sum()
+    return total
+
+
+def sigmoid_softplus_(theta: torch.Tensor, work: torch.Tensor):
+    """Replace ``theta`` by ``sigmoid(theta)`` in place and return ``sum(softplus(theta))``: a
+    float from the kernel, a 0-d float64 tensor on theta's device from the torch passes (so a
+    CUDA step never waits on the device for it).
+
+    On a CPU float32 contiguous tensor this is the engine's one-pass kernel
+    (``_core.sigmoid_softplus_``, AVX2). Elsewhere (CUDA, float64, CPUs without AVX2) it is
+    done in torch passes, with ``work`` (theta's shape) as scratch:
+    ``softplus(t) = max(t, 0) - log(sigmoid(|t|))``, where ``sigmoid(|t|) = max(p, 1 - p)`` in
+    [1/2, 1] never underflows.
+    """
+    if (theta.device.type == "cpu" and theta.dtype == torch.float32 and theta.is_contiguous()
+            and _core.logistic_level() != "scalar"):
+        return _core.sigmoid_softplus_(theta.numpy())
+    total = torch.clamp(theta, min=0.0, out=work).sum(dtype=torch.float64)
+    probability = theta.sigmoid_()
+    total -= log_sum(torch.sub(probability, 0.5, out=work).abs_().add_(0.5))
+    return total
+
+
+def pairwise_likelihood(
+    u: torch.Tensor, v: torch.Tensor, target: torch.Tensor, yv: torch.Tensor,
+    mask: Optional[torch.Tensor], scale: float = 0.5, class_v: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """Mean over pairs of ``softplus(theta) - s * theta``, ``theta = scale * u_i . v_j``, with
+    ``s`` the label similarity of ``target`` rows and ``yv`` rows.
+
+    When ``v`` carries no gradient (a memory bank) the value and the gradient with respect to
+    ``u``, ``scale / count * (sigmoid(theta) - S) @ v``, are computed in closed form, one block of
+    bank rows at a time (:func:`bank_blocks`): per block one product for theta, one pass that
+    turns theta into ``sigmoid(theta)`` and sums ``softplus(theta)`` (:func:`sigmoid_softplus_`),
+    and one product for ``sigmoid(theta) @ v``. With one-hot labels
+    ``S @ v = target @ (yv^T v)``, so S itself is never formed; ``class_v``, when given, is that
+    ``yv^T v`` with every ``yv`` row one-hot (a memory bank keeps it:
+    :meth:`MemoryBank.one_hot_class_sums`).
+    """
+    target = target.to(u.dtype)
+    if v.requires_grad or mask is not None:
+        s = similarity(target, yv)
+        theta = scale * (u @ v.t())
+        return masked_mean(F.softplus(theta) - s * theta, mask)
+    with torch.no_grad():
+        scaled = scale * u
+        count = float(u.shape[0] * v.shape[0]) or 1.0
+        if class_v is not None:
+            one_hot = is_one_hot(target)
+            class_v = class_v.to(u.dtype)
+        else:
+            one_hot = is_one_hot(target) and is_one_hot(yv)
+            if one_hot:
+                class_v = yv.t() @ v
+        s_v = torch.zeros_like(u)  # S @ v
+        sigmoid_v = torch.zeros_like(u)  # sigmoid(theta) @ v
+        total = u.new_zeros((), dtype=torch.float64)  # sum of softplus(theta), in double
+        for rows, theta, work in bank_blocks(scaled, v, scratch=1):
+            if not one_hot:
+                s_v.addmm_(similarity(target, yv[rows]), v[rows])
+            total += sigmoid_softplus_(theta, work)
+            sigmoid_v.addmm_(theta, v[rows])  # theta now holds sigmoid(theta)
+        if one_hot:
+            s_v = target @ class_v
+        value = ((total - (scaled.double() * s_v.double()).sum()) / count).to(u.dtype)
+        grad_u = (sigmoid_v - s_v) * (scale / count)
+    return with_gradient(value, u, grad_u)
+
+
+def balance_weights(s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """HashNet/DCH class-balance weights: |S|/|S1| on similar pairs, |S|/|S0| on dissimilar."""
+    total = mask.sum()
+    n_sim = (s * mask).sum()
+    n_dis = total - n_sim
+    w_sim = total / n_sim.clamp(min=1.0)
+    w_dis = total / n_dis.clamp(min=1.0)
+    return (s * w_sim + (1.0 - s) * w_dis) * mask
+
+
+def cauchy_quantization(u: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Mean over samples of ``log(1 + d(|u|, 1)/gamma)``; zero iff every |u_ik| of a row is equal."""
+    nbits = u.shape[1]
+    cos = F.normalize(u.abs(), dim=1).sum(1) / (nbits ** 0.5)
+    d = 0.5 * nbits * (1.0 - cos)
+    return torch.log1p(d / gamma).mean()
+
+
+def classification_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Softmax cross-entropy for one-hot targets, sigmoid cross-entropy for multi-hot ones."""
+    if bool((target.sum(1) == 1).all()):
+        return F.cross_entropy(logits, target.argmax(1))
+    return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))

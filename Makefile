@@ -14,7 +14,7 @@ FUZZ_SECONDS ?= 300
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 STAMP := $(VENV)/.requirements-stamp
 
-.PHONY: demo test venv install data clang cpp-test cpp-package-test asan-test tsan-test sanitize fuzz-build fuzz fuzz-smoke py-test bench clean
+.PHONY: demo test venv install data clang cpp-test cpp-package-test asan-test tsan-test sanitize fuzz-build fuzz fuzz-smoke fuzz-python py-test bench clean
 
 demo: install data
 	$(PY) benchmarks/bench_flat.py --preset demo
@@ -100,7 +100,6 @@ py-test: install
 # for FUZZ_PY_SECONDS on a corpus seeded from files the package writes and kept between runs.
 FUZZ_PY_SECONDS ?= 180
 FUZZ_PY_DIR ?= build/fuzz-python
-.PHONY: fuzz-python
 fuzz-python: install
 	$(PY) tests/fuzz/seed_corpus.py $(FUZZ_PY_DIR)/corpus
 	mkdir -p $(FUZZ_PY_DIR)/crashes

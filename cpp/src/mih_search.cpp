@@ -273,6 +273,53 @@ std::vector<std::uint8_t> gather_rows(const std::uint8_t* queries, const std::ve
   return out;
 }
 
+// One range result from the scanned queries' rows (`part`, row part_row[q]) and the probed ones'
+// hits: scanned rows are copied as they are (ordered by (distance, id)); probed hits are placed
+// by a counting sort on the distance, then each distance's ids are sorted. Frees the hits.
+RangeResult merge_range_results(std::size_t nq, int radius, const std::vector<std::uint8_t>& to_scan,
+                                const RangeResult& part, const std::vector<std::size_t>& part_row,
+                                std::vector<std::vector<std::pair<dist_t, idx_t>>>& hits) {
+  RangeResult res;
+  res.lims.assign(nq + 1, 0);
+  for (std::size_t q = 0; q < nq; ++q) {
+    const std::size_t count = to_scan[q] ? static_cast<std::size_t>(part.lims[part_row[q] + 1] - part.lims[part_row[q]])
+                                         : hits[q].size();
+    res.lims[q + 1] = res.lims[q] + static_cast<std::int64_t>(count);
+  }
+  res.distances.resize(static_cast<std::size_t>(res.lims[nq]));
+  res.ids.resize(res.distances.size());
+  // Scanned queries come ordered by (distance, id); probed ones are placed by a counting sort on
+  // the distance, then each distance's ids are sorted.
+  parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
+    std::vector<std::size_t> start(static_cast<std::size_t>(radius) + 2), next;
+    for (std::size_t q = q0; q < q1; ++q) {
+      const std::size_t off = static_cast<std::size_t>(res.lims[q]);
+      if (to_scan[q]) {
+        const auto b = static_cast<std::size_t>(part.lims[part_row[q]]), e = static_cast<std::size_t>(part.lims[part_row[q] + 1]);
+        std::copy(part.distances.begin() + static_cast<std::ptrdiff_t>(b), part.distances.begin() + static_cast<std::ptrdiff_t>(e),
+                  res.distances.begin() + static_cast<std::ptrdiff_t>(off));
+        std::copy(part.ids.begin() + static_cast<std::ptrdiff_t>(b), part.ids.begin() + static_cast<std::ptrdiff_t>(e),
+                  res.ids.begin() + static_cast<std::ptrdiff_t>(off));
+        continue;
+      }
+      std::fill(start.begin(), start.end(), 0);
+      for (const auto& h : hits[q]) ++start[static_cast<std::size_t>(h.first) + 1];
+      start[0] = off;
+      for (std::size_t d = 1; d < start.size(); ++d) start[d] += start[d - 1];
+      next.assign(start.begin(), start.end() - 1);
+      for (const auto& h : hits[q]) {
+        const std::size_t at = next[static_cast<std::size_t>(h.first)]++;
+        res.distances[at] = h.first;
+        res.ids[at] = h.second;
+      }
+      for (std::size_t d = 0; d + 1 < start.size(); ++d)
+        std::sort(res.ids.begin() + static_cast<std::ptrdiff_t>(start[d]), res.ids.begin() + static_cast<std::ptrdiff_t>(start[d + 1]));
+      std::vector<std::pair<dist_t, idx_t>>().swap(hits[q]);
+    }
+  });
+  return res;
+}
+
 }  // namespace
 
 ScanView MIHIndex::scan_view() const noexcept {
@@ -588,45 +635,7 @@ RangeResult MIHIndex::range_search_with(const std::uint8_t* queries, std::size_t
     s_->st_scans_ += static_cast<std::int64_t>(scan_rows.size());
   }
 
-  RangeResult res;
-  res.lims.assign(nq + 1, 0);
-  for (std::size_t q = 0; q < nq; ++q) {
-    const std::size_t count = to_scan[q] ? static_cast<std::size_t>(part.lims[part_row[q] + 1] - part.lims[part_row[q]])
-                                         : hits[q].size();
-    res.lims[q + 1] = res.lims[q] + static_cast<std::int64_t>(count);
-  }
-  res.distances.resize(static_cast<std::size_t>(res.lims[nq]));
-  res.ids.resize(res.distances.size());
-  // Scanned queries come ordered by (distance, id); probed ones are placed by a counting sort on
-  // the distance, then each distance's ids are sorted.
-  parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
-    std::vector<std::size_t> start(static_cast<std::size_t>(radius) + 2), next;
-    for (std::size_t q = q0; q < q1; ++q) {
-      const std::size_t off = static_cast<std::size_t>(res.lims[q]);
-      if (to_scan[q]) {
-        const auto b = static_cast<std::size_t>(part.lims[part_row[q]]), e = static_cast<std::size_t>(part.lims[part_row[q] + 1]);
-        std::copy(part.distances.begin() + static_cast<std::ptrdiff_t>(b), part.distances.begin() + static_cast<std::ptrdiff_t>(e),
-                  res.distances.begin() + static_cast<std::ptrdiff_t>(off));
-        std::copy(part.ids.begin() + static_cast<std::ptrdiff_t>(b), part.ids.begin() + static_cast<std::ptrdiff_t>(e),
-                  res.ids.begin() + static_cast<std::ptrdiff_t>(off));
-        continue;
-      }
-      std::fill(start.begin(), start.end(), 0);
-      for (const auto& h : hits[q]) ++start[static_cast<std::size_t>(h.first) + 1];
-      start[0] = off;
-      for (std::size_t d = 1; d < start.size(); ++d) start[d] += start[d - 1];
-      next.assign(start.begin(), start.end() - 1);
-      for (const auto& h : hits[q]) {
-        const std::size_t at = next[static_cast<std::size_t>(h.first)]++;
-        res.distances[at] = h.first;
-        res.ids[at] = h.second;
-      }
-      for (std::size_t d = 0; d + 1 < start.size(); ++d)
-        std::sort(res.ids.begin() + static_cast<std::ptrdiff_t>(start[d]), res.ids.begin() + static_cast<std::ptrdiff_t>(start[d + 1]));
-      std::vector<std::pair<dist_t, idx_t>>().swap(hits[q]);
-    }
-  });
-  return res;
+  return merge_range_results(nq, radius, to_scan, part, part_row, hits);
 }
 
 }  // namespace deephash

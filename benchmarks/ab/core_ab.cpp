@@ -1,5 +1,5 @@
 // A/B of two builds of the core: FlatIndex and MIHIndex search times, one binary per build, run in
-// alternation (benchmarks/ab/README in docs/benchmarks.md, "The house refactor, A/B").
+// alternation (docs/benchmarks.md, "The house refactor, A/B").
 #include <algorithm>
 #include <chrono>
 #include <cstdio>

@@ -48,3 +48,4 @@ def clustered_codes(rng, n, nbits, nclusters=20, flip=0.05):
 def duplicate_codes(rng, n, nbits, ndistinct=7):
     base = rng.integers(0, 256, (ndistinct, nbits // 8), dtype=np.uint8)
     return base[rng.integers(0, ndistinct, n)]
+

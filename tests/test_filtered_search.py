@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import deephash_engine as de
+from oracles import clustered_codes
 
 
 def oracle_index(codes, ids, allowed):
@@ -24,13 +25,6 @@ def assert_same(index, oracle, queries, allow, k, radius):
         np.testing.assert_array_equal(got, want)
 
 
-def clustered(rng, n, cs, centres=20, flips=3):
-    base = rng.integers(0, 256, (centres, cs), dtype=np.uint8)
-    codes = base[rng.integers(0, centres, n)]
-    bits = np.unpackbits(codes, axis=1, bitorder="little")
-    for _ in range(flips):
-        bits[np.arange(n), rng.integers(0, cs * 8, n)] ^= 1
-    return np.packbits(bits, axis=1, bitorder="little")
 
 
 @pytest.mark.parametrize("kind", ["flat", "mih"])
@@ -38,7 +32,7 @@ def clustered(rng, n, cs, centres=20, flips=3):
 @pytest.mark.parametrize("data", ["uniform", "clustered"])
 def test_filtered_equals_the_index_of_the_allowed_items(rng, kind, fraction, data):
     n, cs = 6000, 8
-    codes = rng.integers(0, 256, (n, cs), dtype=np.uint8) if data == "uniform" else clustered(rng, n, cs)
+    codes = rng.integers(0, 256, (n, cs), dtype=np.uint8) if data == "uniform" else clustered_codes(rng, n, 8 * cs)
     index = de.FlatIndex(64) if kind == "flat" else de.MIHIndex(64)
     index.add(codes)
     ids = np.arange(n, dtype=np.int64)
@@ -52,7 +46,7 @@ def test_filtered_equals_the_index_of_the_allowed_items(rng, kind, fraction, dat
 @pytest.mark.parametrize("kind", ["flat", "mih"])
 def test_caller_ids_out_of_order_with_removals(rng, kind):
     n, cs = 5000, 4
-    codes = clustered(rng, n, cs, centres=5, flips=2)  # heavy ties
+    codes = clustered_codes(rng, n, 8 * cs, nclusters=5, flip=0.06)  # heavy ties
     ids = rng.permutation(10 * n)[:n].astype(np.int64)
     index = de.FlatIndex(32) if kind == "flat" else de.MIHIndex(32)
     index.add_with_ids(codes, ids)
@@ -80,7 +74,7 @@ def test_unknown_and_repeated_ids_are_ignored(rng):
 @pytest.mark.parametrize("kind", ["flat", "mih"])
 def test_the_strategy_is_reported(rng, kind):
     n = 20000
-    codes = clustered(rng, n, 8)
+    codes = clustered_codes(rng, n, 64)
     index = de.FlatIndex(64) if kind == "flat" else de.MIHIndex(64)
     index.add(codes)
     _, _, stats = index.search_with_stats(codes[:4], 10)
@@ -111,7 +105,7 @@ def test_selector_is_reusable_across_indexes_and_validated(rng):
 def test_a_reused_selector_follows_changes_of_the_index(rng, kind, fraction):
     """The selector caches its resolution per index; every write must invalidate it."""
     n, cs = 4000, 8
-    codes = clustered(rng, 2 * n, cs)
+    codes = clustered_codes(rng, 2 * n, 8 * cs)
     index = de.FlatIndex(64) if kind == "flat" else de.MIHIndex(64)
     other = de.FlatIndex(64)
     index.add(codes[:n])

@@ -3,11 +3,16 @@
     deephash train --method dpsh --dataset fashion-mnist --bits 64 [--epochs 3]
                    [--config file.yaml] --out runs/NAME
     deephash encode --run runs/NAME --input images.npy|list.txt --output codes.npy
+    deephash index build --codes codes.npy --out index.dhi [--index flat|mih]
+    deephash search --index index.dhi --queries q.npy (--k 10 | --radius 4) --out DIR
+    deephash dedup --codes codes.npy --radius 3 --out DIR
 
 ``train`` trains with validation-based model selection, encodes the protocol's query and
 database sets, and writes the metrics report, plots and a FlatIndex into ``--out`` (see
 :mod:`deephash_engine.deep.run`). Options on the command line override the config file, which
 overrides the defaults. ``encode`` turns new inputs into packed codes with a trained run.
+``index build``, ``search`` and ``dedup`` are the bulk jobs of :mod:`deephash_engine.bulk`: ``.npy``
+files in, ``.npy`` files out (written whole or not at all), progress on stderr.
 """
 
 from __future__ import annotations
@@ -90,6 +95,55 @@ def _encode_parser(sub) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false")
 
 
+def _bulk_parsers(sub) -> None:
+    index = sub.add_parser("index", help="build an index file from a file of codes")
+    index_sub = index.add_subparsers(dest="index_command", required=True)
+    p = index_sub.add_parser("build", help="index the rows of a .npy file of packed codes (ids = row numbers)")
+    p.add_argument("--codes", required=True, help=".npy file, uint8 (n, nbits / 8)")
+    p.add_argument("--out", required=True, help="index file to write (docs/format.md)")
+    p.add_argument("--index", choices=("flat", "mih"), default="flat", help="FlatIndex or MIHIndex (default flat)")
+    p.add_argument("--m", type=int, help="MIH substring tables (default: chosen from the size)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+
+    p = sub.add_parser("search", help="search a .npy file of queries against an index file")
+    p.add_argument("--index", required=True, help="index file written by save() or `deephash index build`")
+    p.add_argument("--queries", required=True, help=".npy file, uint8 (nq, nbits / 8)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--k", type=int, help="k nearest neighbours: writes D.npy and I.npy (nq x k)")
+    what.add_argument("--radius", type=int, help="every item within this distance: writes lims.npy, D.npy, I.npy")
+    p.add_argument("--out", required=True, help="result folder (created)")
+    p.add_argument("--batch", type=int, default=10_000, help="queries per search call (default 10000)")
+    p.add_argument("--threads", type=int, help="threads of the core (default: all cores)")
+    p.add_argument("--mmap", action="store_true", help="search the index file in place (memory-mapped)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+
+    p = sub.add_parser("dedup", help="every pair of rows of a codes file within a Hamming radius")
+    p.add_argument("--codes", required=True, help=".npy file, uint8 (n, nbits / 8)")
+    p.add_argument("--radius", type=int, required=True, help="largest Hamming distance of a pair (inclusive)")
+    p.add_argument("--out", required=True, help="result folder (created): pairs.npy, distances.npy")
+    p.add_argument("--batch", type=int, default=10_000)
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def _cmd_bulk(args) -> int:
+    from deephash_engine import bulk, set_num_threads
+
+    if args.command == "index":
+        index = bulk.build_index(args.codes, args.out, kind=args.index, m=args.m, progress=args.progress)
+        print(f"{type(index).__name__} of {index.ntotal} codes of {index.nbits} bits -> {args.out}")
+    elif args.command == "search":
+        if args.threads is not None:
+            set_num_threads(args.threads)
+        job = bulk.bulk_search(args.index, args.queries, args.out, k=args.k, radius=args.radius, batch=args.batch,
+                               mmap=args.mmap, progress=args.progress)
+        what = f"k={job['k']}" if job["k"] is not None else f"radius={job['radius']}"
+        print(f"{job['queries']} queries, {what}, against {job['ntotal']} codes in {job['seconds']:.2f} s -> {args.out}")
+    else:
+        job = bulk.near_duplicates(args.codes, args.radius, args.out, batch=args.batch, progress=args.progress)
+        print(f"{job['pairs']} pairs within {job['radius']} bits among {job['codes']} codes -> {args.out}")
+    return 0
+
+
 def _cmd_train(args) -> int:
     from deephash_engine.deep.run import RunConfig, load_config_file, train_run
 
@@ -144,9 +198,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _encode_parser(sub)
+    _bulk_parsers(sub)
     args = parser.parse_args(argv)
+    commands = {"train": _cmd_train, "encode": _cmd_encode, "index": _cmd_bulk, "search": _cmd_bulk, "dedup": _cmd_bulk}
     try:
-        return _cmd_train(args) if args.command == "train" else _cmd_encode(args)
+        return commands[args.command](args)
     except (ValueError, TypeError, KeyError, OSError, ImportError) as exc:
         print(f"deephash {args.command}: error: {exc}", file=sys.stderr)
         return 2

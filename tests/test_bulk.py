@@ -1,0 +1,118 @@
+"""Bulk jobs (deephash_engine.bulk) and their commands: index build, search and dedup, file in and
+file out, against the in-process index and a brute-force oracle."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import deephash_engine as de
+from oracles import clustered_codes
+from deephash_engine import bulk
+from deephash_engine.cli import main
+
+
+
+
+@pytest.fixture
+def files(tmp_path, rng):
+    codes = clustered_codes(rng, 3000, 32, nclusters=30, flip=0.06)
+    queries = np.concatenate([codes[:20], rng.integers(0, 256, (17, 4), dtype=np.uint8)])
+    np.save(tmp_path / "codes.npy", codes)
+    np.save(tmp_path / "queries.npy", queries)
+    return tmp_path, codes, queries
+
+
+@pytest.mark.parametrize("kind", ["flat", "mih"])
+def test_cli_build_then_knn_search_equals_the_index(files, kind):
+    folder, codes, queries = files
+    assert main(["index", "build", "--codes", str(folder / "codes.npy"), "--out", str(folder / "i.dhi"),
+                 "--index", kind, "--no-progress"]) == 0
+    index = de.load_index(folder / "i.dhi")
+    assert type(index).__name__ == ("FlatIndex" if kind == "flat" else "MIHIndex") and index.ntotal == 3000
+    assert main(["search", "--index", str(folder / "i.dhi"), "--queries", str(folder / "queries.npy"),
+                 "--k", "15", "--out", str(folder / "out"), "--batch", "7", "--no-progress"]) == 0
+    oracle = de.FlatIndex(32)
+    oracle.add(codes)
+    want_d, want_i = oracle.search(queries, 15)
+    np.testing.assert_array_equal(np.load(folder / "out" / "D.npy"), want_d)
+    np.testing.assert_array_equal(np.load(folder / "out" / "I.npy"), want_i)
+    job = json.loads((folder / "out" / "job.json").read_text())
+    assert job["queries"] == len(queries) and job["k"] == 15 and job["radius"] is None
+    assert sorted(p.name for p in (folder / "out").iterdir()) == ["D.npy", "I.npy", "job.json"]
+
+
+def test_range_search_files_equal_range_search(files):
+    folder, codes, queries = files
+    index = de.FlatIndex(32)
+    index.add(codes)
+    bulk.bulk_search(index, folder / "queries.npy", folder / "r", radius=3, batch=5)
+    for name, want in zip(("lims", "D", "I"), index.range_search(queries, 3)):
+        np.testing.assert_array_equal(np.load(folder / "r" / f"{name}.npy"), want)
+
+
+def test_dedup_equals_brute_force(files):
+    folder, codes, _ = files
+    codes = codes[:1500]
+    np.save(folder / "small.npy", codes)
+    assert main(["dedup", "--codes", str(folder / "small.npy"), "--radius", "2", "--out", str(folder / "d"),
+                 "--batch", "300", "--no-progress"]) == 0
+    bits = np.unpackbits(codes, axis=1).astype(np.int32)
+    dist = (bits[:, None, :] != bits[None, :, :]).sum(axis=2)
+    i, j = np.nonzero(np.triu(dist <= 2, k=1))
+    assert len(i) > 100  # the clusters give many near-duplicate pairs
+    np.testing.assert_array_equal(np.load(folder / "d" / "pairs.npy"), np.stack([i, j], axis=1))
+    np.testing.assert_array_equal(np.load(folder / "d" / "distances.npy"), dist[i, j])
+
+
+def test_a_failed_job_leaves_no_result_files(files, monkeypatch):
+    folder, codes, _ = files
+    index = de.FlatIndex(32)
+    index.add(codes)
+    calls = {"n": 0}
+    real = de.FlatIndex.search
+
+    def failing(self, q, k, allow=None):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("stopped half-way")
+        return real(self, q, k)
+
+    monkeypatch.setattr(de.FlatIndex, "search", failing)
+    with pytest.raises(RuntimeError):
+        bulk.bulk_search(index, folder / "queries.npy", folder / "half", k=5, batch=5)
+    assert list((folder / "half").iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["search", "--index", "missing.dhi", "--queries", "queries.npy", "--k", "3", "--out", "o"], "missing.dhi"),
+    (["search", "--index", "i.dhi", "--queries", "floats.npy", "--k", "3", "--out", "o"], "uint8"),
+    (["search", "--index", "i.dhi", "--queries", "queries.npy", "--k", "0", "--out", "o"], "k must be > 0"),
+    (["dedup", "--codes", "codes.npy", "--radius", "-1", "--out", "o"], "radius"),
+    (["index", "build", "--codes", "nothere.npy", "--out", "x.dhi"], "nothere.npy"),
+])
+def test_errors_exit_2_with_a_message(files, capsys, argv, message):
+    folder, codes, _ = files
+    np.save(folder / "floats.npy", codes.astype(np.float32))
+    index = de.FlatIndex(32)
+    index.add(codes)
+    index.save(folder / "i.dhi")
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        assert main(argv + ["--no-progress"]) == 2
+    finally:
+        os.chdir(cwd)
+    assert message in capsys.readouterr().err
+
+
+def test_the_command_runs_as_a_program(files):
+    folder, codes, _ = files
+    out = subprocess.run([sys.executable, "-m", "deephash_engine.cli", "index", "build", "--codes",
+                          str(folder / "codes.npy"), "--out", str(folder / "p.dhi")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "FlatIndex of 3000 codes of 32 bits" in out.stdout

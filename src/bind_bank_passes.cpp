@@ -21,7 +21,7 @@ py::array float32_arg(const py::handle& obj, const char* name, bool in_place) {
     throw py::type_error(std::string(name) + ": expected a numpy.ndarray of float32, got " +
                          std::string(py::str(py::type::of(obj).attr("__name__"))));
   py::array a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(py::dtype::of<float>()))
+  if (!a.dtype().equal(py::dtype::of<float>()))
     throw py::type_error(std::string(name) + ": expected dtype('float32'), got " + dtype_name(a));
   if (!(a.flags() & py::array::c_style)) {
     std::string strides;

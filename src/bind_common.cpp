@@ -17,7 +17,7 @@ py::array_t<std::uint8_t, py::array::c_style> codes_arg(const py::handle& obj, c
                          py::str(py::type::of(obj)).cast<std::string>());
   }
   py::array a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(py::dtype::of<std::uint8_t>())) {
+  if (!a.dtype().equal(py::dtype::of<std::uint8_t>())) {
     throw py::type_error(std::string(name) + " must have dtype uint8 (packed codes), got " + dtype_name(a) +
                          "; use deephash_engine.pack_bits() to turn real values into codes");
   }

@@ -148,6 +148,14 @@ void bind_flat(py::module_& m) {
              index.reset();
            }, "Remove everything and restart ids at 0.")
       .def("reconstruct", &reconstruct, py::arg("id"), "The code of an id (KeyError when absent).")
+      .def("ids", [](const BinaryIndex& index) {
+             std::vector<idx_t> ids;
+             {
+               py::gil_scoped_release release;
+               ids = index.ids();
+             }
+             return adopt(std::move(ids));
+           }, "The ids held, int64, in storage order.")
       .def("reconstruct_batch", [](const BinaryIndex& index, const py::handle& ids_obj) {
              auto ids = ids_arg(ids_obj, "ids");
              const std::size_t n = static_cast<std::size_t>(ids.shape(0));

@@ -30,7 +30,7 @@ LabelsArg labels_arg(const py::handle& obj, const char* name) {
   auto a = py::reinterpret_borrow<py::array>(obj);
   LabelsArg out;
   if (a.ndim() == 1) {
-    if (!a.dtype().is(py::dtype::of<std::int64_t>()))
+    if (!a.dtype().equal(py::dtype::of<std::int64_t>()))
       throw py::type_error(std::string(name) + " (class ids) must have dtype int64, got " +
                            deephash::py_bind::dtype_name(a));
     auto c = py::array_t<std::int64_t, py::array::c_style>::ensure(a);
@@ -38,7 +38,7 @@ LabelsArg labels_arg(const py::handle& obj, const char* name) {
     out.view.n = static_cast<std::size_t>(c.shape(0));
     out.array = c;
   } else if (a.ndim() == 2) {
-    if (!a.dtype().is(py::dtype::of<std::uint64_t>()))
+    if (!a.dtype().equal(py::dtype::of<std::uint64_t>()))
       throw py::type_error(std::string(name) + " (multi-hot bitsets) must have dtype uint64, got " +
                            deephash::py_bind::dtype_name(a));
     auto c = py::array_t<std::uint64_t, py::array::c_style>::ensure(a);

@@ -90,3 +90,15 @@ def test_non_contiguous_codes_are_copied(rng):
     D, I = index.search(view[::-1], 1)
     assert (D[:, 0] == 0).all()
     assert I[:, 0].tolist() == list(range(9, -1, -1))
+
+
+def test_an_equal_dtype_from_another_instance_is_accepted(rng):
+    """Arrays rebuilt by pickle or shared memory (Ray, multiprocessing) carry a uint8 dtype that
+    is equal to, but not the same object as, NumPy's canonical one."""
+    import pickle
+
+    codes = rng.integers(0, 256, (10, 2), dtype=np.uint8)
+    other = np.frombuffer(codes.tobytes(), dtype=pickle.loads(pickle.dumps(np.dtype("uint8")))).reshape(10, 2)
+    index = de.FlatIndex(16)
+    index.add(other)
+    np.testing.assert_array_equal(index.search(other[:3], 2)[1], index.search(codes[:3], 2)[1])

@@ -103,6 +103,13 @@ void FlatIndex::reset() {
 
 void FlatIndex::reconstruct(idx_t id, std::uint8_t* out) const { reconstruct_batch(&id, 1, out); }
 
+std::vector<idx_t> FlatIndex::ids() const {
+  std::shared_lock<SharedMutex> lock(s_->mu_);
+  std::vector<idx_t> out(s_->store_.size());
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = s_->store_.id_at(i);
+  return out;
+}
+
 void FlatIndex::reconstruct_batch(const idx_t* ids, std::size_t n, std::uint8_t* out) const {
   std::shared_lock<SharedMutex> lock(s_->mu_);
   const CodeStore& store = s_->store_;

@@ -171,6 +171,15 @@ void MIHIndex::reset() {
 
 void MIHIndex::reconstruct(idx_t id, std::uint8_t* out) const { reconstruct_batch(&id, 1, out); }
 
+std::vector<idx_t> MIHIndex::ids() const {
+  std::shared_lock<SharedMutex> lock(s_->mu_);
+  std::vector<idx_t> out;
+  out.reserve(s_->store_.size() - s_->n_removed_);
+  for (std::size_t i = 0; i < s_->store_.size(); ++i)
+    if (s_->removed_.empty() || !s_->removed_[i]) out.push_back(s_->store_.id_at(i));
+  return out;
+}
+
 void MIHIndex::reconstruct_batch(const idx_t* ids, std::size_t n, std::uint8_t* out) const {
   std::shared_lock<SharedMutex> lock(s_->mu_);
   const CodeStore& store = s_->store_;

@@ -114,15 +114,32 @@ def build_index(codes: ArrayOrPath, out: Union[str, os.PathLike], kind: str = "f
     return index
 
 
-def bulk_search(index: Union[BinaryIndex, str, os.PathLike], queries: ArrayOrPath, out: Union[str, os.PathLike],
+def write_arrays(out: Union[str, os.PathLike], arrays: dict, job: dict, start: float) -> None:
+    """Writes whole arrays as result files (temporary names, renamed when all are written) and
+    the job record with its duration since `start` (time.perf_counter())."""
+    outputs = _Outputs(out)
+    try:
+        for name, value in arrays.items():
+            target = outputs.array(name, value.dtype, value.shape)
+            target[...] = value
+            target.flush()
+        job["seconds"] = round(time.perf_counter() - start, 3)
+        outputs.commit(job)
+    except BaseException:
+        outputs.abandon()
+        raise
+
+
+def bulk_search(index, queries: ArrayOrPath, out: Union[str, os.PathLike],
                 k: Optional[int] = None, radius: Optional[int] = None, batch: int = 10_000,
                 mmap: bool = False, progress: bool = False) -> dict:
     """Searches every query (k-NN with `k`, or range with `radius`) and writes the result files
-    described in the module docstring into folder `out`; returns the job record."""
+    described in the module docstring into folder `out`; returns the job record. `index`: an
+    index file's path, or any index object (FlatIndex, MIHIndex, distributed.ShardedIndex)."""
     if (k is None) == (radius is None):
         raise ValueError("give exactly one of k and radius")
     index_name = None
-    if not isinstance(index, BinaryIndex):
+    if isinstance(index, (str, os.PathLike)):
         index_name = str(index)
         index = load_index(index, mmap=mmap)
     q = read_codes(queries, "queries")
@@ -187,17 +204,7 @@ def near_duplicates(codes: ArrayOrPath, radius: int, out: Union[str, os.PathLike
         dists.append(D[later][order])
     all_pairs = np.concatenate(pairs) if pairs else np.empty((0, 2), np.int64)
     all_dists = np.concatenate(dists) if dists else np.empty(0, np.int32)
-    outputs = _Outputs(out)
-    try:
-        P = outputs.array("pairs.npy", np.int64, all_pairs.shape)
-        P[:] = all_pairs
-        Dd = outputs.array("distances.npy", np.int32, all_dists.shape)
-        Dd[:] = all_dists
-        P.flush(), Dd.flush()
-        job = {"job": "near_duplicates", "codes": data.shape[0], "nbits": data.shape[1] * 8, "radius": int(radius),
-               "pairs": int(all_pairs.shape[0]), "seconds": round(time.perf_counter() - start, 3)}
-        outputs.commit(job)
-    except BaseException:
-        outputs.abandon()
-        raise
+    job = {"job": "near_duplicates", "codes": data.shape[0], "nbits": data.shape[1] * 8, "radius": int(radius),
+           "pairs": int(all_pairs.shape[0])}
+    write_arrays(out, {"pairs.npy": all_pairs, "distances.npy": all_dists}, job, start)
     return job

@@ -103,6 +103,8 @@ def _bulk_parsers(sub) -> None:
     p.add_argument("--out", required=True, help="index file to write (docs/format.md)")
     p.add_argument("--index", choices=("flat", "mih"), default="flat", help="FlatIndex or MIHIndex (default flat)")
     p.add_argument("--m", type=int, help="MIH substring tables (default: chosen from the size)")
+    p.add_argument("--shards", type=int, help="write a sharded index: N shard files and --out as its "
+                   "manifest (JSON), searched on Ray with `deephash search --ray`")
     p.add_argument("--no-progress", dest="progress", action="store_false")
 
     p = sub.add_parser("search", help="search a .npy file of queries against an index file")
@@ -115,31 +117,92 @@ def _bulk_parsers(sub) -> None:
     p.add_argument("--batch", type=int, default=10_000, help="queries per search call (default 10000)")
     p.add_argument("--threads", type=int, help="threads of the core (default: all cores)")
     p.add_argument("--mmap", action="store_true", help="search the index file in place (memory-mapped)")
+    _ray_argument(p)
     p.add_argument("--no-progress", dest="progress", action="store_false")
 
-    p = sub.add_parser("dedup", help="every pair of rows of a codes file within a Hamming radius")
-    p.add_argument("--codes", required=True, help=".npy file, uint8 (n, nbits / 8)")
+    p = sub.add_parser("dedup", help="every pair of codes within a Hamming radius")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--codes", help=".npy file, uint8 (n, nbits / 8): pairs of row numbers")
+    source.add_argument("--index", help="a sharded index's manifest (with --ray): pairs of ids")
     p.add_argument("--radius", type=int, required=True, help="largest Hamming distance of a pair (inclusive)")
     p.add_argument("--out", required=True, help="result folder (created): pairs.npy, distances.npy")
     p.add_argument("--batch", type=int, default=10_000)
+    _ray_argument(p)
     p.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def _ray_argument(p) -> None:
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="the index is a sharded one (its manifest): run on the Ray cluster at ADDRESS, or on a "
+                        "local Ray started for this command when no address is given")
+
+
+class _RayCluster:
+    """Connects to the Ray cluster at `address`, or starts a local one (stopped on exit)."""
+
+    def __init__(self, address: str):
+        self.address = address
+        self.started = False
+
+    def __enter__(self):
+        import os
+
+        if self.address == "local":  # a local cluster on the loopback interface only (read at import)
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        import ray
+
+        if not ray.is_initialized():
+            if self.address == "local":
+                ray.init(include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=self.address, log_to_driver=False)
+            self.started = True
+        return self
+
+    def __exit__(self, *exc):
+        if self.started:
+            import ray
+
+            ray.shutdown()
 
 
 def _cmd_bulk(args) -> int:
     from deephash_engine import bulk, set_num_threads
 
     if args.command == "index":
+        if args.shards:
+            from deephash_engine.distributed import ShardedIndex
+
+            manifest = ShardedIndex.build(args.codes, args.out, args.shards, index=args.index)
+            total = sum(s.ntotal for s in manifest.shards)
+            print(f"sharded index of {total} codes of {manifest.nbits} bits in {manifest.nshards} shards -> {args.out}")
+            return 0
         index = bulk.build_index(args.codes, args.out, kind=args.index, m=args.m, progress=args.progress)
         print(f"{type(index).__name__} of {index.ntotal} codes of {index.nbits} bits -> {args.out}")
+        return 0
+    if getattr(args, "threads", None) is not None:
+        set_num_threads(args.threads)
+    if args.ray:
+        from deephash_engine.distributed import ShardedIndex, near_duplicates
+
+        source = args.index
+        with _RayCluster(args.ray), ShardedIndex.open(source) as sharded:
+            if args.command == "search":
+                job = bulk.bulk_search(sharded, args.queries, args.out, k=args.k, radius=args.radius,
+                                       batch=args.batch, progress=args.progress)
+            else:
+                job = near_duplicates(sharded, args.radius, args.out, batch=args.batch, progress=args.progress)
     elif args.command == "search":
-        if args.threads is not None:
-            set_num_threads(args.threads)
         job = bulk.bulk_search(args.index, args.queries, args.out, k=args.k, radius=args.radius, batch=args.batch,
                                mmap=args.mmap, progress=args.progress)
+    else:
+        if args.codes is None:
+            raise ValueError("dedup --index needs --ray (a sharded index); give --codes for a codes file")
+        job = bulk.near_duplicates(args.codes, args.radius, args.out, batch=args.batch, progress=args.progress)
+    if args.command == "search":
         what = f"k={job['k']}" if job["k"] is not None else f"radius={job['radius']}"
         print(f"{job['queries']} queries, {what}, against {job['ntotal']} codes in {job['seconds']:.2f} s -> {args.out}")
     else:
-        job = bulk.near_duplicates(args.codes, args.radius, args.out, batch=args.batch, progress=args.progress)
         print(f"{job['pairs']} pairs within {job['radius']} bits among {job['codes']} codes -> {args.out}")
     return 0
 

@@ -33,6 +33,7 @@ class FlatIndex final : public BinaryIndex {
   void reset() override;
   void reconstruct(idx_t id, std::uint8_t* out) const override;
   void reconstruct_batch(const idx_t* ids, std::size_t n, std::uint8_t* out) const override;
+  std::vector<idx_t> ids() const override;
   void save(const std::string& path) const override;
 
   // Builds a FlatIndex from a validated file (used by load_index).

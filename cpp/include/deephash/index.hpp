@@ -68,6 +68,8 @@ class BinaryIndex {
   // The codes of n ids into out (n x code_size bytes), read under one lock; throws UnknownId for
   // the first id not held (out is then partly written, the index unchanged).
   virtual void reconstruct_batch(const idx_t* ids, std::size_t n, std::uint8_t* out) const = 0;
+  // The ids held, in storage order (with reconstruct_batch: export an index's contents).
+  virtual std::vector<idx_t> ids() const = 0;
   virtual idx_t next_id() const = 0;
   // True while the codes are read in place from a file loaded with mmap (until the first write).
   virtual bool is_mmapped() const = 0;

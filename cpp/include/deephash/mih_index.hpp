@@ -80,6 +80,7 @@ class MIHIndex final : public BinaryIndex {
   void reset() override;
   void reconstruct(idx_t id, std::uint8_t* out) const override;
   void reconstruct_batch(const idx_t* ids, std::size_t n, std::uint8_t* out) const override;
+  std::vector<idx_t> ids() const override;
   void save(const std::string& path) const override;
   // Merges the tail and drops tombstones now (otherwise done automatically).
   void compact();

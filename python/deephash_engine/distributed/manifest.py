@@ -1,0 +1,96 @@
+"""The manifest of a sharded index: one JSON file naming every shard file with its checksum and id
+range, written atomically, so that a set of shard files is either the old complete set or the new.
+
+    {"format": "deephash-sharded", "version": 1, "nbits": 64, "index": "flat",
+     "next_id": 1000000, "shards": [{"file": "shard-00000.v1.dhi", "sha256": "...",
+     "ntotal": 500000, "id_min": 0, "id_max": 999998}, ...]}
+
+Items go to shard ``id % len(shards)`` (id hash sharding: an id's shard never changes). Shard files
+are named with a version that grows at every save, and the old ones are removed only after the new
+manifest is in place: a crash during a save leaves the previous manifest and its files intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Union
+
+from .._atomic import atomic_write_text
+
+FORMAT = "deephash-sharded"
+VERSION = 1
+_SHARD_FILE = re.compile(r"^shard-\d{5}\.v\d+\.dhi$")
+
+
+class ShardChecksumError(ValueError):
+    """A shard file does not match the checksum its manifest records."""
+
+
+@dataclass
+class ShardEntry:
+    file: str
+    sha256: str
+    ntotal: int
+    id_min: int = -1  # -1 when the shard is empty
+    id_max: int = -1
+
+
+@dataclass
+class Manifest:
+    nbits: int
+    index: str  # "flat" or "mih"
+    next_id: int
+    shards: list[ShardEntry] = field(default_factory=list)
+    save_version: int = 0
+
+    @property
+    def nshards(self) -> int:
+        return len(self.shards)
+
+    def to_json(self) -> str:
+        return json.dumps({"format": FORMAT, "version": VERSION, **asdict(self)}, indent=2) + "\n"
+
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        atomic_write_text(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike]) -> "Manifest":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: not a readable sharded-index manifest: {exc}") from exc
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a sharded-index manifest (format {data.get('format')!r})"
+                             if isinstance(data, dict) else f"{path}: not a sharded-index manifest")
+        if data.get("version") != VERSION:
+            raise ValueError(f"{path}: manifest version {data.get('version')!r}; this build reads {VERSION}")
+        try:
+            shards = [ShardEntry(**s) for s in data["shards"]]
+            manifest = cls(nbits=int(data["nbits"]), index=str(data["index"]), next_id=int(data["next_id"]),
+                           shards=shards, save_version=int(data.get("save_version", 0)))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: malformed manifest: {exc}") from exc
+        if manifest.index not in ("flat", "mih") or not shards:
+            raise ValueError(f"{path}: malformed manifest (index {manifest.index!r}, {len(shards)} shards)")
+        for s in shards:  # shard files live beside the manifest, never elsewhere
+            if not _SHARD_FILE.match(s.file):
+                raise ValueError(f"{path}: shard file name {s.file!r} is not of the form shard-NNNNN.vN.dhi")
+        return manifest
+
+
+def file_sha256(path: Union[str, os.PathLike]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def shard_file_name(shard: int, version: int) -> str:
+    return f"shard-{shard:05d}.v{version}.dhi"

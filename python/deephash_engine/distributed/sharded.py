@@ -1,0 +1,353 @@
+"""ShardedIndex: codes split into shards by id hash, each shard a FlatIndex or MIHIndex held by one
+Ray actor and loaded memory-mapped from its shard file; searches fan out to every shard and the
+answers are merged exactly by (distance, id), so the result equals one FlatIndex over all codes,
+ties included.
+
+Writes (add, add_with_ids, remove_ids) are routed to the owning shard (``id % nshards``) and made
+durable by :meth:`ShardedIndex.save`, which writes new shard files and then the manifest
+(docs/scale.md). A shard actor that dies is restarted by Ray and reloads its shard file after
+checking it against the manifest's checksum; a read-only job (search, bulk search, near
+duplicates) therefore finishes with the same answer. Unsaved writes of a shard that dies are lost
+(save first); a shard file that fails its checksum stops the job with ShardChecksumError naming the
+shard. One process writes at a time (the driver that opened the index); searches may run from
+several threads.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from .. import bulk
+from .._core import FlatIndex, MIHIndex, load_index
+from .manifest import Manifest, ShardChecksumError, ShardEntry, file_sha256, shard_file_name
+
+MISSING_DISTANCE = np.iinfo(np.int32).max
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError as exc:  # pragma: no cover - ray is a dependency of the distributed extra
+        raise ImportError("deephash_engine.distributed needs Ray: pip install 'deephash-engine[distributed]'") from exc
+    return ray
+
+
+class _Shard:
+    """One shard in one Ray actor. Ray runs __init__ again when it restarts a dead actor."""
+
+    def __init__(self, path: str, sha256: str, name: str, mmap: bool = True):
+        if not os.path.isfile(path):
+            raise ShardChecksumError(f"shard {name}: file {path} is missing")
+        if file_sha256(path) != sha256:
+            raise ShardChecksumError(f"shard {name}: {path} does not match its checksum in the manifest")
+        self.index = load_index(path, mmap=mmap)
+
+    def ping(self) -> int:
+        return os.getpid()
+
+    def ntotal(self) -> int:
+        return self.index.ntotal
+
+    def search(self, queries, k):
+        return self.index.search(queries, k)
+
+    def range_search(self, queries, radius):
+        return self.index.range_search(queries, radius)
+
+    def any_present(self, ids) -> int:
+        """One of these ids that the shard holds, or -1 (a filtered search does the lookup)."""
+        if self.index.ntotal == 0 or len(ids) == 0:
+            return -1
+        _, found = self.index.search(np.zeros((1, self.index.code_size), np.uint8), 1, allow=ids)
+        return int(found[0, 0])
+
+    def add_with_ids(self, codes, ids) -> int:
+        self.index.add_with_ids(codes, ids)
+        return self.index.ntotal
+
+    def remove_ids(self, ids) -> int:
+        return self.index.remove_ids(ids)
+
+    def contents(self, start: int, count: int):
+        """Ids and codes of storage positions [start, start + count) (for near-duplicate joins)."""
+        ids = self.index.ids()[start:start + count]
+        return ids, self.index.reconstruct_batch(ids)
+
+    def save(self, path: str) -> tuple[str, int]:
+        self.index.save(path)
+        return file_sha256(path), self.index.ntotal
+
+
+def merge_knn(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k smallest (distance, id) pairs of each row over several shards' k-NN answers."""
+    D = np.concatenate([p[0] for p in parts], axis=1)
+    I = np.concatenate([p[1] for p in parts], axis=1)
+    order = np.lexsort((I, D), axis=1)[:, :k]  # padding (2147483647, -1) sorts after every real hit
+    return np.take_along_axis(D, order, axis=1), np.take_along_axis(I, order, axis=1)
+
+
+def merge_range(parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], nq: int):
+    """One range result (lims, D, I), each query's hits sorted by (distance, id), from the shards'."""
+    rows, dists, ids = [], [], []
+    for lims, D, I in parts:
+        rows.append(np.repeat(np.arange(nq, dtype=np.int64), np.diff(lims)))
+        dists.append(D)
+        ids.append(I)
+    row = np.concatenate(rows)
+    D = np.concatenate(dists)
+    I = np.concatenate(ids)
+    order = np.lexsort((I, D, row))
+    lims = np.zeros(nq + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row, minlength=nq), out=lims[1:])
+    return lims, D[order], I[order]
+
+
+def _start_shard(folder: Path, i: int, entry: ShardEntry, mmap: bool):
+    """An actor holding shard i, restarted by Ray (reloading the same file) whenever it dies."""
+    ray = _ray()
+    remote = ray.remote(max_restarts=-1, max_task_retries=-1)(_Shard)
+    return remote.options(num_cpus=0).remote(str(folder / entry.file), entry.sha256, f"{i} ({entry.file})", mmap)
+
+
+def _wait_loaded(actors: list) -> None:
+    """Waits until every actor has loaded its shard; a shard that fails (checksum, missing file)
+    stops everything with ShardChecksumError naming it."""
+    ray = _ray()
+    try:
+        ray.get([a.ping.remote() for a in actors])
+    except ray.exceptions.RayActorError as exc:
+        for a in actors:
+            ray.kill(a)
+        cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+        raise ShardChecksumError(str(cause).strip().splitlines()[-1]) from exc
+
+
+class ShardedIndex:
+    """A sharded index opened from its manifest, its shards held by Ray actors (see module doc)."""
+
+    def __init__(self, manifest_path: Union[str, os.PathLike], manifest: Manifest, actors: list):
+        self.manifest_path = Path(manifest_path)
+        self.manifest = manifest
+        self._actors = actors
+        self._dirty: set[int] = set()
+        self._mmap = True
+
+    # ---- creation and opening ------------------------------------------------------------------
+
+    @staticmethod
+    def build(codes, manifest_path: Union[str, os.PathLike], nshards: int, index: str = "flat",
+              ids: Optional[npt.ArrayLike] = None) -> Manifest:
+        """Writes shard files and the manifest for these codes (ids: row numbers unless given),
+        without Ray: items go to shard id % nshards."""
+        data = bulk.read_codes(codes)
+        if nshards < 1:
+            raise ValueError(f"nshards must be >= 1, got {nshards}")
+        if index not in ("flat", "mih"):
+            raise ValueError(f"index must be 'flat' or 'mih', got {index!r}")
+        n, cs = data.shape
+        ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+        if ids.shape != (n,):
+            raise ValueError(f"ids must have one entry per code ({n}), got shape {ids.shape}")
+        folder = Path(manifest_path).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest = Manifest(nbits=cs * 8, index=index, next_id=int(ids.max()) + 1 if n else 0, save_version=1)
+        for s in range(nshards):
+            mine = np.flatnonzero(ids % nshards == s)
+            shard = FlatIndex(cs * 8) if index == "flat" else MIHIndex(cs * 8)
+            if len(mine):
+                shard.add_with_ids(np.ascontiguousarray(data[mine]), ids[mine])
+            if isinstance(shard, MIHIndex):
+                shard.compact()
+            name = shard_file_name(s, 1)
+            shard.save(folder / name)
+            manifest.shards.append(ShardEntry(file=name, sha256=file_sha256(folder / name), ntotal=len(mine)))
+        manifest.save(manifest_path)
+        return manifest
+
+    @classmethod
+    def open(cls, manifest_path: Union[str, os.PathLike], mmap: bool = True) -> "ShardedIndex":
+        """Starts one actor per shard (in the Ray cluster this process is connected to; call
+        ray.init first) and waits until every shard has loaded and passed its checksum."""
+        ray = _ray()
+        manifest = Manifest.load(manifest_path)
+        folder = Path(manifest_path).resolve().parent
+        actors = [_start_shard(folder, i, s, mmap) for i, s in enumerate(manifest.shards)]
+        _wait_loaded(actors)
+        index = cls(manifest_path, manifest, actors)
+        index._mmap = mmap
+        return index
+
+    def close(self) -> None:
+        """Stops the shard actors (unsaved writes are lost)."""
+        ray = _ray()
+        for a in self._actors:
+            ray.kill(a)
+        self._actors = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---- properties ------------------------------------------------------------------------------
+
+    @property
+    def nbits(self) -> int:
+        return self.manifest.nbits
+
+    @property
+    def code_size(self) -> int:
+        return self.manifest.nbits // 8
+
+    @property
+    def nshards(self) -> int:
+        return len(self._actors)
+
+    @property
+    def ntotal(self) -> int:
+        ray = _ray()
+        return sum(ray.get([a.ntotal.remote() for a in self._actors]))
+
+    @property
+    def next_id(self) -> int:
+        return self.manifest.next_id
+
+    def actors(self) -> list:
+        """The shard actors' handles (for operations and tests)."""
+        return list(self._actors)
+
+    # ---- search ----------------------------------------------------------------------------------
+
+    def _queries(self, queries) -> np.ndarray:
+        q = np.ascontiguousarray(queries)
+        if q.dtype != np.uint8 or q.ndim != 2 or q.shape[1] != self.code_size:
+            raise ValueError(f"queries must be uint8 of shape (nq, {self.code_size}), got {q.dtype} {q.shape}")
+        return q
+
+    def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact k-NN over every shard: (D int32, I int64), (nq, k), as FlatIndex.search."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+            raise ValueError(f"k must be an int > 0, got {k!r}")
+        ray = _ray()
+        q = self._queries(queries)
+        ref = ray.put(q)
+        parts = ray.get([a.search.remote(ref, int(k)) for a in self._actors])
+        return merge_knn(parts, int(k))
+
+    def range_search(self, queries, radius: int):
+        """Every item within radius (inclusive) over every shard: (lims, D, I), as FlatIndex."""
+        if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
+            raise ValueError(f"radius must be an int >= 0, got {radius!r}")
+        ray = _ray()
+        q = self._queries(queries)
+        ref = ray.put(q)
+        parts = ray.get([a.range_search.remote(ref, int(radius)) for a in self._actors])
+        return merge_range(parts, q.shape[0])
+
+    # ---- writes ----------------------------------------------------------------------------------
+
+    def add(self, codes) -> np.ndarray:
+        """Appends codes with ids next_id, next_id + 1, ...; returns the ids."""
+        data = self._queries(codes)
+        ids = np.arange(self.manifest.next_id, self.manifest.next_id + len(data), dtype=np.int64)
+        self.add_with_ids(data, ids)
+        return ids
+
+    def add_with_ids(self, codes, ids) -> None:
+        """Appends codes with caller ids (unique, >= 0, none already held): all or nothing."""
+        ray = _ray()
+        data = self._queries(codes)
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or ids.shape[0] != data.shape[0] or (ids.size and ids.dtype.kind not in "iu"):
+            raise ValueError(f"ids must be {data.shape[0]} integers, got shape {ids.shape} dtype {ids.dtype}")
+        ids = ids.astype(np.int64)
+        if ids.size == 0:
+            return
+        if (ids < 0).any():
+            raise ValueError(f"ids must be >= 0, got {int(ids[ids < 0][0])}")
+        uniq, counts = np.unique(ids, return_counts=True)
+        if (counts > 1).any():
+            raise ValueError(f"ids must be unique, got {int(uniq[counts > 1][0])} more than once")
+        routed = self._route(ids)
+        present = ray.get([self._actors[s].any_present.remote(ids[rows]) for s, rows in routed])
+        for found in present:
+            if found >= 0:
+                raise ValueError(f"ids: id {found} is already in the index")
+        ray.get([self._actors[s].add_with_ids.remote(np.ascontiguousarray(data[rows]), ids[rows])
+                 for s, rows in routed])
+        self._dirty.update(s for s, _ in routed)
+        self.manifest.next_id = max(self.manifest.next_id, int(ids.max()) + 1)
+
+    def remove_ids(self, ids) -> int:
+        """Removes the items with these ids (absent ids are ignored); returns how many."""
+        ray = _ray()
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        routed = self._route(ids)
+        removed = ray.get([self._actors[s].remove_ids.remote(ids[rows]) for s, rows in routed])
+        self._dirty.update(s for (s, _), r in zip(routed, removed) if r)
+        return int(sum(removed))
+
+    def _route(self, ids: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        shard = ids % self.nshards
+        return [(s, np.flatnonzero(shard == s)) for s in range(self.nshards) if (shard == s).any()]
+
+    def save(self) -> Manifest:
+        """Makes the writes durable: each changed shard writes a new file, then the manifest is
+        replaced atomically, then the old files are removed."""
+        ray = _ray()
+        folder = self.manifest_path.resolve().parent
+        version = self.manifest.save_version + 1
+        changed = sorted(self._dirty)
+        results = ray.get([self._actors[s].save.remote(str(folder / shard_file_name(s, version))) for s in changed])
+        old_files = []
+        for s, (sha, ntotal) in zip(changed, results):
+            old_files.append(self.manifest.shards[s].file)
+            self.manifest.shards[s] = ShardEntry(file=shard_file_name(s, version), sha256=sha, ntotal=ntotal)
+        self.manifest.save_version = version
+        self.manifest.save(self.manifest_path)
+        # The changed shards' actors would reload the old files if restarted: new actors load
+        # the new files (the same contents), then the old actors and files go.
+        fresh = {s: _start_shard(folder, s, self.manifest.shards[s], self._mmap) for s in changed}
+        _wait_loaded(list(fresh.values()))
+        for s, actor in fresh.items():
+            ray.kill(self._actors[s])
+            self._actors[s] = actor
+        for name in old_files:
+            (folder / name).unlink(missing_ok=True)
+        self._dirty.clear()
+        return self.manifest
+
+
+def near_duplicates(index: ShardedIndex, radius: int, out: Union[str, os.PathLike], batch: int = 10_000,
+                    progress: bool = False) -> dict:
+    """Every pair of ids (i < j) within Hamming `radius` (inclusive) across all shards: each
+    shard's items, read in batches from its actor, are range-searched against every shard.
+    Writes pairs.npy (int64, m x 2, sorted) and distances.npy into folder `out`."""
+    ray = _ray()
+    if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
+        raise ValueError(f"radius must be an int >= 0, got {radius!r}")
+    start = time.perf_counter()
+    sizes = ray.get([a.ntotal.remote() for a in index.actors()])
+    pairs, dists = [], []
+    for actor, size in zip(index.actors(), sizes):
+        for b0, b1 in bulk._batches(size, batch, progress, "joining"):
+            ids, codes = ray.get(actor.contents.remote(b0, b1 - b0))
+            lims, D, I = index.range_search(codes, int(radius))
+            rows = np.repeat(ids, np.diff(lims))
+            later = I > rows
+            pairs.append(np.stack([rows[later], I[later]], axis=1))
+            dists.append(D[later])
+    all_pairs = np.concatenate(pairs) if pairs else np.empty((0, 2), np.int64)
+    all_dists = np.concatenate(dists) if dists else np.empty(0, np.int32)
+    order = np.lexsort((all_pairs[:, 1], all_pairs[:, 0]))
+    job = {"job": "near_duplicates", "index": str(index.manifest_path), "codes": int(sum(sizes)),
+           "nbits": index.nbits, "radius": int(radius), "pairs": int(len(order))}
+    bulk.write_arrays(out, {"pairs.npy": all_pairs[order], "distances.npy": all_dists[order]}, job, start)
+    return job

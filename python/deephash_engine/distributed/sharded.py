@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import bulk
-from .._core import FlatIndex, MIHIndex, load_index
+from .._core import FlatIndex, MIHIndex, load_index, set_num_threads
 from .manifest import Manifest, ShardChecksumError, ShardEntry, file_sha256, shard_file_name
 
 MISSING_DISTANCE = np.iinfo(np.int32).max
@@ -41,7 +41,9 @@ def _ray():
 class _Shard:
     """One shard in one Ray actor. Ray runs __init__ again when it restarts a dead actor."""
 
-    def __init__(self, path: str, sha256: str, name: str, mmap: bool = True):
+    def __init__(self, path: str, sha256: str, name: str, mmap: bool = True, threads: int = 0):
+        if threads > 0:
+            set_num_threads(threads)
         if not os.path.isfile(path):
             raise ShardChecksumError(f"shard {name}: file {path} is missing")
         if file_sha256(path) != sha256:
@@ -108,11 +110,12 @@ def merge_range(parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], nq: 
     return lims, D[order], I[order]
 
 
-def _start_shard(folder: Path, i: int, entry: ShardEntry, mmap: bool):
+def _start_shard(folder: Path, i: int, entry: ShardEntry, mmap: bool, threads: int):
     """An actor holding shard i, restarted by Ray (reloading the same file) whenever it dies."""
     ray = _ray()
     remote = ray.remote(max_restarts=-1, max_task_retries=-1)(_Shard)
-    return remote.options(num_cpus=0).remote(str(folder / entry.file), entry.sha256, f"{i} ({entry.file})", mmap)
+    return remote.options(num_cpus=0).remote(str(folder / entry.file), entry.sha256, f"{i} ({entry.file})", mmap,
+                                             threads)
 
 
 def _wait_loaded(actors: list) -> None:
@@ -136,7 +139,7 @@ class ShardedIndex:
         self.manifest = manifest
         self._actors = actors
         self._dirty: set[int] = set()
-        self._mmap = True
+        self._mmap, self._threads = True, 0
 
     # ---- creation and opening ------------------------------------------------------------------
 
@@ -171,16 +174,16 @@ class ShardedIndex:
         return manifest
 
     @classmethod
-    def open(cls, manifest_path: Union[str, os.PathLike], mmap: bool = True) -> "ShardedIndex":
+    def open(cls, manifest_path: Union[str, os.PathLike], mmap: bool = True, threads: int = 0) -> "ShardedIndex":
         """Starts one actor per shard (in the Ray cluster this process is connected to; call
-        ray.init first) and waits until every shard has loaded and passed its checksum."""
-        ray = _ray()
+        ray.init first) and waits until every shard has loaded and passed its checksum.
+        threads: the core's threads in each shard actor (0: all cores of its node)."""
         manifest = Manifest.load(manifest_path)
         folder = Path(manifest_path).resolve().parent
-        actors = [_start_shard(folder, i, s, mmap) for i, s in enumerate(manifest.shards)]
+        actors = [_start_shard(folder, i, s, mmap, threads) for i, s in enumerate(manifest.shards)]
         _wait_loaded(actors)
         index = cls(manifest_path, manifest, actors)
-        index._mmap = mmap
+        index._mmap, index._threads = mmap, threads
         return index
 
     def close(self) -> None:
@@ -314,7 +317,7 @@ class ShardedIndex:
         self.manifest.save(self.manifest_path)
         # The changed shards' actors would reload the old files if restarted: new actors load
         # the new files (the same contents), then the old actors and files go.
-        fresh = {s: _start_shard(folder, s, self.manifest.shards[s], self._mmap) for s in changed}
+        fresh = {s: _start_shard(folder, s, self.manifest.shards[s], self._mmap, self._threads) for s in changed}
         _wait_loaded(list(fresh.values()))
         for s, actor in fresh.items():
             ray.kill(self._actors[s])

@@ -58,6 +58,7 @@ def main():
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--fractions", default="0.01,0.5", help="allowed shares, comma-separated")
     args = ap.parse_args()
     de.set_num_threads(args.threads)
     ctx = context(args.threads)
@@ -71,7 +72,7 @@ def main():
         queries_all = make_codes(data, 100, args.nbits, seed=2, role="queries")
         index = de.FlatIndex(args.nbits) if kind_index == "flat" else de.MIHIndex(args.nbits)
         index.add(codes)
-        for fraction in (0.01, 0.5):
+        for fraction in (float(f) for f in args.fractions.split(",")):
             allowed = np.sort(rng.choice(args.n, int(fraction * args.n), replace=False)).astype(np.int64)
             selector = de.IdSelector(allowed)
             check(index, codes, allowed, queries_all, args.k)

@@ -133,3 +133,21 @@ def test_a_reused_selector_follows_changes_of_the_index(rng, kind, fraction):
     index.reset()
     present[:] = False
     check(present)
+
+
+@pytest.mark.parametrize("kind", ["flat", "mih"])
+def test_a_reused_masked_selector_becomes_compact_and_stays_exact(rng, kind):
+    n = 8000
+    codes = clustered_codes(rng, n, 64)
+    index = de.FlatIndex(64) if kind == "flat" else de.MIHIndex(64)
+    index.add(codes)
+    sel = de.IdSelector(rng.choice(n, n // 2, replace=False))
+    oracle = oracle_index(codes, np.arange(n), {i for i in range(n) if i in sel})
+    strategies = []
+    for _ in range(3):
+        D, I, stats = index.search_with_stats(codes[:10], 12, allow=sel)
+        strategies.append(stats["filter"])
+        Do, Io = oracle.search(codes[:10], 12)
+        np.testing.assert_array_equal(D, Do)
+        np.testing.assert_array_equal(I, Io)
+    assert strategies == (["mask", "gather", "gather"] if kind == "flat" else ["probe", "gather", "gather"])

@@ -6,7 +6,8 @@
 
 namespace deephash {
 
-AllowList build_allow_list(const CodeStore& store, const std::uint8_t* removed, const IdSelector& allow);
+AllowList build_allow_list(const CodeStore& store, const std::uint8_t* removed, const IdSelector& allow,
+                           bool compact);
 
 IdSelector::IdSelector(const idx_t* ids, std::size_t n) : ids_(ids, ids + n) {
   for (std::size_t i = 0; i < n; ++i)
@@ -49,11 +50,18 @@ ScanView AllowList::view(const ScanView& all) const noexcept {
 
 std::shared_ptr<const AllowList> resolve_allow_list(const CodeStore& store, const std::uint8_t* removed,
                                                     const IdSelector& allow) {
-  const IdSelector::Cache c = allow.cached();
-  if (c.resolved && c.store == store.uid() && c.version == store.version())
-    return std::static_pointer_cast<const AllowList>(c.resolved);
-  auto list = std::make_shared<const AllowList>(build_allow_list(store, removed, allow));
-  allow.remember({store.uid(), store.version(), list});
+  IdSelector::Cache c = allow.cached();
+  if (c.resolved && c.store == store.uid() && c.version == store.version()) {
+    auto list = std::static_pointer_cast<const AllowList>(c.resolved);
+    ++c.uses;
+    if (list->strategy == FilterStrategy::Mask && list->live * 4 <= store.size() * 3) {  // reused: compact it
+      list = std::make_shared<const AllowList>(build_allow_list(store, removed, allow, true));
+    }
+    allow.remember({c.store, c.version, c.uses, list});
+    return list;
+  }
+  auto list = std::make_shared<const AllowList>(build_allow_list(store, removed, allow, false));
+  allow.remember({store.uid(), store.version(), 0, list});
   return list;
 }
 
@@ -65,7 +73,9 @@ FilterView filter_view(const CodeStore& store, const ScanView& all, const std::u
   return FilterView{list->view(all), skip, list->live, list->strategy, list};
 }
 
-AllowList build_allow_list(const CodeStore& store, const std::uint8_t* removed, const IdSelector& allow) {
+// `compact`: gather the allowed codes whatever their share (a reused selector, see id_selector.hpp).
+AllowList build_allow_list(const CodeStore& store, const std::uint8_t* removed, const IdSelector& allow,
+                           bool compact) {
   const std::size_t n = store.size(), cs = store.code_size();
   // Positions of the allowed ids the index holds (and has not removed), in storage order.
   std::vector<std::size_t> positions = store.positions_of(allow.ids());
@@ -79,7 +89,7 @@ AllowList build_allow_list(const CodeStore& store, const std::uint8_t* removed, 
   }
   AllowList out;
   out.live = positions.size();
-  if (positions.size() * 4 <= n) {
+  if (compact || positions.size() * 4 <= n) {
     out.strategy = FilterStrategy::Gather;
     out.codes.resize(positions.size() * cs);
     out.ids.resize(positions.size());

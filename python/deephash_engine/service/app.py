@@ -1,0 +1,333 @@
+"""The FastAPI application of ``deephash serve`` (routes in docs/service.md).
+
+Handlers are plain ``def`` functions, so FastAPI runs them in its thread pool: searches run
+concurrently (the core releases the GIL), writes queue on their collection's lock. Codes travel
+as base64 of the packed bytes, one string per code.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import threading
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal, Optional
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import BaseModel, Field
+
+import deephash_engine as de
+
+from .encoders import load_encoder
+from .store import Collection, Store, StoreError
+
+_MAX_ID = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits: bodies past ``max_body_bytes`` and batches past ``max_batch`` items or
+    queries get 413; ``max_k`` bounds k (422 past it)."""
+
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_batch: int = 10_000
+    max_k: int = 10_000
+
+
+class CreateCollection(BaseModel):
+    name: str = Field(description="letters, digits, '_' and '-', at most 64; also the folder name")
+    nbits: int = Field(gt=0, le=65536, description="code length in bits, a multiple of 8")
+    index: Literal["flat", "mih"] = "flat"
+    encoder: Optional[str] = Field(
+        None, description="a saved unsupervised hasher file, relative to the data folder")
+
+
+class AddItems(BaseModel):
+    codes: Optional[list[str]] = Field(None, description="base64 of each packed code")
+    inputs: Optional[list[list[float]]] = Field(None, description="feature vectors for the encoder")
+    ids: Optional[list[int]] = Field(None, description="caller ids (unique, >= 0); else assigned")
+    payloads: Optional[list[Optional[dict[str, Any]]]] = None
+
+
+class DeleteItems(BaseModel):
+    ids: list[int]
+
+
+class SearchRequest(BaseModel):
+    codes: Optional[list[str]] = None
+    inputs: Optional[list[list[float]]] = None
+    k: Optional[int] = Field(None, gt=0)
+    radius: Optional[int] = Field(None, ge=0)
+    filter: Optional[dict[str, Any]] = None
+    with_payload: bool = False
+
+
+class ServiceError(Exception):
+    def __init__(self, status: int, loc: list, message: str):
+        super().__init__(message)
+        self.status, self.loc, self.message = status, loc, message
+
+
+def _error_body(loc: list, message: str, kind: str) -> dict:
+    return {"detail": [{"loc": loc, "msg": message, "type": kind}]}
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("deephash_http_requests", "HTTP requests by route and status",
+                                ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram("deephash_http_request_seconds", "HTTP request latency by route",
+                                 ["method", "route"], registry=self.registry)
+        self.items = Gauge("deephash_collection_items", "items in the index of each collection",
+                           ["collection"], registry=self.registry)
+        self.queries = Counter("deephash_search_queries", "queries answered, per collection",
+                               ["collection"], registry=self.registry)
+
+
+def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits(),
+               snapshot_interval: float = 60.0) -> FastAPI:
+    """The service over the collections under ``data``. ``token`` turns on bearer
+    authentication (every route but /health); ``snapshot_interval`` seconds between background
+    snapshots of the collections written since their last one (0: none in the background)."""
+    store = Store(data)
+    metrics = _Metrics()
+    stop = threading.Event()
+
+    def snapshot_loop() -> None:
+        while not stop.wait(snapshot_interval):
+            store.snapshot_all()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        worker = threading.Thread(target=snapshot_loop, name="deephash-snapshots", daemon=True)
+        if snapshot_interval > 0:
+            worker.start()
+        yield
+        stop.set()
+        if worker.is_alive():
+            worker.join()
+        store.snapshot_all()
+        store.close()
+
+    app = FastAPI(title="deephash_engine", version=de.__version__, lifespan=lifespan,
+                  description="Binary-code search over HTTP: collections, items, filtered search.")
+    app.state.store = store
+
+    app.add_middleware(_Guard, token=token, limits=limits, metrics=metrics)
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, exc: StoreError):
+        loc = exc.field if exc.field[:1] == ["path"] else ["body", *exc.field]
+        return JSONResponse(_error_body(loc, exc.message, type(exc).__name__), status_code=exc.status)
+
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError):
+        return JSONResponse(_error_body(exc.loc, exc.message, "ServiceError"), status_code=exc.status)
+
+    def collection(name: str) -> Collection:
+        try:
+            return store.get(name)
+        except StoreError as exc:
+            raise type(exc)(["path", "name"], exc.message) from None
+
+    def batch(loc: str, n: int) -> None:
+        if n > limits.max_batch:
+            raise ServiceError(413, ["body", loc], f"{n} entries in one request; the limit is {limits.max_batch}")
+
+    def decode(col: Collection, codes: Optional[list[str]], inputs: Optional[list[list[float]]]) -> np.ndarray:
+        if (codes is None) == (inputs is None):
+            raise ServiceError(422, ["body", "codes"], "give exactly one of codes and inputs")
+        if inputs is not None:
+            batch("inputs", len(inputs))
+            return _encode(col, inputs)
+        batch("codes", len(codes))
+        out = np.empty((len(codes), col.code_size), np.uint8)
+        for i, text in enumerate(codes):
+            try:
+                raw = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                raise ServiceError(422, ["body", "codes", i], "not valid base64") from None
+            if len(raw) != col.code_size:
+                raise ServiceError(422, ["body", "codes", i],
+                                   f"a code of {col.nbits} bits is {col.code_size} bytes, got {len(raw)}")
+            out[i] = np.frombuffer(raw, np.uint8)
+        return out
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "collections": len(store.names()), "version": de.__version__}
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        for col in store.collections():
+            metrics.items.labels(col.name).set(col.index.ntotal)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/collections", status_code=201)
+    def create_collection(body: CreateCollection) -> dict:
+        if body.encoder is not None:
+            load_encoder(store.root, body.encoder, body.nbits)  # refuse a bad encoder up front
+        return store.create(body.name, body.nbits, body.index, body.encoder).describe()
+
+    @app.get("/collections")
+    def list_collections() -> dict:
+        return {"collections": [col.describe() for col in store.collections()]}
+
+    @app.get("/collections/{name}")
+    def describe_collection(name: str) -> dict:
+        return collection(name).describe()
+
+    @app.delete("/collections/{name}")
+    def drop_collection(name: str) -> dict:
+        collection(name)
+        store.drop(name)
+        return {"dropped": name}
+
+    @app.post("/collections/{name}/items")
+    def add_items(name: str, body: AddItems) -> dict:
+        col = collection(name)
+        codes = decode(col, body.codes, body.inputs)
+        n = codes.shape[0]
+        if body.ids is not None:
+            _check_ids("ids", body.ids, n)
+        if body.payloads is not None and len(body.payloads) != n:
+            raise ServiceError(422, ["body", "payloads"], f"{len(body.payloads)} payloads for {n} codes")
+        if n == 0:
+            return {"ids": []}
+        return {"ids": col.add(codes, body.ids, body.payloads)}
+
+    @app.get("/collections/{name}/items/{item_id}")
+    def get_item(name: str, item_id: int) -> dict:
+        item = collection(name).get(item_id)
+        item["code"] = base64.b64encode(item["code"]).decode("ascii")
+        return item
+
+    @app.post("/collections/{name}/items/delete")
+    def delete_items(name: str, body: DeleteItems) -> dict:
+        col = collection(name)
+        batch("ids", len(body.ids))
+        _check_ids("ids", body.ids, None)
+        return {"removed": col.remove(body.ids)}
+
+    @app.post("/collections/{name}/search")
+    def search(name: str, body: SearchRequest) -> dict:
+        col = collection(name)
+        if (body.k is None) == (body.radius is None):
+            raise ServiceError(422, ["body", "k"], "give exactly one of k and radius")
+        if body.k is not None and body.k > limits.max_k:
+            raise ServiceError(422, ["body", "k"], f"k is at most {limits.max_k}, got {body.k}")
+        queries = decode(col, body.codes, body.inputs)
+        results = col.search(queries, body.k, body.radius, body.filter, body.with_payload)
+        metrics.queries.labels(col.name).inc(len(results))
+        out = []
+        for r in results:
+            entry: dict[str, Any] = {"ids": r.ids, "distances": r.distances}
+            if body.with_payload:
+                entry["payloads"] = r.payloads
+            out.append(entry)
+        return {"results": out}
+
+    @app.post("/collections/{name}/snapshot")
+    def snapshot(name: str) -> dict:
+        return collection(name).snapshot()
+
+    return app
+
+
+def _check_ids(loc: str, ids: list[int], n: Optional[int]) -> None:
+    if n is not None and len(ids) != n:
+        raise ServiceError(422, ["body", loc], f"{len(ids)} ids for {n} codes")
+    for i, value in enumerate(ids):
+        if not 0 <= value <= _MAX_ID:
+            raise ServiceError(422, ["body", loc, i], f"ids are in [0, 2**63 - 1], got {value}")
+    if n is not None and len(set(ids)) != len(ids):
+        raise ServiceError(422, ["body", loc], "ids repeat within the batch")
+
+
+def _encode(col: Collection, inputs: list[list[float]]) -> np.ndarray:
+    if col.encoder is None:
+        raise ServiceError(422, ["body", "inputs"], f"collection {col.name!r} has no encoder; send codes")
+    encoder = load_encoder(col.folder.parent, col.encoder, col.nbits)
+    try:
+        features = np.asarray(inputs, np.float32)
+        if features.ndim != 2:
+            raise ValueError(f"inputs must be a list of equal-length vectors, got shape {features.shape}")
+        return encoder.encode(features)
+    except ValueError as exc:
+        raise ServiceError(422, ["body", "inputs"], str(exc)) from None
+
+
+class _Guard:
+    """ASGI middleware: bearer token (401) and body size (413) before any handler runs, then the
+    request counters and latency by route template."""
+
+    def __init__(self, app, token: Optional[str], limits: Limits, metrics: _Metrics):
+        self.app, self.token, self.limits, self.metrics = app, token, limits, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_and_note(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        refusal = self._refusal(scope)
+        if refusal is None:
+            body, refusal = await self._read_body(scope, receive)
+        if refusal is not None:
+            await refusal(scope, receive, send_and_note)
+        else:
+            delivered = False
+
+            async def replay():
+                nonlocal delivered
+                if delivered:
+                    return await receive()
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            await self.app(scope, replay, send_and_note)
+        template = getattr(scope.get("route"), "path", "unmatched")
+        self.metrics.requests.labels(scope["method"], template, str(status[0])).inc()
+        self.metrics.latency.labels(scope["method"], template).observe(time.perf_counter() - started)
+
+    def _refusal(self, scope) -> Optional[JSONResponse]:
+        headers = dict(scope["headers"])
+        if self.token is not None and scope["path"] != "/health":
+            scheme, _, value = headers.get(b"authorization", b"").partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(value, self.token.encode()):
+                return JSONResponse(_error_body(["header", "authorization"], "a valid bearer token is required",
+                                                "Unauthorized"),
+                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limits.max_body_bytes:
+            return self._too_big()
+        return None
+
+    def _too_big(self) -> JSONResponse:
+        return JSONResponse(_error_body(["body"], f"request bodies are at most {self.limits.max_body_bytes} bytes",
+                                        "PayloadTooLarge"), status_code=413)
+
+    async def _read_body(self, scope, receive) -> tuple[bytes, Optional[JSONResponse]]:
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return b"", None
+            size += len(message.get("body", b""))
+            if size > self.limits.max_body_bytes:
+                return b"", self._too_big()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return b"".join(chunks), None

@@ -63,9 +63,12 @@ def test_snapshot_drops_older_ones_and_a_corrupt_one_is_skipped(tmp_path, rng):
     snaps = sorted(p.name for p in (tmp_path / "c").glob("snapshot-*.dhi"))
     assert snaps == ["snapshot-2.dhi"]
     (tmp_path / "c" / "snapshot-2.dhi").write_bytes(b"garbage")
+    leftover = tmp_path / "c" / "snapshot-3.dhi.tmp-123-0"  # a save killed half way
+    leftover.write_bytes(b"half")
     store.close()
     again = Store(tmp_path).get("c")
     assert again.snapshot_seq == 0 and again.index.ntotal == 10
+    assert not leftover.exists()
 
 
 def test_duplicate_ids_conflict_and_change_nothing(tmp_path, rng):

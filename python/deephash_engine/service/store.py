@@ -36,6 +36,7 @@ FIELD_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 INDEX_KINDS = ("flat", "mih")
 RANGE_OPERATORS = {"gte": ">=", "gt": ">", "lte": "<=", "lt": "<"}
 _SNAPSHOT = re.compile(r"^snapshot-(\d+)\.dhi$")
+_SNAPSHOT_LEFTOVER = re.compile(r"^snapshot-\d+\.dhi\.tmp-[0-9-]+$")  # a save cut short by a crash
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -202,6 +203,9 @@ class Collection:
 
     def _restore(self) -> de.BinaryIndex:
         """The newest snapshot that loads (and is not ahead of the store), plus what came after."""
+        for entry in self.folder.iterdir():
+            if _SNAPSHOT_LEFTOVER.match(entry.name):
+                entry.unlink(missing_ok=True)
         for seq, path in self._snapshots():
             if seq > self.seq:
                 continue

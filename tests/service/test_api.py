@@ -90,6 +90,8 @@ def test_add_get_delete(client, name, rng):
     assert item == {"id": 2, "code": b64(codes[2:3])[0], "payload": {"i": 2}}
     assert client.get(f"/collections/{name}/items/50").json()["payload"] is None
     assert client.get(f"/collections/{name}/items/7").status_code == 404
+    for bad in (-1, 2**63, 2**70):
+        assert _loc(client.get(f"/collections/{name}/items/{bad}")) == ["path", "item_id"]
     assert client.post(f"/collections/{name}/items/delete", json={"ids": [2, 50, 999]}).json() == {"removed": 2}
     assert client.post(f"/collections/{name}/items/delete", json={"ids": [2]}).json() == {"removed": 0}
     assert client.get(f"/collections/{name}/items/2").status_code == 404

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, Field
@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 import deephash_engine as de
 
 from .encoders import load_encoder
-from .store import Collection, Store, StoreError
+from .store import NAME_PATTERN, Collection, Store, StoreError
 
 _MAX_ID = 2**63 - 1
 
@@ -41,7 +41,8 @@ class Limits:
 
 
 class CreateCollection(BaseModel):
-    name: str = Field(description="letters, digits, '_' and '-', at most 64; also the folder name")
+    name: str = Field(pattern=NAME_PATTERN.pattern,
+                      description="letters, digits, '_' and '-', at most 64; also the folder name")
     nbits: int = Field(gt=0, le=65536, description="code length in bits, a multiple of 8")
     index: Literal["flat", "mih"] = "flat"
     encoder: Optional[str] = Field(
@@ -204,7 +205,7 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
         return {"ids": col.add(codes, body.ids, body.payloads)}
 
     @app.get("/collections/{name}/items/{item_id}")
-    def get_item(name: str, item_id: int) -> dict:
+    def get_item(name: str, item_id: int = Path(ge=0, le=_MAX_ID)) -> dict:
         item = collection(name).get(item_id)
         item["code"] = base64.b64encode(item["code"]).decode("ascii")
         return item

@@ -125,3 +125,14 @@ def test_bad_filters_name_the_field(spec, field):
     with pytest.raises(StoreError) as err:
         compile_filter(spec)
     assert err.value.field == field
+
+
+def test_a_write_to_a_dropped_collection_finds_it_gone(tmp_path, rng):
+    store = Store(tmp_path)
+    col = store.create("c", 16, "flat")
+    store.drop("c")
+    assert not (tmp_path / "c").exists()
+    for write in (lambda: col.add(_codes(rng, 1, 16), None, None), lambda: col.remove([0]), col.snapshot):
+        with pytest.raises(NotFound):
+            write()
+    assert not (tmp_path / "c").exists()

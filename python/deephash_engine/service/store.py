@@ -149,6 +149,7 @@ class Collection:
         self.name = folder.name
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._dropped = False
         self._db = _connect(folder / "items.sqlite")
         self._db.executescript(_SCHEMA)
         if create is not None:
@@ -236,6 +237,7 @@ class Collection:
         """Save the index atomically under the write lock; older snapshots and the deletions they
         cover are dropped afterwards."""
         with self._lock:
+            self._check_open()
             seq = self.seq
             if seq != self.snapshot_seq or not self._snapshots():
                 self.index.save(self.folder / f"snapshot-{seq}.dhi")
@@ -255,6 +257,7 @@ class Collection:
     def add(self, codes: np.ndarray, ids: Optional[Sequence[int]], payloads: Optional[Sequence[Any]]) -> list[int]:
         n = codes.shape[0]
         with self._lock:
+            self._check_open()
             if ids is None:
                 new_ids = list(range(self.next_id, self.next_id + n))
             else:
@@ -277,6 +280,7 @@ class Collection:
 
     def remove(self, ids: Sequence[int]) -> int:
         with self._lock:
+            self._check_open()
             present = self._existing([int(i) for i in ids])
             if not present:
                 return 0
@@ -288,6 +292,11 @@ class Collection:
             self.seq = seq
             self.index.remove_ids(np.asarray(present, np.int64))
             return len(present)
+
+    def _check_open(self) -> None:
+        """A write that queued on the lock while the collection was dropped finds it gone."""
+        if self._dropped:
+            raise NotFound(["path", "name"], f"collection {self.name!r} was dropped")
 
     def _set_meta(self, **values: int) -> None:
         self._db.executemany("UPDATE meta SET value = ? WHERE key = ?", [(str(v), k) for k, v in values.items()])
@@ -419,13 +428,17 @@ class Store:
             collection = self.get(name)
             with collection._lock:
                 del self._collections[name]
+                collection._dropped = True
                 collection.close()
                 shutil.rmtree(folder)
 
     def snapshot_all(self, min_writes: int = 1) -> None:
         for collection in self.collections():
             if collection.writes_since_snapshot() >= min_writes:
-                collection.snapshot()
+                try:
+                    collection.snapshot()
+                except NotFound:  # dropped meanwhile
+                    pass
 
     def close(self) -> None:
         for collection in self.collections():

@@ -136,3 +136,14 @@ def test_a_write_to_a_dropped_collection_finds_it_gone(tmp_path, rng):
         with pytest.raises(NotFound):
             write()
     assert not (tmp_path / "c").exists()
+
+
+def test_mih_tails_are_merged_early_and_on_snapshot(tmp_path, rng):
+    col = Store(tmp_path).create("c", 64, "mih")
+    col.add(_codes(rng, 40_000), None, None)
+    col.add(_codes(rng, 4500), None, None)
+    assert col.index.tail_size == 0  # the core alone keeps these 4500 in its tail (under 40000 / 8)
+    col.add(_codes(rng, 10), None, None)
+    assert col.index.tail_size > 0
+    col.snapshot()
+    assert col.index.tail_size == 0

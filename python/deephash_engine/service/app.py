@@ -46,12 +46,15 @@ class CreateCollection(BaseModel):
     nbits: int = Field(gt=0, le=65536, description="code length in bits, a multiple of 8")
     index: Literal["flat", "mih"] = "flat"
     encoder: Optional[str] = Field(
-        None, description="a saved unsupervised hasher file, relative to the data folder")
+        None, description="relative to the data folder: a saved unsupervised hasher file, or the folder of a "
+                          "finished 'deephash train' run")
 
 
 class AddItems(BaseModel):
     codes: Optional[list[str]] = Field(None, description="base64 of each packed code")
-    inputs: Optional[list[list[float]]] = Field(None, description="feature vectors for the encoder")
+    inputs: Optional[list[Any]] = Field(
+        None, description="raw inputs for the collection's encoder: feature vectors (a hasher) or uint8 images, "
+                          "nested lists (n, H, W[, C]) (a 'deephash train' run)")
     ids: Optional[list[int]] = Field(None, description="caller ids (unique, >= 0); else assigned")
     payloads: Optional[list[Optional[dict[str, Any]]]] = None
 
@@ -62,7 +65,7 @@ class DeleteItems(BaseModel):
 
 class SearchRequest(BaseModel):
     codes: Optional[list[str]] = None
-    inputs: Optional[list[list[float]]] = None
+    inputs: Optional[list[Any]] = Field(None, description="raw inputs, as in adds")
     k: Optional[int] = Field(None, gt=0)
     radius: Optional[int] = Field(None, ge=0)
     filter: Optional[dict[str, Any]] = None
@@ -142,7 +145,7 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
         if n > limits.max_batch:
             raise ServiceError(413, ["body", loc], f"{n} entries in one request; the limit is {limits.max_batch}")
 
-    def decode(col: Collection, codes: Optional[list[str]], inputs: Optional[list[list[float]]]) -> np.ndarray:
+    def decode(col: Collection, codes: Optional[list[str]], inputs: Optional[list[Any]]) -> np.ndarray:
         if (codes is None) == (inputs is None):
             raise ServiceError(422, ["body", "codes"], "give exactly one of codes and inputs")
         if inputs is not None:
@@ -252,16 +255,13 @@ def _check_ids(loc: str, ids: list[int], n: Optional[int]) -> None:
         raise ServiceError(422, ["body", loc], "ids repeat within the batch")
 
 
-def _encode(col: Collection, inputs: list[list[float]]) -> np.ndarray:
+def _encode(col: Collection, inputs: list) -> np.ndarray:
     if col.encoder is None:
         raise ServiceError(422, ["body", "inputs"], f"collection {col.name!r} has no encoder; send codes")
     encoder = load_encoder(col.folder.parent, col.encoder, col.nbits)
     try:
-        features = np.asarray(inputs, np.float32)
-        if features.ndim != 2:
-            raise ValueError(f"inputs must be a list of equal-length vectors, got shape {features.shape}")
-        return encoder.encode(features)
-    except ValueError as exc:
+        return encoder.encode_inputs(inputs)
+    except (ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: torch on a misshapen image
         raise ServiceError(422, ["body", "inputs"], str(exc)) from None
 
 

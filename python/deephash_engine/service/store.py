@@ -216,8 +216,14 @@ class Collection:
                 continue
             if index.nbits == self.nbits:
                 self.snapshot_seq = seq
-                return self._replay(index, seq)
-        return self._replay(_new_index(self.kind, self.nbits), 0)
+                return self._compacted(self._replay(index, seq))
+        return self._compacted(self._replay(_new_index(self.kind, self.nbits), 0))
+
+    @staticmethod
+    def _compacted(index: de.BinaryIndex) -> de.BinaryIndex:
+        if isinstance(index, de.MIHIndex):
+            index.compact()
+        return index
 
     def _replay(self, index: de.BinaryIndex, after: int) -> de.BinaryIndex:
         db = self._db
@@ -238,6 +244,7 @@ class Collection:
         cover are dropped afterwards."""
         with self._lock:
             self._check_open()
+            self._merge_tail(0)
             seq = self.seq
             if seq != self.snapshot_seq or not self._snapshots():
                 self.index.save(self.folder / f"snapshot-{seq}.dhi")
@@ -276,6 +283,7 @@ class Collection:
                 self._set_meta(seq=seq, next_id=next_id)
             self.seq, self.next_id = seq, next_id
             self.index.add_with_ids(codes, np.asarray(new_ids, np.int64))
+            self._merge_tail(max(4096, self.index.ntotal // 64))
             return new_ids
 
     def remove(self, ids: Sequence[int]) -> int:
@@ -292,6 +300,13 @@ class Collection:
             self.seq = seq
             self.index.remove_ids(np.asarray(present, np.int64))
             return len(present)
+
+    def _merge_tail(self, limit: int) -> None:
+        """MIHIndex scans the items added since its tables were built linearly, and merges them
+        only past an eighth of the collection: at 1M codes that tail makes a batch search ~10x
+        slower. The service merges it sooner (a rebuild is ~80 ms per 1M 64-bit codes)."""
+        if isinstance(self.index, de.MIHIndex) and self.index.tail_size > limit:
+            self.index.compact()
 
     def _check_open(self) -> None:
         """A write that queued on the lock while the collection was dropped finds it gone."""

@@ -147,3 +147,13 @@ def test_mih_tails_are_merged_early_and_on_snapshot(tmp_path, rng):
     assert col.index.tail_size > 0
     col.snapshot()
     assert col.index.tail_size == 0
+
+
+def test_merge_tails_empties_every_mih_tail(tmp_path, rng):
+    store = Store(tmp_path)
+    mih = store.create("m", 64, "mih")
+    mih.add(_codes(rng, 100), None, None)
+    store.create("f", 64, "flat").add(_codes(rng, 5), None, None)
+    assert mih.index.tail_size == 100
+    store.merge_tails()
+    assert mih.index.tail_size == 0 and mih.index.ntotal == 100

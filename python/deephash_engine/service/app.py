@@ -28,6 +28,7 @@ from .encoders import load_encoder
 from .store import NAME_PATTERN, Collection, Store, StoreError
 
 _MAX_ID = 2**63 - 1
+MERGE_INTERVAL = 1.0  # seconds between merges of MIH tails
 
 
 @dataclass(frozen=True)
@@ -99,24 +100,30 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
                snapshot_interval: float = 60.0) -> FastAPI:
     """The service over the collections under ``data``. ``token`` turns on bearer
     authentication (every route but /health); ``snapshot_interval`` seconds between background
-    snapshots of the collections written since their last one (0: none in the background)."""
+    snapshots of the collections written since their last one (0: none in the background, only
+    on request and at shutdown)."""
     store = Store(data)
     metrics = _Metrics()
     stop = threading.Event()
 
-    def snapshot_loop() -> None:
-        while not stop.wait(snapshot_interval):
-            store.snapshot_all()
+    def maintenance_loop() -> None:
+        """Every second: merge MIH tails (recent adds, scanned linearly until merged); every
+        ``snapshot_interval`` seconds: snapshot the collections written since their last one."""
+        last_snapshot = time.monotonic()
+        tick = min(MERGE_INTERVAL, snapshot_interval) if snapshot_interval > 0 else MERGE_INTERVAL
+        while not stop.wait(tick):
+            store.merge_tails()
+            if snapshot_interval > 0 and time.monotonic() - last_snapshot >= snapshot_interval:
+                store.snapshot_all()
+                last_snapshot = time.monotonic()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        worker = threading.Thread(target=snapshot_loop, name="deephash-snapshots", daemon=True)
-        if snapshot_interval > 0:
-            worker.start()
+        worker = threading.Thread(target=maintenance_loop, name="deephash-maintenance", daemon=True)
+        worker.start()
         yield
         stop.set()
-        if worker.is_alive():
-            worker.join()
+        worker.join()
         store.snapshot_all()
         store.close()
 

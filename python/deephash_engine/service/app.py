@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import logging
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -112,10 +113,13 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
         last_snapshot = time.monotonic()
         tick = min(MERGE_INTERVAL, snapshot_interval) if snapshot_interval > 0 else MERGE_INTERVAL
         while not stop.wait(tick):
-            store.merge_tails()
-            if snapshot_interval > 0 and time.monotonic() - last_snapshot >= snapshot_interval:
-                store.snapshot_all()
-                last_snapshot = time.monotonic()
+            try:
+                store.merge_tails()
+                if snapshot_interval > 0 and time.monotonic() - last_snapshot >= snapshot_interval:
+                    last_snapshot = time.monotonic()
+                    store.snapshot_all()
+            except Exception:  # a full disk must not end the maintenance; SQLite still holds every write
+                logging.getLogger("deephash.serve").exception("background maintenance failed; retrying")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -157,3 +157,20 @@ def test_merge_tails_empties_every_mih_tail(tmp_path, rng):
     assert mih.index.tail_size == 100
     store.merge_tails()
     assert mih.index.tail_size == 0 and mih.index.ntotal == 100
+
+
+@pytest.mark.parametrize("kind", ["flat", "mih"])
+def test_assigned_and_caller_ids_mix_and_survive_a_restart(tmp_path, rng, kind):
+    store = Store(tmp_path)
+    col = store.create("c", 32, kind)
+    items = {}
+    for ids in (None, [10, 11], None, [3], None):
+        codes = _codes(rng, 3 if ids is None else len(ids), 32)
+        items.update(zip(col.add(codes, ids, None), codes))
+    assert sorted(items) == [0, 1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17]
+    queries = _codes(rng, 4, 32)
+    want = _oracle(items, 32).search(queries, 12)
+    for index in (col.index, (store.close(), Store(tmp_path).get("c").index)[1]):
+        got = index.search(queries, 12)
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_array_equal(got[0], want[0])

@@ -236,7 +236,7 @@ class Collection:
             codes.append(code)
         if ids:  # an id the snapshot holds is here only if deleted (above) and added again
             block = np.frombuffer(b"".join(codes), np.uint8).reshape(len(ids), self.code_size)
-            index.add_with_ids(block, np.asarray(ids, np.int64))
+            _add(index, block, ids)
         return index
 
     def snapshot(self) -> dict:
@@ -282,7 +282,7 @@ class Collection:
                 self._db.executemany("INSERT INTO items VALUES (?, ?, ?, ?)", rows)
                 self._set_meta(seq=seq, next_id=next_id)
             self.seq, self.next_id = seq, next_id
-            self.index.add_with_ids(codes, np.asarray(new_ids, np.int64))
+            _add(self.index, codes, new_ids)
             self._merge_tail(max(4096, self.index.ntotal // 64))
             return new_ids
 
@@ -393,6 +393,17 @@ class Collection:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _add(index: de.BinaryIndex, codes: np.ndarray, ids: list[int]) -> None:
+    """``add`` when the ids are the ones it would assign (the index then keeps its storage in id
+    order: a MIHIndex filled by ``add_with_ids`` searched 2-3x slower at 1M codes, and a
+    FlatIndex ~15%), ``add_with_ids`` otherwise."""
+    start = int(index.next_id)
+    if ids == list(range(start, start + len(ids))):
+        index.add(codes)
+    else:
+        index.add_with_ids(codes, np.asarray(ids, np.int64))
 
 
 class Store:

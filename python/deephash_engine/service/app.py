@@ -74,6 +74,16 @@ class SearchRequest(BaseModel):
     with_payload: bool = False
 
 
+class QueryResult(BaseModel):
+    ids: list[int]
+    distances: list[int]
+    payloads: Optional[list[Any]] = None
+
+
+class SearchResponse(BaseModel):
+    results: list[QueryResult] = Field(description="one entry per query, hits in (distance, id) order")
+
+
 class ServiceError(Exception):
     def __init__(self, status: int, loc: list, message: str):
         super().__init__(message)
@@ -231,8 +241,8 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
         _check_ids("ids", body.ids, None)
         return {"removed": col.remove(body.ids)}
 
-    @app.post("/collections/{name}/search")
-    def search(name: str, body: SearchRequest) -> dict:
+    @app.post("/collections/{name}/search", response_model=SearchResponse)
+    def search(name: str, body: SearchRequest) -> JSONResponse:
         col = collection(name)
         if (body.k is None) == (body.radius is None):
             raise ServiceError(422, ["body", "k"], "give exactly one of k and radius")
@@ -247,7 +257,8 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
             if body.with_payload:
                 entry["payloads"] = r.payloads
             out.append(entry)
-        return {"results": out}
+        # plain lists of ints: serialised directly, without FastAPI's response-model pass
+        return JSONResponse({"results": out})
 
     @app.post("/collections/{name}/snapshot")
     def snapshot(name: str) -> dict:

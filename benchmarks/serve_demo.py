@@ -2,8 +2,8 @@
 
 Starts `deephash serve` on a free loopback port with a scratch data folder, creates a collection
 whose encoder is the trained run, adds Fashion-MNIST's 60,000 training images (encoded by the
-server), searches with a few test images and prints the hits with their labels, then stops the
-server.
+server), searches with a few test images uploaded as one .npy file and prints the hits with their
+labels, then stops the server.
 
     python benchmarks/serve_demo.py [--run runs/demo] [--queries 5] [--k 5]
 """
@@ -11,6 +11,7 @@ server.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import shutil
 import signal
@@ -86,8 +87,10 @@ def main(argv=None) -> int:
                 print(f"served: {count} training images added, encoded by the server with {args.run} "
                       f"({nbits} bits), {time.perf_counter() - t0:.1f} s")
                 pick = np.random.default_rng(0).choice(len(data.test_images), args.queries, replace=False)
-                answer = http.post("/collections/fashion/search", json={
-                    "inputs": data.test_images[pick].tolist(), "k": args.k, "with_payload": True}).json()
+                upload = io.BytesIO()
+                np.save(upload, data.test_images[pick])
+                answer = http.post("/collections/fashion/search/upload", files={"file": ("queries.npy", upload.getvalue())},
+                                   data={"k": str(args.k), "with_payload": "true"}).json()
                 for q, result in zip(pick, answer["results"]):
                     hits = ", ".join(f"{CLASSES[p['label']]} (d={d})"
                                      for p, d in zip(result["payloads"], result["distances"]))

@@ -51,3 +51,35 @@ def test_images_are_encoded_by_the_run(client, server, rng):
     assert wrong_bits.status_code == 422 and "16-bit" in wrong_bits.text
     assert client.get("/collections/img").json()["count"] == 10
     client.delete("/collections/img")
+
+
+def test_search_by_upload_of_a_npy_file(client, server, rng):
+    import io
+
+    _write_run(server.data / "runs" / "up")
+    assert client.post("/collections", json={"name": "up", "nbits": 16, "encoder": "runs/up"}).status_code == 201
+    images = rng.integers(0, 256, size=(6, 8, 8), dtype=np.uint8)
+    client.post("/collections/up/items", json={"inputs": images.tolist(), "payloads": [{"n": i} for i in range(6)]})
+
+    def npy(array):
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        return buffer.getvalue()
+
+    uploaded = client.post("/collections/up/search/upload", files={"file": ("q.npy", npy(images[:2]))},
+                           data={"k": "3", "with_payload": "true", "filter": '{"n": {"lt": 4}}'})
+    by_json = client.post("/collections/up/search", json={"inputs": images[:2].tolist(), "k": 3,
+                                                         "with_payload": True, "filter": {"n": {"lt": 4}}})
+    assert uploaded.status_code == 200 and uploaded.json() == by_json.json()
+    assert uploaded.json()["results"][0]["ids"][0] == 0
+
+    header = npy(np.zeros((10**6, 8, 8), np.uint8))[:128]  # a header claiming 64 MB, no data
+    pickled = io.BytesIO()
+    np.save(pickled, np.array([1, "a"], dtype=object), allow_pickle=True)
+    for content in (b"not a npy file", header, b"\x93NUMPY", pickled.getvalue()):
+        bad = client.post("/collections/up/search/upload", files={"file": ("q.npy", content)}, data={"k": "1"})
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "file"]
+    bad_filter = client.post("/collections/up/search/upload", files={"file": ("q.npy", npy(images[:1]))},
+                             data={"k": "1", "filter": "{"})
+    assert bad_filter.status_code == 422 and bad_filter.json()["detail"][0]["loc"] == ["body", "filter"]
+    client.delete("/collections/up")

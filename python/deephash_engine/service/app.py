@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
 import logging
 import threading
 import time
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 import numpy as np
-from fastapi import FastAPI, Path, Request
+from fastapi import FastAPI, File, Form, Path, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, Field
@@ -241,24 +242,44 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
         _check_ids("ids", body.ids, None)
         return {"removed": col.remove(body.ids)}
 
-    @app.post("/collections/{name}/search", response_model=SearchResponse)
-    def search(name: str, body: SearchRequest) -> JSONResponse:
-        col = collection(name)
-        if (body.k is None) == (body.radius is None):
+    def answer(col: Collection, queries: np.ndarray, k: Optional[int], radius: Optional[int],
+               spec: Optional[dict], with_payload: bool) -> JSONResponse:
+        if (k is None) == (radius is None):
             raise ServiceError(422, ["body", "k"], "give exactly one of k and radius")
-        if body.k is not None and body.k > limits.max_k:
-            raise ServiceError(422, ["body", "k"], f"k is at most {limits.max_k}, got {body.k}")
-        queries = decode(col, body.codes, body.inputs)
-        results = col.search(queries, body.k, body.radius, body.filter, body.with_payload)
+        if k is not None and k > limits.max_k:
+            raise ServiceError(422, ["body", "k"], f"k is at most {limits.max_k}, got {k}")
+        results = col.search(queries, k, radius, spec, with_payload)
         metrics.queries.labels(col.name).inc(len(results))
         out = []
         for r in results:
             entry: dict[str, Any] = {"ids": r.ids, "distances": r.distances}
-            if body.with_payload:
+            if with_payload:
                 entry["payloads"] = r.payloads
             out.append(entry)
         # plain lists of ints: serialised directly, without FastAPI's response-model pass
         return JSONResponse({"results": out})
+
+    @app.post("/collections/{name}/search", response_model=SearchResponse)
+    def search(name: str, body: SearchRequest) -> JSONResponse:
+        col = collection(name)
+        queries = decode(col, body.codes, body.inputs)
+        return answer(col, queries, body.k, body.radius, body.filter, body.with_payload)
+
+    @app.post("/collections/{name}/search/upload", response_model=SearchResponse)
+    def search_upload(name: str, file: UploadFile = File(description=".npy file of the queries' raw inputs"),
+                      k: Optional[int] = Form(None, gt=0), radius: Optional[int] = Form(None, ge=0),
+                      filter: Optional[str] = Form(None, description="the filter object as JSON text"),
+                      with_payload: bool = Form(False)) -> JSONResponse:
+        """Search with raw inputs uploaded as one .npy file (uint8 images or feature vectors),
+        encoded by the collection's encoder."""
+        col = collection(name)
+        inputs = _read_npy(file.file)
+        batch("file", inputs.shape[0] if inputs.ndim else 0)
+        try:
+            spec = None if filter is None else json.loads(filter)
+        except ValueError:
+            raise ServiceError(422, ["body", "filter"], "not valid JSON") from None
+        return answer(col, _encode(col, inputs), k, radius, spec, with_payload)
 
     @app.post("/collections/{name}/snapshot")
     def snapshot(name: str) -> dict:
@@ -277,7 +298,33 @@ def _check_ids(loc: str, ids: list[int], n: Optional[int]) -> None:
         raise ServiceError(422, ["body", loc], "ids repeat within the batch")
 
 
-def _encode(col: Collection, inputs: list) -> np.ndarray:
+def _read_npy(stream) -> np.ndarray:
+    """An uploaded .npy file, read without pickles; the header's shape must fit the bytes that
+    follow it (a small file cannot make the server allocate what its header claims)."""
+    fmt = np.lib.format
+    try:
+        stream.seek(0, 2)
+        size = stream.tell()
+        stream.seek(0)
+        version = fmt.read_magic(stream)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"format version {version} is not read here (1.0 and 2.0 are)")
+        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, _, dtype = read_header(stream)
+        if dtype.hasobject:
+            raise ValueError("object arrays are refused")
+        if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > size - stream.tell():
+            raise ValueError(f"the header's shape {shape} needs more bytes than the file holds")
+        stream.seek(0)
+        array = np.load(stream, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ServiceError(422, ["body", "file"], f"not a readable .npy file: {exc}") from None
+    if array.ndim < 2:
+        raise ServiceError(422, ["body", "file"], "expected an array of inputs, one per row")
+    return array
+
+
+def _encode(col: Collection, inputs) -> np.ndarray:
     if col.encoder is None:
         raise ServiceError(422, ["body", "inputs"], f"collection {col.name!r} has no encoder; send codes")
     encoder = load_encoder(col.folder.parent, col.encoder, col.nbits)

@@ -64,8 +64,8 @@ def print_table_header(header: str) -> None:
     print("-" * len(header))
 
 
-def timed(fn, repeats: int, warmup: int = 1) -> float:
-    """Median wall time of fn() over `repeats` runs after `warmup` runs."""
+def wall_times(fn, repeats: int, warmup: int = 1) -> list[float]:
+    """The wall time of each of `repeats` runs of fn(), after `warmup` runs."""
     for _ in range(warmup):
         fn()
     times = []
@@ -73,4 +73,9 @@ def timed(fn, repeats: int, warmup: int = 1) -> float:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
+
+
+def timed(fn, repeats: int, warmup: int = 1) -> float:
+    """Median wall time of fn() over `repeats` runs after `warmup` runs."""
+    return statistics.median(wall_times(fn, repeats, warmup))

@@ -6,6 +6,7 @@
     deephash index build --codes codes.npy --out index.dhi [--index flat|mih]
     deephash search --index index.dhi --queries q.npy (--k 10 | --radius 4) --out DIR
     deephash dedup --codes codes.npy --radius 3 --out DIR
+    deephash serve --data DIR [--host 127.0.0.1] [--port 8000] [--token-file F]
 
 ``train`` trains with validation-based model selection, encodes the protocol's query and
 database sets, and writes the metrics report, plots and a FlatIndex into ``--out`` (see
@@ -204,6 +205,35 @@ def _cmd_bulk(args) -> int:
         print(f"{job['queries']} queries, {what}, against {job['ntotal']} codes in {job['seconds']:.2f} s -> {args.out}")
     else:
         print(f"{job['pairs']} pairs within {job['radius']} bits among {job['codes']} codes -> {args.out}")
+def _serve_parser(sub) -> None:
+    p = sub.add_parser("serve", help="serve collections over HTTP (needs the 'serve' extra)")
+    p.add_argument("--data", required=True, help="data folder: one SQLite file and snapshots per collection")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--token-file", dest="token_file",
+                   help="file holding the bearer token every request but /health must carry")
+    p.add_argument("--max-body-bytes", dest="max_body_bytes", type=int, default=64 * 1024 * 1024)
+    p.add_argument("--max-batch", dest="max_batch", type=int, default=10_000,
+                   help="most codes, inputs or ids in one request")
+    p.add_argument("--snapshot-interval", dest="snapshot_interval", type=float, default=60.0,
+                   help="seconds between background snapshots (0: only on request and at shutdown)")
+
+
+def _cmd_serve(args) -> int:
+    try:
+        import uvicorn
+
+        from deephash_engine.service.app import Limits, create_app
+    except ImportError as exc:
+        raise ImportError(f"{exc}; install the service with: pip install 'deephash-engine[serve]'") from exc
+    token = None
+    if args.token_file:
+        token = Path(args.token_file).read_text().strip()
+        if not token:
+            raise ValueError(f"--token-file: {args.token_file} is empty")
+    limits = Limits(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch)
+    app = create_app(args.data, token=token, limits=limits, snapshot_interval=args.snapshot_interval)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 
@@ -262,8 +292,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _train_parser(sub)
     _encode_parser(sub)
     _bulk_parsers(sub)
+    _serve_parser(sub)
     args = parser.parse_args(argv)
-    commands = {"train": _cmd_train, "encode": _cmd_encode, "index": _cmd_bulk, "search": _cmd_bulk, "dedup": _cmd_bulk}
+    commands = {"train": _cmd_train, "encode": _cmd_encode, "index": _cmd_bulk, "search": _cmd_bulk,
+                "dedup": _cmd_bulk, "serve": _cmd_serve}
     try:
         return commands[args.command](args)
     except (ValueError, TypeError, KeyError, OSError, ImportError) as exc:

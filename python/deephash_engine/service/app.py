@@ -1,0 +1,403 @@
+"""The FastAPI application of ``deephash serve`` (routes in docs/service.md).
+
+Handlers are plain ``def`` functions, so FastAPI runs them in its thread pool: searches run
+concurrently (the core releases the GIL), writes queue on their collection's lock. Codes travel
+as base64 of the packed bytes, one string per code.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+import threading
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal, Optional
+
+import numpy as np
+from fastapi import FastAPI, File, Form, Path, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import BaseModel, Field
+
+import deephash_engine as de
+
+from .encoders import load_encoder
+from .store import NAME_PATTERN, Collection, Store, StoreError
+
+_MAX_ID = 2**63 - 1
+MERGE_INTERVAL = 1.0  # seconds between merges of MIH tails
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits: bodies past ``max_body_bytes`` and batches past ``max_batch`` items or
+    queries get 413; ``max_k`` bounds k (422 past it)."""
+
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_batch: int = 10_000
+    max_k: int = 10_000
+
+
+class CreateCollection(BaseModel):
+    name: str = Field(pattern=NAME_PATTERN.pattern,
+                      description="letters, digits, '_' and '-', at most 64; also the folder name")
+    nbits: int = Field(gt=0, le=65536, description="code length in bits, a multiple of 8")
+    index: Literal["flat", "mih"] = "flat"
+    encoder: Optional[str] = Field(
+        None, description="relative to the data folder: a saved unsupervised hasher file, or the folder of a "
+                          "finished 'deephash train' run")
+
+
+class AddItems(BaseModel):
+    codes: Optional[list[str]] = Field(None, description="base64 of each packed code")
+    inputs: Optional[list[Any]] = Field(
+        None, description="raw inputs for the collection's encoder: feature vectors (a hasher) or uint8 images, "
+                          "nested lists (n, H, W[, C]) (a 'deephash train' run)")
+    ids: Optional[list[int]] = Field(None, description="caller ids (unique, >= 0); else assigned")
+    payloads: Optional[list[Optional[dict[str, Any]]]] = None
+
+
+class DeleteItems(BaseModel):
+    ids: list[int]
+
+
+class SearchRequest(BaseModel):
+    codes: Optional[list[str]] = None
+    inputs: Optional[list[Any]] = Field(None, description="raw inputs, as in adds")
+    k: Optional[int] = Field(None, gt=0)
+    radius: Optional[int] = Field(None, ge=0)
+    filter: Optional[dict[str, Any]] = None
+    with_payload: bool = False
+
+
+class QueryResult(BaseModel):
+    ids: list[int]
+    distances: list[int]
+    payloads: Optional[list[Any]] = None
+
+
+class SearchResponse(BaseModel):
+    results: list[QueryResult] = Field(description="one entry per query, hits in (distance, id) order")
+
+
+class ServiceError(Exception):
+    def __init__(self, status: int, loc: list, message: str):
+        super().__init__(message)
+        self.status, self.loc, self.message = status, loc, message
+
+
+def _error_body(loc: list, message: str, kind: str) -> dict:
+    return {"detail": [{"loc": loc, "msg": message, "type": kind}]}
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("deephash_http_requests", "HTTP requests by route and status",
+                                ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram("deephash_http_request_seconds", "HTTP request latency by route",
+                                 ["method", "route"], registry=self.registry)
+        self.items = Gauge("deephash_collection_items", "items in the index of each collection",
+                           ["collection"], registry=self.registry)
+        self.queries = Counter("deephash_search_queries", "queries answered, per collection",
+                               ["collection"], registry=self.registry)
+
+
+def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits(),
+               snapshot_interval: float = 60.0) -> FastAPI:
+    """The service over the collections under ``data``. ``token`` turns on bearer
+    authentication (every route but /health); ``snapshot_interval`` seconds between background
+    snapshots of the collections written since their last one (0: none in the background, only
+    on request and at shutdown)."""
+    store = Store(data)
+    metrics = _Metrics()
+    stop = threading.Event()
+
+    def maintenance_loop() -> None:
+        """Every second: merge MIH tails (recent adds, scanned linearly until merged); every
+        ``snapshot_interval`` seconds: snapshot the collections written since their last one."""
+        last_snapshot = time.monotonic()
+        tick = min(MERGE_INTERVAL, snapshot_interval) if snapshot_interval > 0 else MERGE_INTERVAL
+        while not stop.wait(tick):
+            try:
+                store.merge_tails()
+                if snapshot_interval > 0 and time.monotonic() - last_snapshot >= snapshot_interval:
+                    last_snapshot = time.monotonic()
+                    store.snapshot_all()
+            except Exception:  # a full disk must not end the maintenance; SQLite still holds every write
+                logging.getLogger("deephash.serve").exception("background maintenance failed; retrying")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        worker = threading.Thread(target=maintenance_loop, name="deephash-maintenance", daemon=True)
+        worker.start()
+        yield
+        stop.set()
+        worker.join()
+        store.snapshot_all()
+        store.close()
+
+    app = FastAPI(title="deephash_engine", version=de.__version__, lifespan=lifespan,
+                  description="Binary-code search over HTTP: collections, items, filtered search.")
+    app.state.store = store
+
+    app.add_middleware(_Guard, token=token, limits=limits, metrics=metrics)
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, exc: StoreError):
+        loc = exc.field if exc.field[:1] == ["path"] else ["body", *exc.field]
+        return JSONResponse(_error_body(loc, exc.message, type(exc).__name__), status_code=exc.status)
+
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError):
+        return JSONResponse(_error_body(exc.loc, exc.message, "ServiceError"), status_code=exc.status)
+
+    def collection(name: str) -> Collection:
+        try:
+            return store.get(name)
+        except StoreError as exc:
+            raise type(exc)(["path", "name"], exc.message) from None
+
+    def batch(loc: str, n: int) -> None:
+        if n > limits.max_batch:
+            raise ServiceError(413, ["body", loc], f"{n} entries in one request; the limit is {limits.max_batch}")
+
+    def decode(col: Collection, codes: Optional[list[str]], inputs: Optional[list[Any]]) -> np.ndarray:
+        if (codes is None) == (inputs is None):
+            raise ServiceError(422, ["body", "codes"], "give exactly one of codes and inputs")
+        if inputs is not None:
+            batch("inputs", len(inputs))
+            return _encode(col, inputs)
+        batch("codes", len(codes))
+        out = np.empty((len(codes), col.code_size), np.uint8)
+        for i, text in enumerate(codes):
+            try:
+                raw = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                raise ServiceError(422, ["body", "codes", i], "not valid base64") from None
+            if len(raw) != col.code_size:
+                raise ServiceError(422, ["body", "codes", i],
+                                   f"a code of {col.nbits} bits is {col.code_size} bytes, got {len(raw)}")
+            out[i] = np.frombuffer(raw, np.uint8)
+        return out
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "collections": len(store.names()), "version": de.__version__}
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        for col in store.collections():
+            metrics.items.labels(col.name).set(col.index.ntotal)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/collections", status_code=201)
+    def create_collection(body: CreateCollection) -> dict:
+        if body.encoder is not None:
+            load_encoder(store.root, body.encoder, body.nbits)  # refuse a bad encoder up front
+        return store.create(body.name, body.nbits, body.index, body.encoder).describe()
+
+    @app.get("/collections")
+    def list_collections() -> dict:
+        return {"collections": [col.describe() for col in store.collections()]}
+
+    @app.get("/collections/{name}")
+    def describe_collection(name: str) -> dict:
+        return collection(name).describe()
+
+    @app.delete("/collections/{name}")
+    def drop_collection(name: str) -> dict:
+        collection(name)
+        store.drop(name)
+        return {"dropped": name}
+
+    @app.post("/collections/{name}/items")
+    def add_items(name: str, body: AddItems) -> dict:
+        col = collection(name)
+        codes = decode(col, body.codes, body.inputs)
+        n = codes.shape[0]
+        if body.ids is not None:
+            _check_ids("ids", body.ids, n)
+        if body.payloads is not None and len(body.payloads) != n:
+            raise ServiceError(422, ["body", "payloads"], f"{len(body.payloads)} payloads for {n} codes")
+        if n == 0:
+            return {"ids": []}
+        return {"ids": col.add(codes, body.ids, body.payloads)}
+
+    @app.get("/collections/{name}/items/{item_id}")
+    def get_item(name: str, item_id: int = Path(ge=0, le=_MAX_ID)) -> dict:
+        item = collection(name).get(item_id)
+        item["code"] = base64.b64encode(item["code"]).decode("ascii")
+        return item
+
+    @app.post("/collections/{name}/items/delete")
+    def delete_items(name: str, body: DeleteItems) -> dict:
+        col = collection(name)
+        batch("ids", len(body.ids))
+        _check_ids("ids", body.ids, None)
+        return {"removed": col.remove(body.ids)}
+
+    def answer(col: Collection, queries: np.ndarray, k: Optional[int], radius: Optional[int],
+               spec: Optional[dict], with_payload: bool) -> JSONResponse:
+        if (k is None) == (radius is None):
+            raise ServiceError(422, ["body", "k"], "give exactly one of k and radius")
+        if k is not None and k > limits.max_k:
+            raise ServiceError(422, ["body", "k"], f"k is at most {limits.max_k}, got {k}")
+        results = col.search(queries, k, radius, spec, with_payload)
+        metrics.queries.labels(col.name).inc(len(results))
+        out = []
+        for r in results:
+            entry: dict[str, Any] = {"ids": r.ids, "distances": r.distances}
+            if with_payload:
+                entry["payloads"] = r.payloads
+            out.append(entry)
+        # plain lists of ints: serialised directly, without FastAPI's response-model pass
+        return JSONResponse({"results": out})
+
+    @app.post("/collections/{name}/search", response_model=SearchResponse)
+    def search(name: str, body: SearchRequest) -> JSONResponse:
+        col = collection(name)
+        queries = decode(col, body.codes, body.inputs)
+        return answer(col, queries, body.k, body.radius, body.filter, body.with_payload)
+
+    @app.post("/collections/{name}/search/upload", response_model=SearchResponse)
+    def search_upload(name: str, file: UploadFile = File(description=".npy file of the queries' raw inputs"),
+                      k: Optional[int] = Form(None, gt=0), radius: Optional[int] = Form(None, ge=0),
+                      filter: Optional[str] = Form(None, description="the filter object as JSON text"),
+                      with_payload: bool = Form(False)) -> JSONResponse:
+        """Search with raw inputs uploaded as one .npy file (uint8 images or feature vectors),
+        encoded by the collection's encoder."""
+        col = collection(name)
+        inputs = _read_npy(file.file)
+        batch("file", inputs.shape[0] if inputs.ndim else 0)
+        try:
+            spec = None if filter is None else json.loads(filter)
+        except ValueError:
+            raise ServiceError(422, ["body", "filter"], "not valid JSON") from None
+        return answer(col, _encode(col, inputs), k, radius, spec, with_payload)
+
+    @app.post("/collections/{name}/snapshot")
+    def snapshot(name: str) -> dict:
+        return collection(name).snapshot()
+
+    return app
+
+
+def _check_ids(loc: str, ids: list[int], n: Optional[int]) -> None:
+    if n is not None and len(ids) != n:
+        raise ServiceError(422, ["body", loc], f"{len(ids)} ids for {n} codes")
+    for i, value in enumerate(ids):
+        if not 0 <= value <= _MAX_ID:
+            raise ServiceError(422, ["body", loc, i], f"ids are in [0, 2**63 - 1], got {value}")
+    if n is not None and len(set(ids)) != len(ids):
+        raise ServiceError(422, ["body", loc], "ids repeat within the batch")
+
+
+def _read_npy(stream) -> np.ndarray:
+    """An uploaded .npy file, read without pickles; the header's shape must fit the bytes that
+    follow it (a small file cannot make the server allocate what its header claims)."""
+    fmt = np.lib.format
+    try:
+        stream.seek(0, 2)
+        size = stream.tell()
+        stream.seek(0)
+        version = fmt.read_magic(stream)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"format version {version} is not read here (1.0 and 2.0 are)")
+        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, _, dtype = read_header(stream)
+        if dtype.hasobject:
+            raise ValueError("object arrays are refused")
+        if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > size - stream.tell():
+            raise ValueError(f"the header's shape {shape} needs more bytes than the file holds")
+        stream.seek(0)
+        array = np.load(stream, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ServiceError(422, ["body", "file"], f"not a readable .npy file: {exc}") from None
+    if array.ndim < 2:
+        raise ServiceError(422, ["body", "file"], "expected an array of inputs, one per row")
+    return array
+
+
+def _encode(col: Collection, inputs) -> np.ndarray:
+    if col.encoder is None:
+        raise ServiceError(422, ["body", "inputs"], f"collection {col.name!r} has no encoder; send codes")
+    encoder = load_encoder(col.folder.parent, col.encoder, col.nbits)
+    try:
+        return encoder.encode_inputs(inputs)
+    except (ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: torch on a misshapen image
+        raise ServiceError(422, ["body", "inputs"], str(exc)) from None
+
+
+class _Guard:
+    """ASGI middleware: bearer token (401) and body size (413) before any handler runs, then the
+    request counters and latency by route template."""
+
+    def __init__(self, app, token: Optional[str], limits: Limits, metrics: _Metrics):
+        self.app, self.token, self.limits, self.metrics = app, token, limits, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_and_note(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        refusal = self._refusal(scope)
+        if refusal is None:
+            body, refusal = await self._read_body(scope, receive)
+        if refusal is not None:
+            await refusal(scope, receive, send_and_note)
+        else:
+            delivered = False
+
+            async def replay():
+                nonlocal delivered
+                if delivered:
+                    return await receive()
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            await self.app(scope, replay, send_and_note)
+        template = getattr(scope.get("route"), "path", "unmatched")
+        self.metrics.requests.labels(scope["method"], template, str(status[0])).inc()
+        self.metrics.latency.labels(scope["method"], template).observe(time.perf_counter() - started)
+
+    def _refusal(self, scope) -> Optional[JSONResponse]:
+        headers = dict(scope["headers"])
+        if self.token is not None and scope["path"] != "/health":
+            scheme, _, value = headers.get(b"authorization", b"").partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(value, self.token.encode()):
+                return JSONResponse(_error_body(["header", "authorization"], "a valid bearer token is required",
+                                                "Unauthorized"),
+                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limits.max_body_bytes:
+            return self._too_big()
+        return None
+
+    def _too_big(self) -> JSONResponse:
+        return JSONResponse(_error_body(["body"], f"request bodies are at most {self.limits.max_body_bytes} bytes",
+                                        "PayloadTooLarge"), status_code=413)
+
+    async def _read_body(self, scope, receive) -> tuple[bytes, Optional[JSONResponse]]:
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return b"", None
+            size += len(message.get("body", b""))
+            if size > self.limits.max_body_bytes:
+                return b"", self._too_big()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return b"".join(chunks), None

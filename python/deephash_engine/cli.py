@@ -205,6 +205,9 @@ def _cmd_bulk(args) -> int:
         print(f"{job['queries']} queries, {what}, against {job['ntotal']} codes in {job['seconds']:.2f} s -> {args.out}")
     else:
         print(f"{job['pairs']} pairs within {job['radius']} bits among {job['codes']} codes -> {args.out}")
+    return 0
+
+
 def _serve_parser(sub) -> None:
     p = sub.add_parser("serve", help="serve collections over HTTP (needs the 'serve' extra)")
     p.add_argument("--data", required=True, help="data folder: one SQLite file and snapshots per collection")

@@ -332,6 +332,16 @@ ScanView MIHIndex::scan_view() const noexcept {
 // A filter that allows a share f of the items leaves probing f of the candidates it pays for (the
 // others are fetched, then skipped), and it must probe about 1/f as deep to find k of them: the
 // budget shrinks by f so the comparison with a scan stays fair.
+// What a k-NN probe ranks candidates by besides the distance. Where ids increase with storage
+// position (plain adds, and caller ids given in increasing order) the position orders them
+// exactly as the id does, and costs nothing; looking the id up would be one random memory access
+// per candidate (1.8x the search time on 1M clustered 64-bit codes). The k found are mapped to
+// ids at the end. Otherwise the id itself.
+static auto candidate_key(const CodeStore& store) {
+  const bool by_position = store.ids_increasing();
+  return [&store, by_position](std::size_t p) { return by_position ? static_cast<idx_t>(p) : store.id_at(p); };
+}
+
 static double filtered_share(const FilterView& f) noexcept {
   if (f.strategy == FilterStrategy::None || f.view.n == 0) return 1.0;
   return std::max(static_cast<double>(f.live) / static_cast<double>(f.view.n), 1e-3);
@@ -361,13 +371,14 @@ bool MIHIndex::probe_knn(const std::uint8_t* q, CountingTopK& top, MIHQueryStats
   const std::size_t cs = s_->store_.code_size(), n = s_->store_.size();
   const kernels::KernelTable& kt = *kernels::plan_for(cs).single;
   const std::uint8_t* codes = s_->store_.codes();
+  const auto key = candidate_key(s_->store_);
   // The tail (recent adds, not yet in the tables) is scanned first.
   if (n > s_->indexed_) {
     std::vector<dist_t>& d = t_bucket.distances;
     if (d.size() < n - s_->indexed_) d.resize(n - s_->indexed_);
     kt.distances(q, codes + s_->indexed_ * cs, n - s_->indexed_, cs, d.data());
     for (std::size_t p = s_->indexed_; p < n; ++p)
-      if (!(skip && skip[p])) top.push(d[p - s_->indexed_], s_->store_.id_at(p));
+      if (!(skip && skip[p])) top.push(d[p - s_->indexed_], key(p));
   }
   if (s_->indexed_ == 0) {
     st.radius = 0;
@@ -406,7 +417,7 @@ bool MIHIndex::probe_knn(const std::uint8_t* q, CountingTopK& top, MIHQueryStats
       // Clustered codes can put far more candidates in one probe than estimated: past the scan's
       // cost, give up (the caller scans this query).
       if (!probe_radius(table, qkey[j], r, q, codes, cs, Dedup{scope.seen, tests, ntests}, skip, st, budget,
-                        [&](dist_t d, std::uint32_t p) { top.push(d, s_->store_.id_at(p)); }))
+                        [&](dist_t d, std::uint32_t p) { top.push(d, key(p)); }))
         return false;
       work = work_done(st, tested);
       // Every indexed item within m*r + j of q has now been seen (pigeonhole).
@@ -473,6 +484,11 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
       top.reset(kk, static_cast<dist_t>(nbits_), false);
       if (probe_knn(queries + q * cs, top, st[q], budget, skip)) {
         top.finish(distances + q * k, ids + q * k, k);
+        if (s_->store_.ids_increasing()) {  // positions stood for the ids: map the k found
+          idx_t* row = ids + q * k;
+          for (std::size_t j = 0; j < k; ++j)
+            if (row[j] >= 0) row[j] = s_->store_.id_at(static_cast<std::size_t>(row[j]));
+        }
         ledger.add(work_done(st[q], tested));
       } else {
         to_scan[q] = 1;

@@ -372,15 +372,27 @@ bool MIHIndex::probe_knn(const std::uint8_t* q, CountingTopK& top, MIHQueryStats
   const kernels::KernelTable& kt = *kernels::plan_for(cs).single;
   const std::uint8_t* codes = s_->store_.codes();
   const auto key = candidate_key(s_->store_);
-  // The tail (recent adds, not yet in the tables) is scanned first.
-  if (n > s_->indexed_) {
-    std::vector<dist_t>& d = t_bucket.distances;
-    if (d.size() < n - s_->indexed_) d.resize(n - s_->indexed_);
-    kt.distances(q, codes + s_->indexed_ * cs, n - s_->indexed_, cs, d.data());
-    for (std::size_t p = s_->indexed_; p < n; ++p)
-      if (!(skip && skip[p])) top.push(d[p - s_->indexed_], key(p));
-  }
+  // The tail (recent adds, not yet in the tables) is scanned last, through the filter kernel with
+  // the k-th distance the tables gave: the probes are exact for the indexed items, and a tail item
+  // can only enter the result within that bound. (Scanned first, every tail item went through
+  // the top-k: 1.45-2.2x the search time with a tail of 0.1-1% of 1M codes.)
+  const auto scan_tail = [&] {
+    const std::size_t tail = n - s_->indexed_;
+    if (tail == 0) return;
+    BucketScratch& b = t_bucket;
+    if (b.positions.size() < tail) {
+      b.positions.resize(tail);
+      b.distances.resize(tail);
+    }
+    const std::size_t m = kt.filter(q, codes + s_->indexed_ * cs, tail, cs, top.max_accepted(), b.positions.data(),
+                                    b.distances.data());
+    for (std::size_t i = 0; i < m; ++i) {
+      const std::size_t p = s_->indexed_ + b.positions[i];
+      if (!(skip && skip[p])) top.push(b.distances[i], key(p));
+    }
+  };
   if (s_->indexed_ == 0) {
+    scan_tail();
     st.radius = 0;
     return true;
   }
@@ -403,7 +415,10 @@ bool MIHIndex::probe_knn(const std::uint8_t* q, CountingTopK& top, MIHQueryStats
     for (int j = 0; j < s_->m_; ++j) {
       const SubstringTable& table = s_->tables_[j];
       const int bits = table.bits();
-      if (r > bits) return st.radius = r, true;  // that table is exhausted: every item was seen
+      if (r > bits) {  // that table is exhausted: every indexed item was seen
+        scan_tail();
+        return st.radius = r, true;
+      }
       const double keys = binomial(bits, r);
       const double expected = keys * static_cast<double>(s_->indexed_) / std::ldexp(1.0, bits);
       if (work + keys * kLookupNs + expected * candidate_ns(tested) > budget) return false;
@@ -422,11 +437,13 @@ bool MIHIndex::probe_knn(const std::uint8_t* q, CountingTopK& top, MIHQueryStats
       work = work_done(st, tested);
       // Every indexed item within m*r + j of q has now been seen (pigeonhole).
       if (top.has_k_within(static_cast<dist_t>(s_->m_ * r + j))) {
+        scan_tail();
         st.radius = r;
         return true;
       }
     }
   }
+  scan_tail();
   st.radius = max_bits;
   return true;
 }

@@ -66,7 +66,9 @@ std::int64_t int_arg(const py::handle& obj, const char* name) {
   int overflow = 0;
   const long long v = PyLong_AsLongLongAndOverflow(index, &overflow);
   Py_DECREF(index);
-  if (overflow != 0) throw py::value_error(std::string(name) + " is beyond the int64 range");
+  if (overflow != 0)
+    throw py::value_error(std::string(name) + " must fit in int64 (|value| < 2**63), got " +
+                          py::str(obj).cast<std::string>());
   if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
   return static_cast<std::int64_t>(v);
 }

@@ -121,3 +121,17 @@ def test_remove_then_search_keeps_ids(rng):
     assert (D[0, 0], I[0, 0]) == (0, 400)
     assert index.next_id == 401
     np.testing.assert_array_equal(index.reconstruct(400), codes[0])
+
+
+@pytest.mark.parametrize("cls", [de.FlatIndex, de.MIHIndex])
+def test_ids_and_reconstruct_batch_export_what_is_held(rng, cls):
+    codes = rng.integers(0, 256, (300, 4), dtype=np.uint8)
+    index = cls(32)
+    index.add_with_ids(codes, np.arange(1000, 1300))
+    index.remove_ids([1005, 1100])  # MIH keeps them as tombstones
+    live = np.setdiff1d(np.arange(1000, 1300), [1005, 1100])
+    np.testing.assert_array_equal(index.ids(), live)
+    np.testing.assert_array_equal(index.reconstruct_batch(live[::-1]), codes[live[::-1] - 1000])
+    for absent in ([1005], [7, 1001], [1299, 1300]):
+        with pytest.raises(KeyError, match=str(absent[-1] if absent[0] in live else absent[0])):
+            index.reconstruct_batch(absent)

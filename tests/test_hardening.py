@@ -309,11 +309,11 @@ def test_k_and_radius_beyond_int64_are_value_errors(rng, cls):
     index = cls(16)
     index.add(rng.integers(0, 256, (10, 2), dtype=np.uint8))
     q = np.zeros((1, 2), dtype=np.uint8)
-    with pytest.raises(ValueError, match="int64"):
+    with pytest.raises(ValueError, match="must fit in int64"):
         index.search(q, 2**64)
-    with pytest.raises(ValueError, match="int64"):
+    with pytest.raises(ValueError, match="must fit in int64"):
         index.range_search(q, 2**70)
-    with pytest.raises(ValueError, match="int64"):
+    with pytest.raises(ValueError, match="must fit in int64"):
         index.reconstruct(2**64)
 
 

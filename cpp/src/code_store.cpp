@@ -110,6 +110,23 @@ std::optional<std::size_t> CodeStore::find(idx_t id) const {
   return it->second;
 }
 
+void CodeStore::copy_codes(const idx_t* ids, std::size_t n, std::uint8_t* out, const std::uint8_t* removed) const {
+  check_mapping();
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto pos = find(ids[i]);
+    if (!pos || (removed && removed[*pos])) throw UnknownId("id " + std::to_string(ids[i]) + " is not in the index");
+    std::memcpy(out + i * cs_, codes() + *pos * cs_, cs_);
+  }
+}
+
+std::vector<idx_t> CodeStore::live_ids(const std::uint8_t* removed) const {
+  std::vector<idx_t> out;
+  out.reserve(n_);
+  for (std::size_t i = 0; i < n_; ++i)
+    if (!(removed && removed[i])) out.push_back(id_at(i));
+  return out;
+}
+
 std::vector<std::size_t> CodeStore::positions_of(const std::vector<idx_t>& ids) const {
   std::vector<std::size_t> out;
   out.reserve(std::min(ids.size(), n_));

@@ -65,6 +65,11 @@ class CodeStore {
   // One pass over whichever is shorter to walk: the ids with a moving binary search, or the
   // store's ids (implicit ones need neither).
   std::vector<std::size_t> positions_of(const std::vector<idx_t>& ids) const;
+  // The codes of n ids into out (n x code_size bytes); throws UnknownId for an id not held, or
+  // hidden by `removed` (tombstones by position, optional).
+  void copy_codes(const idx_t* ids, std::size_t n, std::uint8_t* out, const std::uint8_t* removed = nullptr) const;
+  // The ids in storage order, leaving out the positions `removed` marks.
+  std::vector<idx_t> live_ids(const std::uint8_t* removed = nullptr) const;
 
   // File payload: codes (padded to 8 bytes), then ids. With `skip` (one byte per position,
   // `nskip` of them non-zero) the skipped items are left out.

@@ -105,21 +105,12 @@ void FlatIndex::reconstruct(idx_t id, std::uint8_t* out) const { reconstruct_bat
 
 std::vector<idx_t> FlatIndex::ids() const {
   std::shared_lock<SharedMutex> lock(s_->mu_);
-  std::vector<idx_t> out(s_->store_.size());
-  for (std::size_t i = 0; i < out.size(); ++i) out[i] = s_->store_.id_at(i);
-  return out;
+  return s_->store_.live_ids();
 }
 
 void FlatIndex::reconstruct_batch(const idx_t* ids, std::size_t n, std::uint8_t* out) const {
   std::shared_lock<SharedMutex> lock(s_->mu_);
-  const CodeStore& store = s_->store_;
-  store.check_mapping();
-  const std::size_t cs = store.code_size();
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto pos = store.find(ids[i]);
-    if (!pos) throw UnknownId("id " + std::to_string(ids[i]) + " is not in the index");
-    std::memcpy(out + i * cs, store.codes() + *pos * cs, cs);
-  }
+  s_->store_.copy_codes(ids, n, out);
 }
 
 void FlatIndex::save(const std::string& path) const {

@@ -173,24 +173,12 @@ void MIHIndex::reconstruct(idx_t id, std::uint8_t* out) const { reconstruct_batc
 
 std::vector<idx_t> MIHIndex::ids() const {
   std::shared_lock<SharedMutex> lock(s_->mu_);
-  std::vector<idx_t> out;
-  out.reserve(s_->store_.size() - s_->n_removed_);
-  for (std::size_t i = 0; i < s_->store_.size(); ++i)
-    if (s_->removed_.empty() || !s_->removed_[i]) out.push_back(s_->store_.id_at(i));
-  return out;
+  return s_->store_.live_ids(s_->removed_.empty() ? nullptr : s_->removed_.data());
 }
 
 void MIHIndex::reconstruct_batch(const idx_t* ids, std::size_t n, std::uint8_t* out) const {
   std::shared_lock<SharedMutex> lock(s_->mu_);
-  const CodeStore& store = s_->store_;
-  store.check_mapping();
-  const std::size_t cs = store.code_size();
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto pos = store.find(ids[i]);
-    if (!pos || (!s_->removed_.empty() && s_->removed_[*pos]))
-      throw UnknownId("id " + std::to_string(ids[i]) + " is not in the index");
-    std::memcpy(out + i * cs, store.codes() + *pos * cs, cs);
-  }
+  s_->store_.copy_codes(ids, n, out, s_->removed_.empty() ? nullptr : s_->removed_.data());
 }
 
 // ---- persistence --------------------------------------------------------------------------------

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "deephash/id_selector.hpp"
 
@@ -49,6 +51,21 @@ AllowArg allow_arg(const py::handle& obj);
 
 // "dtype('float64')"-style name of an array's dtype, for messages.
 std::string dtype_name(const py::array& a);
+
+// A 1-D array that takes over the vector's buffer (no copy: range results can be large); the
+// vector is freed with the array.
+template <class T>
+inline py::array_t<T> adopt(std::vector<T>&& v) {
+  if (v.empty()) return py::array_t<T>(0);
+  auto* owner = new std::vector<T>(std::move(v));
+  py::capsule release(owner, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+  return py::array_t<T>({static_cast<py::ssize_t>(owner->size())}, {static_cast<py::ssize_t>(sizeof(T))},
+                        owner->data(), release);
+}
+
+inline std::string path_arg(const py::object& path) {
+  return py::module_::import("os").attr("fspath")(path).cast<std::string>();
+}
 
 // Registers the module's exception types (DeepHashError, IndexFileError) and the translator that
 // maps core exceptions to them. Called once from module.cpp.

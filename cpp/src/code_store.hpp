@@ -33,6 +33,10 @@ class CodeStore {
     return (mapped_ ? 0 : codes_.capacity()) + ids_.capacity() * sizeof(idx_t) + lookup_.capacity() * sizeof(lookup_[0]);
   }
   idx_t next_id() const noexcept { return next_id_; }
+  // next_id becomes at least `id` (a copy of another index keeps that index's next_id).
+  void raise_next_id(idx_t id) noexcept {
+    if (id > next_id_) next_id_ = id;
+  }
   // True while ids strictly increase with storage position (always so with plain add).
   bool ids_increasing() const noexcept { return increasing_; }
   bool is_mmapped() const noexcept { return mapped_ != nullptr; }

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <mutex>
 #include <shared_mutex>
+#include <vector>
 
 #include "allow_list.hpp"
 #include "code_store.hpp"
@@ -125,13 +126,18 @@ void FlatIndex::save(const std::string& path) const {
   h.params_size = 0;
   h.payload_offset = io::kPayloadAlign;  // header (64 bytes) + no parameters, aligned
   h.payload_size = s_->store_.payload_size();
-  std::uint8_t header[io::kHeaderSize];
-  io::encode_header(h, header);
-  io::AtomicFileWriter out(path);
-  out.write(header, sizeof(header));
-  out.pad_to(h.payload_offset);
-  s_->store_.write_payload(out);
-  out.commit();
+  io::write_index_file(path, h, nullptr, [&](io::AtomicFileWriter& out) { s_->store_.write_payload(out); });
+}
+
+std::unique_ptr<FlatIndex> FlatIndex::copy_of(const BinaryIndex& index) {
+  const std::vector<idx_t> ids = index.ids();
+  std::vector<std::uint8_t> codes(ids.size() * index.code_size());
+  index.reconstruct_batch(ids.data(), ids.size(), codes.data());
+  const idx_t next_id = index.next_id();
+  auto out = std::make_unique<FlatIndex>(index.nbits());
+  if (!ids.empty()) out->s_->store_.add_with_ids(codes.data(), ids.size(), ids.data());
+  out->s_->store_.raise_next_id(next_id);
+  return out;
 }
 
 std::unique_ptr<FlatIndex> FlatIndex::from_file(const io::Header& header,

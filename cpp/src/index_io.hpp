@@ -110,6 +110,21 @@ class MappedFile {
 // Encodes a header into its 64 bytes.
 void encode_header(const Header& h, std::uint8_t out[kHeaderSize]);
 
+// The one writer of index files: header, `params` (h.params_size bytes), zero padding up to
+// h.payload_offset, then whatever `write_payload` writes, then the checksum; atomic (see
+// AtomicFileWriter). Every index type's save() goes through it.
+template <class WritePayload>
+void write_index_file(const std::string& path, const Header& h, const void* params, WritePayload&& write_payload) {
+  std::uint8_t header[kHeaderSize];
+  encode_header(h, header);
+  AtomicFileWriter out(path);
+  out.write(header, sizeof(header));
+  if (h.params_size) out.write(params, static_cast<std::size_t>(h.params_size));
+  out.pad_to(h.payload_offset);
+  write_payload(out);
+  out.commit();
+}
+
 // Validates the whole file (size, magic, version, type, nbits, layout, checksum) and returns its
 // header. `path` is only used in messages.
 Header validate_file(const MappedFile& file, const std::string& path);

@@ -195,15 +195,10 @@ void MIHIndex::save(const std::string& path) const {
   h.params_size = 8;  // uint32 m, uint32 automatic-m flag
   h.payload_offset = 2 * io::kPayloadAlign;
   h.payload_size = s_->store_.payload_size(s_->n_removed_);
-  std::uint8_t header[io::kHeaderSize];
-  io::encode_header(h, header);
   const std::uint32_t params[2] = {static_cast<std::uint32_t>(s_->m_), auto_m_ ? 1u : 0u};
-  io::AtomicFileWriter out(path);
-  out.write(header, sizeof(header));
-  out.write(params, sizeof(params));
-  out.pad_to(h.payload_offset);
-  s_->store_.write_payload(out, s_->removed_.empty() ? nullptr : s_->removed_.data());
-  out.commit();
+  io::write_index_file(path, h, params, [&](io::AtomicFileWriter& out) {
+    s_->store_.write_payload(out, s_->removed_.empty() ? nullptr : s_->removed_.data());
+  });
 }
 
 std::unique_ptr<MIHIndex> MIHIndex::from_file(const io::Header& header,

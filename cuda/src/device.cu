@@ -29,4 +29,29 @@ std::string device_name(int device) noexcept {
   }
 }
 
+std::string unavailable_reason() noexcept {
+  try {
+    int n = 0;
+    const cudaError_t err = cudaGetDeviceCount(&n);
+    if (err == cudaSuccess && n > 0) return std::string();
+    cudaGetLastError();
+    if (err == cudaSuccess || err == cudaErrorNoDevice) return "no CUDA device is visible";
+    if (err == cudaErrorInsufficientDriver)
+      return "no NVIDIA driver is loaded, or it is older than the CUDA runtime of this build (" +
+             std::to_string(CUDART_VERSION / 1000) + "." + std::to_string(CUDART_VERSION % 1000 / 10) + ")";
+    return std::string("no usable CUDA device: ") + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")";
+  } catch (...) {
+    return "no usable CUDA device";
+  }
+}
+
+int pointer_device(const void* p) noexcept {
+  cudaPointerAttributes attr;
+  if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  return (attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged) ? attr.device : -1;
+}
+
 }  // namespace deephash::cuda

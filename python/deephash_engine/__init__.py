@@ -26,6 +26,7 @@ from ._core import (
     unpack_bits,
 )
 from ._load_index import load_index
+from .gpu import GpuFlatIndex, cuda_available
 
 __version__ = build_info()["version"]
 
@@ -33,12 +34,14 @@ __all__ = [
     "BinaryIndex",
     "DeepHashError",
     "FlatIndex",
+    "GpuFlatIndex",
     "IdSelector",
     "IndexFileError",
     "MIHIndex",
     "__version__",
     "available_simd_levels",
     "build_info",
+    "cuda_available",
     "cuda_device_count",
     "get_num_threads",
     "load_index",

@@ -5,17 +5,28 @@ from __future__ import annotations
 
 import os
 import stat
+from typing import Any
 
 from . import _core
 from .faiss_compat import _io
 from .faiss_compat._errors import FaissFileError
 
 
-def load_index(path: str | os.PathLike[str], mmap: bool = False) -> _core.BinaryIndex:
+def load_index(path: str | os.PathLike[str], mmap: bool = False, device: int | None = None) -> Any:
     """Read an index written by ``save()`` (docs/format.md; ``mmap=True`` leaves flat codes in the
     file until the first write), or a FAISS IndexBinaryFlat / IndexBinaryIDMap / IndexBinaryIDMap2
     file, which becomes a FlatIndex read into memory (ids: FAISS's labels; an id map's ids must
-    then be unique and >= 0, as FlatIndex requires; faiss_compat.read_index_binary reads any)."""
+    then be unique and >= 0, as FlatIndex requires; faiss_compat.read_index_binary reads any).
+    With ``device=N`` the index goes to that CUDA device as a GpuFlatIndex (any index kind: its
+    items, ids and next_id)."""
+    index = _load(path, mmap)
+    if device is None:
+        return index
+    from .gpu import GpuFlatIndex
+    return GpuFlatIndex.from_index(index, device)
+
+
+def _load(path: str | os.PathLike[str], mmap: bool) -> _core.BinaryIndex:
     tag = _type_tag(path)
     if tag not in _io.READABLE and tag not in _io.OTHER_FAISS_TYPES:
         return _core.load_index(path, mmap)

@@ -36,6 +36,10 @@ class FlatIndex final : public BinaryIndex {
   std::vector<idx_t> ids() const override;
   void save(const std::string& path) const override;
 
+  // A FlatIndex holding the items of `index` (any BinaryIndex: its codes and ids in storage order)
+  // with the same next_id; `index` must not change meanwhile (an id it drops raises UnknownId).
+  static std::unique_ptr<FlatIndex> copy_of(const BinaryIndex& index);
+
   // Builds a FlatIndex from a validated file (used by load_index).
   static std::unique_ptr<FlatIndex> from_file(const io::Header& header,
                                               const std::shared_ptr<const io::MappedFile>& file,

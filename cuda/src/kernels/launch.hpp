@@ -1,0 +1,89 @@
+// Host entry points of the CUDA kernels (each defined in its own .cu file of this folder, whose
+// header comment gives its plan). Codes and queries live on the device as rows of 32-bit words
+// (the code's bytes, zero padding up to a whole word): padding adds nothing to a distance, and
+// every width reads aligned words. Every launcher checks the launch and throws CudaError.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "../select_plan.hpp"
+
+// Kernel launches and dynamic shared memory go through these two macros, so that the CPU
+// emulation of cuda/tests/emulation/ can run the very same kernel sources.
+#ifndef DH_LAUNCH
+#define DH_LAUNCH(kernel, grid, block, smem, stream) kernel<<<grid, block, smem, stream>>>
+#define DH_EXTERN_SHARED(type, name) extern __shared__ type name[]
+#endif
+
+namespace deephash::cuda::kernels {
+
+struct CodesView {
+  const std::uint32_t* words;  // n rows of words_per_code words, in increasing id order
+  std::uint64_t n;
+  int words_per_code;
+};
+
+struct QueriesView {
+  const std::uint32_t* words;  // nq rows of words_per_code words
+  std::uint32_t nq;
+  std::uint32_t queries_per_block;
+};
+
+// Throws CudaError (GpuOutOfMemory for cudaErrorMemoryAllocation) naming `what` when err is not
+// cudaSuccess.
+void check(cudaError_t err, const char* what);
+
+// ---- k-NN by counting (knn_histogram.cu, knn_select.cu) ---------------------------------------
+// hist: [nq][nchunks][nbins] counts of codes per distance, per chunk.
+void knn_histogram(const CodesView& codes, const QueriesView& queries, int nbins, std::uint32_t nchunks,
+                   std::uint32_t* hist, cudaStream_t stream);
+// Per query: the threshold, slot offsets in place of the counts, quotas [nq][nchunks], selection.
+void knn_threshold(std::uint32_t* hist, std::uint32_t* quota, plan::QuerySelection* sel, std::uint32_t nq,
+                   std::uint32_t nchunks, int nbins, std::uint64_t k_eff, cudaStream_t stream);
+// Writes each query's k_eff selected keys (distance, position) into keys[q * k_eff ...].
+void knn_collect(const CodesView& codes, const QueriesView& queries, int nbins, std::uint32_t nchunks,
+                 std::uint32_t* offsets, const std::uint32_t* quota, const plan::QuerySelection* sel,
+                 std::uint64_t k_eff, std::uint64_t* keys, cudaStream_t stream);
+// Sorted keys -> (nq, k) distances and ids; columns k_eff .. k - 1 get the missing-result padding.
+void knn_finish(const std::uint64_t* sorted, std::uint32_t nq, std::uint64_t k_eff, std::uint64_t k,
+                const std::int64_t* ids, std::int32_t* distances, std::int64_t* out_ids, cudaStream_t stream);
+// offsets[i] = i * length for i in [0, nsegments]: uniform sort segments.
+void uniform_offsets(std::int64_t* offsets, std::uint32_t nsegments, std::uint64_t length, cudaStream_t stream);
+
+// ---- range search in two passes (range_scan.cu) -------------------------------------------------
+// counts[q * nchunks + c] = codes of chunk c within radius of query q.
+void range_count(const CodesView& codes, const QueriesView& queries, std::uint32_t radius, std::uint32_t nchunks,
+                 unsigned long long* counts, cudaStream_t stream);
+// cursors start as the exclusive prefix sums of the counts; each hit takes the next slot of its
+// (query, chunk) range.
+void range_fill(const CodesView& codes, const QueriesView& queries, std::uint32_t radius, std::uint32_t nchunks,
+                unsigned long long* cursors, std::uint64_t* keys, cudaStream_t stream);
+// lims[q] = offsets[q * nchunks] (q < nq), lims[nq] = total.
+void range_limits(const unsigned long long* offsets, std::uint32_t nq, std::uint32_t nchunks, std::uint64_t total,
+                  std::int64_t* lims, cudaStream_t stream);
+// keys -> distances and ids (ids by position).
+void keys_to_results(const std::uint64_t* keys, std::uint64_t count, const std::int64_t* ids,
+                     std::int32_t* distances, std::int64_t* out_ids, cudaStream_t stream);
+
+// ---- storage (rows.cu) ------------------------------------------------------------------------
+// out[i] = row src[i] of the concatenation of a (na rows) and b: how adds and removes rebuild the
+// id-ordered arrays on the device.
+void gather_rows(const std::uint32_t* a, std::uint64_t na, const std::uint32_t* b, const std::int64_t* src,
+                 std::uint64_t n, int words_per_code, std::uint32_t* out, cudaStream_t stream);
+void gather_ids(const std::int64_t* a, std::uint64_t na, const std::int64_t* b, const std::int64_t* src,
+                std::uint64_t n, std::int64_t* out, cudaStream_t stream);
+
+// ---- CUB (sort.cu) ----------------------------------------------------------------------------
+std::size_t segmented_sort_bytes(std::uint64_t items, std::uint32_t segments, const std::int64_t* begin,
+                                 const std::int64_t* end);
+void segmented_sort(void* temp, std::size_t temp_bytes, const std::uint64_t* in, std::uint64_t* out,
+                    std::uint64_t items, std::uint32_t segments, const std::int64_t* begin, const std::int64_t* end,
+                    cudaStream_t stream);
+std::size_t exclusive_sum_bytes(std::uint64_t items);
+void exclusive_sum(void* temp, std::size_t temp_bytes, const unsigned long long* in, unsigned long long* out,
+                   std::uint64_t items, cudaStream_t stream);
+
+}  // namespace deephash::cuda::kernels

@@ -1,0 +1,142 @@
+// The CUDA kernels of cuda/src/kernels/, compiled for the CPU through the emulation in
+// emulation/ (blocks of real threads, a real barrier, shared memory and atomics), driven through
+// their launchers exactly as GpuFlatIndex drives them, and compared with FlatIndex: k-NN (every
+// tie-breaking path: chunks taking all, none or part of their codes at the threshold), range
+// search and the storage gathers. Runs on every machine; a GPU run of the same comparison is
+// test_gpu_flat_index.
+#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "deephash/flat_index.hpp"
+#include "harness.hpp"
+#include "kernels/launch.hpp"
+#include "oracle.hpp"
+#include "select_plan.hpp"
+
+namespace deephash::cuda::kernels {
+void check(cudaError_t err, const char* what) {
+  if (err != cudaSuccess) throw std::runtime_error(what);
+}
+}  // namespace deephash::cuda::kernels
+
+namespace k = deephash::cuda::kernels;
+namespace plan = deephash::cuda::plan;
+
+namespace {
+
+std::vector<std::uint32_t> to_rows(const std::vector<std::uint8_t>& codes, std::size_t cs) {
+  const std::size_t n = codes.size() / cs, words = plan::device_stride_words(cs);
+  std::vector<std::uint32_t> rows(n * words, 0);
+  for (std::size_t i = 0; i < n; ++i)
+    std::copy_n(codes.data() + i * cs, cs, reinterpret_cast<std::uint8_t*>(rows.data() + i * words));
+  return rows;
+}
+
+std::vector<std::uint8_t> make_codes(std::size_t n, std::size_t cs, int kind, std::uint32_t seed) {
+  if (kind == 0) return oracle::random_codes(n, cs, seed);
+  if (kind == 1) return oracle::random_codes(n, cs, seed, 2);
+  auto few = oracle::random_codes(3, cs, seed);
+  std::vector<std::uint8_t> v(n * cs);
+  for (std::size_t i = 0; i < n; ++i) std::copy_n(few.data() + (i % 3) * cs, cs, v.data() + i * cs);
+  return v;
+}
+
+struct Setup {
+  std::size_t cs, n, nq;
+  std::vector<std::uint8_t> codes, queries;
+  std::vector<std::uint32_t> rows, qrows;
+  std::vector<std::int64_t> ids;  // increasing, not equal to positions
+  deephash::FlatIndex cpu;
+  Setup(int nbits, int kind, std::size_t n_, std::size_t nq_)
+      : cs(nbits / 8), n(n_), nq(nq_), cpu(nbits) {
+    codes = make_codes(n, cs, kind, 1000 + nbits + kind);
+    queries = make_codes(nq, cs, kind, 2000 + nbits + kind);
+    rows = to_rows(codes, cs);
+    qrows = to_rows(queries, cs);
+    for (std::size_t i = 0; i < n; ++i) ids.push_back(static_cast<std::int64_t>(3 * i + 1));
+    cpu.add_with_ids(codes.data(), n, ids.data());
+  }
+  k::CodesView view() const { return {rows.data(), n, static_cast<int>(plan::device_stride_words(cs))}; }
+};
+
+void knn_case(const Setup& s, std::uint64_t kk, std::uint32_t nchunks, std::uint32_t qpb, const std::string& what) {
+  const int nbins = static_cast<int>(8 * s.cs + 1);
+  const std::uint64_t k_eff = std::min<std::uint64_t>(kk, s.n);
+  const k::QueriesView qv{s.qrows.data(), static_cast<std::uint32_t>(s.nq), qpb};
+  std::vector<std::uint32_t> hist(s.nq * nchunks * nbins, 0xdeadbeef), quota(s.nq * nchunks, 0xdeadbeef);
+  std::vector<plan::QuerySelection> sel(s.nq);
+  std::vector<std::uint64_t> keys(s.nq * k_eff, ~0ull);
+  k::knn_histogram(s.view(), qv, nbins, nchunks, hist.data(), nullptr);
+  k::knn_threshold(hist.data(), quota.data(), sel.data(), qv.nq, nchunks, nbins, k_eff, nullptr);
+  k::knn_collect(s.view(), qv, nbins, nchunks, hist.data(), quota.data(), sel.data(), k_eff, keys.data(), nullptr);
+  for (std::size_t q = 0; q < s.nq; ++q) std::sort(keys.begin() + q * k_eff, keys.begin() + (q + 1) * k_eff);
+  std::vector<std::int32_t> D(s.nq * kk), Dc(s.nq * kk);
+  std::vector<std::int64_t> I(s.nq * kk), Ic(s.nq * kk);
+  k::knn_finish(keys.data(), qv.nq, k_eff, kk, s.ids.data(), D.data(), I.data(), nullptr);
+  s.cpu.search(s.queries.data(), s.nq, kk, Dc.data(), Ic.data());
+  if (D != Dc || I != Ic)
+    harness::fail(__FILE__, __LINE__, what + " k=" + std::to_string(kk) + " nchunks=" + std::to_string(nchunks) +
+                                          ": k-NN differs from FlatIndex");
+}
+
+void range_case(const Setup& s, std::uint32_t radius, std::uint32_t nchunks, std::uint32_t qpb, const std::string& what) {
+  const k::QueriesView qv{s.qrows.data(), static_cast<std::uint32_t>(s.nq), qpb};
+  std::vector<unsigned long long> counts(s.nq * nchunks), offs(s.nq * nchunks);
+  k::range_count(s.view(), qv, radius, nchunks, counts.data(), nullptr);
+  unsigned long long run = 0;
+  for (std::size_t i = 0; i < counts.size(); ++i) {
+    offs[i] = run;
+    run += counts[i];
+  }
+  std::vector<std::int64_t> lims(s.nq + 1);
+  k::range_limits(offs.data(), qv.nq, nchunks, run, lims.data(), nullptr);
+  std::vector<std::uint64_t> keys(run, ~0ull);
+  k::range_fill(s.view(), qv, radius, nchunks, offs.data(), keys.data(), nullptr);
+  for (std::size_t q = 0; q < s.nq; ++q) std::sort(keys.begin() + lims[q], keys.begin() + lims[q + 1]);
+  std::vector<std::int32_t> D(run);
+  std::vector<std::int64_t> I(run);
+  k::keys_to_results(keys.data(), run, s.ids.data(), D.data(), I.data(), nullptr);
+  const deephash::RangeResult expect = s.cpu.range_search(s.queries.data(), s.nq, static_cast<int>(radius));
+  if (lims != expect.lims || D != expect.distances || I != expect.ids)
+    harness::fail(__FILE__, __LINE__, what + " r=" + std::to_string(radius) + ": range search differs from FlatIndex");
+}
+
+}  // namespace
+
+TEST(knn_and_range_match_flat_index) {
+  // 8..32 bits: 1 word (specialised); 40, 64: 2 words; 72: 3 words (generic); 128, 256, 1024
+  for (int nbits : {8, 24, 40, 64, 72, 128, 256, 1024}) {
+    for (int kind = 0; kind < 3; ++kind) {
+      const Setup s(nbits, kind, 1501, 5);  // 1501: chunks of unequal sizes
+      const std::string what = std::to_string(nbits) + " bits, kind " + std::to_string(kind);
+      for (std::uint64_t kk : {std::uint64_t{1}, std::uint64_t{17}, std::uint64_t{700}, std::uint64_t{1506}})
+        knn_case(s, kk, kk == 17 ? 1 : 6, 2, what);
+      for (std::uint32_t r : {0u, static_cast<std::uint32_t>(nbits / 2), static_cast<std::uint32_t>(nbits)})
+        range_case(s, r, 4, 2, what);
+    }
+  }
+}
+
+TEST(many_queries_per_block) {
+  const Setup s(64, 1, 1201, 40);
+  knn_case(s, 50, 3, 32, "64 bits clustered, 32 queries per block");
+  range_case(s, 20, 3, 32, "64 bits clustered, 32 queries per block");
+}
+
+TEST(gather_rows_merges_two_sources) {
+  const std::vector<std::uint32_t> a = {1, 2, 3, 4, 5, 6};  // 3 rows of 2 words
+  const std::vector<std::uint32_t> b = {7, 8, 9, 10};       // 2 rows
+  const std::vector<std::int64_t> src = {3, 0, 4, 2};
+  std::vector<std::uint32_t> out(8);
+  k::gather_rows(a.data(), 3, b.data(), src.data(), 4, 2, out.data(), nullptr);
+  CHECK(out == (std::vector<std::uint32_t>{7, 8, 1, 2, 9, 10, 5, 6}));
+  const std::vector<std::int64_t> ia = {10, 20, 30}, ib = {5, 25};
+  std::vector<std::int64_t> iout(4);
+  k::gather_ids(ia.data(), 3, ib.data(), src.data(), 4, iout.data(), nullptr);
+  CHECK(iout == (std::vector<std::int64_t>{5, 10, 25, 30}));
+}
+
+int main() { return harness::run_all(); }

@@ -41,6 +41,11 @@ std::string mib(std::uint64_t bytes) { return std::to_string((bytes + (1 << 20) 
 // Makes `device` current for the calling thread (CUDA's current device is per thread).
 void use_device(int device) { check(cudaSetDevice(device), "cudaSetDevice"); }
 
+}  // namespace
+
+// Types the index state holds (a named namespace: State is not internal to this file's linkage).
+namespace storage {
+
 // A stream of its own per call, so searches from several threads run side by side.
 class Stream {
  public:
@@ -108,6 +113,13 @@ class DeviceBuffer {
   cudaStream_t stream_ = nullptr;
   std::size_t bytes_ = 0;
 };
+
+}  // namespace storage
+
+namespace {
+
+using storage::DeviceBuffer;
+using storage::Stream;
 
 int sm_count(int device) {
   int n = 0;
@@ -493,10 +505,12 @@ RangeResult GpuFlatIndex::range_search(const std::uint8_t* queries, std::size_t 
                           stream.get()), "reading hit counts");
     stream.sync("range search count");
     const std::uint64_t total = last[0] + last[1];
-    if (total > plan::kMaxSortItems) {
+    // the hits of this pass: keys twice, distances, ids (and about as much again for the sort)
+    const std::uint64_t hit_bytes = total * (8 + 8 + 4 + 8 + 8);
+    if (total > plan::kMaxSortItems || hit_bytes > search_budget()) {
       if (nt == 1)
-        throw GpuOutOfMemory("range search: one query has " + std::to_string(total) + " hits, more than the " +
-                             std::to_string(plan::kMaxSortItems) + " one GPU pass sorts");
+        throw GpuOutOfMemory("range search: one query has " + std::to_string(total) + " hits, more than one GPU " +
+                             "pass holds (" + mib(hit_bytes) + " needed, " + mib(search_budget()) + " available)");
       tile = std::max<std::uint64_t>(1, nt / 2);  // fewer queries per pass; recount
       continue;
     }

@@ -117,7 +117,11 @@ struct KnnPlan {
   std::uint64_t bytes_per_tile = 0;    // device memory one pass allocates
 };
 
-inline constexpr std::uint32_t kThreadsPerBlock = 256;
+#ifndef DEEPHASH_CUDA_THREADS_PER_BLOCK
+#define DEEPHASH_CUDA_THREADS_PER_BLOCK 256
+#endif
+// Threads per block of the scan kernels (the CPU emulation of the tests runs fewer, as fibers).
+inline constexpr std::uint32_t kThreadsPerBlock = DEEPHASH_CUDA_THREADS_PER_BLOCK;
 inline constexpr std::uint32_t kSharedHistogramBytes = 32 * 1024;
 inline constexpr std::uint32_t kMaxQueriesPerBlock = 32;
 inline constexpr std::uint64_t kMinChunk = 4 * kThreadsPerBlock;  // codes; smaller chunks waste blocks

@@ -13,6 +13,10 @@
 #include "harness.hpp"
 #include "oracle.hpp"
 
+#ifdef DEEPHASH_CUDA_EMULATION
+#include "cuda_runtime.h"  // the emulated device (cuda/tests/emulation), whose memory a test can shrink
+#endif
+
 using deephash::FlatIndex;
 using deephash::cuda::GpuFlatIndex;
 
@@ -47,11 +51,20 @@ void compare(const FlatIndex& cpu, const GpuFlatIndex& gpu, const std::vector<st
 
 }  // namespace
 
+#ifdef DEEPHASH_CUDA_EMULATION
+// The emulation runs every GPU thread as a fiber: fewer widths, smaller databases.
+constexpr int kWidths[] = {8, 24, 64, 72, 256, 1024};
+constexpr std::size_t kCodes = 1201;
+#else
+constexpr int kWidths[] = {8, 16, 24, 64, 72, 128, 256, 512, 1024};
+constexpr std::size_t kCodes = 3000;
+#endif
+
 TEST(equal_to_flat_index) {
-  for (int nbits : {8, 16, 24, 64, 72, 128, 256, 512, 1024}) {
+  for (int nbits : kWidths) {
     const std::size_t cs = nbits / 8;
     for (int kind = 0; kind < 3; ++kind) {
-      const std::size_t n = 3000;
+      const std::size_t n = kCodes;
       const auto codes = make_codes(n, cs, kind, 100 + nbits + kind);
       const auto queries = make_codes(37, cs, kind, 200 + nbits + kind);
       FlatIndex cpu(nbits);
@@ -89,6 +102,64 @@ TEST(empty_and_errors) {
   CHECK_EQ(gpu.ntotal(), 0u);
   CHECK_THROWS(GpuFlatIndex(64, deephash::cuda::device_count()), deephash::cuda::CudaError);
 }
+
+TEST(files_and_copies_keep_ids_and_next_id) {
+  const auto codes = make_codes(500, 16, 0, 7);
+  FlatIndex cpu(128);
+  cpu.add(codes.data(), 500);
+  std::vector<std::int64_t> gone = {499, 3, 10};
+  cpu.remove_ids(gone.data(), gone.size());
+  auto gpu = GpuFlatIndex::from_index(cpu);
+  CHECK_EQ(gpu->next_id(), cpu.next_id());
+  CHECK_EQ(gpu->ntotal(), cpu.ntotal());
+  auto back = gpu->to_cpu();
+  CHECK_EQ(back->next_id(), cpu.next_id());
+  CHECK(back->ids() == cpu.ids());
+  const auto queries = make_codes(9, 16, 0, 8);
+  compare(cpu, *gpu, queries, 9, "from_index");
+  gpu->add(codes.data(), 10);
+  cpu.add(codes.data(), 10);
+  compare(cpu, *gpu, queries, 9, "from_index, then add");
+}
+
+#ifdef DEEPHASH_CUDA_EMULATION
+// Only the emulation can shrink the device: running out of memory leaves the index as it was.
+TEST(out_of_device_memory_changes_nothing) {
+  const auto codes = make_codes(20000, 8, 0, 9);
+  GpuFlatIndex gpu(64);
+  gpu.add(codes.data(), 1000);
+  const std::size_t before = emu::device_memory().capacity;
+  emu::device_memory().capacity = emu::device_memory().used + 4096;
+  CHECK_THROWS(gpu.add(codes.data(), 20000), deephash::cuda::GpuOutOfMemory);
+  std::vector<std::int64_t> odd_ids;
+  for (std::int64_t i = 0; i < 100; ++i) odd_ids.push_back(2 * i + 1);  // interleaved: the merge path
+  CHECK_THROWS(gpu.add_with_ids(codes.data(), 100, odd_ids.data()), deephash::cuda::GpuOutOfMemory);
+  std::vector<std::int64_t> gone = {1, 2, 3};
+  CHECK_THROWS(gpu.remove_ids(gone.data(), 3), deephash::cuda::GpuOutOfMemory);
+  std::vector<std::int32_t> d(10 * 50);
+  std::vector<std::int64_t> i(10 * 50);
+  CHECK_THROWS(gpu.search(codes.data(), 10, 50, d.data(), i.data()), deephash::cuda::GpuOutOfMemory);
+  CHECK_EQ(gpu.ntotal(), 1000u);
+  CHECK_EQ(gpu.next_id(), 1000);
+  emu::device_memory().capacity = before;
+  FlatIndex cpu(64);
+  cpu.add(codes.data(), 1000);
+  compare(cpu, gpu, codes, 5, "after running out of memory");
+}
+
+// Tiles of queries: a budget that holds only a few queries per pass gives the same results.
+TEST(query_tiles_give_the_same_results) {
+  const auto codes = make_codes(5000, 8, 1, 10);
+  FlatIndex cpu(64);
+  GpuFlatIndex gpu(64);
+  cpu.add(codes.data(), 5000);
+  gpu.add(codes.data(), 5000);
+  const std::size_t before = emu::device_memory().capacity;
+  emu::device_memory().capacity = emu::device_memory().used + (3u << 20);  // ~2.4 MiB budget
+  compare(cpu, gpu, codes, 300, "small budget");
+  emu::device_memory().capacity = before;
+}
+#endif
 
 int main() {
   if (deephash::cuda::device_count() == 0) {

@@ -16,12 +16,6 @@
 #include "oracle.hpp"
 #include "select_plan.hpp"
 
-namespace deephash::cuda::kernels {
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) throw std::runtime_error(what);
-}
-}  // namespace deephash::cuda::kernels
-
 namespace k = deephash::cuda::kernels;
 namespace plan = deephash::cuda::plan;
 

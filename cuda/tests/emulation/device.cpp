@@ -1,0 +1,2 @@
+// The CUDA source compiled for the CPU emulation (see cuda_runtime.h beside this file).
+#include "device.cu"

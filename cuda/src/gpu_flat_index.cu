@@ -146,8 +146,41 @@ struct GpuFlatIndex::State {
   int words = 0;                     // 32-bit words per row
   int sms = 1;
 
+  // Evenly spaced rows of the codes whose histogram estimates a query's radius (plan::kSampleRows
+  // of them; the codes themselves while there are no more than that).
+  DeviceBuffer sample, sample_src;
+  std::uint64_t sample_n = 0;
+
   std::size_t n() const noexcept { return dev_ids.size(); }
   kernels::CodesView view() const { return {rows.as<std::uint32_t>(), n(), words}; }
+  kernels::CodesView sample_view() const {
+    if (sample_n == n()) return view();
+    return {sample.as<std::uint32_t>(), sample_n, words};
+  }
+  // Allocates the sample's buffers before a write that makes the index larger than the sample (so
+  // that refreshing it afterwards cannot run out of memory).
+  void reserve_sample(std::size_t new_n) {
+    if (new_n <= plan::kSampleRows || sample.bytes()) return;
+    sample = DeviceBuffer(plan::kSampleRows * words * 4, nullptr, "the search sample");
+    sample_src = DeviceBuffer(plan::kSampleRows * 8, nullptr, "the search sample");
+  }
+  // Re-draws the sample after a write (a gather of kSampleRows rows).
+  void refresh_sample(cudaStream_t stream) {
+    const std::uint64_t total = n();
+    if (total <= plan::kSampleRows) {
+      sample_n = total;
+      return;
+    }
+    std::vector<std::int64_t> src(plan::kSampleRows);
+    for (std::uint64_t i = 0; i < src.size(); ++i)
+      src[i] = static_cast<std::int64_t>(plan::sample_position(i, plan::kSampleRows, total));
+    check(cudaMemcpyAsync(sample_src.as<void>(), src.data(), src.size() * 8, cudaMemcpyHostToDevice, stream),
+          "copying sample positions");
+    kernels::gather_rows(rows.as<std::uint32_t>(), total, nullptr, sample_src.as<std::int64_t>(), src.size(), words,
+                         sample.as<std::uint32_t>(), stream);
+    check(cudaStreamSynchronize(stream), "drawing the search sample");
+    sample_n = plan::kSampleRows;
+  }
 };
 
 namespace {
@@ -201,10 +234,12 @@ std::unique_ptr<GpuFlatIndex> GpuFlatIndex::from_index(const BinaryIndex& index,
   Stream stream;
   upload_rows(s.rows.as<std::uint32_t>(), codes.data(), n, out->code_size(), s.words, stream.get());
   if (n) check(cudaMemcpyAsync(s.ids.as<idx_t>(), ids.data(), n * 8, cudaMemcpyHostToDevice, stream.get()), "copying ids");
+  s.reserve_sample(n);
   stream.sync("uploading an index");
   s.capacity = n;
   s.dev_ids = std::move(ids);
   s.host = std::move(host);
+  s.refresh_sample(stream.get());
   return out;
 }
 
@@ -254,6 +289,7 @@ void GpuFlatIndex::add_locked(const std::uint8_t* codes, std::size_t m, const id
   bool appends = n == 0 || new_ids[0] > s.dev_ids.back();
   for (std::size_t i = 1; i < m && appends; ++i) appends = new_ids[i] > new_ids[i - 1];
   Stream stream;
+  s.reserve_sample(n + m);
   if (appends) {
     DeviceBuffer rows, ids;
     const bool grow = n + m > s.capacity;
@@ -282,6 +318,7 @@ void GpuFlatIndex::add_locked(const std::uint8_t* codes, std::size_t m, const id
     check(cudaMemcpyAsync(s.ids.as<idx_t>() + n, new_ids, m * 8, cudaMemcpyHostToDevice, stream.get()), "copying ids");
     stream.sync("adding codes");
     s.dev_ids.insert(s.dev_ids.end(), new_ids, new_ids + m);
+    s.refresh_sample(stream.get());
     return;
   }
   // Interleaved ids: merge into new id-ordered arrays. src[i] < n: old row, else staged new row.
@@ -321,6 +358,7 @@ void GpuFlatIndex::add_locked(const std::uint8_t* codes, std::size_t m, const id
   s.ids = std::move(ids);
   s.capacity = merged.size();
   s.dev_ids = std::move(merged);
+  s.refresh_sample(stream.get());
 }
 
 std::size_t GpuFlatIndex::remove_ids(const idx_t* ids, std::size_t count) {
@@ -360,6 +398,7 @@ std::size_t GpuFlatIndex::remove_ids(const idx_t* ids, std::size_t count) {
   s.ids = std::move(dev_ids);
   s.capacity = keep.size();
   s.dev_ids = std::move(kept_ids);
+  s.refresh_sample(stream.get());
   return removed;
 }
 
@@ -371,6 +410,7 @@ void GpuFlatIndex::reset() {
   s_->ids = DeviceBuffer();
   s_->capacity = 0;
   s_->dev_ids.clear();
+  s_->sample_n = 0;
 }
 
 // ---- reads answered by the host copy --------------------------------------------------------------
@@ -395,12 +435,62 @@ void GpuFlatIndex::save(const std::string& path) const {
 GpuFlatIndex::MemoryUsage GpuFlatIndex::memory_usage() const {
   std::shared_lock<SharedMutex> lock(s_->mu);
   MemoryUsage m;
-  m.device_bytes = s_->rows.bytes() + s_->ids.bytes();
+  m.device_bytes = s_->rows.bytes() + s_->ids.bytes() + s_->sample.bytes() + s_->sample_src.bytes();
   m.host_bytes = s_->host->ntotal() * (code_size() + sizeof(idx_t)) + s_->dev_ids.capacity() * sizeof(idx_t);
   return m;
 }
 
 // ---- search ----------------------------------------------------------------------------------------
+
+namespace {
+
+// The counting selection (any k) for nt query rows already on the device: writes result row
+// out_rows[q] (or q, when out_rows is null) of D and I (rows of k). Tiles the queries to fit.
+void counting_search(const GpuFlatIndex::State& s, int nbits, const std::uint32_t* q_rows, std::uint64_t nt,
+                     std::uint64_t k, const std::int64_t* out_rows, dist_t* D, idx_t* I, cudaStream_t stream) {
+  const std::size_t n = s.n();
+  const std::uint64_t k_eff = std::min<std::uint64_t>(k, n);
+  const int nbins = nbits + 1;
+  const std::size_t row_bytes = static_cast<std::size_t>(s.words) * 4;
+  const plan::KnnPlan p = plan::plan_knn(n, nt, k, nbits, row_bytes, plan::DeviceShape{s.sms, search_budget()});
+  if (p.query_tile == 0)
+    throw GpuOutOfMemory("out of GPU memory: a search with k=" + std::to_string(k) + " over " + std::to_string(n) +
+                         " codes needs " + mib(p.bytes_per_tile) + " for one query, " + mib(search_budget()) +
+                         " available");
+  const std::uint64_t tile = p.query_tile;
+  DeviceBuffer hist(tile * p.nchunks * static_cast<std::uint64_t>(nbins) * 4, stream, "histograms");
+  DeviceBuffer quota(tile * p.nchunks * 4, stream, "quotas");
+  DeviceBuffer sel(tile * sizeof(plan::QuerySelection), stream, "thresholds");
+  DeviceBuffer keys(tile * k_eff * 8, stream, "keys");
+  DeviceBuffer sorted(tile * k_eff * 8, stream, "sorted keys");
+  DeviceBuffer offsets((tile + 1) * 8, stream, "sort segments");
+  kernels::uniform_offsets(offsets.as<std::int64_t>(), static_cast<std::uint32_t>(tile), k_eff, stream);
+  const std::size_t sort_bytes = kernels::segmented_sort_bytes(
+      tile * k_eff, static_cast<std::uint32_t>(tile), offsets.as<std::int64_t>(), offsets.as<std::int64_t>() + 1);
+  DeviceBuffer sort_tmp(sort_bytes, stream, "the sort workspace");
+  for (std::uint64_t q0 = 0; q0 < nt; q0 += tile) {
+    const std::uint32_t m = static_cast<std::uint32_t>(std::min<std::uint64_t>(tile, nt - q0));
+    const kernels::QueriesView qv{q_rows + q0 * s.words, m, std::min<std::uint32_t>(p.queries_per_block, m)};
+    kernels::knn_histogram(s.view(), qv, nbins, p.nchunks, hist.as<std::uint32_t>(), stream);
+    kernels::knn_threshold(hist.as<std::uint32_t>(), quota.as<std::uint32_t>(), sel.as<plan::QuerySelection>(), m,
+                           p.nchunks, nbins, k_eff, stream);
+    kernels::knn_collect(s.view(), qv, nbins, p.nchunks, hist.as<std::uint32_t>(), quota.as<std::uint32_t>(),
+                         sel.as<plan::QuerySelection>(), k_eff, keys.as<std::uint64_t>(), stream);
+    kernels::segmented_sort(sort_tmp.as<void>(), sort_bytes, keys.as<std::uint64_t>(), sorted.as<std::uint64_t>(),
+                            m * k_eff, m, offsets.as<std::int64_t>(), offsets.as<std::int64_t>() + 1, stream);
+    if (out_rows)
+      kernels::knn_finish(sorted.as<std::uint64_t>(), m, k_eff, k, k_eff, nullptr, out_rows + q0, nullptr, 0,
+                          s.ids.as<idx_t>(), D, I, stream);
+    else
+      kernels::knn_finish(sorted.as<std::uint64_t>(), m, k_eff, k, k_eff, nullptr, nullptr, nullptr, 0,
+                          s.ids.as<idx_t>(), D + q0 * k, I + q0 * k, stream);
+  }
+  check(cudaStreamSynchronize(stream), "search");  // scratch is freed on return
+}
+
+}  // namespace
+
+void GpuFlatIndex::set_selection(Selection selection) noexcept { selection_ = selection; }
 
 void GpuFlatIndex::search(const std::uint8_t* queries, std::size_t nq, std::size_t k, dist_t* distances,
                           idx_t* out_ids, bool on_device) const {
@@ -414,55 +504,105 @@ void GpuFlatIndex::search(const std::uint8_t* queries, std::size_t nq, std::size
   Stream stream;
   const std::size_t n = s.n();
   const std::uint64_t k_eff = std::min<std::uint64_t>(k, n);
-  const std::size_t row_bytes = static_cast<std::size_t>(s.words) * 4;
+  const std::size_t row_bytes = static_cast<std::size_t>(s.words) * 4, cs = code_size();
   const int nbins = nbits_ + 1;
-  const plan::KnnPlan p = plan::plan_knn(std::max<std::size_t>(n, 1), nq, k, nbits_, row_bytes,
-                                         plan::DeviceShape{s.sms, search_budget()});
-  if (p.query_tile == 0)
-    throw GpuOutOfMemory("out of GPU memory: a search with k=" + std::to_string(k) + " over " + std::to_string(n) +
-                         " codes needs " + mib(p.bytes_per_tile) + " for one query, " + mib(search_budget()) +
-                         " available");
-  const std::uint64_t tile = p.query_tile;
+  const plan::DeviceShape shape{s.sms, search_budget()};
+  // One pass with candidates for small k (unless told otherwise), else the counting selection.
+  plan::CandidatePlan cp;
+  if (k_eff > 0 && k_eff <= plan::kCandidateMaxK && selection_ != Selection::Counting)
+    cp = plan::plan_candidates(n, nq, k, k_eff, nbits_, row_bytes, shape);
+  const bool one_pass = cp.query_tile > 0;
+  std::uint64_t tile = cp.query_tile;
+  if (!one_pass) {  // tiles of the counting selection (which plans its own scratch within them)
+    const plan::KnnPlan kp = plan::plan_knn(std::max<std::size_t>(n, 1), nq, k, nbits_, row_bytes, shape);
+    if (kp.query_tile == 0)
+      throw GpuOutOfMemory("out of GPU memory: a search with k=" + std::to_string(k) + " over " + std::to_string(n) +
+                           " codes needs " + mib(kp.bytes_per_tile) + " for one query, " + mib(shape.memory_budget) +
+                           " available");
+    tile = kp.query_tile;
+  }
+  // Results go to the caller's device arrays, or through device buffers of one tile to the host.
   DeviceBuffer q_rows(tile * row_bytes, stream.get(), "the queries");
-  DeviceBuffer hist(k_eff ? tile * p.nchunks * static_cast<std::uint64_t>(nbins) * 4 : 0, stream.get(), "histograms");
-  DeviceBuffer quota(k_eff ? tile * p.nchunks * 4 : 0, stream.get(), "quotas");
-  DeviceBuffer sel(k_eff ? tile * sizeof(plan::QuerySelection) : 0, stream.get(), "thresholds");
-  DeviceBuffer keys(tile * k_eff * 8, stream.get(), "keys");
-  DeviceBuffer sorted(tile * k_eff * 8, stream.get(), "sorted keys");
-  DeviceBuffer offsets((tile + 1) * 8, stream.get(), "sort segments");
   DeviceBuffer d_out(on_device ? 0 : tile * k * 4, stream.get(), "distances");
   DeviceBuffer i_out(on_device ? 0 : tile * k * 8, stream.get(), "ids");
+  DeviceBuffer shist, radius, counts, ckeys, csorted, bounds, failed_rows, failed_q, sort_tmp;
   std::size_t sort_bytes = 0;
-  if (k_eff) {
-    kernels::uniform_offsets(offsets.as<std::int64_t>(), static_cast<std::uint32_t>(tile), k_eff, stream.get());
-    sort_bytes = kernels::segmented_sort_bytes(tile * k_eff, static_cast<std::uint32_t>(tile),
-                                               offsets.as<std::int64_t>(), offsets.as<std::int64_t>() + 1);
+  if (one_pass) {
+    shist = DeviceBuffer(tile * cp.sample_chunks * static_cast<std::uint64_t>(nbins) * 4, stream.get(), "sample histograms");
+    radius = DeviceBuffer(tile * 4, stream.get(), "radii");
+    counts = DeviceBuffer(tile * 8, stream.get(), "candidate counts");
+    ckeys = DeviceBuffer(tile * cp.capacity * 8, stream.get(), "candidates");
+    csorted = DeviceBuffer(tile * cp.capacity * 8, stream.get(), "sorted candidates");
+    bounds = DeviceBuffer(2 * tile * 8, stream.get(), "candidate segments");
+    sort_bytes = kernels::segmented_sort_bytes(tile * cp.capacity, static_cast<std::uint32_t>(tile),
+                                               bounds.as<std::int64_t>(), bounds.as<std::int64_t>() + tile);
+    sort_tmp = DeviceBuffer(sort_bytes, stream.get(), "the sort workspace");
   }
-  DeviceBuffer sort_tmp(sort_bytes, stream.get(), "the sort workspace");
-  const std::size_t cs = code_size();
+  std::vector<unsigned long long> host_counts(one_pass ? tile : 0);
+  std::vector<std::int64_t> failed;
   for (std::size_t q0 = 0; q0 < nq; q0 += tile) {
     const std::uint32_t nt = static_cast<std::uint32_t>(std::min<std::uint64_t>(tile, nq - q0));
     dist_t* D = on_device ? distances + q0 * k : d_out.as<dist_t>();
     idx_t* I = on_device ? out_ids + q0 * k : i_out.as<idx_t>();
-    if (k_eff) {
+    bool copy_out = true;
+    if (k_eff == 0) {  // an empty index: padding only
+      kernels::knn_finish(nullptr, nt, 0, k, 0, nullptr, nullptr, nullptr, 0, nullptr, D, I, stream.get());
+    } else {
       upload_rows(q_rows.as<std::uint32_t>(), queries + q0 * cs, nt, cs, s.words, stream.get());
-      const kernels::QueriesView qv{q_rows.as<std::uint32_t>(), nt, std::min<std::uint32_t>(p.queries_per_block, nt)};
-      kernels::knn_histogram(s.view(), qv, nbins, p.nchunks, hist.as<std::uint32_t>(), stream.get());
-      kernels::knn_threshold(hist.as<std::uint32_t>(), quota.as<std::uint32_t>(), sel.as<plan::QuerySelection>(), nt,
-                             p.nchunks, nbins, k_eff, stream.get());
-      kernels::knn_collect(s.view(), qv, nbins, p.nchunks, hist.as<std::uint32_t>(), quota.as<std::uint32_t>(),
-                           sel.as<plan::QuerySelection>(), k_eff, keys.as<std::uint64_t>(), stream.get());
-      kernels::segmented_sort(sort_tmp.as<void>(), sort_bytes, keys.as<std::uint64_t>(), sorted.as<std::uint64_t>(),
-                              nt * k_eff, nt, offsets.as<std::int64_t>(), offsets.as<std::int64_t>() + 1, stream.get());
+      if (!one_pass) {
+        counting_search(s, nbits_, q_rows.as<std::uint32_t>(), nt, k, nullptr, D, I, stream.get());
+      } else {
+        const std::uint64_t cap = cp.capacity;
+        const kernels::QueriesView qv{q_rows.as<std::uint32_t>(), nt, std::min<std::uint32_t>(cp.queries_per_block, nt)};
+        kernels::knn_histogram(s.sample_view(), qv, nbins, cp.sample_chunks, shist.as<std::uint32_t>(), stream.get());
+        kernels::knn_estimate(shist.as<std::uint32_t>(), nt, cp.sample_chunks, nbins, s.sample_view().n, n, k_eff,
+                              radius.as<std::uint32_t>(), stream.get());
+        check(cudaMemsetAsync(counts.as<void>(), 0, nt * 8, stream.get()), "clearing candidate counts");
+        kernels::knn_candidates(s.view(), qv, cp.nchunks, radius.as<std::uint32_t>(), cap,
+                                counts.as<unsigned long long>(), ckeys.as<std::uint64_t>(), stream.get());
+        copy_out = false;
+        // No round trip to the host: segments, sort and results follow on the device; a query whose
+        // radius held fewer than k codes, or more than the buffer, is skipped and redone below.
+        kernels::candidate_segments(counts.as<unsigned long long>(), nt, cap, k_eff, bounds.as<std::int64_t>(),
+                                    stream.get());
+        kernels::segmented_sort(sort_tmp.as<void>(), sort_bytes, ckeys.as<std::uint64_t>(),
+                                csorted.as<std::uint64_t>(), nt * cap, nt, bounds.as<std::int64_t>(),
+                                bounds.as<std::int64_t>() + nt, stream.get());
+        kernels::knn_finish(csorted.as<std::uint64_t>(), nt, k_eff, k, cap, nullptr, nullptr,
+                            counts.as<unsigned long long>(), cap, s.ids.as<idx_t>(), D, I, stream.get());
+        check(cudaMemcpyAsync(host_counts.data(), counts.as<void>(), nt * 8, cudaMemcpyDeviceToHost, stream.get()),
+              "reading candidate counts");
+        if (!on_device) {
+          check(cudaMemcpyAsync(distances + q0 * k, D, nt * k * 4, cudaMemcpyDeviceToHost, stream.get()),
+                "copying results");
+          check(cudaMemcpyAsync(out_ids + q0 * k, I, nt * k * 8, cudaMemcpyDeviceToHost, stream.get()),
+                "copying results");
+        }
+        stream.sync("search");
+        failed.clear();
+        for (std::uint32_t q = 0; q < nt; ++q)
+          if (!plan::candidates_suffice(host_counts[q], k_eff, cap)) failed.push_back(q);
+        if (!failed.empty()) {  // those queries again, by counting, into their own rows
+          const std::size_t nf = failed.size();
+          failed_q = DeviceBuffer(nf * 8, stream.get(), "fallback queries");
+          failed_rows = DeviceBuffer(nf * row_bytes, stream.get(), "fallback query rows");
+          check(cudaMemcpyAsync(failed_q.as<void>(), failed.data(), nf * 8, cudaMemcpyHostToDevice, stream.get()),
+                "copying fallback queries");
+          kernels::gather_rows(q_rows.as<std::uint32_t>(), nt, nullptr, failed_q.as<std::int64_t>(), nf, s.words,
+                               failed_rows.as<std::uint32_t>(), stream.get());
+          counting_search(s, nbits_, failed_rows.as<std::uint32_t>(), nf, k, failed_q.as<std::int64_t>(), D, I,
+                          stream.get());
+          copy_out = true;
+        }
+        if (!copy_out) continue;  // the results are already where they go
+      }
     }
-    kernels::knn_finish(sorted.as<std::uint64_t>(), nt, k_eff, k, s.ids.as<idx_t>(), D, I, stream.get());
     if (!on_device) {
       check(cudaMemcpyAsync(distances + q0 * k, D, nt * k * 4, cudaMemcpyDeviceToHost, stream.get()), "copying results");
       check(cudaMemcpyAsync(out_ids + q0 * k, I, nt * k * 8, cudaMemcpyDeviceToHost, stream.get()), "copying results");
-      stream.sync("search");  // the next tile reuses the result buffers
     }
+    stream.sync("search");  // the next tile reuses the buffers
   }
-  stream.sync("search");
 }
 
 RangeResult GpuFlatIndex::range_search(const std::uint8_t* queries, std::size_t nq, int radius,

@@ -169,7 +169,7 @@ inline KnnPlan plan_knn(std::uint64_t n, std::uint64_t nq, std::uint64_t k, int 
   KnnPlan p;
   std::uint64_t tile = nq;
   if (k_eff > 0 && tile > kMaxSortItems / k_eff) tile = kMaxSortItems / k_eff;
-  if (tile > 65536) tile = 65536;
+  if (tile > 32768) tile = 32768;  // query groups stay within the grid's y limit (65535)
   while (tile >= 1) {
     const std::uint32_t qpb = queries_per_block(nbits, tile);
     const std::uint32_t nchunks = chunks_for(n, tile, qpb, dev.sm_count);
@@ -198,7 +198,7 @@ struct RangePlan {
 
 inline RangePlan plan_range(std::uint64_t n, std::uint64_t nq, std::uint64_t stride_bytes, const DeviceShape& dev) {
   RangePlan p;
-  std::uint64_t tile = nq < 65536 ? nq : 65536;
+  std::uint64_t tile = nq < 32768 ? nq : 32768;
   while (tile >= 1) {
     const std::uint32_t qpb = tile < kMaxQueriesPerBlock ? static_cast<std::uint32_t>(tile) : kMaxQueriesPerBlock;
     const std::uint32_t nchunks = chunks_for(n, tile, qpb, dev.sm_count);
@@ -207,6 +207,85 @@ inline RangePlan plan_range(std::uint64_t n, std::uint64_t nq, std::uint64_t str
       p.query_tile = tile;
       p.queries_per_block = qpb;
       p.nchunks = nchunks;
+      return p;
+    }
+    tile /= 2;
+  }
+  return p;
+}
+
+// ---- one pass for small k: candidates within an estimated radius ---------------------------------
+// For k up to kCandidateMaxK the search reads the database once: a histogram of a sample of the
+// codes (kSampleRows of them, evenly spaced) gives each query a radius r expected to hold about
+// 2k + 64 codes; one pass appends every code within r to the query's candidate buffer (capacity
+// `cap`); when at least k codes and at most cap arrived, the k smallest candidates are the answer
+// (every code within r is among them). Otherwise that query falls back to the counting selection.
+#ifndef DEEPHASH_CUDA_SAMPLE_ROWS
+#define DEEPHASH_CUDA_SAMPLE_ROWS 65536
+#endif
+inline constexpr std::uint64_t kSampleRows = DEEPHASH_CUDA_SAMPLE_ROWS;
+inline constexpr std::uint64_t kCandidateMaxK = 4096;
+
+// Candidate buffer slots per query for k results over n codes.
+DH_HD inline std::uint64_t candidate_capacity(std::uint64_t k, std::uint64_t n) {
+  const std::uint64_t cap = 16 * k + 4096;
+  return cap < n ? cap : n;
+}
+
+// Sample position i of `sample_n` spread evenly over n codes.
+DH_HD inline std::uint64_t sample_position(std::uint64_t i, std::uint64_t sample_n, std::uint64_t n) {
+  return static_cast<std::uint64_t>((static_cast<double>(i) * static_cast<double>(n)) / static_cast<double>(sample_n));
+}
+
+// The smallest radius whose expected count over the n codes (the sample's count scaled by
+// n / sample_n) reaches 2k + 64; nbins - 1 (every code) when none does.
+DH_HD inline std::uint32_t estimate_radius(const std::uint64_t* sample_totals, int nbins, std::uint64_t sample_n,
+                                           std::uint64_t n, std::uint64_t k) {
+  const double want = 2.0 * static_cast<double>(k) + 64.0;
+  const double scale = sample_n ? static_cast<double>(n) / static_cast<double>(sample_n) : 1.0;
+  std::uint64_t cum = 0;
+  for (int d = 0; d < nbins; ++d) {
+    cum += sample_totals[d];
+    if (static_cast<double>(cum) * scale >= want) return static_cast<std::uint32_t>(d);
+  }
+  return static_cast<std::uint32_t>(nbins - 1);
+}
+
+// Did query q's candidate pass find its answer? (count: codes within its radius)
+DH_HD inline bool candidates_suffice(std::uint64_t count, std::uint64_t k_eff, std::uint64_t cap) {
+  return count >= k_eff && count <= cap;
+}
+
+struct CandidatePlan {
+  std::uint64_t query_tile = 0;
+  std::uint32_t queries_per_block = 0;
+  std::uint32_t nchunks = 0;         // chunks of the database pass
+  std::uint32_t sample_chunks = 0;   // chunks of the sample's histogram pass
+  std::uint64_t capacity = 0;        // candidate slots per query
+  std::uint64_t bytes_per_tile = 0;
+};
+
+inline CandidatePlan plan_candidates(std::uint64_t n, std::uint64_t nq, std::uint64_t k, std::uint64_t k_eff,
+                                     int nbits, std::uint64_t stride_bytes, const DeviceShape& dev) {
+  CandidatePlan p;
+  const std::uint64_t cap = candidate_capacity(k_eff, n);
+  const std::uint64_t sample_n = n < kSampleRows ? n : kSampleRows;
+  const std::uint64_t nbins = static_cast<std::uint64_t>(nbits) + 1;
+  std::uint64_t tile = nq < 32768 ? nq : 32768;
+  if (tile > kMaxSortItems / cap) tile = kMaxSortItems / cap;
+  while (tile >= 1) {
+    const std::uint32_t qpb = queries_per_block(nbits, tile);
+    const std::uint32_t nchunks = chunks_for(n, tile, qpb, dev.sm_count);
+    const std::uint32_t schunks = chunks_for(sample_n, tile, qpb, dev.sm_count);
+    const std::uint64_t bytes = tile * (3 * cap * 8 + stride_bytes + 8 + 4 + 16 + k * 12) +
+                                tile * schunks * nbins * 4 + 4096;
+    if (bytes <= dev.memory_budget) {
+      p.query_tile = tile;
+      p.queries_per_block = qpb;
+      p.nchunks = nchunks;
+      p.sample_chunks = schunks;
+      p.capacity = cap;
+      p.bytes_per_tile = bytes;
       return p;
     }
     tile /= 2;

@@ -86,6 +86,41 @@ TEST(equal_to_flat_index) {
   }
 }
 
+TEST(counting_selection_equal_to_flat_index) {  // the path k > 4096 takes, forced for every k
+  for (int nbits : {8, 72, 256}) {
+    for (int kind = 0; kind < 3; ++kind) {
+      const auto codes = make_codes(kCodes, nbits / 8, kind, 300 + nbits + kind);
+      const auto queries = make_codes(13, nbits / 8, kind, 400 + nbits + kind);
+      FlatIndex cpu(nbits);
+      GpuFlatIndex gpu(nbits);
+      gpu.set_selection(GpuFlatIndex::Selection::Counting);
+      cpu.add(codes.data(), kCodes);
+      gpu.add(codes.data(), kCodes);
+      compare(cpu, gpu, queries, 13, std::to_string(nbits) + " bits, kind " + std::to_string(kind) + ", counting");
+    }
+  }
+}
+
+TEST(overflowing_candidates_fall_back_to_counting) {
+  // two distinct codes, 6000 copies each: any radius holding k codes holds 6000, more than the
+  // candidate buffer (16 k + 4096 slots), so every query takes the fallback
+  std::vector<std::uint8_t> codes(12000 * 8);
+  const auto two = oracle::random_codes(2, 8, 21);
+  for (std::size_t i = 0; i < 12000; ++i) std::copy_n(two.data() + (i % 2) * 8, 8, codes.data() + i * 8);
+  const auto queries = oracle::random_codes(6, 8, 22);
+  FlatIndex cpu(64);
+  GpuFlatIndex gpu(64);
+  cpu.add(codes.data(), 12000);
+  gpu.add(codes.data(), 12000);
+  for (std::size_t k : {std::size_t{1}, std::size_t{10}, std::size_t{3000}}) {
+    std::vector<std::int32_t> d1(6 * k), d2(6 * k);
+    std::vector<std::int64_t> i1(6 * k), i2(6 * k);
+    cpu.search(queries.data(), 6, k, d1.data(), i1.data());
+    gpu.search(queries.data(), 6, k, d2.data(), i2.data());
+    if (d1 != d2 || i1 != i2) harness::fail(__FILE__, __LINE__, "fallback differs at k=" + std::to_string(k));
+  }
+}
+
 TEST(empty_and_errors) {
   GpuFlatIndex gpu(64);
   std::vector<std::uint8_t> q(8, 0);

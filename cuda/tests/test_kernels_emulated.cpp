@@ -69,7 +69,7 @@ void knn_case(const Setup& s, std::uint64_t kk, std::uint32_t nchunks, std::uint
   for (std::size_t q = 0; q < s.nq; ++q) std::sort(keys.begin() + q * k_eff, keys.begin() + (q + 1) * k_eff);
   std::vector<std::int32_t> D(s.nq * kk), Dc(s.nq * kk);
   std::vector<std::int64_t> I(s.nq * kk), Ic(s.nq * kk);
-  k::knn_finish(keys.data(), qv.nq, k_eff, kk, s.ids.data(), D.data(), I.data(), nullptr);
+  k::knn_finish(keys.data(), qv.nq, k_eff, kk, k_eff, nullptr, nullptr, nullptr, 0, s.ids.data(), D.data(), I.data(), nullptr);
   s.cpu.search(s.queries.data(), s.nq, kk, Dc.data(), Ic.data());
   if (D != Dc || I != Ic)
     harness::fail(__FILE__, __LINE__, what + " k=" + std::to_string(kk) + " nchunks=" + std::to_string(nchunks) +
@@ -118,6 +118,51 @@ TEST(many_queries_per_block) {
   const Setup s(64, 1, 1201, 40);
   knn_case(s, 50, 3, 32, "64 bits clustered, 32 queries per block");
   range_case(s, 20, 3, 32, "64 bits clustered, 32 queries per block");
+}
+
+// The one-pass path: the radius from a sample histogram, then every code within it as a candidate
+// (counted past the capacity), checked against FlatIndex's range search at that radius.
+TEST(candidates_within_the_estimated_radius) {
+  for (int nbits : {24, 64, 72, 256}) {
+    for (int kind = 0; kind < 3; ++kind) {
+      const Setup s(nbits, kind, 1501, 5);
+      const int nbins = nbits + 1;
+      const k::QueriesView qv{s.qrows.data(), static_cast<std::uint32_t>(s.nq), 2};
+      for (std::uint64_t kk : {std::uint64_t{1}, std::uint64_t{40}}) {
+        // sample: every third code
+        std::vector<std::int64_t> src;
+        for (std::uint64_t i = 0; i < 500; ++i) src.push_back(static_cast<std::int64_t>(plan::sample_position(i, 500, s.n)));
+        std::vector<std::uint32_t> sample(500 * s.view().words_per_code);
+        k::gather_rows(s.rows.data(), s.n, nullptr, src.data(), 500, s.view().words_per_code, sample.data(), nullptr);
+        const k::CodesView sv{sample.data(), 500, s.view().words_per_code};
+        std::vector<std::uint32_t> shist(s.nq * 2 * nbins), radius(s.nq);
+        k::knn_histogram(sv, qv, nbins, 2, shist.data(), nullptr);
+        k::knn_estimate(shist.data(), qv.nq, 2, nbins, 500, s.n, kk, radius.data(), nullptr);
+        for (std::uint64_t cap : {std::uint64_t{64}, std::uint64_t{s.n}}) {
+          std::vector<unsigned long long> counts(s.nq, 0);
+          std::vector<std::uint64_t> keys(s.nq * cap, ~0ull);
+          k::knn_candidates(s.view(), qv, 5, radius.data(), cap, counts.data(), keys.data(), nullptr);
+          for (std::size_t q = 0; q < s.nq; ++q) {
+            const auto expect = s.cpu.range_search(s.queries.data() + q * s.cs, 1, static_cast<int>(radius[q]));
+            const std::string what = std::to_string(nbits) + " bits, kind " + std::to_string(kind) + ", query " +
+                                     std::to_string(q) + ", cap " + std::to_string(cap);
+            if (counts[q] != static_cast<unsigned long long>(expect.lims[1]))
+              harness::fail(__FILE__, __LINE__, what + ": candidate count differs from the range search");
+            if (counts[q] > cap) continue;  // overflowed: the search sends this query to the counting path
+            std::vector<std::uint64_t> got(keys.begin() + q * cap, keys.begin() + q * cap + counts[q]);
+            std::sort(got.begin(), got.end());
+            std::vector<std::int64_t> got_ids;
+            for (std::uint64_t key : got) got_ids.push_back(s.ids[plan::key_position(key)]);
+            if (got_ids != expect.ids) harness::fail(__FILE__, __LINE__, what + ": candidates differ from the range search");
+          }
+        }
+        // the estimate aims at 2k + 64 codes: on these sizes the radius holds at least k
+        for (std::size_t q = 0; q < s.nq; ++q)
+          CHECK(s.cpu.range_search(s.queries.data() + q * s.cs, 1, static_cast<int>(radius[q])).lims[1] >=
+                static_cast<std::int64_t>(std::min<std::uint64_t>(kk, s.n)) || kind == 2);
+      }
+    }
+  }
 }
 
 TEST(gather_rows_merges_two_sources) {

@@ -75,18 +75,25 @@ class GpuFlatIndex {
   // Writes a FlatIndex file (docs/format.md).
   void save(const std::string& path) const;
 
+  // How k-NN selects (for tests and benchmarks; the default picks per call): Auto takes one pass
+  // with candidates for k <= 4096 and the counting selection otherwise; Counting always counts.
+  enum class Selection { Auto, Counting };
+  void set_selection(Selection selection) noexcept;
+
   struct MemoryUsage {
     std::size_t device_bytes = 0;  // code rows and ids held on the device (capacity included)
     std::size_t host_bytes = 0;    // the host copy and the id order
   };
   MemoryUsage memory_usage() const;
 
+  struct State;  // the device arrays and the host copy (gpu_flat_index.cu)
+
  private:
   // The writer lock held; `assigned`: ids are next_id, next_id + 1, ... (add).
   void add_locked(const std::uint8_t* codes, std::size_t n, const idx_t* ids, bool assigned);
-  struct State;
   int nbits_;
   int device_;
+  Selection selection_ = Selection::Auto;
   std::unique_ptr<State> s_;
 };
 

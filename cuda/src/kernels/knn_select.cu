@@ -123,19 +123,24 @@ __global__ void __launch_bounds__(plan::kThreadsPerBlock)
 }
 
 __global__ void knn_finish_kernel(const std::uint64_t* __restrict__ sorted, std::uint32_t nq, std::uint64_t k_eff,
-                                  std::uint64_t k, const std::int64_t* __restrict__ ids,
-                                  std::int32_t* __restrict__ distances, std::int64_t* __restrict__ out_ids) {
+                                  std::uint64_t k, std::uint64_t row_stride, const std::int64_t* __restrict__ src_rows,
+                                  const std::int64_t* __restrict__ dst_rows,
+                                  const unsigned long long* __restrict__ counts, std::uint64_t cap,
+                                  const std::int64_t* __restrict__ ids, std::int32_t* __restrict__ distances,
+                                  std::int64_t* __restrict__ out_ids) {
   const std::uint64_t total = static_cast<std::uint64_t>(nq) * k;
   for (std::uint64_t i = blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<std::uint64_t>(gridDim.x) * blockDim.x) {
     const std::uint64_t q = i / k, j = i % k;
+    if (counts && !plan::candidates_suffice(counts[src_rows ? src_rows[q] : q], k_eff, cap)) continue;
+    const std::uint64_t o = (dst_rows ? static_cast<std::uint64_t>(dst_rows[q]) : q) * k + j;
     if (j < k_eff) {
-      const std::uint64_t key = sorted[q * k_eff + j];
-      distances[i] = static_cast<std::int32_t>(plan::key_distance(key));
-      out_ids[i] = ids[plan::key_position(key)];
+      const std::uint64_t key = sorted[(src_rows ? static_cast<std::uint64_t>(src_rows[q]) : q) * row_stride + j];
+      distances[o] = static_cast<std::int32_t>(plan::key_distance(key));
+      out_ids[o] = ids[plan::key_position(key)];
     } else {
-      distances[i] = INT_MAX;
-      out_ids[i] = -1;
+      distances[o] = INT_MAX;
+      out_ids[o] = -1;
     }
   }
 }
@@ -174,9 +179,11 @@ void knn_collect(const CodesView& codes, const QueriesView& queries, int nbins, 
 }
 
 void knn_finish(const std::uint64_t* sorted, std::uint32_t nq, std::uint64_t k_eff, std::uint64_t k,
-                const std::int64_t* ids, std::int32_t* distances, std::int64_t* out_ids, cudaStream_t stream) {
-  DH_LAUNCH(knn_finish_kernel, grid_for(static_cast<std::uint64_t>(nq) * k), 256, 0, stream)(sorted, nq, k_eff, k, ids,
-                                                                                         distances, out_ids);
+                std::uint64_t row_stride, const std::int64_t* src_rows, const std::int64_t* dst_rows,
+                const unsigned long long* counts, std::uint64_t cap, const std::int64_t* ids,
+                std::int32_t* distances, std::int64_t* out_ids, cudaStream_t stream) {
+  DH_LAUNCH(knn_finish_kernel, grid_for(static_cast<std::uint64_t>(nq) * k), 256, 0, stream)(
+      sorted, nq, k_eff, k, row_stride, src_rows, dst_rows, counts, cap, ids, distances, out_ids);
   check(cudaGetLastError(), "knn_finish launch");
 }
 

@@ -47,9 +47,29 @@ void knn_threshold(std::uint32_t* hist, std::uint32_t* quota, plan::QuerySelecti
 void knn_collect(const CodesView& codes, const QueriesView& queries, int nbins, std::uint32_t nchunks,
                  std::uint32_t* offsets, const std::uint32_t* quota, const plan::QuerySelection* sel,
                  std::uint64_t k_eff, std::uint64_t* keys, cudaStream_t stream);
-// Sorted keys -> (nq, k) distances and ids; columns k_eff .. k - 1 get the missing-result padding.
+// Sorted keys -> (distance, id) rows of k; columns k_eff .. k - 1 get the missing-result padding.
+// Entry q reads sorted row src_rows[q] (row_stride keys apart) and writes result row dst_rows[q];
+// a null mapping is the identity. With candidate counts, a row whose candidates do not hold its
+// answer (plan::candidates_suffice false) is skipped: the counting fallback writes it.
 void knn_finish(const std::uint64_t* sorted, std::uint32_t nq, std::uint64_t k_eff, std::uint64_t k,
-                const std::int64_t* ids, std::int32_t* distances, std::int64_t* out_ids, cudaStream_t stream);
+                std::uint64_t row_stride, const std::int64_t* src_rows, const std::int64_t* dst_rows,
+                const unsigned long long* counts, std::uint64_t cap, const std::int64_t* ids,
+                std::int32_t* distances, std::int64_t* out_ids, cudaStream_t stream);
+
+// ---- one pass for small k (knn_candidates.cu) ---------------------------------------------------
+// radius[q] from the histogram of the sample ([nq][sample_chunks][nbins], knn_histogram's layout).
+void knn_estimate(const std::uint32_t* sample_hist, std::uint32_t nq, std::uint32_t sample_chunks, int nbins,
+                  std::uint64_t sample_n, std::uint64_t n, std::uint64_t k_eff, std::uint32_t* radius,
+                  cudaStream_t stream);
+// Sort segments of the candidates: [q * cap, q * cap + count) for a query whose candidates hold
+// its answer, empty otherwise (bounds: nq begins, then nq ends).
+void candidate_segments(const unsigned long long* counts, std::uint32_t nq, std::uint64_t cap, std::uint64_t k_eff,
+                        std::int64_t* bounds, cudaStream_t stream);
+// Every code within radius[q] of query q: counts[q] += 1, key stored at keys[q * cap + slot] while
+// slot < cap. counts must start at zero.
+void knn_candidates(const CodesView& codes, const QueriesView& queries, std::uint32_t nchunks,
+                    const std::uint32_t* radius, std::uint64_t cap, unsigned long long* counts,
+                    std::uint64_t* keys, cudaStream_t stream);
 // offsets[i] = i * length for i in [0, nsegments]: uniform sort segments.
 void uniform_offsets(std::int64_t* offsets, std::uint32_t nsegments, std::uint64_t length, cudaStream_t stream);
 

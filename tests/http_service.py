@@ -1,4 +1,4 @@
-"""Helpers of the service tests (tests/service/): a real ``deephash serve`` in a subprocess on a
+"""Helpers of the service tests (tests/serve/): a real ``deephash serve`` in a subprocess on a
 free loopback port, stopped by its pid."""
 
 from __future__ import annotations

@@ -226,7 +226,7 @@ def _cmd_serve(args) -> int:
     try:
         import uvicorn
 
-        from deephash_engine.service.app import Limits, create_app
+        from deephash_engine.serve.app import Limits, create_app
     except ImportError as exc:
         raise ImportError(f"{exc}; install the service with: pip install 'deephash-engine[serve]'") from exc
     token = None

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import deephash_engine as de
-from deephash_engine.service.store import Conflict, NotFound, Store, StoreError, compile_filter
+from deephash_engine.serve.store import Conflict, NotFound, Store, StoreError, compile_filter
 
 
 def _codes(rng, n, nbits=64):

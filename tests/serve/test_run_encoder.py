@@ -3,11 +3,12 @@ exactly as the run's own model does in-process."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import asdict
 
 import numpy as np
 import pytest
-from http_service import b64
+from http_service import MAX_BATCH, b64
 
 torch = pytest.importorskip("torch", reason="run-folder encoders need PyTorch")
 
@@ -54,8 +55,6 @@ def test_images_are_encoded_by_the_run(client, server, rng):
 
 
 def test_search_by_upload_of_a_npy_file(client, server, rng):
-    import io
-
     _write_run(server.data / "runs" / "up")
     assert client.post("/collections", json={"name": "up", "nbits": 16, "encoder": "runs/up"}).status_code == 201
     images = rng.integers(0, 256, size=(6, 8, 8), dtype=np.uint8)
@@ -78,8 +77,114 @@ def test_search_by_upload_of_a_npy_file(client, server, rng):
     np.save(pickled, np.array([1, "a"], dtype=object), allow_pickle=True)
     for content in (b"not a npy file", header, b"\x93NUMPY", pickled.getvalue()):
         bad = client.post("/collections/up/search/upload", files={"file": ("q.npy", content)}, data={"k": "1"})
-        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "file"]
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][:2] == ["body", "file"]
     bad_filter = client.post("/collections/up/search/upload", files={"file": ("q.npy", npy(images[:1]))},
                              data={"k": "1", "filter": "{"})
     assert bad_filter.status_code == 422 and bad_filter.json()["detail"][0]["loc"] == ["body", "filter"]
     client.delete("/collections/up")
+
+
+def _image_file(pixels, fmt, mode=None):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def _decoded(content):
+    """The pixels the server should see: JPEG is lossy, so the test decodes its own bytes."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(content)) as image:
+        return np.asarray(image.convert("L"), np.uint8)
+
+
+def test_adds_and_searches_by_uploaded_png_and_jpeg_images(client, server, rng):
+    pytest.importorskip("PIL", reason="image uploads need Pillow")
+    _write_run(server.data / "runs" / "pics")
+    assert client.post("/collections", json={"name": "pics", "nbits": 16, "encoder": "runs/pics"}).status_code == 201
+    images = rng.integers(0, 256, size=(5, 8, 8), dtype=np.uint8)
+    colour = rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
+    files = [_image_file(images[0], "PNG"), _image_file(images[1], "PNG"), _image_file(images[2], "JPEG"),
+             _image_file(colour, "PNG"), _image_file(images[3], "PNG")]
+    seen = np.stack([_decoded(f) for f in files])  # the colour image in luma, the JPEG as decoded
+    assert (seen[[0, 1, 4]] == images[[0, 1, 3]]).all()  # PNG is lossless
+
+    added = client.post("/collections/pics/items/upload",
+                        files=[("file", (f"{i}.img", f)) for i, f in enumerate(files)],
+                        data={"ids": "[10, 11, 12, 13, 14]", "payloads": '[{"n": 0}, {"n": 1}, null, {"n": 3}, {"n": 4}]'})
+    assert added.status_code == 200, added.text
+    assert added.json() == {"ids": [10, 11, 12, 13, 14]}
+    by_json = client.post("/collections/pics/items", json={"inputs": seen.tolist()}).json()["ids"]
+    for upload_id, json_id in zip([10, 11, 12, 13, 14], by_json):
+        assert client.get(f"/collections/pics/items/{upload_id}").json()["code"] == \
+            client.get(f"/collections/pics/items/{json_id}").json()["code"]
+    assert client.get("/collections/pics/items/12").json()["payload"] is None
+    assert client.get("/collections/pics/items/14").json()["payload"] == {"n": 4}
+
+    # a .npy upload adds too, with ids assigned
+    buffer = io.BytesIO()
+    np.save(buffer, images[4:])
+    assert client.post("/collections/pics/items/upload", files={"file": ("x.npy", buffer.getvalue())}).json() == \
+        {"ids": [max(by_json) + 1]}
+
+    query = [("file", ("q0.png", files[0])), ("file", ("q1.jpg", files[2]))]
+    uploaded = client.post("/collections/pics/search/upload", files=query,
+                           data={"k": "4", "with_payload": "true", "filter": '{"n": {"gte": 0}}'})
+    want = client.post("/collections/pics/search", json={"inputs": seen[[0, 2]].tolist(), "k": 4,
+                                                         "with_payload": True, "filter": {"n": {"gte": 0}}})
+    assert uploaded.status_code == 200 and uploaded.json() == want.json()
+    assert uploaded.json()["results"][0]["ids"][0] == 10 and uploaded.json()["results"][0]["distances"][0] == 0
+    client.delete("/collections/pics")
+
+
+def test_upload_errors_name_the_field_and_change_nothing(client, server, rng):
+    pytest.importorskip("PIL", reason="image uploads need Pillow")
+    from PIL import Image
+
+    _write_run(server.data / "runs" / "bad")
+    assert client.post("/collections", json={"name": "badup", "nbits": 16, "encoder": "runs/bad"}).status_code == 201
+    good = _image_file(rng.integers(0, 256, size=(8, 8), dtype=np.uint8), "PNG")
+    big = _image_file(rng.integers(0, 256, size=(9, 8), dtype=np.uint8), "JPEG")
+    deep = io.BytesIO()
+    Image.fromarray(rng.integers(0, 2**16, size=(8, 8), dtype=np.uint16)).save(deep, format="PNG")  # 16-bit
+    npy = io.BytesIO()
+    np.save(npy, np.zeros((1, 8, 8), np.uint8))
+    cases = [
+        ({"file": [good, good[:40]]}, {}, ["body", "file", 1]),  # a PNG cut short
+        ({"file": [b"\x89PNG\r\n\x1a\n" + b"\0" * 50]}, {}, ["body", "file", 0]),
+        ({"file": [good, big]}, {}, ["body", "file", 1]),  # 8 wide, 9 high
+        ({"file": [deep.getvalue()]}, {}, ["body", "file", 0]),
+        ({"file": [b"GIF89a......"]}, {}, ["body", "file", 0]),
+        ({"file": [npy.getvalue(), good]}, {}, ["body", "file", 1]),
+        ({"file": [good]}, {"ids": "[1, 2]"}, ["body", "ids"]),
+        ({"file": [good]}, {"ids": "[-1]"}, ["body", "ids", 0]),
+        ({"file": [good]}, {"ids": "[1"}, ["body", "ids"]),
+        ({"file": [good]}, {"ids": '["a"]'}, ["body", "ids", 0]),
+        ({"file": [good]}, {"payloads": "[3]"}, ["body", "payloads", 0]),
+        ({"file": [good]}, {"payloads": "[{}, {}]"}, ["body", "payloads"]),
+    ]
+    for files, data, loc in cases:
+        response = client.post("/collections/badup/items/upload", data=data,
+                               files=[("file", (f"{i}.bin", f)) for i, f in enumerate(files["file"])])
+        assert response.status_code == 422, (loc, response.text)
+        assert response.json()["detail"][0]["loc"][:len(loc)] == loc, response.text
+    wrong_size = client.post("/collections/badup/search/upload", files={"file": ("big.jpg", big)}, data={"k": "1"})
+    assert wrong_size.status_code == 422 and wrong_size.json()["detail"][0]["loc"] == ["body", "file", 0]
+    assert "8x9" in wrong_size.text and "8x8" in wrong_size.text
+    too_many = client.post("/collections/badup/items/upload", files=[("file", ("a.png", good))] * (MAX_BATCH + 1))
+    assert too_many.status_code == 413 and too_many.json()["detail"][0]["loc"] == ["body", "file"]
+    assert client.get("/collections/badup").json()["count"] == 0
+
+    # a collection whose encoder takes feature vectors refuses images; one without an encoder refuses uploads
+    from deephash_engine.hashing import LSH
+
+    LSH(nbits=16, seed=0).fit(rng.normal(size=(20, 6)).astype(np.float32)).save(server.data / "runs" / "lsh.npz")
+    client.post("/collections", json={"name": "vectors", "nbits": 16, "encoder": "runs/lsh.npz"})
+    client.post("/collections", json={"name": "plain", "nbits": 16})
+    for target in ("vectors", "plain"):
+        response = client.post(f"/collections/{target}/items/upload", files={"file": ("a.png", good)})
+        assert response.status_code == 422 and response.json()["detail"][0]["loc"][:2] == ["body", "file"], response.text
+        client.delete(f"/collections/{target}")
+    client.delete("/collections/badup")

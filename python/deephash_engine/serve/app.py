@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 import logging
 import threading
 import time
@@ -22,15 +21,20 @@ import numpy as np
 from fastapi import FastAPI, File, Form, Path, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 import deephash_engine as de
 
 from .encoders import load_encoder
 from .store import NAME_PATTERN, Collection, Store, StoreError
+from .uploads import read_upload
 
 _MAX_ID = 2**63 - 1
 MERGE_INTERVAL = 1.0  # seconds between merges of MIH tails
+UPLOAD_FILES = "one .npy file of raw inputs (one per row), or one or more PNG / JPEG images of the encoder's size"
+_IDS = TypeAdapter(list[int])
+_PAYLOADS = TypeAdapter(list[Optional[dict[str, Any]]])
+_FILTER = TypeAdapter(Optional[dict[str, Any]])
 
 
 @dataclass(frozen=True)
@@ -216,18 +220,41 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
         store.drop(name)
         return {"dropped": name}
 
+    def add_checked(col: Collection, codes: np.ndarray, ids: Optional[list[int]],
+                    payloads: Optional[list[Optional[dict]]]) -> dict:
+        n = codes.shape[0]
+        if ids is not None:
+            _check_ids("ids", ids, n)
+        if payloads is not None and len(payloads) != n:
+            raise ServiceError(422, ["body", "payloads"], f"{len(payloads)} payloads for {n} codes")
+        if n == 0:
+            return {"ids": []}
+        return {"ids": col.add(codes, ids, payloads)}
+
+    def uploaded(col: Collection, files: list[UploadFile]) -> np.ndarray:
+        """The codes of uploaded raw inputs (one .npy file, or PNG / JPEG images)."""
+        encoder = _encoder(col, ["body", "file"])
+        batch("file", len(files))
+        inputs = read_upload([(f.filename or f"file {i}", f.file) for i, f in enumerate(files)], encoder.image_shape)
+        batch("file", inputs.shape[0])
+        return _encode(col, inputs, ["body", "file"])
+
     @app.post("/collections/{name}/items")
     def add_items(name: str, body: AddItems) -> dict:
         col = collection(name)
-        codes = decode(col, body.codes, body.inputs)
-        n = codes.shape[0]
-        if body.ids is not None:
-            _check_ids("ids", body.ids, n)
-        if body.payloads is not None and len(body.payloads) != n:
-            raise ServiceError(422, ["body", "payloads"], f"{len(body.payloads)} payloads for {n} codes")
-        if n == 0:
-            return {"ids": []}
-        return {"ids": col.add(codes, body.ids, body.payloads)}
+        return add_checked(col, decode(col, body.codes, body.inputs), body.ids, body.payloads)
+
+    @app.post("/collections/{name}/items/upload")
+    def add_items_upload(name: str, file: list[UploadFile] = File(description=UPLOAD_FILES),
+                         ids: Optional[str] = Form(None, description="JSON list of ids, one per input (else assigned)"),
+                         payloads: Optional[str] = Form(None, description="JSON list of payload objects (or null), "
+                                                                          "one per input")) -> dict:
+        """Add raw inputs uploaded as files, encoded by the collection's encoder: one .npy file
+        (one input per row), or one or more PNG / JPEG images (one item per file, in order)."""
+        col = collection(name)
+        id_list = _form_json("ids", ids, _IDS)
+        payload_list = _form_json("payloads", payloads, _PAYLOADS)
+        return add_checked(col, uploaded(col, file), id_list, payload_list)
 
     @app.get("/collections/{name}/items/{item_id}")
     def get_item(name: str, item_id: int = Path(ge=0, le=_MAX_ID)) -> dict:
@@ -266,20 +293,15 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
         return answer(col, queries, body.k, body.radius, body.filter, body.with_payload)
 
     @app.post("/collections/{name}/search/upload", response_model=SearchResponse)
-    def search_upload(name: str, file: UploadFile = File(description=".npy file of the queries' raw inputs"),
+    def search_upload(name: str, file: list[UploadFile] = File(description=UPLOAD_FILES),
                       k: Optional[int] = Form(None, gt=0), radius: Optional[int] = Form(None, ge=0),
                       filter: Optional[str] = Form(None, description="the filter object as JSON text"),
                       with_payload: bool = Form(False)) -> JSONResponse:
-        """Search with raw inputs uploaded as one .npy file (uint8 images or feature vectors),
-        encoded by the collection's encoder."""
+        """Search with raw inputs uploaded as files, encoded by the collection's encoder: one .npy
+        file (one query per row), or one or more PNG / JPEG images (one query per file, in order)."""
         col = collection(name)
-        inputs = _read_npy(file.file)
-        batch("file", inputs.shape[0] if inputs.ndim else 0)
-        try:
-            spec = None if filter is None else json.loads(filter)
-        except ValueError:
-            raise ServiceError(422, ["body", "filter"], "not valid JSON") from None
-        return answer(col, _encode(col, inputs), k, radius, spec, with_payload)
+        spec = _form_json("filter", filter, _FILTER)
+        return answer(col, uploaded(col, file), k, radius, spec, with_payload)
 
     @app.post("/collections/{name}/snapshot")
     def snapshot(name: str) -> dict:
@@ -298,40 +320,29 @@ def _check_ids(loc: str, ids: list[int], n: Optional[int]) -> None:
         raise ServiceError(422, ["body", loc], "ids repeat within the batch")
 
 
-def _read_npy(stream) -> np.ndarray:
-    """An uploaded .npy file, read without pickles; the header's shape must fit the bytes that
-    follow it (a small file cannot make the server allocate what its header claims)."""
-    fmt = np.lib.format
+def _form_json(field: str, text: Optional[str], adapter: TypeAdapter):
+    """A multipart form field holding JSON text, validated as the JSON routes validate it."""
+    if text is None:
+        return None
     try:
-        stream.seek(0, 2)
-        size = stream.tell()
-        stream.seek(0)
-        version = fmt.read_magic(stream)
-        if version not in ((1, 0), (2, 0)):
-            raise ValueError(f"format version {version} is not read here (1.0 and 2.0 are)")
-        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-        shape, _, dtype = read_header(stream)
-        if dtype.hasobject:
-            raise ValueError("object arrays are refused")
-        if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > size - stream.tell():
-            raise ValueError(f"the header's shape {shape} needs more bytes than the file holds")
-        stream.seek(0)
-        array = np.load(stream, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise ServiceError(422, ["body", "file"], f"not a readable .npy file: {exc}") from None
-    if array.ndim < 2:
-        raise ServiceError(422, ["body", "file"], "expected an array of inputs, one per row")
-    return array
+        return adapter.validate_json(text)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        raise ServiceError(422, ["body", field, *error["loc"]], f"{error['msg']} (JSON text expected)") from None
 
 
-def _encode(col: Collection, inputs) -> np.ndarray:
+def _encoder(col: Collection, loc: list):
     if col.encoder is None:
-        raise ServiceError(422, ["body", "inputs"], f"collection {col.name!r} has no encoder; send codes")
-    encoder = load_encoder(col.folder.parent, col.encoder, col.nbits)
+        raise ServiceError(422, loc, f"collection {col.name!r} has no encoder; send codes")
+    return load_encoder(col.folder.parent, col.encoder, col.nbits)
+
+
+def _encode(col: Collection, inputs, loc: Optional[list] = None) -> np.ndarray:
+    loc = loc or ["body", "inputs"]
     try:
-        return encoder.encode_inputs(inputs)
+        return _encoder(col, loc).encode_inputs(inputs)
     except (ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: torch on a misshapen image
-        raise ServiceError(422, ["body", "inputs"], str(exc)) from None
+        raise ServiceError(422, loc, str(exc)) from None
 
 
 class _Guard:

@@ -15,7 +15,7 @@ import threading
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import numpy as np
 from fastapi import FastAPI, File, Form, Path, Request, UploadFile
@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 import deephash_engine as de
 
 from .encoders import load_encoder
-from .store import NAME_PATTERN, Collection, Store, StoreError
+from .store import FIELD_PATTERN, NAME_PATTERN, Collection, Store, StoreError
 from .uploads import read_upload
 
 _MAX_ID = 2**63 - 1
@@ -55,6 +55,13 @@ class CreateCollection(BaseModel):
     encoder: Optional[str] = Field(
         None, description="relative to the data folder: a saved unsupervised hasher file, or the folder of a "
                           "finished 'deephash train' run")
+    payload_indexes: list[Annotated[str, Field(pattern=FIELD_PATTERN.pattern)]] = Field(
+        default_factory=list, description="payload fields to index in SQLite, so filters on them read only the "
+                                          "matching rows")
+
+
+class PayloadIndex(BaseModel):
+    field: str = Field(pattern=FIELD_PATTERN.pattern, description="a top-level payload field")
 
 
 class AddItems(BaseModel):
@@ -204,7 +211,7 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
     def create_collection(body: CreateCollection) -> dict:
         if body.encoder is not None:
             load_encoder(store.root, body.encoder, body.nbits)  # refuse a bad encoder up front
-        return store.create(body.name, body.nbits, body.index, body.encoder).describe()
+        return store.create(body.name, body.nbits, body.index, body.encoder, body.payload_indexes).describe()
 
     @app.get("/collections")
     def list_collections() -> dict:
@@ -238,6 +245,24 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
         inputs = read_upload([(f.filename or f"file {i}", f.file) for i, f in enumerate(files)], encoder.image_shape)
         batch("file", inputs.shape[0])
         return _encode(col, inputs, ["body", "file"])
+
+    @app.post("/collections/{name}/payload_indexes", status_code=201)
+    def create_payload_index(name: str, body: PayloadIndex, response: Response) -> dict:
+        """Index a payload field (an SQLite expression index), so filters on it read only the
+        matching rows; 200 when the index exists already."""
+        col = collection(name)
+        if not col.create_payload_index(body.field):
+            response.status_code = 200
+        return {"payload_indexes": col.payload_indexes()}
+
+    @app.delete("/collections/{name}/payload_indexes/{field}")
+    def drop_payload_index(name: str, field: str) -> dict:
+        col = collection(name)
+        try:
+            col.drop_payload_index(field)
+        except StoreError as exc:
+            raise type(exc)(["path", "field"], exc.message) from None
+        return {"payload_indexes": col.payload_indexes()}
 
     @app.post("/collections/{name}/items")
     def add_items(name: str, body: AddItems) -> dict:

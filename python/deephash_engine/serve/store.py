@@ -35,6 +35,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 FIELD_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 INDEX_KINDS = ("flat", "mih")
 RANGE_OPERATORS = {"gte": ">=", "gt": ">", "lte": "<=", "lt": "<"}
+PAYLOAD_INDEX_PREFIX = "payload__"  # + the field: the SQLite name of a payload index
 _SNAPSHOT = re.compile(r"^snapshot-(\d+)\.dhi$")
 _SNAPSHOT_LEFTOVER = re.compile(r"^snapshot-\d+\.dhi\.tmp-[0-9-]+$")  # a save cut short by a crash
 
@@ -70,7 +71,7 @@ class Conflict(StoreError):
 def check_name(name: str) -> str:
     """A collection name is also a folder name: letters, digits, '_' and '-', at most 64, never
     '.', '..' or anything with a separator."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise StoreError(["name"], f"collection name must match {NAME_PATTERN.pattern}, got {name!r}")
     return name
 
@@ -86,6 +87,20 @@ def _new_index(kind: str, nbits: int) -> de.BinaryIndex:
     return de.FlatIndex(nbits) if kind == "flat" else de.MIHIndex(nbits)
 
 
+def payload_expression(field: str) -> str:
+    """The SQL of a payload field's value. Filters and payload indexes both use this text (the
+    path a literal, not a parameter): SQLite uses an expression index only for a term whose
+    expression is the indexed one. ``field`` must match FIELD_PATTERN (checked by the callers), so
+    it cannot close the quoted path."""
+    return f"json_extract(payload, '$.{field}')"
+
+
+def check_field(where: list, field: Any) -> str:
+    if not isinstance(field, str) or not FIELD_PATTERN.fullmatch(field):
+        raise StoreError(where, f"field names must match {FIELD_PATTERN.pattern}, got {field!r}")
+    return field
+
+
 def compile_filter(spec: Optional[dict]) -> tuple[str, list[Any]]:
     """A payload filter as an SQL condition on ``items.payload`` and its parameters. Every field
     must hold: ``{"f": v}`` equality, ``{"f": {"in": [..]}}`` membership, ``{"f": {"gte": a,
@@ -97,17 +112,14 @@ def compile_filter(spec: Optional[dict]) -> tuple[str, list[Any]]:
     terms, params = [], []
     for field, cond in spec.items():
         where = ["filter", field]
-        if not FIELD_PATTERN.match(field):
-            raise StoreError(where, f"field names must match {FIELD_PATTERN.pattern}, got {field!r}")
-        path = f"$.{field}"
+        value_of = payload_expression(check_field(where, field))
         if not isinstance(cond, dict):
             _check_scalar(where, cond)
-            if cond is None:
-                terms.append("json_type(payload, ?) = 'null'")
-                params.append(path)
+            if cond is None:  # present and null (an absent field is NULL too; json_type tells them apart)
+                terms.append(f"{value_of} IS NULL AND json_type(payload, '$.{field}') = 'null'")
             else:
-                terms.append("json_extract(payload, ?) = ?")
-                params += [path, cond]
+                terms.append(f"{value_of} = ?")
+                params.append(cond)
             continue
         if not cond:
             raise StoreError(where, "an operator object needs at least one of in, gte, gt, lte, lt")
@@ -117,16 +129,22 @@ def compile_filter(spec: Optional[dict]) -> tuple[str, list[Any]]:
                     raise StoreError(where + ["in"], "'in' takes a non-empty list of values")
                 for i, v in enumerate(value):
                     _check_scalar(where + ["in", i], v)
-                terms.append(f"json_extract(payload, ?) IN ({', '.join('?' * len(value))})")
-                params += [path, *value]
+                terms.append(f"{value_of} IN ({', '.join('?' * len(value))})")
+                params += value
             elif op in RANGE_OPERATORS:
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise StoreError(where + [op], f"'{op}' takes a number, got {value!r}")
-                terms.append(f"json_extract(payload, ?) {RANGE_OPERATORS[op]} ?")
-                params += [path, value]
+                terms.append(f"{value_of} {RANGE_OPERATORS[op]} ?")
+                params.append(value)
             else:
                 raise StoreError(where + [op], f"unknown operator {op!r} (in, gte, gt, lte, lt)")
     return " AND ".join(terms), params
+
+
+def filter_query(spec: Optional[dict]) -> tuple[str, list[Any]]:
+    """The SQL that lists the ids a filter allows, and its parameters."""
+    where, params = compile_filter(spec)
+    return f"SELECT id FROM items WHERE {where}", params
 
 
 def _check_scalar(where: list, value: Any) -> None:
@@ -263,6 +281,7 @@ class Collection:
 
     def add(self, codes: np.ndarray, ids: Optional[Sequence[int]], payloads: Optional[Sequence[Any]]) -> list[int]:
         n = codes.shape[0]
+        texts = [None] * n if payloads is None else [_payload_text(row, p) for row, p in enumerate(payloads)]
         with self._lock:
             self._check_open()
             if ids is None:
@@ -275,8 +294,7 @@ class Collection:
             seq = self.seq + 1
             next_id = max([self.next_id] + [i + 1 for i in new_ids])
             rows = [
-                (item_id, codes[row].tobytes(), None if payloads is None else json.dumps(payloads[row]), seq)
-                for row, item_id in enumerate(new_ids)
+                (item_id, codes[row].tobytes(), texts[row], seq) for row, item_id in enumerate(new_ids)
             ]
             with self._transaction():
                 self._db.executemany("INSERT INTO items VALUES (?, ?, ?, ?)", rows)
@@ -331,6 +349,33 @@ class Collection:
                 f"SELECT id FROM items WHERE id IN ({', '.join('?' * len(chunk))})", chunk)]
         return sorted(set(found))
 
+    # -- payload indexes ---------------------------------------------------------------------
+
+    def payload_indexes(self) -> list[str]:
+        """The payload fields with an index: SQLite's schema is the record (no copy to disagree)."""
+        rows = self._db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'items'")
+        return sorted(name[len(PAYLOAD_INDEX_PREFIX):] for (name,) in rows if name.startswith(PAYLOAD_INDEX_PREFIX))
+
+    def create_payload_index(self, field: str) -> bool:
+        """An SQLite expression index on the field's value (:func:`payload_expression`), so a
+        filter on it reads only the matching rows instead of parsing every payload; False when
+        it exists already. Built under the write lock (a few seconds per million items)."""
+        check_field(["field"], field)
+        with self._lock:
+            self._check_open()
+            if field in self.payload_indexes():
+                return False
+            self._db.execute(f"CREATE INDEX {PAYLOAD_INDEX_PREFIX}{field} ON items ({payload_expression(field)})")
+            return True
+
+    def drop_payload_index(self, field: str) -> None:
+        check_field(["field"], field)
+        with self._lock:
+            self._check_open()
+            if field not in self.payload_indexes():
+                raise NotFound(["field"], f"no payload index on {field!r} in collection {self.name!r}")
+            self._db.execute(f"DROP INDEX {PAYLOAD_INDEX_PREFIX}{field}")
+
     # -- reads -------------------------------------------------------------------------------
 
     def get(self, item_id: int) -> dict:
@@ -342,8 +387,7 @@ class Collection:
     def allowed_ids(self, spec: Optional[dict]) -> Optional[np.ndarray]:
         if not spec:
             return None
-        where, params = compile_filter(spec)
-        rows = self._reader().execute(f"SELECT id FROM items WHERE {where}", params).fetchall()
+        rows = self._reader().execute(*filter_query(spec)).fetchall()
         return np.fromiter((r[0] for r in rows), np.int64, len(rows))
 
     def payloads(self, ids: Iterable[int]) -> dict[int, Any]:
@@ -381,7 +425,7 @@ class Collection:
         info: dict[str, Any] = {
             "name": self.name, "nbits": self.nbits, "index": self.kind, "encoder": self.encoder,
             "count": int(index.ntotal), "next_id": self.next_id, "seq": self.seq,
-            "snapshot_seq": self.snapshot_seq,
+            "snapshot_seq": self.snapshot_seq, "payload_indexes": self.payload_indexes(),
         }
         if isinstance(index, de.MIHIndex):
             info["memory_bytes"] = int(index.memory_usage())
@@ -393,6 +437,17 @@ class Collection:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _payload_text(row: int, payload: Any) -> Optional[str]:
+    """A payload as strict JSON: SQLite's JSON functions reject NaN and infinities (a filter over
+    such a row, or a payload index, would fail on it), so they are refused here."""
+    if payload is None:
+        return None
+    try:
+        return json.dumps(payload, allow_nan=False)
+    except ValueError:
+        raise StoreError(["payloads", row], "payloads are JSON: NaN and infinities are not allowed") from None
 
 
 def _add(index: de.BinaryIndex, codes: np.ndarray, ids: list[int]) -> None:
@@ -424,8 +479,11 @@ class Store:
             raise StoreError(["name"], f"collection name {name!r} leaves the data folder")
         return folder
 
-    def create(self, name: str, nbits: int, index: str, encoder: Optional[str] = None) -> Collection:
+    def create(self, name: str, nbits: int, index: str, encoder: Optional[str] = None,
+               payload_indexes: Sequence[str] = ()) -> Collection:
         folder = self._folder(name)
+        for i, field in enumerate(payload_indexes):
+            check_field(["payload_indexes", i], field)
         if nbits <= 0 or nbits % 8:
             raise StoreError(["nbits"], f"nbits must be a positive multiple of 8, got {nbits}")
         if index not in INDEX_KINDS:
@@ -436,6 +494,8 @@ class Store:
             folder.mkdir()
             try:
                 collection = Collection(folder, {"nbits": nbits, "index": index, "encoder": encoder})
+                for field in payload_indexes:
+                    collection.create_payload_index(field)
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise

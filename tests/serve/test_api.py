@@ -7,7 +7,7 @@ import itertools
 
 import numpy as np
 import pytest
-from http_service import MAX_BATCH, MAX_BODY, b64
+from http_service import MAX_BATCH, MAX_BODY, MAX_RANGE_HITS, b64
 
 import deephash_engine as de
 
@@ -210,8 +210,34 @@ def test_search_equals_the_core(client, rng, kind, indexed):
     client.delete(f"/collections/{n}")
 
 
+def test_range_searches_past_the_hit_cap_are_refused(client, name, rng):
+    codes = _codes(rng, 90)
+    client.post(f"/collections/{name}/items", json={"codes": b64(codes), "payloads": [{"i": i} for i in range(90)]})
+    queries = b64(_codes(rng, 12))  # radius 64: every item, 12 x 90 = 1,080 hits
+    assert 12 * 90 > MAX_RANGE_HITS
+
+    refused = client.post(f"/collections/{name}/search", json={"codes": queries, "radius": 64})
+    assert refused.status_code == 422 and _loc(refused) == ["body", "radius"]
+    assert f"more than {MAX_RANGE_HITS} hits" in refused.json()["detail"][0]["msg"]
+    assert refused.json()["detail"][0]["type"] == "TooManyHits"
+    under = client.post(f"/collections/{name}/search", json={"codes": queries[:11], "radius": 64})
+    assert [len(r["ids"]) for r in under.json()["results"]] == [90] * 11
+    filtered = client.post(f"/collections/{name}/search", json={"codes": queries, "radius": 64,
+                                                                  "filter": {"i": {"lt": 80}}})
+    assert filtered.status_code == 200 and sum(len(r["ids"]) for r in filtered.json()["results"]) == 960
+
+    own = client.post(f"/collections/{name}/search", json={"codes": queries[:2], "radius": 64, "max_hits": 179})
+    assert own.status_code == 422 and _loc(own) == ["body", "max_hits"] and "more than 179 hits" in own.text
+    fits = client.post(f"/collections/{name}/search", json={"codes": queries[:2], "radius": 64, "max_hits": 180})
+    assert fits.status_code == 200 and sum(len(r["ids"]) for r in fits.json()["results"]) == 180
+    above = client.post(f"/collections/{name}/search", json={"codes": queries[:1], "radius": 1,
+                                                               "max_hits": MAX_RANGE_HITS + 1})
+    assert above.status_code == 422 and _loc(above) == ["body", "max_hits"] and str(MAX_RANGE_HITS) in above.text
+
+
 @pytest.mark.parametrize("body, loc", [
     ({"k": 1}, ["body", "codes"]),
+    ({"codes": [], "radius": 1, "max_hits": 0}, ["body", "max_hits"]),
     ({"codes": [], "k": 1, "radius": 1}, ["body", "k"]),
     ({"codes": []}, ["body", "k"]),
     ({"codes": [], "k": 0}, ["body", "k"]),

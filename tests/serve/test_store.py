@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import deephash_engine as de
-from deephash_engine.serve.store import Conflict, NotFound, Store, StoreError, compile_filter, filter_query
+from deephash_engine.serve.store import (Conflict, NotFound, Store, StoreError, TooManyHits, compile_filter,
+                                         filter_query)
 
 
 def _codes(rng, n, nbits=64):
@@ -113,6 +114,28 @@ def test_filters_select_the_matching_payloads(tmp_path, rng):
     for r in results:
         assert len(r.ids) == len([i for i in range(20) if i % 3 == 1])
         assert all(p["colour"] == 1 for p in r.payloads)
+
+
+@pytest.mark.parametrize("kind", ["flat", "mih"])
+def test_range_search_in_chunks_equals_one_call(tmp_path, rng, kind):
+    """Range searches run in chunks of queries sized by the hit cap: same answer as one call of
+    the core, and refused as soon as the hits pass the cap."""
+    col = Store(tmp_path).create("c", 16, kind)
+    col.add(rng.integers(0, 256, size=(3000, 2), dtype=np.uint8), None, [{"odd": i % 2} for i in range(3000)])
+    queries = rng.integers(0, 256, size=(200, 2), dtype=np.uint8)
+    for radius, spec, cap in ((3, None, 10_000), (3, {"odd": 1}, 10_000), (5, None, 10**9), (0, None, 1)):
+        allow = col.allowed_ids(spec)
+        lims, D, I = col.index.range_search(queries, radius, allow=allow)
+        if len(I) > cap:
+            continue
+        got = col.search(queries, None, radius, spec, False, max_hits=max(cap, len(I)))
+        assert [r.ids for r in got] == [I[lims[q]:lims[q + 1]].tolist() for q in range(200)]
+        assert [r.distances for r in got] == [D[lims[q]:lims[q + 1]].tolist() for q in range(200)]
+    lims, _, I = col.index.range_search(queries, 4, allow=None)
+    with pytest.raises(TooManyHits) as err:
+        col.search(queries, None, 4, None, False, max_hits=len(I) - 1, cap_field=["max_hits"])
+    assert err.value.field == ["max_hits"] and f"more than {len(I) - 1} hits" in err.value.message
+    assert len(col.search(queries, None, 4, None, False, max_hits=len(I))) == 200
 
 
 def _plan(col, spec) -> str:

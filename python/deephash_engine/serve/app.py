@@ -40,11 +40,13 @@ _FILTER = TypeAdapter(Optional[dict[str, Any]])
 @dataclass(frozen=True)
 class Limits:
     """Request limits: bodies past ``max_body_bytes`` and batches past ``max_batch`` items or
-    queries get 413; ``max_k`` bounds k (422 past it)."""
+    queries get 413; ``max_k`` bounds k (422 past it); a range search answering more than
+    ``max_range_hits`` hits in all is refused (422)."""
 
     max_body_bytes: int = 64 * 1024 * 1024
     max_batch: int = 10_000
     max_k: int = 10_000
+    max_range_hits: int = 100_000
 
 
 class CreateCollection(BaseModel):
@@ -82,6 +84,9 @@ class SearchRequest(BaseModel):
     inputs: Optional[list[Any]] = Field(None, description="raw inputs, as in adds")
     k: Optional[int] = Field(None, gt=0)
     radius: Optional[int] = Field(None, ge=0)
+    max_hits: Optional[int] = Field(None, gt=0, description="range searches: refuse (422) an answer of more than "
+                                                           "this many hits over all queries; at most the server's "
+                                                           "limit, which applies without it")
     filter: Optional[dict[str, Any]] = None
     with_payload: bool = False
 
@@ -295,12 +300,16 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
         return {"removed": col.remove(body.ids)}
 
     def answer(col: Collection, queries: np.ndarray, k: Optional[int], radius: Optional[int],
-               spec: Optional[dict], with_payload: bool) -> JSONResponse:
+               spec: Optional[dict], with_payload: bool, max_hits: Optional[int]) -> JSONResponse:
         if (k is None) == (radius is None):
             raise ServiceError(422, ["body", "k"], "give exactly one of k and radius")
         if k is not None and k > limits.max_k:
             raise ServiceError(422, ["body", "k"], f"k is at most {limits.max_k}, got {k}")
-        results = col.search(queries, k, radius, spec, with_payload)
+        if max_hits is not None and max_hits > limits.max_range_hits:
+            raise ServiceError(422, ["body", "max_hits"],
+                               f"max_hits is at most the server's limit, {limits.max_range_hits}, got {max_hits}")
+        cap, cap_field = (limits.max_range_hits, ["radius"]) if max_hits is None else (max_hits, ["max_hits"])
+        results = col.search(queries, k, radius, spec, with_payload, cap, cap_field)
         metrics.queries.labels(col.name).inc(len(results))
         out = []
         for r in results:
@@ -315,18 +324,19 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
     def search(name: str, body: SearchRequest) -> JSONResponse:
         col = collection(name)
         queries = decode(col, body.codes, body.inputs)
-        return answer(col, queries, body.k, body.radius, body.filter, body.with_payload)
+        return answer(col, queries, body.k, body.radius, body.filter, body.with_payload, body.max_hits)
 
     @app.post("/collections/{name}/search/upload", response_model=SearchResponse)
     def search_upload(name: str, file: list[UploadFile] = File(description=UPLOAD_FILES),
                       k: Optional[int] = Form(None, gt=0), radius: Optional[int] = Form(None, ge=0),
+                      max_hits: Optional[int] = Form(None, gt=0, description="as in search"),
                       filter: Optional[str] = Form(None, description="the filter object as JSON text"),
                       with_payload: bool = Form(False)) -> JSONResponse:
         """Search with raw inputs uploaded as files, encoded by the collection's encoder: one .npy
         file (one query per row), or one or more PNG / JPEG images (one query per file, in order)."""
         col = collection(name)
         spec = _form_json("filter", filter, _FILTER)
-        return answer(col, uploaded(col, file), k, radius, spec, with_payload)
+        return answer(col, uploaded(col, file), k, radius, spec, with_payload, max_hits)
 
     @app.post("/collections/{name}/snapshot")
     def snapshot(name: str) -> dict:

@@ -68,6 +68,10 @@ class Conflict(StoreError):
     status = 409
 
 
+class TooManyHits(StoreError):
+    """A range search whose answer would pass its cap (``max_hits`` or the server's limit)."""
+
+
 def check_name(name: str) -> str:
     """A collection name is also a folder name: letters, digits, '_' and '-', at most 64, never
     '.', '..' or anything with a separator."""
@@ -401,7 +405,11 @@ class Collection:
         return out
 
     def search(self, queries: np.ndarray, k: Optional[int], radius: Optional[int],
-               spec: Optional[dict], with_payload: bool) -> list[SearchResult]:
+               spec: Optional[dict], with_payload: bool, max_hits: int = 2**62,
+               cap_field: Sequence[str] = ("radius",)) -> list[SearchResult]:
+        """k-NN (``k``) or range (``radius``) search under the payload filter ``spec``. A range
+        search answering more than ``max_hits`` hits over all its queries raises
+        :class:`TooManyHits` naming ``cap_field``."""
         allow = self.allowed_ids(spec)
         results: list[SearchResult] = []
         if k is not None:
@@ -410,15 +418,42 @@ class Collection:
                 keep = i_row >= 0
                 results.append(SearchResult(i_row[keep].tolist(), d_row[keep].tolist()))
         else:
-            lims, distances, labels = self.index.range_search(queries, radius, allow=allow)
-            for q in range(queries.shape[0]):
-                lo, hi = int(lims[q]), int(lims[q + 1])
-                results.append(SearchResult(labels[lo:hi].tolist(), distances[lo:hi].tolist()))
+            for lims, distances, labels in self._range_chunks(queries, radius, allow, max_hits, list(cap_field)):
+                for q in range(len(lims) - 1):
+                    lo, hi = int(lims[q]), int(lims[q + 1])
+                    results.append(SearchResult(labels[lo:hi].tolist(), distances[lo:hi].tolist()))
         if with_payload:
             found = self.payloads(i for r in results for i in r.ids)
             for r in results:
                 r.payloads = [found.get(i) for i in r.ids]
         return results
+
+    def _range_chunks(self, queries: np.ndarray, radius: int, allow: Optional[np.ndarray], max_hits: int,
+                      cap_field: list) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``range_search`` over consecutive chunks of the queries, stopping as soon as the hits
+        pass ``max_hits``: a large radius over a large collection must not build millions of
+        hits before being refused. A chunk is as large as the cap allows even if every query
+        matched every allowed item, and grows (doubling) while the queries seen so far match
+        few, so a batch of ordinary queries takes a few calls and the memory held past the cap
+        is at most one chunk's."""
+        nq = queries.shape[0]
+        population = int(self.index.ntotal) if allow is None else len(allow)
+        if allow is not None and nq > 1:
+            allow = de.IdSelector(allow)  # built once for every chunk
+        total, start, step, densest = 0, 0, max(1, max_hits // max(1, population)), 0
+        while start < nq:
+            lims, distances, labels = self.index.range_search(queries[start:start + step], radius, allow=allow)
+            total += len(labels)
+            if total > max_hits:
+                raise TooManyHits(cap_field, f"the range search found more than {max_hits} hits "
+                                             f"({total} in its first {start + len(lims) - 1} queries); lower the "
+                                             f"radius, add a filter, send fewer queries, or search with k")
+            yield lims, distances, labels
+            start += len(lims) - 1
+            densest = max(densest, int(np.diff(lims).max(initial=0)))
+            left = max_hits - total
+            grown = 2 * step if densest == 0 else min(2 * step, left // (2 * densest))
+            step = max(1, left // max(1, population), grown)
 
     def describe(self) -> dict:
         index = self.index

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
 import logging
 import threading
 import time
@@ -26,7 +27,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 import deephash_engine as de
 
 from .encoders import load_encoder
-from .store import FIELD_PATTERN, NAME_PATTERN, Collection, Store, StoreError
+from .store import FIELD_PATTERN, NAME_PATTERN, Collection, SearchResult, Store, StoreError
 from .uploads import read_upload
 
 _MAX_ID = 2**63 - 1
@@ -190,7 +191,7 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
             batch("inputs", len(inputs))
             return _encode(col, inputs)
         batch("codes", len(codes))
-        out = np.empty((len(codes), col.code_size), np.uint8)
+        raws = []
         for i, text in enumerate(codes):
             try:
                 raw = base64.b64decode(text, validate=True)
@@ -199,8 +200,9 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
             if len(raw) != col.code_size:
                 raise ServiceError(422, ["body", "codes", i],
                                    f"a code of {col.nbits} bits is {col.code_size} bytes, got {len(raw)}")
-            out[i] = np.frombuffer(raw, np.uint8)
-        return out
+            raws.append(raw)
+        # one copy of all the bytes (a numpy write per code cost more than the decoding)
+        return np.frombuffer(bytearray(b"".join(raws)), np.uint8).reshape(len(codes), col.code_size)
 
     @app.get("/health")
     def health() -> dict:
@@ -300,7 +302,7 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
         return {"removed": col.remove(body.ids)}
 
     def answer(col: Collection, queries: np.ndarray, k: Optional[int], radius: Optional[int],
-               spec: Optional[dict], with_payload: bool, max_hits: Optional[int]) -> JSONResponse:
+               spec: Optional[dict], with_payload: bool, max_hits: Optional[int]) -> Response:
         if (k is None) == (radius is None):
             raise ServiceError(422, ["body", "k"], "give exactly one of k and radius")
         if k is not None and k > limits.max_k:
@@ -311,17 +313,10 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
         cap, cap_field = (limits.max_range_hits, ["radius"]) if max_hits is None else (max_hits, ["max_hits"])
         results = col.search(queries, k, radius, spec, with_payload, cap, cap_field)
         metrics.queries.labels(col.name).inc(len(results))
-        out = []
-        for r in results:
-            entry: dict[str, Any] = {"ids": r.ids, "distances": r.distances}
-            if with_payload:
-                entry["payloads"] = r.payloads
-            out.append(entry)
-        # plain lists of ints: serialised directly, without FastAPI's response-model pass
-        return JSONResponse({"results": out})
+        return Response(_results_json(results, with_payload), media_type="application/json")
 
     @app.post("/collections/{name}/search", response_model=SearchResponse)
-    def search(name: str, body: SearchRequest) -> JSONResponse:
+    def search(name: str, body: SearchRequest) -> Response:
         col = collection(name)
         queries = decode(col, body.codes, body.inputs)
         return answer(col, queries, body.k, body.radius, body.filter, body.with_payload, body.max_hits)
@@ -331,7 +326,7 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
                       k: Optional[int] = Form(None, gt=0), radius: Optional[int] = Form(None, ge=0),
                       max_hits: Optional[int] = Form(None, gt=0, description="as in search"),
                       filter: Optional[str] = Form(None, description="the filter object as JSON text"),
-                      with_payload: bool = Form(False)) -> JSONResponse:
+                      with_payload: bool = Form(False)) -> Response:
         """Search with raw inputs uploaded as files, encoded by the collection's encoder: one .npy
         file (one query per row), or one or more PNG / JPEG images (one query per file, in order)."""
         col = collection(name)
@@ -353,6 +348,21 @@ def _check_ids(loc: str, ids: list[int], n: Optional[int]) -> None:
             raise ServiceError(422, ["body", loc, i], f"ids are in [0, 2**63 - 1], got {value}")
     if n is not None and len(set(ids)) != len(ids):
         raise ServiceError(422, ["body", loc], "ids repeat within the batch")
+
+
+def _results_json(results: list[SearchResult], with_payload: bool) -> bytes:
+    """The search answer's JSON, written directly: the repr of a list of ints is its JSON, and
+    formatting it is twice as fast as json.dumps over the same lists (at batch 100, k = 10,
+    this and the lists built by the store were a tenth of the service's time per request)."""
+    if with_payload:
+        entries = ['{"ids":%r,"distances":%r,"payloads":%s}' % (r.ids, r.distances, _json(r.payloads)) for r in results]
+    else:
+        entries = ['{"ids":%r,"distances":%r}' % (r.ids, r.distances) for r in results]
+    return ('{"results":[' + ",".join(entries) + "]}").encode()
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def _form_json(field: str, text: Optional[str], adapter: TypeAdapter):

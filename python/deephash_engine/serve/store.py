@@ -414,14 +414,16 @@ class Collection:
         results: list[SearchResult] = []
         if k is not None:
             distances, labels = self.index.search(queries, k, allow=allow)
-            for d_row, i_row in zip(distances, labels):
-                keep = i_row >= 0
-                results.append(SearchResult(i_row[keep].tolist(), d_row[keep].tolist()))
+            if labels.size and labels[:, -1].min() >= 0:  # every row full (padding, id -1, comes last)
+                results = [SearchResult(i, d) for i, d in zip(labels.tolist(), distances.tolist())]
+            else:
+                for d_row, i_row in zip(distances, labels):
+                    keep = i_row >= 0
+                    results.append(SearchResult(i_row[keep].tolist(), d_row[keep].tolist()))
         else:
             for lims, distances, labels in self._range_chunks(queries, radius, allow, max_hits, list(cap_field)):
-                for q in range(len(lims) - 1):
-                    lo, hi = int(lims[q]), int(lims[q + 1])
-                    results.append(SearchResult(labels[lo:hi].tolist(), distances[lo:hi].tolist()))
+                bounds, ids, dists = lims.tolist(), labels.tolist(), distances.tolist()
+                results += [SearchResult(ids[lo:hi], dists[lo:hi]) for lo, hi in zip(bounds, bounds[1:])]
         if with_payload:
             found = self.payloads(i for r in results for i in r.ids)
             for r in results:

@@ -110,7 +110,7 @@ def test_filters_select_the_matching_payloads(tmp_path, rng):
     assert col.allowed_ids(None) is None
 
     # the allow-list reaches the core: every hit satisfies the filter
-    results = col.search(_codes(rng, 3, 16), 20, None, {"colour": 1}, with_payload=True)
+    results = col.search(_codes(rng, 3, 16), 20, None, {"colour": 1}, with_payload=True).results()
     for r in results:
         assert len(r.ids) == len([i for i in range(20) if i % 3 == 1])
         assert all(p["colour"] == 1 for p in r.payloads)
@@ -128,7 +128,7 @@ def test_range_search_in_chunks_equals_one_call(tmp_path, rng, kind):
         lims, D, I = col.index.range_search(queries, radius, allow=allow)
         if len(I) > cap:
             continue
-        got = col.search(queries, None, radius, spec, False, max_hits=max(cap, len(I)))
+        got = col.search(queries, None, radius, spec, False, max_hits=max(cap, len(I))).results()
         assert [r.ids for r in got] == [I[lims[q]:lims[q + 1]].tolist() for q in range(200)]
         assert [r.distances for r in got] == [D[lims[q]:lims[q + 1]].tolist() for q in range(200)]
     lims, _, I = col.index.range_search(queries, 4, allow=None)

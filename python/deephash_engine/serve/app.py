@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 import logging
 import threading
 import time
@@ -27,7 +26,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 import deephash_engine as de
 
 from .encoders import load_encoder
-from .store import FIELD_PATTERN, NAME_PATTERN, Collection, SearchResult, Store, StoreError
+from .store import FIELD_PATTERN, NAME_PATTERN, Collection, Hits, Store, StoreError
 from .uploads import read_upload
 
 _MAX_ID = 2**63 - 1
@@ -311,9 +310,9 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
             raise ServiceError(422, ["body", "max_hits"],
                                f"max_hits is at most the server's limit, {limits.max_range_hits}, got {max_hits}")
         cap, cap_field = (limits.max_range_hits, ["radius"]) if max_hits is None else (max_hits, ["max_hits"])
-        results = col.search(queries, k, radius, spec, with_payload, cap, cap_field)
-        metrics.queries.labels(col.name).inc(len(results))
-        return Response(_results_json(results, with_payload), media_type="application/json")
+        hits = col.search(queries, k, radius, spec, with_payload, cap, cap_field)
+        metrics.queries.labels(col.name).inc(len(hits))
+        return Response(_results_json(hits), media_type="application/json")
 
     @app.post("/collections/{name}/search", response_model=SearchResponse)
     def search(name: str, body: SearchRequest) -> Response:
@@ -350,19 +349,42 @@ def _check_ids(loc: str, ids: list[int], n: Optional[int]) -> None:
         raise ServiceError(422, ["body", loc], "ids repeat within the batch")
 
 
-def _results_json(results: list[SearchResult], with_payload: bool) -> bytes:
-    """The search answer's JSON, written directly: the repr of a list of ints is its JSON, and
-    formatting it is twice as fast as json.dumps over the same lists (at batch 100, k = 10,
-    this and the lists built by the store were a tenth of the service's time per request)."""
-    if with_payload:
-        entries = ['{"ids":%r,"distances":%r,"payloads":%s}' % (r.ids, r.distances, _json(r.payloads)) for r in results]
-    else:
-        entries = ['{"ids":%r,"distances":%r}' % (r.ids, r.distances) for r in results]
+def _results_json(hits: Hits) -> bytes:
+    """The search answer's JSON, written without a Python object per hit: every id and distance
+    is turned to text at once (:func:`_decimal`), and each query's entry is a slice of that text
+    (with payloads, their stored JSON text)."""
+    ids_text, id_at = _decimal(hits.ids)
+    distances_text, distance_at = _decimal(hits.distances)
+    bounds, id_at, distance_at = hits.lims.tolist(), id_at.tolist(), distance_at.tolist()
+    entries = []
+    for lo, hi in zip(bounds, bounds[1:]):  # a slice [a:a - 1] of an empty entry is ""
+        entry = (f'{{"ids":[{ids_text[id_at[lo]:id_at[hi] - 1]}],'
+                 f'"distances":[{distances_text[distance_at[lo]:distance_at[hi] - 1]}]')
+        if hits.payloads is not None:
+            entry += ',"payloads":[' + ",".join("null" if p is None else p for p in hits.payloads[lo:hi]) + "]"
+        entries.append(entry + "}")
     return ('{"results":[' + ",".join(entries) + "]}").encode()
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_POWERS_OF_10 = 10 ** np.arange(1, 20, dtype=np.uint64)
+
+
+def _decimal(values: np.ndarray) -> tuple[str, np.ndarray]:
+    """Non-negative integers in decimal, each followed by a comma, as one string, and where each
+    one's text starts in it (n + 1 offsets: value i is ``text[at[i]:at[i + 1] - 1]``). Vectorised:
+    a few numpy passes over the values instead of a Python int and its repr per value."""
+    x = np.asarray(values).astype(np.uint64).ravel()
+    ndigits = 1 + np.searchsorted(_POWERS_OF_10, x, side="right")
+    width = int(ndigits.max(initial=1))
+    chars = np.empty((x.size, width + 1), np.uint8)
+    chars[:, width] = ord(",")
+    for column in range(width - 1, -1, -1):
+        chars[:, column] = ord("0") + x % 10
+        x = x // 10
+    used = np.arange(width + 1) >= (width - ndigits)[:, None]  # leading zeros dropped
+    at = np.zeros(x.size + 1, np.int64)
+    np.cumsum(ndigits + 1, out=at[1:])
+    return chars[used].tobytes().decode("ascii"), at
 
 
 def _form_json(field: str, text: Optional[str], adapter: TypeAdapter):

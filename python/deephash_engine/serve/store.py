@@ -163,6 +163,32 @@ class SearchResult:
     payloads: Optional[list[Any]] = None
 
 
+@dataclass
+class Hits:
+    """The hits of a batch of queries, flat: query q's are ``ids[lims[q]:lims[q + 1]]`` with their
+    ``distances``, in the core's (distance, id) order (no padding). ``payloads``, on request, holds
+    each hit's payload as its stored JSON text (None: no payload), so an answer can carry it
+    without parsing and writing it again."""
+
+    lims: np.ndarray
+    ids: np.ndarray
+    distances: np.ndarray
+    payloads: Optional[list[Optional[str]]] = None
+
+    def __len__(self) -> int:
+        return len(self.lims) - 1
+
+    def results(self) -> list[SearchResult]:
+        """One SearchResult per query, payloads parsed."""
+        bounds, ids, distances = self.lims.tolist(), self.ids.tolist(), self.distances.tolist()
+        out = []
+        for lo, hi in zip(bounds, bounds[1:]):
+            payloads = None if self.payloads is None else [
+                None if text is None else json.loads(text) for text in self.payloads[lo:hi]]
+            out.append(SearchResult(ids[lo:hi], distances[lo:hi], payloads))
+        return out
+
+
 class Collection:
     """One collection: its SQLite file, its index and its write lock."""
 
@@ -394,41 +420,46 @@ class Collection:
         rows = self._reader().execute(*filter_query(spec)).fetchall()
         return np.fromiter((r[0] for r in rows), np.int64, len(rows))
 
-    def payloads(self, ids: Iterable[int]) -> dict[int, Any]:
+    def payload_texts(self, ids: Iterable[int]) -> dict[int, Optional[str]]:
+        """The stored JSON text of each item's payload (None: none), by id."""
         ids = list(set(ids))
-        out: dict[int, Any] = {}
+        out: dict[int, Optional[str]] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
-            for item_id, payload in self._reader().execute(
-                    f"SELECT id, payload FROM items WHERE id IN ({', '.join('?' * len(chunk))})", chunk):
-                out[item_id] = None if payload is None else json.loads(payload)
+            out.update(self._reader().execute(
+                f"SELECT id, payload FROM items WHERE id IN ({', '.join('?' * len(chunk))})", chunk))
         return out
 
     def search(self, queries: np.ndarray, k: Optional[int], radius: Optional[int],
                spec: Optional[dict], with_payload: bool, max_hits: int = 2**62,
-               cap_field: Sequence[str] = ("radius",)) -> list[SearchResult]:
+               cap_field: Sequence[str] = ("radius",)) -> Hits:
         """k-NN (``k``) or range (``radius``) search under the payload filter ``spec``. A range
         search answering more than ``max_hits`` hits over all its queries raises
         :class:`TooManyHits` naming ``cap_field``."""
         allow = self.allowed_ids(spec)
-        results: list[SearchResult] = []
         if k is not None:
             distances, labels = self.index.search(queries, k, allow=allow)
             if labels.size and labels[:, -1].min() >= 0:  # every row full (padding, id -1, comes last)
-                results = [SearchResult(i, d) for i, d in zip(labels.tolist(), distances.tolist())]
+                hits = Hits(np.arange(0, labels.size + 1, labels.shape[1]), labels.ravel(), distances.ravel())
             else:
-                for d_row, i_row in zip(distances, labels):
-                    keep = i_row >= 0
-                    results.append(SearchResult(i_row[keep].tolist(), d_row[keep].tolist()))
+                keep = labels >= 0
+                lims = np.concatenate(([0], np.cumsum(keep.sum(axis=1))))
+                hits = Hits(lims, labels[keep], distances[keep])
         else:
-            for lims, distances, labels in self._range_chunks(queries, radius, allow, max_hits, list(cap_field)):
-                bounds, ids, dists = lims.tolist(), labels.tolist(), distances.tolist()
-                results += [SearchResult(ids[lo:hi], dists[lo:hi]) for lo, hi in zip(bounds, bounds[1:])]
+            lims, ids, dists, total = [np.zeros(1, np.int64)], [], [], 0
+            for chunk_lims, chunk_distances, chunk_labels in self._range_chunks(queries, radius, allow, max_hits,
+                                                                               list(cap_field)):
+                lims.append(np.asarray(chunk_lims[1:], np.int64) + total)
+                ids.append(chunk_labels)
+                dists.append(chunk_distances)
+                total += len(chunk_labels)
+            hits = Hits(np.concatenate(lims), np.concatenate(ids) if ids else np.zeros(0, np.int64),
+                        np.concatenate(dists) if dists else np.zeros(0, np.int32))
         if with_payload:
-            found = self.payloads(i for r in results for i in r.ids)
-            for r in results:
-                r.payloads = [found.get(i) for i in r.ids]
-        return results
+            ids = hits.ids.tolist()
+            texts = self.payload_texts(ids)
+            hits.payloads = [texts.get(i) for i in ids]  # an item deleted meanwhile: no payload
+        return hits
 
     def _range_chunks(self, queries: np.ndarray, radius: int, allow: Optional[np.ndarray], max_hits: int,
                       cap_field: list) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]:

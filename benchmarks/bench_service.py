@@ -236,6 +236,7 @@ def main() -> None:
         print(f"{row['index']}: bulk add {row['bulk_add_items_per_s']:.0f} items/s (batches of {row['add_batch']}); "
               f"single-item adds {sa['qps']:.0f}/s, p50 {sa['p50_ms']:.2f} ms, p99 {sa['p99_ms']:.2f} ms")
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"context": ctx, "args": vars(args), "rows": rows}, indent=2))
 
 

@@ -123,6 +123,14 @@ def test_adds_and_searches_by_uploaded_png_and_jpeg_images(client, server, rng):
     assert client.get("/collections/pics/items/12").json()["payload"] is None
     assert client.get("/collections/pics/items/14").json()["payload"] == {"n": 4}
 
+    # empty batches answer empty, as the JSON routes do
+    buffer = io.BytesIO()
+    np.save(buffer, images[:0])
+    assert client.post("/collections/pics/items/upload", files={"file": ("x.npy", buffer.getvalue())}).json() == {"ids": []}
+    assert client.post("/collections/pics/items", json={"inputs": []}).json() == {"ids": []}
+    assert client.post("/collections/pics/search/upload", files={"file": ("x.npy", buffer.getvalue())},
+                       data={"k": "1"}).json() == {"results": []}
+
     # a .npy upload adds too, with ids assigned
     buffer = io.BytesIO()
     np.save(buffer, images[4:])

@@ -406,8 +406,11 @@ def _encoder(col: Collection, loc: list):
 
 def _encode(col: Collection, inputs, loc: Optional[list] = None) -> np.ndarray:
     loc = loc or ["body", "inputs"]
+    encoder = _encoder(col, loc)
+    if len(inputs) == 0:  # nothing to encode (a model cannot run on an empty batch)
+        return np.empty((0, col.code_size), np.uint8)
     try:
-        return _encoder(col, loc).encode_inputs(inputs)
+        return encoder.encode_inputs(inputs)
     except (ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: torch on a misshapen image
         raise ServiceError(422, loc, str(exc)) from None
 

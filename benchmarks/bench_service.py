@@ -1,12 +1,15 @@
 """`deephash serve` on loopback beside the same index searched in-process.
 
 One run, same codes: the service (a subprocess on 127.0.0.1, one client with keep-alive) and an
-in-process FlatIndex / MIHIndex. Measures search throughput for batches of 1 and 100 queries
-(k = 10), p50 / p99 latency, the latency the service adds at batch 1, and the sustained add rate
-with durability on (every acknowledged batch committed with synchronous=FULL).
+in-process FlatIndex / MIHIndex, called alternately (one request, then the same queries
+in-process). Measures search throughput for batches of 1 and 100 queries (k = 10), p50 / p99
+latency, the latency the service adds at batch 1, the throughput with several concurrent clients
+(--clients), and the sustained add rate with durability on (every acknowledged batch committed
+with synchronous=FULL).
 
     python benchmarks/bench_service.py                       # 1M x 64-bit structured codes
     python benchmarks/bench_service.py --n 100000 --indexes flat --json out.json
+    python benchmarks/bench_service.py --clients 1            # one client only
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -71,6 +75,7 @@ class Lean:
     service, not a client library (httpx adds about 0.4 ms per request here)."""
 
     def __init__(self, url: str):
+        self.url = url
         host, port = url.rsplit("//", 1)[1].split(":")
         self.address = (host, int(port))
         self.conn = http.client.HTTPConnection(*self.address)
@@ -93,6 +98,43 @@ class Lean:
 def summary(samples: list[float], queries_per_call: int) -> dict:
     return {"p50_ms": 1e3 * percentile(samples, 50), "p99_ms": 1e3 * percentile(samples, 99),
             "qps": queries_per_call * len(samples) / sum(samples)}
+
+
+def interleaved(first, second, calls: int, warmup: int) -> tuple[list[float], list[float]]:
+    """Wall times of first(i) and second(i), alternated call by call: the service and the
+    in-process index see the same machine load (on a shared machine, timing one after the other
+    compared two different loads)."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for i in range(warmup + calls):
+        for fn, out in zip((first, second), times):
+            t0 = time.perf_counter()
+            fn(i)
+            if i >= warmup:
+                out.append(time.perf_counter() - t0)
+    return times
+
+
+def concurrent_qps(make_call, clients: int, calls: int, batch: int) -> float:
+    """Queries per second of ``clients`` threads, each making ``calls`` calls of make_call(c)
+    (after 5 warm-up calls), timed from a common start to the last one's end."""
+    start = threading.Barrier(clients + 1)
+
+    def client(c: int) -> None:
+        call = make_call(c)
+        for i in range(5):
+            call(i)
+        start.wait()
+        for i in range(calls):
+            call(i)
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    return clients * calls * batch / (time.perf_counter() - t0)
 
 
 def bench_index(http: httpx.Client, lean: Lean, kind: str, db: np.ndarray, queries: np.ndarray, args) -> dict:
@@ -120,13 +162,23 @@ def bench_index(http: httpx.Client, lean: Lean, kind: str, db: np.ndarray, queri
     for batch, calls in ((1, args.calls_b1), (100, args.calls_b100)):
         qs = [queries[(i * batch) % (len(queries) - batch):][:batch] for i in range(calls + 20)]
         bodies = [json.dumps({"codes": b64(q), "k": args.k}) for q in qs]
-        it_remote, it_local = iter(bodies), iter(qs)
-        remote = wall_times(lambda: lean.post(f"/collections/{name}/search", next(it_remote)), calls, warmup=20)
-        in_process = wall_times(lambda: local.search(next(it_local), args.k), calls, warmup=20)
+        remote, in_process = interleaved(lambda i: lean.post(f"/collections/{name}/search", bodies[i]),
+                                         lambda i: local.search(qs[i], args.k), calls, warmup=20)
         served, inproc = summary(remote, batch), summary(in_process, batch)
         out[f"batch{batch}"] = {"service": served, "in_process": inproc,
                                 "throughput_ratio": served["qps"] / inproc["qps"],
                                 "added_p50_ms": served["p50_ms"] - inproc["p50_ms"]}
+        if args.clients > 1:  # sustained throughput: requests overlap, as from a service's many callers
+            def remote_call(c):
+                conn = Lean(lean.url)
+                return lambda i: conn.post(f"/collections/{name}/search", bodies[(c * 7 + i) % len(bodies)])
+
+            each = max(1, calls // args.clients)
+            service_qps = concurrent_qps(remote_call, args.clients, each, batch)
+            local_qps = concurrent_qps(lambda c: lambda i: local.search(qs[(c * 7 + i) % len(qs)], args.k),
+                                       args.clients, each, batch)
+            out[f"batch{batch}"]["concurrent"] = {"clients": args.clients, "service_qps": service_qps,
+                                                  "in_process_qps": local_qps, "ratio": service_qps / local_qps}
     return out
 
 
@@ -141,6 +193,9 @@ def main() -> None:
     p.add_argument("--small-adds", type=int, default=300)
     p.add_argument("--calls-b1", type=int, default=2000)
     p.add_argument("--calls-b100", type=int, default=200)
+    p.add_argument("--clients", type=int, default=4,
+                   help="also measure throughput with this many concurrent clients (threads, one keep-alive "
+                        "connection each; the in-process index with as many calling threads); 1: skip")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
 
@@ -169,11 +224,19 @@ def main() -> None:
             s, i = r["service"], r["in_process"]
             print(f"{row['index']:6} {batch:5d} {s['qps']:12.0f} {i['qps']:12.0f} {r['throughput_ratio']:6.2f} "
                   f"{s['p50_ms']:10.3f} {s['p99_ms']:10.3f} {i['p50_ms']:11.3f} {r['added_p50_ms']:9.3f}")
+    if args.clients > 1:
+        print(f"\n{args.clients} concurrent clients (in-process: {args.clients} calling threads)")
+        print_table_header(f"{'index':6} {'batch':>5} {'service q/s':>12} {'in-proc q/s':>12} {'ratio':>6}")
+        for row in rows:
+            for batch in (1, 100):
+                c = row[f"batch{batch}"]["concurrent"]
+                print(f"{row['index']:6} {batch:5d} {c['service_qps']:12.0f} {c['in_process_qps']:12.0f} {c['ratio']:6.2f}")
     for row in rows:
         sa = row["single_add"]
         print(f"{row['index']}: bulk add {row['bulk_add_items_per_s']:.0f} items/s (batches of {row['add_batch']}); "
               f"single-item adds {sa['qps']:.0f}/s, p50 {sa['p50_ms']:.2f} ms, p99 {sa['p99_ms']:.2f} ms")
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"context": ctx, "args": vars(args), "rows": rows}, indent=2))
 
 

@@ -1,9 +1,9 @@
 """`make demo` step: serve the model trained by deep_demo.py over HTTP.
 
 Starts `deephash serve` on a free loopback port with a scratch data folder, creates a collection
-whose encoder is the trained run, adds Fashion-MNIST's 60,000 training images (encoded by the
-server), searches with a few test images uploaded as one .npy file and prints the hits with their
-labels, then stops the server.
+whose encoder is the trained run, adds Fashion-MNIST's 60,000 training images (uploaded as .npy
+files with their labels as payloads, encoded by the server), searches with a few test images
+uploaded as PNG files and prints the hits with their labels, then stops the server.
 
     python benchmarks/serve_demo.py [--run runs/demo] [--queries 5] [--k 5]
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import shutil
 import signal
@@ -44,6 +45,22 @@ def wait_ready(http, proc: subprocess.Popen) -> None:
         except httpx.TransportError:
             time.sleep(0.1)
     raise SystemExit("serve_demo: the server did not start in 60 s")
+
+
+def npy(array) -> bytes:
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def png(image) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def main(argv=None) -> int:
@@ -79,18 +96,18 @@ def main(argv=None) -> int:
                 images, labels = data.train_images, data.train_labels
                 for start in range(0, len(images), args.batch):
                     part = slice(start, start + args.batch)
-                    http.post("/collections/fashion/items", json={
-                        "inputs": images[part].tolist(),
-                        "payloads": [{"label": int(y)} for y in labels[part]],
-                    }).raise_for_status()
+                    payloads = json.dumps([{"label": int(y)} for y in labels[part]])
+                    http.post("/collections/fashion/items/upload", files={"file": ("train.npy", npy(images[part]))},
+                              data={"payloads": payloads}).raise_for_status()
                 count = http.get("/collections/fashion").json()["count"]
                 print(f"served: {count} training images added, encoded by the server with {args.run} "
                       f"({nbits} bits), {time.perf_counter() - t0:.1f} s")
                 pick = np.random.default_rng(0).choice(len(data.test_images), args.queries, replace=False)
-                upload = io.BytesIO()
-                np.save(upload, data.test_images[pick])
-                answer = http.post("/collections/fashion/search/upload", files={"file": ("queries.npy", upload.getvalue())},
-                                   data={"k": str(args.k), "with_payload": "true"}).json()
+                files = [("file", (f"test-{q}.png", png(data.test_images[q]))) for q in pick]
+                answer = http.post("/collections/fashion/search/upload", files=files,
+                                   data={"k": str(args.k), "with_payload": "true"})
+                answer.raise_for_status()
+                answer = answer.json()
                 for q, result in zip(pick, answer["results"]):
                     hits = ", ".join(f"{CLASSES[p['label']]} (d={d})"
                                      for p, d in zip(result["payloads"], result["distances"]))

@@ -1,4 +1,4 @@
-"""Helpers of the service tests (tests/service/): a real ``deephash serve`` in a subprocess on a
+"""Helpers of the service tests (tests/serve/): a real ``deephash serve`` in a subprocess on a
 free loopback port, stopped by its pid."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 
 MAX_BATCH = 100
 MAX_BODY = 200_000
+MAX_RANGE_HITS = 1000
 
 
 def free_port() -> int:
@@ -35,7 +36,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "deephash_engine.cli", "serve", "--data", str(data),
                "--host", "127.0.0.1", "--port", str(self.port), "--max-batch", str(MAX_BATCH),
-               "--max-body-bytes", str(MAX_BODY), "--snapshot-interval", str(snapshot_interval)]
+               "--max-body-bytes", str(MAX_BODY), "--max-range-hits", str(MAX_RANGE_HITS), "--snapshot-interval", str(snapshot_interval)]
         if token_file is not None:
             cmd += ["--token-file", str(token_file)]
         self.log = open(data.parent / f"server-{self.port}.log", "wb")

@@ -218,6 +218,8 @@ def _serve_parser(sub) -> None:
     p.add_argument("--max-body-bytes", dest="max_body_bytes", type=int, default=64 * 1024 * 1024)
     p.add_argument("--max-batch", dest="max_batch", type=int, default=10_000,
                    help="most codes, inputs or ids in one request")
+    p.add_argument("--max-range-hits", dest="max_range_hits", type=int, default=100_000,
+                   help="most hits a range search may answer over all its queries (more is refused with 422)")
     p.add_argument("--snapshot-interval", dest="snapshot_interval", type=float, default=60.0,
                    help="seconds between background snapshots (0: only on request and at shutdown)")
 
@@ -226,7 +228,7 @@ def _cmd_serve(args) -> int:
     try:
         import uvicorn
 
-        from deephash_engine.service.app import Limits, create_app
+        from deephash_engine.serve.app import Limits, create_app
     except ImportError as exc:
         raise ImportError(f"{exc}; install the service with: pip install 'deephash-engine[serve]'") from exc
     token = None
@@ -234,7 +236,7 @@ def _cmd_serve(args) -> int:
         token = Path(args.token_file).read_text().strip()
         if not token:
             raise ValueError(f"--token-file: {args.token_file} is empty")
-    limits = Limits(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch)
+    limits = Limits(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch, max_range_hits=args.max_range_hits)
     app = create_app(args.data, token=token, limits=limits, snapshot_interval=args.snapshot_interval)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import numpy as np
 import pytest
 
 import deephash_engine as de
-from deephash_engine.service.store import Conflict, NotFound, Store, StoreError, compile_filter
+from deephash_engine.serve.store import (Conflict, NotFound, Store, StoreError, TooManyHits, compile_filter,
+                                         filter_query)
 
 
 def _codes(rng, n, nbits=64):
@@ -107,14 +110,84 @@ def test_filters_select_the_matching_payloads(tmp_path, rng):
     assert col.allowed_ids(None) is None
 
     # the allow-list reaches the core: every hit satisfies the filter
-    results = col.search(_codes(rng, 3, 16), 20, None, {"colour": 1}, with_payload=True)
+    results = col.search(_codes(rng, 3, 16), 20, None, {"colour": 1}, with_payload=True).results()
     for r in results:
         assert len(r.ids) == len([i for i in range(20) if i % 3 == 1])
         assert all(p["colour"] == 1 for p in r.payloads)
 
 
+@pytest.mark.parametrize("kind", ["flat", "mih"])
+def test_range_search_in_chunks_equals_one_call(tmp_path, rng, kind):
+    """Range searches run in chunks of queries sized by the hit cap: same answer as one call of
+    the core, and refused as soon as the hits pass the cap."""
+    col = Store(tmp_path).create("c", 16, kind)
+    col.add(rng.integers(0, 256, size=(3000, 2), dtype=np.uint8), None, [{"odd": i % 2} for i in range(3000)])
+    queries = rng.integers(0, 256, size=(200, 2), dtype=np.uint8)
+    for radius, spec, cap in ((3, None, 10_000), (3, {"odd": 1}, 10_000), (5, None, 10**9), (0, None, 1)):
+        allow = col.allowed_ids(spec)
+        lims, D, I = col.index.range_search(queries, radius, allow=allow)
+        if len(I) > cap:
+            continue
+        got = col.search(queries, None, radius, spec, False, max_hits=max(cap, len(I))).results()
+        assert [r.ids for r in got] == [I[lims[q]:lims[q + 1]].tolist() for q in range(200)]
+        assert [r.distances for r in got] == [D[lims[q]:lims[q + 1]].tolist() for q in range(200)]
+    lims, _, I = col.index.range_search(queries, 4, allow=None)
+    with pytest.raises(TooManyHits) as err:
+        col.search(queries, None, 4, None, False, max_hits=len(I) - 1, cap_field=["max_hits"])
+    assert err.value.field == ["max_hits"] and f"more than {len(I) - 1} hits" in err.value.message
+    assert len(col.search(queries, None, 4, None, False, max_hits=len(I))) == 200
+
+
+def _plan(col, spec) -> str:
+    sql, params = filter_query(spec)
+    with sqlite3.connect(col.folder / "items.sqlite") as db:
+        return " | ".join(row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+
+
+def test_payload_indexes_serve_the_filters_on_their_field(tmp_path, rng):
+    store = Store(tmp_path)
+    col = store.create("c", 16, "flat", payload_indexes=["colour", "price"])
+    assert col.payload_indexes() == ["colour", "price"]
+    payloads = [{"colour": i % 3, "price": i / 2, "tag": "a" if i % 2 else None} for i in range(300)] + [None]
+    col.add(_codes(rng, 301, 16), None, payloads)
+
+    for spec in ({"colour": 2}, {"colour": {"in": [0, 1]}}, {"price": {"gte": 5, "lt": 9.5}}, {"price": {"gt": 140}},
+                 {"colour": 1, "tag": "a"}):
+        plan = _plan(col, spec)
+        field = next(iter(spec))
+        assert f"USING COVERING INDEX payload__{field}" in plan or f"USING INDEX payload__{field}" in plan, (spec, plan)
+    assert "SCAN items" in _plan(col, {"tag": "a"}) and "payload__" not in _plan(col, {"tag": "a"})
+
+    # the same answers with and without the index, null and absent fields included
+    specs = [{"colour": 2}, {"colour": {"in": [0, 1]}, "tag": "a"}, {"price": {"gte": 5, "lt": 9.5}},
+             {"price": {"gt": 140}}, {"tag": None}, {"colour": None}, {"price": 3}]
+    with_index = [sorted(col.allowed_ids(spec).tolist()) for spec in specs]
+    assert with_index[0] == [i for i in range(300) if i % 3 == 2]
+    assert with_index[4] == [i for i in range(300) if i % 2 == 0] and with_index[5] == [] and with_index[6] == [6]
+    col.create_payload_index("tag")
+    assert "payload__tag" in _plan(col, {"tag": None})
+    for field in ("colour", "price", "tag"):
+        col.drop_payload_index(field)
+    assert col.payload_indexes() == [] and "payload__" not in _plan(col, {"colour": 2})
+    assert [sorted(col.allowed_ids(spec).tolist()) for spec in specs] == with_index
+
+    # the index survives a restart; refusals name the field
+    assert col.create_payload_index("colour") and not col.create_payload_index("colour")
+    store.close()
+    assert Store(tmp_path).get("c").payload_indexes() == ["colour"]
+    with pytest.raises(StoreError) as err:
+        Store(tmp_path).get("c").create_payload_index("a'b")
+    assert err.value.field == ["field"]
+    with pytest.raises(NotFound):
+        Store(tmp_path).get("c").drop_payload_index("price")
+    with pytest.raises(StoreError) as err:
+        Store(tmp_path).create("d", 16, "flat", payload_indexes=["ok", "not ok"])
+    assert err.value.field == ["payload_indexes", 1]
+
+
 @pytest.mark.parametrize("spec, field", [
     ({"a.b": 1}, ["filter", "a.b"]),
+    ({"a\n": 1}, ["filter", "a\n"]),
     ({"a": {"in": []}}, ["filter", "a", "in"]),
     ({"a": {"gte": "x"}}, ["filter", "a", "gte"]),
     ({"a": {"like": 1}}, ["filter", "a", "like"]),

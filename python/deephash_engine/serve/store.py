@@ -35,6 +35,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 FIELD_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 INDEX_KINDS = ("flat", "mih")
 RANGE_OPERATORS = {"gte": ">=", "gt": ">", "lte": "<=", "lt": "<"}
+PAYLOAD_INDEX_PREFIX = "payload__"  # + the field: the SQLite name of a payload index
 _SNAPSHOT = re.compile(r"^snapshot-(\d+)\.dhi$")
 _SNAPSHOT_LEFTOVER = re.compile(r"^snapshot-\d+\.dhi\.tmp-[0-9-]+$")  # a save cut short by a crash
 
@@ -67,10 +68,14 @@ class Conflict(StoreError):
     status = 409
 
 
+class TooManyHits(StoreError):
+    """A range search whose answer would pass its cap (``max_hits`` or the server's limit)."""
+
+
 def check_name(name: str) -> str:
     """A collection name is also a folder name: letters, digits, '_' and '-', at most 64, never
     '.', '..' or anything with a separator."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise StoreError(["name"], f"collection name must match {NAME_PATTERN.pattern}, got {name!r}")
     return name
 
@@ -86,6 +91,20 @@ def _new_index(kind: str, nbits: int) -> de.BinaryIndex:
     return de.FlatIndex(nbits) if kind == "flat" else de.MIHIndex(nbits)
 
 
+def payload_expression(field: str) -> str:
+    """The SQL of a payload field's value. Filters and payload indexes both use this text (the
+    path a literal, not a parameter): SQLite uses an expression index only for a term whose
+    expression is the indexed one. ``field`` must match FIELD_PATTERN (checked by the callers), so
+    it cannot close the quoted path."""
+    return f"json_extract(payload, '$.{field}')"
+
+
+def check_field(where: list, field: Any) -> str:
+    if not isinstance(field, str) or not FIELD_PATTERN.fullmatch(field):
+        raise StoreError(where, f"field names must match {FIELD_PATTERN.pattern}, got {field!r}")
+    return field
+
+
 def compile_filter(spec: Optional[dict]) -> tuple[str, list[Any]]:
     """A payload filter as an SQL condition on ``items.payload`` and its parameters. Every field
     must hold: ``{"f": v}`` equality, ``{"f": {"in": [..]}}`` membership, ``{"f": {"gte": a,
@@ -97,17 +116,14 @@ def compile_filter(spec: Optional[dict]) -> tuple[str, list[Any]]:
     terms, params = [], []
     for field, cond in spec.items():
         where = ["filter", field]
-        if not FIELD_PATTERN.match(field):
-            raise StoreError(where, f"field names must match {FIELD_PATTERN.pattern}, got {field!r}")
-        path = f"$.{field}"
+        value_of = payload_expression(check_field(where, field))
         if not isinstance(cond, dict):
             _check_scalar(where, cond)
-            if cond is None:
-                terms.append("json_type(payload, ?) = 'null'")
-                params.append(path)
+            if cond is None:  # present and null (an absent field is NULL too; json_type tells them apart)
+                terms.append(f"{value_of} IS NULL AND json_type(payload, '$.{field}') = 'null'")
             else:
-                terms.append("json_extract(payload, ?) = ?")
-                params += [path, cond]
+                terms.append(f"{value_of} = ?")
+                params.append(cond)
             continue
         if not cond:
             raise StoreError(where, "an operator object needs at least one of in, gte, gt, lte, lt")
@@ -117,16 +133,22 @@ def compile_filter(spec: Optional[dict]) -> tuple[str, list[Any]]:
                     raise StoreError(where + ["in"], "'in' takes a non-empty list of values")
                 for i, v in enumerate(value):
                     _check_scalar(where + ["in", i], v)
-                terms.append(f"json_extract(payload, ?) IN ({', '.join('?' * len(value))})")
-                params += [path, *value]
+                terms.append(f"{value_of} IN ({', '.join('?' * len(value))})")
+                params += value
             elif op in RANGE_OPERATORS:
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise StoreError(where + [op], f"'{op}' takes a number, got {value!r}")
-                terms.append(f"json_extract(payload, ?) {RANGE_OPERATORS[op]} ?")
-                params += [path, value]
+                terms.append(f"{value_of} {RANGE_OPERATORS[op]} ?")
+                params.append(value)
             else:
                 raise StoreError(where + [op], f"unknown operator {op!r} (in, gte, gt, lte, lt)")
     return " AND ".join(terms), params
+
+
+def filter_query(spec: Optional[dict]) -> tuple[str, list[Any]]:
+    """The SQL that lists the ids a filter allows, and its parameters."""
+    where, params = compile_filter(spec)
+    return f"SELECT id FROM items WHERE {where}", params
 
 
 def _check_scalar(where: list, value: Any) -> None:
@@ -139,6 +161,32 @@ class SearchResult:
     ids: list[int]
     distances: list[int]
     payloads: Optional[list[Any]] = None
+
+
+@dataclass
+class Hits:
+    """The hits of a batch of queries, flat: query q's are ``ids[lims[q]:lims[q + 1]]`` with their
+    ``distances``, in the core's (distance, id) order (no padding). ``payloads``, on request, holds
+    each hit's payload as its stored JSON text (None: no payload), so an answer can carry it
+    without parsing and writing it again."""
+
+    lims: np.ndarray
+    ids: np.ndarray
+    distances: np.ndarray
+    payloads: Optional[list[Optional[str]]] = None
+
+    def __len__(self) -> int:
+        return len(self.lims) - 1
+
+    def results(self) -> list[SearchResult]:
+        """One SearchResult per query, payloads parsed."""
+        bounds, ids, distances = self.lims.tolist(), self.ids.tolist(), self.distances.tolist()
+        out = []
+        for lo, hi in zip(bounds, bounds[1:]):
+            payloads = None if self.payloads is None else [
+                None if text is None else json.loads(text) for text in self.payloads[lo:hi]]
+            out.append(SearchResult(ids[lo:hi], distances[lo:hi], payloads))
+        return out
 
 
 class Collection:
@@ -263,6 +311,7 @@ class Collection:
 
     def add(self, codes: np.ndarray, ids: Optional[Sequence[int]], payloads: Optional[Sequence[Any]]) -> list[int]:
         n = codes.shape[0]
+        texts = [None] * n if payloads is None else [_payload_text(row, p) for row, p in enumerate(payloads)]
         with self._lock:
             self._check_open()
             if ids is None:
@@ -275,8 +324,7 @@ class Collection:
             seq = self.seq + 1
             next_id = max([self.next_id] + [i + 1 for i in new_ids])
             rows = [
-                (item_id, codes[row].tobytes(), None if payloads is None else json.dumps(payloads[row]), seq)
-                for row, item_id in enumerate(new_ids)
+                (item_id, codes[row].tobytes(), texts[row], seq) for row, item_id in enumerate(new_ids)
             ]
             with self._transaction():
                 self._db.executemany("INSERT INTO items VALUES (?, ?, ?, ?)", rows)
@@ -331,6 +379,33 @@ class Collection:
                 f"SELECT id FROM items WHERE id IN ({', '.join('?' * len(chunk))})", chunk)]
         return sorted(set(found))
 
+    # -- payload indexes ---------------------------------------------------------------------
+
+    def payload_indexes(self) -> list[str]:
+        """The payload fields with an index: SQLite's schema is the record (no copy to disagree)."""
+        rows = self._db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'items'")
+        return sorted(name[len(PAYLOAD_INDEX_PREFIX):] for (name,) in rows if name.startswith(PAYLOAD_INDEX_PREFIX))
+
+    def create_payload_index(self, field: str) -> bool:
+        """An SQLite expression index on the field's value (:func:`payload_expression`), so a
+        filter on it reads only the matching rows instead of parsing every payload; False when
+        it exists already. Built under the write lock (a few seconds per million items)."""
+        check_field(["field"], field)
+        with self._lock:
+            self._check_open()
+            if field in self.payload_indexes():
+                return False
+            self._db.execute(f"CREATE INDEX {PAYLOAD_INDEX_PREFIX}{field} ON items ({payload_expression(field)})")
+            return True
+
+    def drop_payload_index(self, field: str) -> None:
+        check_field(["field"], field)
+        with self._lock:
+            self._check_open()
+            if field not in self.payload_indexes():
+                raise NotFound(["field"], f"no payload index on {field!r} in collection {self.name!r}")
+            self._db.execute(f"DROP INDEX {PAYLOAD_INDEX_PREFIX}{field}")
+
     # -- reads -------------------------------------------------------------------------------
 
     def get(self, item_id: int) -> dict:
@@ -342,46 +417,83 @@ class Collection:
     def allowed_ids(self, spec: Optional[dict]) -> Optional[np.ndarray]:
         if not spec:
             return None
-        where, params = compile_filter(spec)
-        rows = self._reader().execute(f"SELECT id FROM items WHERE {where}", params).fetchall()
+        rows = self._reader().execute(*filter_query(spec)).fetchall()
         return np.fromiter((r[0] for r in rows), np.int64, len(rows))
 
-    def payloads(self, ids: Iterable[int]) -> dict[int, Any]:
+    def payload_texts(self, ids: Iterable[int]) -> dict[int, Optional[str]]:
+        """The stored JSON text of each item's payload (None: none), by id."""
         ids = list(set(ids))
-        out: dict[int, Any] = {}
+        out: dict[int, Optional[str]] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
-            for item_id, payload in self._reader().execute(
-                    f"SELECT id, payload FROM items WHERE id IN ({', '.join('?' * len(chunk))})", chunk):
-                out[item_id] = None if payload is None else json.loads(payload)
+            out.update(self._reader().execute(
+                f"SELECT id, payload FROM items WHERE id IN ({', '.join('?' * len(chunk))})", chunk))
         return out
 
     def search(self, queries: np.ndarray, k: Optional[int], radius: Optional[int],
-               spec: Optional[dict], with_payload: bool) -> list[SearchResult]:
+               spec: Optional[dict], with_payload: bool, max_hits: int = 2**62,
+               cap_field: Sequence[str] = ("radius",)) -> Hits:
+        """k-NN (``k``) or range (``radius``) search under the payload filter ``spec``. A range
+        search answering more than ``max_hits`` hits over all its queries raises
+        :class:`TooManyHits` naming ``cap_field``."""
         allow = self.allowed_ids(spec)
-        results: list[SearchResult] = []
         if k is not None:
             distances, labels = self.index.search(queries, k, allow=allow)
-            for d_row, i_row in zip(distances, labels):
-                keep = i_row >= 0
-                results.append(SearchResult(i_row[keep].tolist(), d_row[keep].tolist()))
+            if labels.size and labels[:, -1].min() >= 0:  # every row full (padding, id -1, comes last)
+                hits = Hits(np.arange(0, labels.size + 1, labels.shape[1]), labels.ravel(), distances.ravel())
+            else:
+                keep = labels >= 0
+                lims = np.concatenate(([0], np.cumsum(keep.sum(axis=1))))
+                hits = Hits(lims, labels[keep], distances[keep])
         else:
-            lims, distances, labels = self.index.range_search(queries, radius, allow=allow)
-            for q in range(queries.shape[0]):
-                lo, hi = int(lims[q]), int(lims[q + 1])
-                results.append(SearchResult(labels[lo:hi].tolist(), distances[lo:hi].tolist()))
+            lims, ids, dists, total = [np.zeros(1, np.int64)], [], [], 0
+            for chunk_lims, chunk_distances, chunk_labels in self._range_chunks(queries, radius, allow, max_hits,
+                                                                               list(cap_field)):
+                lims.append(np.asarray(chunk_lims[1:], np.int64) + total)
+                ids.append(chunk_labels)
+                dists.append(chunk_distances)
+                total += len(chunk_labels)
+            hits = Hits(np.concatenate(lims), np.concatenate(ids) if ids else np.zeros(0, np.int64),
+                        np.concatenate(dists) if dists else np.zeros(0, np.int32))
         if with_payload:
-            found = self.payloads(i for r in results for i in r.ids)
-            for r in results:
-                r.payloads = [found.get(i) for i in r.ids]
-        return results
+            ids = hits.ids.tolist()
+            texts = self.payload_texts(ids)
+            hits.payloads = [texts.get(i) for i in ids]  # an item deleted meanwhile: no payload
+        return hits
+
+    def _range_chunks(self, queries: np.ndarray, radius: int, allow: Optional[np.ndarray], max_hits: int,
+                      cap_field: list) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``range_search`` over consecutive chunks of the queries, stopping as soon as the hits
+        pass ``max_hits``: a large radius over a large collection must not build millions of
+        hits before being refused. A chunk is as large as the cap allows even if every query
+        matched every allowed item, and grows (doubling) while the queries seen so far match
+        few, so a batch of ordinary queries takes a few calls and the memory held past the cap
+        is at most one chunk's."""
+        nq = queries.shape[0]
+        population = int(self.index.ntotal) if allow is None else len(allow)
+        if allow is not None and nq > 1:
+            allow = de.IdSelector(allow)  # built once for every chunk
+        total, start, step, densest = 0, 0, max(1, max_hits // max(1, population)), 0
+        while start < nq:
+            lims, distances, labels = self.index.range_search(queries[start:start + step], radius, allow=allow)
+            total += len(labels)
+            if total > max_hits:
+                raise TooManyHits(cap_field, f"the range search found more than {max_hits} hits "
+                                             f"({total} in its first {start + len(lims) - 1} queries); lower the "
+                                             f"radius, add a filter, send fewer queries, or search with k")
+            yield lims, distances, labels
+            start += len(lims) - 1
+            densest = max(densest, int(np.diff(lims).max(initial=0)))
+            left = max_hits - total
+            grown = 2 * step if densest == 0 else min(2 * step, left // (2 * densest))
+            step = max(1, left // max(1, population), grown)
 
     def describe(self) -> dict:
         index = self.index
         info: dict[str, Any] = {
             "name": self.name, "nbits": self.nbits, "index": self.kind, "encoder": self.encoder,
             "count": int(index.ntotal), "next_id": self.next_id, "seq": self.seq,
-            "snapshot_seq": self.snapshot_seq,
+            "snapshot_seq": self.snapshot_seq, "payload_indexes": self.payload_indexes(),
         }
         if isinstance(index, de.MIHIndex):
             info["memory_bytes"] = int(index.memory_usage())
@@ -393,6 +505,17 @@ class Collection:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _payload_text(row: int, payload: Any) -> Optional[str]:
+    """A payload as strict JSON: SQLite's JSON functions reject NaN and infinities (a filter over
+    such a row, or a payload index, would fail on it), so they are refused here."""
+    if payload is None:
+        return None
+    try:
+        return json.dumps(payload, allow_nan=False)
+    except ValueError:
+        raise StoreError(["payloads", row], "payloads are JSON: NaN and infinities are not allowed") from None
 
 
 def _add(index: de.BinaryIndex, codes: np.ndarray, ids: list[int]) -> None:
@@ -424,8 +547,11 @@ class Store:
             raise StoreError(["name"], f"collection name {name!r} leaves the data folder")
         return folder
 
-    def create(self, name: str, nbits: int, index: str, encoder: Optional[str] = None) -> Collection:
+    def create(self, name: str, nbits: int, index: str, encoder: Optional[str] = None,
+               payload_indexes: Sequence[str] = ()) -> Collection:
         folder = self._folder(name)
+        for i, field in enumerate(payload_indexes):
+            check_field(["payload_indexes", i], field)
         if nbits <= 0 or nbits % 8:
             raise StoreError(["nbits"], f"nbits must be a positive multiple of 8, got {nbits}")
         if index not in INDEX_KINDS:
@@ -436,6 +562,8 @@ class Store:
             folder.mkdir()
             try:
                 collection = Collection(folder, {"nbits": nbits, "index": index, "encoder": encoder})
+                for field in payload_indexes:
+                    collection.create_payload_index(field)
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise

@@ -10,37 +10,43 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 import logging
 import threading
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import numpy as np
 from fastapi import FastAPI, File, Form, Path, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 import deephash_engine as de
 
 from .encoders import load_encoder
-from .store import NAME_PATTERN, Collection, Store, StoreError
+from .store import FIELD_PATTERN, NAME_PATTERN, Collection, Hits, Store, StoreError
+from .uploads import read_upload
 
 _MAX_ID = 2**63 - 1
 MERGE_INTERVAL = 1.0  # seconds between merges of MIH tails
+UPLOAD_FILES = "one .npy file of raw inputs (one per row), or one or more PNG / JPEG images of the encoder's size"
+_IDS = TypeAdapter(list[int])
+_PAYLOADS = TypeAdapter(list[Optional[dict[str, Any]]])
+_FILTER = TypeAdapter(Optional[dict[str, Any]])
 
 
 @dataclass(frozen=True)
 class Limits:
     """Request limits: bodies past ``max_body_bytes`` and batches past ``max_batch`` items or
-    queries get 413; ``max_k`` bounds k (422 past it)."""
+    queries get 413; ``max_k`` bounds k (422 past it); a range search answering more than
+    ``max_range_hits`` hits in all is refused (422)."""
 
     max_body_bytes: int = 64 * 1024 * 1024
     max_batch: int = 10_000
     max_k: int = 10_000
+    max_range_hits: int = 100_000
 
 
 class CreateCollection(BaseModel):
@@ -51,6 +57,13 @@ class CreateCollection(BaseModel):
     encoder: Optional[str] = Field(
         None, description="relative to the data folder: a saved unsupervised hasher file, or the folder of a "
                           "finished 'deephash train' run")
+    payload_indexes: list[Annotated[str, Field(pattern=FIELD_PATTERN.pattern)]] = Field(
+        default_factory=list, description="payload fields to index in SQLite, so filters on them read only the "
+                                          "matching rows")
+
+
+class PayloadIndex(BaseModel):
+    field: str = Field(pattern=FIELD_PATTERN.pattern, description="a top-level payload field")
 
 
 class AddItems(BaseModel):
@@ -71,6 +84,9 @@ class SearchRequest(BaseModel):
     inputs: Optional[list[Any]] = Field(None, description="raw inputs, as in adds")
     k: Optional[int] = Field(None, gt=0)
     radius: Optional[int] = Field(None, ge=0)
+    max_hits: Optional[int] = Field(None, gt=0, description="range searches: refuse (422) an answer of more than "
+                                                           "this many hits over all queries; at most the server's "
+                                                           "limit, which applies without it")
     filter: Optional[dict[str, Any]] = None
     with_payload: bool = False
 
@@ -174,7 +190,7 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
             batch("inputs", len(inputs))
             return _encode(col, inputs)
         batch("codes", len(codes))
-        out = np.empty((len(codes), col.code_size), np.uint8)
+        raws = []
         for i, text in enumerate(codes):
             try:
                 raw = base64.b64decode(text, validate=True)
@@ -183,8 +199,9 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
             if len(raw) != col.code_size:
                 raise ServiceError(422, ["body", "codes", i],
                                    f"a code of {col.nbits} bits is {col.code_size} bytes, got {len(raw)}")
-            out[i] = np.frombuffer(raw, np.uint8)
-        return out
+            raws.append(raw)
+        # one copy of all the bytes (a numpy write per code cost more than the decoding)
+        return np.frombuffer(bytearray(b"".join(raws)), np.uint8).reshape(len(codes), col.code_size)
 
     @app.get("/health")
     def health() -> dict:
@@ -200,7 +217,7 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
     def create_collection(body: CreateCollection) -> dict:
         if body.encoder is not None:
             load_encoder(store.root, body.encoder, body.nbits)  # refuse a bad encoder up front
-        return store.create(body.name, body.nbits, body.index, body.encoder).describe()
+        return store.create(body.name, body.nbits, body.index, body.encoder, body.payload_indexes).describe()
 
     @app.get("/collections")
     def list_collections() -> dict:
@@ -216,18 +233,59 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
         store.drop(name)
         return {"dropped": name}
 
+    def add_checked(col: Collection, codes: np.ndarray, ids: Optional[list[int]],
+                    payloads: Optional[list[Optional[dict]]]) -> dict:
+        n = codes.shape[0]
+        if ids is not None:
+            _check_ids("ids", ids, n)
+        if payloads is not None and len(payloads) != n:
+            raise ServiceError(422, ["body", "payloads"], f"{len(payloads)} payloads for {n} codes")
+        if n == 0:
+            return {"ids": []}
+        return {"ids": col.add(codes, ids, payloads)}
+
+    def uploaded(col: Collection, files: list[UploadFile]) -> np.ndarray:
+        """The codes of uploaded raw inputs (one .npy file, or PNG / JPEG images)."""
+        encoder = _encoder(col, ["body", "file"])
+        batch("file", len(files))
+        inputs = read_upload([(f.filename or f"file {i}", f.file) for i, f in enumerate(files)], encoder.image_shape)
+        batch("file", inputs.shape[0])
+        return _encode(col, inputs, ["body", "file"])
+
+    @app.post("/collections/{name}/payload_indexes", status_code=201)
+    def create_payload_index(name: str, body: PayloadIndex, response: Response) -> dict:
+        """Index a payload field (an SQLite expression index), so filters on it read only the
+        matching rows; 200 when the index exists already."""
+        col = collection(name)
+        if not col.create_payload_index(body.field):
+            response.status_code = 200
+        return {"payload_indexes": col.payload_indexes()}
+
+    @app.delete("/collections/{name}/payload_indexes/{field}")
+    def drop_payload_index(name: str, field: str) -> dict:
+        col = collection(name)
+        try:
+            col.drop_payload_index(field)
+        except StoreError as exc:
+            raise type(exc)(["path", "field"], exc.message) from None
+        return {"payload_indexes": col.payload_indexes()}
+
     @app.post("/collections/{name}/items")
     def add_items(name: str, body: AddItems) -> dict:
         col = collection(name)
-        codes = decode(col, body.codes, body.inputs)
-        n = codes.shape[0]
-        if body.ids is not None:
-            _check_ids("ids", body.ids, n)
-        if body.payloads is not None and len(body.payloads) != n:
-            raise ServiceError(422, ["body", "payloads"], f"{len(body.payloads)} payloads for {n} codes")
-        if n == 0:
-            return {"ids": []}
-        return {"ids": col.add(codes, body.ids, body.payloads)}
+        return add_checked(col, decode(col, body.codes, body.inputs), body.ids, body.payloads)
+
+    @app.post("/collections/{name}/items/upload")
+    def add_items_upload(name: str, file: list[UploadFile] = File(description=UPLOAD_FILES),
+                         ids: Optional[str] = Form(None, description="JSON list of ids, one per input (else assigned)"),
+                         payloads: Optional[str] = Form(None, description="JSON list of payload objects (or null), "
+                                                                          "one per input")) -> dict:
+        """Add raw inputs uploaded as files, encoded by the collection's encoder: one .npy file
+        (one input per row), or one or more PNG / JPEG images (one item per file, in order)."""
+        col = collection(name)
+        id_list = _form_json("ids", ids, _IDS)
+        payload_list = _form_json("payloads", payloads, _PAYLOADS)
+        return add_checked(col, uploaded(col, file), id_list, payload_list)
 
     @app.get("/collections/{name}/items/{item_id}")
     def get_item(name: str, item_id: int = Path(ge=0, le=_MAX_ID)) -> dict:
@@ -243,43 +301,36 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
         return {"removed": col.remove(body.ids)}
 
     def answer(col: Collection, queries: np.ndarray, k: Optional[int], radius: Optional[int],
-               spec: Optional[dict], with_payload: bool) -> JSONResponse:
+               spec: Optional[dict], with_payload: bool, max_hits: Optional[int]) -> Response:
         if (k is None) == (radius is None):
             raise ServiceError(422, ["body", "k"], "give exactly one of k and radius")
         if k is not None and k > limits.max_k:
             raise ServiceError(422, ["body", "k"], f"k is at most {limits.max_k}, got {k}")
-        results = col.search(queries, k, radius, spec, with_payload)
-        metrics.queries.labels(col.name).inc(len(results))
-        out = []
-        for r in results:
-            entry: dict[str, Any] = {"ids": r.ids, "distances": r.distances}
-            if with_payload:
-                entry["payloads"] = r.payloads
-            out.append(entry)
-        # plain lists of ints: serialised directly, without FastAPI's response-model pass
-        return JSONResponse({"results": out})
+        if max_hits is not None and max_hits > limits.max_range_hits:
+            raise ServiceError(422, ["body", "max_hits"],
+                               f"max_hits is at most the server's limit, {limits.max_range_hits}, got {max_hits}")
+        cap, cap_field = (limits.max_range_hits, ["radius"]) if max_hits is None else (max_hits, ["max_hits"])
+        hits = col.search(queries, k, radius, spec, with_payload, cap, cap_field)
+        metrics.queries.labels(col.name).inc(len(hits))
+        return Response(_results_json(hits), media_type="application/json")
 
     @app.post("/collections/{name}/search", response_model=SearchResponse)
-    def search(name: str, body: SearchRequest) -> JSONResponse:
+    def search(name: str, body: SearchRequest) -> Response:
         col = collection(name)
         queries = decode(col, body.codes, body.inputs)
-        return answer(col, queries, body.k, body.radius, body.filter, body.with_payload)
+        return answer(col, queries, body.k, body.radius, body.filter, body.with_payload, body.max_hits)
 
     @app.post("/collections/{name}/search/upload", response_model=SearchResponse)
-    def search_upload(name: str, file: UploadFile = File(description=".npy file of the queries' raw inputs"),
+    def search_upload(name: str, file: list[UploadFile] = File(description=UPLOAD_FILES),
                       k: Optional[int] = Form(None, gt=0), radius: Optional[int] = Form(None, ge=0),
+                      max_hits: Optional[int] = Form(None, gt=0, description="as in search"),
                       filter: Optional[str] = Form(None, description="the filter object as JSON text"),
-                      with_payload: bool = Form(False)) -> JSONResponse:
-        """Search with raw inputs uploaded as one .npy file (uint8 images or feature vectors),
-        encoded by the collection's encoder."""
+                      with_payload: bool = Form(False)) -> Response:
+        """Search with raw inputs uploaded as files, encoded by the collection's encoder: one .npy
+        file (one query per row), or one or more PNG / JPEG images (one query per file, in order)."""
         col = collection(name)
-        inputs = _read_npy(file.file)
-        batch("file", inputs.shape[0] if inputs.ndim else 0)
-        try:
-            spec = None if filter is None else json.loads(filter)
-        except ValueError:
-            raise ServiceError(422, ["body", "filter"], "not valid JSON") from None
-        return answer(col, _encode(col, inputs), k, radius, spec, with_payload)
+        spec = _form_json("filter", filter, _FILTER)
+        return answer(col, uploaded(col, file), k, radius, spec, with_payload, max_hits)
 
     @app.post("/collections/{name}/snapshot")
     def snapshot(name: str) -> dict:
@@ -298,40 +349,70 @@ def _check_ids(loc: str, ids: list[int], n: Optional[int]) -> None:
         raise ServiceError(422, ["body", loc], "ids repeat within the batch")
 
 
-def _read_npy(stream) -> np.ndarray:
-    """An uploaded .npy file, read without pickles; the header's shape must fit the bytes that
-    follow it (a small file cannot make the server allocate what its header claims)."""
-    fmt = np.lib.format
+def _results_json(hits: Hits) -> bytes:
+    """The search answer's JSON, written without a Python object per hit: every id and distance
+    is turned to text at once (:func:`_decimal`), and each query's entry is a slice of that text
+    (with payloads, their stored JSON text)."""
+    ids_text, id_at = _decimal(hits.ids)
+    distances_text, distance_at = _decimal(hits.distances)
+    bounds, id_at, distance_at = hits.lims.tolist(), id_at.tolist(), distance_at.tolist()
+    entries = []
+    for lo, hi in zip(bounds, bounds[1:]):  # a slice [a:a - 1] of an empty entry is ""
+        entry = (f'{{"ids":[{ids_text[id_at[lo]:id_at[hi] - 1]}],'
+                 f'"distances":[{distances_text[distance_at[lo]:distance_at[hi] - 1]}]')
+        if hits.payloads is not None:
+            entry += ',"payloads":[' + ",".join("null" if p is None else p for p in hits.payloads[lo:hi]) + "]"
+        entries.append(entry + "}")
+    return ('{"results":[' + ",".join(entries) + "]}").encode()
+
+
+_POWERS_OF_10 = 10 ** np.arange(1, 20, dtype=np.uint64)
+
+
+def _decimal(values: np.ndarray) -> tuple[str, np.ndarray]:
+    """Non-negative integers in decimal, each followed by a comma, as one string, and where each
+    one's text starts in it (n + 1 offsets: value i is ``text[at[i]:at[i + 1] - 1]``). Vectorised:
+    a few numpy passes over the values instead of a Python int and its repr per value."""
+    x = np.asarray(values).astype(np.uint64).ravel()
+    ndigits = 1 + np.searchsorted(_POWERS_OF_10, x, side="right")
+    width = int(ndigits.max(initial=1))
+    chars = np.empty((x.size, width + 1), np.uint8)
+    chars[:, width] = ord(",")
+    for column in range(width - 1, -1, -1):
+        chars[:, column] = ord("0") + x % 10
+        x = x // 10
+    used = np.arange(width + 1) >= (width - ndigits)[:, None]  # leading zeros dropped
+    at = np.zeros(x.size + 1, np.int64)
+    np.cumsum(ndigits + 1, out=at[1:])
+    return chars[used].tobytes().decode("ascii"), at
+
+
+def _form_json(field: str, text: Optional[str], adapter: TypeAdapter):
+    """A multipart form field holding JSON text, validated as the JSON routes validate it."""
+    if text is None:
+        return None
     try:
-        stream.seek(0, 2)
-        size = stream.tell()
-        stream.seek(0)
-        version = fmt.read_magic(stream)
-        if version not in ((1, 0), (2, 0)):
-            raise ValueError(f"format version {version} is not read here (1.0 and 2.0 are)")
-        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-        shape, _, dtype = read_header(stream)
-        if dtype.hasobject:
-            raise ValueError("object arrays are refused")
-        if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > size - stream.tell():
-            raise ValueError(f"the header's shape {shape} needs more bytes than the file holds")
-        stream.seek(0)
-        array = np.load(stream, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise ServiceError(422, ["body", "file"], f"not a readable .npy file: {exc}") from None
-    if array.ndim < 2:
-        raise ServiceError(422, ["body", "file"], "expected an array of inputs, one per row")
-    return array
+        return adapter.validate_json(text)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        raise ServiceError(422, ["body", field, *error["loc"]], f"{error['msg']} (JSON text expected)") from None
 
 
-def _encode(col: Collection, inputs) -> np.ndarray:
+def _encoder(col: Collection, loc: list):
     if col.encoder is None:
-        raise ServiceError(422, ["body", "inputs"], f"collection {col.name!r} has no encoder; send codes")
-    encoder = load_encoder(col.folder.parent, col.encoder, col.nbits)
+        raise ServiceError(422, loc, f"collection {col.name!r} has no encoder; send codes")
+    return load_encoder(col.folder.parent, col.encoder, col.nbits)
+
+
+def _encode(col: Collection, inputs, loc: Optional[list] = None) -> np.ndarray:
+    loc = loc or ["body", "inputs"]
+    encoder = _encoder(col, loc)
+    if len(inputs) == 0:  # nothing to encode (a model cannot run on an empty batch)
+        return np.empty((0, col.code_size), np.uint8)
     try:
         return encoder.encode_inputs(inputs)
     except (ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: torch on a misshapen image
-        raise ServiceError(422, ["body", "inputs"], str(exc)) from None
+        raise ServiceError(422, loc, str(exc)) from None
 
 
 class _Guard:

@@ -7,7 +7,7 @@ import itertools
 
 import numpy as np
 import pytest
-from http_service import MAX_BATCH, MAX_BODY, b64
+from http_service import MAX_BATCH, MAX_BODY, MAX_RANGE_HITS, b64
 
 import deephash_engine as de
 
@@ -132,6 +132,34 @@ def test_oversized_bodies_get_413(client, name):
     assert response.status_code == 413
 
 
+def test_payloads_must_be_strict_json(client, name):
+    body = '{"codes": ["AAAAAAAAAAA="], "payloads": [{"x": NaN}]}'
+    response = client.post(f"/collections/{name}/items", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422 and _loc(response) == ["body", "payloads", 0]
+    assert client.get(f"/collections/{name}").json()["count"] == 0
+
+
+def test_payload_indexes_are_created_listed_and_dropped(client):
+    n = next(_names)
+    created = client.post("/collections", json={"name": n, "nbits": 16, "payload_indexes": ["colour"]})
+    assert created.status_code == 201 and created.json()["payload_indexes"] == ["colour"]
+    added = client.post(f"/collections/{n}/payload_indexes", json={"field": "price"})
+    assert added.status_code == 201 and added.json() == {"payload_indexes": ["colour", "price"]}
+    again = client.post(f"/collections/{n}/payload_indexes", json={"field": "price"})
+    assert again.status_code == 200 and again.json() == {"payload_indexes": ["colour", "price"]}
+    assert client.get(f"/collections/{n}").json()["payload_indexes"] == ["colour", "price"]
+    assert client.delete(f"/collections/{n}/payload_indexes/colour").json() == {"payload_indexes": ["price"]}
+    missing = client.delete(f"/collections/{n}/payload_indexes/colour")
+    assert missing.status_code == 404 and _loc(missing) == ["path", "field"]
+    bad = client.post(f"/collections/{n}/payload_indexes", json={"field": "a'b"})
+    assert bad.status_code == 422 and _loc(bad) == ["body", "field"]
+    assert client.post("/collections/nope/payload_indexes", json={"field": "a"}).status_code == 404
+    refused = client.post("/collections", json={"name": "ok", "nbits": 16, "payload_indexes": ["fine", "a.b"]})
+    assert refused.status_code == 422 and _loc(refused) == ["body", "payload_indexes", 1]
+    assert client.get("/collections/ok").status_code == 404
+    client.delete(f"/collections/{n}")
+
+
 def test_duplicate_ids_conflict(client, name, rng):
     client.post(f"/collections/{name}/items", json={"codes": b64(_codes(rng, 1)), "ids": [5]})
     response = client.post(f"/collections/{name}/items", json={"codes": b64(_codes(rng, 2)), "ids": [6, 5]})
@@ -145,10 +173,10 @@ def test_unknown_collection_is_404(client):
     assert client.get("/collections/nope/items/1").status_code == 404
 
 
-@pytest.mark.parametrize("kind", ["flat", "mih"])
-def test_search_equals_the_core(client, rng, kind):
+@pytest.mark.parametrize("kind, indexed", [("flat", []), ("mih", []), ("flat", ["colour", "price", "tag"])])
+def test_search_equals_the_core(client, rng, kind, indexed):
     n = next(_names)
-    client.post("/collections", json={"name": n, "nbits": 32, "index": kind})
+    client.post("/collections", json={"name": n, "nbits": 32, "index": kind, "payload_indexes": indexed})
     codes = rng.integers(0, 4, size=(300, 4), dtype=np.uint8)  # many ties
     payloads = [{"colour": i % 3, "price": float(i), "tag": ["a", "b"][i % 2]} for i in range(300)]
     for start in range(0, 300, MAX_BATCH):
@@ -182,8 +210,34 @@ def test_search_equals_the_core(client, rng, kind):
     client.delete(f"/collections/{n}")
 
 
+def test_range_searches_past_the_hit_cap_are_refused(client, name, rng):
+    codes = _codes(rng, 90)
+    client.post(f"/collections/{name}/items", json={"codes": b64(codes), "payloads": [{"i": i} for i in range(90)]})
+    queries = b64(_codes(rng, 12))  # radius 64: every item, 12 x 90 = 1,080 hits
+    assert 12 * 90 > MAX_RANGE_HITS
+
+    refused = client.post(f"/collections/{name}/search", json={"codes": queries, "radius": 64})
+    assert refused.status_code == 422 and _loc(refused) == ["body", "radius"]
+    assert f"more than {MAX_RANGE_HITS} hits" in refused.json()["detail"][0]["msg"]
+    assert refused.json()["detail"][0]["type"] == "TooManyHits"
+    under = client.post(f"/collections/{name}/search", json={"codes": queries[:11], "radius": 64})
+    assert [len(r["ids"]) for r in under.json()["results"]] == [90] * 11
+    filtered = client.post(f"/collections/{name}/search", json={"codes": queries, "radius": 64,
+                                                                  "filter": {"i": {"lt": 80}}})
+    assert filtered.status_code == 200 and sum(len(r["ids"]) for r in filtered.json()["results"]) == 960
+
+    own = client.post(f"/collections/{name}/search", json={"codes": queries[:2], "radius": 64, "max_hits": 179})
+    assert own.status_code == 422 and _loc(own) == ["body", "max_hits"] and "more than 179 hits" in own.text
+    fits = client.post(f"/collections/{name}/search", json={"codes": queries[:2], "radius": 64, "max_hits": 180})
+    assert fits.status_code == 200 and sum(len(r["ids"]) for r in fits.json()["results"]) == 180
+    above = client.post(f"/collections/{name}/search", json={"codes": queries[:1], "radius": 1,
+                                                               "max_hits": MAX_RANGE_HITS + 1})
+    assert above.status_code == 422 and _loc(above) == ["body", "max_hits"] and str(MAX_RANGE_HITS) in above.text
+
+
 @pytest.mark.parametrize("body, loc", [
     ({"k": 1}, ["body", "codes"]),
+    ({"codes": [], "radius": 1, "max_hits": 0}, ["body", "max_hits"]),
     ({"codes": [], "k": 1, "radius": 1}, ["body", "k"]),
     ({"codes": []}, ["body", "k"]),
     ({"codes": [], "k": 0}, ["body", "k"]),

@@ -28,6 +28,7 @@ class HasherEncoder:
 
         self.hasher = Hasher.load(path)
         self.nbits = int(self.hasher.nbits)
+        self.image_shape = None  # takes feature vectors, not images
 
     def encode_inputs(self, inputs: list) -> np.ndarray:
         features = np.asarray(inputs, np.float32)
@@ -47,6 +48,7 @@ class RunEncoder:
         self.source = ckpt["data"]["source"]
         self.in_channels = int(ckpt["data"]["in_channels"])
         self.image_size = int(ckpt["data"]["image_size"])
+        self.image_shape = (self.image_size, self.image_size, self.in_channels)  # (H, W, C) of an upload
 
     def encode_inputs(self, inputs: list) -> np.ndarray:
         from deephash_engine.datasets import NORMALIZATION

@@ -107,6 +107,11 @@ def main() -> int:
     t = median_seconds(lambda: gpu.search(q1, 10), sync, args.repeats * 4)
     row(cell="nq=1 k=10", n=n, nbits=64, engine="ours", seconds=t, scan_gb_per_s=n * 8 / t / 1e9,
         fraction_of_copy_bw=(n * 8 / t) / copy_bw)
+    gpu.set_selection("counting")  # the two-pass selection every k > 4096 takes, for comparison
+    t = median_seconds(lambda: gpu.search(q1, 10), sync, args.repeats * 4)
+    row(cell="nq=1 k=10", n=n, nbits=64, engine="ours, counting selection", seconds=t,
+        scan_gb_per_s=n * 8 / t / 1e9, fraction_of_copy_bw=(n * 8 / t) / copy_bw)
+    gpu.set_selection("auto")
     brute = BruteForce(cp, codes_dev)
     t_b = median_seconds(lambda: brute.search(q1, 10), sync, max(2, args.repeats // 2))
     row(cell="nq=1 k=10", n=n, nbits=64, engine="cupy brute force", seconds=t_b, scan_gb_per_s=n * 8 / t_b / 1e9)

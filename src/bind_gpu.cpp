@@ -166,6 +166,16 @@ void bind_gpu(py::module_& m) {
       .def_property_readonly("ntotal", unlocked(&GpuFlatIndex::ntotal), "Number of codes held.")
       .def_property_readonly("next_id", unlocked(&GpuFlatIndex::next_id), "The id the next add() assigns first.")
       .def("__len__", &GpuFlatIndex::ntotal, py::call_guard<py::gil_scoped_release>())
+      .def("set_selection", [](GpuFlatIndex& index, const std::string& how) {
+             if (how == "auto")
+               index.set_selection(GpuFlatIndex::Selection::Auto);
+             else if (how == "counting")
+               index.set_selection(GpuFlatIndex::Selection::Counting);
+             else
+               throw py::value_error("selection is 'auto' or 'counting', got '" + how + "'");
+           }, py::arg("how"),
+           "How k-NN selects, for tests and benchmarks: 'auto' (one pass over the codes for k <= 4096,\n"
+           "counting otherwise; the default) or 'counting' (two passes, any k). Results are the same.")
       .def("add", &ops::add<GpuFlatIndex>, py::arg("codes"),
            "Append (n, code_size) uint8 codes; they get ids next_id, next_id + 1, ...")
       .def("add_with_ids", &ops::add_with_ids<GpuFlatIndex>, py::arg("codes"), py::arg("ids"),

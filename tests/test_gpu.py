@@ -86,9 +86,11 @@ def test_equal_to_flat_index(nbits, kind, rng):
     cpu.add(codes)
     gpu = de.GpuFlatIndex(nbits)
     gpu.add(codes)
-    for k in (1, 10, 100, 2048, 2049, n, n + 5):
-        assert_same_knn(cpu, gpu, queries, k)
-        assert_same_knn(cpu, gpu, queries[:1], k)
+    for selection in ("auto", "counting"):  # one pass over the codes for k <= 4096, and counting
+        gpu.set_selection(selection)
+        for k in (1, 10, 100, 2048, 2049, n, n + 5):
+            assert_same_knn(cpu, gpu, queries, k)
+            assert_same_knn(cpu, gpu, queries[:1], k)
     for radius in sorted({0, 1, nbits // 8, nbits // 4, nbits // 2, nbits}):
         assert_same_range(cpu, gpu, queries, radius)
 

@@ -295,6 +295,8 @@ class ShardedIndex:
         """The merged answer of a search started by submit()."""
         kind, size, refs = handle
         parts = _gather(refs, self._actors)
+        if len(parts) == 1:  # one shard's answer is already in (distance, id) order: copied (Ray's are read-only)
+            return tuple(np.array(a) for a in parts[0])
         return merge_knn(parts, size) if kind == "knn" else merge_range(parts, size)
 
     # ---- writes ----------------------------------------------------------------------------------

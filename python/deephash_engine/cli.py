@@ -123,7 +123,8 @@ def _bulk_parsers(sub) -> None:
     p.add_argument("--out", required=True, help="result folder (created)")
     p.add_argument("--batch", type=int, default=10_000, help="queries per search call (default 10000)")
     p.add_argument("--threads", type=int, help="threads of the core (default: all cores)")
-    p.add_argument("--mmap", action="store_true", help="search the index file in place (memory-mapped)")
+    p.add_argument("--mmap", action="store_true", help="search the index file (or the shard files) in place, "
+                   "memory-mapped, instead of reading it into memory")
     _format_argument(p)
     _ray_argument(p)
     p.add_argument("--executor", choices=("driver", "ray-data"), default="driver",
@@ -204,7 +205,8 @@ def _cmd_bulk(args) -> int:
         from deephash_engine.distributed import ShardedIndex, near_duplicates
 
         source = args.index
-        with _RayCluster(args.ray), ShardedIndex.open(source) as sharded:
+        # Shards in memory unless --mmap: a mapped file lies in 4 KiB pages, slower to scan (docs/benchmarks.md).
+        with _RayCluster(args.ray), ShardedIndex.open(source, mmap=getattr(args, "mmap", False)) as sharded:
             if args.command == "search":
                 job = bulk.bulk_search(sharded, args.queries, args.out, k=args.k, radius=args.radius,
                                        batch=args.batch, progress=args.progress, format=args.format,

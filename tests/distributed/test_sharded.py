@@ -145,6 +145,31 @@ def test_a_shard_actor_killed_mid_job_is_restarted_and_the_job_finishes(tmp_path
     np.testing.assert_array_equal(np.load(tmp_path / "out" / "I.npy"), want_i)
 
 
+@pytest.mark.parametrize("executor", ["driver", "ray-data"])
+def test_a_shard_killed_while_a_dataset_streams_through_either_executor(tmp_path, rng, executor):
+    codes = clustered_codes(rng, 6000, 64, nclusters=20, flip=0.05)
+    queries = np.concatenate([codes[::20], rng.integers(0, 256, (100, 8), dtype=np.uint8)])
+    ShardedIndex.build(codes, tmp_path / "m.json", 2, sharding="range")
+    marker = queries[250]  # the batch holding this query kills shard 0's process as it streams past
+    assert (queries == marker).all(axis=1).sum() == 1
+    with ShardedIndex.open(tmp_path / "m.json") as sharded:
+        victim = sharded.actors()[0]
+        pid_before = ray.get(victim.ping.remote())
+
+        def kill_at_marker(batch):
+            if (batch["data"] == marker).all(axis=1).any():
+                ray.kill(victim, no_restart=False)
+            return batch
+
+        stream = ray.data.from_numpy(queries).map_batches(kill_at_marker, batch_size=40, batch_format="numpy")
+        job = bulk.bulk_search(sharded, stream, tmp_path / "out", k=6, batch=40, executor=executor)
+        assert ray.get(victim.ping.remote()) != pid_before  # it was killed, and a new process took over
+    assert job["queries"] == len(queries)
+    want_d, want_i = flat_of(codes).search(queries, 6)
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "D.npy"), want_d)
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "I.npy"), want_i)
+
+
 def test_a_damaged_shard_file_stops_with_its_name(tmp_path, rng):
     codes = rng.integers(0, 256, (500, 4), dtype=np.uint8)
     manifest = ShardedIndex.build(codes, tmp_path / "m.json", 3)

@@ -1,12 +1,11 @@
-"""ShardedIndex: codes split into shards by id hash or id range, each shard a FlatIndex or MIHIndex held by one
-Ray actor and loaded memory-mapped from its shard file; searches fan out to every shard and the
-answers are merged exactly by (distance, id), so the result equals one FlatIndex over all codes,
-ties included.
+"""ShardedIndex: codes split into shards by id hash or id range, each shard a FlatIndex or
+MIHIndex held by one Ray actor and loaded memory-mapped from its shard file; searches fan out to
+every shard and the answers are merged exactly by (distance, id), so the result equals one
+FlatIndex over all codes, ties included.
 
 Writes (add, add_with_ids, remove_ids) are routed to the owning shard (``id % nshards``, or the
-shard whose id range holds the id: manifest.py) and made
-durable by :meth:`ShardedIndex.save`, which writes new shard files and then the manifest
-(docs/scale.md). A shard actor that dies is restarted by Ray and reloads its shard file after
+shard whose id range holds the id: manifest.py) and made durable by :meth:`ShardedIndex.save`,
+which writes new shard files and then the manifest (docs/scale.md). A shard actor that dies is restarted by Ray and reloads its shard file after
 checking it against the manifest's checksum; a read-only job (search, bulk search, near
 duplicates) therefore finishes with the same answer. Unsaved writes of a shard that dies are lost
 (save first); a shard file that fails its checksum stops the job with ShardChecksumError naming the

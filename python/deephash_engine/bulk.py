@@ -175,19 +175,19 @@ def dataset_codes(batch: dict) -> np.ndarray:
     return read_codes(np.ascontiguousarray(codes), "queries")
 
 
-def query_stream(queries, batch: int, code_size: Optional[int] = None) -> tuple[int, Iterator[np.ndarray]]:
-    """How many queries there are and their batches (C-contiguous uint8), in query order; never
-    more than one batch of a file in memory at a time. code_size: the width every file must have."""
+def query_stream(queries, batch: int, code_size: Optional[int] = None) -> tuple[Optional[int], Iterator[np.ndarray]]:
+    """How many queries there are (None for a Ray Dataset) and their batches (C-contiguous uint8),
+    in query order; never more than one batch of a file in memory at a time. code_size: the width
+    every file must have."""
     if batch <= 0:
         raise ValueError(f"batch must be > 0, got {batch}")
-    if _is_dataset(queries):
-        total = queries.count()
+    if _is_dataset(queries):  # its length is not counted: that would run it twice
 
         def from_dataset():
             for b in queries.iter_batches(batch_size=batch, batch_format="numpy"):
                 yield dataset_codes(b)
 
-        return total, from_dataset()
+        return None, from_dataset()
     arrays = query_files(queries)
     widths = {a.shape[1] for a in arrays}
     if len(widths) > 1:
@@ -220,6 +220,45 @@ def _searched(index, batches: Iterator[np.ndarray], k: Optional[int], radius: Op
     else:
         for q in batches:
             yield q.shape[0], (index.search(q, k) if k is not None else index.range_search(q, radius))
+
+
+class _RowFile:
+    """Rows of a result array, written as they come: straight into the .npy file when the row
+    count is known at the start, else appended to a raw temporary file and copied into the .npy
+    file at the end (a Ray Dataset's length is not known without running it, which would read
+    its queries twice)."""
+
+    def __init__(self, outputs: _Outputs, name: str, dtype, width: int, nrows: Optional[int]):
+        self.outputs, self.name, self.dtype, self.width, self.n = outputs, name, np.dtype(dtype), width, 0
+        self.raw_path = outputs.folder / f".{name}.rows-{os.getpid()}"
+        self.raw = open(self.raw_path, "wb") if nrows is None else None
+        self.array = outputs.array(name, dtype, (nrows, width)) if nrows is not None else None
+
+    def append(self, rows: np.ndarray) -> None:
+        if self.raw is not None:
+            self.raw.write(np.ascontiguousarray(rows, dtype=self.dtype).tobytes())
+        else:
+            self.array[self.n:self.n + len(rows)] = rows
+        self.n += len(rows)
+
+    def finish(self) -> None:
+        if self.raw is not None:
+            self.raw.close()
+            self.raw = None
+            self.array = self.outputs.array(self.name, self.dtype, (self.n, self.width))
+            if self.n:
+                rows = np.memmap(self.raw_path, dtype=self.dtype, mode="r", shape=(self.n, self.width))
+                for r0 in range(0, self.n, 1 << 20):
+                    self.array[r0:r0 + (1 << 20)] = rows[r0:r0 + (1 << 20)]
+                del rows
+            self.raw_path.unlink()
+        self.array.flush()
+
+    def abandon(self) -> None:
+        if self.raw is not None:
+            self.raw.close()
+            self.raw = None
+        self.raw_path.unlink(missing_ok=True)
 
 
 def _progress(total: Optional[int], progress: bool, desc: str):
@@ -276,20 +315,20 @@ def bulk_search(index, queries, out: Union[str, os.PathLike], k: Optional[int] =
     done = 0
     try:
         if k is not None:
-            D = outputs.array("D.npy", np.int32, (nq, k))
-            I = outputs.array("I.npy", np.int64, (nq, k))
+            D = _RowFile(outputs, "D.npy", np.int32, k, nq)
+            I = _RowFile(outputs, "I.npy", np.int64, k, nq)
         else:
-            lims = np.zeros(nq + 1, np.int64)
-            parts_d, parts_i = [], []
+            counts, parts_d, parts_i = [], [], []
         for rows, result in results:
             b0, b1 = done, done + rows
-            if b1 > nq:
+            if nq is not None and b1 > nq:
                 raise ValueError(f"queries: more than the {nq} queries counted at the start")
             if k is not None:
-                D[b0:b1], I[b0:b1] = result
+                D.append(result[0])
+                I.append(result[1])
             else:
                 bl, bd, bi = result
-                lims[b0 + 1:b1 + 1] = bl[1:] + lims[b0]
+                counts.append(np.diff(bl))
                 if hits is not None:
                     hits.append(np.repeat(np.arange(b0, b1, dtype=np.int64), np.diff(bl)), bi, bd)
                 else:
@@ -298,13 +337,17 @@ def bulk_search(index, queries, out: Union[str, os.PathLike], k: Optional[int] =
             done = b1
             if bar is not None:
                 bar.update(b1 - b0)
-        if done != nq:
+        if nq is not None and done != nq:
             raise ValueError(f"queries: {done} searched, {nq} counted at the start")
+        nq = done
         if k is not None:
-            D.flush(), I.flush()
+            D.finish()
+            I.finish()
         elif hits is not None:
             hits.close()
         else:
+            lims = np.zeros(nq + 1, np.int64)
+            np.cumsum(np.concatenate([np.zeros(0, np.int64), *counts]), out=lims[1:])
             for name, value in (("lims.npy", lims), ("D.npy", np.concatenate(parts_d) if parts_d else
                                  np.empty(0, np.int32)), ("I.npy", np.concatenate(parts_i) if parts_i else
                                  np.empty(0, np.int64))):
@@ -318,6 +361,9 @@ def bulk_search(index, queries, out: Union[str, os.PathLike], k: Optional[int] =
             job["hits"] = hits.rows
         outputs.commit(job)
     except BaseException:
+        if k is not None:
+            D.abandon()
+            I.abandon()
         outputs.abandon()
         if hits is not None:
             hits.abandon()

@@ -6,6 +6,7 @@ end."""
 
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -20,6 +21,10 @@ from deephash_engine import bulk  # noqa: E402
 from deephash_engine.cli import main  # noqa: E402
 from deephash_engine.distributed import ShardChecksumError, ShardedIndex, near_duplicates  # noqa: E402
 from oracles import clustered_codes, duplicate_codes, near_duplicate_pairs, read_parquet_rows  # noqa: E402
+
+# Some functions of this file run inside Ray tasks (sabotaged_stream's map): shipped by value,
+# since the workers cannot import this file (tests/ is not on their path).
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -145,23 +150,37 @@ def test_a_shard_actor_killed_mid_job_is_restarted_and_the_job_finishes(tmp_path
     np.testing.assert_array_equal(np.load(tmp_path / "out" / "I.npy"), want_i)
 
 
+def damage_file(path, at=200):
+    """Flips one bit of the file, written as a new file (a running actor keeps its mapping of the old)."""
+    data = bytearray(path.read_bytes())
+    data[at] ^= 4
+    path.with_name("bad").write_bytes(bytes(data))
+    os.replace(path.with_name("bad"), path)
+
+
+def sabotaged_stream(queries, marker, victim, damage=None):
+    """A Ray Dataset of the queries whose own map task, at the batch holding `marker`, damages the
+    file `damage` (if given) and kills the `victim` shard actor: mid-job, without timing."""
+    def at_marker(batch):
+        if (batch["data"] == marker).all(axis=1).any():
+            if damage is not None:
+                damage_file(damage)
+            ray.kill(victim, no_restart=False)
+        return batch
+
+    assert (queries == marker).all(axis=1).sum() == 1
+    return ray.data.from_numpy(queries).map_batches(at_marker, batch_size=40, batch_format="numpy")
+
+
 @pytest.mark.parametrize("executor", ["driver", "ray-data"])
 def test_a_shard_killed_while_a_dataset_streams_through_either_executor(tmp_path, rng, executor):
     codes = clustered_codes(rng, 6000, 64, nclusters=20, flip=0.05)
     queries = np.concatenate([codes[::20], rng.integers(0, 256, (100, 8), dtype=np.uint8)])
     ShardedIndex.build(codes, tmp_path / "m.json", 2, sharding="range")
-    marker = queries[250]  # the batch holding this query kills shard 0's process as it streams past
-    assert (queries == marker).all(axis=1).sum() == 1
     with ShardedIndex.open(tmp_path / "m.json") as sharded:
         victim = sharded.actors()[0]
         pid_before = ray.get(victim.ping.remote())
-
-        def kill_at_marker(batch):
-            if (batch["data"] == marker).all(axis=1).any():
-                ray.kill(victim, no_restart=False)
-            return batch
-
-        stream = ray.data.from_numpy(queries).map_batches(kill_at_marker, batch_size=40, batch_format="numpy")
+        stream = sabotaged_stream(queries, queries[250], victim)
         job = bulk.bulk_search(sharded, stream, tmp_path / "out", k=6, batch=40, executor=executor)
         assert ray.get(victim.ping.remote()) != pid_before  # it was killed, and a new process took over
     assert job["queries"] == len(queries)
@@ -190,11 +209,7 @@ def test_a_shard_file_damaged_mid_job_stops_the_job_naming_the_shard(tmp_path, r
     def submit_and_damage(q, **what):
         calls["n"] += 1
         if calls["n"] == 2:  # the file goes bad, then the actor dies: its restart finds the damage
-            damaged = tmp_path / manifest.shards[1].file
-            data = bytearray(damaged.read_bytes())
-            data[200] ^= 4
-            (tmp_path / "bad").write_bytes(bytes(data))
-            os.replace(tmp_path / "bad", damaged)  # a new file: the running actor keeps its mapping of the old
+            damage_file(tmp_path / manifest.shards[1].file)
             ray.kill(sharded.actors()[1], no_restart=False)
         return real_submit(q, **what)
 
@@ -202,6 +217,18 @@ def test_a_shard_file_damaged_mid_job_stops_the_job_naming_the_shard(tmp_path, r
     with pytest.raises(ShardChecksumError, match=r"shard 1 \(shard-00001.*checksum"):
         bulk.bulk_search(sharded, codes[:500], tmp_path / "out", k=5, batch=50)
     assert not (tmp_path / "out" / "job.json").exists() and not (tmp_path / "out" / "D.npy").exists()
+    sharded.close()
+
+
+def test_a_shard_file_damaged_while_a_dataset_streams_through_ray_data_stops_the_job(tmp_path, rng):
+    codes = rng.integers(0, 256, (3000, 4), dtype=np.uint8)
+    queries = rng.integers(0, 256, (400, 4), dtype=np.uint8)
+    manifest = ShardedIndex.build(codes, tmp_path / "m.json", 2)
+    sharded = ShardedIndex.open(tmp_path / "m.json")
+    stream = sabotaged_stream(queries, queries[130], sharded.actors()[1], damage=tmp_path / manifest.shards[1].file)
+    with pytest.raises(ShardChecksumError, match=r"shard 1 \(shard-00001.*checksum"):
+        bulk.bulk_search(sharded, stream, tmp_path / "out", k=5, batch=40, executor="ray-data")
+    assert not (tmp_path / "out" / "job.json").exists()
     sharded.close()
 
 

@@ -52,11 +52,11 @@ def _read_slices(batch: dict) -> dict:
 
 
 def _dataset(queries, batch: int):
-    """The queries as a Ray Dataset of codes and their count."""
+    """The queries as a Ray Dataset of codes and their count (None for a caller's Dataset)."""
     import ray.data
 
     if bulk._is_dataset(queries):
-        return queries, queries.count()
+        return queries, None  # not counted: that would run the dataset twice
     arrays = bulk.query_files(queries)
     if len(arrays) == 1 and not isinstance(arrays[0], np.memmap):
         return ray.data.from_numpy(np.ascontiguousarray(arrays[0])), arrays[0].shape[0]
@@ -69,8 +69,9 @@ def _dataset(queries, batch: int):
 
 
 def ray_data_stream(index, queries, batch: int, k: Optional[int], radius: Optional[int],
-                    pool: int = 1) -> tuple[int, Iterator[tuple[int, tuple]]]:
-    """How many queries there are, and (rows, answer) for each batch of answers in query order;
+                    pool: int = 1) -> tuple[Optional[int], Iterator[tuple[int, tuple]]]:
+    """How many queries there are (None for a Ray Dataset), and (rows, answer) for each batch of
+    answers in query order;
     an answer is (D, I) for k-NN, (lims, D, I) for range search."""
     import ray.data
 

@@ -4,6 +4,10 @@
     python benchmarks/bench_distributed.py --n 2000000 --nq 2000 # quicker
 
 Same codes and queries for every engine; every answer is compared with the in-process FlatIndex's.
+Besides one search call over all queries, the bulk job (bulk.bulk_search from a .npy query file
+to D.npy/I.npy, in batches of --bulk-batch) is timed on the first sharded index with both
+executors: 'driver' (this process sends the batches to the shard actors, two in flight) and
+'ray-data' (a Ray Data actor pool does; its pool starts inside each timed job).
 The sharded runs use a local Ray (loopback only) with as many CPUs as the in-process runs have
 threads; each shard actor gets cores / shards threads of the core. The target (issue: Ray
 scale-out): the sharded run's throughput >= 80% of the in-process one at equal cores.
@@ -29,6 +33,18 @@ from bench_context import context  # noqa: E402
 from codes_data import make_codes  # noqa: E402
 
 
+class _BulkJob:
+    """A bulk job timed like a search call: search() runs it and reads its answer back."""
+
+    def __init__(self, bulk, index, queries, out, batch, executor):
+        self.bulk, self.index, self.queries, self.out, self.batch, self.executor = \
+            bulk, index, queries, out, batch, executor
+
+    def search(self, _queries, k):
+        self.bulk.bulk_search(self.index, self.queries, self.out, k=k, batch=self.batch, executor=self.executor)
+        return np.load(self.out / "D.npy"), np.load(self.out / "I.npy")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=10_000_000)
@@ -39,9 +55,12 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--mmap", action="store_true", help="shards search their files in place (default: in memory)")
     ap.add_argument("--shards", default="1:flat,2:flat,2:mih", help="sharded runs, e.g. 2:flat,4:mih")
+    ap.add_argument("--bulk-batch", type=int, default=2000, help="queries per batch of the timed bulk jobs")
+    ap.add_argument("--no-bulk", dest="bulk", action="store_false", help="time search calls only")
     args = ap.parse_args()
     import ray
 
+    from deephash_engine import bulk
     from deephash_engine.distributed import ShardedIndex
 
     ctx = context(args.cores)
@@ -69,6 +88,14 @@ def main():
         sharded = ShardedIndex.open(manifest, mmap=args.mmap, threads=max(1, args.cores // nshards))
         opened.append(sharded)
         engines[f"ShardedIndex, {nshards} {kind} shard{'s' if nshards > 1 else ''}"] = sharded
+    if args.bulk:  # bulk jobs on the first sharded index, reading the queries from a file
+        np.save(Path(folder.name) / "queries.npy", queries)
+        first = opened[0]
+        label = next(name for name, e in engines.items() if e is first)
+        for executor in ("driver", "ray-data"):
+            engines[f"{label}: bulk_search {executor}, batch {args.bulk_batch}"] = _BulkJob(
+                bulk, first, Path(folder.name) / "queries.npy", Path(folder.name) / f"out-{executor}",
+                args.bulk_batch, executor)
     D0, I0 = flat.search(queries, args.k)
     times = {name: [] for name in engines}
     same = {}

@@ -49,3 +49,34 @@ def duplicate_codes(rng, n, nbits, ndistinct=7):
     base = rng.integers(0, 256, (ndistinct, nbits // 8), dtype=np.uint8)
     return base[rng.integers(0, ndistinct, n)]
 
+
+
+def near_duplicate_pairs(codes, radius, chunk=500):
+    """Every pair (i < j) of rows within `radius`, sorted, with its distance: (pairs m x 2, distances),
+    by brute force over blocks of rows (np.bitwise_count of the XOR, no float matrix)."""
+    words = codes.view(np.uint64) if codes.shape[1] % 8 == 0 else codes
+    pairs, dists = [], []
+    for r0 in range(0, len(codes), chunk):
+        dist = np.bitwise_count(words[r0:r0 + chunk, None, :] ^ words[None, :, :]).sum(axis=2, dtype=np.int32)
+        i, j = np.nonzero(dist <= radius)
+        i = i + r0
+        keep = j > i
+        pairs.append(np.stack([i[keep], j[keep]], axis=1))
+        dists.append(dist[i[keep] - r0, j[keep]])
+    return np.concatenate(pairs).astype(np.int64), np.concatenate(dists).astype(np.int32)
+
+
+def read_parquet_rows(folder, first):
+    """The (first, id, distance) columns of a folder of Parquet parts, in part order."""
+    import pyarrow.parquet as pq
+
+    from pathlib import Path
+
+    parts = sorted(Path(folder).glob("part-*.parquet"))
+    assert parts, f"no Parquet parts in {folder}"
+    table = pq.read_table(Path(folder))  # the folder reads as one table
+    assert table.column_names == [first, "id", "distance"]
+    assert [str(t) for t in table.schema.types] == ["int64", "int64", "int32"]
+    columns = [np.concatenate([pq.read_table(p).column(c).to_numpy() for p in parts]) for c in (first, "id", "distance")]
+    assert len(columns[0]) == table.num_rows
+    return columns

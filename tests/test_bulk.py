@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import deephash_engine as de
-from oracles import clustered_codes
+from oracles import clustered_codes, near_duplicate_pairs, read_parquet_rows
 from deephash_engine import bulk
 from deephash_engine.cli import main
 
@@ -49,39 +49,93 @@ def test_range_search_files_equal_range_search(files):
     folder, codes, queries = files
     index = de.FlatIndex(32)
     index.add(codes)
-    bulk.bulk_search(index, folder / "queries.npy", folder / "r", radius=3, batch=5)
+    bulk.bulk_search(index, folder / "queries.npy", folder / "r", radius=3, batch=5, format="npy")
     for name, want in zip(("lims", "D", "I"), index.range_search(queries, 3)):
         np.testing.assert_array_equal(np.load(folder / "r" / f"{name}.npy"), want)
 
 
-def test_dedup_equals_brute_force(files):
+def test_range_search_parquet_parts_equal_range_search(files, monkeypatch):
+    folder, codes, queries = files
+    index = de.FlatIndex(32)
+    index.add(codes)
+    monkeypatch.setattr(bulk.ParquetParts.__init__, "__defaults__", (50,))  # small parts: several files
+    np.save(folder / "q-1.npy", queries[:11])
+    np.save(folder / "q-0.npy", queries[11:])  # a glob reads the files in name order
+    job = bulk.bulk_search(index, str(folder / "q-*.npy"), folder / "r", radius=4, batch=6)
+    q, ids, dist = read_parquet_rows(folder / "r" / "hits.parquet", "query")
+    lims, D, I = index.range_search(np.concatenate([queries[11:], queries[:11]]), 4)
+    assert job["hits"] == len(I) > 100 and len(list((folder / "r" / "hits.parquet").iterdir())) > 2
+    np.testing.assert_array_equal(q, np.repeat(np.arange(len(queries)), np.diff(lims)))
+    np.testing.assert_array_equal(ids, I)
+    np.testing.assert_array_equal(dist, D)
+    assert sorted(p.name for p in (folder / "r").iterdir()) == ["hits.parquet", "job.json"]
+
+
+def test_knn_over_a_list_of_query_files_in_small_batches(files):
+    folder, codes, queries = files
+    index = de.FlatIndex(32)
+    index.add(codes)
+    np.save(folder / "a.npy", queries[:5])
+    np.save(folder / "b.npy", queries[5:])
+    bulk.bulk_search(index, [folder / "a.npy", queries[:3], str(folder / "b.npy")], folder / "k", k=4, batch=4)
+    want_d, want_i = index.search(np.concatenate([queries[:5], queries[:3], queries[5:]]), 4)
+    np.testing.assert_array_equal(np.load(folder / "k" / "D.npy"), want_d)
+    np.testing.assert_array_equal(np.load(folder / "k" / "I.npy"), want_i)
+
+
+def fail_at_call(monkeypatch, method, n):
+    """FlatIndex.<method> raises at its n-th call (a job that stops half-way)."""
+    calls = {"n": 0}
+    real = getattr(de.FlatIndex, method)
+
+    def failing(self, q, arg, allow=None):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise RuntimeError("stopped half-way")
+        return real(self, q, arg)
+
+    monkeypatch.setattr(de.FlatIndex, method, failing)
+
+
+def test_a_failed_parquet_job_leaves_whole_parts_and_no_job_record(files, monkeypatch):
+    folder, codes, queries = files
+    index = de.FlatIndex(32)
+    index.add(codes)
+    bulk.bulk_search(index, queries, folder / "r", radius=4)  # a finished job, then one that fails there
+    monkeypatch.setattr(bulk.ParquetParts.__init__, "__defaults__", (20,))
+    fail_at_call(monkeypatch, "range_search", 4)
+    with pytest.raises(RuntimeError):
+        bulk.bulk_search(index, queries, folder / "r", radius=4, batch=5)
+    assert not (folder / "r" / "job.json").exists()
+    parts = sorted((folder / "r" / "hits.parquet").iterdir())
+    assert parts and all(p.name.startswith("part-") for p in parts)  # no temporary file left
+    q, _, _ = read_parquet_rows(folder / "r" / "hits.parquet", "query")
+    assert q.max() < 15  # only the three batches searched before the failure, none of the first job
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "npy"])
+def test_dedup_equals_brute_force(files, fmt):
     folder, codes, _ = files
     codes = codes[:1500]
     np.save(folder / "small.npy", codes)
     assert main(["dedup", "--codes", str(folder / "small.npy"), "--radius", "2", "--out", str(folder / "d"),
-                 "--batch", "300", "--no-progress"]) == 0
-    bits = np.unpackbits(codes, axis=1).astype(np.int32)
-    dist = (bits[:, None, :] != bits[None, :, :]).sum(axis=2)
-    i, j = np.nonzero(np.triu(dist <= 2, k=1))
-    assert len(i) > 100  # the clusters give many near-duplicate pairs
-    np.testing.assert_array_equal(np.load(folder / "d" / "pairs.npy"), np.stack([i, j], axis=1))
-    np.testing.assert_array_equal(np.load(folder / "d" / "distances.npy"), dist[i, j])
+                 "--batch", "300", "--format", fmt, "--no-progress"]) == 0
+    want_pairs, want_dist = near_duplicate_pairs(codes, 2)
+    assert len(want_pairs) > 100  # the clusters give many near-duplicate pairs
+    if fmt == "npy":
+        got_pairs, got_dist = np.load(folder / "d" / "pairs.npy"), np.load(folder / "d" / "distances.npy")
+    else:
+        items, ids, got_dist = read_parquet_rows(folder / "d" / "pairs.parquet", "item")
+        got_pairs = np.stack([items, ids], axis=1)
+    np.testing.assert_array_equal(got_pairs, want_pairs)
+    np.testing.assert_array_equal(got_dist, want_dist)
 
 
 def test_a_failed_job_leaves_no_result_files(files, monkeypatch):
     folder, codes, _ = files
     index = de.FlatIndex(32)
     index.add(codes)
-    calls = {"n": 0}
-    real = de.FlatIndex.search
-
-    def failing(self, q, k, allow=None):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("stopped half-way")
-        return real(self, q, k)
-
-    monkeypatch.setattr(de.FlatIndex, "search", failing)
+    fail_at_call(monkeypatch, "search", 3)
     with pytest.raises(RuntimeError):
         bulk.bulk_search(index, folder / "queries.npy", folder / "half", k=5, batch=5)
     assert list((folder / "half").iterdir()) == []

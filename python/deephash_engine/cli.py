@@ -4,8 +4,8 @@
                    [--config file.yaml] --out runs/NAME
     deephash encode --run runs/NAME --input images.npy|list.txt --output codes.npy
     deephash index build --codes codes.npy --out index.dhi [--index flat|mih]
-    deephash search --index index.dhi --queries q.npy (--k 10 | --radius 4) --out DIR
-    deephash dedup --codes codes.npy --radius 3 --out DIR
+    deephash search --index index.dhi --queries q.npy|'q-*.npy' (--k 10 | --radius 4) --out DIR
+    deephash dedup --codes codes.npy --radius 3 --out DIR [--format parquet|npy]
     deephash serve --data DIR [--host 127.0.0.1] [--port 8000] [--token-file F]
 
 ``train`` trains with validation-based model selection, encodes the protocol's query and
@@ -13,7 +13,9 @@ database sets, and writes the metrics report, plots and a FlatIndex into ``--out
 :mod:`deephash_engine.deep.run`). Options on the command line override the config file, which
 overrides the defaults. ``encode`` turns new inputs into packed codes with a trained run.
 ``index build``, ``search`` and ``dedup`` are the bulk jobs of :mod:`deephash_engine.bulk`: ``.npy``
-files in, ``.npy`` files out (written whole or not at all), progress on stderr.
+files in; k-NN results as ``.npy``, range hits and near-duplicate pairs as Parquet parts (or
+``.npy`` with ``--format npy``), nothing that looks finished left by a job that stops; progress
+on stderr.
 """
 
 from __future__ import annotations
@@ -106,19 +108,27 @@ def _bulk_parsers(sub) -> None:
     p.add_argument("--m", type=int, help="MIH substring tables (default: chosen from the size)")
     p.add_argument("--shards", type=int, help="write a sharded index: N shard files and --out as its "
                    "manifest (JSON), searched on Ray with `deephash search --ray`")
+    p.add_argument("--sharding", choices=("hash", "range"), default="hash",
+                   help="with --shards: place ids by id %% N (hash, default) or by contiguous id ranges (range)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
 
     p = sub.add_parser("search", help="search a .npy file of queries against an index file")
     p.add_argument("--index", required=True, help="index file written by save() or `deephash index build`")
-    p.add_argument("--queries", required=True, help=".npy file, uint8 (nq, nbits / 8)")
+    p.add_argument("--queries", required=True, nargs="+",
+                   help=".npy files or a quoted glob, uint8 (nq, nbits / 8), searched in the order given (a glob: by name)")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--k", type=int, help="k nearest neighbours: writes D.npy and I.npy (nq x k)")
-    what.add_argument("--radius", type=int, help="every item within this distance: writes lims.npy, D.npy, I.npy")
+    what.add_argument("--radius", type=int, help="every item within this distance: writes hits.parquet/ "
+                      "(query, id, distance), or lims.npy, D.npy, I.npy with --format npy")
     p.add_argument("--out", required=True, help="result folder (created)")
     p.add_argument("--batch", type=int, default=10_000, help="queries per search call (default 10000)")
     p.add_argument("--threads", type=int, help="threads of the core (default: all cores)")
-    p.add_argument("--mmap", action="store_true", help="search the index file in place (memory-mapped)")
+    p.add_argument("--mmap", action="store_true", help="search the index file (or the shard files) in place, "
+                   "memory-mapped, instead of reading it into memory")
+    _format_argument(p)
     _ray_argument(p)
+    p.add_argument("--executor", choices=("driver", "ray-data"), default="driver",
+                   help="with --ray: this process streams the batches to the shards (driver, default) or Ray Data does")
     p.add_argument("--no-progress", dest="progress", action="store_false")
 
     p = sub.add_parser("dedup", help="every pair of codes within a Hamming radius")
@@ -126,10 +136,17 @@ def _bulk_parsers(sub) -> None:
     source.add_argument("--codes", help=".npy file, uint8 (n, nbits / 8): pairs of row numbers")
     source.add_argument("--index", help="a sharded index's manifest (with --ray): pairs of ids")
     p.add_argument("--radius", type=int, required=True, help="largest Hamming distance of a pair (inclusive)")
-    p.add_argument("--out", required=True, help="result folder (created): pairs.npy, distances.npy")
+    p.add_argument("--out", required=True, help="result folder (created): pairs.parquet/ (item, id, distance), or "
+                   "pairs.npy and distances.npy with --format npy")
     p.add_argument("--batch", type=int, default=10_000)
+    _format_argument(p)
     _ray_argument(p)
     p.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def _format_argument(p) -> None:
+    p.add_argument("--format", choices=("parquet", "npy"), default="parquet",
+                   help="range hits and pairs as Parquet parts (default) or .npy arrays")
 
 
 def _ray_argument(p) -> None:
@@ -174,9 +191,10 @@ def _cmd_bulk(args) -> int:
         if args.shards:
             from deephash_engine.distributed import ShardedIndex
 
-            manifest = ShardedIndex.build(args.codes, args.out, args.shards, index=args.index)
+            manifest = ShardedIndex.build(args.codes, args.out, args.shards, index=args.index, sharding=args.sharding)
             total = sum(s.ntotal for s in manifest.shards)
-            print(f"sharded index of {total} codes of {manifest.nbits} bits in {manifest.nshards} shards -> {args.out}")
+            print(f"sharded index of {total} codes of {manifest.nbits} bits in {manifest.nshards} shards "
+                  f"({manifest.sharding} sharding) -> {args.out}")
             return 0
         index = bulk.build_index(args.codes, args.out, kind=args.index, m=args.m, progress=args.progress)
         print(f"{type(index).__name__} of {index.ntotal} codes of {index.nbits} bits -> {args.out}")
@@ -187,19 +205,25 @@ def _cmd_bulk(args) -> int:
         from deephash_engine.distributed import ShardedIndex, near_duplicates
 
         source = args.index
-        with _RayCluster(args.ray), ShardedIndex.open(source) as sharded:
+        # Shards in memory unless --mmap: a mapped file lies in 4 KiB pages, slower to scan (docs/benchmarks.md).
+        with _RayCluster(args.ray), ShardedIndex.open(source, mmap=getattr(args, "mmap", False)) as sharded:
             if args.command == "search":
                 job = bulk.bulk_search(sharded, args.queries, args.out, k=args.k, radius=args.radius,
-                                       batch=args.batch, progress=args.progress)
+                                       batch=args.batch, progress=args.progress, format=args.format,
+                                       executor=args.executor)
             else:
-                job = near_duplicates(sharded, args.radius, args.out, batch=args.batch, progress=args.progress)
+                job = near_duplicates(sharded, args.radius, args.out, batch=args.batch, progress=args.progress,
+                                      format=args.format)
     elif args.command == "search":
+        if args.executor != "driver":
+            raise ValueError("--executor ray-data needs --ray (a sharded index)")
         job = bulk.bulk_search(args.index, args.queries, args.out, k=args.k, radius=args.radius, batch=args.batch,
-                               mmap=args.mmap, progress=args.progress)
+                               mmap=args.mmap, progress=args.progress, format=args.format)
     else:
         if args.codes is None:
             raise ValueError("dedup --index needs --ray (a sharded index); give --codes for a codes file")
-        job = bulk.near_duplicates(args.codes, args.radius, args.out, batch=args.batch, progress=args.progress)
+        job = bulk.near_duplicates(args.codes, args.radius, args.out, batch=args.batch, progress=args.progress,
+                                   format=args.format)
     if args.command == "search":
         what = f"k={job['k']}" if job["k"] is not None else f"radius={job['radius']}"
         print(f"{job['queries']} queries, {what}, against {job['ntotal']} codes in {job['seconds']:.2f} s -> {args.out}")

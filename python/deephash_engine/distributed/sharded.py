@@ -1,11 +1,11 @@
-"""ShardedIndex: codes split into shards by id hash, each shard a FlatIndex or MIHIndex held by one
-Ray actor and loaded memory-mapped from its shard file; searches fan out to every shard and the
-answers are merged exactly by (distance, id), so the result equals one FlatIndex over all codes,
-ties included.
+"""ShardedIndex: codes split into shards by id hash or id range, each shard a FlatIndex or
+MIHIndex held by one Ray actor and loaded memory-mapped from its shard file; searches fan out to
+every shard and the answers are merged exactly by (distance, id), so the result equals one
+FlatIndex over all codes, ties included.
 
-Writes (add, add_with_ids, remove_ids) are routed to the owning shard (``id % nshards``) and made
-durable by :meth:`ShardedIndex.save`, which writes new shard files and then the manifest
-(docs/scale.md). A shard actor that dies is restarted by Ray and reloads its shard file after
+Writes (add, add_with_ids, remove_ids) are routed to the owning shard (``id % nshards``, or the
+shard whose id range holds the id: manifest.py) and made durable by :meth:`ShardedIndex.save`,
+which writes new shard files and then the manifest (docs/scale.md). A shard actor that dies is restarted by Ray and reloads its shard file after
 checking it against the manifest's checksum; a read-only job (search, bulk search, near
 duplicates) therefore finishes with the same answer. Unsaved writes of a shard that dies are lost
 (save first); a shard file that fails its checksum stops the job with ShardChecksumError naming the
@@ -15,6 +15,7 @@ several threads.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ import numpy.typing as npt
 
 from .. import bulk
 from .._core import FlatIndex, MIHIndex, load_index, set_num_threads
-from .manifest import Manifest, ShardChecksumError, ShardEntry, file_sha256, shard_file_name
+from .manifest import Manifest, ShardChecksumError, ShardEntry, file_sha256, range_starts, shard_file_name
 
 MISSING_DISTANCE = np.iinfo(np.int32).max
 
@@ -81,9 +82,12 @@ class _Shard:
         ids = self.index.ids()[start:start + count]
         return ids, self.index.reconstruct_batch(ids)
 
-    def save(self, path: str) -> tuple[str, int]:
+    def save(self, path: str) -> tuple[str, int, int, int]:
+        """Writes the shard file; returns its sha256, item count and smallest and largest id."""
         self.index.save(path)
-        return file_sha256(path), self.index.ntotal
+        ids = self.index.ids()
+        return file_sha256(path), self.index.ntotal, int(ids.min()) if len(ids) else -1, \
+            int(ids.max()) if len(ids) else -1
 
 
 def merge_knn(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -118,17 +122,27 @@ def _start_shard(folder: Path, i: int, entry: ShardEntry, mmap: bool, threads: i
                                              threads)
 
 
-def _wait_loaded(actors: list) -> None:
-    """Waits until every actor has loaded its shard; a shard that fails (checksum, missing file)
-    stops everything with ShardChecksumError naming it."""
+def _gather(refs: list, actors: list) -> list:
+    """ray.get of calls to shard actors. A shard that cannot load its file (checksum, missing file:
+    when it starts, or when Ray restarts it after its process died) stops everything with
+    ShardChecksumError naming it; the actors are stopped."""
     ray = _ray()
     try:
-        ray.get([a.ping.remote() for a in actors])
+        return ray.get(refs)
     except ray.exceptions.RayActorError as exc:
+        text = str(exc.cause if getattr(exc, "cause", None) is not None else exc)
+        named = [line for line in text.splitlines() if "ShardChecksumError" in line or line.startswith("shard ")]
+        if not named:
+            raise
         for a in actors:
             ray.kill(a)
-        cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-        raise ShardChecksumError(str(cause).strip().splitlines()[-1]) from exc
+        message = named[-1].split("ShardChecksumError:", 1)[-1].strip()
+        raise ShardChecksumError(message) from exc
+
+
+def _wait_loaded(actors: list) -> None:
+    """Waits until every actor has loaded its shard (see _gather for a shard that cannot)."""
+    _gather([a.ping.remote() for a in actors], actors)
 
 
 class ShardedIndex:
@@ -145,23 +159,37 @@ class ShardedIndex:
 
     @staticmethod
     def build(codes, manifest_path: Union[str, os.PathLike], nshards: int, index: str = "flat",
-              ids: Optional[npt.ArrayLike] = None) -> Manifest:
+              ids: Optional[npt.ArrayLike] = None, sharding: str = "hash") -> Manifest:
         """Writes shard files and the manifest for these codes (ids: row numbers unless given),
-        without Ray: items go to shard id % nshards."""
+        without Ray. sharding 'hash': items go to shard id % nshards; 'range': the ids are cut into
+        nshards contiguous ranges holding (nearly) equal counts, the last range open-ended."""
         data = bulk.read_codes(codes)
         if nshards < 1:
             raise ValueError(f"nshards must be >= 1, got {nshards}")
         if index not in ("flat", "mih"):
             raise ValueError(f"index must be 'flat' or 'mih', got {index!r}")
+        if sharding not in ("hash", "range"):
+            raise ValueError(f"sharding must be 'hash' or 'range', got {sharding!r}")
         n, cs = data.shape
         ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
         if ids.shape != (n,):
             raise ValueError(f"ids must have one entry per code ({n}), got shape {ids.shape}")
         folder = Path(manifest_path).parent
         folder.mkdir(parents=True, exist_ok=True)
-        manifest = Manifest(nbits=cs * 8, index=index, next_id=int(ids.max()) + 1 if n else 0, save_version=1)
+        if n and ((ids < 0).any() or len(np.unique(ids)) != n):
+            raise ValueError("ids must be unique and >= 0")
+        manifest = Manifest(nbits=cs * 8, index=index, next_id=int(ids.max()) + 1 if n else 0, save_version=1,
+                            sharding=sharding)
+        if sharding == "range":
+            starts = range_starts(ids, nshards)
+            manifest.shards = [ShardEntry(file="", sha256="", ntotal=0, range_start=starts[s],
+                                          range_end=starts[s + 1] if s + 1 < nshards else None)
+                               for s in range(nshards)]
+        else:
+            manifest.shards = [ShardEntry(file="", sha256="", ntotal=0) for _ in range(nshards)]
+        owner = manifest.shard_of(ids)
         for s in range(nshards):
-            mine = np.flatnonzero(ids % nshards == s)
+            mine = np.flatnonzero(owner == s)
             shard = FlatIndex(cs * 8) if index == "flat" else MIHIndex(cs * 8)
             if len(mine):
                 shard.add_with_ids(np.ascontiguousarray(data[mine]), ids[mine])
@@ -169,7 +197,9 @@ class ShardedIndex:
                 shard.compact()
             name = shard_file_name(s, 1)
             shard.save(folder / name)
-            manifest.shards.append(ShardEntry(file=name, sha256=file_sha256(folder / name), ntotal=len(mine)))
+            manifest.shards[s] = dataclasses.replace(
+                manifest.shards[s], file=name, sha256=file_sha256(folder / name), ntotal=len(mine),
+                id_min=int(ids[mine].min()) if len(mine) else -1, id_max=int(ids[mine].max()) if len(mine) else -1)
         manifest.save(manifest_path)
         return manifest
 
@@ -222,6 +252,10 @@ class ShardedIndex:
     def next_id(self) -> int:
         return self.manifest.next_id
 
+    @property
+    def sharding(self) -> str:
+        return self.manifest.sharding
+
     def actors(self) -> list:
         """The shard actors' handles (for operations and tests)."""
         return list(self._actors)
@@ -236,23 +270,33 @@ class ShardedIndex:
 
     def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact k-NN over every shard: (D int32, I int64), (nq, k), as FlatIndex.search."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-            raise ValueError(f"k must be an int > 0, got {k!r}")
-        ray = _ray()
-        q = self._queries(queries)
-        ref = ray.put(q)
-        parts = ray.get([a.search.remote(ref, int(k)) for a in self._actors])
-        return merge_knn(parts, int(k))
+        return self.collect(self.submit(queries, k=k))
 
     def range_search(self, queries, radius: int):
         """Every item within radius (inclusive) over every shard: (lims, D, I), as FlatIndex."""
-        if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
-            raise ValueError(f"radius must be an int >= 0, got {radius!r}")
+        return self.collect(self.submit(queries, radius=radius))
+
+    def submit(self, queries, k: Optional[int] = None, radius: Optional[int] = None):
+        """Starts a k-NN (k) or range (radius) search on every shard without waiting; collect()
+        gives its answer. The queries go into Ray's object store once, read by every shard."""
         ray = _ray()
         q = self._queries(queries)
         ref = ray.put(q)
-        parts = ray.get([a.range_search.remote(ref, int(radius)) for a in self._actors])
-        return merge_range(parts, q.shape[0])
+        if k is not None:
+            if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+                raise ValueError(f"k must be an int > 0, got {k!r}")
+            return "knn", int(k), [a.search.remote(ref, int(k)) for a in self._actors]
+        if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
+            raise ValueError(f"radius must be an int >= 0, got {radius!r}")
+        return "range", q.shape[0], [a.range_search.remote(ref, int(radius)) for a in self._actors]
+
+    def collect(self, handle):
+        """The merged answer of a search started by submit()."""
+        kind, size, refs = handle
+        parts = _gather(refs, self._actors)
+        if len(parts) == 1:  # one shard's answer is already in (distance, id) order: copied (Ray's are read-only)
+            return tuple(np.array(a) for a in parts[0])
+        return merge_knn(parts, size) if kind == "knn" else merge_range(parts, size)
 
     # ---- writes ----------------------------------------------------------------------------------
 
@@ -279,7 +323,7 @@ class ShardedIndex:
         if (counts > 1).any():
             raise ValueError(f"ids must be unique, got {int(uniq[counts > 1][0])} more than once")
         routed = self._route(ids)
-        present = ray.get([self._actors[s].any_present.remote(ids[rows]) for s, rows in routed])
+        present = _gather([self._actors[s].any_present.remote(ids[rows]) for s, rows in routed], self._actors)
         for found in present:
             if found >= 0:
                 raise ValueError(f"ids: id {found} is already in the index")
@@ -298,7 +342,7 @@ class ShardedIndex:
         return int(sum(removed))
 
     def _route(self, ids: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        shard = ids % self.nshards
+        shard = self.manifest.shard_of(ids)
         return [(s, np.flatnonzero(shard == s)) for s in range(self.nshards) if (shard == s).any()]
 
     def save(self) -> Manifest:
@@ -310,9 +354,10 @@ class ShardedIndex:
         changed = sorted(self._dirty)
         results = ray.get([self._actors[s].save.remote(str(folder / shard_file_name(s, version))) for s in changed])
         old_files = []
-        for s, (sha, ntotal) in zip(changed, results):
+        for s, (sha, ntotal, id_min, id_max) in zip(changed, results):
             old_files.append(self.manifest.shards[s].file)
-            self.manifest.shards[s] = ShardEntry(file=shard_file_name(s, version), sha256=sha, ntotal=ntotal)
+            self.manifest.shards[s] = dataclasses.replace(self.manifest.shards[s], file=shard_file_name(s, version),
+                                                          sha256=sha, ntotal=ntotal, id_min=id_min, id_max=id_max)
         self.manifest.save_version = version
         self.manifest.save(self.manifest_path)
         # The changed shards' actors would reload the old files if restarted: new actors load
@@ -329,28 +374,25 @@ class ShardedIndex:
 
 
 def near_duplicates(index: ShardedIndex, radius: int, out: Union[str, os.PathLike], batch: int = 10_000,
-                    progress: bool = False) -> dict:
+                    progress: bool = False, format: str = "parquet") -> dict:
     """Every pair of ids (i < j) within Hamming `radius` (inclusive) across all shards: each
     shard's items, read in batches from its actor, are range-searched against every shard.
-    Writes pairs.npy (int64, m x 2, sorted) and distances.npy into folder `out`."""
-    ray = _ray()
+    Writes pairs.parquet (pairs in the order found: shard by shard, each batch sorted by (i, j))
+    or, with format 'npy', pairs.npy and distances.npy sorted by (i, j), into folder `out`."""
     if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
         raise ValueError(f"radius must be an int >= 0, got {radius!r}")
     start = time.perf_counter()
-    sizes = ray.get([a.ntotal.remote() for a in index.actors()])
-    pairs, dists = [], []
-    for actor, size in zip(index.actors(), sizes):
-        for b0, b1 in bulk._batches(size, batch, progress, "joining"):
-            ids, codes = ray.get(actor.contents.remote(b0, b1 - b0))
-            lims, D, I = index.range_search(codes, int(radius))
-            rows = np.repeat(ids, np.diff(lims))
-            later = I > rows
-            pairs.append(np.stack([rows[later], I[later]], axis=1))
-            dists.append(D[later])
-    all_pairs = np.concatenate(pairs) if pairs else np.empty((0, 2), np.int64)
-    all_dists = np.concatenate(dists) if dists else np.empty(0, np.int32)
-    order = np.lexsort((all_pairs[:, 1], all_pairs[:, 0]))
+    sizes = _gather([a.ntotal.remote() for a in index.actors()], index.actors())
+    writer = bulk.PairWriter(out, format)
+    try:
+        for actor, size in zip(index.actors(), sizes):
+            for b0, b1 in bulk._batches(size, batch, progress, "joining"):
+                ids, codes = _gather([actor.contents.remote(b0, b1 - b0)], index.actors())[0]
+                lims, D, I = index.range_search(codes, int(radius))
+                writer.add(np.repeat(ids, np.diff(lims)), I, D)
+    except BaseException:
+        writer.abandon()
+        raise
     job = {"job": "near_duplicates", "index": str(index.manifest_path), "codes": int(sum(sizes)),
-           "nbits": index.nbits, "radius": int(radius), "pairs": int(len(order))}
-    bulk.write_arrays(out, {"pairs.npy": all_pairs[order], "distances.npy": all_dists[order]}, job, start)
-    return job
+           "nbits": index.nbits, "radius": int(radius)}
+    return writer.finish(job, start)

@@ -27,6 +27,17 @@ import numpy as np
 import deephash_engine as de
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def median_seconds(fn, sync, repeats: int) -> float:
     fn()
     sync()
@@ -79,9 +90,9 @@ def main() -> int:
     dev = cp.cuda.Device(0)
     props = cp.cuda.runtime.getDeviceProperties(0)
     rows: list[dict] = []
-    info = {"gpu": props["name"].decode(), "sms": props["multiProcessorCount"], "cpu": platform.processor(),
+    info = {"gpu": props["name"].decode(), "sms": props["multiProcessorCount"], "cpu": cpu_model(),
             "cpu_cores": os.cpu_count(), "build": de.build_info()}
-    print(f"GPU: {info['gpu']} ({info['sms']} SMs); CPU cores: {info['cpu_cores']}; "
+    print(f"GPU: {info['gpu']} ({info['sms']} SMs); CPU: {info['cpu']}, {info['cpu_cores']} cores; "
           f"archs {info['build']['cuda_archs']}", flush=True)
 
     def row(**kw):

@@ -21,20 +21,32 @@ stamp "nvidia-smi"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 
 stamp "building the package with CUDA required"
+export CMAKE_BUILD_PARALLEL_LEVEL="$JOBS"
 "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$SITE" \
-  -C build-dir="$SITE/.build" -C cmake.define.DEEPHASH_CUDA=ON \
-  -C cmake.define.CMAKE_BUILD_PARALLEL_LEVEL="$JOBS" . 2>&1 | tee "$OUT/build.log"
+  -C build-dir="$SITE/.build" -C cmake.define.DEEPHASH_CUDA=ON . 2>&1 | tee "$OUT/build.log"
 export PYTHONPATH="$SITE"
 "$PY" -c "import deephash_engine as de; i = de.build_info(); print('cuda', i['cuda'], i['cuda_archs'], 'devices', i['cuda_device_count'])"
 
+# The steps below run even when one fails, so one device session yields every figure; the
+# summary at the end says what passed.
+declare -A result
 stamp "C++ tests (ctest)"
-cmake -S . -B "$SITE/.ctest" -G Ninja -DDEEPHASH_CUDA=ON -DDEEPHASH_BUILD_CPP_TESTS=ON -DCMAKE_BUILD_TYPE=Release > "$OUT/ctest-configure.log"
-cmake --build "$SITE/.ctest" -j "$JOBS" > "$OUT/ctest-build.log"
-ctest --test-dir "$SITE/.ctest" --output-on-failure 2>&1 | tee "$OUT/ctest.log"
+if cmake -S . -B "$SITE/.ctest" -G Ninja -DDEEPHASH_CUDA=ON -DDEEPHASH_BUILD_CPP_TESTS=ON \
+     -DCMAKE_BUILD_TYPE=Release > "$OUT/ctest-configure.log" &&
+   cmake --build "$SITE/.ctest" -j "$JOBS" > "$OUT/ctest-build.log" &&
+   ctest --test-dir "$SITE/.ctest" --output-on-failure 2>&1 | tee "$OUT/ctest.log"; then
+  result[ctest]=passed; else result[ctest]=FAILED; fi
 
 stamp "Python tests marked cuda"
-"$PY" -m pytest -q -p no:cacheprovider -m cuda tests/test_gpu.py 2>&1 | tee "$OUT/pytest.log"
+if "$PY" -m pytest -q -p no:cacheprovider -m cuda tests/test_gpu.py 2>&1 | tee "$OUT/pytest.log"; then
+  result[pytest]=passed; else result[pytest]=FAILED; fi
 
 stamp "benchmark"
-"$PY" benchmarks/bench_gpu.py --out "$OUT/bench_gpu.json" 2>&1 | tee "$OUT/bench.log"
-stamp "done"
+if "$PY" benchmarks/bench_gpu.py --out "$OUT/bench_gpu.json" 2>&1 | tee "$OUT/bench.log"; then
+  result[bench]=passed; else result[bench]=FAILED; fi
+
+stamp "summary"
+printf '%-10s %s\n' build passed ctest "${result[ctest]}" "pytest -m cuda" "${result[pytest]}" bench_gpu "${result[bench]}"
+grep -E "passed|failed|skipped" "$OUT/pytest.log" | tail -1 || true
+tail -n 3 "$OUT/ctest.log" || true
+[[ "${result[ctest]}${result[pytest]}${result[bench]}" == passedpassedpassed ]]

@@ -65,12 +65,21 @@ def test_build_info_names_the_compiled_architectures():
         assert info["cuda_archs"] is None
 
 
+@pytest.mark.skipif(not de.build_info()["cuda"], reason="a build without CUDA refuses every GpuFlatIndex")
 def test_widths_the_gpu_cannot_take_are_refused_before_any_device_is_asked():
     with pytest.raises(ValueError, match="multiple of 8"):
         de.GpuFlatIndex(12)
-    if de.build_info()["cuda"]:
-        with pytest.raises(ValueError, match="at most 4096"):
-            de.GpuFlatIndex(8192)
+    with pytest.raises(ValueError, match="at most 4096"):
+        de.GpuFlatIndex(8192)
+
+
+@pytest.mark.skipif(de.build_info()["cuda"], reason="this build has CUDA")
+def test_a_build_without_cuda_says_so():
+    with pytest.raises(RuntimeError, match="built without a CUDA compiler"):
+        de.GpuFlatIndex(64)
+    with pytest.raises(RuntimeError, match="built without a CUDA compiler"):
+        de.FlatIndex(64).to_gpu()
+    assert not de.cuda_available()
 
 
 # ---- on a device ----------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ demo: install data
 	$(PY) benchmarks/unsupervised_fmnist.py --preset demo --threads 1 --methods LSH PCAH ITQ SH SpH AGH-1 AGH-2 DGH
 	$(PY) benchmarks/deep_demo.py --epochs 1 --threads 2
 	$(PY) benchmarks/serve_demo.py --run runs/demo
+	$(PY) benchmarks/gpu_demo.py --index runs/demo/database.index
 
 test: install data cpp-test cpp-package-test asan-test fuzz-smoke py-test
 

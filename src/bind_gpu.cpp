@@ -1,7 +1,8 @@
 // GpuFlatIndex and BinaryIndex.to_gpu (builds with CUDA only; python/deephash_engine/gpu.py gives
 // the same names a clear error in builds without it). Queries may be NumPy arrays (results come
 // back as NumPy) or device arrays with __cuda_array_interface__ (CuPy, PyTorch CUDA tensors; k-NN
-// results then come back as arrays of the same library on the same device, without a copy).
+// results then come back as arrays of the same library on the same device, without a copy), or
+// DLPack producers on a CUDA device (read through a CuPy view; results as CuPy arrays).
 #ifdef DEEPHASH_WITH_CUDA
 
 #include <pybind11/numpy.h>
@@ -92,16 +93,38 @@ py::object empty_like_library(const py::handle& like, std::size_t nq, std::size_
                        py::str(py::type::of(like).attr("__name__")).cast<std::string>());
 }
 
+// A device array to search with: obj itself when it has __cuda_array_interface__ (CuPy,
+// PyTorch), a CuPy view of it when it is a DLPack producer on a CUDA device (JAX, ...), else None
+// (host data).
+py::object device_array(const py::handle& obj) {
+  if (py::hasattr(obj, "__cuda_array_interface__")) return py::reinterpret_borrow<py::object>(obj);
+  if (py::hasattr(obj, "__dlpack_device__")) {
+    const py::tuple where = obj.attr("__dlpack_device__")();
+    if (where[0].cast<int>() == 2) {  // kDLCUDA
+      py::module_ cupy;
+      try {
+        cupy = py::module_::import("cupy");
+      } catch (const py::error_already_set&) {
+        throw py::type_error("device queries given through DLPack need CuPy to be read without a copy; "
+                             "pass a CuPy array or a PyTorch CUDA tensor, or install CuPy");
+      }
+      return cupy.attr("from_dlpack")(obj);
+    }
+  }
+  return py::none();
+}
+
 std::uintptr_t device_pointer(const py::object& a) {
   return py::tuple(a.attr("__cuda_array_interface__")["data"])[0].cast<std::uintptr_t>();
 }
 
 py::tuple search(const GpuFlatIndex& index, const py::handle& queries_obj, const py::handle& k_obj) {
   const std::int64_t k = k_arg(k_obj);
-  const DeviceCodes dq = device_codes_arg(queries_obj, "queries", index);
-  if (dq.data || py::hasattr(queries_obj, "__cuda_array_interface__")) {
-    py::object D = empty_like_library(queries_obj, dq.n, static_cast<std::size_t>(k), "int32", index.device());
-    py::object I = empty_like_library(queries_obj, dq.n, static_cast<std::size_t>(k), "int64", index.device());
+  const py::object on_device = device_array(queries_obj);
+  if (!on_device.is_none()) {
+    const DeviceCodes dq = device_codes_arg(on_device, "queries", index);
+    py::object D = empty_like_library(on_device, dq.n, static_cast<std::size_t>(k), "int32", index.device());
+    py::object I = empty_like_library(on_device, dq.n, static_cast<std::size_t>(k), "int64", index.device());
     auto* d = reinterpret_cast<dist_t*>(device_pointer(D));
     auto* i = reinterpret_cast<idx_t*>(device_pointer(I));
     {
@@ -127,9 +150,10 @@ py::tuple range_search(const GpuFlatIndex& index, const py::handle& queries_obj,
   const std::int64_t radius = int_arg(radius_obj, "radius");
   if (radius < 0) throw py::value_error("radius must be >= 0, got " + std::to_string(radius));
   const int r = static_cast<int>(std::min<std::int64_t>(radius, index.nbits()));
-  const DeviceCodes dq = device_codes_arg(queries_obj, "queries", index);
+  const py::object on_device = device_array(queries_obj);
   RangeResult res;
-  if (dq.data || py::hasattr(queries_obj, "__cuda_array_interface__")) {
+  if (!on_device.is_none()) {
+    const DeviceCodes dq = device_codes_arg(on_device, "queries", index);
     py::gil_scoped_release release;
     res = index.range_search(reinterpret_cast<const std::uint8_t*>(dq.data), dq.n, r, true);
   } else {

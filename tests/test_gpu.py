@@ -242,6 +242,25 @@ def test_device_arrays_in_and_out(rng):
 
 
 @gpu_test
+def test_dlpack_producers_on_the_device(rng, monkeypatch):
+    cupy = pytest.importorskip("cupy")
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX must not take the device
+    jax = pytest.importorskip("jax")
+    try:
+        gpu_device = jax.devices("gpu")[0]
+    except RuntimeError:
+        pytest.skip("JAX sees no GPU")
+    codes = codes_of("uniform", rng, 3000, 128)
+    queries = codes_of("uniform", rng, 12, 128)
+    cpu, gpu = de.FlatIndex(128), de.GpuFlatIndex(128)
+    cpu.add(codes)
+    gpu.add(codes)
+    D, I = gpu.search(jax.device_put(queries, gpu_device), 15)
+    assert isinstance(I, cupy.ndarray)
+    np.testing.assert_array_equal(cupy.asnumpy(I), cpu.search(queries, 15)[1])
+
+
+@gpu_test
 def test_running_out_of_device_memory_leaves_the_index_usable(rng):
     cupy = pytest.importorskip("cupy")
     gpu = de.GpuFlatIndex(64)

@@ -58,7 +58,7 @@ void bind_runtime(py::module_& m) {
     const std::int64_t bits = nbits.cast<std::int64_t>();
     check_nbits(bits);
     py::gil_scoped_release release;
-    const kernels::WidthPlan plan = kernels::plan_for(static_cast<std::size_t>(bits / 8));
+    const kernels::WidthPlan plan = kernels::plan_for(code_size_for(bits));
     py::gil_scoped_acquire acquire;
     return plan_dict(plan);
   }, py::arg("nbits") = py::none(),

@@ -123,7 +123,7 @@ def check(data: bytes) -> None:
         if "NaN" not in str(exc):
             raise
         return
-    assert codes.shape == (3, hasher.nbits // 8), (codes.shape, hasher.nbits)
+    assert codes.shape == (3, (hasher.nbits + 7) // 8), (codes.shape, hasher.nbits)
 
 
 if __name__ == "__main__":

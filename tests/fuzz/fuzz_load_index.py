@@ -104,14 +104,14 @@ def built_index(fdp) -> bytes:
 def use(index) -> None:
     if index.ntotal > 100_000 or index.nbits > 4096:
         return
-    query = np.zeros((2, index.nbits // 8), np.uint8)
-    query[1] = 0xFF
+    query = np.zeros((2, index.code_size), np.uint8)
+    query[1] = de.pack_bits(np.ones(index.nbits, bool))[0]  # every code bit set, no padding bit
     distances, ids = index.search(query, 3)
     assert distances.shape == ids.shape == (2, 3)
     lims, _, found = index.range_search(query, 2)
     assert lims.shape == (3,) and found.shape[0] == lims[-1]
     if index.ntotal:
-        assert index.reconstruct(int(ids[0, 0])).shape == (index.nbits // 8,)
+        assert index.reconstruct(int(ids[0, 0])).shape == (index.code_size,)
 
 
 @atheris.instrument_func

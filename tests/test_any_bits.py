@@ -226,3 +226,18 @@ def test_unsupervised_hashers_fit_12_bits(tmp_path, method):
     index.add(codes)  # the padding bits are zero, so the index takes them
     hasher.save(tmp_path / "h.npz")
     np.testing.assert_array_equal(hashing.load_hasher(tmp_path / "h.npz").encode(X), codes)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("nbits", [1, 13])
+@pytest.mark.parametrize("method", ["LSH", "PCAH", "ITQ", "SH", "SpH", "AGH", "DGH", "SGH"])
+def test_every_hasher_fits_any_code_length(method, nbits):
+    from deephash_engine import hashing
+
+    if method == "SGH":
+        pytest.importorskip("torch")
+    X = np.random.default_rng(5).normal(size=(400, 16))
+    params = {"n_iter": 20, "num_threads": 1} if method == "SGH" else {}  # a few steps: the shapes are the point
+    codes = getattr(hashing, method)(nbits, seed=0, **params).fit_encode(X)
+    assert codes.shape == (400, (nbits + 7) // 8)
+    assert not (codes[:, -1] & ((0xFF << (nbits % 8)) & 0xFF)).any()

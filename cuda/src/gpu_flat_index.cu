@@ -631,10 +631,11 @@ RangeResult GpuFlatIndex::range_search(const std::uint8_t* queries, std::size_t 
   RangeResult res;
   res.lims.assign(nq + 1, 0);
   const std::size_t n = s.n();
-  if (nq == 0 || n == 0) return res;
+  if (nq == 0) return res;
   use_device(device_);
   if (queries_on_device) check(cudaDeviceSynchronize(), "waiting for the inputs");
-  check_query_padding(queries, nq, nbits_, queries_on_device);
+  check_query_padding(queries, nq, nbits_, queries_on_device);  // refused on an empty index too
+  if (n == 0) return res;
   Stream stream;
   const std::size_t row_bytes = static_cast<std::size_t>(s.words) * 4, cs = code_size();
   const std::uint32_t r = static_cast<std::uint32_t>(std::min(radius, nbits_));

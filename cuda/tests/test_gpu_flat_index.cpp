@@ -135,6 +135,8 @@ TEST(empty_and_errors) {
   CHECK_THROWS(GpuFlatIndex(4097), deephash::InvalidArgument);
   GpuFlatIndex odd(12);  // any length: padding bits set are refused, on the host and on the device
   std::vector<std::uint8_t> padded = {0xFF, 0x1F, 0x00, 0x00};  // row 0 sets bit 12
+  CHECK_THROWS(odd.search(padded.data(), 2, 1, d, i), deephash::InvalidArgument);  // empty index
+  CHECK_THROWS(odd.range_search(padded.data(), 2, 1), deephash::InvalidArgument);
   CHECK_THROWS(odd.add(padded.data(), 2), deephash::InvalidArgument);
   CHECK_EQ(odd.ntotal(), 0u);
   padded[1] = 0x0F;

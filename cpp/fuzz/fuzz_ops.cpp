@@ -120,6 +120,25 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case 4: {
         const std::size_t nq = in.ConsumeIntegralInRange<std::size_t>(1, 4);
         const auto q = run.codes(nq);
+        if (find_padding_bits(q.data(), nq, static_cast<std::size_t>(nbits)) < nq) {  // every search refuses
+          int refused = 0;
+          std::vector<dist_t> d(nq);
+          std::vector<idx_t> i(nq);
+          for (const BinaryIndex* x : {static_cast<const BinaryIndex*>(&flat), static_cast<const BinaryIndex*>(mih.get())}) {
+            try {
+              x->search(q.data(), nq, 1, d.data(), i.data());
+            } catch (const InvalidArgument&) {
+              ++refused;
+            }
+            try {
+              x->range_search(q.data(), nq, 0);
+            } catch (const InvalidArgument&) {
+              ++refused;
+            }
+          }
+          FUZZ_CHECK(refused == 4);
+          break;
+        }
         const std::size_t k = in.ConsumeIntegralInRange<std::size_t>(1, flat.ntotal() + 3);
         std::vector<dist_t> D1(nq * k), D2(nq * k);
         std::vector<idx_t> I1(nq * k), I2(nq * k);

@@ -195,13 +195,57 @@ TEST(out_of_device_memory_changes_nothing) {
   compare(cpu, gpu, codes, 5, "after running out of memory");
 }
 
+// A FlatIndex and a GpuFlatIndex of nbits bits holding the same first n codes.
+struct BothIndexes {
+  FlatIndex cpu;
+  GpuFlatIndex gpu;
+  BothIndexes(int nbits, const std::vector<std::uint8_t>& codes, std::size_t n) : cpu(nbits), gpu(nbits) {
+    cpu.add(codes.data(), n);
+    gpu.add(codes.data(), n);
+  }
+};
+
+// Queries in device memory: their padding bits are read from the device (the last byte of each row).
+TEST(device_queries_with_a_padding_bit_are_refused) {
+  const auto codes = make_codes(300, 13, 0, 11);
+  BothIndexes both(13, codes, 300);
+  FlatIndex& cpu = both.cpu;
+  GpuFlatIndex& gpu = both.gpu;
+  std::vector<std::uint8_t> host(codes.begin(), codes.begin() + 4 * 2);
+  void *q = nullptr, *d = nullptr, *i = nullptr;
+  CHECK(cudaMalloc(&q, host.size()) == cudaSuccess && cudaMalloc(&d, 4 * 5 * 4) == cudaSuccess &&
+        cudaMalloc(&i, 4 * 5 * 8) == cudaSuccess);
+  auto* qd = static_cast<std::uint8_t*>(q);
+  auto* dd = static_cast<std::int32_t*>(d);
+  auto* id = static_cast<std::int64_t*>(i);
+  cudaMemcpyAsync(q, host.data(), host.size(), cudaMemcpyHostToDevice, nullptr);
+  gpu.search(qd, 4, 5, dd, id, true);  // clean queries: the same answers as on the host
+  std::vector<std::int32_t> d1(20), d2(20);
+  std::vector<std::int64_t> i1(20), i2(20);
+  cpu.search(host.data(), 4, 5, d1.data(), i1.data());
+  cudaMemcpyAsync(d2.data(), d, 20 * 4, cudaMemcpyDeviceToHost, nullptr);
+  cudaMemcpyAsync(i2.data(), i, 20 * 8, cudaMemcpyDeviceToHost, nullptr);
+  CHECK(d1 == d2 && i1 == i2);
+  host[3 * 2 + 1] |= 0x40;  // row 3 sets bit 14
+  cudaMemcpyAsync(q, host.data(), host.size(), cudaMemcpyHostToDevice, nullptr);
+  try {
+    gpu.search(qd, 4, 5, dd, id, true);
+    CHECK(false);
+  } catch (const deephash::InvalidArgument& e) {
+    CHECK(std::string(e.what()).rfind("queries: row 3 sets padding bit 14", 0) == 0);
+  }
+  CHECK_THROWS(gpu.range_search(qd, 4, 2, true), deephash::InvalidArgument);
+  cudaFree(q);
+  cudaFree(d);
+  cudaFree(i);
+}
+
 // Tiles of queries: a budget that holds only a few queries per pass gives the same results.
 TEST(query_tiles_give_the_same_results) {
   const auto codes = make_codes(5000, 64, 1, 10);
-  FlatIndex cpu(64);
-  GpuFlatIndex gpu(64);
-  cpu.add(codes.data(), 5000);
-  gpu.add(codes.data(), 5000);
+  BothIndexes both(64, codes, 5000);
+  const FlatIndex& cpu = both.cpu;
+  const GpuFlatIndex& gpu = both.gpu;
   const std::size_t before = emu::device_memory().capacity;
   emu::device_memory().capacity = emu::device_memory().used + (3u << 20);  // ~2.4 MiB budget
   compare(cpu, gpu, codes, 300, "small budget");

@@ -17,7 +17,7 @@ void unpack_bits(const std::uint8_t* codes, std::size_t n, std::size_t code_size
 
 std::size_t find_padding_bits(const std::uint8_t* codes, std::size_t n, std::size_t nbits) noexcept {
   const std::uint8_t mask = padding_mask(nbits);
-  if (mask == 0) return n;
+  if (mask == 0 || n == 0) return n;  // no row: `codes` may be null
   const std::size_t cs = code_size_for(static_cast<std::int64_t>(nbits));
   const std::uint8_t* last = codes + cs - 1;
   for (std::size_t i = 0; i < n; ++i, last += cs)

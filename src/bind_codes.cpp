@@ -16,7 +16,8 @@ template <class T>
 py::array_t<std::uint8_t> pack_typed(const py::array& a) {
   auto arr = py::array_t<T, py::array::c_style>::ensure(a);
   const std::size_t n = static_cast<std::size_t>(arr.shape(0)), d = static_cast<std::size_t>(arr.shape(1));
-  py::array_t<std::uint8_t> out({n, d / 8});
+  check_nbits(static_cast<std::int64_t>(d), "bits: the number of columns (nbits)");
+  py::array_t<std::uint8_t> out({n, code_size_for(static_cast<std::int64_t>(d))});
   const T* src = arr.data();
   std::uint8_t* dst = out.mutable_data();
   {
@@ -31,8 +32,6 @@ py::array_t<std::uint8_t> pack(const py::array& input) {
   if (a.ndim() == 1) a = a.attr("reshape")(1, -1).cast<py::array>();
   if (a.ndim() != 2)
     throw py::value_error("bits must be a 1-D or 2-D array, got " + std::to_string(a.ndim()) + " dimensions");
-  if (a.shape(1) <= 0 || a.shape(1) % 8 != 0)
-    throw py::value_error("bits must have a positive multiple of 8 columns (nbits), got " + std::to_string(a.shape(1)));
   const char kind = a.dtype().kind();
   const auto size = a.dtype().itemsize();
   if (kind == 'b') return pack_typed<bool>(a);
@@ -74,9 +73,11 @@ py::array_t<std::uint8_t> unpack(const py::handle& codes_obj, py::object nbits_o
 }  // namespace
 
 void bind_codes(py::module_& m) {
+  m.attr("MAX_NBITS") = kMaxNbits;  // the widest code any index, pack_bits and the file format take
   m.def("pack_bits", &pack, py::arg("bits"),
-        "Pack an (n, nbits) real or bool array into (n, nbits/8) uint8 codes: bit j is bit j%8 of byte j/8\n"
-        "(LSB first); a real value x gives 1 iff x >= 0, a bool is its own bit. A 1-D array is one row.");
+        "Pack an (n, nbits) real or bool array, any nbits >= 1, into (n, ceil(nbits/8)) uint8 codes: bit j is\n"
+        "bit j%8 of byte j/8 (LSB first), the padding bits of the last byte are 0; a real value x gives 1 iff\n"
+        "x >= 0, a bool is its own bit. A 1-D array is one row.");
   m.def("unpack_bits", &unpack, py::arg("codes"), py::arg("nbits") = py::none(),
         "Unpack (n, code_size) uint8 codes into an (n, nbits) uint8 array of 0/1 (nbits defaults to 8*code_size).");
 }

@@ -59,7 +59,7 @@ py::tuple range_search(const BinaryIndex& index, const py::handle& queries_obj, 
 void bind_index(py::module_& m) {
   py::class_<BinaryIndex>(m, "BinaryIndex", "Interface shared by every index over packed binary codes.")
       .def_property_readonly("nbits", &BinaryIndex::nbits, "Bits per code.")
-      .def_property_readonly("code_size", &BinaryIndex::code_size, "Bytes per code (nbits / 8).")
+      .def_property_readonly("code_size", &BinaryIndex::code_size, "Bytes per code: ceil(nbits / 8).")
       .def_property_readonly("ntotal", unlocked(&BinaryIndex::ntotal), "Number of codes held.")
       .def_property_readonly("next_id", unlocked(&BinaryIndex::next_id), "The id the next add() assigns first.")
       .def_property_readonly("is_mmapped", unlocked(&BinaryIndex::is_mmapped),

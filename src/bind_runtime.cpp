@@ -58,12 +58,13 @@ void bind_runtime(py::module_& m) {
     const std::int64_t bits = nbits.cast<std::int64_t>();
     check_nbits(bits);
     py::gil_scoped_release release;
-    const kernels::WidthPlan plan = kernels::plan_for(static_cast<std::size_t>(bits / 8));
+    const kernels::WidthPlan plan = kernels::plan_for(code_size_for(bits));
     py::gil_scoped_acquire acquire;
     return plan_dict(plan);
   }, py::arg("nbits") = py::none(),
         "The kernels each code width runs: {'single': level, 'batch': level} for one query at a time "
-        "and for groups of queries. With nbits, that width's plan (measured now if it was not yet: "
+        "and for groups of queries. With nbits, that width's plan (a length that is not whole bytes runs "
+        "the plan of its ceil(nbits / 8) bytes; measured now if it was not yet: "
         "well under a millisecond); without, {nbits: plan} for every width measured so far in this "
         "process. While a level is forced (DEEPHASH_SIMD or set_simd_level) every width runs it.");
   m.def("set_num_threads", &set_num_threads, py::arg("n"),

@@ -87,7 +87,7 @@ class IndexFile:
 
     # Views of a flat payload (codes, zero padding to 8 bytes, int64 ids).
     def code_bytes(self) -> int:
-        return self.ntotal * self.nbits // 8
+        return self.ntotal * ((self.nbits + 7) // 8)
 
     def ids(self) -> list[int]:
         start = (self.code_bytes() + 7) // 8 * 8

@@ -170,3 +170,29 @@ def test_the_command_runs_as_a_program(files):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "FlatIndex of 3000 codes of 32 bits" in out.stdout
+
+
+def test_cli_builds_and_searches_an_index_of_12_bit_codes(tmp_path, rng, capsys):
+    codes = clustered_codes(rng, 500, 12, nclusters=8, flip=0.1)  # 2 bytes, bits 12..15 zero
+    np.save(tmp_path / "c12.npy", codes)
+    np.save(tmp_path / "q12.npy", codes[:9])
+    build = ["index", "build", "--codes", str(tmp_path / "c12.npy"), "--bits", "12", "--no-progress"]
+    assert main(build + ["--out", str(tmp_path / "i.dhi")]) == 0
+    index = de.load_index(tmp_path / "i.dhi")
+    assert (index.nbits, index.code_size, index.ntotal) == (12, 2, 500)
+    assert main(["search", "--index", str(tmp_path / "i.dhi"), "--queries", str(tmp_path / "q12.npy"),
+                 "--k", "7", "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    oracle = de.FlatIndex(12)
+    oracle.add(codes)
+    want_d, want_i = oracle.search(codes[:9], 7)
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "D.npy"), want_d)
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "I.npy"), want_i)
+    capsys.readouterr()
+    bad = codes.copy()
+    bad[4, 1] |= 0x80
+    np.save(tmp_path / "bad.npy", bad)
+    assert main(["index", "build", "--codes", str(tmp_path / "bad.npy"), "--bits", "12", "--no-progress",
+                 "--out", str(tmp_path / "bad.dhi")]) == 2
+    assert "codes: row 4 sets padding bit 15" in capsys.readouterr().err
+    assert main(build + ["--bits", "20", "--out", str(tmp_path / "x.dhi")]) == 2
+    assert "codes of 20 bits have 3" in capsys.readouterr().err

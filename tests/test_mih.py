@@ -149,8 +149,8 @@ def test_memory_usage_counts_tables_and_codes(rng):
 
 
 def test_parameter_errors():
-    with pytest.raises(ValueError, match="multiple of 8"):
-        de.MIHIndex(12)
+    with pytest.raises(ValueError, match="positive number of bits"):
+        de.MIHIndex(0)
     with pytest.raises(ValueError, match="more than 32 bits"):
         de.MIHIndex(256, m=4)
     with pytest.raises(ValueError, match="m must be"):

@@ -48,7 +48,9 @@ def test_each_width_has_a_measured_plan_unless_a_level_is_forced():
         assert de.simd_plan(72) == {"single": level, "batch": level}
     de.set_simd_level("auto")
     assert de.simd_plan(72) == de.build_info()["simd_plan"][72]
-    for bad in (0, 12, -8):
+    # a length that is not whole bytes runs the kernels of its byte width
+    assert de.simd_plan(12) == de.simd_plan(16) and de.simd_plan(1) == de.simd_plan(8)
+    for bad in (0, -8, de.MAX_NBITS + 1):
         with pytest.raises(ValueError, match="nbits"):
             de.simd_plan(bad)
 

@@ -11,6 +11,7 @@
 #include <memory>
 #include <vector>
 
+#include "deephash/codes.hpp"
 #include "deephash/index.hpp"
 #include "index_io.hpp"
 #include "deephash/threads.hpp"
@@ -73,6 +74,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::size_t cs = index->code_size(), nq = 2;
   std::vector<std::uint8_t> queries(nq * cs);
   for (std::size_t i = 0; i < queries.size(); ++i) queries[i] = file[(i * 7919) % size] ^ static_cast<std::uint8_t>(i);
+  // The queries' padding bits (nbits % 8 != 0): set, both searches must refuse them; then cleared.
+  const std::uint8_t pad = padding_mask(static_cast<std::size_t>(index->nbits()));
+  if (pad) {
+    queries[cs - 1] |= pad;
+    bool refused = false;
+    try {
+      check_queries(*index, queries, nq);
+    } catch (const InvalidArgument&) {
+      refused = true;
+    }
+    FUZZ_CHECK(refused);
+    for (std::size_t q = 0; q < nq; ++q) queries[q * cs + cs - 1] &= static_cast<std::uint8_t>(~pad);
+  }
   check_queries(*index, queries, nq);
 
   const std::size_t before = index->ntotal();

@@ -11,6 +11,7 @@
 #include <memory>
 #include <vector>
 
+#include "deephash/codes.hpp"
 #include "deephash/flat_index.hpp"
 #include "deephash/mih_index.hpp"
 #include "deephash/threads.hpp"
@@ -33,7 +34,8 @@ struct Run {
       std::copy_n(centres.data() + c * cs, cs, out.data() + i * cs);
       const int flips = in.ConsumeIntegralInRange<int>(0, std::min(nbits, 12));
       for (int f = 0; f < flips; ++f) {
-        const int bit = in.ConsumeIntegralInRange<int>(0, nbits - 1);
+        // now and then a padding bit (past nbits, in the last byte): both indexes must refuse it
+        const int bit = in.ConsumeIntegralInRange<int>(0, static_cast<int>(8 * cs) - 1);
         out[i * cs + bit / 8] ^= static_cast<std::uint8_t>(1u << (bit % 8));
       }
     }
@@ -73,7 +75,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   FuzzedDataProvider in(data, size);
-  const int nbits = 8 * in.ConsumeIntegralInRange<int>(1, 40);
+  const int nbits = in.ConsumeIntegralInRange<int>(1, 320);  // any length, whole bytes or not
   const int m = in.ConsumeIntegralInRange<int>(0, std::min(nbits, 12));
   std::unique_ptr<BinaryIndex> mih;
   try {
@@ -83,9 +85,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0;
   }
   FlatIndex flat(nbits);
-  Run run{in, nbits, static_cast<std::size_t>(nbits / 8), {}};
+  Run run{in, nbits, code_size_for(nbits), {}};
   run.centres = in.ConsumeBytes<std::uint8_t>(4 * run.cs);
   run.centres.resize(4 * run.cs, 0x5A);
+  for (std::size_t c = 0; c < 4; ++c) run.centres[c * run.cs + run.cs - 1] &= static_cast<std::uint8_t>(~padding_mask(nbits));
   // One selector kept for the whole run: its cached resolution must follow every change.
   std::vector<idx_t> kept_ids;
   for (idx_t id = in.ConsumeIntegralInRange<idx_t>(0, 7); id < 700; id += 1 + in.ConsumeIntegralInRange<idx_t>(0, 7))
@@ -117,6 +120,25 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case 4: {
         const std::size_t nq = in.ConsumeIntegralInRange<std::size_t>(1, 4);
         const auto q = run.codes(nq);
+        if (find_padding_bits(q.data(), nq, static_cast<std::size_t>(nbits)) < nq) {  // every search refuses
+          int refused = 0;
+          std::vector<dist_t> d(nq);
+          std::vector<idx_t> i(nq);
+          for (const BinaryIndex* x : {static_cast<const BinaryIndex*>(&flat), static_cast<const BinaryIndex*>(mih.get())}) {
+            try {
+              x->search(q.data(), nq, 1, d.data(), i.data());
+            } catch (const InvalidArgument&) {
+              ++refused;
+            }
+            try {
+              x->range_search(q.data(), nq, 0);
+            } catch (const InvalidArgument&) {
+              ++refused;
+            }
+          }
+          FUZZ_CHECK(refused == 4);
+          break;
+        }
         const std::size_t k = in.ConsumeIntegralInRange<std::size_t>(1, flat.ntotal() + 3);
         std::vector<dist_t> D1(nq * k), D2(nq * k);
         std::vector<idx_t> I1(nq * k), I2(nq * k);

@@ -1,5 +1,7 @@
 #include "code_store.hpp"
 
+#include "deephash/codes.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -31,6 +33,7 @@ void CodeStore::materialize_ids() {
 
 void CodeStore::add(const std::uint8_t* codes, std::size_t n) {
   if (n == 0) return;
+  check_padding_bits(codes, n, nbits_, "codes");
   if (static_cast<std::uint64_t>(next_id_) + n > static_cast<std::uint64_t>(INT64_MAX))
     throw InvalidArgument("add: ids would overflow int64 (next id " + std::to_string(next_id_) + ")");
   materialize();
@@ -68,6 +71,7 @@ void CodeStore::check_new_ids(const idx_t* ids, std::size_t n, const char* what,
 
 void CodeStore::add_with_ids(const std::uint8_t* codes, std::size_t n, const idx_t* ids) {
   if (n == 0) return;
+  check_padding_bits(codes, n, nbits_, "codes");
   check_new_ids(ids, n);
   bool batch_increasing = true;
   for (std::size_t i = 1; i < n && batch_increasing; ++i) batch_increasing = ids[i] > ids[i - 1];
@@ -252,6 +256,9 @@ void CodeStore::read_payload(const std::shared_ptr<const io::MappedFile>& file, 
   if (ntotal > (static_cast<std::uint64_t>(end - payload)) / (cs_ + sizeof(idx_t)) ||
       payload + codes_bytes + ntotal * sizeof(idx_t) > end)
     throw FileError(where + ": payload is smaller than its " + std::to_string(ntotal) + " items need");
+  const std::size_t bad = find_padding_bits(payload, static_cast<std::size_t>(ntotal), nbits_);
+  if (bad < ntotal)
+    throw FileError(where + ": stored code " + describe_padding_bits(payload[bad * cs_ + cs_ - 1], bad, nbits_));
   std::vector<idx_t> ids(ntotal);
   if (ntotal > 0) std::memcpy(ids.data(), payload + codes_bytes, ntotal * sizeof(idx_t));  // no null memcpy
   idx_t max_id = -1;

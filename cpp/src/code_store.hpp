@@ -20,7 +20,8 @@ namespace deephash {
 
 class CodeStore {
  public:
-  explicit CodeStore(std::size_t code_size) : cs_(code_size) {}
+  // Codes of nbits bits (code_size_for(nbits) bytes each, padding bits zero).
+  explicit CodeStore(int nbits) : cs_(code_size_for(nbits)), nbits_(static_cast<std::size_t>(nbits)) {}
 
   std::size_t size() const noexcept { return n_; }
   std::size_t code_size() const noexcept { return cs_; }
@@ -46,7 +47,8 @@ class CodeStore {
     if (map_) map_->check_unchanged();
   }
 
-  // Each throws before changing anything when the input is invalid or memory runs out.
+  // Each throws before changing anything when the input is invalid (a padding bit set, ...) or
+  // memory runs out.
   void add(const std::uint8_t* codes, std::size_t n);
   void add_with_ids(const std::uint8_t* codes, std::size_t n, const idx_t* ids);
   // Throws InvalidArgument naming `what` if an id is negative, repeated, or already present.
@@ -80,7 +82,8 @@ class CodeStore {
   std::uint64_t payload_size(std::size_t nskip = 0) const noexcept;
   void write_payload(io::AtomicFileWriter& out, const std::uint8_t* skip = nullptr) const;
   // Loads a payload of `ntotal` items at `payload` inside `file`; with mmap the codes stay in the
-  // file. Validates ids (>= 0, unique, consistent with the increasing flag and next_id).
+  // file. Validates the codes' padding bits (zero) and the ids (>= 0, unique, consistent with the
+  // increasing flag and next_id).
   void read_payload(const std::shared_ptr<const io::MappedFile>& file, const std::uint8_t* payload,
                     std::uint64_t ntotal, idx_t next_id, bool ids_increasing, bool mmap,
                     const std::string& path);
@@ -95,6 +98,7 @@ class CodeStore {
   void build_lookup_locked() const;  // the sorted (id, position) pairs; lookup_mu_ held
 
   std::size_t cs_;
+  std::size_t nbits_;
   std::size_t n_ = 0;
   std::vector<std::uint8_t, HugePageAllocator<std::uint8_t>> codes_;
   std::shared_ptr<const io::MappedFile> map_;

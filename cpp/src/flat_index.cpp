@@ -5,6 +5,7 @@
 #include <shared_mutex>
 #include <vector>
 
+#include "deephash/codes.hpp"
 #include "allow_list.hpp"
 #include "code_store.hpp"
 #include "flat_scan.hpp"
@@ -14,13 +15,13 @@
 namespace deephash {
 
 struct FlatIndex::State {
-  explicit State(std::size_t code_size) : store_(code_size) {}
+  explicit State(int nbits) : store_(nbits) {}
   mutable SharedMutex mu_;  // searches share it; writers take it exclusively
   CodeStore store_;
 };
 
 FlatIndex::FlatIndex(int nbits)
-    : nbits_((check_nbits(nbits), nbits)), s_(std::make_unique<State>(static_cast<std::size_t>(nbits) / 8)) {}
+    : nbits_((check_nbits(nbits), nbits)), s_(std::make_unique<State>(nbits)) {}
 
 FlatIndex::~FlatIndex() = default;
 
@@ -83,12 +84,14 @@ auto FlatIndex::scan_locked(const IdSelector* allow, FilterStrategy* strategy, S
 void FlatIndex::knn(const std::uint8_t* queries, std::size_t nq, std::size_t k, dist_t* distances, idx_t* ids,
                     const IdSelector* allow, FilterStrategy* strategy) const {
   if (k == 0) throw InvalidArgument("k must be > 0, got 0");
+  check_padding_bits(queries, nq, static_cast<std::size_t>(nbits_), "queries");
   scan_locked(allow, strategy, [&](const ScanView& view) { knn_scan(view, queries, nq, k, distances, ids); });
 }
 
 RangeResult FlatIndex::range(const std::uint8_t* queries, std::size_t nq, int radius, const IdSelector* allow,
                              FilterStrategy* strategy) const {
   if (radius < 0) throw InvalidArgument("radius must be >= 0, got " + std::to_string(radius));
+  check_padding_bits(queries, nq, static_cast<std::size_t>(nbits_), "queries");
   return scan_locked(allow, strategy, [&](const ScanView& view) { return range_scan(view, queries, nq, radius); });
 }
 

@@ -309,7 +309,7 @@ Header validate_file(const MappedFile& file, const std::string& path) {
   if (checksum(p, size - 8) != stored) throw FileError(where + " is corrupted (checksum mismatch)");
   if (h.index_type != IndexType::Flat && h.index_type != IndexType::MIH)
     throw FileError(where + " holds an unknown index type " + std::to_string(static_cast<std::uint32_t>(h.index_type)));
-  if (h.nbits == 0 || h.nbits % 8 != 0 || h.nbits > kMaxNbits)
+  if (h.nbits == 0 || h.nbits > kMaxNbits)
     throw FileError(where + " has an invalid nbits " + std::to_string(h.nbits));
   if ((h.flags & ~kKnownFlags) != 0)
     throw FileError(where + " sets unknown flag bits (flags " + std::to_string(h.flags) + ")");
@@ -321,7 +321,7 @@ Header validate_file(const MappedFile& file, const std::string& path) {
   if (h.next_id > static_cast<std::uint64_t>(INT64_MAX))
     throw FileError(where + " has inconsistent counts (next id above the int64 range)");
   // The payload is ntotal codes padded to 8 bytes, then ntotal int64 ids: nothing more, nothing less.
-  const std::size_t cs = h.nbits / 8;
+  const std::size_t cs = code_size_for(h.nbits);
   if (h.ntotal > h.payload_size / (cs + sizeof(std::int64_t)) ||
       codes_bytes_padded(h.ntotal, cs) + h.ntotal * sizeof(std::int64_t) != h.payload_size)
     throw FileError(where + " has inconsistent counts (a payload of " + std::to_string(h.payload_size) +

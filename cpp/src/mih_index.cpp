@@ -24,7 +24,7 @@ int MIHIndex::auto_m_for(int nbits, std::size_t n) noexcept {
 
 MIHIndex::MIHIndex(int nbits, int m)
     : nbits_((check_nbits(nbits), nbits)), auto_m_(m == 0),
-      s_(std::make_unique<State>(m, static_cast<std::size_t>(nbits) / 8)) {
+      s_(std::make_unique<State>(m, nbits)) {
   if (m < 0 || m > nbits)
     throw InvalidArgument("m must be in [1, nbits=" + std::to_string(nbits) + "] (or 0 for automatic), got " +
                           std::to_string(m));

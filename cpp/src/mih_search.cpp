@@ -7,6 +7,7 @@
 #include <mutex>
 #include <shared_mutex>
 
+#include "deephash/codes.hpp"
 #include "deephash/mih_index.hpp"
 #include "deephash/simd.hpp"
 #include "deephash/threads.hpp"
@@ -462,6 +463,7 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
                                  idx_t* ids, MIHQueryStats* stats, const IdSelector* allow,
                                  FilterStrategy* strategy) const {
   if (k == 0) throw InvalidArgument("k must be > 0, got 0");
+  check_padding_bits(queries, nq, static_cast<std::size_t>(nbits_), "queries");
   std::shared_lock<SharedMutex> lock(s_->mu_);
   s_->store_.check_mapping();
   const std::size_t cs = s_->store_.code_size();
@@ -612,6 +614,7 @@ RangeResult MIHIndex::range_search_filtered(const std::uint8_t* queries, std::si
 RangeResult MIHIndex::range_search_with(const std::uint8_t* queries, std::size_t nq, int radius,
                                         const IdSelector* allow, FilterStrategy* strategy) const {
   if (radius < 0) throw InvalidArgument("radius must be >= 0, got " + std::to_string(radius));
+  check_padding_bits(queries, nq, static_cast<std::size_t>(nbits_), "queries");
   std::shared_lock<SharedMutex> lock(s_->mu_);
   s_->store_.check_mapping();
   radius = std::min(radius, nbits_);

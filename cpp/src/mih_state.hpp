@@ -14,7 +14,7 @@
 namespace deephash {
 
 struct MIHIndex::State {
-  State(int m, std::size_t code_size) : m_(m), store_(code_size) {}
+  State(int m, int nbits) : m_(m), store_(nbits) {}
   int m_;  // tables in use (retuned on rebuilds when automatic)
   mutable SharedMutex mu_;
   CodeStore store_;

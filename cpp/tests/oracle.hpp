@@ -25,6 +25,15 @@ inline std::vector<std::uint8_t> random_codes(std::size_t n, std::size_t cs, std
   return v;
 }
 
+// As random_codes, for codes of nbits bits (any nbits): the padding bits of each last byte cleared.
+inline std::vector<std::uint8_t> random_codes_nbits(std::size_t n, int nbits, std::uint32_t seed, int alphabet = 256) {
+  const std::size_t cs = deephash::code_size_for(nbits);
+  auto v = random_codes(n, cs, seed, alphabet);
+  const unsigned keep = nbits % 8 ? (1u << (nbits % 8)) - 1 : 0xFFu;
+  for (std::size_t i = 0; i < n; ++i) v[i * cs + cs - 1] &= static_cast<std::uint8_t>(keep);
+  return v;
+}
+
 // k smallest (distance, id) pairs by full sort.
 inline std::vector<std::pair<int, std::int64_t>> knn(const std::uint8_t* q, const std::vector<std::uint8_t>& codes,
                                                      const std::vector<std::int64_t>& ids, std::size_t cs, std::size_t k) {

@@ -2,6 +2,7 @@
 // id contracts, removal, failed calls that change nothing.
 #include <algorithm>
 #include <numeric>
+#include <string>
 #include <vector>
 
 #include "deephash/flat_index.hpp"
@@ -14,7 +15,7 @@ using namespace deephash;
 static void check_knn(const FlatIndex& index, const std::vector<std::uint8_t>& codes, const std::vector<idx_t>& ids,
                       std::size_t nq, std::size_t k, int alphabet) {
   const std::size_t cs = index.code_size();
-  auto q = oracle::random_codes(nq, cs, 99, alphabet);
+  auto q = oracle::random_codes_nbits(nq, index.nbits(), 99, alphabet);
   std::vector<dist_t> d(nq * k);
   std::vector<idx_t> got(nq * k);
   index.search(q.data(), nq, k, d.data(), got.data());
@@ -47,6 +48,43 @@ TEST(knn_is_exact_on_both_parallel_paths) {
     }
   }
   set_num_threads(2);
+}
+
+TEST(any_code_length_is_exact) {
+  for (int nbits : {1, 7, 12, 13, 63, 100, 1000}) {
+    const std::size_t n = 3000;
+    for (int alphabet : {256, 2}) {
+      FlatIndex index(nbits);
+      CHECK_EQ(index.code_size(), static_cast<std::size_t>((nbits + 7) / 8));
+      auto codes = oracle::random_codes_nbits(n, nbits, 5, alphabet);
+      index.add(codes.data(), n);
+      std::vector<idx_t> ids(n);
+      std::iota(ids.begin(), ids.end(), 0);
+      for (std::size_t k : {1, 10, 100}) check_knn(index, codes, ids, 3, k, alphabet);
+    }
+  }
+}
+
+TEST(a_padding_bit_set_is_refused_and_changes_nothing) {
+  FlatIndex index(12);
+  auto codes = oracle::random_codes_nbits(6, 12, 8);
+  index.add(codes.data(), 6);
+  auto bad = codes;
+  bad[2 * 2 + 1] |= 0x20;  // row 2, bit 13
+  std::vector<idx_t> ids = {100, 101, 102, 103, 104, 105};
+  CHECK_THROWS(index.add(bad.data(), 6), InvalidArgument);
+  CHECK_THROWS(index.add_with_ids(bad.data(), 6, ids.data()), InvalidArgument);
+  std::vector<dist_t> d(6);
+  std::vector<idx_t> got(6);
+  CHECK_THROWS(index.search(bad.data(), 6, 1, d.data(), got.data()), InvalidArgument);
+  CHECK_THROWS(index.range_search(bad.data(), 6, 3), InvalidArgument);
+  CHECK_EQ(index.ntotal(), 6u);
+  CHECK_EQ(index.next_id(), 6);
+  try {
+    index.add(bad.data(), 6);
+  } catch (const InvalidArgument& e) {
+    CHECK_EQ(std::string(e.what()), std::string("codes: row 2 sets padding bit 13 (a 12-bit code in 2 bytes: bits 12..15 must be zero)"));
+  }
 }
 
 TEST(caller_ids_out_of_order_keep_tie_order_by_id) {
@@ -88,8 +126,9 @@ TEST(ids_contract_and_failed_calls_change_nothing) {
   index.reset();
   CHECK_EQ(index.ntotal(), 0u);
   CHECK_EQ(index.next_id(), 0);
-  CHECK_THROWS(FlatIndex(12), InvalidArgument);
   CHECK_THROWS(FlatIndex(0), InvalidArgument);
+  CHECK_THROWS(FlatIndex(static_cast<int>(kMaxNbits) + 1), InvalidArgument);
+  CHECK_EQ(FlatIndex(12).code_size(), 2u);
 }
 
 TEST(range_search_is_inclusive_and_sorted) {

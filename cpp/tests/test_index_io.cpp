@@ -1,5 +1,6 @@
 // Save / load round trips (copy and mmap) and rejection of damaged or foreign files.
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -76,6 +77,40 @@ TEST(damaged_files_are_rejected) {
   write_all(q, std::vector<char>(200, 'x'));
   CHECK_THROWS(load_index(q), FileError);
   CHECK_THROWS(load_index(tmp_path("does_not_exist.dhi")), FileError);
+  std::remove(p.c_str());
+  std::remove(q.c_str());
+}
+
+TEST(odd_code_lengths_round_trip_and_a_set_padding_bit_is_refused) {
+  const std::string p = tmp_path("odd.dhi"), q = tmp_path("odd_bad.dhi");
+  for (int nbits : {1, 12, 100}) {
+    const std::size_t cs = code_size_for(nbits);
+    auto codes = oracle::random_codes_nbits(40, nbits, 6);
+    FlatIndex index(nbits);
+    index.add(codes.data(), 40);
+    index.save(p);
+    for (bool mmap : {false, true}) {
+      auto loaded = load_index(p, mmap);
+      CHECK_EQ(loaded->nbits(), nbits);
+      std::vector<std::uint8_t> back(40 * cs);
+      std::vector<idx_t> ids = loaded->ids();
+      loaded->reconstruct_batch(ids.data(), ids.size(), back.data());
+      CHECK(back == codes);
+    }
+    auto bad = read_all(p);
+    bad[io::kPayloadAlign + 7 * cs + cs - 1] |= static_cast<char>(0x80);  // row 7's last padding bit
+    const std::uint64_t sum = io::checksum(bad.data(), bad.size() - 8);
+    std::memcpy(bad.data() + bad.size() - 8, &sum, 8);
+    write_all(q, bad);
+    try {
+      load_index(q);
+      CHECK(false);
+    } catch (const FileError& e) {
+      CHECK(std::string(e.what()).find("stored code row 7 sets padding bit " + std::to_string(8 * cs - 1)) !=
+            std::string::npos);
+    }
+    CHECK_THROWS(load_index(q, true), FileError);
+  }
   std::remove(p.c_str());
   std::remove(q.c_str());
 }

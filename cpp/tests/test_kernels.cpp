@@ -253,7 +253,19 @@ TEST(pack_and_unpack_round_trip) {
   std::vector<std::uint8_t> bits(16);
   unpack_bits(packed.data(), 1, 2, 16, bits.data());
   for (std::size_t j = 0; j < 16; ++j) CHECK_EQ(int(bits[j]), x[j] >= 0 ? 1 : 0);
-  CHECK_THROWS(pack_bits(x.data(), 1, 12, packed.data()), InvalidArgument);
+  // 12 bits: two bytes, the padding bits 12..15 zero whatever the values past column 12
+  pack_bits(x.data(), 1, 12, packed.data());
+  CHECK_EQ(int(packed[0]), 0x9D);
+  CHECK_EQ(int(packed[1]), 0x00);
+  std::vector<float> twelve(x.begin(), x.begin() + 12);
+  twelve[11] = 1.f;
+  pack_bits(twelve.data(), 1, 12, packed.data());
+  CHECK_EQ(int(packed[1]), 0x08);
+  CHECK_EQ(find_padding_bits(packed.data(), 1, 12), 0u + 1);  // none set: returns n
+  packed[1] |= 0x10;
+  CHECK_EQ(find_padding_bits(packed.data(), 1, 12), 0u);
+  CHECK_THROWS(check_padding_bits(packed.data(), 1, 12, "codes"), InvalidArgument);
+  CHECK_THROWS(pack_bits(x.data(), 1, 0, packed.data()), InvalidArgument);
   std::vector<double> nan = {0, 0, 0, 0, 0, 0, 0, std::numeric_limits<double>::quiet_NaN()};
   CHECK_THROWS(pack_bits(nan.data(), 1, 8, packed.data()), InvalidArgument);
 }

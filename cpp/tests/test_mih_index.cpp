@@ -1,5 +1,6 @@
 // MIHIndex against FlatIndex in C++: identical k-NN and range results with probing, scanning,
 // tail and tombstones.
+#include <algorithm>
 #include <vector>
 
 #include "deephash/flat_index.hpp"
@@ -44,10 +45,36 @@ TEST(mih_matches_flat) {
   }
 }
 
+TEST(mih_matches_flat_at_any_code_length) {
+  for (int nbits : {1, 7, 12, 13, 63, 100, 1000}) {
+    const std::size_t n = 3000;
+    for (int m : {0, (nbits + 31) / 32, std::min(nbits, std::max((nbits + 31) / 32, 3))}) {
+      for (int alphabet : {256, 2}) {
+        auto codes = oracle::random_codes_nbits(n, nbits, 23, alphabet);
+        MIHIndex mih(nbits, m);
+        FlatIndex flat(nbits);
+        mih.add(codes.data(), n);
+        flat.add(codes.data(), n);
+        auto q = oracle::random_codes_nbits(6, nbits, 24, alphabet);
+        for (std::size_t k : {1, 10, 100}) CHECK(same_knn(mih, flat, q, 6, k));
+        for (int r : {0, 1, nbits / 4, nbits / 2, nbits}) CHECK(same_range(mih, flat, q, 6, r));
+        auto bad = q;
+        bad[code_size_for(nbits) - 1] |= static_cast<std::uint8_t>(nbits % 8 ? 0x80 : 0);
+        if (nbits % 8) {
+          CHECK_THROWS(mih.add(bad.data(), 6), InvalidArgument);
+          CHECK_THROWS(mih.range_search(bad.data(), 6, 1), InvalidArgument);
+          CHECK_EQ(mih.ntotal(), n);
+        }
+      }
+    }
+  }
+}
+
 TEST(mih_rejects_bad_parameters) {
   CHECK_THROWS(MIHIndex(64, 1), InvalidArgument);
   CHECK_THROWS(MIHIndex(64, -2), InvalidArgument);
-  CHECK_THROWS(MIHIndex(20, 0), InvalidArgument);
+  CHECK_THROWS(MIHIndex(0, 0), InvalidArgument);
+  CHECK_EQ(MIHIndex(20, 0).nbits(), 20);
   CHECK_EQ(MIHIndex::auto_m_for(64, 10000000), 3);
 }
 

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "deephash/codes.hpp"
 #include "deephash_cuda/device.hpp"
 #include "kernels/launch.hpp"
 #include "select_plan.hpp"
@@ -210,6 +211,22 @@ void upload_rows(std::uint32_t* dst, const std::uint8_t* src, std::size_t n, std
   const std::size_t pitch = static_cast<std::size_t>(words) * 4;
   if (pitch != code_size) check(cudaMemsetAsync(dst, 0, n * pitch, stream), "clearing row padding");
   check(cudaMemcpy2DAsync(dst, pitch, src, code_size, code_size, n, cudaMemcpyDefault, stream), "copying codes");
+}
+
+// Refuses queries with a padding bit set (nbits % 8 != 0). Queries on the device: only the last
+// byte of each row comes to the host.
+void check_query_padding(const std::uint8_t* queries, std::size_t nq, int nbits, bool on_device) {
+  const std::size_t bits = static_cast<std::size_t>(nbits);
+  if (padding_mask(bits) == 0 || nq == 0) return;
+  if (!on_device) return check_padding_bits(queries, nq, bits, "queries");
+  const std::size_t cs = code_size_for(nbits);
+  std::vector<std::uint8_t> last(nq);
+  Stream stream;
+  check(cudaMemcpy2DAsync(last.data(), 1, queries + cs - 1, cs, 1, nq, cudaMemcpyDefault, stream.get()),
+        "reading the queries' last bytes");
+  stream.sync("reading the queries' last bytes");
+  const std::size_t row = find_padding_bits(last.data(), nq, bits % 8);  // one-byte rows, same mask
+  if (row < nq) throw InvalidArgument("queries: " + describe_padding_bits(last[row], row, bits));
 }
 
 }  // namespace
@@ -520,6 +537,7 @@ void GpuFlatIndex::search(const std::uint8_t* queries, std::size_t nq, std::size
   use_device(device_);
   // Device inputs may come from another library's streams: let its queued work finish first.
   if (on_device) check(cudaDeviceSynchronize(), "waiting for the inputs");
+  check_query_padding(queries, nq, nbits_, on_device);
   Stream stream;
   const std::size_t n = s.n();
   const std::uint64_t k_eff = std::min<std::uint64_t>(k, n);
@@ -632,9 +650,11 @@ RangeResult GpuFlatIndex::range_search(const std::uint8_t* queries, std::size_t 
   RangeResult res;
   res.lims.assign(nq + 1, 0);
   const std::size_t n = s.n();
-  if (nq == 0 || n == 0) return res;
+  if (nq == 0) return res;
   use_device(device_);
   if (queries_on_device) check(cudaDeviceSynchronize(), "waiting for the inputs");
+  check_query_padding(queries, nq, nbits_, queries_on_device);  // refused on an empty index too
+  if (n == 0) return res;
   Stream stream;
   const std::size_t row_bytes = static_cast<std::size_t>(s.words) * 4, cs = code_size();
   const std::uint32_t r = static_cast<std::uint32_t>(std::min(radius, nbits_));

@@ -22,10 +22,12 @@ using deephash::cuda::GpuFlatIndex;
 
 namespace {
 
-std::vector<std::uint8_t> make_codes(std::size_t n, std::size_t cs, int kind, std::uint32_t seed) {
-  if (kind == 0) return oracle::random_codes(n, cs, seed);
-  if (kind == 1) return oracle::random_codes(n, cs, seed, 2);  // clustered: bytes 0 or 1
-  auto few = oracle::random_codes(5, cs, seed);                  // duplicates: 5 distinct codes
+// n codes of nbits bits (padding bits zero): uniform, clustered or duplicate-heavy.
+std::vector<std::uint8_t> make_codes(std::size_t n, int nbits, int kind, std::uint32_t seed) {
+  if (kind == 0) return oracle::random_codes_nbits(n, nbits, seed);
+  if (kind == 1) return oracle::random_codes_nbits(n, nbits, seed, 2);  // clustered: bytes 0 or 1
+  const std::size_t cs = deephash::code_size_for(nbits);
+  auto few = oracle::random_codes_nbits(5, nbits, seed);                  // duplicates: 5 distinct codes
   std::vector<std::uint8_t> v(n * cs);
   for (std::size_t i = 0; i < n; ++i) std::copy_n(few.data() + (i % 5) * cs, cs, v.data() + i * cs);
   return v;
@@ -53,20 +55,19 @@ void compare(const FlatIndex& cpu, const GpuFlatIndex& gpu, const std::vector<st
 
 #ifdef DEEPHASH_CUDA_EMULATION
 // The emulation runs every GPU thread as a fiber: fewer widths, smaller databases.
-constexpr int kWidths[] = {8, 24, 64, 72, 256, 1024};
+constexpr int kWidths[] = {8, 12, 24, 64, 72, 100, 256, 1024};
 constexpr std::size_t kCodes = 1201;
 #else
-constexpr int kWidths[] = {8, 16, 24, 64, 72, 128, 256, 512, 1024};
+constexpr int kWidths[] = {1, 7, 8, 12, 13, 16, 24, 63, 64, 72, 100, 128, 256, 512, 1000, 1024};
 constexpr std::size_t kCodes = 3000;
 #endif
 
 TEST(equal_to_flat_index) {
   for (int nbits : kWidths) {
-    const std::size_t cs = nbits / 8;
     for (int kind = 0; kind < 3; ++kind) {
       const std::size_t n = kCodes;
-      const auto codes = make_codes(n, cs, kind, 100 + nbits + kind);
-      const auto queries = make_codes(37, cs, kind, 200 + nbits + kind);
+      const auto codes = make_codes(n, nbits, kind, 100 + nbits + kind);
+      const auto queries = make_codes(37, nbits, kind, 200 + nbits + kind);
       FlatIndex cpu(nbits);
       GpuFlatIndex gpu(nbits);
       cpu.add(codes.data(), n);
@@ -87,10 +88,10 @@ TEST(equal_to_flat_index) {
 }
 
 TEST(counting_selection_equal_to_flat_index) {  // the path k > 4096 takes, forced for every k
-  for (int nbits : {8, 72, 256}) {
+  for (int nbits : {8, 12, 72, 100, 256}) {
     for (int kind = 0; kind < 3; ++kind) {
-      const auto codes = make_codes(kCodes, nbits / 8, kind, 300 + nbits + kind);
-      const auto queries = make_codes(13, nbits / 8, kind, 400 + nbits + kind);
+      const auto codes = make_codes(kCodes, nbits, kind, 300 + nbits + kind);
+      const auto queries = make_codes(13, nbits, kind, 400 + nbits + kind);
       FlatIndex cpu(nbits);
       GpuFlatIndex gpu(nbits);
       gpu.set_selection(GpuFlatIndex::Selection::Counting);
@@ -130,7 +131,19 @@ TEST(empty_and_errors) {
   CHECK_EQ(i[0], -1);
   CHECK_EQ(d[2], 2147483647);
   CHECK_THROWS(gpu.search(q.data(), 1, 0, d, i), deephash::InvalidArgument);
-  CHECK_THROWS(GpuFlatIndex(12), deephash::InvalidArgument);
+  CHECK_THROWS(GpuFlatIndex(0), deephash::InvalidArgument);
+  CHECK_THROWS(GpuFlatIndex(4097), deephash::InvalidArgument);
+  GpuFlatIndex odd(12);  // any length: padding bits set are refused, on the host and on the device
+  std::vector<std::uint8_t> padded = {0xFF, 0x1F, 0x00, 0x00};  // row 0 sets bit 12
+  CHECK_THROWS(odd.search(padded.data(), 2, 1, d, i), deephash::InvalidArgument);  // empty index
+  CHECK_THROWS(odd.range_search(padded.data(), 2, 1), deephash::InvalidArgument);
+  CHECK_THROWS(odd.add(padded.data(), 2), deephash::InvalidArgument);
+  CHECK_EQ(odd.ntotal(), 0u);
+  padded[1] = 0x0F;
+  odd.add(padded.data(), 2);
+  padded[3] = 0x80;  // row 1 sets bit 15
+  CHECK_THROWS(odd.search(padded.data(), 2, 1, d, i), deephash::InvalidArgument);
+  CHECK_THROWS(odd.range_search(padded.data(), 2, 1), deephash::InvalidArgument);
   const std::int64_t ids[2] = {5, 5};
   std::vector<std::uint8_t> two(16, 1);
   CHECK_THROWS(gpu.add_with_ids(two.data(), 2, ids), deephash::InvalidArgument);
@@ -139,7 +152,7 @@ TEST(empty_and_errors) {
 }
 
 TEST(files_and_copies_keep_ids_and_next_id) {
-  const auto codes = make_codes(500, 16, 0, 7);
+  const auto codes = make_codes(500, 128, 0, 7);
   FlatIndex cpu(128);
   cpu.add(codes.data(), 500);
   std::vector<std::int64_t> gone = {499, 3, 10};
@@ -150,7 +163,7 @@ TEST(files_and_copies_keep_ids_and_next_id) {
   auto back = gpu->to_cpu();
   CHECK_EQ(back->next_id(), cpu.next_id());
   CHECK(back->ids() == cpu.ids());
-  const auto queries = make_codes(9, 16, 0, 8);
+  const auto queries = make_codes(9, 128, 0, 8);
   compare(cpu, *gpu, queries, 9, "from_index");
   gpu->add(codes.data(), 10);
   cpu.add(codes.data(), 10);
@@ -160,7 +173,7 @@ TEST(files_and_copies_keep_ids_and_next_id) {
 #ifdef DEEPHASH_CUDA_EMULATION
 // Only the emulation can shrink the device: running out of memory leaves the index as it was.
 TEST(out_of_device_memory_changes_nothing) {
-  const auto codes = make_codes(20000, 8, 0, 9);
+  const auto codes = make_codes(20000, 64, 0, 9);
   GpuFlatIndex gpu(64);
   gpu.add(codes.data(), 1000);
   const std::size_t before = emu::device_memory().capacity;
@@ -182,13 +195,57 @@ TEST(out_of_device_memory_changes_nothing) {
   compare(cpu, gpu, codes, 5, "after running out of memory");
 }
 
+// A FlatIndex and a GpuFlatIndex of nbits bits holding the same first n codes.
+struct BothIndexes {
+  FlatIndex cpu;
+  GpuFlatIndex gpu;
+  BothIndexes(int nbits, const std::vector<std::uint8_t>& codes, std::size_t n) : cpu(nbits), gpu(nbits) {
+    cpu.add(codes.data(), n);
+    gpu.add(codes.data(), n);
+  }
+};
+
+// Queries in device memory: their padding bits are read from the device (the last byte of each row).
+TEST(device_queries_with_a_padding_bit_are_refused) {
+  const auto codes = make_codes(300, 13, 0, 11);
+  BothIndexes both(13, codes, 300);
+  FlatIndex& cpu = both.cpu;
+  GpuFlatIndex& gpu = both.gpu;
+  std::vector<std::uint8_t> host(codes.begin(), codes.begin() + 4 * 2);
+  void *q = nullptr, *d = nullptr, *i = nullptr;
+  CHECK(cudaMalloc(&q, host.size()) == cudaSuccess && cudaMalloc(&d, 4 * 5 * 4) == cudaSuccess &&
+        cudaMalloc(&i, 4 * 5 * 8) == cudaSuccess);
+  auto* qd = static_cast<std::uint8_t*>(q);
+  auto* dd = static_cast<std::int32_t*>(d);
+  auto* id = static_cast<std::int64_t*>(i);
+  cudaMemcpyAsync(q, host.data(), host.size(), cudaMemcpyHostToDevice, nullptr);
+  gpu.search(qd, 4, 5, dd, id, true);  // clean queries: the same answers as on the host
+  std::vector<std::int32_t> d1(20), d2(20);
+  std::vector<std::int64_t> i1(20), i2(20);
+  cpu.search(host.data(), 4, 5, d1.data(), i1.data());
+  cudaMemcpyAsync(d2.data(), d, 20 * 4, cudaMemcpyDeviceToHost, nullptr);
+  cudaMemcpyAsync(i2.data(), i, 20 * 8, cudaMemcpyDeviceToHost, nullptr);
+  CHECK(d1 == d2 && i1 == i2);
+  host[3 * 2 + 1] |= 0x40;  // row 3 sets bit 14
+  cudaMemcpyAsync(q, host.data(), host.size(), cudaMemcpyHostToDevice, nullptr);
+  try {
+    gpu.search(qd, 4, 5, dd, id, true);
+    CHECK(false);
+  } catch (const deephash::InvalidArgument& e) {
+    CHECK(std::string(e.what()).rfind("queries: row 3 sets padding bit 14", 0) == 0);
+  }
+  CHECK_THROWS(gpu.range_search(qd, 4, 2, true), deephash::InvalidArgument);
+  cudaFree(q);
+  cudaFree(d);
+  cudaFree(i);
+}
+
 // Tiles of queries: a budget that holds only a few queries per pass gives the same results.
 TEST(query_tiles_give_the_same_results) {
-  const auto codes = make_codes(5000, 8, 1, 10);
-  FlatIndex cpu(64);
-  GpuFlatIndex gpu(64);
-  cpu.add(codes.data(), 5000);
-  gpu.add(codes.data(), 5000);
+  const auto codes = make_codes(5000, 64, 1, 10);
+  BothIndexes both(64, codes, 5000);
+  const FlatIndex& cpu = both.cpu;
+  const GpuFlatIndex& gpu = both.gpu;
   const std::size_t before = emu::device_memory().capacity;
   emu::device_memory().capacity = emu::device_memory().used + (3u << 20);  // ~2.4 MiB budget
   compare(cpu, gpu, codes, 300, "small budget");

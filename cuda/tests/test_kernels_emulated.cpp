@@ -29,25 +29,27 @@ std::vector<std::uint32_t> to_rows(const std::vector<std::uint8_t>& codes, std::
   return rows;
 }
 
-std::vector<std::uint8_t> make_codes(std::size_t n, std::size_t cs, int kind, std::uint32_t seed) {
-  if (kind == 0) return oracle::random_codes(n, cs, seed);
-  if (kind == 1) return oracle::random_codes(n, cs, seed, 2);
-  auto few = oracle::random_codes(3, cs, seed);
+std::vector<std::uint8_t> make_codes(std::size_t n, int nbits, int kind, std::uint32_t seed) {
+  if (kind == 0) return oracle::random_codes_nbits(n, nbits, seed);
+  if (kind == 1) return oracle::random_codes_nbits(n, nbits, seed, 2);
+  const std::size_t cs = deephash::code_size_for(nbits);
+  auto few = oracle::random_codes_nbits(3, nbits, seed);
   std::vector<std::uint8_t> v(n * cs);
   for (std::size_t i = 0; i < n; ++i) std::copy_n(few.data() + (i % 3) * cs, cs, v.data() + i * cs);
   return v;
 }
 
 struct Setup {
+  int nbits;
   std::size_t cs, n, nq;
   std::vector<std::uint8_t> codes, queries;
   std::vector<std::uint32_t> rows, qrows;
   std::vector<std::int64_t> ids;  // increasing, not equal to positions
   deephash::FlatIndex cpu;
-  Setup(int nbits, int kind, std::size_t n_, std::size_t nq_)
-      : cs(nbits / 8), n(n_), nq(nq_), cpu(nbits) {
-    codes = make_codes(n, cs, kind, 1000 + nbits + kind);
-    queries = make_codes(nq, cs, kind, 2000 + nbits + kind);
+  Setup(int nbits_, int kind, std::size_t n_, std::size_t nq_)
+      : nbits(nbits_), cs(deephash::code_size_for(nbits_)), n(n_), nq(nq_), cpu(nbits_) {
+    codes = make_codes(n, nbits, kind, 1000 + nbits + kind);
+    queries = make_codes(nq, nbits, kind, 2000 + nbits + kind);
     rows = to_rows(codes, cs);
     qrows = to_rows(queries, cs);
     for (std::size_t i = 0; i < n; ++i) ids.push_back(static_cast<std::int64_t>(3 * i + 1));
@@ -57,7 +59,7 @@ struct Setup {
 };
 
 void knn_case(const Setup& s, std::uint64_t kk, std::uint32_t nchunks, std::uint32_t qpb, const std::string& what) {
-  const int nbins = static_cast<int>(8 * s.cs + 1);
+  const int nbins = s.nbits + 1;  // as the index counts: distances 0..nbits (padding bits are zero)
   const std::uint64_t k_eff = std::min<std::uint64_t>(kk, s.n);
   const k::QueriesView qv{s.qrows.data(), static_cast<std::uint32_t>(s.nq), qpb};
   std::vector<std::uint32_t> hist(s.nq * nchunks * nbins, 0xdeadbeef), quota(s.nq * nchunks, 0xdeadbeef);
@@ -101,8 +103,9 @@ void range_case(const Setup& s, std::uint32_t radius, std::uint32_t nchunks, std
 }  // namespace
 
 TEST(knn_and_range_match_flat_index) {
-  // 8..32 bits: 1 word (specialised); 40, 64: 2 words; 72: 3 words (generic); 128, 256, 1024
-  for (int nbits : {8, 24, 40, 64, 72, 128, 256, 1024}) {
+  // 8..32 bits: 1 word (specialised); 40, 64: 2 words; 72: 3 words (generic); 128, 256, 1024;
+  // 12 and 100: code lengths that are not whole bytes (padding bits zero)
+  for (int nbits : {8, 12, 24, 40, 64, 72, 100, 128, 256, 1024}) {
     for (int kind = 0; kind < 3; ++kind) {
       const Setup s(nbits, kind, 1501, 5);  // 1501: chunks of unequal sizes
       const std::string what = std::to_string(nbits) + " bits, kind " + std::to_string(kind);
@@ -123,7 +126,7 @@ TEST(many_queries_per_block) {
 // The one-pass path: the radius from a sample histogram, then every code within it as a candidate
 // (counted past the capacity), checked against FlatIndex's range search at that radius.
 TEST(candidates_within_the_estimated_radius) {
-  for (int nbits : {24, 64, 72, 256}) {
+  for (int nbits : {12, 24, 64, 72, 100, 256}) {
     for (int kind = 0; kind < 3; ++kind) {
       const Setup s(nbits, kind, 1501, 5);
       const int nbins = nbits + 1;

@@ -37,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._atomic import _fsync_folder, atomic_write_text
+from ._codes import nbits_of
 from ._core import BinaryIndex, FlatIndex, MIHIndex, load_index
 from .parquet_parts import ParquetParts
 
@@ -105,10 +106,12 @@ class _Outputs:
 
 
 def build_index(codes: ArrayOrPath, out: Union[str, os.PathLike], kind: str = "flat", m: Optional[int] = None,
-                batch: int = 1 << 20, progress: bool = False) -> BinaryIndex:
-    """An index of `kind` ('flat' or 'mih') over the codes (ids = row numbers), saved to `out`."""
+                batch: int = 1 << 20, progress: bool = False, nbits: Optional[int] = None) -> BinaryIndex:
+    """An index of `kind` ('flat' or 'mih') over the codes (ids = row numbers), saved to `out`.
+    nbits: the code length (default 8 bits per byte of the codes; a shorter one leaves padding bits,
+    which must be zero)."""
     data = read_codes(codes)
-    nbits = data.shape[1] * 8
+    nbits = nbits_of(data, nbits)
     if kind == "flat":
         index: BinaryIndex = FlatIndex(nbits)
     elif kind == "mih":

@@ -62,7 +62,7 @@ def _train_parser(sub) -> None:
     names = _registered_names()
     p.add_argument("--method", help="loss: " + names["method"])
     p.add_argument("--dataset", help="protocol: " + names["dataset"])
-    p.add_argument("--bits", dest="nbits", type=int, help="code length in bits (nbits), a multiple of 8")
+    p.add_argument("--bits", dest="nbits", type=int, help="code length in bits (nbits), any length >= 1")
     p.add_argument("--epochs", type=int)
     p.add_argument("--model", help="backbone: " + names["model"])
     p.add_argument("--weights", help="local state_dict file for a torchvision backbone")
@@ -102,7 +102,9 @@ def _bulk_parsers(sub) -> None:
     index = sub.add_parser("index", help="build an index file from a file of codes")
     index_sub = index.add_subparsers(dest="index_command", required=True)
     p = index_sub.add_parser("build", help="index the rows of a .npy file of packed codes (ids = row numbers)")
-    p.add_argument("--codes", required=True, help=".npy file, uint8 (n, nbits / 8)")
+    p.add_argument("--codes", required=True, help=".npy file, uint8 (n, ceil(nbits / 8))")
+    p.add_argument("--bits", dest="nbits", type=int, help="code length in bits (default 8 per byte of the codes; "
+                   "a shorter length needs the padding bits of the last byte zero)")
     p.add_argument("--out", required=True, help="index file to write (docs/format.md)")
     p.add_argument("--index", choices=("flat", "mih"), default="flat", help="FlatIndex or MIHIndex (default flat)")
     p.add_argument("--m", type=int, help="MIH substring tables (default: chosen from the size)")
@@ -115,7 +117,7 @@ def _bulk_parsers(sub) -> None:
     p = sub.add_parser("search", help="search a .npy file of queries against an index file")
     p.add_argument("--index", required=True, help="index file written by save() or `deephash index build`")
     p.add_argument("--queries", required=True, nargs="+",
-                   help=".npy files or a quoted glob, uint8 (nq, nbits / 8), searched in the order given (a glob: by name)")
+                   help=".npy files or a quoted glob, uint8 (nq, ceil(nbits / 8)), searched in the order given (a glob: by name)")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--k", type=int, help="k nearest neighbours: writes D.npy and I.npy (nq x k)")
     what.add_argument("--radius", type=int, help="every item within this distance: writes hits.parquet/ "
@@ -133,7 +135,7 @@ def _bulk_parsers(sub) -> None:
 
     p = sub.add_parser("dedup", help="every pair of codes within a Hamming radius")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--codes", help=".npy file, uint8 (n, nbits / 8): pairs of row numbers")
+    source.add_argument("--codes", help=".npy file, uint8 (n, ceil(nbits / 8)): pairs of row numbers")
     source.add_argument("--index", help="a sharded index's manifest (with --ray): pairs of ids")
     p.add_argument("--radius", type=int, required=True, help="largest Hamming distance of a pair (inclusive)")
     p.add_argument("--out", required=True, help="result folder (created): pairs.parquet/ (item, id, distance), or "
@@ -191,12 +193,14 @@ def _cmd_bulk(args) -> int:
         if args.shards:
             from deephash_engine.distributed import ShardedIndex
 
-            manifest = ShardedIndex.build(args.codes, args.out, args.shards, index=args.index, sharding=args.sharding)
+            manifest = ShardedIndex.build(args.codes, args.out, args.shards, index=args.index, sharding=args.sharding,
+                                          nbits=args.nbits)
             total = sum(s.ntotal for s in manifest.shards)
             print(f"sharded index of {total} codes of {manifest.nbits} bits in {manifest.nshards} shards "
                   f"({manifest.sharding} sharding) -> {args.out}")
             return 0
-        index = bulk.build_index(args.codes, args.out, kind=args.index, m=args.m, progress=args.progress)
+        index = bulk.build_index(args.codes, args.out, kind=args.index, m=args.m, progress=args.progress,
+                                 nbits=args.nbits)
         print(f"{type(index).__name__} of {index.ntotal} codes of {index.nbits} bits -> {args.out}")
         return 0
     if getattr(args, "threads", None) is not None:

@@ -18,8 +18,9 @@ needs_fmnist = pytest.mark.skipif(
 def test_config_rejects_unknown_keys_and_bad_bits():
     with pytest.raises(ValueError, match="unknown \\['epoch'\\]"):
         RunConfig.from_dict({"epoch": 3})
-    with pytest.raises(ValueError, match="nbits: expected a positive multiple of 8, got 12"):
-        RunConfig.from_dict({"bits": 12})
+    with pytest.raises(ValueError, match="nbits: expected an int in \\[1, 1048576\\], got 0"):
+        RunConfig.from_dict({"bits": 0})
+    assert RunConfig.from_dict({"bits": 12}).nbits == 12
 
 
 def test_cli_reports_bad_arguments_without_a_traceback(tmp_path, capsys):
@@ -74,6 +75,24 @@ def test_train_then_encode(tmp_path, capsys):
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert [h["epoch"] for h in summary["history"]] == [1, 2]
+
+
+@needs_fmnist
+def test_train_takes_a_code_length_that_is_not_a_multiple_of_8(tmp_path, capsys):
+    import deephash_engine
+
+    out = tmp_path / "run12"
+    rc = main(["train", "--method", "dpsh", "--dataset", "fashion-mnist-mini", "--bits", "12", "--epochs", "1",
+               "--threads", "1", "--device", "cpu", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    assert "dpsh 12 bits on fashion-mnist-mini: mAP@all" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["nbits"] == 12 and summary["map"]["all"] > 0.2
+    codes = np.load(out / "codes.npz")
+    for name in ("database_codes", "query_codes"):
+        assert codes[name].shape[1] == 2 and not (codes[name][:, 1] & 0xF0).any()  # padding bits 12..15 zero
+    index = deephash_engine.load_index(out / "database.index")
+    assert index.nbits == 12 and index.code_size == 2 and index.ntotal == 5000
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml")),

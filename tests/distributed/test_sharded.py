@@ -67,6 +67,27 @@ def test_sharded_answers_equal_one_flat_index(tmp_path, rng, data, nshards, kind
             np.testing.assert_array_equal(got, want)
 
 
+def test_a_sharded_index_of_12_bit_codes_equals_one_flat_index(tmp_path, rng):
+    codes = clustered_codes(rng, 1500, 12, nclusters=6, flip=0.1)  # 2 bytes, padding bits zero
+    manifest = ShardedIndex.build(codes, tmp_path / "m.json", 2, nbits=12)
+    assert manifest.nbits == 12
+    oracle = de.FlatIndex(12)
+    oracle.add(codes)
+    with ShardedIndex.open(tmp_path / "m.json") as sharded:
+        assert (sharded.nbits, sharded.code_size) == (12, 2)
+        for got, want in zip(sharded.search(codes[:8], 10), oracle.search(codes[:8], 10)):
+            np.testing.assert_array_equal(got, want)
+        for got, want in zip(sharded.range_search(codes[:8], 2), oracle.range_search(codes[:8], 2)):
+            np.testing.assert_array_equal(got, want)
+        bad = codes[:3].copy()
+        bad[1, 1] |= 0x10
+        with pytest.raises(ValueError, match="queries: row 1 sets padding bit 12"):
+            sharded.search(bad, 1)
+        with pytest.raises(ValueError, match="codes: row 1 sets padding bit 12"):
+            sharded.add(bad)
+        assert sharded.ntotal == 1500
+
+
 def shard_ids(folder, manifest):
     """The ids each shard file holds, read from the files themselves."""
     return [de.load_index(folder / s["file"]).ids() for s in manifest["shards"]]

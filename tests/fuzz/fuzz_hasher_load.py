@@ -73,7 +73,7 @@ def built_archive(fdp) -> bytes:
     for name, p in signature.parameters.items():
         if name == "self":
             continue
-        default = 8 * fdp.ConsumeIntInRange(1, 4) if name == "nbits" else p.default
+        default = fdp.ConsumeIntInRange(1, 32) if name == "nbits" else p.default
         if name == "device":
             default = "cpu"
         if name == "n_anchors" and fdp.ConsumeBool():
@@ -123,7 +123,7 @@ def check(data: bytes) -> None:
         if "NaN" not in str(exc):
             raise
         return
-    assert codes.shape == (3, hasher.nbits // 8), (codes.shape, hasher.nbits)
+    assert codes.shape == (3, (hasher.nbits + 7) // 8), (codes.shape, hasher.nbits)
 
 
 if __name__ == "__main__":

@@ -58,8 +58,9 @@ def checksum(data: bytes) -> int:
 def _seed_index(fdp) -> bytes:
     """The bytes of a small saved index, chosen by the input (built once per choice: saving
     fsyncs, which would otherwise dominate every run)."""
-    nbits = 8 * fdp.ConsumeIntInRange(1, 8)
-    mih_m = fdp.ConsumeIntInRange(-(-nbits // 32), nbits // 8) if fdp.ConsumeBool() else 0
+    nbits = fdp.ConsumeIntInRange(1, 64)  # any length: whole bytes or not
+    fewest = -(-nbits // 32)
+    mih_m = fdp.ConsumeIntInRange(fewest, max(fewest, nbits // 8)) if fdp.ConsumeBool() else 0
     n = fdp.ConsumeIntInRange(0, 12)
     return _saved_index(fdp.ConsumeIntInRange(0, 3), nbits, mih_m, n, fdp.ConsumeBool(),
                         bool(n) and fdp.ConsumeBool())
@@ -68,7 +69,9 @@ def _seed_index(fdp) -> bytes:
 @functools.lru_cache(maxsize=4096)
 def _saved_index(seed: int, nbits: int, mih_m: int, n: int, caller_ids: bool, remove_one: bool) -> bytes:
     rng = np.random.default_rng(seed)
-    codes = rng.integers(0, 256, (n, nbits // 8), dtype=np.uint8)
+    codes = rng.integers(0, 256, (n, (nbits + 7) // 8), dtype=np.uint8)
+    if nbits % 8 and n:
+        codes[:, -1] &= (1 << (nbits % 8)) - 1  # padding bits zero
     index = de.MIHIndex(nbits, mih_m) if mih_m else de.FlatIndex(nbits)
     if caller_ids:
         index.add_with_ids(codes, rng.permutation(4 * n + 1)[:n].astype(np.int64))
@@ -104,14 +107,14 @@ def built_index(fdp) -> bytes:
 def use(index) -> None:
     if index.ntotal > 100_000 or index.nbits > 4096:
         return
-    query = np.zeros((2, index.nbits // 8), np.uint8)
-    query[1] = 0xFF
+    query = np.zeros((2, index.code_size), np.uint8)
+    query[1] = de.pack_bits(np.ones(index.nbits, bool))[0]  # every code bit set, no padding bit
     distances, ids = index.search(query, 3)
     assert distances.shape == ids.shape == (2, 3)
     lims, _, found = index.range_search(query, 2)
     assert lims.shape == (3,) and found.shape[0] == lims[-1]
     if index.ntotal:
-        assert index.reconstruct(int(ids[0, 0])).shape == (index.nbits // 8,)
+        assert index.reconstruct(int(ids[0, 0])).shape == (index.code_size,)
 
 
 @atheris.instrument_func

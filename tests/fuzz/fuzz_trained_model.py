@@ -64,14 +64,14 @@ def _mutate_tensors(fdp, state: dict) -> None:
 
 
 def built_checkpoint(fdp) -> bytes:
-    nbits = 8 * fdp.ConsumeIntInRange(1, 3)
+    nbits = fdp.ConsumeIntInRange(1, 24)
     channels, size = fdp.ConsumeIntInRange(1, 3), 4 * fdp.ConsumeIntInRange(1, 2)
     config = asdict(RunConfig(nbits=nbits))
     data = {"in_channels": channels, "image_size": size, "source": "fashion-mnist", "num_classes": 10}
     state = _model_state(nbits, channels, size)
     ckpt = {"version": 2, "config": config, "data": data, "model": state, "epoch": 1}
     if fdp.ConsumeBool():
-        config["nbits"] = 8 * fdp.ConsumeIntInRange(0, 4)
+        config["nbits"] = fdp.ConsumeIntInRange(-1, 32)
     if fdp.ConsumeBool():
         data["image_size"] = fdp.ConsumeIntInRange(-1, 9)
         data["in_channels"] = fdp.ConsumeIntInRange(-1, 4)

@@ -8,6 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from deephash_engine import MAX_NBITS
 from deephash_engine.hashing import (
     AGH,
     DGH,
@@ -144,10 +145,10 @@ def test_saved_file_is_a_plain_versioned_archive(blobs, tmp_path):
         assert json.loads(str(archive["params"])) == {"nbits": 16, "seed": 0}
 
 
-@pytest.mark.parametrize("nbits", [0, -8, 4, 12, 33])
-def test_nbits_must_be_positive_multiple_of_8(nbits):
+@pytest.mark.parametrize("nbits", [0, -8, -1, MAX_NBITS + 1])
+def test_nbits_must_be_positive_and_at_most_the_limit(nbits):
     for cls in (LSH, PCAH, ITQ, SH, SpH, AGH, DGH, SGH):
-        with pytest.raises(ValueError, match=f"nbits: expected a positive multiple of 8, got {nbits}"):
+        with pytest.raises(ValueError, match=f"nbits: expected an int in \\[1, {MAX_NBITS}\\], got {nbits}"):
             cls(nbits)
 
 

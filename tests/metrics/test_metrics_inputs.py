@@ -79,7 +79,7 @@ QL, DL = np.array([0, 1]), np.array([0, 1, 1])
         ({"db_codes": DB.astype(bool)}, TypeError, "db_codes.*bool"),
         ({"db_codes": np.ones((3, 8)) * 0.5}, ValueError, "db_codes.*-1 and \\+1.*0.5"),
         ({"query_codes": np.zeros((2, 8))}, ValueError, "query_codes.*-1 and \\+1"),
-        ({"query_codes": np.ones((2, 12))}, ValueError, "query_codes.*multiple of 8"),
+        ({"query_codes": np.ones((2, 12))}, ValueError, "query_codes.*width of db_codes \\(8 bits\\), got 12 bits"),
         ({"query_codes": np.zeros((2, 2), dtype=np.uint8)}, ValueError, "query_codes.*8 bits.*16 bits"),
         ({"query_codes": np.zeros(4, dtype=np.uint8)}, ValueError, "query_codes.*2-D"),
         ({"db_codes": np.zeros((0, 1), dtype=np.uint8), "db_labels": np.zeros(0, dtype=int)}, ValueError, "db_codes.*at least one"),

@@ -58,7 +58,7 @@ def test_collection_lifecycle(client, kind):
 
 @pytest.mark.parametrize("body, loc", [
     ({"name": "bad.name", "nbits": 64}, ["body", "name"]),
-    ({"name": "ok", "nbits": 12}, ["body", "nbits"]),
+    ({"name": "ok", "nbits": -12}, ["body", "nbits"]),
     ({"name": "ok", "nbits": 0}, ["body", "nbits"]),
     ({"name": "ok", "nbits": 64, "index": "hnsw"}, ["body", "index"]),
     ({"nbits": 64}, ["body", "name"]),
@@ -286,4 +286,28 @@ def test_encoder_encodes_inputs_on_the_server(client, server, rng):
     assert by_input == by_code and len(ids) == 30
     wrong = client.post(f"/collections/{n}/items", json={"inputs": [[1.0, 2.0]]})
     assert wrong.status_code == 422 and _loc(wrong) == ["body", "inputs"]
+    client.delete(f"/collections/{n}")
+
+
+@pytest.mark.parametrize("kind", ["flat", "mih"])
+def test_a_12_bit_collection_stores_2_bytes_and_refuses_padding_bits(client, rng, kind):
+    n = next(_names)
+    assert client.post("/collections", json={"name": n, "nbits": 12, "index": kind}).status_code == 201
+    codes = rng.integers(0, 256, size=(40, 2), dtype=np.uint8)
+    codes[:, 1] &= 0x0F  # bits 12..15 are padding: zero
+    assert client.post(f"/collections/{n}/items", json={"codes": b64(codes)}).json()["ids"] == list(range(40))
+    oracle = de.FlatIndex(12)
+    oracle.add(codes)
+    got = client.post(f"/collections/{n}/search", json={"codes": b64(codes[:3]), "k": 5}).json()["results"]
+    D, I = oracle.search(codes[:3], 5)
+    assert [r["ids"] for r in got] == I.tolist()
+    assert [r["distances"] for r in got] == D.tolist()
+    bad = codes[:3].copy()
+    bad[2, 1] |= 0x40  # bit 14
+    for path, body in ((f"/collections/{n}/items", {"codes": b64(bad)}),
+                       (f"/collections/{n}/search", {"codes": b64(bad), "k": 1})):
+        response = client.post(path, json=body)
+        assert response.status_code == 422 and _loc(response) == ["body", "codes", 2]
+        assert "padding bit 14" in response.text
+    assert client.get(f"/collections/{n}").json()["count"] == 40
     client.delete(f"/collections/{n}")

@@ -42,16 +42,22 @@ struct FileError : std::runtime_error, Error {
 // constructors, pack_bits and the loader, so that every index saved can be loaded back.
 inline constexpr std::int64_t kMaxNbits = std::int64_t{1} << 20;
 
-// Validate nbits: a positive multiple of 8, at most kMaxNbits. Throws InvalidArgument naming `what`.
+// Validate nbits: any positive number of bits, at most kMaxNbits. Throws InvalidArgument naming
+// `what`. A code of nbits bits takes code_size_for(nbits) = ceil(nbits / 8) bytes; the padding
+// bits nbits .. 8 * code_size - 1 (the high bits of the last byte) are zero (codes.hpp checks them).
 inline void check_nbits(std::int64_t nbits, const char* what = "nbits") {
-  if (nbits <= 0 || nbits % 8 != 0) {
-    throw InvalidArgument(std::string(what) + " must be a positive multiple of 8, got " +
-                          std::to_string(nbits));
+  if (nbits <= 0) {
+    throw InvalidArgument(std::string(what) + " must be a positive number of bits, got " + std::to_string(nbits));
   }
   if (nbits > kMaxNbits) {
     throw InvalidArgument(std::string(what) + " must be at most " + std::to_string(kMaxNbits) + " (2^20), got " +
                           std::to_string(nbits));
   }
+}
+
+// Bytes per code of nbits bits: ceil(nbits / 8).
+inline constexpr std::size_t code_size_for(std::int64_t nbits) noexcept {
+  return static_cast<std::size_t>((nbits + 7) / 8);
 }
 
 }  // namespace deephash

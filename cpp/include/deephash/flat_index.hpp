@@ -10,7 +10,8 @@ namespace deephash {
 
 class FlatIndex final : public BinaryIndex {
  public:
-  // nbits: a positive multiple of 8 (throws InvalidArgument otherwise).
+  // nbits: any length from 1 to kMaxNbits (throws InvalidArgument otherwise); codes of
+  // code_size_for(nbits) bytes with the padding bits zero (index.hpp).
   explicit FlatIndex(int nbits);
   ~FlatIndex() override;
 

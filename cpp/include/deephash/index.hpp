@@ -1,7 +1,9 @@
 // BinaryIndex: the interface every index over packed binary codes implements (FlatIndex, MIHIndex).
 //
 // Contracts (docs/format.md and the design handbook):
-// - codes are (n, code_size) bytes, code_size = nbits / 8; ids are int64 >= 0 and stable;
+// - codes are (n, code_size) bytes, code_size = ceil(nbits / 8), any nbits >= 1; the padding bits
+//   (nbits .. 8 * code_size - 1, the high bits of the last byte) are zero, and a code or query with
+//   a padding bit set is refused (InvalidArgument); ids are int64 >= 0 and stable;
 // - search returns the k smallest (distance, id) pairs in lexicographic order, padded with
 //   (kMissingDistance, kMissingId);
 // - range_search returns every item with distance <= radius, each query's slice sorted by
@@ -40,7 +42,7 @@ class BinaryIndex {
 
   virtual IndexType type() const noexcept = 0;
   virtual int nbits() const noexcept = 0;
-  std::size_t code_size() const noexcept { return static_cast<std::size_t>(nbits()) / 8; }
+  std::size_t code_size() const noexcept { return code_size_for(nbits()); }
   virtual std::size_t ntotal() const = 0;
 
   // Appends n codes with ids next_id(), next_id() + 1, ... (consecutive after the largest id the

@@ -40,7 +40,8 @@ inline constexpr int kMaxGpuBits = 4096;
 
 class GpuFlatIndex {
  public:
-  // nbits: a positive multiple of 8 up to kMaxGpuBits. Throws CudaError when `device` cannot be
+  // nbits: any number of bits from 1 up to kMaxGpuBits (codes of ceil(nbits / 8) bytes, padding
+  // bits zero: codes and queries with a padding bit set are refused). Throws CudaError when `device` cannot be
   // used (naming the cause: no driver, no device, a number out of range).
   GpuFlatIndex(int nbits, int device = 0);
   ~GpuFlatIndex();
@@ -53,7 +54,7 @@ class GpuFlatIndex {
   std::unique_ptr<FlatIndex> to_cpu() const;
 
   int nbits() const noexcept { return nbits_; }
-  std::size_t code_size() const noexcept { return static_cast<std::size_t>(nbits_) / 8; }
+  std::size_t code_size() const noexcept { return code_size_for(nbits_); }
   int device() const noexcept { return device_; }
   std::size_t ntotal() const;
   idx_t next_id() const;

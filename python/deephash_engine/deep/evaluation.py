@@ -17,12 +17,13 @@ from .data.datasets import make_loader
 
 
 def pack_codes(outputs: np.ndarray) -> np.ndarray:
-    """(n, nbits) real outputs -> (n, nbits/8) uint8 codes, x >= 0 -> 1, LSB first.
+    """(n, nbits) real outputs -> (n, ceil(nbits/8)) uint8 codes, x >= 0 -> 1, LSB first, any nbits >= 1
+    (the padding bits of the last byte are 0).
 
-    Raises ValueError when ``outputs`` is not (n, nbits) with nbits a multiple of 8, or holds NaN
-    (the outputs of a diverged model)."""
-    if outputs.ndim != 2 or outputs.shape[1] % 8:
-        raise ValueError(f"outputs: expected (n, nbits) with nbits a multiple of 8, got {outputs.shape}")
+    Raises ValueError when ``outputs`` is not (n, nbits) with nbits >= 1, or holds NaN (the outputs
+    of a diverged model)."""
+    if outputs.ndim != 2 or outputs.shape[1] < 1:
+        raise ValueError(f"outputs: expected (n, nbits) with nbits >= 1, got {outputs.shape}")
     try:
         return pack_bits(outputs)
     except ValueError as exc:  # the shape is checked above, so this is a NaN

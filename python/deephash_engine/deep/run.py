@@ -25,7 +25,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from .. import FlatIndex
+from .. import MAX_NBITS, FlatIndex
 from .._atomic import atomic_write_text
 from ..datasets import NORMALIZATION
 from ..metrics import evaluate, mean_average_precision, plot_report
@@ -99,8 +99,8 @@ class RunConfig:
         cfg = cls(**data)
         if cfg.select not in ("best_val", "last"):
             raise ValueError(f"select: expected 'best_val' or 'last', got {_shown(cfg.select)}")
-        if type(cfg.nbits) is not int or cfg.nbits <= 0 or cfg.nbits % 8:
-            raise ValueError(f"nbits: expected a positive multiple of 8, got {_shown(cfg.nbits)}")
+        if type(cfg.nbits) is not int or not 1 <= cfg.nbits <= MAX_NBITS:
+            raise ValueError(f"nbits: expected an int in [1, {MAX_NBITS}], got {_shown(cfg.nbits)}")
         if type(cfg.epochs) is not int or cfg.epochs < 0:
             raise ValueError(f"epochs: expected an int >= 0, got {_shown(cfg.epochs)}")
         for name in ("method", "dataset", "model"):

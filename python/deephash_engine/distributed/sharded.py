@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import bulk
+from .._codes import check_padding, code_size_for, nbits_of
 from .._core import FlatIndex, MIHIndex, load_index, set_num_threads
 from .manifest import Manifest, ShardChecksumError, ShardEntry, file_sha256, range_starts, shard_file_name
 
@@ -159,18 +160,22 @@ class ShardedIndex:
 
     @staticmethod
     def build(codes, manifest_path: Union[str, os.PathLike], nshards: int, index: str = "flat",
-              ids: Optional[npt.ArrayLike] = None, sharding: str = "hash") -> Manifest:
+              ids: Optional[npt.ArrayLike] = None, sharding: str = "hash",
+              nbits: Optional[int] = None) -> Manifest:
         """Writes shard files and the manifest for these codes (ids: row numbers unless given),
         without Ray. sharding 'hash': items go to shard id % nshards; 'range': the ids are cut into
-        nshards contiguous ranges holding (nearly) equal counts, the last range open-ended."""
+        nshards contiguous ranges holding (nearly) equal counts, the last range open-ended.
+        nbits: the code length (default 8 bits per byte; a shorter one leaves padding bits, which
+        must be zero)."""
         data = bulk.read_codes(codes)
+        nbits = nbits_of(data, nbits)
         if nshards < 1:
             raise ValueError(f"nshards must be >= 1, got {nshards}")
         if index not in ("flat", "mih"):
             raise ValueError(f"index must be 'flat' or 'mih', got {index!r}")
         if sharding not in ("hash", "range"):
             raise ValueError(f"sharding must be 'hash' or 'range', got {sharding!r}")
-        n, cs = data.shape
+        n = data.shape[0]
         ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
         if ids.shape != (n,):
             raise ValueError(f"ids must have one entry per code ({n}), got shape {ids.shape}")
@@ -178,7 +183,7 @@ class ShardedIndex:
         folder.mkdir(parents=True, exist_ok=True)
         if n and ((ids < 0).any() or len(np.unique(ids)) != n):
             raise ValueError("ids must be unique and >= 0")
-        manifest = Manifest(nbits=cs * 8, index=index, next_id=int(ids.max()) + 1 if n else 0, save_version=1,
+        manifest = Manifest(nbits=nbits, index=index, next_id=int(ids.max()) + 1 if n else 0, save_version=1,
                             sharding=sharding)
         if sharding == "range":
             starts = range_starts(ids, nshards)
@@ -190,7 +195,7 @@ class ShardedIndex:
         owner = manifest.shard_of(ids)
         for s in range(nshards):
             mine = np.flatnonzero(owner == s)
-            shard = FlatIndex(cs * 8) if index == "flat" else MIHIndex(cs * 8)
+            shard = FlatIndex(nbits) if index == "flat" else MIHIndex(nbits)
             if len(mine):
                 shard.add_with_ids(np.ascontiguousarray(data[mine]), ids[mine])
             if isinstance(shard, MIHIndex):
@@ -237,7 +242,7 @@ class ShardedIndex:
 
     @property
     def code_size(self) -> int:
-        return self.manifest.nbits // 8
+        return code_size_for(self.manifest.nbits)
 
     @property
     def nshards(self) -> int:
@@ -262,10 +267,11 @@ class ShardedIndex:
 
     # ---- search ----------------------------------------------------------------------------------
 
-    def _queries(self, queries) -> np.ndarray:
+    def _queries(self, queries, name: str = "queries") -> np.ndarray:
         q = np.ascontiguousarray(queries)
         if q.dtype != np.uint8 or q.ndim != 2 or q.shape[1] != self.code_size:
-            raise ValueError(f"queries must be uint8 of shape (nq, {self.code_size}), got {q.dtype} {q.shape}")
+            raise ValueError(f"{name} must be uint8 of shape (n, {self.code_size}), got {q.dtype} {q.shape}")
+        check_padding(q, self.nbits, name)
         return q
 
     def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -302,7 +308,7 @@ class ShardedIndex:
 
     def add(self, codes) -> np.ndarray:
         """Appends codes with ids next_id, next_id + 1, ...; returns the ids."""
-        data = self._queries(codes)
+        data = self._queries(codes, "codes")
         ids = np.arange(self.manifest.next_id, self.manifest.next_id + len(data), dtype=np.int64)
         self.add_with_ids(data, ids)
         return ids
@@ -310,7 +316,7 @@ class ShardedIndex:
     def add_with_ids(self, codes, ids) -> None:
         """Appends codes with caller ids (unique, >= 0, none already held): all or nothing."""
         ray = _ray()
-        data = self._queries(codes)
+        data = self._queries(codes, "codes")
         ids = np.asarray(ids)
         if ids.ndim != 1 or ids.shape[0] != data.shape[0] or (ids.size and ids.dtype.kind not in "iu"):
             raise ValueError(f"ids must be {data.shape[0]} integers, got shape {ids.shape} dtype {ids.dtype}")

@@ -23,6 +23,10 @@ class IndexBinaryFlat(IndexBinary):
     """``faiss.IndexBinaryFlat(d)``: exact k-NN and range search over d-bit codes."""
 
     def __init__(self, d: int) -> None:
+        # FAISS's binary indexes need d % 8 == 0; the engine's FlatIndex takes any d, the drop-in
+        # refuses what FAISS refuses (docs/faiss_compat.md).
+        if isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d % 8:
+            raise InvalidArgumentError(f"d must be a positive multiple of 8, got {d}")
         try:
             self._flat = FlatIndex(d)
         except ValueError as e:

@@ -13,5 +13,6 @@ from .. import pack_bits
 
 
 def pack_signs(values: np.ndarray) -> np.ndarray:
-    """Pack the signs of a real (n, nbits) array into C-contiguous uint8 codes (n, nbits // 8)."""
+    """Pack the signs of a real (n, nbits) array into C-contiguous uint8 codes (n, ceil(nbits / 8)),
+    the padding bits of the last byte 0."""
     return pack_bits(np.ascontiguousarray(values, dtype=np.float64))

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from .. import MAX_NBITS
 from .._atomic import atomic_write
 from .._checks import check_positive_int
 from ._pack import pack_signs
@@ -53,9 +54,9 @@ class HasherFormatError(HasherFileError, ValueError):
 
 def _check_nbits(nbits: Any) -> int:
     if isinstance(nbits, (bool, np.bool_)) or not isinstance(nbits, (int, np.integer)):
-        raise TypeError(f"nbits: expected a positive int multiple of 8, got {type(nbits).__name__}")
-    if nbits <= 0 or nbits % 8 != 0:
-        raise ValueError(f"nbits: expected a positive multiple of 8, got {nbits}")
+        raise TypeError(f"nbits: expected a positive int, got {type(nbits).__name__}")
+    if not 1 <= nbits <= MAX_NBITS:
+        raise ValueError(f"nbits: expected an int in [1, {MAX_NBITS}], got {nbits}")
     return int(nbits)
 
 
@@ -177,7 +178,7 @@ class Hasher:
         return self._project(X)
 
     def encode(self, X: Any) -> np.ndarray:
-        """Packed uint8 codes of shape (n, nbits // 8) for the rows of X."""
+        """Packed uint8 codes of shape (n, ceil(nbits / 8)) for the rows of X (padding bits 0)."""
         return pack_signs(self.project(X))
 
     def fit_encode(self, X: Any) -> np.ndarray:

@@ -14,7 +14,7 @@ from .base import Hasher
 class LSH(Hasher):
     """Sign random projections of (optionally) centred data.
 
-    Parameters: ``nbits`` (multiple of 8), ``center`` (subtract the training mean first; default
+    Parameters: ``nbits`` (any length >= 1), ``center`` (subtract the training mean first; default
     True), ``seed`` (draws the projection matrix).
     """
 

@@ -65,6 +65,8 @@ class SpH(Hasher):
     def _balance(self, overlaps: np.ndarray, n: int) -> tuple[float, float]:
         iu = np.triu_indices(overlaps.shape[0], k=1)
         pair = overlaps[iu]
+        if pair.size == 0:  # one sphere (nbits = 1): no pair to balance
+            return 0.0, 0.0
         quarter = n / 4.0
         return float(np.mean(np.abs(pair - quarter)) / quarter), float(np.std(pair) / quarter)
 

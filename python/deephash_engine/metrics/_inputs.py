@@ -29,46 +29,50 @@ def _as_array(x: Any, name: str) -> np.ndarray:
         raise TypeError(f"{name} must be a numpy array, got {type(x).__name__}") from exc
 
 
-def as_codes(x: Any, name: str) -> np.ndarray:
-    """Packed uint8 codes (n, nbits/8), C-contiguous.
+def as_codes(x: Any, name: str) -> tuple[np.ndarray, int]:
+    """Packed uint8 codes (n, ceil(nbits/8)), C-contiguous, and nbits.
 
-    A uint8 array is taken as packed codes. A floating or signed integer array of shape (n, nbits)
-    holding only -1 and +1 is packed with the engine's contract (x >= 0 -> bit 1, least significant
-    bit first). Anything else raises: a real-valued or {0, 1} array is never silently binarised.
+    A uint8 array is taken as packed codes of 8 bits per byte (codes of another length have zero
+    padding bits, which change no distance). A floating or signed integer array of shape (n, nbits),
+    any nbits >= 1, holding only -1 and +1 is packed with the engine's contract (x >= 0 -> bit 1, least
+    significant bit first, padding bits 0). Anything else raises: a real-valued or {0, 1} array is
+    never silently binarised.
     """
     a = _as_array(x, name)
     if a.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array of codes (n, nbits/8) or (n, nbits), got shape {a.shape}")
+        raise ValueError(f"{name} must be a 2-D array of codes (n, ceil(nbits/8)) or (n, nbits), got shape {a.shape}")
     if a.shape[0] == 0:
         raise ValueError(f"{name} must hold at least one code, got 0 rows")
     if a.dtype == np.uint8:
         if a.shape[1] == 0:
             raise ValueError(f"{name} must have at least one byte per code, got 0")
-        return np.ascontiguousarray(a)
+        return np.ascontiguousarray(a), 8 * a.shape[1]
     if a.dtype.kind == "f" or a.dtype.kind == "i":
         nbits = a.shape[1]
-        if nbits == 0 or nbits % 8 != 0:
-            raise ValueError(f"{name} holds +-1 codes of {nbits} bits; nbits must be a positive multiple of 8")
+        if nbits == 0:
+            raise ValueError(f"{name} holds +-1 codes of 0 bits; nbits must be at least 1")
         if not np.all((a == 1) | (a == -1)):
             bad = a[(a != 1) & (a != -1)][0]
             raise ValueError(
                 f"{name} has dtype {a.dtype}, so it must hold only -1 and +1 (+-1 codes), got the value {bad!r}; "
                 "binarise real values first (np.where(x >= 0, 1, -1)) or pass packed uint8 codes"
             )
-        return pack_bits(a)
+        return pack_bits(a), nbits
     raise TypeError(
         f"{name} must be packed uint8 codes or +-1 codes (float or signed int), got dtype {a.dtype}"
     )
 
 
-def as_code_pair(query_codes: Any, db_codes: Any) -> tuple[np.ndarray, np.ndarray]:
-    q = as_codes(query_codes, "query_codes")
-    db = as_codes(db_codes, "db_codes")
-    if q.shape[1] != db.shape[1]:
-        raise ValueError(
-            f"query_codes must have the code width of db_codes ({db.shape[1] * 8} bits), got {q.shape[1] * 8} bits"
-        )
-    return q, db
+def as_code_pair(query_codes: Any, db_codes: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    """Both sets packed, and nbits: that of +-1 codes when a set is given so, else 8 bits per byte.
+
+    A packed set matches +-1 codes packed in as many bytes (their padding bits are zero)."""
+    q, q_bits = as_codes(query_codes, "query_codes")
+    db, db_bits = as_codes(db_codes, "db_codes")
+    either_packed = q_bits == 8 * q.shape[1] or db_bits == 8 * db.shape[1]
+    if q.shape[1] != db.shape[1] or (q_bits != db_bits and not either_packed):
+        raise ValueError(f"query_codes must have the code width of db_codes ({db_bits} bits), got {q_bits} bits")
+    return q, db, min(q_bits, db_bits)
 
 
 def as_labels(x: Any, name: str, n: int, codes_name: str) -> np.ndarray:
@@ -175,10 +179,7 @@ class Prepared:
     db_codes: np.ndarray
     query_labels: np.ndarray
     db_labels: np.ndarray
-
-    @property
-    def nbits(self) -> int:
-        return int(self.db_codes.shape[1]) * 8
+    nbits: int  # +-1 codes' length; 8 bits per byte of packed codes
 
     @property
     def n_db(self) -> int:
@@ -190,6 +191,6 @@ class Prepared:
 
 
 def prepare(query_codes: Any, db_codes: Any, query_labels: Any, db_labels: Any) -> Prepared:
-    q, db = as_code_pair(query_codes, db_codes)
+    q, db, nbits = as_code_pair(query_codes, db_codes)
     ql, dl = as_label_pair(query_labels, db_labels, q.shape[0], db.shape[0])
-    return Prepared(q, db, ql, dl)
+    return Prepared(q, db, ql, dl, nbits)

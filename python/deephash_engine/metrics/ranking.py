@@ -2,7 +2,7 @@
 
 Every function takes the query codes, the database codes and their labels:
 
-- codes: packed ``uint8`` arrays (n, nbits/8), or +-1 arrays (n, nbits) of a float or signed
+- codes: packed ``uint8`` arrays (n, ceil(nbits/8)), or +-1 arrays (n, nbits) of a float or signed
   integer dtype (packed with x >= 0 -> bit 1, least significant bit first);
 - labels: int class ids (n,) or multi-hot (n, C) of 0/1; an item is relevant to a query when
   they share at least one label.

@@ -25,6 +25,8 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 import deephash_engine as de
 
+from .._codes import padding_error, padding_mask
+
 from .encoders import load_encoder
 from .store import FIELD_PATTERN, NAME_PATTERN, Collection, Hits, Store, StoreError
 from .uploads import read_upload
@@ -52,7 +54,7 @@ class Limits:
 class CreateCollection(BaseModel):
     name: str = Field(pattern=NAME_PATTERN.pattern,
                       description="letters, digits, '_' and '-', at most 64; also the folder name")
-    nbits: int = Field(gt=0, le=65536, description="code length in bits, a multiple of 8")
+    nbits: int = Field(gt=0, le=65536, description="code length in bits, any length >= 1 (codes of ceil(nbits / 8) bytes, padding bits zero)")
     index: Literal["flat", "mih"] = "flat"
     encoder: Optional[str] = Field(
         None, description="relative to the data folder: a saved unsupervised hasher file, or the folder of a "
@@ -199,6 +201,8 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
             if len(raw) != col.code_size:
                 raise ServiceError(422, ["body", "codes", i],
                                    f"a code of {col.nbits} bits is {col.code_size} bytes, got {len(raw)}")
+            if raw[-1] & padding_mask(col.nbits):
+                raise ServiceError(422, ["body", "codes", i], padding_error(raw[-1], col.nbits))
             raws.append(raw)
         # one copy of all the bytes (a numpy write per code cost more than the decoding)
         return np.frombuffer(bytearray(b"".join(raws)), np.uint8).reshape(len(codes), col.code_size)

@@ -31,6 +31,8 @@ import numpy as np
 
 import deephash_engine as de
 
+from .._codes import code_size_for
+
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 FIELD_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 INDEX_KINDS = ("flat", "mih")
@@ -238,7 +240,7 @@ class Collection:
 
     @property
     def code_size(self) -> int:
-        return self.nbits // 8
+        return code_size_for(self.nbits)
 
     # -- restore and snapshots --------------------------------------------------------------
 
@@ -552,8 +554,8 @@ class Store:
         folder = self._folder(name)
         for i, field in enumerate(payload_indexes):
             check_field(["payload_indexes", i], field)
-        if nbits <= 0 or nbits % 8:
-            raise StoreError(["nbits"], f"nbits must be a positive multiple of 8, got {nbits}")
+        if nbits <= 0:
+            raise StoreError(["nbits"], f"nbits must be a positive number of bits, got {nbits}")
         if index not in INDEX_KINDS:
             raise StoreError(["index"], f"index must be one of {INDEX_KINDS}, got {index!r}")
         with self._lock:

@@ -7,6 +7,7 @@ results are compared against the exact answers of our FlatIndex.
     python benchmarks/bench_mih.py                 # the grid of docs/benchmarks.md
     python benchmarks/bench_mih.py --preset demo   # one small dataset (used by `make demo`)
     python benchmarks/bench_mih.py --preset 10m    # structured 10M x 64-bit only (the headline row)
+    python benchmarks/bench_mih.py --preset short  # 1M codes at 16, 32 and 48 bits
     python benchmarks/bench_mih.py --kinds uniform --engines mih,flat   # the worst case, ours only
 """
 
@@ -39,6 +40,9 @@ PRESETS = {
                           for n, nbits in ((10_000_000, 64), (1_000_000, 128), (1_000_000, 256))],
              "ks": [1, 10, 100], "radii": {64: [2, 4, 8], 128: [8, 12, 16], 256: [16, 24, 31]},
              "nq": 1000, "linear_nq": 200},
+    "short": {"datasets": [(kind, 1_000_000, nbits) for kind in ("structured", "uniform") for nbits in (16, 32, 48)],
+              "ks": [1, 10, 100], "radii": {16: [1, 2, 3], 32: [2, 4, 6], 48: [3, 6, 9]},
+              "nq": 1000, "linear_nq": 200},
 }
 
 

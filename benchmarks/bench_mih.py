@@ -40,7 +40,7 @@ PRESETS = {
                           for n, nbits in ((10_000_000, 64), (1_000_000, 128), (1_000_000, 256))],
              "ks": [1, 10, 100], "radii": {64: [2, 4, 8], 128: [8, 12, 16], 256: [16, 24, 31]},
              "nq": 1000, "linear_nq": 200},
-    "short": {"datasets": [(kind, 1_000_000, nbits) for kind in ("structured", "uniform") for nbits in (16, 32, 48)],
+    "short": {"datasets": [(kind, 1_000_000, nbits) for kind in ("structured", "uniform") for nbits in (32, 48, 16)],
               "ks": [1, 10, 100], "radii": {16: [1, 2, 3], 32: [2, 4, 6], 48: [3, 6, 9]},
               "nq": 1000, "linear_nq": 200},
 }

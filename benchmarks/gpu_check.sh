@@ -27,7 +27,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL="$JOBS"
 export PYTHONPATH="$SITE"
 "$PY" -c "import deephash_engine as de; i = de.build_info(); print('cuda', i['cuda'], i['cuda_archs'], 'devices', i['cuda_device_count'])"
 
-# The steps below run even when one fails, so one device session yields every figure; the
+# The steps below run even when one fails, so one run on a GPU machine yields every figure; the
 # summary at the end says what passed.
 declare -A result
 stamp "C++ tests (ctest)"

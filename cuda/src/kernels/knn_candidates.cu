@@ -72,8 +72,7 @@ __global__ void candidate_segments_kernel(const unsigned long long* __restrict__
 
 void candidate_segments(const unsigned long long* counts, std::uint32_t nq, std::uint64_t cap, std::uint64_t k_eff,
                         std::int64_t* bounds, cudaStream_t stream) {
-  const unsigned blocks = (nq + 255) / 256 < 65535 ? (nq + 255) / 256 : 65535;
-  DH_LAUNCH(candidate_segments_kernel, blocks, 256, 0, stream)(counts, nq, cap, k_eff, bounds);
+  DH_LAUNCH(candidate_segments_kernel, grid_for(nq), 256, 0, stream)(counts, nq, cap, k_eff, bounds);
   check(cudaGetLastError(), "candidate_segments launch");
 }
 

@@ -150,11 +150,6 @@ __global__ void uniform_offsets_kernel(std::int64_t* offsets, std::uint32_t nseg
     offsets[i] = static_cast<std::int64_t>(i * length);
 }
 
-unsigned grid_for(std::uint64_t items) {
-  const std::uint64_t blocks = (items + 255) / 256;
-  return static_cast<unsigned>(blocks < 65535 ? (blocks < 1 ? 1 : blocks) : 65535);
-}
-
 }  // namespace
 
 void knn_threshold(std::uint32_t* hist, std::uint32_t* quota, plan::QuerySelection* sel, std::uint32_t nq,

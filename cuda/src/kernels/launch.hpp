@@ -32,6 +32,12 @@ struct QueriesView {
   std::uint32_t queries_per_block;
 };
 
+// Blocks of 256 threads for a grid-stride loop over `items` (at least 1, at most 65535).
+inline unsigned grid_for(std::uint64_t items) {
+  const std::uint64_t blocks = (items + 255) / 256;
+  return static_cast<unsigned>(blocks < 65535 ? (blocks < 1 ? 1 : blocks) : 65535);
+}
+
 // Throws CudaError (GpuOutOfMemory for cudaErrorMemoryAllocation) naming `what` when err is not
 // cudaSuccess.
 void check(cudaError_t err, const char* what);

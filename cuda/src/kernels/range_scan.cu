@@ -74,11 +74,6 @@ __global__ void keys_to_results_kernel(const std::uint64_t* __restrict__ keys, s
   }
 }
 
-unsigned grid_for(std::uint64_t items) {
-  const std::uint64_t blocks = (items + 255) / 256;
-  return static_cast<unsigned>(blocks < 65535 ? (blocks < 1 ? 1 : blocks) : 65535);
-}
-
 }  // namespace
 
 void range_count(const CodesView& codes, const QueriesView& queries, std::uint32_t radius, std::uint32_t nchunks,

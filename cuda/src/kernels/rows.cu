@@ -30,11 +30,6 @@ __global__ void gather_ids_kernel(const std::int64_t* __restrict__ a, std::uint6
   }
 }
 
-unsigned grid_for(std::uint64_t items) {
-  const std::uint64_t blocks = (items + 255) / 256;
-  return static_cast<unsigned>(blocks < 65535 ? (blocks < 1 ? 1 : blocks) : 65535);
-}
-
 }  // namespace
 
 void gather_rows(const std::uint32_t* a, std::uint64_t na, const std::uint32_t* b, const std::int64_t* src,

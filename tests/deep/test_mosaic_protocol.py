@@ -4,7 +4,9 @@ built from disjoint source images, assembled lazily, and learnable by a multi-la
 import numpy as np
 import pytest
 import torch
+import yaml
 
+from deephash_engine.cli import main
 from deephash_engine.datasets import LabelledArrays, MosaicPool, build_mosaic_pool, fashion_mnist_dir, one_hot
 from deephash_engine.datasets.mosaic import DATABASE_PART, QUERY_PART, draw_slot_classes
 from deephash_engine.deep.data import MosaicHashingDataset, get_protocol, load_protocol
@@ -148,3 +150,10 @@ def test_short_csq_run_beats_random_codes_under_share_one_label_relevance():
     random_codes = mean_average_precision(rng.integers(0, 256, q.shape, dtype=np.uint8),
                                           rng.integers(0, 256, d.shape, dtype=np.uint8), ql, dl)
     assert 0.2 < random_codes < 0.5 and trained > random_codes + 0.25, (random_codes, trained)
+
+
+def test_cli_takes_the_protocol_by_name(tmp_path):
+    out = tmp_path / "run"
+    rc = main(["train", "--method", "nope", "--protocol", "fashion-mnist-mosaic", "--out", str(out)])
+    assert rc == 2  # the unknown method (or absent data) stops it after the config is written
+    assert yaml.safe_load((out / "config.yaml").read_text())["dataset"] == "fashion-mnist-mosaic"

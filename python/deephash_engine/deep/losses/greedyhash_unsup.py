@@ -1,4 +1,4 @@
-"""Unsupervised GreedyHash: Su, Zhang, Yang, Tian, "Greedy Hash: Towards Fast Optimization for
+"""Unsupervised GreedyHash: Su, Zhang, Han, Tian, "Greedy Hash: Towards Fast Optimization for
 Accurate Hash Coding in CNN", NeurIPS 2018 (its unsupervised setting).
 
 Label-free: ``target`` is the batch's frozen features ``x`` (``label_free = True``). The code is

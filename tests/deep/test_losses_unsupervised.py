@@ -10,7 +10,7 @@ import torch
 
 from deephash_engine.datasets import fashion_mnist_dir
 from deephash_engine.deep import losses as L
-from deephash_engine.deep.data import ArrayHashingDataset
+from deephash_engine.deep.data import ArrayHashingDataset, make_loader
 from deephash_engine.deep.label_free import FeatureHasher, FeatureTargets, prepare_label_free
 from deephash_engine.deep.losses.functional import cosine_preserving_mse
 from deephash_engine.deep.methods import build_loss
@@ -212,6 +212,22 @@ def test_labels_never_reach_training(method):
     unflipped = train.base.inputs[index]  # the features are those of the images as evaluated
     assert feats.shape == (2, 64) and torch.allclose(feats, model.backbone(unflipped), atol=1e-5)
     assert not any(p.requires_grad for p in model.backbone.parameters())
+
+
+def test_feature_targets_on_a_dataset_read_item_by_item():
+    class Items(torch.utils.data.Dataset):  # like the image-list datasets: no batched reads
+        batched = False
+
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, i):
+            return torch.full((3,), float(i)), torch.tensor([7.0]), torch.tensor(i)
+
+    feats = torch.arange(12.0).view(6, 2)
+    x, target, index = next(iter(make_loader(FeatureTargets(Items(), feats), 4, shuffle=False)))
+    assert x[:, 0].tolist() == [0.0, 1.0, 2.0, 3.0] and index.tolist() == [0, 1, 2, 3]
+    assert torch.equal(target, feats[:4])
 
 
 def _clusters(n, seed):

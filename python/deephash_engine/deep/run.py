@@ -32,7 +32,8 @@ from ..metrics import evaluate, mean_average_precision, plot_report
 from .checkpoints import CheckpointError, load_checkpoint
 from .data.datasets import load_protocol
 from .evaluation import encode
-from .methods import add_regularizers, build_loss
+from .label_free import prepare_label_free
+from .methods import METHODS, add_regularizers, build_loss
 from .models import build_model
 from .trainer import Trainer, build_optimizer, build_scheduler, resolve_device
 
@@ -64,7 +65,7 @@ class RunConfig:
     method: str = "dpsh"
     dataset: str = "fashion-mnist"
     nbits: int = 64
-    model: str = "small_cnn"
+    model: str = "small_cnn"  # from_dict: "pca" (frozen) for a label-free method unless given
     weights: Optional[str] = None
     epochs: int = 3
     batch_size: int = 128
@@ -96,6 +97,8 @@ class RunConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"config: expected keys among {sorted(known)}, got unknown {sorted(unknown)}")
+        if data.get("model") is None and _label_free(data.get("method", cls.method)):
+            data["model"] = "pca"
         cfg = cls(**data)
         if cfg.select not in ("best_val", "last"):
             raise ValueError(f"select: expected 'best_val' or 'last', got {_shown(cfg.select)}")
@@ -107,6 +110,10 @@ class RunConfig:
             if not isinstance(getattr(cfg, name), str):
                 raise ValueError(f"{name}: expected a string, got {_shown(getattr(cfg, name))}")
         return cfg
+
+
+def _label_free(method: Any) -> bool:
+    return isinstance(method, str) and getattr(METHODS.get(method), "label_free", False)
 
 
 def load_config_file(path: str | os.PathLike) -> dict:
@@ -177,10 +184,13 @@ def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: b
     model = build_model(cfg.model, cfg.nbits, data.in_channels, data.image_size, cfg.weights)
     loss = build_loss(cfg.method, cfg.nbits, len(data.train), data.num_classes, **cfg.loss_params)
     add_regularizers(loss, cfg.regularizers, model)
+    train_set = data.train
+    if loss.label_free:  # frozen backbone; the training set carries its features, not labels
+        train_set = prepare_label_free(model, data.train, device=device)
     optimizer = build_optimizer(model, loss, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.head_lr_mult)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.epochs, cfg.step_size, cfg.gamma)
     trainer = Trainer(
-        model, loss, data.train, optimizer, scheduler,
+        model, loss, train_set, optimizer, scheduler,
         val_query=data.val, val_database=_val_database(data.train, cfg.val_database_size, cfg.seed),
         val_topk=data.split.topk, eval_every=cfg.eval_every, batch_size=cfg.batch_size,
         seed=cfg.seed, device=device, checkpoint_dir=out / "checkpoints", config=asdict(cfg),

@@ -8,7 +8,8 @@ below: importing the class registers it in :data:`LOSSES`, which the run config 
 ``deephash train --method`` help read.
 """
 
-from .base import LOSSES, HashLoss, MemoryBank, PairwiseLoss, sign_pm1, similarity
+from .base import LOSSES, HashLoss, LabelFreeLoss, MemoryBank, PairwiseLoss, sign_pm1, similarity
+from .bihalf import BiHalfLoss, bihalf_codes, bihalf_split
 from .csq import CSQLoss, hash_centers, hadamard
 from .dch import DCHLoss
 from .dhn import DHNLoss
@@ -18,6 +19,7 @@ from .dsdh import DSDHLoss, dsdh_b_objective, dsdh_b_step, dsdh_w_step
 from .dsh import DSHLoss
 from .dtsh import DTSHLoss
 from .greedyhash import GreedyHashLoss, sign_straight_through
+from .greedyhash_unsup import GreedyHashUnsupervisedLoss
 from .hashnet import HashNetLoss
 from .regularizers import (
     BitBalance,
@@ -30,11 +32,11 @@ from .regularizers import (
 )
 
 __all__ = [
-    "LOSSES", "REGULARIZERS", "register_regularizer", "HashLoss", "MemoryBank", "PairwiseLoss", "sign_pm1", "similarity",
-    "CSQLoss", "DCHLoss", "DHNLoss", "DLBHCLoss", "DPSHLoss", "DSDHLoss", "DSHLoss", "DTSHLoss",
-    "GreedyHashLoss", "HashNetLoss",
+    "LOSSES", "REGULARIZERS", "register_regularizer", "HashLoss", "LabelFreeLoss", "MemoryBank", "PairwiseLoss", "sign_pm1", "similarity",
+    "BiHalfLoss", "CSQLoss", "DCHLoss", "DHNLoss", "DLBHCLoss", "DPSHLoss", "DSDHLoss", "DSHLoss", "DTSHLoss",
+    "GreedyHashLoss", "GreedyHashUnsupervisedLoss", "HashNetLoss",
     "hash_centers", "hadamard", "dsdh_b_objective", "dsdh_b_step", "dsdh_w_step",
-    "sign_straight_through",
+    "sign_straight_through", "bihalf_codes", "bihalf_split",
     "BitBalance", "BitDecorrelation", "CauchyQuantization", "OrthogonalityPenalty",
     "QuantizationPenalty",
 ]

@@ -6,7 +6,9 @@ Conventions, for every loss in this package:
 - ``u`` is the raw output of the hash head, shape (batch, nbits), float. A loss applies its own
   squashing (tanh, sigmoid, sign) inside; the code of a sample is always ``u >= 0`` bit by bit,
   which is the packing contract of the engine (x >= 0 -> 1).
-- ``target`` is a float (batch, n_classes) one-hot or multi-hot label matrix.
+- ``target`` is a float (batch, n_classes) one-hot or multi-hot label matrix; for a label-free
+  loss (``label_free = True``: BiHalf, unsupervised GreedyHash) it is instead the (batch, d)
+  frozen features of the batch, and no label reaches the loss.
 - ``index`` is the int64 (batch,) position of each sample in the training set; losses with
   per-sample state (memory banks, discrete codes) need it, the others ignore it.
 - Two samples are similar (s = 1) when they share at least one label.
@@ -68,6 +70,9 @@ class HashLoss(nn.Module):
     method: str = ""
     #: True when :meth:`compute` needs the dataset ``index`` of each sample.
     needs_index: bool = False
+    #: True when ``target`` holds the frozen features of the batch, not labels (see
+    #: :mod:`deephash_engine.deep.label_free`).
+    label_free: bool = False
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -109,6 +114,23 @@ class HashLoss(nn.Module):
 
     def on_epoch_end(self, epoch: int) -> None:
         """Hook the trainer calls after each epoch (schedules, discrete steps). Default: nothing."""
+
+
+#: How a label-free loss pairs the samples of a batch (:func:`.functional.cosine_preserving_mse`).
+PAIRINGS = ("halves", "all")
+
+
+class LabelFreeLoss(HashLoss):
+    """Base of the label-free losses: ``target`` is the (batch, d) frozen features of the batch;
+    ``pairs`` says which pairs of the batch their similarity term compares."""
+
+    label_free = True
+
+    def __init__(self, nbits: int, pairs: str = "halves") -> None:
+        super().__init__(nbits)
+        if pairs not in PAIRINGS:
+            raise ValueError(f"pairs: expected one of {PAIRINGS}, got {pairs!r}")
+        self.pairs = pairs
 
 
 class MemoryBank(nn.Module):

@@ -6,6 +6,8 @@
 - :func:`balance_weights`: the class-balance weights of similar and dissimilar pairs (HashNet, DCH).
 - :func:`cauchy_quantization`: DCH's Cauchy quantization term (DCH and the composable regulariser).
 - :func:`classification_loss`: cross-entropy of a classifier on codes (GreedyHash, DLBHC).
+- :func:`cosine_preserving_mse`: MSE between the cosine similarities of codes and of frozen
+  features over pairs of a batch (the label-free BiHalf and unsupervised GreedyHash).
 
 A loss file imports only :mod:`.base` and this module, so each stands alone.
 """
@@ -19,7 +21,7 @@ import torch
 from torch.nn import functional as F
 
 from ... import _core
-from .base import bank_blocks, is_one_hot, masked_mean, similarity, with_gradient
+from .base import PAIRINGS, bank_blocks, is_one_hot, masked_mean, similarity, with_gradient
 
 
 def log_sum(x: torch.Tensor) -> torch.Tensor:
@@ -127,3 +129,26 @@ def classification_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Ten
     if bool((target.sum(1) == 1).all()):
         return F.cross_entropy(logits, target.argmax(1))
     return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
+
+
+def cosine_preserving_mse(b: torch.Tensor, x: torch.Tensor, pairs: str = "halves") -> torch.Tensor:
+    """Mean over pairs (i, j) of ``(cos(b_i, b_j) - cos(x_i, x_j))^2``.
+
+    ``pairs="halves"`` pairs sample i with sample i + n // 2 for i < n // 2 (the research code of
+    BiHalf and unsupervised GreedyHash); with an odd batch the last sample is in no pair.
+    ``pairs="all"`` takes every pair i < j of the batch.
+    """
+    n = b.shape[0]
+    if n < 2:
+        raise ValueError(f"u: expected a batch of at least 2 samples (pairs), got {n}")
+    if pairs == "halves":
+        half = n // 2
+        cos_b = F.cosine_similarity(b[:half], b[half:2 * half], dim=1)
+        cos_x = F.cosine_similarity(x[:half], x[half:2 * half], dim=1)
+    elif pairs == "all":
+        i, j = torch.triu_indices(n, n, offset=1, device=b.device)
+        nb, nx = F.normalize(b, dim=1), F.normalize(x, dim=1)
+        cos_b, cos_x = (nb @ nb.t())[i, j], (nx @ nx.t())[i, j]
+    else:
+        raise ValueError(f"pairs: expected one of {PAIRINGS}, got {pairs!r}")
+    return F.mse_loss(cos_b, cos_x.to(cos_b.dtype))

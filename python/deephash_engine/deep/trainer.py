@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from .checkpoints import CHECKPOINT_VERSION, READABLE_VERSIONS, load_checkpoint, save_checkpoint
 from .data.datasets import make_loader
 from ..metrics import mean_average_precision
-from .evaluation import encode
+from .evaluation import compute_outputs, encode
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -152,6 +152,14 @@ class Trainer:
     def validate(self) -> Optional[float]:
         if self.val_query is None:
             return None
+        if getattr(self.loss, "quantized", False):  # quantization codes: ADC ranking
+            from .quantization.evaluation import quantized_map
+
+            q, ql = compute_outputs(self.model, self.val_query, device=self.device, progress=self.progress,
+                                    desc="val query")
+            d, dl = compute_outputs(self.model, self.val_database, device=self.device, progress=self.progress,
+                                    desc="val database")
+            return quantized_map(self.loss, q, d, ql, dl, topk=self.val_topk)
         q, ql = encode(self.model, self.val_query, device=self.device, progress=self.progress, desc="val query")
         d, dl = encode(self.model, self.val_database, device=self.device, progress=self.progress, desc="val database")
         return mean_average_precision(q, d, ql, dl, topk=self.val_topk)

@@ -15,9 +15,12 @@ from .dch import DCHLoss
 from .dhn import DHNLoss
 from .dlbhc import DLBHCLoss
 from .dpsh import DPSHLoss
+from .dqn import DQNLoss
 from .dsdh import DSDHLoss, dsdh_b_objective, dsdh_b_step, dsdh_w_step
 from .dsh import DSHLoss
+from .dtq import DTQLoss
 from .dtsh import DTSHLoss
+from .dvsq import DVSQLoss
 from .greedyhash import GreedyHashLoss, sign_straight_through
 from .greedyhash_unsup import GreedyHashUnsupervisedLoss
 from .hashnet import HashNetLoss
@@ -33,8 +36,8 @@ from .regularizers import (
 
 __all__ = [
     "LOSSES", "REGULARIZERS", "register_regularizer", "HashLoss", "LabelFreeLoss", "MemoryBank", "PairwiseLoss", "sign_pm1", "similarity",
-    "BiHalfLoss", "CSQLoss", "DCHLoss", "DHNLoss", "DLBHCLoss", "DPSHLoss", "DSDHLoss", "DSHLoss", "DTSHLoss",
-    "GreedyHashLoss", "GreedyHashUnsupervisedLoss", "HashNetLoss",
+    "BiHalfLoss", "CSQLoss", "DCHLoss", "DHNLoss", "DLBHCLoss", "DPSHLoss", "DQNLoss", "DSDHLoss", "DSHLoss", "DTQLoss", "DTSHLoss",
+    "DVSQLoss", "GreedyHashLoss", "GreedyHashUnsupervisedLoss", "HashNetLoss",
     "hash_centers", "hadamard", "dsdh_b_objective", "dsdh_b_step", "dsdh_w_step",
     "sign_straight_through", "bihalf_codes", "bihalf_split",
     "BitBalance", "BitDecorrelation", "CauchyQuantization", "OrthogonalityPenalty",

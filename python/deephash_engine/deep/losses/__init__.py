@@ -10,15 +10,23 @@ below: importing the class registers it in :data:`LOSSES`, which the run config 
 
 from .base import LOSSES, HashLoss, MemoryBank, PairwiseLoss, sign_pm1, similarity
 from .csq import CSQLoss, hash_centers, hadamard
+from .dbdh import DBDHLoss
 from .dch import DCHLoss
+from .dfh import DFHLoss, dfh_centre_objective, dfh_centre_step
 from .dhn import DHNLoss
 from .dlbhc import DLBHCLoss
+from .dpn import DPNAdaptiveLoss, DPNLoss, DPNTernaryLoss, random_targets, ternary_assignment
 from .dpsh import DPSHLoss
 from .dsdh import DSDHLoss, dsdh_b_objective, dsdh_b_step, dsdh_w_step
 from .dsh import DSHLoss
+from .dshsd import DSHSDLoss
 from .dtsh import DTSHLoss
 from .greedyhash import GreedyHashLoss, sign_straight_through
 from .hashnet import HashNetLoss
+from .idhn import IDHNLoss
+from .isdh import ISDHLoss
+from .lcdsh import LCDSHLoss
+from .qsmih import QSMIHLoss
 from .regularizers import (
     BitBalance,
     BitDecorrelation,
@@ -31,9 +39,11 @@ from .regularizers import (
 
 __all__ = [
     "LOSSES", "REGULARIZERS", "register_regularizer", "HashLoss", "MemoryBank", "PairwiseLoss", "sign_pm1", "similarity",
-    "CSQLoss", "DCHLoss", "DHNLoss", "DLBHCLoss", "DPSHLoss", "DSDHLoss", "DSHLoss", "DTSHLoss",
-    "GreedyHashLoss", "HashNetLoss",
+    "CSQLoss", "DBDHLoss", "DCHLoss", "DFHLoss", "DHNLoss", "DLBHCLoss", "DPNLoss", "DPNAdaptiveLoss",
+    "DPNTernaryLoss", "DPSHLoss", "DSDHLoss", "DSHLoss", "DSHSDLoss", "DTSHLoss",
+    "GreedyHashLoss", "HashNetLoss", "IDHNLoss", "ISDHLoss", "LCDSHLoss", "QSMIHLoss",
     "hash_centers", "hadamard", "dsdh_b_objective", "dsdh_b_step", "dsdh_w_step",
+    "dfh_centre_objective", "dfh_centre_step", "random_targets", "ternary_assignment",
     "sign_straight_through",
     "BitBalance", "BitDecorrelation", "CauchyQuantization", "OrthogonalityPenalty",
     "QuantizationPenalty",

@@ -317,6 +317,25 @@ def test_dpn_ternary_forward_and_straight_through_gradient():
     assert x.grad.tolist() == [[-0.25, -0.25, 0.25, 0.0]]  # -t/4 where the hinge is active
 
 
+@pytest.mark.parametrize("m", [0.4, 1.0])
+def test_dpn_ternary_trains_as_dpn_for_margins_up_to_one(m):
+    gen = torch.Generator().manual_seed(4)
+    u = 2.0 * torch.randn(6, 8, generator=gen, dtype=torch.float64)
+    t = F.one_hot(torch.arange(6) % NC, NC).double()
+    grads = []
+    for cls in (L.DPNLoss, L.DPNTernaryLoss):
+        x = u.clone().requires_grad_(True)
+        cls(8, NC, margin=m).double()(x, t).backward()
+        grads.append(x.grad)
+    assert torch.equal(grads[0], grads[1]) and bool(grads[0].abs().sum() > 0)
+    wide = []
+    for cls in (L.DPNLoss, L.DPNTernaryLoss):  # past 1 they differ: T(u) t = 1 < m keeps pushing
+        x = u.clone().requires_grad_(True)
+        cls(8, NC, margin=1.5).double()(x, t).backward()
+        wide.append(x.grad)
+    assert not torch.equal(wide[0], wide[1])
+
+
 def test_dpn_adaptive_updates_targets_from_the_bank_each_epoch():
     u, t, idx = tensors()
     m = 0.6

@@ -19,9 +19,13 @@ Variants (keyword arguments, or the registered names ``dpn-a`` and ``dpn-t``):
   outputs of every training sample are kept in a memory bank (``num_train`` needed).
 - ``ternary=True`` (DPN-T): the outputs enter the hinge through the ternary assignment
   ``T(u) = sign(u) [|u| > m]`` (0 for outputs not yet polarized), with the gradient passed
-  straight through. DeepHash-pytorch applies T without a gradient path, so nothing trains (its
-  DPN-T log reads mAP 0.134). The codes the engine stores stay binary, ``u >= 0``: a Hamming
-  index has no third state.
+  straight through. For ``m <= 1`` the hinge on T(u) is active exactly where the hinge on u is
+  (``T(u) t < m`` iff ``u t < m``), with the same gradient ``-t``, so DPN-T trains exactly as
+  DPN does: the paper's ternary assignment is a way to *encode* (0 for outputs inside the
+  margin), not a different training signal. The codes the engine stores stay binary,
+  ``u >= 0``, since a Hamming index has no third state; :func:`ternary_assignment` gives the
+  ternary codes. DeepHash-pytorch applies T inside its loss without a gradient path, so nothing
+  trains (its DPN-T log reads mAP 0.134).
 
 The research code differs from the paper's description in small ways too: DeepHash-pytorch draws
 exactly K/2 entries of each target as -1 (and redraws the targets 20 times over), averages the

@@ -11,19 +11,27 @@ below: importing the class registers it in :data:`LOSSES`, which the run config 
 from .base import LOSSES, HashLoss, LabelFreeLoss, MemoryBank, PairwiseLoss, sign_pm1, similarity
 from .bihalf import BiHalfLoss, bihalf_codes, bihalf_split
 from .csq import CSQLoss, hash_centers, hadamard
+from .dbdh import DBDHLoss
 from .dch import DCHLoss
+from .dfh import DFHLoss, dfh_centre_objective, dfh_centre_step
 from .dhn import DHNLoss
 from .dlbhc import DLBHCLoss
+from .dpn import DPNAdaptiveLoss, DPNLoss, DPNTernaryLoss, random_targets, ternary_assignment
 from .dpsh import DPSHLoss
 from .dqn import DQNLoss
 from .dsdh import DSDHLoss, dsdh_b_objective, dsdh_b_step, dsdh_w_step
 from .dsh import DSHLoss
+from .dshsd import DSHSDLoss
 from .dtq import DTQLoss
 from .dtsh import DTSHLoss
 from .dvsq import DVSQLoss
 from .greedyhash import GreedyHashLoss, sign_straight_through
 from .greedyhash_unsup import GreedyHashUnsupervisedLoss
 from .hashnet import HashNetLoss
+from .idhn import IDHNLoss
+from .isdh import ISDHLoss
+from .lcdsh import LCDSHLoss
+from .qsmih import QSMIHLoss
 from .regularizers import (
     BitBalance,
     BitDecorrelation,
@@ -36,9 +44,11 @@ from .regularizers import (
 
 __all__ = [
     "LOSSES", "REGULARIZERS", "register_regularizer", "HashLoss", "LabelFreeLoss", "MemoryBank", "PairwiseLoss", "sign_pm1", "similarity",
-    "BiHalfLoss", "CSQLoss", "DCHLoss", "DHNLoss", "DLBHCLoss", "DPSHLoss", "DQNLoss", "DSDHLoss", "DSHLoss", "DTQLoss", "DTSHLoss",
-    "DVSQLoss", "GreedyHashLoss", "GreedyHashUnsupervisedLoss", "HashNetLoss",
+    "BiHalfLoss", "CSQLoss", "DBDHLoss", "DCHLoss", "DFHLoss", "DHNLoss", "DLBHCLoss", "DPNLoss", "DPNAdaptiveLoss",
+    "DPNTernaryLoss", "DPSHLoss", "DQNLoss", "DSDHLoss", "DSHLoss", "DSHSDLoss", "DTQLoss", "DTSHLoss", "DVSQLoss",
+    "GreedyHashLoss", "GreedyHashUnsupervisedLoss", "HashNetLoss", "IDHNLoss", "ISDHLoss", "LCDSHLoss", "QSMIHLoss",
     "hash_centers", "hadamard", "dsdh_b_objective", "dsdh_b_step", "dsdh_w_step",
+    "dfh_centre_objective", "dfh_centre_step", "random_targets", "ternary_assignment",
     "sign_straight_through", "bihalf_codes", "bihalf_split",
     "BitBalance", "BitDecorrelation", "CauchyQuantization", "OrthogonalityPenalty",
     "QuantizationPenalty",

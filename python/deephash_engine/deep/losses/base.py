@@ -255,7 +255,12 @@ class PairwiseLoss(HashLoss):
 
     Against a bank only the batch side carries gradient; the cost is one (batch, n) matrix
     product per step, never a (batch, n, nbits) tensor.
+
+    In-batch pairs are i != j unless a subclass sets ``pairs_with_self = True`` (losses whose
+    reference code averages over all n^2 pairs, i == j included).
     """
+
+    pairs_with_self: bool = False
 
     def __init__(
         self,
@@ -281,6 +286,8 @@ class PairwiseLoss(HashLoss):
         """(V, Yv, mask): the samples to pair the batch with, and which pairs count (None:
         all of them)."""
         if self.bank is None:
+            if self.pairs_with_self:
+                return u, target.to(u.dtype), None
             return batch_pairs(u, target)
         if self.training:
             self.bank.update(u, target, index)

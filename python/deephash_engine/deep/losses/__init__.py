@@ -8,9 +8,12 @@ below: importing the class registers it in :data:`LOSSES`, which the run config 
 ``deephash train --method`` help read.
 """
 
+from .adsh import ADSHLoss, adsh_objective, adsh_v_step
 from .base import LOSSES, HashLoss, LabelFreeLoss, MemoryBank, PairwiseLoss, sign_pm1, similarity
 from .bihalf import BiHalfLoss, bihalf_codes, bihalf_split
+from .cnnh import CNNHLoss, cnnh_objective, cnnh_stage_one
 from .csq import CSQLoss, hash_centers, hadamard
+from .daph import DAPHLoss
 from .dch import DCHLoss
 from .dhn import DHNLoss
 from .dlbhc import DLBHCLoss
@@ -24,6 +27,7 @@ from .dvsq import DVSQLoss
 from .greedyhash import GreedyHashLoss, sign_straight_through
 from .greedyhash_unsup import GreedyHashUnsupervisedLoss
 from .hashnet import HashNetLoss
+from .pcdh import PCDHLoss
 from .regularizers import (
     BitBalance,
     BitDecorrelation,
@@ -37,8 +41,9 @@ from .regularizers import (
 __all__ = [
     "LOSSES", "REGULARIZERS", "register_regularizer", "HashLoss", "LabelFreeLoss", "MemoryBank", "PairwiseLoss", "sign_pm1", "similarity",
     "BiHalfLoss", "CSQLoss", "DCHLoss", "DHNLoss", "DLBHCLoss", "DPSHLoss", "DQNLoss", "DSDHLoss", "DSHLoss", "DTQLoss", "DTSHLoss",
-    "DVSQLoss", "GreedyHashLoss", "GreedyHashUnsupervisedLoss", "HashNetLoss",
+    "DVSQLoss", "GreedyHashLoss", "GreedyHashUnsupervisedLoss", "HashNetLoss", "ADSHLoss", "CNNHLoss", "DAPHLoss", "PCDHLoss",
     "hash_centers", "hadamard", "dsdh_b_objective", "dsdh_b_step", "dsdh_w_step",
+    "adsh_objective", "adsh_v_step", "cnnh_objective", "cnnh_stage_one",
     "sign_straight_through", "bihalf_codes", "bihalf_split",
     "BitBalance", "BitDecorrelation", "CauchyQuantization", "OrthogonalityPenalty",
     "QuantizationPenalty",

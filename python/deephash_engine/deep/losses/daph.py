@@ -1,4 +1,4 @@
-"""DAPH: Shen, Liu, Liu, Shao, Shen, Tao, "Deep Asymmetric Pairwise Hashing", ACM MM 2017.
+"""DAPH: Shen, Gao, Liu, Yang, Shen, "Deep Asymmetric Pairwise Hashing", ACM MM 2017.
 
 Two streams encode the same images, u = tanh(F(x)) and z = tanh(G(x)), and an asymmetric
 pairwise likelihood ties one stream to the other. With theta_ij = u_i^T z_j / 2 and s_ij = 1 when

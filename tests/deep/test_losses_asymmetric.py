@@ -37,8 +37,8 @@ def labels(n, multi_hot=False, seed=0):
     return y
 
 
-def signed_s(ya, yb):
-    return np.where(ya @ yb.T > 0, 1.0, -1.0)
+def signed_s(ya, yb, dissimilar=1.0):
+    return np.where(ya @ yb.T > 0, 1.0, -dissimilar)
 
 
 def close(got, want, tol=1e-9):
@@ -138,71 +138,81 @@ def test_cnnh_value_gradient_and_prepare():
 
 # -- ADSH -----------------------------------------------------------------------------------
 
-def adsh_loop(u, V, yb, Y, index, c, gamma):
+def adsh_loop(u, V, yb, Y, index, c, gamma, d):
     z, total = np.tanh(u), 0.0
     for i in range(len(z)):
         for j in range(len(V)):
-            total += (z[i] @ V[j] - c * signed_s(yb[i:i + 1], Y[j:j + 1])[0, 0]) ** 2
+            total += (z[i] @ V[j] - c * signed_s(yb[i:i + 1], Y[j:j + 1], d)[0, 0]) ** 2
         total += gamma * ((V[index[i]] - z[i]) ** 2).sum()
     return total / (len(z) * len(V))
 
 
-def adsh_with_codes(n, multi_hot, gamma=3.0, seed=0):
+def adsh_with_codes(n, multi_hot, gamma=3.0, seed=0, soft=False):
     Y = labels(n, multi_hot, seed)
-    loss = L.ADSHLoss(NB, num_train=n, num_classes=NC, gamma=gamma).double()
+    loss = L.ADSHLoss(NB, num_train=n, num_classes=NC, gamma=gamma, soft_similarity=soft).double()
     loss.prepare(torch.from_numpy(Y))
     loss.V.copy_(torch.from_numpy(np.random.default_rng(seed).choice([-1.0, 1.0], (n, NB))))
     return loss, Y
 
 
+def pair_ratio(Y):
+    similar = sum(1 for a in Y for b in Y if a @ b > 0)
+    return similar / (len(Y) ** 2 - similar) if similar < len(Y) ** 2 else 1.0
+
+
+@pytest.mark.parametrize("soft", [False, True])
 @pytest.mark.parametrize("multi_hot", [False, True])
-def test_adsh_value_matches_loops_and_gradcheck(multi_hot):
-    loss, Y = adsh_with_codes(6, multi_hot)
+def test_adsh_value_matches_loops_and_gradcheck(multi_hot, soft):
+    loss, Y = adsh_with_codes(6, multi_hot, seed=3, soft=soft)  # seed 3: dissimilar pairs exist
+    d = pair_ratio(Y) if soft else 1.0
+    assert not soft or d != 1.0
+    close(loss.dissimilar, d)
     u = torch.from_numpy(np.random.default_rng(1).normal(size=(3, NB)))
     index = torch.tensor([4, 0, 2])
     target = torch.from_numpy(Y[[4, 0, 2]])
-    close(loss(u, target, index), adsh_loop(u.numpy(), loss.V.numpy(), Y[[4, 0, 2]], Y, [4, 0, 2], NB, 3.0))
+    close(loss(u, target, index), adsh_loop(u.numpy(), loss.V.numpy(), Y[[4, 0, 2]], Y, [4, 0, 2], NB, 3.0, d))
     loss.eval()  # keep U and the epoch's sample set as they are
     x = u.clone().requires_grad_(True)
     assert torch.autograd.gradcheck(lambda v: loss(v, target, index), (x,))
 
 
-def adsh_objective_np(U, V, Yo, Y, omega, c, gamma):
-    return ((U @ V.T - c * signed_s(Yo, Y)) ** 2).sum() + gamma * ((V[omega] - U) ** 2).sum()
+def adsh_objective_np(U, V, Yo, Y, omega, c, gamma, d=1.0):
+    return ((U @ V.T - c * signed_s(Yo, Y, d)) ** 2).sum() + gamma * ((V[omega] - U) ** 2).sum()
 
 
-@pytest.mark.parametrize("multi_hot", [False, True])
+@pytest.mark.parametrize("multi_hot, d", [(False, 1.0), (True, 1.0), (False, 0.3), (True, 0.6)])
 @pytest.mark.parametrize("nbits", [1, 3])
-def test_adsh_v_step_is_the_bitwise_brute_force_minimiser(multi_hot, nbits):
+def test_adsh_v_step_is_the_bitwise_brute_force_minimiser(multi_hot, nbits, d):
     rng = np.random.default_rng(nbits + 2 * multi_hot)
     n, omega, gamma = 5, np.array([0, 2, 3]), 2.0
     Y = labels(n, multi_hot, seed=7)
     U = np.tanh(rng.normal(size=(len(omega), nbits)))
     V = rng.choice([-1.0, 1.0], (n, nbits))
     got = L.adsh_v_step(torch.from_numpy(V), torch.from_numpy(U), torch.from_numpy(Y[omega]),
-                        torch.from_numpy(Y), torch.from_numpy(omega), nbits, gamma).numpy()
+                        torch.from_numpy(Y), torch.from_numpy(omega), nbits, gamma, d).numpy()
     want = V.copy()
     for k in range(nbits):  # each bit in turn: the best of all 2^n columns, the others fixed
         best = None
         for column in itertools.product([-1.0, 1.0], repeat=n):
             trial = want.copy()
             trial[:, k] = column
-            value = adsh_objective_np(U, trial, Y[omega], Y, omega, nbits, gamma)
+            value = adsh_objective_np(U, trial, Y[omega], Y, omega, nbits, gamma, d)
             if best is None or value < best[0]:
                 best = (value, trial)
         want = best[1]
     np.testing.assert_array_equal(got, want)
-    assert adsh_objective_np(U, got, Y[omega], Y, omega, nbits, gamma) <= \
-        adsh_objective_np(U, V, Y[omega], Y, omega, nbits, gamma)
+    assert adsh_objective_np(U, got, Y[omega], Y, omega, nbits, gamma, d) <= \
+        adsh_objective_np(U, V, Y[omega], Y, omega, nbits, gamma, d)
     close(L.adsh_objective(torch.from_numpy(U), torch.from_numpy(got), torch.from_numpy(Y[omega]),
-                           torch.from_numpy(Y), torch.from_numpy(omega), nbits, gamma),
-          adsh_objective_np(U, got, Y[omega], Y, omega, nbits, gamma))
+                           torch.from_numpy(Y), torch.from_numpy(omega), nbits, gamma, d),
+          adsh_objective_np(U, got, Y[omega], Y, omega, nbits, gamma, d))
 
 
 def test_adsh_epoch_end_steps_over_the_samples_seen_and_needs_labels():
     loss = L.ADSHLoss(NB, num_train=6, num_classes=NC, gamma=2.0).double()
     u = torch.from_numpy(np.random.default_rng(2).normal(size=(3, NB)))
     Y = labels(6, seed=3)
+    d = pair_ratio(Y)
     with pytest.raises(RuntimeError, match="prepare"):
         loss(u, torch.from_numpy(Y[:3]), torch.tensor([0, 1, 2]))
     loss.prepare(torch.from_numpy(Y))
@@ -210,7 +220,7 @@ def test_adsh_epoch_end_steps_over_the_samples_seen_and_needs_labels():
     loss(u, torch.from_numpy(Y[index]), torch.from_numpy(index))
     loss.on_epoch_end(0)
     want = L.adsh_v_step(torch.zeros(6, NB, dtype=torch.float64), torch.tanh(u), torch.from_numpy(Y[index]),
-                         torch.from_numpy(Y), torch.from_numpy(index), NB, 2.0)
+                         torch.from_numpy(Y), torch.from_numpy(index), NB, 2.0, d)
     assert torch.equal(loss.V, want) and int(loss.steps) == 1 and not bool(loss.fresh.any())
     assert set(loss.V.unique().tolist()) <= {-1.0, 1.0}
     assert torch.equal(loss.database_codes(torch.tensor([4, 1])), want[[4, 1]])

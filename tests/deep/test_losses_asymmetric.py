@@ -15,6 +15,7 @@ from deephash_engine import pack_bits
 from deephash_engine.datasets import fashion_mnist_dir
 from deephash_engine.deep import losses as L
 from deephash_engine.deep.checkpoints import load_checkpoint
+from deephash_engine.deep.data.datasets import dataset_targets
 from deephash_engine.deep.evaluation import encode, with_loss_codes
 from deephash_engine.deep.losses.daph import asymmetric_likelihood
 from deephash_engine.deep.methods import build_loss
@@ -66,6 +67,20 @@ def test_default_hooks_do_nothing_and_database_rows_come_from_the_loss():
     assert with_loss_codes(out, adsh, [-1, 2, 0]) is out
     with pytest.raises(ValueError, match="train_index: expected shape"):
         with_loss_codes(out, adsh, [0, 1])
+
+
+def test_dataset_targets_reads_the_labels_with_or_without_a_targets_tensor():
+    data = _toy(10)
+    assert torch.equal(dataset_targets(data), data.targets)
+
+    class Plain(torch.utils.data.Dataset):  # no ``targets`` attribute: read through a loader
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, i):
+            return data.inputs[i], data.targets[i], i
+
+    assert torch.equal(dataset_targets(Plain()), data.targets)
 
 
 def test_training_positions():

@@ -6,7 +6,9 @@
 - ``split.npz``     the protocol split (+ ``split.json``); reused when the run is resumed
 - ``checkpoints/``  ``last.pt`` every epoch, ``best.pt`` on each validation improvement
 - ``model.pt``      the selected model with config, codes, labels and metrics
-- ``codes.npz``     packed query and database codes, their labels and split indices
+- ``codes.npz``     packed query and database codes, their labels and split indices (database
+                    items that are training samples take the codes the loss holds for them,
+                    when it holds any: ADSH's discrete database codes)
 - ``report.json``   the metrics report (mAP, P@k, R@k, PR curve, Hamming-radius metrics)
 - ``report.png``    PR / P@N / radius plots (when matplotlib is installed)
 - ``database.index`` a :class:`deephash_engine.FlatIndex` of the database codes
@@ -147,11 +149,24 @@ def _jsonable(x: Any) -> Any:
 
 
 def _val_database(train, size: int, seed: int):
+    """(dataset, positions in the training set) of the validation database."""
     n = len(train)
     if size <= 0 or size >= n:
-        return train.subset(np.arange(n))
-    pick = np.sort(np.random.default_rng(seed + 7).choice(n, size=size, replace=False))
-    return train.subset(pick)
+        pick = np.arange(n)
+    else:
+        pick = np.sort(np.random.default_rng(seed + 7).choice(n, size=size, replace=False))
+    return train.subset(pick), pick
+
+
+def training_positions(train: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """For each pool index in ``items``, its position in ``train`` (pool indices), or -1."""
+    train, items = np.asarray(train, dtype=np.int64), np.asarray(items, dtype=np.int64)
+    if train.size == 0:
+        return np.full(items.shape, -1, dtype=np.int64)
+    order = np.argsort(train, kind="stable")
+    ordered = train[order]
+    at = np.minimum(np.searchsorted(ordered, items), train.size - 1)
+    return np.where(ordered[at] == items, order[at], -1)
 
 
 def write_report(out: Path, q, d, ql, dl, topk: Optional[int], title: str) -> dict:
@@ -224,9 +239,10 @@ def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: b
         train_set = prepare_label_free(model, data.train, device=device)
     optimizer = build_optimizer(model, loss, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.head_lr_mult)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.epochs, cfg.step_size, cfg.gamma)
+    val_database, val_index = _val_database(data.train, cfg.val_database_size, cfg.seed)
     trainer = Trainer(
         model, loss, train_set, optimizer, scheduler,
-        val_query=data.val, val_database=_val_database(data.train, cfg.val_database_size, cfg.seed),
+        val_query=data.val, val_database=val_database, val_database_index=val_index,
         val_topk=data.split.topk, eval_every=cfg.eval_every, batch_size=cfg.batch_size,
         seed=cfg.seed, device=device, checkpoint_dir=out / "checkpoints", config=asdict(cfg),
         progress=progress,
@@ -243,7 +259,8 @@ def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: b
         maps, codes, ql, dl, index_name = _quantized_results(cfg, loss, model, data, device, out, progress)
     else:
         q, ql = encode(model, data.query, device=device, progress=progress, desc="query")
-        d, dl = encode(model, data.database, device=device, progress=progress, desc="database")
+        d, dl = encode(model, data.database, device=device, progress=progress, desc="database", loss=loss,
+                       train_index=training_positions(data.split.train, data.split.database))
         np.savez(out / "codes.npz", query_codes=q, database_codes=d, query_labels=ql,
                  database_labels=dl, query_index=data.split.query, database_index=data.split.database)
         maps = {("all" if k is None else str(k)): mean_average_precision(q, d, ql, dl, topk=k)

@@ -73,6 +73,9 @@ class HashLoss(nn.Module):
     #: True when ``target`` holds the frozen features of the batch, not labels (see
     #: :mod:`deephash_engine.deep.label_free`).
     label_free: bool = False
+    #: True when :meth:`prepare` needs the labels of the whole training set (the trainer reads
+    #: them only then).
+    needs_train_targets: bool = False
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -114,6 +117,23 @@ class HashLoss(nn.Module):
 
     def on_epoch_end(self, epoch: int) -> None:
         """Hook the trainer calls after each epoch (schedules, discrete steps). Default: nothing."""
+
+    def prepare(self, train_targets: torch.Tensor) -> None:
+        """Hook the trainer calls once, before the first epoch of a fresh run (not on resume),
+        when :attr:`needs_train_targets` is set, with the (n_train, n_classes) labels of the
+        whole training set in dataset order: for methods that learn something from all labels
+        before the network trains (CNNH's target codes). What it learns belongs in buffers, so
+        checkpoints carry it. Default: nothing."""
+
+    def database_codes(self, index: torch.Tensor) -> Optional[torch.Tensor]:
+        """Codes the loss holds for the training samples ``index`` (int64, (m,)): a (m, nbits)
+        tensor of +-1, or None to use the network's codes (the default).
+
+        Asymmetric methods (ADSH) learn discrete database codes for the training set; evaluation
+        uses them for database items that are training samples (the run's database and the
+        trainer's validation database) instead of encoding those items with the network.
+        """
+        return None
 
 
 #: How a label-free loss pairs the samples of a batch (:func:`.functional.cosine_preserving_mse`).

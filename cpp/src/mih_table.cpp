@@ -1,6 +1,7 @@
 #include "mih_table.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <utility>
 
 namespace deephash {
@@ -10,6 +11,9 @@ void SubstringTable::build(const std::uint8_t* codes, std::size_t n, std::size_t
   dense_ = bits_ <= 20 || (bits_ <= 28 && (std::uint64_t{1} << bits_) <= 4 * static_cast<std::uint64_t>(n));
   positions_.assign(n, 0);
   keys_.clear();
+  offsets_.clear();
+  blocks_.clear();
+  blocked_ = false;
   if (dense_) {
     const std::size_t nkeys = std::size_t{1} << bits_;
     std::vector<std::uint32_t, HugePageAllocator<std::uint32_t>> offsets(nkeys + 1, 0);
@@ -22,7 +26,8 @@ void SubstringTable::build(const std::uint8_t* codes, std::size_t n, std::size_t
     for (std::size_t k = 0; k < nkeys; ++k) offsets[k + 1] += offsets[k];
     std::vector<std::uint32_t> fill(offsets.begin(), offsets.end() - 1);
     for (std::size_t i = 0; i < n; ++i) positions_[fill[key_of_pos[i]]++] = static_cast<std::uint32_t>(i);
-    offsets_.swap(offsets);
+    block_offsets(offsets);
+    if (!blocked_) offsets_.swap(offsets);
     return;
   }
   std::vector<std::pair<std::uint64_t, std::uint32_t>> pairs(n);
@@ -39,6 +44,20 @@ void SubstringTable::build(const std::uint8_t* codes, std::size_t n, std::size_t
   offsets_.push_back(static_cast<std::uint32_t>(n));
   keys_.shrink_to_fit();
   offsets_.shrink_to_fit();
+}
+
+void SubstringTable::block_offsets(const std::vector<std::uint32_t, HugePageAllocator<std::uint32_t>>& offsets) {
+  const std::size_t nkeys = offsets.size() - 1, nblocks = (nkeys + kBlock - 1) / kBlock;
+  auto at = [&](std::size_t k) { return offsets[std::min(k, nkeys)]; };
+  for (std::size_t b = 0; b < nblocks; ++b)
+    if (at((b + 1) * kBlock) - at(b * kBlock) > UINT16_MAX) return;  // plain offsets
+  blocks_.resize(nblocks);
+  for (std::size_t b = 0; b < nblocks; ++b) {
+    Block& blk = blocks_[b];
+    blk.start = at(b * kBlock);
+    for (std::size_t i = 0; i <= kBlock; ++i) blk.before[i] = static_cast<std::uint16_t>(at(b * kBlock + i) - blk.start);
+  }
+  blocked_ = true;
 }
 
 }  // namespace deephash

@@ -70,6 +70,24 @@ TEST(mih_matches_flat_at_any_code_length) {
   }
 }
 
+// Bucket starts are stored per block of keys in 16 bits where a block holds fewer than 65,536
+// positions before its last key, in 32 bits otherwise: both layouts, and a table with each.
+TEST(mih_matches_flat_with_large_buckets) {
+  const std::size_t n = 70000;
+  for (int alphabet : {2, 256}) {  // 8-bit substrings of 0/1 bytes: two keys of ~35,000 in one block
+    for (int nbits : {16, 24}) {
+      auto codes = oracle::random_codes(n, nbits / 8, 25, alphabet);
+      MIHIndex mih(nbits, nbits / 8);
+      FlatIndex flat(nbits);
+      mih.add(codes.data(), n);
+      flat.add(codes.data(), n);
+      auto q = oracle::random_codes(5, nbits / 8, 26, alphabet);
+      for (std::size_t k : {1, 10}) CHECK(same_knn(mih, flat, q, 5, k));
+      CHECK(same_range(mih, flat, q, 5, 1));
+    }
+  }
+}
+
 TEST(mih_rejects_bad_parameters) {
   CHECK_THROWS(MIHIndex(64, 1), InvalidArgument);
   CHECK_THROWS(MIHIndex(64, -2), InvalidArgument);

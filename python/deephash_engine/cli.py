@@ -303,7 +303,13 @@ def _cmd_encode(args) -> int:
     from deephash_engine.deep.evaluation import encode
     from deephash_engine.deep.run import load_trained_model
 
+    from deephash_engine.deep.methods import METHODS
+
     model, ckpt = load_trained_model(args.run, args.device)
+    method = ckpt["config"]["method"]
+    if getattr(METHODS.get(method), "quantized", False):
+        raise ValueError(f"--run: a {method} run has quantization codes, not binary ones; its database codes, "
+                         "codebooks and FAISS index are in codes.npz and database.faiss")
     source = ckpt["data"]["source"]
     path = Path(args.input)
     if path.suffix == ".npy":

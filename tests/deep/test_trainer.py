@@ -40,7 +40,7 @@ def _state(trainer):
             **{f"l.{k}": v for k, v in trainer.loss.state_dict().items()}}
 
 
-@pytest.mark.parametrize("method", ["dsdh", "hashnet", "greedyhash"])
+@pytest.mark.parametrize("method", ["dsdh", "hashnet", "greedyhash", "dqn", "dtq"])
 def test_resume_continues_identically(tmp_path, method):
     full = _trainer(method, tmp_path / "full")
     full.fit(4)

@@ -48,7 +48,32 @@ def compute_outputs(model: torch.nn.Module, dataset: Dataset, batch_size: int = 
     return torch.cat(outs).numpy(), torch.cat(targets).numpy()
 
 
-def encode(model, dataset, batch_size=512, device="cpu", progress=False, desc="encode"):
-    """Packed codes and targets of every item of ``dataset``."""
+def with_loss_codes(outputs: np.ndarray, loss, train_index) -> np.ndarray:
+    """``outputs`` with the rows of training samples replaced by the codes ``loss`` holds for
+    them (:meth:`.losses.HashLoss.database_codes`), when it holds any.
+
+    ``train_index`` gives, for each row, the item's position in the training set, or -1 for an
+    item that is not a training sample.
+    """
+    train_index = np.asarray(train_index, dtype=np.int64)
+    if train_index.shape != (outputs.shape[0],):
+        raise ValueError(f"train_index: expected shape ({outputs.shape[0]},), got {train_index.shape}")
+    rows = np.flatnonzero(train_index >= 0)
+    if rows.size == 0:
+        return outputs
+    codes = loss.database_codes(torch.from_numpy(train_index[rows]))
+    if codes is None:
+        return outputs
+    outputs = outputs.copy()
+    outputs[rows] = codes.detach().float().cpu().numpy()
+    return outputs
+
+
+def encode(model, dataset, batch_size=512, device="cpu", progress=False, desc="encode",
+           loss=None, train_index=None):
+    """Packed codes and targets of every item of ``dataset``. With ``loss`` and ``train_index``
+    (see :func:`with_loss_codes`), training samples take the database codes the loss holds."""
     outputs, targets = compute_outputs(model, dataset, batch_size, device, progress, desc)
+    if loss is not None and train_index is not None:
+        outputs = with_loss_codes(outputs, loss, train_index)
     return pack_codes(outputs), targets

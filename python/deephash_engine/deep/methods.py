@@ -2,14 +2,15 @@
 
 The names come from the registries of :mod:`.losses` (losses and regularisers).
 
-``build_loss(method, nbits, num_train, num_classes, **params)`` passes only what the method's
-constructor takes; ``params`` override its published defaults.
+``build_loss(method, nbits, num_train, num_classes, class_names, **params)`` passes only what the
+method's constructor takes (``class_names``: the dataset's, for a loss that embeds them);
+``params`` override its published defaults.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, Optional, Sequence
 
 from . import losses as L
 
@@ -22,7 +23,7 @@ REGULARIZERS: dict[str, type] = L.REGULARIZERS
 
 
 def build_loss(method: str, nbits: int, num_train: int, num_classes: int,
-               **params: Any) -> L.HashLoss:
+               class_names: Optional[Sequence[str]] = None, **params: Any) -> L.HashLoss:
     if method not in METHODS:
         raise ValueError(f"method: expected one of {sorted(METHODS)}, got {method!r}")
     cls = METHODS[method]
@@ -34,6 +35,8 @@ def build_loss(method: str, nbits: int, num_train: int, num_classes: int,
             f"got unknown {sorted(unknown)}"
         )
     context = {"num_train": num_train, "num_classes": num_classes}
+    if class_names is not None and "label_embeddings" not in params:
+        context["class_names"] = class_names
     kwargs = {k: v for k, v in context.items() if k in accepted}
     kwargs.update(params)
     return cls(nbits, **kwargs)

@@ -6,11 +6,18 @@
 - ``split.npz``     the protocol split (+ ``split.json``); reused when the run is resumed
 - ``checkpoints/``  ``last.pt`` every epoch, ``best.pt`` on each validation improvement
 - ``model.pt``      the selected model with config, codes, labels and metrics
-- ``codes.npz``     packed query and database codes, their labels and split indices
+- ``codes.npz``     packed query and database codes, their labels and split indices (database
+                    items that are training samples take the codes the loss holds for them,
+                    when it holds any: ADSH's discrete database codes)
 - ``report.json``   the metrics report (mAP, P@k, R@k, PR curve, Hamming-radius metrics)
 - ``report.png``    PR / P@N / radius plots (when matplotlib is installed)
 - ``database.index`` a :class:`deephash_engine.FlatIndex` of the database codes
 - ``summary.json``  the headline numbers and timings
+
+A quantization method (DQN, DTQ, DVSQ) writes its codes, report and index in their own forms:
+``codes.npz`` holds query embeddings, database codes (int64 (n, M)) and codebooks, ``report.json``
+the scores of the ADC ranking, and ``database.faiss`` (``faiss.read_index``) replaces
+``database.index``.
 """
 
 from __future__ import annotations
@@ -31,8 +38,10 @@ from ..datasets import NORMALIZATION
 from ..metrics import evaluate, mean_average_precision, plot_report
 from .checkpoints import CheckpointError, load_checkpoint
 from .data.datasets import load_protocol
-from .evaluation import encode
-from .methods import add_regularizers, build_loss
+from .evaluation import compute_outputs, encode
+from .label_free import prepare_label_free
+from .methods import METHODS, add_regularizers, build_loss
+from .quantization.label_embeddings import CLASS_NAMES
 from .models import build_model
 from .trainer import Trainer, build_optimizer, build_scheduler, resolve_device
 
@@ -64,7 +73,7 @@ class RunConfig:
     method: str = "dpsh"
     dataset: str = "fashion-mnist"
     nbits: int = 64
-    model: str = "small_cnn"
+    model: str = "small_cnn"  # from_dict: "pca" (frozen) for a label-free method unless given
     weights: Optional[str] = None
     epochs: int = 3
     batch_size: int = 128
@@ -96,6 +105,8 @@ class RunConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"config: expected keys among {sorted(known)}, got unknown {sorted(unknown)}")
+        if data.get("model") is None and _label_free(data.get("method", cls.method)):
+            data["model"] = "pca"
         cfg = cls(**data)
         if cfg.select not in ("best_val", "last"):
             raise ValueError(f"select: expected 'best_val' or 'last', got {_shown(cfg.select)}")
@@ -107,6 +118,10 @@ class RunConfig:
             if not isinstance(getattr(cfg, name), str):
                 raise ValueError(f"{name}: expected a string, got {_shown(getattr(cfg, name))}")
         return cfg
+
+
+def _label_free(method: Any) -> bool:
+    return isinstance(method, str) and getattr(METHODS.get(method), "label_free", False)
 
 
 def load_config_file(path: str | os.PathLike) -> dict:
@@ -134,11 +149,24 @@ def _jsonable(x: Any) -> Any:
 
 
 def _val_database(train, size: int, seed: int):
+    """(dataset, positions in the training set) of the validation database."""
     n = len(train)
     if size <= 0 or size >= n:
-        return train.subset(np.arange(n))
-    pick = np.sort(np.random.default_rng(seed + 7).choice(n, size=size, replace=False))
-    return train.subset(pick)
+        pick = np.arange(n)
+    else:
+        pick = np.sort(np.random.default_rng(seed + 7).choice(n, size=size, replace=False))
+    return train.subset(pick), pick
+
+
+def training_positions(train: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """For each pool index in ``items``, its position in ``train`` (pool indices), or -1."""
+    train, items = np.asarray(train, dtype=np.int64), np.asarray(items, dtype=np.int64)
+    if train.size == 0:
+        return np.full(items.shape, -1, dtype=np.int64)
+    order = np.argsort(train, kind="stable")
+    ordered = train[order]
+    at = np.minimum(np.searchsorted(ordered, items), train.size - 1)
+    return np.where(ordered[at] == items, order[at], -1)
 
 
 def write_report(out: Path, q, d, ql, dl, topk: Optional[int], title: str) -> dict:
@@ -158,6 +186,34 @@ def save_flat_index(codes: np.ndarray, nbits: int, path: Path) -> None:
     index.save(path)
 
 
+def _quantized_results(cfg: RunConfig, loss, model, data, device, out: Path, progress: bool):
+    """Evaluation of a quantization method: database codes under the learned codebooks, ADC
+    ranking through FAISS, scores of the ranked lists. Writes codes.npz (query embeddings,
+    database codes, codebooks), report.json and database.faiss (a FAISS index file)."""
+    import faiss
+
+    from ..metrics.report import DEFAULT_KS
+    from .quantization.evaluation import evaluate_quantized
+
+    qo, ql = compute_outputs(model, data.query, device=device, progress=progress, desc="query")
+    do, dl = compute_outputs(model, data.database, device=device, progress=progress, desc="database")
+    topks = tuple(dict.fromkeys([*cfg.map_topk, data.split.topk]))
+    ev = evaluate_quantized(loss, qo, do, ql, dl, topks=topks, ks=list(DEFAULT_KS))
+    codebooks = loss.codebooks_array()
+    np.savez(out / "codes.npz", query_embeddings=loss.embeddings(qo), database_codes=ev.codes,
+             codebooks=codebooks, query_labels=ql, database_labels=dl,
+             query_index=data.split.query, database_index=data.split.database)
+    report = {"search": "adc", "metric": loss.metric, "product": loss.product,
+              "subspaces": loss.subspaces, "codewords": loss.codewords, "code_bits": loss.code_bits,
+              "n_queries": int(qo.shape[0]), "n_db": int(do.shape[0]), "protocol_topk": data.split.topk,
+              **ev.to_dict()}
+    _write_json(out / "report.json", report)
+    faiss.write_index(ev.index, str(out / "database.faiss"))
+    maps = {key: ev.maps[key] for key in ("all" if k is None else str(k) for k in cfg.map_topk)}
+    codes = {"database": ev.codes, "codebooks": codebooks}
+    return maps, codes, ql, dl, "database.faiss"
+
+
 def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: bool = False,
               progress: bool = True) -> dict:
     """Train, select on validation, encode query and database, evaluate, save everything."""
@@ -175,13 +231,18 @@ def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: b
                          split_path=out / "split.npz", flip=cfg.flip)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, cfg.nbits, data.in_channels, data.image_size, cfg.weights)
-    loss = build_loss(cfg.method, cfg.nbits, len(data.train), data.num_classes, **cfg.loss_params)
+    loss = build_loss(cfg.method, cfg.nbits, len(data.train), data.num_classes,
+                      class_names=CLASS_NAMES.get(data.source), **cfg.loss_params)
     add_regularizers(loss, cfg.regularizers, model)
+    train_set = data.train
+    if loss.label_free:  # frozen backbone; the training set carries its features, not labels
+        train_set = prepare_label_free(model, data.train, device=device)
     optimizer = build_optimizer(model, loss, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.head_lr_mult)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.epochs, cfg.step_size, cfg.gamma)
+    val_database, val_index = _val_database(data.train, cfg.val_database_size, cfg.seed)
     trainer = Trainer(
-        model, loss, data.train, optimizer, scheduler,
-        val_query=data.val, val_database=_val_database(data.train, cfg.val_database_size, cfg.seed),
+        model, loss, train_set, optimizer, scheduler,
+        val_query=data.val, val_database=val_database, val_database_index=val_index,
         val_topk=data.split.topk, eval_every=cfg.eval_every, batch_size=cfg.batch_size,
         seed=cfg.seed, device=device, checkpoint_dir=out / "checkpoints", config=asdict(cfg),
         progress=progress,
@@ -194,15 +255,20 @@ def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: b
     train_seconds = time.perf_counter() - start
     selected = trainer.load_best() if cfg.select == "best_val" else None
 
-    q, ql = encode(model, data.query, device=device, progress=progress, desc="query")
-    d, dl = encode(model, data.database, device=device, progress=progress, desc="database")
-    np.savez(out / "codes.npz", query_codes=q, database_codes=d, query_labels=ql,
-             database_labels=dl, query_index=data.split.query, database_index=data.split.database)
-    maps = {("all" if k is None else str(k)): mean_average_precision(q, d, ql, dl, topk=k)
-            for k in cfg.map_topk}
-    write_report(out, q, d, ql, dl, data.split.topk,
-                          f"{cfg.method} {cfg.nbits} bits on {cfg.dataset}")
-    save_flat_index(d, cfg.nbits, out / "database.index")
+    if getattr(loss, "quantized", False):
+        maps, codes, ql, dl, index_name = _quantized_results(cfg, loss, model, data, device, out, progress)
+    else:
+        q, ql = encode(model, data.query, device=device, progress=progress, desc="query")
+        d, dl = encode(model, data.database, device=device, progress=progress, desc="database", loss=loss,
+                       train_index=training_positions(data.split.train, data.split.database))
+        np.savez(out / "codes.npz", query_codes=q, database_codes=d, query_labels=ql,
+                 database_labels=dl, query_index=data.split.query, database_index=data.split.database)
+        maps = {("all" if k is None else str(k)): mean_average_precision(q, d, ql, dl, topk=k)
+                for k in cfg.map_topk}
+        write_report(out, q, d, ql, dl, data.split.topk,
+                              f"{cfg.method} {cfg.nbits} bits on {cfg.dataset}")
+        save_flat_index(d, cfg.nbits, out / "database.index")
+        codes, index_name = {"query": q, "database": d}, "database.index"
     summary = {
         "method": cfg.method, "dataset": cfg.dataset, "nbits": cfg.nbits, "seed": cfg.seed,
         "epochs": cfg.epochs, "map": maps, "protocol_topk": data.split.topk,
@@ -210,10 +276,10 @@ def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: b
         "best_val_map": selected["val_map"] if selected else None,
         "train_seconds": train_seconds, "device": str(device), "threads": torch.get_num_threads(),
         "counts": data.split.counts(), "history": trainer.history,
-        "report": "report.json", "index": "database.index",
+        "report": "report.json", "index": index_name,
     }
     trainer.save_checkpoint(
-        out / "model.pt", codes={"query": q, "database": d}, labels={"query": ql, "database": dl},
+        out / "model.pt", codes=codes, labels={"query": ql, "database": dl},
         metrics=summary, data={"in_channels": data.in_channels, "image_size": data.image_size,
                                "source": data.source, "num_classes": data.num_classes},
     )

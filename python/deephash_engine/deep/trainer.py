@@ -8,7 +8,12 @@
   and metric history, written atomically in plain values that load with ``weights_only=True``
   (:mod:`.checkpoints`).
 - **Validation**: every ``eval_every`` epochs, mAP of the validation queries against a database
-  drawn from the training set. The query set never takes part in choosing a checkpoint.
+  drawn from the training set. The query set never takes part in choosing a checkpoint. With
+  ``val_database_index`` (each validation database item's position in the training set), a loss
+  that holds database codes for training samples (ADSH, :meth:`.losses.HashLoss.database_codes`)
+  supplies them in place of the network's.
+- **Loss hooks**: ``loss.prepare(train_targets)`` once before the first epoch of a fresh run
+  (for a loss with ``needs_train_targets``), ``loss.on_epoch_end(epoch)`` after each epoch.
 - **Progress**: tqdm bars, off with ``progress=False``; the trainer prints nothing else.
 """
 
@@ -23,9 +28,9 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .checkpoints import CHECKPOINT_VERSION, READABLE_VERSIONS, load_checkpoint, save_checkpoint
-from .data.datasets import make_loader
+from .data.datasets import dataset_targets, make_loader
 from ..metrics import mean_average_precision
-from .evaluation import encode
+from .evaluation import compute_outputs, encode
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -97,6 +102,7 @@ class Trainer:
         val_query: Optional[Dataset] = None,
         val_database: Optional[Dataset] = None,
         val_topk: Optional[int] = None,
+        val_database_index=None,
         eval_every: int = 1,
         batch_size: int = 128,
         seed: int = 0,
@@ -116,6 +122,7 @@ class Trainer:
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.val_query, self.val_database, self.val_topk = val_query, val_database, val_topk
+        self.val_database_index = val_database_index
         self.eval_every = int(eval_every)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
@@ -152,14 +159,25 @@ class Trainer:
     def validate(self) -> Optional[float]:
         if self.val_query is None:
             return None
+        if getattr(self.loss, "quantized", False):  # quantization codes: ADC ranking
+            from .quantization.evaluation import quantized_map
+
+            q, ql = compute_outputs(self.model, self.val_query, device=self.device, progress=self.progress,
+                                    desc="val query")
+            d, dl = compute_outputs(self.model, self.val_database, device=self.device, progress=self.progress,
+                                    desc="val database")
+            return quantized_map(self.loss, q, d, ql, dl, topk=self.val_topk)
         q, ql = encode(self.model, self.val_query, device=self.device, progress=self.progress, desc="val query")
-        d, dl = encode(self.model, self.val_database, device=self.device, progress=self.progress, desc="val database")
+        d, dl = encode(self.model, self.val_database, device=self.device, progress=self.progress,
+                       desc="val database", loss=self.loss, train_index=self.val_database_index)
         return mean_average_precision(q, d, ql, dl, topk=self.val_topk)
 
     def fit(self, epochs: int) -> list[dict]:
         """Train until ``epochs`` epochs are complete in total (a resumed trainer goes on)."""
         if epochs < self.epoch:
             raise ValueError(f"epochs: expected >= the {self.epoch} already done, got {epochs}")
+        if self.epoch == 0 and epochs > 0 and getattr(self.loss, "needs_train_targets", False):
+            self.loss.prepare(dataset_targets(self.train_set).to(self.device))
         while self.epoch < epochs:
             record = self.train_epoch()
             record["lr"] = [g["lr"] for g in self.optimizer.param_groups]

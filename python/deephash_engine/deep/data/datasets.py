@@ -187,6 +187,14 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0,
                       num_workers=num_workers, drop_last=drop_last)
 
 
+def dataset_targets(dataset: Dataset) -> torch.Tensor:
+    """(n, n_classes) float labels of every item of ``dataset``, in dataset order."""
+    targets = getattr(dataset, "targets", None)
+    if isinstance(targets, torch.Tensor) and targets.dim() == 2 and targets.shape[0] == len(dataset):
+        return targets.float()
+    return torch.cat([t for _, t, _ in make_loader(dataset, 512, shuffle=False)]).float()
+
+
 @dataclass
 class ProtocolData:
     """The four datasets of a protocol, the split that made them, and facts the model needs."""

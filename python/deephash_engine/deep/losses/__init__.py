@@ -8,17 +8,34 @@ below: importing the class registers it in :data:`LOSSES`, which the run config 
 ``deephash train --method`` help read.
 """
 
-from .base import LOSSES, HashLoss, MemoryBank, PairwiseLoss, sign_pm1, similarity
+from .adsh import ADSHLoss, adsh_objective, adsh_v_step
+from .base import LOSSES, HashLoss, LabelFreeLoss, MemoryBank, PairwiseLoss, sign_pm1, similarity
+from .bihalf import BiHalfLoss, bihalf_codes, bihalf_split
+from .cnnh import CNNHLoss, cnnh_objective, cnnh_stage_one
 from .csq import CSQLoss, hash_centers, hadamard
+from .daph import DAPHLoss
+from .dbdh import DBDHLoss
 from .dch import DCHLoss
+from .dfh import DFHLoss, dfh_centre_objective, dfh_centre_step
 from .dhn import DHNLoss
 from .dlbhc import DLBHCLoss
+from .dpn import DPNAdaptiveLoss, DPNLoss, DPNTernaryLoss, random_targets, ternary_assignment
 from .dpsh import DPSHLoss
+from .dqn import DQNLoss
 from .dsdh import DSDHLoss, dsdh_b_objective, dsdh_b_step, dsdh_w_step
 from .dsh import DSHLoss
+from .dshsd import DSHSDLoss
+from .dtq import DTQLoss
 from .dtsh import DTSHLoss
+from .dvsq import DVSQLoss
 from .greedyhash import GreedyHashLoss, sign_straight_through
+from .greedyhash_unsup import GreedyHashUnsupervisedLoss
 from .hashnet import HashNetLoss
+from .idhn import IDHNLoss
+from .isdh import ISDHLoss
+from .lcdsh import LCDSHLoss
+from .pcdh import PCDHLoss
+from .qsmih import QSMIHLoss
 from .regularizers import (
     BitBalance,
     BitDecorrelation,
@@ -30,11 +47,15 @@ from .regularizers import (
 )
 
 __all__ = [
-    "LOSSES", "REGULARIZERS", "register_regularizer", "HashLoss", "MemoryBank", "PairwiseLoss", "sign_pm1", "similarity",
-    "CSQLoss", "DCHLoss", "DHNLoss", "DLBHCLoss", "DPSHLoss", "DSDHLoss", "DSHLoss", "DTSHLoss",
-    "GreedyHashLoss", "HashNetLoss",
+    "LOSSES", "REGULARIZERS", "register_regularizer", "HashLoss", "LabelFreeLoss", "MemoryBank", "PairwiseLoss", "sign_pm1", "similarity",
+    "ADSHLoss", "BiHalfLoss", "CNNHLoss", "CSQLoss", "DAPHLoss", "DBDHLoss", "DCHLoss", "DFHLoss", "DHNLoss", "DLBHCLoss",
+    "DPNLoss", "DPNAdaptiveLoss", "DPNTernaryLoss", "DPSHLoss", "DQNLoss", "DSDHLoss", "DSHLoss", "DSHSDLoss", "DTQLoss",
+    "DTSHLoss", "DVSQLoss", "GreedyHashLoss", "GreedyHashUnsupervisedLoss", "HashNetLoss", "IDHNLoss", "ISDHLoss",
+    "LCDSHLoss", "PCDHLoss", "QSMIHLoss",
     "hash_centers", "hadamard", "dsdh_b_objective", "dsdh_b_step", "dsdh_w_step",
-    "sign_straight_through",
+    "dfh_centre_objective", "dfh_centre_step", "random_targets", "ternary_assignment",
+    "adsh_objective", "adsh_v_step", "cnnh_objective", "cnnh_stage_one",
+    "sign_straight_through", "bihalf_codes", "bihalf_split",
     "BitBalance", "BitDecorrelation", "CauchyQuantization", "OrthogonalityPenalty",
     "QuantizationPenalty",
 ]

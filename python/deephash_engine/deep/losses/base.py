@@ -6,7 +6,9 @@ Conventions, for every loss in this package:
 - ``u`` is the raw output of the hash head, shape (batch, nbits), float. A loss applies its own
   squashing (tanh, sigmoid, sign) inside; the code of a sample is always ``u >= 0`` bit by bit,
   which is the packing contract of the engine (x >= 0 -> 1).
-- ``target`` is a float (batch, n_classes) one-hot or multi-hot label matrix.
+- ``target`` is a float (batch, n_classes) one-hot or multi-hot label matrix; for a label-free
+  loss (``label_free = True``: BiHalf, unsupervised GreedyHash) it is instead the (batch, d)
+  frozen features of the batch, and no label reaches the loss.
 - ``index`` is the int64 (batch,) position of each sample in the training set; losses with
   per-sample state (memory banks, discrete codes) need it, the others ignore it.
 - Two samples are similar (s = 1) when they share at least one label.
@@ -68,6 +70,12 @@ class HashLoss(nn.Module):
     method: str = ""
     #: True when :meth:`compute` needs the dataset ``index`` of each sample.
     needs_index: bool = False
+    #: True when ``target`` holds the frozen features of the batch, not labels (see
+    #: :mod:`deephash_engine.deep.label_free`).
+    label_free: bool = False
+    #: True when :meth:`prepare` needs the labels of the whole training set (the trainer reads
+    #: them only then).
+    needs_train_targets: bool = False
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -109,6 +117,40 @@ class HashLoss(nn.Module):
 
     def on_epoch_end(self, epoch: int) -> None:
         """Hook the trainer calls after each epoch (schedules, discrete steps). Default: nothing."""
+
+    def prepare(self, train_targets: torch.Tensor) -> None:
+        """Hook the trainer calls once, before the first epoch of a fresh run (not on resume),
+        when :attr:`needs_train_targets` is set, with the (n_train, n_classes) labels of the
+        whole training set in dataset order: for methods that learn something from all labels
+        before the network trains (CNNH's target codes). What it learns belongs in buffers, so
+        checkpoints carry it. Default: nothing."""
+
+    def database_codes(self, index: torch.Tensor) -> Optional[torch.Tensor]:
+        """Codes the loss holds for the training samples ``index`` (int64, (m,)): a (m, nbits)
+        tensor of +-1, or None to use the network's codes (the default).
+
+        Asymmetric methods (ADSH) learn discrete database codes for the training set; evaluation
+        uses them for database items that are training samples (the run's database and the
+        trainer's validation database) instead of encoding those items with the network.
+        """
+        return None
+
+
+#: How a label-free loss pairs the samples of a batch (:func:`.functional.cosine_preserving_mse`).
+PAIRINGS = ("halves", "all")
+
+
+class LabelFreeLoss(HashLoss):
+    """Base of the label-free losses: ``target`` is the (batch, d) frozen features of the batch;
+    ``pairs`` says which pairs of the batch their similarity term compares."""
+
+    label_free = True
+
+    def __init__(self, nbits: int, pairs: str = "halves") -> None:
+        super().__init__(nbits)
+        if pairs not in PAIRINGS:
+            raise ValueError(f"pairs: expected one of {PAIRINGS}, got {pairs!r}")
+        self.pairs = pairs
 
 
 class MemoryBank(nn.Module):
@@ -233,7 +275,12 @@ class PairwiseLoss(HashLoss):
 
     Against a bank only the batch side carries gradient; the cost is one (batch, n) matrix
     product per step, never a (batch, n, nbits) tensor.
+
+    In-batch pairs are i != j unless a subclass sets ``pairs_with_self = True`` (losses whose
+    reference code averages over all n^2 pairs, i == j included).
     """
+
+    pairs_with_self: bool = False
 
     def __init__(
         self,
@@ -259,6 +306,8 @@ class PairwiseLoss(HashLoss):
         """(V, Yv, mask): the samples to pair the batch with, and which pairs count (None:
         all of them)."""
         if self.bank is None:
+            if self.pairs_with_self:
+                return u, target.to(u.dtype), None
             return batch_pairs(u, target)
         if self.training:
             self.bank.update(u, target, index)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from .base import HashLoss, check_positive_int, sign_pm1
+from .base import HashLoss, check_positive_int
+from .functional import label_centers
 
 
 def hadamard(n: int) -> torch.Tensor:
@@ -53,8 +54,7 @@ class CSQLoss(HashLoss):
 
     def sample_centers(self, target: torch.Tensor) -> torch.Tensor:
         """Centre of each sample: its class centre, or sign of the sum for several labels."""
-        summed = target.to(self.centers.dtype) @ self.centers
-        return torch.where(summed == 0, self.tie_fill.expand_as(summed), sign_pm1(summed))
+        return label_centers(target, self.centers, self.tie_fill)
 
     def compute(self, u, target, index):
         if target.shape[1] != self.centers.shape[0]:

@@ -15,13 +15,8 @@ from typing import Optional
 import torch
 
 from ... import _core
-from .base import PairwiseLoss, bank_blocks, masked_mean, similarity, with_gradient
-
-
-def squared_distances(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """(na, nb) squared Euclidean distances, clamped at 0 against rounding."""
-    d = (u * u).sum(1, keepdim=True) + (v * v).sum(1).unsqueeze(0) - 2.0 * (u @ v.t())
-    return d.clamp(min=0.0)
+from .base import PairwiseLoss, bank_blocks, similarity, with_gradient
+from .functional import contrastive
 
 
 class DSHLoss(PairwiseLoss):
@@ -45,9 +40,7 @@ class DSHLoss(PairwiseLoss):
         regular = (u.abs() - 1.0).abs().sum(1).mean()
         if v.requires_grad or mask is not None:
             s = similarity(target.to(u.dtype), yv)
-            d = squared_distances(u, v)
-            pair = 0.5 * s * d + 0.5 * (1.0 - s) * (self.margin - d).clamp(min=0.0)
-            return masked_mean(pair, mask) + self.alpha * regular
+            return contrastive(u, v, s, self.margin, mask) + self.alpha * regular
         with torch.no_grad():  # bank: value and gradient in closed form, block by block
             value, grad_u = self._bank_terms(u, target.to(u.dtype), v, yv)
         return with_gradient(value, u, grad_u) + self.alpha * regular

@@ -1,4 +1,4 @@
-"""GreedyHash: Su, Zhang, Yang, Tian, "Greedy Hash: Towards Fast Optimization for Accurate Hash
+"""GreedyHash: Su, Zhang, Han, Tian, "Greedy Hash: Towards Fast Optimization for Accurate Hash
 Coding in CNN", NeurIPS 2018.
 
 The code is ``b = sign(u)`` in the forward pass and the gradient goes straight through

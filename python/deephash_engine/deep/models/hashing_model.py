@@ -49,6 +49,21 @@ class HashingModel(nn.Module):
         nn.init.normal_(self.hash_layer.weight, 0.0, 0.01)
         nn.init.zeros_(self.hash_layer.bias)
         self.nbits = nbits
+        self.backbone_frozen = False
+
+    def freeze_backbone(self) -> "HashingModel":
+        """Fix the backbone: no gradients, always in eval mode (batch norm keeps its running
+        statistics), and no place in :meth:`param_groups`. Only the hash head learns."""
+        self.backbone.requires_grad_(False)
+        self.backbone_frozen = True
+        self.backbone.eval()
+        return self
+
+    def train(self, mode: bool = True) -> "HashingModel":
+        super().train(mode)
+        if self.backbone_frozen:
+            self.backbone.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.hash_layer(self.backbone(x))
@@ -58,7 +73,10 @@ class HashingModel(nn.Module):
         """Optimiser groups: backbone at ``lr``, hash head and ``extra`` (a loss's classifier)
         at ``lr * head_lr_mult``."""
         head = list(self.hash_layer.parameters()) + list(extra)
-        groups = [{"params": list(self.backbone.parameters()), "lr": lr, "name": "backbone"}]
+        groups = []
+        backbone = [p for p in self.backbone.parameters() if p.requires_grad]
+        if backbone or not head:
+            groups.append({"params": backbone, "lr": lr, "name": "backbone"})
         if head:
             groups.append({"params": head, "lr": lr * head_lr_mult, "name": "head"})
         return groups

@@ -61,7 +61,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--config", help="YAML file of run options (see configs/)")
     names = _registered_names()
     p.add_argument("--method", help="loss: " + names["method"])
-    p.add_argument("--dataset", help="protocol: " + names["dataset"])
+    p.add_argument("--dataset", "--protocol", dest="dataset", help="protocol: " + names["dataset"])
     p.add_argument("--bits", dest="nbits", type=int, help="code length in bits (nbits), any length >= 1")
     p.add_argument("--epochs", type=int)
     p.add_argument("--model", help="backbone: " + names["model"])

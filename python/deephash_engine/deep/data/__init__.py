@@ -8,6 +8,7 @@ package turns it into protocol splits and PyTorch datasets. A new protocol is a
 from .datasets import (
     ArrayHashingDataset,
     ImageListHashingDataset,
+    MosaicHashingDataset,
     ProtocolData,
     load_protocol,
     make_loader,
@@ -15,7 +16,7 @@ from .datasets import (
 from .protocols import PROTOCOLS, Protocol, Split, get_protocol, register_protocol, stratified_pick
 
 __all__ = [
-    "ArrayHashingDataset", "ImageListHashingDataset", "ProtocolData",
+    "ArrayHashingDataset", "ImageListHashingDataset", "MosaicHashingDataset", "ProtocolData",
     "load_protocol", "make_loader", "PROTOCOLS", "Protocol", "Split", "get_protocol",
     "register_protocol", "stratified_pick",
 ]

@@ -1,8 +1,9 @@
 """Datasets that yield ``(input, target, index)``; ``index`` is the position inside the dataset,
 so losses with per-sample state (memory banks, discrete codes) can address it directly.
 
-Array datasets (Fashion-MNIST, MNIST, CIFAR-10) also answer whole batches through
-``__getitems__``; use :func:`make_loader` to get a ``DataLoader`` that takes that fast path.
+Array datasets (Fashion-MNIST, MNIST, CIFAR-10) and mosaic datasets (assembled per batch from
+a tile table) also answer whole batches through ``__getitems__``; use :func:`make_loader` to get
+a ``DataLoader`` that takes that fast path.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ...datasets.mosaic import MosaicPool, tile_2x2
 from ...datasets.pools import NORMALIZATION, POOLS, ImageList, read_image_list
 from .protocols import Split, get_protocol
-
 
 
 def _as_nchw_float(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -31,14 +32,35 @@ def _as_nchw_float(images: np.ndarray, mean: Sequence[float], std: Sequence[floa
     return (x - m) / s
 
 
-class ArrayHashingDataset(Dataset):
+class _BatchedDataset(Dataset):
+    """A dataset that answers whole batches: a subclass gives the normalised NCHW inputs of rows
+    ``idx`` (:meth:`_inputs`), ``targets`` and ``flip``; with ``flip`` each image of a batch is
+    mirrored left-right with probability 1/2 (drawn from torch's global generator)."""
+
+    batched = True
+
+    def _inputs(self, idx: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __getitem__(self, i):
+        x, t, idx = self.__getitems__([i])
+        return x[0], t[0], idx[0]
+
+    def __getitems__(self, indices):
+        idx = torch.as_tensor(indices, dtype=torch.int64)
+        x = self._inputs(idx)
+        if self.flip:
+            mirror = torch.rand(idx.shape[0]) < 0.5
+            x = torch.where(mirror.view(-1, 1, 1, 1), x.flip(3), x)
+        return x, self.targets[idx], idx
+
+
+class ArrayHashingDataset(_BatchedDataset):
     """In-memory images (uint8, (n, H, W) or (n, H, W, C)) with float multi-hot targets.
 
     ``flip=True`` mirrors each image left-right with probability 1/2 (drawn from torch's global
     generator, which the trainer seeds).
     """
-
-    batched = True
 
     def __init__(self, images: np.ndarray, targets: np.ndarray, mean, std, flip: bool = False) -> None:
         if images.dtype != np.uint8:
@@ -59,17 +81,38 @@ class ArrayHashingDataset(Dataset):
         out.inputs, out.targets, out.flip = self.inputs[idx], self.targets[idx], False
         return out
 
-    def __getitem__(self, i):
-        x, t, idx = self.__getitems__([i])
-        return x[0], t[0], idx[0]
+    def _inputs(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.inputs[idx]
 
-    def __getitems__(self, indices):
-        idx = torch.as_tensor(indices, dtype=torch.int64)
-        x = self.inputs[idx]
-        if self.flip:
-            mirror = torch.rand(idx.shape[0]) < 0.5
-            x = torch.where(mirror.view(-1, 1, 1, 1), x.flip(3), x)
-        return x, self.targets[idx], idx
+
+class MosaicHashingDataset(_BatchedDataset):
+    """The mosaics ``rows`` of a :class:`~deephash_engine.datasets.mosaic.MosaicPool`, assembled
+    and normalised per batch: memory holds the source images once and four ints per mosaic.
+
+    ``flip=True`` mirrors a whole mosaic left-right with probability 1/2 (its label set is
+    unchanged).
+    """
+
+    def __init__(self, pool: MosaicPool, rows, mean, std, flip: bool = False) -> None:
+        rows = np.asarray(rows, dtype=np.int64)
+        self.source = pool.source
+        self.tiles = np.ascontiguousarray(pool.tiles[rows])
+        self.targets = torch.from_numpy(np.ascontiguousarray(pool.targets[rows], dtype=np.float32))
+        self.mean, self.std, self.flip = tuple(mean), tuple(std), flip
+
+    def __len__(self) -> int:
+        return int(self.tiles.shape[0])
+
+    def subset(self, indices) -> "MosaicHashingDataset":
+        """The mosaics ``indices`` as a dataset of their own (indices renumbered from 0)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        out = MosaicHashingDataset.__new__(MosaicHashingDataset)
+        out.__dict__.update(self.__dict__)
+        out.tiles, out.targets, out.flip = self.tiles[idx], self.targets[torch.from_numpy(idx)], False
+        return out
+
+    def _inputs(self, idx: torch.Tensor) -> torch.Tensor:
+        return _as_nchw_float(tile_2x2(self.source, self.tiles[idx.numpy()]), self.mean, self.std)
 
 
 class ImageListHashingDataset(Dataset):
@@ -209,17 +252,21 @@ def load_protocol(
     """Build the four datasets of protocol ``name``.
 
     With ``split_path`` pointing at an existing file, that split is reused (and validated against
-    the pool); otherwise a fresh split is drawn with ``seed`` (and saved there when given).
+    the pool); otherwise a fresh split is drawn with ``seed`` (and saved there when given). A
+    derived protocol (mosaics) rebuilds its items with the seed of the split it uses.
     """
     protocol = get_protocol(name)
+    reuse = split_path is not None and Path(split_path).is_file()
     if protocol.source == "image-list":
         image_list, part = _read_lists(name, root, lists)
         targets = image_list.targets
     else:
         pool = _load_pool(protocol.source, root)
+        if protocol.derive is not None:
+            pool = protocol.derive(pool, Split.load(split_path).seed if reuse else seed)
         targets = pool.targets
-        part = np.where(pool.official_train, 0, 1)
-    if split_path is not None and Path(split_path).is_file():
+        part = pool.part if isinstance(pool, MosaicPool) else np.where(pool.official_train, 0, 1)
+    if reuse:
         split = Split.load(split_path, pool_size=len(part))
         if split.protocol != name:
             raise ValueError(f"split_path: holds protocol {split.protocol!r}, expected {name!r}")
@@ -230,6 +277,10 @@ def load_protocol(
     if protocol.source == "image-list":
         make = lambda idx, train: ImageListHashingDataset(image_list, idx, train=train)  # noqa: E731
         channels, size = 3, 224
+    elif isinstance(pool, MosaicPool):
+        mean, std = NORMALIZATION[protocol.source]
+        make = lambda idx, train: MosaicHashingDataset(pool, idx, mean, std, flip=flip and train)  # noqa: E731
+        channels, size = 1, pool.image_size
     else:
         mean, std = NORMALIZATION[protocol.source]
         make = lambda idx, train: ArrayHashingDataset(  # noqa: E731

@@ -25,7 +25,13 @@ nus-wide-21        2,100    9,450  1,050   n - 2,100 5000  one list; query 100/c
 imagenet-100       5,000    12,000 1,000   128,503   1000  lists train/test/database (HashNet);
                                                             val 10/class of train
 coco               5,000    9,500  500     listed    5000  lists train/test/database; val random
+fashion-mnist-     1,000    4,500  500     20,000    all   2 x 2 mosaics (docs/protocols.md): query
+mosaic                                                      from test items, database from train
+                                                            items; train + val 5,000 of database
 =================  =======  =====  ======  ========  ====  =========================================
+
+A derived protocol (``derive`` set) first turns its source pool into a new one, seeded with the
+run's seed: ``fashion-mnist-mosaic`` builds multi-label mosaics of Fashion-MNIST images.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..._atomic import atomic_write, atomic_write_text
+from ...datasets.mosaic import build_mosaic_pool
 
 SPLIT_FORMAT_VERSION = 1
 PARTS = ("train", "val", "query", "database")
@@ -96,6 +103,9 @@ class Protocol:
     counts: dict  # expected counts per part; None where the data decides
     topk: Optional[int]
     make: Callable[[np.ndarray, np.ndarray, np.random.Generator], dict] = field(repr=False)
+    #: ``derive(pool, seed) -> pool``: builds the items the split indexes from the source pool
+    #: (the mosaics of ``fashion-mnist-mosaic``); None for protocols over the source itself.
+    derive: Optional[Callable] = field(default=None, repr=False)
 
     def split(self, targets: np.ndarray, part: np.ndarray, seed: int) -> Split:
         """Draw the split for a pool with ``targets`` (n, C) and ``part`` labels (n,)."""
@@ -204,6 +214,20 @@ def _lists(val_per_class: Optional[int], val_random: int):
     return make
 
 
+def _database_and_queries(train_total: int, val: int):
+    """Part 0 is the database, part 1 the queries; train (with val carved out at random) is a
+    random subset of the database, as the training images of NUS-WIDE are."""
+
+    def make(targets, part, rng):
+        database = np.flatnonzero(part == 0)
+        train_all = np.sort(rng.choice(database, size=train_total, replace=False))
+        val_rows = np.sort(rng.choice(train_all, size=val, replace=False))
+        return {"train": np.setdiff1d(train_all, val_rows), "val": val_rows,
+                "query": np.flatnonzero(part == 1), "database": database}
+
+    return make
+
+
 #: Protocol name -> protocol, filled by :func:`register_protocol` (the built-in ones below; a
 #: protocol defined in another module is registered when that module is imported).
 PROTOCOLS: dict[str, Protocol] = {}
@@ -243,6 +267,9 @@ for _protocol in [
     Protocol("coco", "image-list",
              {"query": 5000, "train": 9500, "val": 500, "database": None}, 5000,
              _lists(None, 500)),
+    Protocol("fashion-mnist-mosaic", "fashion-mnist",
+             {"query": 1000, "train": 4500, "val": 500, "database": 20000}, None,
+             _database_and_queries(5000, 500), derive=build_mosaic_pool),
 ]:
     register_protocol(_protocol)
 

@@ -1,4 +1,5 @@
-"""A small CNN for 28x28 or 32x32 images, meant for CPU training:
+"""A small CNN for 28x28 or 32x32 images (56x56 for the fashion-mnist-mosaic mosaics), meant for
+CPU training:
 conv(32) - BN - maxpool - ReLU, conv(64) - BN - maxpool - ReLU, fc(512) - BN - ReLU.
 
 Each ReLU runs after its max-pool rather than before it, as usually drawn. The two commute exactly (ReLU is

@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from deephash_engine.deep import losses as L
 from deephash_engine.deep.losses import base
+from toy_images import quadrant_images
 
 NB = 4
 U = [
@@ -454,15 +455,8 @@ def test_dpn_variants_through_params_equal_the_registered_names():
 # -- a short training run each -------------------------------------------------------------------
 
 def toy(n, seed):
-    """8x8 noise images with a faintly brighter quadrant per class (4 classes): learnable in a few
-    steps, but not separated by an untrained network."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 4
-    images = rng.integers(0, 60, (n, 8, 8)).astype(np.uint8)
-    for c in range(4):
-        r, q = divmod(c, 2)
-        images[y == c, 4 * r:4 * r + 4, 4 * q:4 * q + 4] += 30
-    return images, np.eye(4, dtype=np.float32)[y]
+    """Faint quadrants: learnable in a few steps, but not separated by an untrained network."""
+    return quadrant_images(n, seed, contrast=30)
 
 
 @pytest.fixture(scope="module")

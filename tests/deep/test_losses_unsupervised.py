@@ -18,6 +18,7 @@ from deephash_engine.deep.models import build_model
 from deephash_engine.deep.trainer import Trainer, build_optimizer
 from deephash_engine.hashing import LSH
 from deephash_engine.metrics import mean_average_precision
+from toy_images import quadrant_images
 
 U = [  # 5 samples, 3 bits
     [0.5, -1.2, 0.3],
@@ -175,16 +176,6 @@ def test_feature_hasher_is_seeded_and_checks_its_input():
         hasher.encode(np.zeros((2, 6)))
 
 
-def _toy_images(n=64, seed=0):
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 4
-    images = rng.integers(0, 60, (n, 8, 8)).astype(np.uint8)
-    for c in range(4):  # a bright quadrant per class
-        r, q = divmod(c, 2)
-        images[y == c, 4 * r:4 * r + 4, 4 * q:4 * q + 4] += 150
-    return images, np.eye(4, dtype=np.float32)[y]
-
-
 def _train_on_images(images, targets, method):
     torch.manual_seed(0)
     data = ArrayHashingDataset(images, targets, mean=(0.3,), std=(0.3,), flip=True)
@@ -198,7 +189,7 @@ def _train_on_images(images, targets, method):
 
 @pytest.mark.parametrize("method", ["bihalf", "greedyhash-unsup"])
 def test_labels_never_reach_training(method):
-    images, targets = _toy_images()
+    images, targets = quadrant_images(64)
     model, train = _train_on_images(images, targets, method)
     shuffled = targets[np.random.default_rng(1).permutation(len(targets))]
     other, _ = _train_on_images(images, shuffled, method)

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from deephash_engine.deep import losses as L
-from deephash_engine.deep.data import ArrayHashingDataset
 from deephash_engine.deep.evaluation import compute_outputs
 from deephash_engine.deep.methods import build_loss
 from deephash_engine.deep.models import build_model
@@ -41,6 +40,7 @@ from deephash_engine.metrics import (
     rank_by_distance,
     recall_at_k,
 )
+from toy_images import quadrant_dataset
 
 faiss = pytest.importorskip("faiss")
 
@@ -408,13 +408,7 @@ def test_codebook_step_lowers_the_quantization_error_and_is_seeded():
 # -- short training runs -----------------------------------------------------------------------
 
 def _toy(n=96, seed=0):
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 4
-    images = rng.integers(0, 60, (n, 8, 8)).astype(np.uint8)
-    for c in range(4):  # a bright quadrant per class
-        r, q = divmod(c, 2)
-        images[y == c, 4 * r:4 * r + 4, 4 * q:4 * q + 4] += 150
-    return ArrayHashingDataset(images, np.eye(4, dtype=np.float32)[y], mean=(0.3,), std=(0.3,), flip=False)
+    return quadrant_dataset(n, seed, flip=False)
 
 
 @pytest.mark.parametrize("method", ["dqn", "dtq", "dvsq"])

@@ -5,23 +5,17 @@ import pytest
 import torch
 
 from deephash_engine.datasets import fashion_mnist_dir
-from deephash_engine.deep.data import ArrayHashingDataset, load_protocol
+from deephash_engine.deep.data import load_protocol
 from deephash_engine.deep.evaluation import encode, pack_codes
 from deephash_engine.metrics import mean_average_precision
 from deephash_engine.deep.methods import build_loss
 from deephash_engine.deep.models import build_model
 from deephash_engine.deep.trainer import Trainer, build_optimizer, build_scheduler
+from toy_images import quadrant_dataset
 
 
 def _toy(n=96, seed=0):
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 4
-    images = rng.integers(0, 60, (n, 8, 8)).astype(np.uint8)
-    for c in range(4):  # a bright quadrant per class: learnable in a few steps
-        r, q = divmod(c, 2)
-        images[y == c, 4 * r:4 * r + 4, 4 * q:4 * q + 4] += 150
-    t = np.eye(4, dtype=np.float32)[y]
-    return ArrayHashingDataset(images, t, mean=(0.3,), std=(0.3,), flip=True)
+    return quadrant_dataset(n, seed, flip=True)
 
 
 def _trainer(method, tmp, seed=0, **kw):

@@ -249,6 +249,7 @@ bool probe_radius(const SubstringTable& table, std::uint64_t key, int r, const s
   for (std::size_t i = 0; i < probe.size(); ++i) {
     if (i + 8 < probe.size()) table.prefetch_offsets(probe[i + 8]);
     if (i + 4 < probe.size()) table.prefetch_positions(probe[i + 4]);
+    if (i + 2 < probe.size()) table.prefetch_codes(probe[i + 2], codes, cs);
     const std::size_t found = check_bucket(table, probe[i], q, codes, cs, skip, dedup, kt, b);
     ++st.buckets;
     st.candidates += static_cast<std::int64_t>(found);

@@ -85,6 +85,18 @@ class SubstringTable {
       __builtin_prefetch(positions_.data() + offsets_[key]);
   }
 
+  // Prefetch the codes of a bucket whose positions are likely cached (dense tables; the first
+  // kPrefetchCodes of a larger bucket, whose later codes the candidate loop prefetches itself).
+  // Small buckets (uniform codes, short substrings) otherwise wait on a miss per candidate.
+  static constexpr std::size_t kPrefetchCodes = 16;
+  void prefetch_codes(std::uint64_t key, const std::uint8_t* codes, std::size_t code_size) const noexcept {
+    if (!dense_) return;
+    const std::uint32_t *first, *last;
+    bucket(key, &first, &last);
+    if (static_cast<std::size_t>(last - first) > kPrefetchCodes) last = first + kPrefetchCodes;
+    for (; first < last; ++first) __builtin_prefetch(codes + static_cast<std::size_t>(*first) * code_size);
+  }
+
   std::size_t memory_usage() const noexcept {
     return offsets_.capacity() * sizeof(std::uint32_t) + keys_.capacity() * sizeof(std::uint64_t) +
            blocks_.capacity() * sizeof(Block) +

@@ -1,19 +1,26 @@
 """Deep hashing on Fashion-MNIST: the small CNN, several methods, bit widths and seeds.
 
-Protocol ("fashion-mnist" in deephash_engine.deep.data): 1,000 seeded test queries (100 per
-class) against the 60,000 training images, class relevance; training on 59,000 of those images,
-model selection on a 1,000-image validation split of the training set (never on the queries).
+Protocol ("fashion-mnist" in deephash_engine.deep.data, the default): 1,000 seeded test queries
+(100 per class) against the 60,000 training images, class relevance; training on 59,000 of those
+images, model selection on a 1,000-image validation split of the training set (never on the
+queries). ``--protocol fashion-mnist-mini`` (500 queries, 2,000 training and 500 validation
+images, a 5,000-image database) makes a run take seconds instead of minutes, for grids over many
+methods. Every method of the registry runs: a quantization method's mAP is that of its ADC
+ranking, and a label-free method trains on the frozen features of its default backbone (``pca``)
+without labels, as ``deephash train`` does.
 Reports mAP@all and mAP@1000 (ties by database index, AP over the relevant items retrieved),
 mean and spread over seeds, and training time, and writes JSON next to the printed table.
 
     python benchmarks/deep_fmnist.py                      # the full grid: 7 methods x 16/32/64 x 3 seeds
     python benchmarks/deep_fmnist.py --bits 64 --seeds 0  # a reduced grid
     python benchmarks/deep_fmnist.py --bits 64 --seeds 0 --epochs 8 --schedule cosine  # longer budget
+    python benchmarks/deep_fmnist.py --protocol fashion-mnist-mini --methods dqn bihalf --bits 16
     python benchmarks/deep_fmnist.py --merge OUT1 OUT2 --out OUT  # one table from several outputs
 
 A grid can be split over several processes (one per core, each with its own ``--out``) and the
 outputs merged: ``--merge`` reads each folder's results.json, keeps one run per (method, bits,
-seed) (a later folder wins) and writes the merged table and JSON to ``--out``.
+seed) (a later folder wins) and writes the merged table and JSON to ``--out``. Outputs of
+different protocols are not merged.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import time
 from pathlib import Path
 
 METHODS = ["dpsh", "hashnet", "dsh", "dch", "csq", "greedyhash", "dsdh"]
+PROTOCOLS = ("fashion-mnist", "fashion-mnist-mini")
 
 
 def cpu_model() -> str:
@@ -41,7 +49,7 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def itq_baseline(bits: int, seed: int) -> float | None:
+def itq_baseline(bits: int, seed: int, protocol: str = "fashion-mnist") -> float | None:
     """ITQ on raw pixels under the same protocol, when the hashing module is installed."""
     try:
         from deephash_engine.hashing import ITQ
@@ -54,7 +62,7 @@ def itq_baseline(bits: int, seed: int) -> float | None:
     from deephash_engine.metrics import mean_average_precision
 
     pool = load_fashion_mnist_pool()
-    split = get_protocol("fashion-mnist").split(pool.targets, np.where(pool.official_train, 0, 1), seed)
+    split = get_protocol(protocol).split(pool.targets, np.where(pool.official_train, 0, 1), seed)
     x = pool.images.reshape(len(pool), -1).astype(np.float32) / 255.0
     model = ITQ(bits, seed=seed).fit(x[split.train])
     q, d = model.encode(x[split.query]), model.encode(x[split.database])
@@ -64,6 +72,8 @@ def itq_baseline(bits: int, seed: int) -> float | None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--methods", nargs="+", default=METHODS)
+    p.add_argument("--protocol", choices=PROTOCOLS, default="fashion-mnist",
+                   help="the split: the full one, or the mini one for quick grids over many methods")
     p.add_argument("--bits", nargs="+", type=int, default=[16, 32, 64])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=3)
@@ -88,61 +98,85 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     context = {
-        "cpu": cpu_model(), "threads": args.threads, "torch": torch.__version__,
+        "protocol": args.protocol, "cpu": cpu_model(), "threads": args.threads, "torch": torch.__version__,
         "python": platform.python_version(), "epochs": args.epochs, "lr": args.lr,
         "schedule": args.schedule, "head_lr_mult": args.head_lr_mult,
         "command": "python benchmarks/deep_fmnist.py " + " ".join(sys.argv[1:] if argv is None else argv),
     }
-    print(f"# {context['cpu']}, {args.threads} torch thread(s), torch {torch.__version__}", flush=True)
+    print(f"# protocol {args.protocol}; {context['cpu']}, {args.threads} torch thread(s), "
+          f"torch {torch.__version__}", flush=True)
     rows = []
     results_path = out / "results.json"
     for bits in args.bits:
         for method in args.methods:
             for seed in args.seeds:
-                cfg = RunConfig(method=method, dataset="fashion-mnist", nbits=bits, seed=seed,
-                                epochs=args.epochs, lr=args.lr, threads=args.threads, device="cpu",
-                                schedule=args.schedule, head_lr_mult=args.head_lr_mult)
+                # from_dict, as `deephash train` builds it: a label-free method gets its backbone
+                cfg = RunConfig.from_dict(dict(
+                    method=method, dataset=args.protocol, nbits=bits, seed=seed, epochs=args.epochs,
+                    lr=args.lr, threads=args.threads, device="cpu", schedule=args.schedule,
+                    head_lr_mult=args.head_lr_mult))
                 start = time.perf_counter()
-                summary = train_run(cfg, out / f"{method}-{bits}-s{seed}", progress=args.progress)
-                row = {"method": method, "bits": bits, "seed": seed,
+                run_dir = out / f"{method}-{bits}-s{seed}"
+                summary = train_run(cfg, run_dir, progress=args.progress)
+                row = {"method": method, "bits": bits, "seed": seed, "protocol": args.protocol,
                        "map_all": summary["map"]["all"], "map_1000": summary["map"]["1000"],
                        "train_seconds": summary["train_seconds"],
                        "total_seconds": time.perf_counter() - start,
-                       "selected_epoch": summary["selected_epoch"]}
+                       "selected_epoch": summary["selected_epoch"], "ranking": ranking(run_dir)}
                 rows.append(row)
-                print(f"{method:>10} {bits:3d} bits seed {seed}: mAP@all {row['map_all']:.4f} "
+                print(f"{method:>16} {bits:3d} bits seed {seed}: mAP@all {row['map_all']:.4f} "
                       f"mAP@1000 {row['map_1000']:.4f} train {row['train_seconds']:.0f} s "
                       f"(epoch {row['selected_epoch']})", flush=True)
-                results_path.write_text(json.dumps({"context": context, "runs": rows}, indent=2))
-    itq = {bits: itq_baseline(bits, args.seeds[0]) for bits in args.bits}
+                results_path.write_text(json.dumps({"protocol": args.protocol, "context": context,
+                                                    "runs": rows}, indent=2))
+    itq = {bits: itq_baseline(bits, args.seeds[0], args.protocol) for bits in args.bits}
     table = summarize(rows, itq)
     print("\n" + table)
-    results_path.write_text(json.dumps({"context": context, "runs": rows, "itq": itq}, indent=2))
+    results_path.write_text(json.dumps({"protocol": args.protocol, "context": context, "runs": rows,
+                                        "itq": itq}, indent=2))
     (out / "table.md").write_text(table + "\n")
     return 0
 
 
+def ranking(run_dir: Path) -> str:
+    """How the run's mAP ranks the database: "adc" for a quantization method (distances of the
+    query embedding to the database's codebook reconstructions), else "hamming"."""
+    report = json.loads((run_dir / "report.json").read_text())
+    return report.get("search", "hamming")
+
+
+def results_protocol(data: dict) -> str:
+    """The protocol of a results.json (outputs written before --protocol existed: the full one)."""
+    return data.get("protocol") or (data.get("context") or {}).get("protocol") or "fashion-mnist"
+
+
 def merge(folders, out: Path) -> int:
     """One table from several outputs of this script (a later folder wins on a repeated run)."""
-    runs, itq, sources = {}, {}, []
+    runs, itq, sources, protocols = {}, {}, [], {}
     for folder in folders:
         path = Path(folder) / "results.json"
         if not path.is_file():
             print(f"error: {path}: no such file", file=sys.stderr)
             return 2
         data = json.loads(path.read_text())
+        protocols.setdefault(results_protocol(data), str(folder))
+        if len(protocols) > 1:
+            print(f"error: --merge: expected outputs of one protocol, got {sorted(protocols)} "
+                  f"({', '.join(f'{k} in {v}' for k, v in sorted(protocols.items()))})", file=sys.stderr)
+            return 2
         sources.append({"folder": str(folder), "context": data.get("context")})
         for row in data["runs"]:
             runs[(row["method"], row["bits"], row["seed"])] = row
         for bits, value in (data.get("itq") or {}).items():
             if value is not None:
                 itq.setdefault(int(bits), value)
-    rows = sorted(runs.values(), key=lambda r: (r["bits"], METHODS.index(r["method"])
-                                                if r["method"] in METHODS else 99, r["seed"]))
+    order = method_order(runs.values())
+    rows = sorted(runs.values(), key=lambda r: (r["bits"], order.index(r["method"]), r["seed"]))
     table = summarize(rows, dict(sorted(itq.items()))) + "\n\n" + wide_table(rows)
     print(table)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"merged_from": sources, "runs": rows, "itq": itq}, indent=2))
+    (out / "results.json").write_text(json.dumps({"protocol": next(iter(protocols), "fashion-mnist"),
+                                                  "merged_from": sources, "runs": rows, "itq": itq}, indent=2))
     (out / "table.md").write_text(table + "\n")
     return 0
 
@@ -151,7 +185,7 @@ def wide_table(rows) -> str:
     """mAP@all as mean ± sample standard deviation over seeds: one row per method, one column
     per width (the seed count beside it when it is not the same everywhere)."""
     widths = sorted({r["bits"] for r in rows})
-    methods = sorted({r["method"] for r in rows}, key=lambda m: METHODS.index(m) if m in METHODS else 99)
+    methods = method_order(rows)
     counts = {len([r for r in rows if r["bits"] == b and r["method"] == m]) for b in widths for m in methods}
     lines = ["| method | " + " | ".join(f"{b} bits" for b in widths) + " |",
              "|---" * (len(widths) + 1) + "|"]
@@ -167,6 +201,12 @@ def wide_table(rows) -> str:
     return "\n".join(lines)
 
 
+def method_order(rows) -> list:
+    """The methods of ``rows``: those of METHODS in its order, then the others as they first appear."""
+    seen = list(dict.fromkeys(r["method"] for r in rows))
+    return [m for m in METHODS if m in seen] + [m for m in seen if m not in METHODS]
+
+
 def _mean_spread(values):
     if len(values) == 1:
         return f"{values[0]:.3f}"
@@ -175,7 +215,8 @@ def _mean_spread(values):
 
 def summarize(rows, itq) -> str:
     lines = ["| method | bits | seeds | mAP@all | mAP@1000 | train s/run |", "|---|---|---|---|---|---|"]
-    keys = sorted({(r["bits"], r["method"]) for r in rows}, key=lambda k: (k[0], METHODS.index(k[1]) if k[1] in METHODS else 99))
+    order = method_order(rows)
+    keys = sorted({(r["bits"], r["method"]) for r in rows}, key=lambda k: (k[0], order.index(k[1])))
     for bits, method in keys:
         sel = [r for r in rows if r["bits"] == bits and r["method"] == method]
         lines.append(

@@ -307,7 +307,7 @@ def _cmd_encode(args) -> int:
 
     model, ckpt = load_trained_model(args.run, args.device)
     method = ckpt["config"]["method"]
-    if getattr(METHODS.get(method), "quantized", False):
+    if method in METHODS and METHODS[method].quantized:
         raise ValueError(f"--run: a {method} run has quantization codes, not binary ones; its database codes, "
                          "codebooks and FAISS index are in codes.npz and database.faiss")
     source = ckpt["data"]["source"]

@@ -255,7 +255,7 @@ def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: b
     train_seconds = time.perf_counter() - start
     selected = trainer.load_best() if cfg.select == "best_val" else None
 
-    if getattr(loss, "quantized", False):
+    if loss.quantized:
         maps, codes, ql, dl, index_name = _quantized_results(cfg, loss, model, data, device, out, progress)
     else:
         q, ql = encode(model, data.query, device=device, progress=progress, desc="query")
@@ -265,8 +265,7 @@ def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: b
                  database_labels=dl, query_index=data.split.query, database_index=data.split.database)
         maps = {("all" if k is None else str(k)): mean_average_precision(q, d, ql, dl, topk=k)
                 for k in cfg.map_topk}
-        write_report(out, q, d, ql, dl, data.split.topk,
-                              f"{cfg.method} {cfg.nbits} bits on {cfg.dataset}")
+        write_report(out, q, d, ql, dl, data.split.topk, f"{cfg.method} {cfg.nbits} bits on {cfg.dataset}")
         save_flat_index(d, cfg.nbits, out / "database.index")
         codes, index_name = {"query": q, "database": d}, "database.index"
     summary = {

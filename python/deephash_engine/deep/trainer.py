@@ -159,7 +159,7 @@ class Trainer:
     def validate(self) -> Optional[float]:
         if self.val_query is None:
             return None
-        if getattr(self.loss, "quantized", False):  # quantization codes: ADC ranking
+        if self.loss.quantized:  # quantization codes: ADC ranking
             from .quantization.evaluation import quantized_map
 
             q, ql = compute_outputs(self.model, self.val_query, device=self.device, progress=self.progress,

@@ -76,6 +76,9 @@ class HashLoss(nn.Module):
     #: True when :meth:`prepare` needs the labels of the whole training set (the trainer reads
     #: them only then).
     needs_train_targets: bool = False
+    #: True for the quantization methods (DQN, DTQ, DVSQ): their codes are codebook indices,
+    #: ranked by asymmetric distance, not bits (see :mod:`.quantized`).
+    quantized: bool = False
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

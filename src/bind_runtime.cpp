@@ -70,6 +70,13 @@ void bind_runtime(py::module_& m) {
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
         "Bound the number of threads the core uses (>= 1); the default is all cores.");
   m.def("get_num_threads", &get_num_threads, "Number of threads the core uses.");
+  m.def("set_thread_spin", [](const py::handle& us) { set_thread_spin(int_arg(us, "microseconds")); },
+        py::arg("microseconds"),
+        "How long (microseconds, default 200, at most 100000) the core's idle threads poll for the next parallel "
+        "call before they sleep. A thread woken from sleep joins a call late (up to a millisecond on a virtual "
+        "machine); a process whose searches come less than this apart (a service) keeps its threads ready by "
+        "raising it, at the price of an idle core polling that long after each call.");
+  m.def("get_thread_spin", &get_thread_spin, "The core threads' polling time in microseconds (set_thread_spin).");
   m.def("cuda_device_count", &cuda_device_count,
         "Number of usable CUDA devices (0 when the build has no CUDA or on any CUDA error).");
   m.def("build_info", [] {

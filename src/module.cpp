@@ -14,6 +14,7 @@ void bind_mih(py::module_& m);
 void bind_gpu(py::module_& m);
 void bind_metrics(py::module_& m);
 void bind_bank_passes(py::module_& m);
+void bind_serve(py::module_& m);
 }  // namespace deephash::py_bind
 
 PYBIND11_MODULE(_core, m) {
@@ -27,4 +28,5 @@ PYBIND11_MODULE(_core, m) {
   deephash::py_bind::bind_gpu(m);
   deephash::py_bind::bind_metrics(m);
   deephash::py_bind::bind_bank_passes(m);
+  deephash::py_bind::bind_serve(m);
 }

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import httpx
 import numpy as np
@@ -30,7 +30,8 @@ def free_port() -> int:
 class Server:
     """One server process; ``stop`` (SIGTERM, then SIGKILL) or ``kill`` (SIGKILL) it by pid."""
 
-    def __init__(self, data: Path, token_file: Optional[Path] = None, snapshot_interval: float = 60.0):
+    def __init__(self, data: Path, token_file: Optional[Path] = None, snapshot_interval: float = 60.0,
+                 extra: Sequence[str] = ()):
         self.data = data
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -39,6 +40,7 @@ class Server:
                "--max-body-bytes", str(MAX_BODY), "--max-range-hits", str(MAX_RANGE_HITS), "--snapshot-interval", str(snapshot_interval)]
         if token_file is not None:
             cmd += ["--token-file", str(token_file)]
+        cmd += list(extra)
         self.log = open(data.parent / f"server-{self.port}.log", "wb")
         self.proc = subprocess.Popen(cmd, cwd=data.parent, stdout=self.log, stderr=subprocess.STDOUT)
         self._wait_ready()

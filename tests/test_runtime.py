@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -108,6 +109,34 @@ def test_thread_count_is_settable_and_results_do_not_depend_on_it(rng):
         np.testing.assert_array_equal(I, results[0][1])
     with pytest.raises(ValueError, match="got 0"):
         de.set_num_threads(0)
+
+
+def test_thread_spin_is_settable_and_results_do_not_depend_on_it(rng):
+    codes = rng.integers(0, 256, (60000, 8), dtype=np.uint8)
+    index = de.MIHIndex(64)
+    index.add(codes)
+    queries = codes[:40]
+    before = de.get_thread_spin()
+    assert before == 200  # the library's default
+    results = []
+    try:
+        for us in (0, 5000, 100_000):
+            de.set_thread_spin(us)
+            assert de.get_thread_spin() == us
+            results.append(index.search(queries, 20))
+            time.sleep(0.01)  # the threads sleep (spin 0) or still poll: either way the next call is whole
+            results.append(index.search(queries, 20))
+    finally:
+        de.set_thread_spin(before)
+    for D, I in results[1:]:
+        np.testing.assert_array_equal(D, results[0][0])
+        np.testing.assert_array_equal(I, results[0][1])
+    for bad in (-1, 100_001):
+        with pytest.raises(ValueError, match=f"got {bad}"):
+            de.set_thread_spin(bad)
+    with pytest.raises(TypeError):
+        de.set_thread_spin(1.5)
+    assert de.get_thread_spin() == before
 
 
 def test_cuda_device_count_is_zero_without_a_gpu():

@@ -18,10 +18,12 @@ namespace deephash {
 namespace {
 
 // How long an idle thread keeps polling for work before it sleeps, and how long a caller polls for
-// its helpers to finish before it sleeps. Waking a sleeping thread costs tens of microseconds on a
-// virtual machine, more than a whole search of a small database; polling this long costs an idle
-// core at most this much time after each call.
-constexpr auto kSpin = std::chrono::microseconds(200);
+// its helpers to finish before it sleeps (set_thread_spin). Waking a sleeping thread costs tens to
+// hundreds of microseconds on a virtual machine, more than a whole search of a small database;
+// polling this long costs an idle core at most this much time after each call.
+constexpr long long kDefaultSpinUs = 200;
+constexpr long long kMaxSpinUs = 100000;
+std::atomic<long long> g_spin_us{kDefaultSpinUs};
 
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(_M_X64)
@@ -31,10 +33,11 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
-// Polls pred() for up to kSpin; returns whether it became true.
+// Polls pred() for up to the spin time; returns whether it became true.
 template <class Pred>
 bool spin_until(Pred pred) {
-  const auto deadline = std::chrono::steady_clock::now() + kSpin;
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::microseconds(g_spin_us.load(std::memory_order_relaxed));
   for (unsigned i = 0;; ++i) {
     if (pred()) return true;
     cpu_relax();
@@ -159,6 +162,15 @@ void set_num_threads(int n) {
 }
 
 int get_num_threads() noexcept { return Pool::instance().size(); }
+
+void set_thread_spin(long long microseconds) {
+  if (microseconds < 0 || microseconds > kMaxSpinUs)
+    throw InvalidArgument("thread spin must be in [0, " + std::to_string(kMaxSpinUs) + "] microseconds, got " +
+                          std::to_string(microseconds));
+  g_spin_us.store(microseconds, std::memory_order_relaxed);
+}
+
+long long get_thread_spin() noexcept { return g_spin_us.load(std::memory_order_relaxed); }
 
 void parallel_for(std::size_t n, const std::function<void(std::size_t, std::size_t)>& body,
                   std::size_t max_chunks) {

@@ -6,6 +6,7 @@
 #include <thread>
 #include <vector>
 
+#include "deephash/common.hpp"
 #include "deephash/threads.hpp"
 #include "harness.hpp"
 
@@ -49,6 +50,25 @@ TEST(never_more_threads_than_asked) {
     for (int h : hits) CHECK_EQ(h, 1);
   }
   set_num_threads(before);
+}
+
+TEST(thread_spin_is_bounded_and_every_spin_runs_every_chunk) {
+  const long long before = get_thread_spin();
+  CHECK_EQ(before, 200LL);
+  for (long long us : {0LL, 3000LL, 100000LL}) {
+    set_thread_spin(us);
+    CHECK_EQ(get_thread_spin(), us);
+    for (int round = 0; round < 2; ++round) {  // the second after the workers slept (spin 0) or polled
+      std::vector<int> hits;
+      threads_used(8, hits);
+      for (int h : hits) CHECK_EQ(h, 1);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  CHECK_THROWS(set_thread_spin(-1), InvalidArgument);
+  CHECK_THROWS(set_thread_spin(100001), InvalidArgument);
+  CHECK_EQ(get_thread_spin(), 100000LL);
+  set_thread_spin(before);
 }
 
 HARNESS_MAIN()

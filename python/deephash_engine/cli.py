@@ -250,6 +250,16 @@ def _serve_parser(sub) -> None:
                    help="most hits a range search may answer over all its queries (more is refused with 422)")
     p.add_argument("--snapshot-interval", dest="snapshot_interval", type=float, default=60.0,
                    help="seconds between background snapshots (0: only on request and at shutdown)")
+    p.add_argument("--inline-search-ms", dest="inline_search_ms", type=float, default=5.0,
+                   help="plain k-NN searches of codes expected to take less run on the event loop, sparing the "
+                        "hand-off to a worker thread (0: every search in a worker thread)")
+    p.add_argument("--thread-spin-us", dest="thread_spin_us", type=int, default=2000,
+                   help="microseconds the core's idle threads poll for the next search before they sleep "
+                        "(deephash_engine.set_thread_spin; the library's default is 200): requests come closer "
+                        "than that, and a thread woken from sleep joins a search late")
+    p.add_argument("--no-fast-lane", dest="fast_lane", action="store_false",
+                   help="answer every search through FastAPI's route (the fast lane answers plain k-NN searches "
+                        "of codes below it, with the same answers)")
 
 
 def _cmd_serve(args) -> int:
@@ -264,7 +274,13 @@ def _cmd_serve(args) -> int:
         token = Path(args.token_file).read_text().strip()
         if not token:
             raise ValueError(f"--token-file: {args.token_file} is empty")
-    limits = Limits(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch, max_range_hits=args.max_range_hits)
+    import deephash_engine as de
+
+    de.set_thread_spin(args.thread_spin_us)
+    if args.inline_search_ms < 0:
+        raise ValueError(f"--inline-search-ms must be >= 0, got {args.inline_search_ms}")
+    limits = Limits(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch, max_range_hits=args.max_range_hits,
+                    fast_lane=args.fast_lane, inline_search_ms=args.inline_search_ms)
     app = create_app(args.data, token=token, limits=limits, snapshot_interval=args.snapshot_interval)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

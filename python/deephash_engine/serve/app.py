@@ -1,8 +1,9 @@
 """The FastAPI application of ``deephash serve`` (routes in docs/service.md).
 
 Handlers are plain ``def`` functions, so FastAPI runs them in its thread pool: searches run
-concurrently (the core releases the GIL), writes queue on their collection's lock. Codes travel
-as base64 of the packed bytes, one string per code.
+concurrently (the core releases the GIL), writes queue on their collection's lock. Plain k-NN
+searches of codes take a fast lane below FastAPI (fast_lane.py). Codes travel as base64 of the
+packed bytes, one string per code.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 import deephash_engine as de
 
 from .._codes import padding_error, padding_mask
-
+from .._core import _decode_codes, _hits_json
 from .encoders import load_encoder
+from .fast_lane import SEARCH_ROUTE, FastLane
 from .store import FIELD_PATTERN, NAME_PATTERN, Collection, Hits, Store, StoreError
 from .uploads import read_upload
 
@@ -43,12 +45,16 @@ _FILTER = TypeAdapter(Optional[dict[str, Any]])
 class Limits:
     """Request limits: bodies past ``max_body_bytes`` and batches past ``max_batch`` items or
     queries get 413; ``max_k`` bounds k (422 past it); a range search answering more than
-    ``max_range_hits`` hits in all is refused (422)."""
+    ``max_range_hits`` hits in all is refused (422). ``fast_lane``: answer plain k-NN searches of
+    codes below FastAPI (fast_lane.py), those expected to take under ``inline_search_ms`` on the
+    event loop itself (0: always in a worker thread)."""
 
     max_body_bytes: int = 64 * 1024 * 1024
     max_batch: int = 10_000
     max_k: int = 10_000
     max_range_hits: int = 100_000
+    fast_lane: bool = True
+    inline_search_ms: float = 5.0
 
 
 class CreateCollection(BaseModel):
@@ -124,6 +130,9 @@ class _Metrics:
                            ["collection"], registry=self.registry)
         self.queries = Counter("deephash_search_queries", "queries answered, per collection",
                                ["collection"], registry=self.registry)
+        self.fast_lane = Counter("deephash_fast_lane_searches",
+                                 "plain k-NN searches answered by the fast lane, by where they ran (loop or thread)",
+                                 ["ran_on"], registry=self.registry)
 
 
 def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits(),
@@ -164,7 +173,11 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
                   description="Binary-code search over HTTP: collections, items, filtered search.")
     app.state.store = store
 
-    app.add_middleware(_Guard, token=token, limits=limits, metrics=metrics)
+    fast_lane = None
+    if limits.fast_lane:  # knn, defined below with the routes, answers as the search route does
+        fast_lane = FastLane(store, lambda col, queries, k: knn(col, queries, k), limits.max_batch, limits.max_k,
+                             limits.inline_search_ms, lambda ran_on: metrics.fast_lane.labels(ran_on).inc())
+    app.add_middleware(_Guard, token=token, limits=limits, metrics=metrics, fast_lane=fast_lane)
 
     @app.exception_handler(StoreError)
     async def store_error(request: Request, exc: StoreError):
@@ -192,8 +205,10 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
             batch("inputs", len(inputs))
             return _encode(col, inputs)
         batch("codes", len(codes))
-        raws = []
-        for i, text in enumerate(codes):
+        fast = _decode_codes(codes, col.code_size, padding_mask(col.nbits))
+        if fast is not None:
+            return fast
+        for i, text in enumerate(codes):  # some code is bad: find the first and say why
             try:
                 raw = base64.b64decode(text, validate=True)
             except (binascii.Error, ValueError):
@@ -203,9 +218,10 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
                                    f"a code of {col.nbits} bits is {col.code_size} bytes, got {len(raw)}")
             if raw[-1] & padding_mask(col.nbits):
                 raise ServiceError(422, ["body", "codes", i], padding_error(raw[-1], col.nbits))
-            raws.append(raw)
-        # one copy of all the bytes (a numpy write per code cost more than the decoding)
-        return np.frombuffer(bytearray(b"".join(raws)), np.uint8).reshape(len(codes), col.code_size)
+        # base64 the core does not take as canonical (unused bits set in its last character), which
+        # Python's decoder accepts
+        return np.frombuffer(bytearray(b"".join(base64.b64decode(text) for text in codes)),
+                             np.uint8).reshape(len(codes), col.code_size)
 
     @app.get("/health")
     def health() -> dict:
@@ -318,6 +334,10 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
         metrics.queries.labels(col.name).inc(len(hits))
         return Response(_results_json(hits), media_type="application/json")
 
+    def knn(col: Collection, queries: np.ndarray, k: int) -> bytes:
+        """The fast lane's answer: what ``answer`` gives a plain k-NN search of codes."""
+        return answer(col, queries, k, None, None, False, None).body
+
     @app.post("/collections/{name}/search", response_model=SearchResponse)
     def search(name: str, body: SearchRequest) -> Response:
         col = collection(name)
@@ -354,41 +374,9 @@ def _check_ids(loc: str, ids: list[int], n: Optional[int]) -> None:
 
 
 def _results_json(hits: Hits) -> bytes:
-    """The search answer's JSON, written without a Python object per hit: every id and distance
-    is turned to text at once (:func:`_decimal`), and each query's entry is a slice of that text
-    (with payloads, their stored JSON text)."""
-    ids_text, id_at = _decimal(hits.ids)
-    distances_text, distance_at = _decimal(hits.distances)
-    bounds, id_at, distance_at = hits.lims.tolist(), id_at.tolist(), distance_at.tolist()
-    entries = []
-    for lo, hi in zip(bounds, bounds[1:]):  # a slice [a:a - 1] of an empty entry is ""
-        entry = (f'{{"ids":[{ids_text[id_at[lo]:id_at[hi] - 1]}],'
-                 f'"distances":[{distances_text[distance_at[lo]:distance_at[hi] - 1]}]')
-        if hits.payloads is not None:
-            entry += ',"payloads":[' + ",".join("null" if p is None else p for p in hits.payloads[lo:hi]) + "]"
-        entries.append(entry + "}")
-    return ('{"results":[' + ",".join(entries) + "]}").encode()
-
-
-_POWERS_OF_10 = 10 ** np.arange(1, 20, dtype=np.uint64)
-
-
-def _decimal(values: np.ndarray) -> tuple[str, np.ndarray]:
-    """Non-negative integers in decimal, each followed by a comma, as one string, and where each
-    one's text starts in it (n + 1 offsets: value i is ``text[at[i]:at[i + 1] - 1]``). Vectorised:
-    a few numpy passes over the values instead of a Python int and its repr per value."""
-    x = np.asarray(values).astype(np.uint64).ravel()
-    ndigits = 1 + np.searchsorted(_POWERS_OF_10, x, side="right")
-    width = int(ndigits.max(initial=1))
-    chars = np.empty((x.size, width + 1), np.uint8)
-    chars[:, width] = ord(",")
-    for column in range(width - 1, -1, -1):
-        chars[:, column] = ord("0") + x % 10
-        x = x // 10
-    used = np.arange(width + 1) >= (width - ndigits)[:, None]  # leading zeros dropped
-    at = np.zeros(x.size + 1, np.int64)
-    np.cumsum(ndigits + 1, out=at[1:])
-    return chars[used].tobytes().decode("ascii"), at
+    """The search answer's JSON, written by the core in one pass (payloads passed on as their
+    stored JSON text, never parsed and written again)."""
+    return _hits_json(hits.lims, hits.ids, hits.distances, hits.payloads)
 
 
 def _form_json(field: str, text: Optional[str], adapter: TypeAdapter):
@@ -421,10 +409,12 @@ def _encode(col: Collection, inputs, loc: Optional[list] = None) -> np.ndarray:
 
 class _Guard:
     """ASGI middleware: bearer token (401) and body size (413) before any handler runs, then the
-    request counters and latency by route template."""
+    fast lane (plain searches), then the request counters and latency by route template."""
 
-    def __init__(self, app, token: Optional[str], limits: Limits, metrics: _Metrics):
+    def __init__(self, app, token: Optional[str], limits: Limits, metrics: _Metrics, fast_lane: Optional[FastLane]):
         self.app, self.token, self.limits, self.metrics = app, token, limits, metrics
+        self.fast_lane = fast_lane
+        self.in_flight = 0  # requests being answered (all on the event loop's thread)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -437,11 +427,29 @@ class _Guard:
                 status[0] = message["status"]
             await send(message)
 
+        self.in_flight += 1
+        try:
+            template = await self._answer(scope, receive, send_and_note)
+        finally:
+            self.in_flight -= 1
+        self.metrics.requests.labels(scope["method"], template, str(status[0])).inc()
+        self.metrics.latency.labels(scope["method"], template).observe(time.perf_counter() - started)
+
+    async def _answer(self, scope, receive, send_and_note) -> str:
+        """Answers the request (a refusal, the fast lane or the app); returns the route template."""
         refusal = self._refusal(scope)
+        fast = None
         if refusal is None:
             body, refusal = await self._read_body(scope, receive)
+        if refusal is None and self.fast_lane is not None:
+            fast = await self.fast_lane.answer(scope, body, alone=self.in_flight == 1)
         if refusal is not None:
             await refusal(scope, receive, send_and_note)
+        elif fast is not None:
+            await send_and_note({"type": "http.response.start", "status": 200,
+                                 "headers": [(b"content-length", str(len(fast)).encode()),
+                                             (b"content-type", b"application/json")]})
+            await send_and_note({"type": "http.response.body", "body": fast})
         else:
             delivered = False
 
@@ -453,9 +461,7 @@ class _Guard:
                 return {"type": "http.request", "body": body, "more_body": False}
 
             await self.app(scope, replay, send_and_note)
-        template = getattr(scope.get("route"), "path", "unmatched")
-        self.metrics.requests.labels(scope["method"], template, str(status[0])).inc()
-        self.metrics.latency.labels(scope["method"], template).observe(time.perf_counter() - started)
+        return SEARCH_ROUTE if fast is not None else getattr(scope.get("route"), "path", "unmatched")
 
     def _refusal(self, scope) -> Optional[JSONResponse]:
         headers = dict(scope["headers"])

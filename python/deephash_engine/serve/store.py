@@ -242,6 +242,12 @@ class Collection:
     def code_size(self) -> int:
         return code_size_for(self.nbits)
 
+    @property
+    def writing(self) -> bool:
+        """Whether a write (add, delete, merge, snapshot) holds the collection now: a search
+        started meanwhile may wait for it on the core's lock."""
+        return self._lock.locked()
+
     # -- restore and snapshots --------------------------------------------------------------
 
     def _snapshots(self) -> list[tuple[int, Path]]:

@@ -289,6 +289,28 @@ def test_encoder_encodes_inputs_on_the_server(client, server, rng):
     client.delete(f"/collections/{n}")
 
 
+def test_a_saved_feature_hasher_encodes_inputs_on_the_server(client, server, rng):
+    pytest.importorskip("torch")
+    from deephash_engine.deep.label_free import FeatureHasher
+
+    features = rng.normal(size=(40, 10)).astype(np.float32)
+    hasher = FeatureHasher("bihalf", 12, epochs=2, batch_size=8).fit(features)
+    (server.data / "encoders").mkdir(exist_ok=True)
+    hasher.save(server.data / "encoders" / "bihalf.npz")
+    n = next(_names)
+    assert client.post("/collections", json={"name": n, "nbits": 12, "encoder": "encoders/bihalf.npz"}).status_code == 201
+    client.post(f"/collections/{n}/items", json={"inputs": features[:30].tolist()}).raise_for_status()
+    codes = hasher.encode(features)
+    assert client.get(f"/collections/{n}/items/4").json()["code"] == b64(codes[4:5])[0]
+    by_input = client.post(f"/collections/{n}/search", json={"inputs": features[30:].tolist(), "k": 5}).json()
+    by_code = client.post(f"/collections/{n}/search", json={"codes": b64(codes[30:]), "k": 5}).json()
+    assert by_input == by_code
+    (server.data / "encoders" / "junk.npz").write_bytes(b"not an archive")
+    bad = client.post("/collections", json={"name": next(_names), "nbits": 12, "encoder": "encoders/junk.npz"})
+    assert bad.status_code == 422 and _loc(bad) == ["body", "encoder"]
+    client.delete(f"/collections/{n}")
+
+
 @pytest.mark.parametrize("kind", ["flat", "mih"])
 def test_a_12_bit_collection_stores_2_bytes_and_refuses_padding_bits(client, rng, kind):
     n = next(_names)

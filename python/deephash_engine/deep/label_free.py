@@ -18,6 +18,8 @@ the hash head learns codes whose cosine similarities follow those of the feature
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Optional
 
 import numpy as np
@@ -141,8 +143,9 @@ class FeatureHasher:
     1e-3), ``loss_params`` (e.g. ``{"gamma": 6}``, ``{"alpha": 0.1}``, ``{"pairs": "all"}``),
     ``seed``, ``device``. The training loss compares code similarities with the cosine
     similarities of the rows of X as given (no centring). After :meth:`fit`, ``model_`` is the
-    trained torch module (its ``state_dict`` is what to save), ``history_`` the per-epoch
-    training losses and ``n_features_in_`` the width of X.
+    trained torch module, ``history_`` the per-epoch training losses and ``n_features_in_`` the
+    width of X. :meth:`save` writes the fitted hasher to an .npz archive (no pickle) and
+    :meth:`load` reads it back, encoding the same codes.
     """
 
     def __init__(self, method: str = "bihalf", nbits: int = 64, *, hidden: int = 0, epochs: int = 20,
@@ -199,3 +202,80 @@ class FeatureHasher:
 
     def fit_encode(self, X) -> np.ndarray:
         return self.fit(X).encode(X)
+
+    # ----------------------------------------------------------------- persistence
+    def get_params(self) -> dict:
+        """The constructor's arguments (``device`` aside: a file says nothing of where it runs)."""
+        return {"method": self.method, "nbits": self.nbits, "hidden": self.hidden, "epochs": self.epochs,
+                "batch_size": self.batch_size, "lr": self.lr, "loss_params": self.loss_params, "seed": self.seed}
+
+    def save(self, path) -> None:
+        """Write the fitted hasher to ``path`` (an .npz archive of arrays and JSON text, no pickle),
+        atomically: its parameters, ``n_features_in_``, ``history_`` and the network's weights."""
+        from .._atomic import atomic_write
+
+        if self.model_ is None:
+            raise RuntimeError("this FeatureHasher is not fitted yet; call fit(X) first")
+        payload = {"format": np.array(FEATURE_HASHER_FORMAT),
+                   "format_version": np.array(FEATURE_HASHER_VERSION, dtype=np.int64),
+                   "params": np.array(json.dumps(self.get_params(), sort_keys=True)),
+                   "n_features_in": np.array(self.n_features_in_, dtype=np.int64),
+                   "history": np.asarray(self.history_, dtype=np.float64)}
+        for name, tensor in self.model_.state_dict().items():
+            payload["state/" + name] = tensor.detach().cpu().numpy()
+        with atomic_write(path) as fh:
+            np.savez(fh, **payload)
+
+    @classmethod
+    def load(cls, path, device: str = "cpu") -> "FeatureHasher":
+        """Read a hasher written by :meth:`save`; it encodes the codes the saved one encoded.
+        Raises :class:`FeatureHasherFileError` (a ValueError) naming what is wrong with a file
+        that is not such a hasher or is damaged."""
+        from .._archive import read_archive
+
+        path = os.fspath(path)
+        contents = read_archive(path, FeatureHasherFileError, "a saved FeatureHasher")
+        tag = str(contents["format"]) if "format" in contents else "none"
+        if tag != FEATURE_HASHER_FORMAT:
+            raise FeatureHasherFileError(
+                f"{path}: not a saved FeatureHasher (expected format tag {FEATURE_HASHER_FORMAT!r}, got {tag!r})")
+        version = contents.get("format_version", np.array(-1))
+        if version.shape != () or version.dtype.kind not in "iu" or not 1 <= int(version) <= FEATURE_HASHER_VERSION:
+            raise FeatureHasherFileError(
+                f"{path}: format version {version!r} is not supported (this build reads 1..{FEATURE_HASHER_VERSION})")
+        try:
+            params = json.loads(str(contents["params"]))
+            if not isinstance(params, dict):
+                raise TypeError(f"params: expected a JSON object, got {type(params).__name__}")
+            hasher = cls(**params, device=device)
+            n_features = contents["n_features_in"]
+            if n_features.shape != () or n_features.dtype.kind not in "iu" or int(n_features) < 1:
+                raise ValueError(f"n_features_in: expected an integer >= 1, got {n_features!r}")
+            hasher.n_features_in_ = int(n_features)
+            hasher.history_ = [float(v) for v in np.asarray(contents["history"], dtype=np.float64).ravel()]
+            model = HashingModel(_Features(hasher.n_features_in_, hasher.hidden), hasher.nbits)
+            expected = model.state_dict()
+            stored = {key[len("state/"):]: value for key, value in contents.items() if key.startswith("state/")}
+            if set(stored) != set(expected):
+                raise ValueError(f"weights: expected {sorted(expected)}, got {sorted(stored)}")
+            for name, want in expected.items():
+                got = stored[name]
+                if got.dtype != np.float32 or tuple(got.shape) != tuple(want.shape):
+                    raise ValueError(f"weights {name}: expected float32 {tuple(want.shape)} for nbits={hasher.nbits}, "
+                                     f"hidden={hasher.hidden}, n_features_in={hasher.n_features_in_}, got "
+                                     f"{got.dtype} {tuple(got.shape)}")
+                if not np.isfinite(got).all():
+                    raise ValueError(f"weights {name}: expected finite values")
+            model.load_state_dict({name: torch.from_numpy(np.array(value)) for name, value in stored.items()})
+        except (KeyError, TypeError, ValueError, RecursionError) as exc:
+            raise FeatureHasherFileError(f"{path}: damaged FeatureHasher file: {exc}") from exc
+        hasher.model_ = model.to(device).eval()
+        return hasher
+
+
+FEATURE_HASHER_FORMAT = "deephash_engine.feature_hasher"
+FEATURE_HASHER_VERSION = 1
+
+
+class FeatureHasherFileError(ValueError):
+    """A file that is not a saved :class:`FeatureHasher`, or a damaged one."""

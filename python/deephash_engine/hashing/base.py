@@ -14,13 +14,12 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import zipfile
-import zlib
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 from .. import MAX_NBITS
+from .._archive import read_archive
 from .._atomic import atomic_write
 from .._checks import check_positive_int
 from ._pack import pack_signs
@@ -30,11 +29,6 @@ FILE_VERSION = 1
 
 _REGISTRY: dict[str, type[Hasher]] = {}
 
-#: What reading a damaged or foreign archive raises: zipfile reports an unsupported zip version,
-#: compression or encryption as NotImplementedError or RuntimeError, a bad deflate stream as
-#: zlib.error.
-_ARCHIVE_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError,
-                   RuntimeError, zlib.error)
 HasherT = TypeVar("HasherT", bound="Hasher")
 
 
@@ -226,13 +220,7 @@ class Hasher:
         `Hasher` itself it returns whichever method the file holds.
         """
         path = os.fspath(path)
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                contents = {key: archive[key] for key in archive.files}
-        except FileNotFoundError:
-            raise
-        except _ARCHIVE_ERRORS as exc:
-            raise HasherFileError(f"{path}: not a saved hasher (expected an .npz archive): {exc}") from exc
+        contents = read_archive(path, HasherFileError, "a saved hasher")
         if str(contents.get("format", "")) != FILE_FORMAT:
             raise HasherFileError(
                 f"{path}: not a saved hasher (expected format tag {FILE_FORMAT!r}, "

@@ -1,8 +1,9 @@
 """Server-side encoders, named by a path relative to the data folder (the service never opens a
 path outside it):
 
-- a file: a saved unsupervised hasher (``Hasher.save``); inputs are feature vectors, a list of
-  equal-length lists of numbers;
+- a file: a saved unsupervised hasher (``Hasher.save``) or label-free deep hasher
+  (``FeatureHasher.save``, needs PyTorch); inputs are feature vectors, a list of equal-length lists
+  of numbers;
 - a folder: a finished ``deephash train`` run (needs PyTorch); inputs are uint8 images, nested
   lists of shape (n, H, W) or (n, H, W, C) as the run was trained on.
 """
@@ -24,9 +25,7 @@ _cache_lock = threading.Lock()
 
 class HasherEncoder:
     def __init__(self, path: Path):
-        from deephash_engine.hashing import Hasher
-
-        self.hasher = Hasher.load(path)
+        self.hasher = _saved_hasher(path)
         self.nbits = int(self.hasher.nbits)
         self.image_shape = None  # takes feature vectors, not images
 
@@ -35,6 +34,22 @@ class HasherEncoder:
         if features.ndim != 2:
             raise ValueError(f"expected a list of equal-length feature vectors, got shape {features.shape}")
         return self.hasher.encode(features)
+
+
+def _saved_hasher(path: Path):
+    """The hasher saved at ``path``: a ``FeatureHasher`` when the archive's format tag says so,
+    else a ``Hasher`` of :mod:`deephash_engine.hashing` (whose loader names what is wrong)."""
+    from deephash_engine.hashing import Hasher
+
+    with np.load(path, allow_pickle=False) as archive:
+        tag = str(archive["format"]) if "format" in archive.files else ""
+    if tag == "deephash_engine.feature_hasher":
+        try:
+            from deephash_engine.deep.label_free import FeatureHasher
+        except ImportError as exc:
+            raise ValueError(f"a FeatureHasher encoder needs PyTorch ({exc})") from None
+        return FeatureHasher.load(path)
+    return Hasher.load(path)
 
 
 class RunEncoder:

@@ -183,3 +183,20 @@ def test_faiss_multihash_misses_neighbours_that_we_find(rng):
     fD, fI = ref.search(queries, 10)
     wrong_rows = int(np.sum((fD != exact_D).any(axis=1)))
     assert wrong_rows > 0, "FAISS's multi-hash k-NN is approximate: some rows must differ here"
+
+
+@pytest.mark.parametrize("m", [3, 4])
+def test_range_search_picks_the_sparse_tables_and_stays_exact(m, rng):
+    # Half the codes share table 0's substring (bits 0..21), so for queries near them table 0's
+    # buckets are crowded and a range search of radius m*r + a (a + 1 < m) searches the a + 1
+    # other tables out to r instead; the answers must not change.
+    n, nbits = 40000, 64
+    codes = rng.integers(0, 256, (n, 8), dtype=np.uint8)
+    codes[: n // 2, :2] = 0x5A
+    codes[: n // 2, 2] &= 0xC0
+    mih, flat = de.MIHIndex(nbits, m=m), de.FlatIndex(nbits)
+    mih.add(codes)
+    flat.add(codes)
+    queries = np.concatenate([codes[:15] ^ np.uint8(4), codes[-5:], rng.integers(0, 256, (5, 8), dtype=np.uint8)])
+    radii = [r for r in range(0, 2 * m + 1) if r % m + 1 < m]
+    assert_same(mih, flat, queries, ks=(1, 10), radii=radii)

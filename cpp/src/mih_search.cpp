@@ -543,17 +543,51 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
   s_->st_radius_ += rad;
 }
 
+std::vector<int> MIHIndex::table_radii(const std::uint8_t* q, int r, int a) const {
+  const int m = s_->m_;
+  std::vector<int> reach(static_cast<std::size_t>(m));
+  for (int j = 0; j < m; ++j) reach[static_cast<std::size_t>(j)] = j <= a ? r : r - 1;
+  // Any a + 1 tables may search out to r: take those whose shell at distance exactly r holds the
+  // fewest positions, where counting the shells takes few lookups (r <= 1). Clustered codes crowd
+  // some substrings' buckets far more than others': on structured 10M x 64-bit codes, m = 3,
+  // r = 4 (two tables at 1, one at 0), the best choice per query meets 1.3x fewer candidates
+  // than the fixed one on average (1.5x at the median).
+  if (a + 1 >= m || r > 1 || s_->indexed_ == 0) return reach;
+  const std::size_t cs = s_->store_.code_size();
+  std::vector<std::pair<std::size_t, int>> shell(static_cast<std::size_t>(m));
+  for (int j = 0; j < m; ++j) {
+    const SubstringTable& table = s_->tables_[static_cast<std::size_t>(j)];
+    const std::uint64_t key = table.key_of(q, cs);
+    std::size_t held = 0;
+    const std::uint32_t *first, *last;
+    if (r == 0) {
+      table.bucket(key, &first, &last);
+      held = static_cast<std::size_t>(last - first);
+    } else {
+      for (int b = 0; b < table.bits(); ++b) {
+        table.bucket(key ^ (std::uint64_t{1} << b), &first, &last);
+        held += static_cast<std::size_t>(last - first);
+      }
+    }
+    shell[static_cast<std::size_t>(j)] = {held, j};
+  }
+  std::sort(shell.begin(), shell.end());  // ties: the lower table first, as the fixed choice
+  for (int i = 0; i < m; ++i) reach[static_cast<std::size_t>(shell[static_cast<std::size_t>(i)].second)] = i <= a ? r : r - 1;
+  return reach;
+}
+
 bool MIHIndex::probe_range(const std::uint8_t* q, int radius, std::vector<std::pair<dist_t, idx_t>>& hits,
                            MIHQueryStats& st, double budget, const std::uint8_t* skip) const {
   const std::size_t cs = s_->store_.code_size(), n = s_->store_.size();
   const kernels::KernelTable& kt = *kernels::plan_for(cs).single;
   const std::uint8_t* codes = s_->store_.codes();
-  // Pigeonhole with radius = m*r + a: tables j <= a at substring radius r, the others at r - 1.
+  // Pigeonhole with radius = m*r + a: a + 1 tables at substring radius r, the others at r - 1.
   const int r = radius / s_->m_, a = radius % s_->m_;
+  const std::vector<int> reach = table_radii(q, r, a);
   double cost = 0.0;
   for (int j = 0; j < s_->m_ && s_->indexed_ > 0; ++j) {
     const int bits = s_->tables_[j].bits();
-    const int rj = std::min(j <= a ? r : r - 1, bits);
+    const int rj = std::min(reach[static_cast<std::size_t>(j)], bits);
     for (int s = 0; s <= rj; ++s) {
       const double keys = binomial(bits, s);
       cost += keys * (kLookupNs + candidate_ns(s_->m_ <= kMaxTestedTables) * static_cast<double>(s_->indexed_) / std::ldexp(1.0, bits));
@@ -577,7 +611,7 @@ bool MIHIndex::probe_range(const std::uint8_t* q, int radius, std::vector<std::p
   for (int j = 0; j < s_->m_; ++j) {
     const SubstringTable& table = s_->tables_[j];
     const std::uint64_t key = table.key_of(q, cs);
-    const int rj = std::min(j <= a ? r : r - 1, table.bits());
+    const int rj = std::min(reach[static_cast<std::size_t>(j)], table.bits());
     for (int s = 0; s <= rj; ++s) {
       // Clustered codes put far more candidates in the probed buckets than the estimate assumed:
       // once the work done passes a scan's cost, give up at once (the caller scans instead).

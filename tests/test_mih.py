@@ -199,4 +199,4 @@ def test_range_search_picks_the_sparse_tables_and_stays_exact(m, rng):
     flat.add(codes)
     queries = np.concatenate([codes[:15] ^ np.uint8(4), codes[-5:], rng.integers(0, 256, (5, 8), dtype=np.uint8)])
     radii = [r for r in range(0, 2 * m + 1) if r % m + 1 < m]
-    assert_same(mih, flat, queries, ks=(1, 10), radii=radii)
+    assert_same(mih, flat, queries, ks=(1, 10, 100), radii=radii)

@@ -368,6 +368,29 @@ double MIHIndex::scan_cost(std::size_t nq) const noexcept {
   return static_cast<double>(s_->store_.size()) * per_code;
 }
 
+namespace {
+
+// How many positions each table holds at substring distance exactly r (0 or 1) from keys[j]: one
+// bucket lookup at r = 0, one per substring bit at r = 1.
+void shell_sizes(const std::vector<SubstringTable>& tables, const std::uint64_t* keys, int r,
+                 std::vector<std::size_t>& out) {
+  out.assign(tables.size(), 0);
+  const std::uint32_t *first, *last;
+  for (std::size_t j = 0; j < tables.size(); ++j) {
+    if (r == 0) {
+      tables[j].bucket(keys[j], &first, &last);
+      out[j] = static_cast<std::size_t>(last - first);
+      continue;
+    }
+    for (int b = 0; b < tables[j].bits(); ++b) {
+      tables[j].bucket(keys[j] ^ (std::uint64_t{1} << b), &first, &last);
+      out[j] += static_cast<std::size_t>(last - first);
+    }
+  }
+}
+
+}  // namespace
+
 bool MIHIndex::probe_knn(const std::uint8_t* q, CountingTopK& top, MIHQueryStats& st, double budget,
                          const std::uint8_t* skip) const {
   const std::size_t cs = s_->store_.code_size(), n = s_->store_.size();
@@ -405,16 +428,32 @@ bool MIHIndex::probe_knn(const std::uint8_t* q, CountingTopK& top, MIHQueryStats
     qkey[j] = s_->tables_[j].key_of(q, cs);
     max_bits = std::max(max_bits, s_->tables_[j].bits());
   }
-  // The probe of table j at radius r follows those of every table at radius < r and of tables
-  // t < j at radius r: a candidate is new unless its substring t is within r (t < j) or r - 1
-  // (t > j) of the query's.
+  // The probe of table j at radius r follows those of every table at radius < r and of the
+  // tables t before it in this radius's order: a candidate is new unless its substring t is
+  // within r (t before j) or r - 1 (t after j) of the query's.
   const bool tested = s_->m_ <= kMaxTestedTables;
   const SeenScope scope(!tested, n);
   kernels::SubstringTest all[kMaxTestedTables], tests[kMaxTestedTables];
   for (int t = 0; tested && t < s_->m_; ++t) all[t] = substring_test(s_->tables_[t], q, cs);
   double work = 0.0;
+  // Within a radius, any order of the tables keeps the bound (after i + 1 tables at radius r,
+  // every item within m*r + i has been seen), so at r <= 1, where counting costs a lookup per
+  // bucket, the tables go sparsest shell first: clustered codes crowd some tables' buckets far
+  // more than others', and the search often stops before the crowded ones. Structured 10M x 64,
+  // m = 3: 2.5x (k = 1), 1.7x (k = 10) and 1.4x (k = 100) fewer candidates.
+  thread_local std::vector<int> order, rank;
+  thread_local std::vector<std::size_t> shell;
+  order.resize(static_cast<std::size_t>(s_->m_));
+  rank.resize(order.size());
   for (int r = 0; r <= max_bits; ++r) {
-    for (int j = 0; j < s_->m_; ++j) {
+    for (int i = 0; i < s_->m_; ++i) order[i] = i;
+    if (r <= 1) {
+      shell_sizes(s_->tables_, qkey.data(), r, shell);
+      std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return shell[x] < shell[y]; });
+    }
+    for (int i = 0; i < s_->m_; ++i) rank[order[i]] = i;
+    for (int idx = 0; idx < s_->m_; ++idx) {
+      const int j = order[idx];
       const SubstringTable& table = s_->tables_[j];
       const int bits = table.bits();
       if (r > bits) {  // that table is exhausted: every indexed item was seen
@@ -426,7 +465,7 @@ bool MIHIndex::probe_knn(const std::uint8_t* q, CountingTopK& top, MIHQueryStats
       if (work + keys * kLookupNs + expected * candidate_ns(tested) > budget) return false;
       std::size_t ntests = 0;
       for (int t = 0; tested && t < s_->m_; ++t) {
-        const int reached = t < j ? r : r - 1;
+        const int reached = rank[t] < idx ? r : r - 1;
         if (t == j || reached < 0) continue;
         tests[ntests] = all[t];
         tests[ntests++].max_distance = static_cast<dist_t>(std::min(reached, s_->tables_[t].bits()));
@@ -437,8 +476,8 @@ bool MIHIndex::probe_knn(const std::uint8_t* q, CountingTopK& top, MIHQueryStats
                         [&](dist_t d, std::uint32_t p) { top.push(d, key(p)); }))
         return false;
       work = work_done(st, tested);
-      // Every indexed item within m*r + j of q has now been seen (pigeonhole).
-      if (top.has_k_within(static_cast<dist_t>(s_->m_ * r + j))) {
+      // Every indexed item within m*r + idx of q has now been seen (pigeonhole).
+      if (top.has_k_within(static_cast<dist_t>(s_->m_ * r + idx))) {
         scan_tail();
         st.radius = r;
         return true;
@@ -554,23 +593,12 @@ std::vector<int> MIHIndex::table_radii(const std::uint8_t* q, int r, int a) cons
   // than the fixed one on average (1.5x at the median).
   if (a + 1 >= m || r > 1 || s_->indexed_ == 0) return reach;
   const std::size_t cs = s_->store_.code_size();
+  std::vector<std::uint64_t> keys(static_cast<std::size_t>(m));
+  for (int j = 0; j < m; ++j) keys[static_cast<std::size_t>(j)] = s_->tables_[static_cast<std::size_t>(j)].key_of(q, cs);
+  std::vector<std::size_t> held;
+  shell_sizes(s_->tables_, keys.data(), r, held);
   std::vector<std::pair<std::size_t, int>> shell(static_cast<std::size_t>(m));
-  for (int j = 0; j < m; ++j) {
-    const SubstringTable& table = s_->tables_[static_cast<std::size_t>(j)];
-    const std::uint64_t key = table.key_of(q, cs);
-    std::size_t held = 0;
-    const std::uint32_t *first, *last;
-    if (r == 0) {
-      table.bucket(key, &first, &last);
-      held = static_cast<std::size_t>(last - first);
-    } else {
-      for (int b = 0; b < table.bits(); ++b) {
-        table.bucket(key ^ (std::uint64_t{1} << b), &first, &last);
-        held += static_cast<std::size_t>(last - first);
-      }
-    }
-    shell[static_cast<std::size_t>(j)] = {held, j};
-  }
+  for (int j = 0; j < m; ++j) shell[static_cast<std::size_t>(j)] = {held[static_cast<std::size_t>(j)], j};
   std::sort(shell.begin(), shell.end());  // ties: the lower table first, as the fixed choice
   for (int i = 0; i < m; ++i) reach[static_cast<std::size_t>(shell[static_cast<std::size_t>(i)].second)] = i <= a ? r : r - 1;
   return reach;

@@ -46,9 +46,12 @@ py::bytes hits_json(const py::handle& lims_obj, const py::handle& ids_obj, const
                           std::to_string(distances.shape(0)));
   const std::int64_t* lim = lims.data();
   if (lim[0] != 0 || lim[nq] != total)
-    throw py::value_error("lims must run from 0 to the number of hits (" + std::to_string(total) + ")");
+    throw py::value_error("lims must run from 0 to the number of hits (" + std::to_string(total) + "), got " +
+                          std::to_string(lim[0]) + " to " + std::to_string(lim[nq]));
   for (std::int64_t q = 0; q < nq; ++q)
-    if (lim[q + 1] < lim[q]) throw py::value_error("lims must not decrease (at query " + std::to_string(q) + ")");
+    if (lim[q + 1] < lim[q])
+      throw py::value_error("lims must not decrease, got " + std::to_string(lim[q]) + " then " +
+                            std::to_string(lim[q + 1]) + " at query " + std::to_string(q));
   const bool with_payloads = !payloads.is_none();
   py::sequence texts;
   if (with_payloads) {
@@ -75,7 +78,9 @@ py::bytes hits_json(const py::handle& lims_obj, const py::handle& ids_obj, const
         if (text.is_none()) {
           out.append("null");
         } else {
-          if (!py::isinstance<py::str>(text)) throw py::type_error("payloads holds JSON texts (str) or None");
+          if (!py::isinstance<py::str>(text))
+            throw py::type_error("payloads[" + std::to_string(j) + "]: expected a JSON text (str) or None, got " +
+                                 std::string(py::str(py::type::of(text).attr("__name__"))));
           out.append(std::string_view(text.cast<std::string_view>()));
         }
       }

@@ -582,26 +582,24 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
   s_->st_radius_ += rad;
 }
 
-std::vector<int> MIHIndex::table_radii(const std::uint8_t* q, int r, int a) const {
+void MIHIndex::table_radii(const std::uint64_t* keys, int r, int a, std::vector<int>& reach) const {
   const int m = s_->m_;
-  std::vector<int> reach(static_cast<std::size_t>(m));
+  reach.resize(static_cast<std::size_t>(m));
   for (int j = 0; j < m; ++j) reach[static_cast<std::size_t>(j)] = j <= a ? r : r - 1;
   // Any a + 1 tables may search out to r: take those whose shell at distance exactly r holds the
   // fewest positions, where counting the shells takes few lookups (r <= 1). Clustered codes crowd
   // some substrings' buckets far more than others': on structured 10M x 64-bit codes, m = 3,
   // r = 4 (two tables at 1, one at 0), the best choice per query meets 1.3x fewer candidates
   // than the fixed one on average (1.5x at the median).
-  if (a + 1 >= m || r > 1 || s_->indexed_ == 0) return reach;
-  const std::size_t cs = s_->store_.code_size();
-  std::vector<std::uint64_t> keys(static_cast<std::size_t>(m));
-  for (int j = 0; j < m; ++j) keys[static_cast<std::size_t>(j)] = s_->tables_[static_cast<std::size_t>(j)].key_of(q, cs);
-  std::vector<std::size_t> held;
-  shell_sizes(s_->tables_, keys.data(), r, held);
-  std::vector<std::pair<std::size_t, int>> shell(static_cast<std::size_t>(m));
-  for (int j = 0; j < m; ++j) shell[static_cast<std::size_t>(j)] = {held[static_cast<std::size_t>(j)], j};
-  std::sort(shell.begin(), shell.end());  // ties: the lower table first, as the fixed choice
-  for (int i = 0; i < m; ++i) reach[static_cast<std::size_t>(shell[static_cast<std::size_t>(i)].second)] = i <= a ? r : r - 1;
-  return reach;
+  if (a + 1 >= m || r > 1) return;
+  thread_local std::vector<std::size_t> shell;
+  thread_local std::vector<int> order;
+  shell_sizes(s_->tables_, keys, r, shell);
+  order.resize(reach.size());
+  for (int j = 0; j < m; ++j) order[static_cast<std::size_t>(j)] = j;
+  // ties: the lower table first, as the fixed choice
+  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return shell[x] < shell[y]; });
+  for (int i = 0; i < m; ++i) reach[static_cast<std::size_t>(order[static_cast<std::size_t>(i)])] = i <= a ? r : r - 1;
 }
 
 bool MIHIndex::probe_range(const std::uint8_t* q, int radius, std::vector<std::pair<dist_t, idx_t>>& hits,
@@ -611,7 +609,13 @@ bool MIHIndex::probe_range(const std::uint8_t* q, int radius, std::vector<std::p
   const std::uint8_t* codes = s_->store_.codes();
   // Pigeonhole with radius = m*r + a: a + 1 tables at substring radius r, the others at r - 1.
   const int r = radius / s_->m_, a = radius % s_->m_;
-  const std::vector<int> reach = table_radii(q, r, a);
+  thread_local std::vector<std::uint64_t> keys;
+  thread_local std::vector<int> reach;
+  if (s_->indexed_ > 0) {  // else no table is built yet: only the tail is scanned
+    keys.resize(static_cast<std::size_t>(s_->m_));
+    for (int j = 0; j < s_->m_; ++j) keys[static_cast<std::size_t>(j)] = s_->tables_[static_cast<std::size_t>(j)].key_of(q, cs);
+    table_radii(keys.data(), r, a, reach);
+  }
   double cost = 0.0;
   for (int j = 0; j < s_->m_ && s_->indexed_ > 0; ++j) {
     const int bits = s_->tables_[j].bits();
@@ -638,7 +642,7 @@ bool MIHIndex::probe_range(const std::uint8_t* q, int radius, std::vector<std::p
   tests.clear();
   for (int j = 0; j < s_->m_; ++j) {
     const SubstringTable& table = s_->tables_[j];
-    const std::uint64_t key = table.key_of(q, cs);
+    const std::uint64_t key = keys[static_cast<std::size_t>(j)];
     const int rj = std::min(reach[static_cast<std::size_t>(j)], table.bits());
     for (int s = 0; s <= rj; ++s) {
       // Clustered codes put far more candidates in the probed buckets than the estimate assumed:

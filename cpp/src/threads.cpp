@@ -165,7 +165,7 @@ int get_num_threads() noexcept { return Pool::instance().size(); }
 
 void set_thread_spin(long long microseconds) {
   if (microseconds < 0 || microseconds > kMaxSpinUs)
-    throw InvalidArgument("thread spin must be in [0, " + std::to_string(kMaxSpinUs) + "] microseconds, got " +
+    throw InvalidArgument("set_thread_spin: microseconds must be in [0, " + std::to_string(kMaxSpinUs) + "], got " +
                           std::to_string(microseconds));
   g_spin_us.store(microseconds, std::memory_order_relaxed);
 }

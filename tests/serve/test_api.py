@@ -305,9 +305,10 @@ def test_a_saved_feature_hasher_encodes_inputs_on_the_server(client, server, rng
     by_input = client.post(f"/collections/{n}/search", json={"inputs": features[30:].tolist(), "k": 5}).json()
     by_code = client.post(f"/collections/{n}/search", json={"codes": b64(codes[30:]), "k": 5}).json()
     assert by_input == by_code
-    (server.data / "encoders" / "junk.npz").write_bytes(b"not an archive")
-    bad = client.post("/collections", json={"name": next(_names), "nbits": 12, "encoder": "encoders/junk.npz"})
-    assert bad.status_code == 422 and _loc(bad) == ["body", "encoder"]
+    for junk in (b"not an archive", b"PK\x03\x04" + bytes(60)):  # the second a broken zip
+        (server.data / "encoders" / "junk.npz").write_bytes(junk)
+        bad = client.post("/collections", json={"name": next(_names), "nbits": 12, "encoder": "encoders/junk.npz"})
+        assert bad.status_code == 422 and _loc(bad) == ["body", "encoder"], bad.text
     client.delete(f"/collections/{n}")
 
 

@@ -48,15 +48,15 @@ def test_results_json_of_many_queries_equals_json_dumps(rng):
 @pytest.mark.parametrize("lims, ids, distances, payloads, message", [
     ([], [], [], None, "at least one offset"),
     ([0, 2], [1, 2], [1], None, "differ in length"),
-    ([0, 1], [1, 2], [1, 2], None, "from 0 to the number of hits"),
-    ([1, 2], [1, 2], [1, 2], None, "from 0 to the number of hits"),
-    ([0, 2, 1, 2], [1, 2], [1, 2], None, "must not decrease"),
+    ([0, 1], [1, 2], [1, 2], None, r"from 0 to the number of hits \(2\), got 0 to 1"),
+    ([1, 2], [1, 2], [1, 2], None, r"from 0 to the number of hits \(2\), got 1 to 2"),
+    ([0, 2, 1, 2], [1, 2], [1, 2], None, "must not decrease, got 2 then 1 at query 1"),
     ([0, 2], [1, 2], [1, 2], ["{}"], "one entry per hit"),
 ])
 def test_hits_json_refuses_inconsistent_hits(lims, ids, distances, payloads, message):
     with pytest.raises(ValueError, match=message):
         _hits_json(np.asarray(lims, np.int64), np.asarray(ids, np.int64), np.asarray(distances, np.int64), payloads)
-    with pytest.raises(TypeError, match="JSON texts"):
+    with pytest.raises(TypeError, match=r"payloads\[0\]: expected a JSON text \(str\) or None, got dict"):
         _hits_json(np.array([0, 1]), np.array([1]), np.array([1]), [{"not": "text"}])
 
 

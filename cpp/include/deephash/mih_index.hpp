@@ -100,8 +100,8 @@ class MIHIndex final : public BinaryIndex {
   bool probe_knn(const std::uint8_t* q, CountingTopK& top, MIHQueryStats& st, double budget,
                  const std::uint8_t* skip) const;
   // The substring radius each table searches for a range search of radius m*r + a (a + 1 tables
-  // at r, the others at r - 1), chosen for the query q.
-  std::vector<int> table_radii(const std::uint8_t* q, int r, int a) const;
+  // at r, the others at r - 1), chosen for the query whose substrings are keys[0..m).
+  void table_radii(const std::uint64_t* keys, int r, int a, std::vector<int>& reach) const;
   bool probe_range(const std::uint8_t* q, int radius, std::vector<std::pair<dist_t, idx_t>>& hits,
                    MIHQueryStats& st, double budget, const std::uint8_t* skip) const;
   FilterView filtered_locked(const IdSelector* allow, FilterStrategy* strategy) const;

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from .._archive import FEATURE_HASHER_FORMAT
 from .._checks import check_positive_int
 from .data.datasets import make_loader
 from .evaluation import pack_codes
@@ -231,18 +232,11 @@ class FeatureHasher:
         """Read a hasher written by :meth:`save`; it encodes the codes the saved one encoded.
         Raises :class:`FeatureHasherFileError` (a ValueError) naming what is wrong with a file
         that is not such a hasher or is damaged."""
-        from .._archive import read_archive
+        from .._archive import read_tagged_archive
 
         path = os.fspath(path)
-        contents = read_archive(path, FeatureHasherFileError, "a saved FeatureHasher")
-        tag = str(contents["format"]) if "format" in contents else "none"
-        if tag != FEATURE_HASHER_FORMAT:
-            raise FeatureHasherFileError(
-                f"{path}: not a saved FeatureHasher (expected format tag {FEATURE_HASHER_FORMAT!r}, got {tag!r})")
-        version = contents.get("format_version", np.array(-1))
-        if version.shape != () or version.dtype.kind not in "iu" or not 1 <= int(version) <= FEATURE_HASHER_VERSION:
-            raise FeatureHasherFileError(
-                f"{path}: format version {version!r} is not supported (this build reads 1..{FEATURE_HASHER_VERSION})")
+        contents = read_tagged_archive(path, FeatureHasherFileError, "a saved FeatureHasher", FEATURE_HASHER_FORMAT,
+                                       FEATURE_HASHER_VERSION)
         try:
             params = json.loads(str(contents["params"]))
             if not isinstance(params, dict):
@@ -273,7 +267,6 @@ class FeatureHasher:
         return hasher
 
 
-FEATURE_HASHER_FORMAT = "deephash_engine.feature_hasher"
 FEATURE_HASHER_VERSION = 1
 
 

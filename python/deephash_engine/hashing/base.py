@@ -19,7 +19,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from .. import MAX_NBITS
-from .._archive import read_archive
+from .._archive import read_tagged_archive
 from .._atomic import atomic_write
 from .._checks import check_positive_int
 from ._pack import pack_signs
@@ -220,18 +220,7 @@ class Hasher:
         `Hasher` itself it returns whichever method the file holds.
         """
         path = os.fspath(path)
-        contents = read_archive(path, HasherFileError, "a saved hasher")
-        if str(contents.get("format", "")) != FILE_FORMAT:
-            raise HasherFileError(
-                f"{path}: not a saved hasher (expected format tag {FILE_FORMAT!r}, "
-                f"got {str(contents['format']) if 'format' in contents else 'none'!r})"
-            )
-        stored_version = contents.get("format_version", np.array(-1))
-        version = int(stored_version) if stored_version.shape == () and stored_version.dtype.kind in "iu" else -1
-        if version < 1 or version > FILE_VERSION:
-            raise HasherFileError(
-                f"{path}: format version {version} is not supported (this build reads 1..{FILE_VERSION})"
-            )
+        contents = read_tagged_archive(path, HasherFileError, "a saved hasher", FILE_FORMAT, FILE_VERSION)
         method = str(contents.get("method", ""))
         if method not in _REGISTRY:
             raise HasherFileError(f"{path}: unknown hashing method {method!r}")

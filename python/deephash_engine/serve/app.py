@@ -174,9 +174,10 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
     app.state.store = store
 
     fast_lane = None
-    if limits.fast_lane:  # knn, defined below with the routes, answers as the search route does
-        fast_lane = FastLane(store, lambda col, queries, k: knn(col, queries, k), limits.max_batch, limits.max_k,
-                             limits.inline_search_ms, lambda ran_on: metrics.fast_lane.labels(ran_on).inc())
+    if limits.fast_lane:  # `answer`, defined below with the routes, answers as the search route does
+        fast_lane = FastLane(store, lambda col, queries, k: answer(col, queries, k, None, None, False, None),
+                             limits.max_batch, limits.max_k, limits.inline_search_ms,
+                             lambda ran_on: metrics.fast_lane.labels(ran_on).inc())
     app.add_middleware(_Guard, token=token, limits=limits, metrics=metrics, fast_lane=fast_lane)
 
     @app.exception_handler(StoreError)
@@ -321,7 +322,9 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
         return {"removed": col.remove(body.ids)}
 
     def answer(col: Collection, queries: np.ndarray, k: Optional[int], radius: Optional[int],
-               spec: Optional[dict], with_payload: bool, max_hits: Optional[int]) -> Response:
+               spec: Optional[dict], with_payload: bool, max_hits: Optional[int]) -> bytes:
+        """The search answer's JSON; the route and the fast lane (plain k-NN searches) both answer
+        with it."""
         if (k is None) == (radius is None):
             raise ServiceError(422, ["body", "k"], "give exactly one of k and radius")
         if k is not None and k > limits.max_k:
@@ -332,17 +335,14 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
         cap, cap_field = (limits.max_range_hits, ["radius"]) if max_hits is None else (max_hits, ["max_hits"])
         hits = col.search(queries, k, radius, spec, with_payload, cap, cap_field)
         metrics.queries.labels(col.name).inc(len(hits))
-        return Response(_results_json(hits), media_type="application/json")
-
-    def knn(col: Collection, queries: np.ndarray, k: int) -> bytes:
-        """The fast lane's answer: what ``answer`` gives a plain k-NN search of codes."""
-        return answer(col, queries, k, None, None, False, None).body
+        return _results_json(hits)
 
     @app.post("/collections/{name}/search", response_model=SearchResponse)
     def search(name: str, body: SearchRequest) -> Response:
         col = collection(name)
         queries = decode(col, body.codes, body.inputs)
-        return answer(col, queries, body.k, body.radius, body.filter, body.with_payload, body.max_hits)
+        return Response(answer(col, queries, body.k, body.radius, body.filter, body.with_payload, body.max_hits),
+                        media_type="application/json")
 
     @app.post("/collections/{name}/search/upload", response_model=SearchResponse)
     def search_upload(name: str, file: list[UploadFile] = File(description=UPLOAD_FILES),
@@ -354,7 +354,8 @@ def create_app(data: str, token: Optional[str] = None, limits: Limits = Limits()
         file (one query per row), or one or more PNG / JPEG images (one query per file, in order)."""
         col = collection(name)
         spec = _form_json("filter", filter, _FILTER)
-        return answer(col, uploaded(col, file), k, radius, spec, with_payload, max_hits)
+        return Response(answer(col, uploaded(col, file), k, radius, spec, with_payload, max_hits),
+                        media_type="application/json")
 
     @app.post("/collections/{name}/snapshot")
     def snapshot(name: str) -> dict:

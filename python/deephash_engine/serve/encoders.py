@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .._archive import FEATURE_HASHER_FORMAT, read_archive
 from .store import StoreError
 
 _cache: dict[tuple[str, int], Any] = {}
@@ -41,9 +42,8 @@ def _saved_hasher(path: Path):
     else a ``Hasher`` of :mod:`deephash_engine.hashing` (whose loader names what is wrong)."""
     from deephash_engine.hashing import Hasher
 
-    with np.load(path, allow_pickle=False) as archive:
-        tag = str(archive["format"]) if "format" in archive.files else ""
-    if tag == "deephash_engine.feature_hasher":
+    contents = read_archive(path, ValueError, "a saved hasher")  # any unreadable file: a ValueError
+    if str(contents.get("format", "")) == FEATURE_HASHER_FORMAT:
         try:
             from deephash_engine.deep.label_free import FeatureHasher
         except ImportError as exc:

@@ -200,3 +200,34 @@ def test_range_search_picks_the_sparse_tables_and_stays_exact(m, rng):
     queries = np.concatenate([codes[:15] ^ np.uint8(4), codes[-5:], rng.integers(0, 256, (5, 8), dtype=np.uint8)])
     radii = [r for r in range(0, 2 * m + 1) if r % m + 1 < m]
     assert_same(mih, flat, queries, ks=(1, 10, 100), radii=radii)
+
+
+@pytest.mark.parametrize("ids", ["increasing", "shuffled"])
+def test_probed_range_search_orders_many_hits_per_distance(ids, rng):
+    # A cluster of near-duplicates of one code in 2M random ones: a range search around it is
+    # probed (far cheaper than a scan) and finds hundreds of items at each distance, which the
+    # probe orders by (distance, id) itself: a radix sort of storage positions where ids grow
+    # with them, a sort of the ids otherwise. Plus an unmerged tail and removed items.
+    n, nbits, cluster = 2_000_000, 64, 6000
+    codes = rng.integers(0, 256, (n, 8), dtype=np.uint8)
+    centre = rng.integers(0, 256, 8, dtype=np.uint8)
+    near = np.unpackbits(np.repeat(centre[None], cluster, 0), axis=1, bitorder="little")
+    for row, flips in zip(near, rng.integers(1, 4, cluster)):
+        row[rng.choice(nbits, flips, replace=False)] ^= 1
+    codes[rng.choice(n, cluster, replace=False)] = np.packbits(near, axis=1, bitorder="little")
+    item_ids = np.arange(n) if ids == "increasing" else rng.permutation(n) * 3 + 7
+    mih, flat = de.MIHIndex(nbits), de.FlatIndex(nbits)
+    for index in (mih, flat):
+        index.add_with_ids(codes[:-500], item_ids[:-500])
+        index.add_with_ids(codes[-500:], item_ids[-500:])  # the tail
+        index.remove_ids(item_ids[:: n // 1000])
+    queries = np.stack([centre, centre ^ np.uint8(1), codes[12345]])
+    mih.reset_stats()
+    for radius in (3, 4, 6):
+        lims, D, I = mih.range_search(queries, radius)
+        flims, fD, fI = flat.range_search(queries, radius)
+        np.testing.assert_array_equal(lims, flims)
+        np.testing.assert_array_equal(D, fD)
+        np.testing.assert_array_equal(I, fI)
+        assert np.bincount(D[: lims[1]]).max() >= 1000  # several hundred at one distance at least
+    assert mih.stats()["linear_scans"] == 0, "these queries must be probed, not scanned"

@@ -27,6 +27,7 @@ namespace deephash {
 class CountingTopK;  // internal (src/topk.hpp), used by the private probing methods
 struct ScanView;     // internal (src/flat_scan.hpp)
 struct FilterView;   // internal (src/allow_list.hpp)
+struct ProbedHits;   // internal (src/mih_search.cpp)
 
 struct MIHQueryStats {
   std::int64_t candidates = 0;  // full distances computed
@@ -102,8 +103,9 @@ class MIHIndex final : public BinaryIndex {
   // The substring radius each table searches for a range search of radius m*r + a (a + 1 tables
   // at r, the others at r - 1), chosen for the query whose substrings are keys[0..m).
   void table_radii(const std::uint64_t* keys, int r, int a, std::vector<int>& reach) const;
-  bool probe_range(const std::uint8_t* q, int radius, std::vector<std::pair<dist_t, idx_t>>& hits,
-                   MIHQueryStats& st, double budget, const std::uint8_t* skip) const;
+  // Probe one query for a range search; on success its hits, ordered by (distance, id), are in `hits`.
+  bool probe_range(const std::uint8_t* q, int radius, ProbedHits& hits, MIHQueryStats& st, double budget,
+                   const std::uint8_t* skip) const;
   FilterView filtered_locked(const IdSelector* allow, FilterStrategy* strategy) const;
   RangeResult range_search_with(const std::uint8_t* queries, std::size_t nq, int radius, const IdSelector* allow,
                                 FilterStrategy* strategy) const;

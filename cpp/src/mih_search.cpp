@@ -306,11 +306,11 @@ double work_done(const MIHQueryStats& st, bool tested) noexcept {
 
 // Probes every key of `table` at exactly Hamming radius r around `key` (prefetching ahead, since
 // each lookup is a cache miss) and calls visit(distance, position) for each new live candidate.
-// Stops early and returns false once work_done passes `limit` (checked after every bucket).
-template <class Visit>
+// Stops early and returns false once work_done passes limit() (checked after every bucket).
+template <class Limit, class Visit>
 bool probe_radius(const SubstringTable& table, std::uint64_t key, int r, const std::uint8_t* q,
                   const std::uint8_t* codes, std::size_t cs, const Dedup& dedup, const std::uint8_t* skip,
-                  MIHQueryStats& st, double limit, Visit&& visit) {
+                  MIHQueryStats& st, Limit&& limit, Visit&& visit) {
   const std::vector<std::uint64_t>& probe = keys_at_radius(key, table.bits(), r);
   BucketScratch& b = t_bucket;
   const kernels::KernelTable& kt = *kernels::plan_for(cs).single;
@@ -324,7 +324,7 @@ bool probe_radius(const SubstringTable& table, std::uint64_t key, int r, const s
     const dist_t* d = b.distances.data();
     const std::uint32_t* pos = b.positions.data();
     for (std::size_t c = 0; c < found; ++c) visit(d[c], pos[c]);
-    if (work_done(st, dedup.seen == nullptr) > limit) return false;
+    if (work_done(st, dedup.seen == nullptr) > limit()) return false;
   }
   return true;
 }
@@ -530,8 +530,8 @@ bool MIHIndex::probe_knn(const std::uint8_t* q, CountingTopK& top, MIHQueryStats
       }
       // Clustered codes can put far more candidates in one probe than estimated: past the scan's
       // cost, give up (the caller scans this query).
-      if (!probe_radius(table, qkey[j], r, q, codes, cs, Dedup{scope.seen, tests, ntests}, skip, st, budget,
-                        [&](dist_t d, std::uint32_t p) { top.push(d, key(p)); }))
+      if (!probe_radius(table, qkey[j], r, q, codes, cs, Dedup{scope.seen, tests, ntests}, skip, st,
+                        [budget] { return budget; }, [&](dist_t d, std::uint32_t p) { top.push(d, key(p)); }))
         return false;
       work = work_done(st, tested);
       // Every indexed item within m*r + idx of q has now been seen (pigeonhole).
@@ -709,17 +709,18 @@ bool MIHIndex::probe_range(const std::uint8_t* q, int radius, ProbedHits& hits, 
     const int rj = std::min(reach[static_cast<std::size_t>(j)], table.bits());
     for (int s = 0; s <= rj; ++s) {
       // Clustered codes put far more candidates in the probed buckets than the estimate assumed:
-      // once the work done passes a scan's cost, give up at once (the caller scans instead).
+      // once the work done passes what a scan would cost, give up at once (the caller scans
+      // instead). Both sides pay per hit found, the scan more: a probe that has found many hits
+      // may spend that much more on candidates before a scan is cheaper.
+      const auto scan_ns = [&] {
+        return budget + static_cast<double>(found.total) * kRangeScanHitNs - range_order_ns(found.total);
+      };
       const bool within = probe_radius(table, key, s, q, codes, cs, Dedup{scope.seen, tests.data(), tests.size()},
-                                       skip, st, budget,
+                                       skip, st, scan_ns,
                                        [&](dist_t d, std::uint32_t p) {
                                          if (d <= radius) found.add(d, p);
                                        });
-      // Ordering the hits found so far is also work a scan would not do (it delivers them in
-      // order): count it too.
-      if (!within || work_done(st, tested) + range_order_ns(found.total) >
-                         budget + static_cast<double>(found.total) * kRangeScanHitNs)
-        return false;
+      if (!within || work_done(st, tested) > scan_ns()) return false;
     }
     if (tested && rj >= 0) {
       tests.push_back(substring_test(table, q, cs));

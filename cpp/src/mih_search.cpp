@@ -344,8 +344,8 @@ std::vector<std::uint8_t> gather_rows(const std::uint8_t* queries, const std::ve
 }
 
 // One range result from the scanned queries' rows (`part`, row part_row[q]) and the probed ones'
-// hits: scanned rows are copied as they are (ordered by (distance, id)); probed hits are placed
-// by a counting sort on the distance, then each distance's ids are sorted. Frees the hits.
+// hits, both already ordered by (distance, id): scanned rows are copied as they are, probed ones
+// as their ids, with the distances filled in from the per-distance counts. Frees the hits.
 RangeResult merge_range_results(std::size_t nq, const std::vector<std::uint8_t>& to_scan, const RangeResult& part,
                                 const std::vector<std::size_t>& part_row, std::vector<ProbedHits>& hits) {
   RangeResult res;

@@ -229,5 +229,5 @@ def test_probed_range_search_orders_many_hits_per_distance(ids, rng):
         np.testing.assert_array_equal(lims, flims)
         np.testing.assert_array_equal(D, fD)
         np.testing.assert_array_equal(I, fI)
-        assert np.bincount(D[: lims[1]]).max() >= 1000  # several hundred at one distance at least
+        assert np.bincount(D[: lims[1]]).max() >= 1000  # past the radix sort's threshold (256)
     assert mih.stats()["linear_scans"] == 0, "these queries must be probed, not scanned"

@@ -278,6 +278,83 @@ def test_adsh_run_database_codes_of_training_samples_are_v(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["map"]["all"] == summary["map"]["all"]
 
 
+def sampled_adsh(tmp=None, seed=0, m=64, passes=3):
+    """ADSH on the 96-sample toy set with the paper's schedule: Omega of m, ``passes`` passes."""
+    torch.manual_seed(seed)
+    data = _toy()
+    model = build_model("small_cnn", 16, in_channels=1, image_size=8)
+    loss = build_loss("adsh", 16, len(data), 4, sample_size=m, inner_epochs=passes)
+    return Trainer(model, loss, data, build_optimizer(model, loss, "adam", 1e-2), val_query=fixed_toy(16, 1),
+                   val_database=fixed_toy(len(data), 0), val_database_index=np.arange(len(data)),
+                   batch_size=32, seed=seed, checkpoint_dir=tmp, progress=False)
+
+
+def test_adsh_sampled_schedule_trains_passes_over_omega_then_steps_v_over_it():
+    trainer = sampled_adsh()
+    loss, seen = trainer.loss, []
+    compute = loss.compute
+
+    def spy(u, target, index):
+        seen.append(index.clone())
+        return compute(u, target, index)
+
+    loss.compute = spy
+    Y = loss.Y
+    omegas = []
+    for epoch in range(2):
+        seen.clear()
+        before = loss.V.clone()
+        trainer.fit(epoch + 1)
+        counts = torch.bincount(torch.cat(seen), minlength=96)
+        omega = torch.nonzero(counts).squeeze(1)
+        # m distinct samples, each visited once per pass (64 = 2 whole batches of 32: none dropped)
+        assert omega.numel() == 64 and bool((counts[omega] == 3).all())
+        assert int(loss.steps) == epoch + 1 and not bool(loss.fresh.any())
+        want = L.adsh_v_step(before, loss.U[omega], Y[omega], Y, omega, 16, loss.gamma, float(loss.dissimilar))
+        assert torch.equal(loss.V, want)  # the V step ran over Omega, with its last outputs
+        omegas.append(set(omega.tolist()))
+    assert omegas[0] != omegas[1]  # a new Omega each outer iteration
+
+
+def test_adsh_sample_draw_follows_the_run_seed_and_is_checked():
+    a, b, other = sampled_adsh(), sampled_adsh(), sampled_adsh(seed=1)
+    draw = [a.epoch_data(e)[0].indices for e in range(3)]
+    assert draw == [b.epoch_data(e)[0].indices for e in range(3)]
+    assert draw != [other.epoch_data(e)[0].indices for e in range(3)]
+    assert all(len(set(d)) == 64 for d in draw) and a.epoch_data(0)[1] == 3
+    whole = sampled_adsh(m=500, passes=1)  # m >= n and one pass: the plain epoch
+    assert whole.epoch_data(0) == (whole.train_set, 1)
+    twice = sampled_adsh(m=500, passes=2)
+    assert twice.epoch_data(0)[0].indices == list(range(96)) and twice.epoch_data(0)[1] == 2
+    with pytest.raises(ValueError, match="sample_size"):
+        build_loss("adsh", 16, 96, 4, sample_size=0)
+    with pytest.raises(ValueError, match="inner_epochs"):
+        build_loss("adsh", 16, 96, 4, inner_epochs=0)
+    with pytest.raises(ValueError, match="num_train: expected the 96 rows"):
+        a.loss.epoch_samples(0, 95, torch.Generator())
+    a.loss.epoch_samples = lambda epoch, n, gen: (torch.tensor([0, 96]), 1)
+    with pytest.raises(ValueError, match=r"epoch_samples: expected positions in \[0, 96\)"):
+        a.epoch_data(0)
+    a.loss.epoch_samples = lambda epoch, n, gen: (torch.tensor([0, 1]), 0)
+    with pytest.raises(ValueError, match="passes >= 1"):
+        a.epoch_data(0)
+
+
+def test_adsh_sampled_schedule_resumes_identically(tmp_path):
+    full = sampled_adsh(tmp_path / "full")
+    full.fit(4)
+    part = sampled_adsh(tmp_path / "part")
+    part.fit(2)
+    resumed = sampled_adsh(tmp_path / "other", seed=5)
+    resumed.resume(tmp_path / "part" / "last.pt")
+    resumed.fit(4)
+    for key, value in full.loss.state_dict().items():
+        assert torch.equal(value, resumed.loss.state_dict()[key]), key
+    for key, value in full.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert [h["train_loss"] for h in full.history] == [h["train_loss"] for h in resumed.history]
+
+
 # -- DAPH -----------------------------------------------------------------------------------
 
 def daph_loop(u, W, c, y, B, H, coded, alpha, lam, beta):
@@ -390,9 +467,9 @@ def test_resume_continues_identically_with_the_per_sample_state(tmp_path, method
     resume_check(tmp_path, method)
 
 
-@pytest.mark.parametrize("method", ["cnnh", "adsh", "daph", "pcdh"])
+@pytest.mark.parametrize("method", ["cnnh", "adsh", "adsh-sampled", "daph", "pcdh"])
 def test_short_training_beats_random_codes(tmp_path, method):
-    trainer = toy_trainer(method, None)
+    trainer = sampled_adsh() if method == "adsh-sampled" else toy_trainer(method, None)
     trainer.fit(3)
     q, ql = encode(trainer.model, trainer.val_query)
     d, dl = encode(trainer.model, trainer.val_database, loss=trainer.loss,

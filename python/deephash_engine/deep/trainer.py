@@ -13,7 +13,9 @@
   that holds database codes for training samples (ADSH, :meth:`.losses.HashLoss.database_codes`)
   supplies them in place of the network's.
 - **Loss hooks**: ``loss.prepare(train_targets)`` once before the first epoch of a fresh run
-  (for a loss with ``needs_train_targets``), ``loss.on_epoch_end(epoch)`` after each epoch.
+  (for a loss with ``needs_train_targets``), ``loss.epoch_samples(...)`` before each epoch (the
+  samples and number of passes an epoch trains on; the whole set once unless the loss says
+  otherwise, as ADSH's sampled schedule does), ``loss.on_epoch_end(epoch)`` after each epoch.
 - **Progress**: tqdm bars, off with ``progress=False``; the trainer prints nothing else.
 """
 
@@ -25,12 +27,18 @@ from typing import Any, Optional
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from .checkpoints import CHECKPOINT_VERSION, READABLE_VERSIONS, load_checkpoint, save_checkpoint
 from .data.datasets import dataset_targets, make_loader
 from ..metrics import mean_average_precision
 from .evaluation import compute_outputs, encode
+
+
+#: Loader seeds of the passes of one epoch are this far apart; the epoch's sample draw mixes the
+#: epoch seed with SAMPLE_SEED_MIX so it does not repeat the first pass's shuffle.
+SAMPLE_SEED_STRIDE = 7_919
+SAMPLE_SEED_MIX = 0x5DEECE66D
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -138,23 +146,46 @@ class Trainer:
         from tqdm.auto import tqdm
 
         epoch = self.epoch
-        torch.manual_seed(epoch_seed(self.seed, epoch))
-        loader = make_loader(self.train_set, self.batch_size, shuffle=True,
-                             seed=epoch_seed(self.seed, epoch), drop_last=len(self.train_set) > self.batch_size)
+        seed = epoch_seed(self.seed, epoch)
+        torch.manual_seed(seed)
+        data, passes = self.epoch_data(epoch)
         self.model.train()
         self.loss.train()
         total, batches = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}", disable=not self.progress, leave=False)
-        for x, target, index in bar:
-            x, target, index = x.to(self.device), target.to(self.device), index.to(self.device)
-            total += train_step(self.model, self.loss, self.optimizer, x, target, index, epoch)
-            batches += 1
-            bar.set_postfix(loss=f"{total / batches:.4f}")
+        for p in range(passes):
+            # pass 0 shuffles as a one-pass epoch always has; later passes from their own seeds
+            loader = make_loader(data, self.batch_size, shuffle=True, seed=seed + p * SAMPLE_SEED_STRIDE,
+                                 drop_last=len(data) > self.batch_size)
+            desc = f"epoch {epoch + 1}" + (f" pass {p + 1}/{passes}" if passes > 1 else "")
+            bar = tqdm(loader, desc=desc, disable=not self.progress, leave=False)
+            for x, target, index in bar:
+                x, target, index = x.to(self.device), target.to(self.device), index.to(self.device)
+                total += train_step(self.model, self.loss, self.optimizer, x, target, index, epoch)
+                batches += 1
+                bar.set_postfix(loss=f"{total / batches:.4f}")
         if self.scheduler is not None:
             self.scheduler.step()
         self.loss.on_epoch_end(epoch)
         self.epoch += 1
         return {"epoch": self.epoch, "train_loss": total / max(batches, 1)}
+
+    def epoch_data(self, epoch: int) -> tuple[Dataset, int]:
+        """The data of an epoch and how many passes over it: the whole training set once, or
+        the samples and passes the loss asks for (:meth:`.losses.HashLoss.epoch_samples`)."""
+        n = len(self.train_set)
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch) ^ SAMPLE_SEED_MIX)
+        plan = self.loss.epoch_samples(epoch, n, generator)
+        if plan is None:
+            return self.train_set, 1
+        positions, passes = plan
+        positions = torch.as_tensor(positions, dtype=torch.int64).reshape(-1)
+        if positions.numel() == 0 or int(positions.min()) < 0 or int(positions.max()) >= n:
+            raise ValueError(f"epoch_samples: expected positions in [0, {n}), got {positions.numel()} "
+                             f"in [{int(positions.min()) if positions.numel() else None}, "
+                             f"{int(positions.max()) if positions.numel() else None}]")
+        if int(passes) < 1:
+            raise ValueError(f"epoch_samples: expected passes >= 1, got {passes}")
+        return Subset(self.train_set, positions.tolist()), int(passes)
 
     def validate(self) -> Optional[float]:
         if self.val_query is None:

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ...datasets.mosaic import MosaicPool, tile_2x2
 from ...datasets.pools import NORMALIZATION, POOLS, ImageList, read_image_list
@@ -180,7 +180,8 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0,
     if batch_size <= 0:
         raise ValueError(f"batch_size: expected > 0, got {batch_size}")
     gen = torch.Generator().manual_seed(seed)
-    if getattr(dataset, "batched", False):
+    inner = dataset.dataset if isinstance(dataset, Subset) else dataset  # Subset passes batches on
+    if getattr(inner, "batched", False):
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=gen,
                           collate_fn=_identity_collate, drop_last=drop_last)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=gen,

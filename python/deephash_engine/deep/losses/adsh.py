@@ -19,8 +19,13 @@ sampled training points Omega, S_ij = +1 when i and j share a label and -1 other
   (:func:`adsh_v_step`).
 
 The authors' code samples m = 2000 database points per outer iteration (50 of them) and trains
-3 epochs on them before each V step; our trainer visits the whole training set each epoch, so
-Omega is the training set and a V step follows every epoch. V starts at zero, as in the
+3 epochs on them before each V step. By default a trainer epoch is one pass over the whole
+training set, so Omega is the training set and a V step follows every epoch. With
+``sample_size=m`` (and ``inner_epochs``, T_in) a trainer epoch is the paper's outer iteration:
+Omega is m training samples drawn without replacement (:meth:`ADSHLoss.epoch_samples`, seeded
+by the run's seed and the epoch), the network makes ``inner_epochs`` shuffled passes over them,
+then the V step runs over Omega; ``sample_size=2000, inner_epochs=3`` with 50 epochs is the
+authors' schedule. V starts at zero, as in the
 authors' code: the first epoch only shrinks the outputs, the first V step then gives the codes
 their structure. ``soft_similarity=True`` sets S_ij = -r for dissimilar pairs, r the ratio of
 similar to dissimilar pairs in the training set: the authors' code's "soft constraint", which
@@ -30,12 +35,14 @@ fashion-mnist-mini protocol at 16 bits, 3 epochs, mAP@all 0.742 against 0.292).
 Evaluation (``eval_codes``): ``"discrete"`` (default, the paper's way) gives database items
 that are training samples their code in V (:meth:`database_codes`); ``"network"`` encodes them
 with the network, as DeepHash-pytorch evaluates. Defaults: ``gamma = 200`` (paper and
-DeepHash-pytorch).
+DeepHash-pytorch),
+``sample_size=None`` (every training sample each epoch), ``inner_epochs=1``.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 
@@ -116,10 +123,13 @@ class ADSHLoss(HashLoss):
     needs_train_targets = True
 
     def __init__(self, nbits: int, num_train: int, num_classes: int, gamma: float = 200.0,
-                 eval_codes: str = "discrete", soft_similarity: bool = True) -> None:
+                 eval_codes: str = "discrete", soft_similarity: bool = True,
+                 sample_size: Optional[int] = None, inner_epochs: int = 1) -> None:
         super().__init__(nbits)
         check_positive_int(num_train, "num_train")
         check_positive_int(num_classes, "num_classes")
+        self.sample_size = None if sample_size is None else check_positive_int(sample_size, "sample_size")
+        self.inner_epochs = check_positive_int(inner_epochs, "inner_epochs")
         if gamma < 0:
             raise ValueError(f"gamma: expected >= 0, got {gamma}")
         if eval_codes not in EVAL_CODES:
@@ -184,6 +194,15 @@ class ADSHLoss(HashLoss):
         square = ((z @ vtv) * z).sum() - 2.0 * c * (z * s_v).sum() + c * c * s_squared
         quantization = ((v[index] - z) ** 2).sum()
         return (square + self.gamma * quantization) / (z.shape[0] * n)
+
+    def epoch_samples(self, epoch: int, num_train: int, generator: torch.Generator):
+        """Omega for this epoch: ``sample_size`` training samples drawn without replacement
+        (all of them when it is None or not smaller), visited ``inner_epochs`` times."""
+        if num_train != self.V.shape[0]:
+            raise ValueError(f"num_train: expected the {self.V.shape[0]} rows of V, got {num_train}")
+        if self.sample_size is None or self.sample_size >= num_train:
+            return None if self.inner_epochs == 1 else (torch.arange(num_train), self.inner_epochs)
+        return torch.randperm(num_train, generator=generator)[:self.sample_size], self.inner_epochs
 
     @torch.no_grad()
     def on_epoch_end(self, epoch: int) -> None:

@@ -121,6 +121,17 @@ class HashLoss(nn.Module):
     def on_epoch_end(self, epoch: int) -> None:
         """Hook the trainer calls after each epoch (schedules, discrete steps). Default: nothing."""
 
+    def epoch_samples(self, epoch: int, num_train: int,
+                      generator: torch.Generator) -> Optional[tuple[torch.Tensor, int]]:
+        """Hook the trainer calls before each epoch: ``(positions, passes)`` to train the epoch on
+        the training samples at ``positions`` (int64, distinct), ``passes`` times over, each pass
+        shuffled; or None for one pass over the whole training set (the default).
+
+        ``generator`` is seeded from (run seed, epoch), so a resumed run draws the same samples.
+        ADSH's sampled schedule uses it (m samples, several passes, then a V step).
+        """
+        return None
+
     def prepare(self, train_targets: torch.Tensor) -> None:
         """Hook the trainer calls once, before the first epoch of a fresh run (not on resume),
         when :attr:`needs_train_targets` is set, with the (n_train, n_classes) labels of the

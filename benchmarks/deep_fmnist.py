@@ -16,6 +16,12 @@ mean and spread over seeds, and training time, and writes JSON next to the print
     python benchmarks/deep_fmnist.py --bits 64 --seeds 0 --epochs 8 --schedule cosine  # longer budget
     python benchmarks/deep_fmnist.py --protocol fashion-mnist-mini --methods dqn bihalf --bits 16
     python benchmarks/deep_fmnist.py --merge OUT1 OUT2 --out OUT  # one table from several outputs
+    python benchmarks/deep_fmnist.py --peer-dir DeepHash-pytorch  # each method beside its peer's loss
+
+``--peer-dir`` takes a checkout of DeepHash-pytorch (git clone
+https://github.com/swuxyj/DeepHash-pytorch) and, after each method that has a loss there, trains
+that loss in the same run as ``peer-<method>``, with the same model, data, optimiser, schedule and
+epochs (deephash_pytorch_peer.py says how it is loaded).
 
 A grid can be split over several processes (one per core, each with its own ``--out``) and the
 outputs merged: ``--merge`` reads each folder's results.json, keeps one run per (method, bits,
@@ -86,9 +92,18 @@ def main(argv=None) -> int:
     p.add_argument("--progress", action="store_true")
     p.add_argument("--merge", nargs="+", metavar="DIR",
                    help="train nothing: merge the results.json of these output folders into --out")
+    p.add_argument("--peer-dir", metavar="DIR",
+                   help="a checkout of DeepHash-pytorch: after each method that has a loss there, train "
+                        "that loss too (as peer-<method>), same model, data, optimiser and epochs")
     args = p.parse_args(argv)
     if args.merge:
         return merge(args.merge, Path(args.out))
+    methods = list(args.methods)
+    if args.peer_dir:
+        from deephash_pytorch_peer import PEERS, register_peers
+
+        register_peers(args.peer_dir, [m for m in PEERS if m in methods])
+        methods = [name for m in methods for name in ([m, f"peer-{m}"] if m in PEERS else [m])]
 
     import torch
 
@@ -108,7 +123,7 @@ def main(argv=None) -> int:
     rows = []
     results_path = out / "results.json"
     for bits in args.bits:
-        for method in args.methods:
+        for method in methods:
             for seed in args.seeds:
                 # from_dict, as `deephash train` builds it: a label-free method gets its backbone
                 cfg = RunConfig.from_dict(dict(

@@ -1,0 +1,144 @@
+"""DeepHash-pytorch's losses as peers in our trainer: same CNN, data, optimiser and epochs.
+
+The peer is the loss code of a checkout of https://github.com/swuxyj/DeepHash-pytorch (MIT
+licence), read from disk at run time; nothing of it is copied into this project. From each
+method file (``DPSH.py``, ``HashNet.py``, ...) only the function and class definitions and the
+plain imports are executed: the training script around them (data loaders, the AlexNet backbone,
+``torchvision``) is left out, and ``config_dataset`` is replaced by one that describes our data.
+The file's own ``get_config()`` supplies the loss's hyper-parameters, so each peer runs at the
+defaults its authors chose; only the optimiser settings in it are ignored (every run here uses
+the benchmark's Adam, learning rate and schedule).
+
+:func:`register_peers` defines, for every method that has a peer, a loss ``peer-<method>`` in the
+registry of :mod:`deephash_engine.deep.losses`, so ``train_run`` trains it like any method:
+
+    from deephash_pytorch_peer import register_peers
+    register_peers("/path/to/DeepHash-pytorch")   # -> ["peer-dpsh", "peer-hashnet", ...]
+
+What the research scripts do between steps is kept: HashNet's scale grows as
+``sqrt(epoch // step_continuation + 1)`` at each epoch start, DSDH's B and W step runs at each
+epoch start, DPN-A re-estimates its targets at each epoch end. Python's ``random`` (CSQ and DPN
+draw targets with it) is seeded from the run's torch seed.
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+from pathlib import Path
+
+import torch
+
+from deephash_engine.deep.losses import HashLoss
+
+#: our method -> (file, loss class, info string of the run) in DeepHash-pytorch. DBDH, ISDH and
+#: IDHN name their loss class DPSHLoss.
+PEERS = {
+    "dpsh": ("DPSH.py", "DPSHLoss", "[DPSH]"),
+    "hashnet": ("HashNet.py", "HashNetLoss", "[HashNet]"),
+    "dsh": ("DSH.py", "DSHLoss", "[DSH]"),
+    "dhn": ("DHN.py", "DHNLoss", "[DHN]"),
+    "dch": ("DCH.py", "DCHLoss", "[DCH]"),
+    "csq": ("CSQ.py", "CSQLoss", "[CSQ]"),
+    "greedyhash": ("GreedyHash.py", "GreedyHashLoss", "[GreedyHash]"),
+    "dsdh": ("DSDH.py", "DSDHLoss", "[DSDH]"),
+    "dtsh": ("DTSH.py", "DTSHLoss", "[DTSH]"),
+    "lcdsh": ("LCDSH.py", "LCDSHLoss", "[LCDSH]"),
+    "dfh": ("DFH.py", "DFHLoss", "[DFH]"),
+    "dbdh": ("DBDH.py", "DPSHLoss", "[DBDH]"),
+    "qsmih": ("QSMIH.py", "QSMIHLoss", "[QSMIH]"),
+    "isdh": ("ISDH.py", "DPSHLoss", "[ISDH]"),
+    "idhn": ("IDHN.py", "DPSHLoss", "[IDHN]"),
+    "dshsd": ("DSHSD.py", "DSHSDLoss", "[DSHSD]"),
+    "dpn": ("DPN.py", "DPNLoss", "[DPN]"),
+    "dpn-a": ("DPN.py", "DPNLoss", "[DPN-A]"),
+}
+
+#: Top-level imports of a method file that belong to its training script, not to its loss.
+SCRIPT_MODULES = {"utils.tools", "network"}
+
+
+class _Backbone:
+    """Stands in for the research code's backbones in ``get_config()``; never built."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        raise RuntimeError("the peer's own backbone is not used; the benchmark supplies the model")
+
+
+def _describe_our_data(config: dict) -> dict:
+    """Replaces the research code's ``config_dataset``: the data facts are set by the wrapper."""
+    config.setdefault("topK", -1)
+    config.setdefault("n_class", 10)
+    return config
+
+
+def load_method_file(path: Path) -> dict:
+    """Execute the imports, functions and classes of a DeepHash-pytorch method file (nothing
+    else) and return its namespace."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    kept = []
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module in SCRIPT_MODULES:
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)):
+            kept.append(node)
+    module = ast.Module(body=kept, type_ignores=[])
+    namespace = {"__name__": f"deephash_pytorch_peer.{path.stem}", "config_dataset": _describe_our_data,
+                 "AlexNet": _Backbone, "ResNet": _Backbone}
+    exec(compile(module, str(path), "exec"), namespace)  # noqa: S102 - a local checkout, by request
+    return namespace
+
+
+def register_peers(peer_dir: str | Path, methods=None) -> list[str]:
+    """Register ``peer-<method>`` losses for the methods (default: every one of :data:`PEERS`)
+    whose file is in ``peer_dir``; returns the registered names."""
+    peer_dir = Path(peer_dir)
+    if not (peer_dir / "DPSH.py").is_file():
+        raise FileNotFoundError(f"peer_dir: expected a DeepHash-pytorch checkout (DPSH.py in it), got {peer_dir}")
+    names = []
+    for method in methods or PEERS:
+        filename, class_name, info = PEERS[method]
+        namespace = load_method_file(peer_dir / filename)
+        attrs = {"method": f"peer-{method}", "peer_class": namespace[class_name],
+                 "peer_config": staticmethod(namespace["get_config"]), "peer_info": info,
+                 "peer_globals": namespace}
+        type(f"Peer{class_name}_{method.replace('-', '_')}", (PeerLoss,), attrs)  # registers itself
+        names.append(f"peer-{method}")
+    return names
+
+
+class PeerLoss(HashLoss):
+    """A DeepHash-pytorch loss module behind our loss interface; subclasses name the peer."""
+
+    needs_index = True
+    peer_class = None
+    peer_config = None
+    peer_info = ""
+    peer_globals: dict = {}
+
+    def __init__(self, nbits: int, num_train: int, num_classes: int) -> None:
+        super().__init__(nbits)
+        random.seed(torch.initial_seed())
+        config = self.peer_config()
+        # our data and device; "cifar10" selects the single-label branches of CSQ, DPN, DSHSD
+        config.update(device=torch.device("cpu"), dataset="cifar10", n_class=num_classes,
+                      num_train=num_train, batch_size=128, info=self.peer_info)
+        self.config = config
+        # the globals the research scripts set in their main loop (DSDH's B and W step reads them)
+        self.peer_globals.update(config=config, bit=nbits)
+        self.peer = self.peer_class(config, nbits)
+        self._start_epoch(0)
+
+    def _start_epoch(self, epoch: int) -> None:
+        if hasattr(self.peer, "updateBandW"):  # DSDH: B and W at each epoch start
+            self.peer.updateBandW(self.config["device"])
+        if "step_continuation" in self.config:  # HashNet: the scale of tanh(scale * u)
+            self.peer.scale = (epoch // self.config["step_continuation"] + 1) ** 0.5
+
+    def compute(self, u, target, index):
+        return self.peer(u, target.float(), index, self.config)
+
+    def on_epoch_end(self, epoch: int) -> None:
+        if "-A" in self.config["info"]:  # DPN-A: targets from the epoch's outputs
+            self.peer.update_target_vectors()
+        self._start_epoch(epoch + 1)

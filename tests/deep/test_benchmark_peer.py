@@ -1,0 +1,100 @@
+"""benchmarks/deephash_pytorch_peer.py: a research method file's loss, loaded without its training
+script, registered as peer-<method> and trained by our trainer.
+
+The method files here are written for the test in the research code's shape (star imports of its
+script modules, a get_config() that calls config_dataset, a loss module called as
+criterion(u, y, ind, config), module globals set by the script's main loop, a main block); the
+real checkout is not needed.
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from deephash_engine.deep import losses as L
+from deephash_engine.deep.methods import build_loss
+
+HERE = Path(__file__).resolve().parents[2] / "benchmarks"
+
+DPSH_FILE = '''
+from utils.tools import *
+from network import *
+import torch
+import torch.optim as optim
+
+SIDE_EFFECTS.append("module body ran")
+
+
+def get_config():
+    config = {"alpha": 0.25, "net": AlexNet, "optimizer": {"type": optim.RMSprop}}
+    return config_dataset(config)
+
+
+class DPSHLoss(torch.nn.Module):
+    def __init__(self, config, bit):
+        super().__init__()
+        self.U = torch.zeros(config["num_train"], bit)
+        self.seen_config = config
+
+    def forward(self, u, y, ind, config):
+        self.U[ind, :] = u.data
+        return config["alpha"] * (u ** 2).mean() + y.sum() * 0.0
+
+    def updateBandW(self, device):
+        # reads the globals the research scripts set in their main loop
+        self.steps = getattr(self, "steps", 0) + config["alpha"] * 0 + bit * 0 + 1
+
+
+if __name__ == "__main__":
+    raise SystemExit("the main block must not run")
+'''
+
+
+@pytest.fixture()
+def peer(tmp_path):
+    sys.path.insert(0, str(HERE))
+    spec = importlib.util.spec_from_file_location("deephash_pytorch_peer_under_test", HERE / "deephash_pytorch_peer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (tmp_path / "DPSH.py").write_text(DPSH_FILE)
+    before = dict(L.LOSSES)
+    yield module, tmp_path
+    L.LOSSES.clear()
+    L.LOSSES.update(before)  # the registry other tests iterate over stays as it was
+    sys.path.remove(str(HERE))
+
+
+def test_only_definitions_and_plain_imports_run(peer):
+    module, folder = peer
+    namespace = module.load_method_file(folder / "DPSH.py")  # no SIDE_EFFECTS name: the statement is skipped
+    config = namespace["get_config"]()
+    assert config["alpha"] == 0.25 and config["n_class"] == 10 and config["topK"] == -1
+    with pytest.raises(RuntimeError, match="backbone is not used"):
+        config["net"](16)
+
+
+def test_registered_peer_trains_through_our_loss_interface(peer):
+    module, folder = peer
+    assert module.register_peers(folder, ["dpsh"]) == ["peer-dpsh"]
+    loss = build_loss("peer-dpsh", 16, num_train=40, num_classes=4)
+    assert loss.needs_index and loss.config["n_class"] == 4 and loss.config["num_train"] == 40
+    assert loss.config["dataset"] == "cifar10" and loss.config["info"] == "[DPSH]"
+    assert loss.peer.steps == 1  # the B and W step ran before the first epoch
+    u = torch.randn(8, 16, requires_grad=True)
+    y = torch.nn.functional.one_hot(torch.arange(8) % 4, 4)
+    value = loss(u, y, torch.arange(8) + 30)
+    assert torch.allclose(value, 0.25 * (u.detach() ** 2).mean())
+    value.backward()
+    assert torch.allclose(u.grad, 0.5 * u.detach() / u.numel())
+    assert torch.equal(loss.peer.U[30:38], u.detach())  # the peer's own bank got the batch
+    loss.on_epoch_end(0)
+    assert loss.peer.steps == 2  # and again at the next epoch's start
+
+
+def test_peer_dir_must_be_a_checkout(peer, tmp_path):
+    module, _ = peer
+    with pytest.raises(FileNotFoundError, match="DeepHash-pytorch checkout"):
+        module.register_peers(tmp_path / "empty")

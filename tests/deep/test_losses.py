@@ -200,19 +200,36 @@ def test_dlbhc_matches_loops():
     close(loss(u, t), ce / 4)
 
 
-def test_dtsh_matches_loops():
+@pytest.mark.parametrize("scale, average, self_positive",
+                         [(0.5, "triplets", False), (1.0, "triplets", False), (1.0, "anchors", True),
+                          (0.5, "anchors", False)])
+def test_dtsh_matches_loops(scale, average, self_positive):
     u, t, _ = tensors()
     alpha, lam = 1.0, 0.5
-    total, count = 0.0, 0
+    per_anchor = {}
     for i in range(4):
         for j in range(4):
             for k in range(4):
-                if j != i and sim(i, j) and not sim(i, k):
-                    m = 0.5 * dot(U[i], U[j]) - 0.5 * dot(U[i], U[k]) - alpha
-                    total += -(m - math.log1p(math.exp(m)))
-                    count += 1
-    assert count == 4  # anchors 0 and 2, two negatives each
-    close(L.DTSHLoss(NB, alpha=alpha, lambda_q=lam)(u, t), total / count + lam * quant_mean(U))
+                if (j != i or self_positive) and sim(i, j) and not sim(i, k):
+                    m = scale * dot(U[i], U[j]) - scale * dot(U[i], U[k]) - alpha
+                    per_anchor.setdefault(i, []).append(-(m - math.log1p(math.exp(m))))
+    every = [x for terms in per_anchor.values() for x in terms]
+    # anchors 0 and 2 have one other positive and two negatives (4 triplets); counting the
+    # anchor itself doubles those (8) and adds anchors 1 and 3, each with 3 negatives (6)
+    assert len(every) == (14 if self_positive else 4)
+    if average == "triplets":
+        want = sum(every) / len(every)
+    else:
+        want = sum(sum(terms) / len(terms) for terms in per_anchor.values()) / len(per_anchor)
+    loss = L.DTSHLoss(NB, alpha=alpha, lambda_q=lam, scale=scale, average=average, self_positive=self_positive)
+    close(loss(u, t), want + lam * quant_mean(U))
+
+
+def test_dtsh_checks_its_arguments():
+    with pytest.raises(ValueError, match="scale: expected > 0"):
+        L.DTSHLoss(NB, scale=0.0)
+    with pytest.raises(ValueError, match="average: expected one of"):
+        L.DTSHLoss(NB, average="pairs")
 
 
 def loss_factories():

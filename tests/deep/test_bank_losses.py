@@ -80,6 +80,37 @@ def test_dpsh_dhn_dsdh_bank_match_autograd(monkeypatch, written, scale, multi_ho
 
 
 @pytest.mark.parametrize("written, scale, multi_hot, block", CASES)
+def test_bank_pairs_all_averages_over_every_row_with_unwritten_ones_as_zeros(monkeypatch, written, scale,
+                                                                             multi_hot, block):
+    # DeepHash-pytorch's banks: the unwritten rows are zero outputs with no label, so each adds
+    # log 2 per pair and no gradient, and the mean is over all N rows
+    monkeypatch.setattr(base, "BANK_BLOCK", block)
+
+    def explicit(x, v, yv, target, clamp):
+        h = x.clamp(-1.0, 1.0) if clamp else x
+        theta = 0.5 * h @ v.t()
+        s = (target @ yv.t() > 0).double()
+        return (torch.logaddexp(theta, torch.zeros_like(theta)) - s * theta).mean()
+
+    for make, clamp in ((lambda: L.DPSHLoss(NB, num_train=N, num_classes=NC, eta=0.0, bank_pairs="all"), False),
+                        (lambda: L.DBDHLoss(NB, num_train=N, num_classes=NC, alpha=0.0), True)):
+        loss, u, target, index = filled_bank_loss(make, written, scale, multi_hot)
+        assert loss.bank_pairs == "all"
+        loss.eval()
+        v = torch.where(loss.bank.seen.unsqueeze(1), loss.bank.U, 0.0)
+        yv = torch.where(loss.bank.seen.unsqueeze(1), loss.bank.Y, 0.0)
+        assert v.shape[0] == N
+        want = value_and_grad(lambda x: explicit(x, v, yv, target, clamp), u)
+        assert_close(value_and_grad(lambda x: loss(x, target, index), u), want)
+        if written < N:  # pairing only with written rows is another loss
+            loss.bank_pairs = "written"
+            other = value_and_grad(lambda x: loss(x, target, index), u)
+            assert float(abs(other[0] - want[0])) > 1e-6
+    with pytest.raises(ValueError, match="bank_pairs: expected one of"):
+        L.DPSHLoss(NB, num_train=N, num_classes=NC, bank_pairs="seen")
+
+
+@pytest.mark.parametrize("written, scale, multi_hot, block", CASES)
 def test_dsh_bank_matches_autograd(monkeypatch, written, scale, multi_hot, block):
     monkeypatch.setattr(base, "BANK_BLOCK", block)
     margin = 2.0 * NB * scale ** 2  # about the median distance: pairs on both sides of it

@@ -83,15 +83,20 @@ def test_lcdsh_matches_loops():
     close(L.LCDSHLoss(NB, lambda_q=lam)(u, t), total / len(OFF_DIAGONAL))
 
 
-@pytest.mark.parametrize("p", [1, 2])
-def test_dbdh_with_bank_matches_loops(p):
+@pytest.mark.parametrize("p, bank_pairs", [(1, "all"), (2, "all"), (2, "written")])
+def test_dbdh_with_bank_matches_loops(p, bank_pairs):
     u, t, idx = tensors()
     alpha = 0.3
     h = [[min(1.0, max(-1.0, x)) for x in r] for r in U]
     likelihood = sum(softplus(0.5 * dot(h[i], h[j])) - sim(i, j) * 0.5 * dot(h[i], h[j])
-                     for i, j in ALL_PAIRS) / 16
+                     for i, j in ALL_PAIRS)
+    if bank_pairs == "all":  # (the default) the 5 unwritten rows of 9: theta 0, log 2 a pair
+        likelihood = (likelihood + 4 * 5 * math.log(2.0)) / (4 * 9)
+    else:
+        likelihood /= 16
     balance = sum(abs(sum(r) / NB) ** p for r in h) / 4
-    loss = L.DBDHLoss(NB, num_train=9, num_classes=NC, alpha=alpha, p=p).double()
+    kwargs = {} if bank_pairs == "all" else {"bank_pairs": bank_pairs}
+    loss = L.DBDHLoss(NB, num_train=9, num_classes=NC, alpha=alpha, p=p, **kwargs).double()
     close(loss(u, t, idx), likelihood + alpha * balance)
     assert torch.equal(loss.bank.U[:4], u.clamp(-1, 1))  # the bank holds the relaxed outputs
     with pytest.raises(ValueError, match="p: expected 1 or 2, got 3"):

@@ -226,9 +226,10 @@ class MemoryBank(nn.Module):
         """``Y^T U`` over the written rows (float64) when every written label is one-hot, else None."""
         return self.class_sums if int(self.not_one_hot) == 0 else None
 
-    def pairs(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
-        """(V, Yv, None): the rows written so far, cast to u's dtype; every pair counts."""
-        if bool(self.seen.all()):
+    def pairs(self, u: torch.Tensor, written_only: bool = True) -> tuple[torch.Tensor, torch.Tensor, None]:
+        """(V, Yv, None): the rows written so far (``written_only``) or every row, the rows not
+        written yet being zeros, cast to u's dtype; every pair counts."""
+        if not written_only or bool(self.seen.all()):
             return self.U.to(u.dtype), self.Y.to(u.dtype), None
         return self.U[self.seen].to(u.dtype), self.Y[self.seen].to(u.dtype), None
 
@@ -282,6 +283,10 @@ def masked_mean(values: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Ten
     return (values * mask).sum() / total.clamp(min=1.0)
 
 
+#: Which bank rows a pairwise loss pairs with while the bank fills (:class:`PairwiseLoss`).
+BANK_PAIRS = ("written", "all")
+
+
 class PairwiseLoss(HashLoss):
     """A loss over pairs (batch sample, other sample); the others are either the rest of the
     batch (``memory_bank=False``) or the latest outputs of every training sample seen so far
@@ -292,6 +297,11 @@ class PairwiseLoss(HashLoss):
 
     In-batch pairs are i != j unless a subclass sets ``pairs_with_self = True`` (losses whose
     reference code averages over all n^2 pairs, i == j included).
+
+    ``bank_pairs`` says which bank rows a batch pairs with before every row has been written
+    (the first epoch): ``"written"`` (only those written so far) or ``"all"`` (every row, the
+    unwritten ones as zero outputs with no label, as DeepHash-pytorch's banks do: their pairs
+    add a constant and no gradient, so the pair term's weight grows over the first epoch).
     """
 
     pairs_with_self: bool = False
@@ -302,8 +312,12 @@ class PairwiseLoss(HashLoss):
         memory_bank: bool = False,
         num_train: Optional[int] = None,
         num_classes: Optional[int] = None,
+        bank_pairs: str = "written",
     ) -> None:
         super().__init__(nbits)
+        if bank_pairs not in BANK_PAIRS:
+            raise ValueError(f"bank_pairs: expected one of {BANK_PAIRS}, got {bank_pairs!r}")
+        self.bank_pairs = bank_pairs
         self.bank: Optional[MemoryBank] = None
         if memory_bank:
             if num_train is None or num_classes is None:
@@ -325,7 +339,7 @@ class PairwiseLoss(HashLoss):
             return batch_pairs(u, target)
         if self.training:
             self.bank.update(u, target, index)
-        return self.bank.pairs(u)
+        return self.bank.pairs(u, written_only=self.bank_pairs == "written")
 
     def bank_class_sums(self) -> Optional[torch.Tensor]:
         """The bank's ``Y^T U`` when its labels are one-hot (see :class:`MemoryBank`), else None."""

@@ -9,7 +9,12 @@ sample, plus a bit-balance term on each code:
 
 which is zero when every code has as many +1 as -1 bits. ``p = 2`` (squared) or ``p = 1``.
 
-Defaults ``alpha = 0.1``, ``p = 2``: DeepHash-pytorch's DBDH recipe. Unlike the composable
+Defaults ``alpha = 0.1``, ``p = 2``: DeepHash-pytorch's DBDH recipe; ``bank_pairs = "all"``
+(while the bank fills, pairs with every row, unwritten ones as zeros, as DeepHash-pytorch does):
+on the fashion-mnist-mini validation split (3 epochs, seeds 0-2) validation mAP 0.611 / 0.618 /
+0.653 at 16 / 32 / 64 bits against 0.574 / 0.559 / 0.582 pairing only with written rows. The
+clamp has no gradient outside [-1, 1], so a pair term at full weight from the first step
+pushes outputs there before the codes have structure. Unlike the composable
 :class:`.regularizers.BitBalance` (each bit balanced over the batch), this term balances the
 bits *within* each code, as the research code does.
 """
@@ -33,8 +38,9 @@ class DBDHLoss(PairwiseLoss):
         alpha: float = 0.1,
         p: int = 2,
         memory_bank: bool = True,
+        bank_pairs: str = "all",
     ) -> None:
-        super().__init__(nbits, memory_bank, num_train, num_classes)
+        super().__init__(nbits, memory_bank, num_train, num_classes, bank_pairs)
         if p not in (1, 2):
             raise ValueError(f"p: expected 1 or 2, got {p!r}")
         if alpha < 0:

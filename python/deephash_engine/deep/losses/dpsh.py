@@ -8,7 +8,10 @@ paper's alternating scheme (``memory_bank=False`` pairs within the batch instead
 
 Defaults: ``eta = 0.1``. The paper weighs a *summed* quantization term; with both terms as
 means, 0.1 is the value used by the public PyTorch ports (TreezzZ/DPSH_PyTorch), which reproduce
-the paper's CIFAR-10 numbers.
+the paper's CIFAR-10 numbers. ``bank_pairs = "written"``: while the bank fills, pairs only with
+the rows written so far (``"all"``, DeepHash-pytorch's way, pairs with every row, unwritten ones
+as zeros; on the fashion-mnist-mini validation split it was worse at 16 bits and better at 32
+and 64, 0.544 / 0.640 / 0.674 against 0.599 / 0.619 / 0.648, so the default stays).
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ class DPSHLoss(PairwiseLoss):
         num_classes: Optional[int] = None,
         eta: float = 0.1,
         memory_bank: bool = True,
+        bank_pairs: str = "written",
     ) -> None:
-        super().__init__(nbits, memory_bank, num_train, num_classes)
+        super().__init__(nbits, memory_bank, num_train, num_classes, bank_pairs)
         self.eta = float(eta)
 
     def compute(self, u, target, index):

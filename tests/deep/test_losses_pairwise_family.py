@@ -178,8 +178,9 @@ def test_margin_likelihood_bank_path_matches_autograd_and_float32_kernel(monkeyp
     assert torch.allclose(x32.grad.double(), ref_x.grad, atol=1e-5)
 
 
-@pytest.mark.parametrize("square_clamp", [True, False])
-def test_qsmih_matches_loops(square_clamp):
+@pytest.mark.parametrize("square_clamp, regularize", [(True, "normalized"), (False, "normalized"),
+                                                     (True, "outputs")])
+def test_qsmih_matches_loops(square_clamp, regularize):
     u, t, _ = tensors()
     alpha = 0.05
     z = [[x / math.sqrt(dot(r, r)) for x in r] for r in U]
@@ -190,8 +191,12 @@ def test_qsmih_matches_loops(square_clamp):
         k = 0.5 * (dot(z[i], z[j]) + 1)
         d = sim(i, j)
         total += (d * k - 1) ** 2 + k * k / M if square_clamp else k / M - d * k
-    reg = sum(abs(abs(x) - 1) for r in U for x in r) / 16
-    close(L.QSMIHLoss(NB, alpha=alpha, square_clamp=square_clamp)(u, t), total / 16 + alpha * reg)
+    pulled = z if regularize == "normalized" else U  # the default: the normalised outputs
+    reg = sum(abs(abs(x) - 1) for r in pulled for x in r) / 16
+    kwargs = {} if regularize == "normalized" else {"regularize": regularize}
+    close(L.QSMIHLoss(NB, alpha=alpha, square_clamp=square_clamp, **kwargs)(u, t), total / 16 + alpha * reg)
+    with pytest.raises(ValueError, match="regularize: expected one of"):
+        L.QSMIHLoss(NB, regularize="codes")
 
 
 def soft_reference(soft_term, hard_weight, beta):
@@ -293,6 +298,14 @@ def test_dpn_targets_are_seeded_buffers_and_value_matches_loops():
     assert {"targets", "tie_fill"} <= set(loss.state_dict())
     big = L.random_targets(200, 64, seed=1)[0]
     assert set(big.unique().tolist()) == {-1.0, 1.0} and abs(float(big.mean())) < 0.05
+    assert len({float(r.sum()) for r in big}) > 1  # independent entries: rows are not all balanced
+    for nbits in (7, 16):
+        targets, fill = L.random_targets(50, nbits, seed=1, balanced=True)
+        # exactly nbits // 2 entries -1 in every target and in the tie fill, at varying places
+        assert all(int((r < 0).sum()) == nbits // 2 for r in torch.cat([targets, fill[None]]))
+        assert len({tuple(r.tolist()) for r in targets}) > 20  # of C(7, 3) = 35 or C(16, 8)
+        assert torch.equal(targets, L.random_targets(50, nbits, seed=1, balanced=True)[0])
+    assert int((L.DPNLoss(16, NC, balanced=True).targets < 0).sum()) == 8 * NC
     T = loss.targets.tolist()
     expected = sum(max(m - U[i][k] * T[LABELS[i]][k], 0.0) for i in range(4) for k in range(NB)) / 16
     close(loss(u, t), expected)

@@ -43,11 +43,18 @@ from .base import HashLoss, MemoryBank, check_positive_int, sign_pm1
 from .functional import label_centers
 
 
-def random_targets(num_classes: int, nbits: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(classes x nbits targets, nbits tie fill), entries +-1 with probability 1/2 each, seeded."""
+def random_targets(num_classes: int, nbits: int, seed: int,
+                   balanced: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(classes x nbits targets, nbits tie fill), seeded: entries +-1 with probability 1/2 each,
+    or with ``balanced`` exactly ``nbits // 2`` entries -1 in each target, at random places (as
+    DeepHash-pytorch draws them)."""
     gen = torch.Generator().manual_seed(seed)
     draw = torch.rand(num_classes + 1, nbits, generator=gen)
-    signs = torch.where(draw < 0.5, -1.0, 1.0)
+    if balanced:  # the nbits // 2 smallest draws of each row are the -1 entries
+        rank = draw.argsort(dim=1).argsort(dim=1)
+        signs = torch.where(rank < nbits // 2, -1.0, 1.0)
+    else:
+        signs = torch.where(draw < 0.5, -1.0, 1.0)
     return signs[:num_classes].clone(), signs[num_classes].clone()
 
 
@@ -84,6 +91,7 @@ class DPNLoss(HashLoss):
         ternary: Optional[bool] = None,
         update_every: int = 1,
         seed: int = 0,
+        balanced: bool = False,
     ) -> None:
         super().__init__(nbits)
         check_positive_int(num_classes, "num_classes")
@@ -93,7 +101,7 @@ class DPNLoss(HashLoss):
         self.adaptive = self.default_adaptive if adaptive is None else bool(adaptive)
         self.ternary = self.default_ternary if ternary is None else bool(ternary)
         self.update_every = check_positive_int(update_every, "update_every")
-        targets, fill = random_targets(num_classes, nbits, seed)
+        targets, fill = random_targets(num_classes, nbits, seed, balanced)
         self.register_buffer("targets", targets)
         self.register_buffer("tie_fill", fill)
         self.bank: Optional[MemoryBank] = None

@@ -335,6 +335,9 @@ def test_adsh_sample_draw_follows_the_run_seed_and_is_checked():
     a.loss.epoch_samples = lambda epoch, n, gen: (torch.tensor([0, 96]), 1)
     with pytest.raises(ValueError, match=r"epoch_samples: expected positions in \[0, 96\)"):
         a.epoch_data(0)
+    a.loss.epoch_samples = lambda epoch, n, gen: (torch.tensor([], dtype=torch.int64), 1)
+    with pytest.raises(ValueError, match="at least one position"):
+        a.epoch_data(0)
     a.loss.epoch_samples = lambda epoch, n, gen: (torch.tensor([0, 1]), 0)
     with pytest.raises(ValueError, match="passes >= 1"):
         a.epoch_data(0)

@@ -179,10 +179,11 @@ class Trainer:
             return self.train_set, 1
         positions, passes = plan
         positions = torch.as_tensor(positions, dtype=torch.int64).reshape(-1)
-        if positions.numel() == 0 or int(positions.min()) < 0 or int(positions.max()) >= n:
-            raise ValueError(f"epoch_samples: expected positions in [0, {n}), got {positions.numel()} "
-                             f"in [{int(positions.min()) if positions.numel() else None}, "
-                             f"{int(positions.max()) if positions.numel() else None}]")
+        if positions.numel() == 0:
+            raise ValueError("epoch_samples: expected at least one position, got none")
+        if int(positions.min()) < 0 or int(positions.max()) >= n:
+            raise ValueError(f"epoch_samples: expected positions in [0, {n}), "
+                             f"got [{int(positions.min())}, {int(positions.max())}]")
         if int(passes) < 1:
             raise ValueError(f"epoch_samples: expected passes >= 1, got {passes}")
         return Subset(self.train_set, positions.tolist()), int(passes)

@@ -12,7 +12,8 @@ from torch.nn import functional as F
 
 from deephash_engine.deep import losses as L
 from deephash_engine.deep.losses import base
-from deephash_engine.deep.losses.functional import log_sum, pairwise_likelihood, sigmoid_softplus_
+from deephash_engine.deep.losses.functional import (log_sum, pairwise_likelihood, sigmoid_softplus_,
+                                                     soft_pair_terms, softsign)
 
 NB, NC, N, BATCH = 6, 4, 23, 5
 
@@ -77,6 +78,28 @@ def test_dpsh_dhn_dsdh_bank_match_autograd(monkeypatch, written, scale, multi_ho
         assert v.shape[0] == written
         assert_close(value_and_grad(lambda x: loss(x, target, index), u),
                      value_and_grad(lambda x: explicit(x, v, yv, target), u))
+
+
+@pytest.mark.parametrize("written, scale, multi_hot, block", CASES)
+def test_isdh_idhn_bank_match_autograd(monkeypatch, written, scale, multi_hot, block):
+    # the closed-form bank path against autograd through the pair terms over the written rows
+    # (multi-hot labels give soft pairs, one-hot ones only hard pairs)
+    monkeypatch.setattr(base, "BANK_BLOCK", block)
+    for make in (lambda: L.ISDHLoss(NB, memory_bank=True, num_train=N, num_classes=NC, lambda_q=0.0),
+                 lambda: L.IDHNLoss(NB, memory_bank=True, num_train=N, num_classes=NC, lambda_q=0.0)):
+        loss, u, target, index = filled_bank_loss(make, written, scale, multi_hot)
+        loss.eval()
+        v, yv = loss.bank.U[loss.bank.seen], loss.bank.Y[loss.bank.seen]
+
+        def explicit(x):
+            theta, s, hard, likelihood = soft_pair_terms(softsign(x), v, target, yv, loss.beta / NB)
+            return loss.pair_term(theta, s, hard, likelihood).mean()
+
+        (gv, gg), (wv, wg) = value_and_grad(lambda x: loss(x, target, index), u), value_and_grad(explicit, u)
+        # IDHN's soft term reaches K^2 / beta before the mean: float64 rounding near 1e-10 of 1
+        assert float(abs(gv - wv)) <= 1e-9 * max(1.0, float(abs(wv)))
+        assert float((gg - wg).abs().max()) <= 1e-9 * max(1.0, float(wg.abs().max()))
+        assert float(wg.abs().max()) > 1e-6  # a gradient to compare
 
 
 @pytest.mark.parametrize("written, scale, multi_hot, block", CASES)

@@ -31,3 +31,10 @@ class IDHNLoss(SoftPairLoss):
         inner = theta * (self.nbits / self.beta)  # <h_i, h_j>
         soft = (0.5 * inner + q - 2.0 * s * q) ** 2 / self.nbits
         return hard * likelihood + (1.0 - hard) * self.gamma * soft
+
+    def pair_slope(self, theta, s, hard, sigmoid):
+        # d/dtheta of the soft term: 2 r / K * dr/dtheta with r = inner/2 + q - 2 s q, inner = theta K / beta
+        q = self.nbits / 2.0
+        residual = 0.5 * theta * (self.nbits / self.beta) + q - 2.0 * s * q
+        soft = residual / self.beta
+        return hard * (sigmoid - s) + (1.0 - hard) * self.gamma * soft

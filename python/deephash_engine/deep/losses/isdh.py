@@ -29,3 +29,8 @@ class ISDHLoss(SoftPairLoss):
     def pair_term(self, theta, s, hard, likelihood):
         soft = (s - torch.sigmoid(theta)) ** 2
         return hard * self.gamma * likelihood + (1.0 - hard) * soft
+
+    def pair_slope(self, theta, s, hard, sigmoid):
+        # d/dtheta: gamma (sigmoid - s) on hard pairs, -2 (s - sigmoid) sigmoid (1 - sigmoid) on soft
+        soft = -2.0 * (s - sigmoid) * sigmoid * (1.0 - sigmoid)
+        return hard * self.gamma * (sigmoid - s) + (1.0 - hard) * soft

@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+from torch.nn import functional as F
 
-from .base import PairwiseLoss, masked_mean
-from .functional import abs_quantization, soft_pair_terms, softsign
+from .base import PairwiseLoss, bank_blocks, masked_mean, with_gradient
+from .functional import HARD_TOLERANCE, abs_quantization, soft_pair_terms, soft_similarity, softsign
 
 
 class SoftPairLoss(PairwiseLoss):
@@ -46,9 +47,34 @@ class SoftPairLoss(PairwiseLoss):
         """The (batch, others) matrix of pair losses; see :func:`.functional.soft_pair_terms`."""
         raise NotImplementedError
 
+    def pair_slope(self, theta: torch.Tensor, s: torch.Tensor, hard: torch.Tensor,
+                   sigmoid: torch.Tensor) -> torch.Tensor:
+        """d pair_term / d theta, elementwise (``sigmoid`` is sigmoid(theta)); for the bank path."""
+        raise NotImplementedError
+
     def compute(self, u, target, index):
         h = softsign(u)
         v, yv, mask = self.others(h, target, index)
-        theta, s, hard, likelihood = soft_pair_terms(h, v, target, yv, self.beta / self.nbits)
-        pair = self.pair_term(theta, s, hard, likelihood)
-        return masked_mean(pair, mask) + self.lambda_q * abs_quantization(h)
+        if self.bank is not None and mask is None and not v.requires_grad:
+            pair = self._bank_pairs(h, v, target.to(h.dtype), yv)
+        else:
+            theta, s, hard, likelihood = soft_pair_terms(h, v, target, yv, self.beta / self.nbits)
+            pair = masked_mean(self.pair_term(theta, s, hard, likelihood), mask)
+        return pair + self.lambda_q * abs_quantization(h)
+
+    def _bank_pairs(self, h, v, target, yv):
+        """The mean pair term against a bank, value and gradient in closed form one block of
+        bank rows at a time (no (batch, n) matrix, no autograd through the pairs)."""
+        scale = self.beta / self.nbits
+        count = float(h.shape[0] * v.shape[0]) or 1.0
+        with torch.no_grad():
+            total = h.new_zeros((), dtype=torch.float64)
+            grad = torch.zeros_like(h)
+            for rows, theta in bank_blocks(scale * h, v):
+                s = soft_similarity(target, yv[rows])
+                hard = ((s < HARD_TOLERANCE) | (s > 1.0 - HARD_TOLERANCE)).to(h.dtype)
+                likelihood = F.softplus(theta) - s * theta
+                total += self.pair_term(theta, s, hard, likelihood).sum(dtype=torch.float64)
+                grad.addmm_(self.pair_slope(theta, s, hard, torch.sigmoid(theta)), v[rows])
+            value = (total / count).to(h.dtype)
+        return with_gradient(value, h, grad * (scale / count))

@@ -97,6 +97,8 @@ def register_peers(peer_dir: str | Path, methods=None) -> list[str]:
         raise FileNotFoundError(f"peer_dir: expected a DeepHash-pytorch checkout (DPSH.py in it), got {peer_dir}")
     names = []
     for method in methods or PEERS:
+        if method not in PEERS:
+            raise ValueError(f"methods: expected names from {sorted(PEERS)}, got {method!r}")
         filename, class_name, info = PEERS[method]
         namespace = load_method_file(peer_dir / filename)
         attrs = {"method": f"peer-{method}", "peer_class": namespace[class_name],

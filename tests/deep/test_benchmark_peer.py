@@ -98,3 +98,5 @@ def test_peer_dir_must_be_a_checkout(peer, tmp_path):
     module, _ = peer
     with pytest.raises(FileNotFoundError, match="DeepHash-pytorch checkout"):
         module.register_peers(tmp_path / "empty")
+    with pytest.raises(ValueError, match="methods: expected names from .* got 'adsh'"):
+        module.register_peers(peer[1], ["adsh"])  # no loss module to wrap

@@ -4,8 +4,8 @@
   DBDH, LCDSH, and with a margin DFH), in closed form block by block against a memory bank; with
   its helpers :func:`sigmoid_softplus_` and :func:`log_sum`.
 - :func:`contrastive` and :func:`squared_distances`: the DSH contrastive pair term (DSH, DSHSD).
-- :func:`soft_similarity` and :func:`soft_pair_terms`: cosine label similarity and the split into
-  hard (0 or 1) and soft pairs (ISDH, IDHN).
+- :func:`soft_similarity`, :func:`soft_pair_terms` and :func:`soft_pair_parts`: cosine label
+  similarity and the split into hard (0 or 1) and soft pairs (ISDH, IDHN).
 - :func:`label_centers`: a target code per sample from per-class codes, multi-label by the sign
   of the sum (CSQ, DPN).
 - :func:`abs_quantization`: ``mean | |u| - 1 |`` (ISDH, IDHN, QSMIH); :func:`softsign`.
@@ -159,10 +159,17 @@ def soft_pair_terms(u: torch.Tensor, v: torch.Tensor, target: torch.Tensor, yv: 
     """``(theta, s, hard, likelihood)`` for the soft-similarity losses: ``theta = scale u_i . v_j``,
     ``s`` the cosine label similarity, ``hard`` 1.0 where s is (within 0.01 of) 0 or 1, and the
     pairwise likelihood ``softplus(theta) - s theta`` of every pair (used on the hard ones)."""
-    s = soft_similarity(target.to(u.dtype), yv.to(u.dtype))
-    hard = ((s < HARD_TOLERANCE) | (s > 1.0 - HARD_TOLERANCE)).to(u.dtype)
     theta = scale * (u @ v.t())
-    return theta, s, hard, F.softplus(theta) - s * theta
+    return (theta, *soft_pair_parts(theta, target, yv))
+
+
+def soft_pair_parts(theta: torch.Tensor, target: torch.Tensor,
+                    yv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(s, hard, likelihood)`` of :func:`soft_pair_terms` for given pair scores ``theta``
+    (the bank path forms theta block by block)."""
+    s = soft_similarity(target.to(theta.dtype), yv.to(theta.dtype))
+    hard = ((s < HARD_TOLERANCE) | (s > 1.0 - HARD_TOLERANCE)).to(theta.dtype)
+    return s, hard, F.softplus(theta) - s * theta
 
 
 def softsign(u: torch.Tensor) -> torch.Tensor:

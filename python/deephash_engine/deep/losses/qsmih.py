@@ -17,7 +17,8 @@ regulariser by 0.001) and ``regularize = "normalized"``: the regulariser is on t
 as DeepHash-pytorch has it (| |z_k| - 1 | = 0 cannot be reached for more than one bit, so it
 pulls z towards few large entries); ``"outputs"`` puts it on the raw u, as the authors' code
 does. On the fashion-mnist-mini validation split (3 epochs, seeds 0-2) z gave validation mAP
-0.670 / 0.697 / 0.720 at 16 / 32 / 64 bits against 0.665 / 0.674 / 0.706 for u. ``square_clamp=False`` gives the plain QSMI objective ``mean(Y/M - D Y)``.
+0.670 / 0.697 / 0.720 at 16 / 32 / 64 bits against 0.665 / 0.674 / 0.706 for u.
+``square_clamp=False`` gives the plain QSMI objective ``mean(Y/M - D Y)``.
 """
 
 from __future__ import annotations

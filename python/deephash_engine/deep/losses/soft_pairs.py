@@ -11,10 +11,9 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from torch.nn import functional as F
 
 from .base import PairwiseLoss, bank_blocks, masked_mean, with_gradient
-from .functional import HARD_TOLERANCE, abs_quantization, soft_pair_terms, soft_similarity, softsign
+from .functional import abs_quantization, soft_pair_parts, soft_pair_terms, softsign
 
 
 class SoftPairLoss(PairwiseLoss):
@@ -55,8 +54,8 @@ class SoftPairLoss(PairwiseLoss):
     def compute(self, u, target, index):
         h = softsign(u)
         v, yv, mask = self.others(h, target, index)
-        if self.bank is not None and mask is None and not v.requires_grad:
-            pair = self._bank_pairs(h, v, target.to(h.dtype), yv)
+        if self.bank is not None:  # bank rows carry no gradient, and every pair counts
+            pair = self._bank_pairs(h, v, target, yv)
         else:
             theta, s, hard, likelihood = soft_pair_terms(h, v, target, yv, self.beta / self.nbits)
             pair = masked_mean(self.pair_term(theta, s, hard, likelihood), mask)
@@ -71,9 +70,7 @@ class SoftPairLoss(PairwiseLoss):
             total = h.new_zeros((), dtype=torch.float64)
             grad = torch.zeros_like(h)
             for rows, theta in bank_blocks(scale * h, v):
-                s = soft_similarity(target, yv[rows])
-                hard = ((s < HARD_TOLERANCE) | (s > 1.0 - HARD_TOLERANCE)).to(h.dtype)
-                likelihood = F.softplus(theta) - s * theta
+                s, hard, likelihood = soft_pair_parts(theta, target, yv[rows])
                 total += self.pair_term(theta, s, hard, likelihood).sum(dtype=torch.float64)
                 grad.addmm_(self.pair_slope(theta, s, hard, torch.sigmoid(theta)), v[rows])
             value = (total / count).to(h.dtype)

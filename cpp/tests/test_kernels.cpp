@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -271,3 +272,81 @@ TEST(pack_and_unpack_round_trip) {
 }
 
 HARNESS_MAIN()
+
+// The metrics' recording pass (RankChunkFn) of each level that has one, against a plain loop:
+// every distance range (the AVX-512 pass counts short ranges by compares), chunk lengths around
+// the 32- and 64-item blocks, class ids as int32 and keys as bytes, histograms that already hold
+// counts on entry, and inputs placed against an inaccessible page so that no read past them passes.
+TEST(recording_pass_matches_a_plain_loop) {
+  std::size_t levels_with_pass = 0;
+  for (SimdLevel level : available_simd_levels()) {
+    set_simd_level(simd_level_name(level));
+    const kernels::RankChunkFn pass = kernels::active().rank_chunk;
+    if (pass == nullptr) continue;
+    ++levels_with_pass;
+    std::uint32_t seed = 11;
+    auto next = [&seed] {
+      seed = seed * 1664525u + 1013904223u;
+      return seed >> 8;
+    };
+    for (std::size_t max_d : {1, 8, 16, 31, 32, 48, 64, 255}) {
+      for (std::size_t len : {0, 1, 5, 31, 32, 33, 63, 64, 65, 127, 1000, 1024}) {
+        for (bool byte_keys : {false, true}) {
+          std::vector<dist_t> dist(len);
+          std::vector<std::int32_t> ids(len);
+          std::vector<std::uint8_t> keys(len);
+          for (std::size_t i = 0; i < len; ++i) {
+            // Half the items at one of three distances: long runs of one distance.
+            dist[i] = static_cast<dist_t>(next() % 2 ? next() % (max_d + 1) : next() % std::min<std::size_t>(3, max_d + 1));
+            ids[i] = static_cast<std::int32_t>(next() % 4) - 1;  // -1 .. 2
+            keys[i] = static_cast<std::uint8_t>(next() % 4 + 254);  // 254, 255, 0, 1
+          }
+          const std::int32_t label = 1;
+          const std::uint8_t key = 255;
+          auto as_bytes = [](const void* p, std::size_t n) {
+            const auto* b = static_cast<const std::uint8_t*>(p);
+            return std::vector<std::uint8_t>(b, b + n);
+          };
+          for (bool at_end : {true, false}) {
+            const GuardedBytes gd(as_bytes(dist.data(), len * sizeof(dist_t)), at_end);
+            const GuardedBytes gi(as_bytes(ids.data(), len * sizeof(std::int32_t)), at_end);
+            const GuardedBytes gk(keys, at_end);
+            std::vector<std::uint32_t> seen(kernels::kRankHistograms * kernels::kRankBins);
+            for (std::size_t h = 0; h < seen.size(); ++h) seen[h] = static_cast<std::uint32_t>(next() % 5);
+            std::vector<std::uint32_t> want_seen(kernels::kRankBins);
+            for (std::size_t d = 0; d < kernels::kRankBins; ++d)
+              for (std::size_t h = 0; h < kernels::kRankHistograms; ++h) want_seen[d] += seen[h * kernels::kRankBins + d];
+            std::vector<std::uint64_t> want;
+            for (std::size_t i = 0; i < len; ++i) {
+              const auto d = static_cast<std::size_t>(dist[i]);
+              if (byte_keys ? keys[i] == key : ids[i] == label) want.push_back(std::uint64_t{d} << 32 | want_seen[d]);
+              ++want_seen[d];
+            }
+            std::vector<std::uint64_t> got(len + 1, 7);
+            const auto* gdist = reinterpret_cast<const dist_t*>(gd.data());
+            const std::size_t kept =
+                byte_keys ? pass(gdist, len, max_d, nullptr, 0, gk.data(), key, seen.data(), got.data())
+                          : pass(gdist, len, max_d, reinterpret_cast<const std::int32_t*>(gi.data()), label, nullptr, 0,
+                                 seen.data(), got.data());
+            CHECK_EQ(kept, want.size());
+            bool ok = kept == want.size();
+            for (std::size_t j = 0; ok && j < kept; ++j) ok &= got[j] == want[j];
+            CHECK(ok);
+            CHECK_EQ(got[kept], 7u);  // nothing written past the records
+            std::vector<std::uint32_t> total(kernels::kRankBins);
+            for (std::size_t d = 0; d < kernels::kRankBins; ++d)
+              for (std::size_t h = 0; h < kernels::kRankHistograms; ++h) total[d] += seen[h * kernels::kRankBins + d];
+            CHECK(total == want_seen);
+          }
+        }
+      }
+    }
+  }
+#if defined(__x86_64__)
+  // AVX2 and AVX-512 have the pass; this CPU runs at least one of them wherever it has AVX2.
+  if (std::find(available_simd_levels().begin(), available_simd_levels().end(), SimdLevel::AVX2) !=
+      available_simd_levels().end())
+    CHECK(levels_with_pass >= 1);
+#endif
+  set_simd_level("auto");
+}

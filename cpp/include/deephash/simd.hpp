@@ -73,6 +73,18 @@ using ContrastivePassFn = double (*)(float* r, const float* s, std::size_t rows,
                                      const float* u_norm, const float* v_norm, float margin,
                                      float* row_weight) noexcept;
 
+// The recording pass of the metrics with ties by index, over one chunk of `len` database items
+// for one query whose distances (each < kRankBins) are `dist`. Each item adds 1 to its distance's
+// count in one of kRankHistograms histograms of kRankBins counters, laid out one after the other in
+// `seen` (the caller adds them up afterwards); each relevant item appends, in index order,
+// d << 32 | (the items at its distance d before it: every histogram on entry plus this chunk's
+// earlier items). An item is relevant when class_ids[i] == label, or, with class_ids null, when
+// keys[i] == key. Returns the number of records appended.
+inline constexpr std::size_t kRankHistograms = 4, kRankBins = 256;
+using RankChunkFn = std::size_t (*)(const dist_t* dist, std::size_t len, std::size_t max_distance, const std::int32_t* class_ids,
+                                    std::int32_t label, const std::uint8_t* keys, std::uint8_t key,
+                                    std::uint32_t* seen, std::uint64_t* records) noexcept;
+
 // Every field is set by each level (nullptr where a level has no such path), in this order.
 struct KernelTable {
   SimdLevel level;
@@ -92,6 +104,8 @@ struct KernelTable {
   SigmoidSoftplusFn sigmoid_softplus;
   ContrastivePassFn contrastive_pass;
   SimdLevel bank_level;
+  // The metrics' ranking pass; nullptr on levels that use the portable loop (metrics/).
+  RankChunkFn rank_chunk;
 };
 
 // One table per instruction set, each defined in its own translation unit (src/kernels/).

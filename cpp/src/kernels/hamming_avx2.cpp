@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "bank_kernels.hpp"
+#include "ranking_kernels.hpp"
 #include "deephash/simd.hpp"
 
 namespace deephash::kernels {
@@ -391,7 +392,8 @@ const KernelTable& avx2_table() noexcept {
                                  &avx2_impl::filter,        &avx2_impl::portable_gather, &avx2_impl::portable_gather_new,
                                  &avx2_impl::prepared_bytes, &avx2_impl::prepare,
                                  &avx2_impl::filter_prepared, &sigmoid_softplus_avx2,
-                                 &contrastive_pass_avx2,      SimdLevel::AVX2};
+                                 &contrastive_pass_avx2,      SimdLevel::AVX2,
+                                 &rank_chunk_avx2};
   return table;
 }
 

@@ -22,6 +22,7 @@
 #include <utility>
 
 #include "bank_kernels.hpp"
+#include "ranking_kernels.hpp"
 #include "deephash/simd.hpp"
 
 namespace deephash::kernels {
@@ -502,7 +503,8 @@ const KernelTable& avx512_table() noexcept {
                                  &avx512_impl::filter,        &avx512_impl::portable_gather, &avx512_impl::portable_gather_new,
                                  &avx512_impl::prepared_bytes, &avx512_impl::prepare,
                                  &avx512_impl::filter_prepared, &sigmoid_softplus_avx2,
-                                 &contrastive_pass_avx2,        SimdLevel::AVX2};
+                                 &contrastive_pass_avx2,        SimdLevel::AVX2,
+                                 &rank_chunk_avx512};
   return table;
 }
 

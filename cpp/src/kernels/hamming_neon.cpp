@@ -53,7 +53,8 @@ const KernelTable& neon_table() noexcept {
                                  nullptr,
                                  &sigmoid_softplus_scalar,
                                  &contrastive_pass_scalar,
-                                 SimdLevel::Scalar};
+                                 SimdLevel::Scalar,
+                                 nullptr};
   return table;
 }
 

@@ -23,7 +23,8 @@ const KernelTable& scalar_table() noexcept {
                                  nullptr,
                                  &sigmoid_softplus_scalar,
                                  &contrastive_pass_scalar,
-                                 SimdLevel::Scalar};
+                                 SimdLevel::Scalar,
+                                 nullptr};
   return table;
 }
 

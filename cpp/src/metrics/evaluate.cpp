@@ -84,6 +84,13 @@ std::vector<std::int32_t> narrow_classes(const LabelsView& db_labels) {
   return out;
 }
 
+std::vector<std::uint8_t> narrow_classes_u8(const LabelsView& db_labels) {
+  std::vector<std::uint8_t> out;
+  const std::int64_t* ids = db_labels.class_ids;
+  if (ids != nullptr && all_within(ids, db_labels.n, 0, 255)) out.assign(ids, ids + db_labels.n);
+  return out;
+}
+
 // One evaluation: the settings every query shares, and the per-query parts (average precision,
 // rank cut-offs, radius curves) as separate steps. Each worker thread has its own Worker.
 class Evaluation {
@@ -95,7 +102,8 @@ class Evaluation {
         topk_(static_cast<std::int64_t>(opt.topk == 0 || opt.topk > db_codes.n ? db_codes.n : opt.topk)),
         expected_(opt.ties == TieOrder::Expected),
         harmonic_(expected_ ? detail::harmonic_table(db_codes.n) : std::vector<long double>{}),
-        db_classes_i32_(narrow_classes(db_labels)) {}
+        db_classes_i32_(narrow_classes(db_labels)),
+        db_classes_u8_(narrow_classes_u8(db_labels)) {}
 
   EvalResult run() {
     EvalResult res;
@@ -113,7 +121,9 @@ class Evaluation {
  private:
   struct Worker {
     explicit Worker(const Evaluation& e)
-        : ranker(e.nbits_, e.db_classes_i32_.empty() ? nullptr : e.db_classes_i32_.data()), rank_cuts(e.nk_) {}
+        : ranker(e.nbits_, e.db_classes_i32_.empty() ? nullptr : e.db_classes_i32_.data(),
+                 e.db_classes_u8_.empty() ? nullptr : e.db_classes_u8_.data()),
+          rank_cuts(e.nk_) {}
     detail::GroupRanker ranker;
     detail::IndexOrderSums sums;
     std::vector<QueryRanking::Cut> rank_cuts;
@@ -261,6 +271,7 @@ class Evaluation {
   const bool expected_;
   const std::vector<long double> harmonic_;
   const std::vector<std::int32_t> db_classes_i32_;
+  const std::vector<std::uint8_t> db_classes_u8_;  // the same as bytes, when they all fit
 };
 
 }  // namespace

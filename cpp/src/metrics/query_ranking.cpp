@@ -1,7 +1,9 @@
 // The ranking pass (distances, relevance, histogram, records; a group of queries per database
 // chunk) and the index-order placement of the relevant items.
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <limits>
 
 #include "deephash/simd.hpp"
 #include "ranking.hpp"
@@ -116,12 +118,13 @@ void chunk_pass_any(std::size_t m, bool record, QueryRanking* const* r, const di
 
 }  // namespace
 
-GroupRanker::GroupRanker(std::size_t nbits, const std::int32_t* db_classes_i32)
+GroupRanker::GroupRanker(std::size_t nbits, const std::int32_t* db_classes_i32, const std::uint8_t* db_classes_u8)
     : rankings_(kQueryGroup, QueryRanking(nbits)),
       distance_(kQueryGroup * kDbChunk),
       relevant_(kQueryGroup * kDbChunk),
       query_words_(kQueryGroup),
-      db_classes_i32_(db_classes_i32) {}
+      db_classes_i32_(db_classes_i32),
+      db_classes_u8_(db_classes_u8) {}
 
 void GroupRanker::rank(const CodesView& query_codes, const CodesView& db_codes, const LabelsView& query_labels,
                        const LabelsView& db_labels, std::size_t q0, std::size_t m, bool record_relevant) {
@@ -145,12 +148,56 @@ void GroupRanker::rank(const CodesView& query_codes, const CodesView& db_codes, 
     }
   }
 
+  // The instruction set's own recording pass where it has one (kernels::RankChunkFn), for
+  // distances below 256 and relevance by a key per item: class ids narrowed to bytes or to int32
+  // (where the group's query labels fit them too), or the relevance bytes of multi-hot labels.
+  const std::size_t nbits = r[0]->nbits();
+  kernels::RankChunkFn level_pass = nullptr;
+  enum class Keys { Bytes, Int32, Relevance } keys = Keys::Relevance;
+  if (record_relevant && nbits < kernels::kRankBins) {
+    auto labels_within = [&](std::int64_t lo, std::int64_t hi) {
+      for (std::size_t j = 0; j < m; ++j)
+        if (label[j] < lo || label[j] > hi) return false;
+      return true;
+    };
+    if (db_labels.class_ids != nullptr) {
+      if (db_classes_u8_ != nullptr && labels_within(0, 255))
+        keys = Keys::Bytes;
+      else if (db_classes_i32_ != nullptr &&
+               labels_within(std::numeric_limits<std::int32_t>::min(), std::numeric_limits<std::int32_t>::max()))
+        keys = Keys::Int32;
+    }
+    // Class ids that fit neither (or a query label that does not) keep the portable pass.
+    if (db_labels.class_ids == nullptr || keys != Keys::Relevance) level_pass = kernels::active().rank_chunk;
+  }
+  auto run_level_pass = [&](std::size_t base, std::size_t len) {
+    for (std::size_t j = 0; j < m; ++j) {
+      QueryRanking& q = *r[j];
+      const dist_t* dist = distance_.data() + j * kDbChunk;
+      std::uint64_t* out = q.relevant_items.data() + q.relevant_items_count;
+      std::size_t kept;  // the query's relevant items in this chunk
+      if (keys == Keys::Bytes)
+        kept = level_pass(dist, len, nbits, nullptr, 0, db_classes_u8_ + base, static_cast<std::uint8_t>(label[j]),
+                          q.seen_parts.data(), out);
+      else if (keys == Keys::Int32)
+        kept = level_pass(dist, len, nbits, db_classes_i32_ + base, static_cast<std::int32_t>(label[j]), nullptr, 0,
+                          q.seen_parts.data(), out);
+      else
+        kept = level_pass(dist, len, nbits, nullptr, 0, relevant_.data() + j * kDbChunk, 1, q.seen_parts.data(), out);
+      q.relevant_items_count += kept;
+    }
+  };
+  if (level_pass != nullptr)
+    for (std::size_t j = 0; j < m; ++j) r[j]->seen_parts.assign(kernels::kRankHistograms * kernels::kRankBins, 0u);
+
   for (std::size_t base = 0; base < n; base += kDbChunk) {
     const std::size_t len = std::min(kDbChunk, n - base);
     for (std::size_t j = 0; j < m; ++j)
       hamming_distances(query_codes.data + (q0 + j) * cs, db_codes.data + base * cs, len, cs,
                         distance_.data() + j * kDbChunk);
-    if (db_classes_i32_ != nullptr) {
+    if (level_pass != nullptr && keys != Keys::Relevance) {
+      run_level_pass(base, len);
+    } else if (db_classes_i32_ != nullptr) {
       const std::int32_t* ids = db_classes_i32_;
       chunk_pass_any(m, record_relevant, r, distance_.data(), base, len,
                      [&](std::size_t j, std::size_t i, std::size_t) -> std::size_t { return ids[i] == label[j]; });
@@ -176,15 +223,25 @@ void GroupRanker::rank(const CodesView& query_codes, const CodesView& db_codes, 
         }
       }
       const std::uint8_t* rel = relevant_.data();
+      if (level_pass != nullptr) {
+        run_level_pass(base, len);
+        continue;
+      }
       chunk_pass_any(m, record_relevant, r, distance_.data(), base, len,
                      [&](std::size_t j, std::size_t, std::size_t local) -> std::size_t { return rel[j * kDbChunk + local]; });
     }
   }
   for (std::size_t j = 0; j < m; ++j) {
-    if (record_relevant)
+    if (level_pass != nullptr) {
+      const std::uint32_t* parts = r[j]->seen_parts.data();
+      for (std::size_t d = 0; d < r[j]->seen_at.size(); ++d)
+        for (std::size_t h = 0; h < kernels::kRankHistograms; ++h) r[j]->seen_at[d] += parts[h * kernels::kRankBins + d];
       r[j]->finish_from_records();
-    else
+    } else if (record_relevant) {
+      r[j]->finish_from_records();
+    } else {
       r[j]->finish();
+    }
   }
 }
 
@@ -227,11 +284,19 @@ void index_order_pass(const QueryRanking& r, std::size_t max_distance, QueryRank
   std::vector<std::int64_t> next_ordinal(r.rel_start.begin(), r.rel_start.begin() + static_cast<std::ptrdiff_t>(nd));
   out.relevant_rank.resize(static_cast<std::size_t>(r.rel_start[max_distance + 1]));
   std::int64_t* rel_rank = out.relevant_rank.data();
-  for (std::size_t j = 0; j < r.relevant_items_count; ++j) {
-    const RelevantItem item = r.relevant_items[j];
-    const auto d = static_cast<std::size_t>(item >> 32);
-    if (d > max_distance) continue;  // ranked beyond every cut-off asked for
-    rel_rank[next_ordinal[d]++] = r.start[d] + static_cast<std::int64_t>(item & 0xffffffffu) + 1;
+  {
+    // Locals, not members: the stores below are int64 and could alias the size_t count, which
+    // the compiler would then reload after every store.
+    const RelevantItem* const items = r.relevant_items.data();
+    const std::size_t n_items = r.relevant_items_count;
+    const std::int64_t* const start = r.start.data();
+    std::int64_t* const next = next_ordinal.data();
+    for (std::size_t j = 0; j < n_items; ++j) {
+      const RelevantItem item = items[j];
+      const auto d = static_cast<std::size_t>(item >> 32);
+      if (d > max_distance) continue;  // ranked beyond every cut-off asked for
+      rel_rank[next[d]++] = start[d] + static_cast<std::int64_t>(item & 0xffffffffu) + 1;
+    }
   }
 
   // The k-th relevant item (0-based) has precision (k + 1) / rank there: the quotients are

@@ -25,6 +25,7 @@ using RelevantItem = std::uint64_t;
 struct QueryRanking {
   std::vector<std::int64_t> hist;      // bin 2d + rel: items at distance d, by relevance
   std::vector<std::uint32_t> seen_at;  // recording pass: items at distance d seen so far
+  std::vector<std::uint32_t> seen_parts;  // the histograms of an instruction set's recording pass
   std::vector<std::int64_t> count;     // items at distance d, d in [0, nbits]
   std::vector<std::int64_t> rel_count; // relevant items at distance d
   std::vector<std::int64_t> start;     // items at distance < d, d in [0, nbits + 1]
@@ -54,8 +55,9 @@ struct QueryRanking {
 // Ranks groups of queries against the database; holds the buffers one thread reuses.
 class GroupRanker {
  public:
-  // db_classes_i32: the database class ids narrowed to int32 when they all fit, else null.
-  GroupRanker(std::size_t nbits, const std::int32_t* db_classes_i32);
+  // db_classes_i32 / db_classes_u8: the database class ids narrowed to int32 / to bytes when they
+  // all fit, else null.
+  GroupRanker(std::size_t nbits, const std::int32_t* db_classes_i32, const std::uint8_t* db_classes_u8);
 
   // Ranks queries q0 .. q0 + m - 1 (m <= kQueryGroup) into (*this)[0 .. m - 1]; records the
   // relevant items when record_relevant.
@@ -70,6 +72,7 @@ class GroupRanker {
   std::vector<std::uint8_t> relevant_;  // kQueryGroup x kDbChunk, multi-hot labels only
   std::vector<std::vector<std::size_t>> query_words_;  // non-zero words of each multi-hot query
   const std::int32_t* db_classes_i32_;
+  const std::uint8_t* db_classes_u8_;
 };
 
 // Results of the index-order pass (ties = Index).

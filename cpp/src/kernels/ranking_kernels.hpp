@@ -1,0 +1,61 @@
+// The per-level builds of the metrics' ranking pass (RankChunkFn in deephash/simd.hpp), entered
+// in each level's kernel table. Internal to the kernels.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "deephash/simd.hpp"
+
+namespace deephash::kernels {
+
+#if defined(__x86_64__) || defined(_M_X64)
+std::size_t rank_chunk_avx512(const dist_t* dist, std::size_t len, std::size_t max_distance, const std::int32_t* class_ids, std::int32_t label,
+                              const std::uint8_t* keys, std::uint8_t key, std::uint32_t* seen,
+                              std::uint64_t* records) noexcept;
+std::size_t rank_chunk_avx2(const dist_t* dist, std::size_t len, std::size_t max_distance, const std::int32_t* class_ids, std::int32_t label,
+                            const std::uint8_t* keys, std::uint8_t key, std::uint32_t* seen,
+                            std::uint64_t* records) noexcept;
+#endif
+
+// The scalar halves of those passes, shared by them. Internal linkage (an anonymous namespace):
+// each kernel file compiles its own copy with its own instruction set, and no copy built for one
+// can stand in for another at link time.
+namespace {
+
+// The count of items at distance d seen so far: the sum of the four histograms.
+inline std::uint64_t seen_count(const std::uint32_t* seen, std::uint32_t d) noexcept {
+  return (std::uint64_t{seen[d]} + seen[kRankBins + d]) + (std::uint64_t{seen[2 * kRankBins + d]} + seen[3 * kRankBins + d]);
+}
+
+// Appends the record of each relevant item of a block (the set bits of `relevant`, in order),
+// reading the histograms as they stand before the block: d8 holds the block's distances and
+// same_before(p, d) counts the block's items before position p at distance d.
+template <typename Mask, typename SameBefore>
+inline std::size_t record_block(Mask relevant, const std::uint8_t* d8, const std::uint32_t* seen,
+                                SameBefore same_before, std::uint64_t* records) noexcept {
+  std::size_t kept = 0;
+  for (Mask m = relevant; m != 0; m &= m - 1) {
+    const auto p = static_cast<unsigned>(__builtin_ctzll(m));
+    const std::uint32_t d = d8[p];
+    records[kept++] = std::uint64_t{d} << 32 | (seen_count(seen, d) + same_before(p, d));
+  }
+  return kept;
+}
+
+// Adds the n items of a block to the histograms. Item t counts in histogram t % 4, so that items
+// of one distance close together do not all wait on one counter.
+inline void count_block(const std::uint8_t* d8, std::size_t n, std::uint32_t* seen) noexcept {
+  std::size_t t = 0;
+  for (; t + 4 <= n; t += 4) {
+    ++seen[d8[t]];
+    ++seen[kRankBins + d8[t + 1]];
+    ++seen[2 * kRankBins + d8[t + 2]];
+    ++seen[3 * kRankBins + d8[t + 3]];
+  }
+  for (; t < n; ++t) ++seen[d8[t]];
+}
+
+}  // namespace
+
+}  // namespace deephash::kernels

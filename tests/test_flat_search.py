@@ -64,6 +64,41 @@ def test_caller_ids_in_any_order_break_ties_by_id(rng):
     np.testing.assert_array_equal(rI, eI)
 
 
+@pytest.mark.parametrize("threads", [2, 4])
+@pytest.mark.parametrize("order", ["increasing", "decreasing", "removed"])
+def test_one_query_split_across_threads_keeps_the_tie_order(threads, order, rng):
+    # One query over a database split between threads, with exact copies of the query: 100 spread
+    # thinly over the first 30,000 codes (inside the first part for 2 and 4 threads), 2,100 dense
+    # after 35,000. A later part of the database may skip codes at the k-th distance found by an
+    # earlier part only while ids grow with position (they lose the tie), never the other way
+    # round: the later parts find their k copies long before the first part does. With ids in
+    # decreasing order the later parts hold the winners.
+    n, nbits = 140_000, 256  # at least 4 blocks of 8,192 codes for each of 4 threads
+    codes = rng.integers(0, 256, (n, nbits // 8), dtype=np.uint8)
+    query = rng.integers(0, 256, nbits // 8, dtype=np.uint8)
+    copies = np.concatenate([np.linspace(0, 29_999, 100).astype(np.int64),
+                             np.sort(rng.choice(np.arange(35_000, n), 2100, replace=False))])
+    codes[copies] = query
+    ids = np.arange(n, dtype=np.int64) if order != "decreasing" else np.arange(n, 0, -1, dtype=np.int64)
+    index = de.FlatIndex(nbits)
+    index.add_with_ids(codes, ids)
+    keep = np.ones(n, dtype=bool)
+    if order == "removed":  # the first copies are gone: the winners move on
+        gone = ids[copies[:30]]
+        index.remove_ids(gone)
+        keep[copies[:30]] = False
+    previous = de.get_num_threads()
+    de.set_num_threads(threads)
+    try:
+        for k in (1, 5, 100):
+            D, I = index.search(query[None], k)
+            eD, eI = oracle_knn(query[None], codes[keep], ids[keep], k)
+            np.testing.assert_array_equal(D, eD)
+            np.testing.assert_array_equal(I, eI)
+    finally:
+        de.set_num_threads(previous)
+
+
 def test_k_larger_than_ntotal_pads_like_faiss():
     index = de.FlatIndex(16)
     index.add(np.array([[1, 0], [3, 0]], dtype=np.uint8))

@@ -13,6 +13,10 @@
 namespace deephash {
 namespace {
 
+using detail::bound_for_slice;
+using detail::kNoSlice;
+using detail::pack_bound;
+
 // About 256 KiB of codes per block (stays in L2 while a group of queries streams over it),
 // a multiple of 16 codes (the kernels' unrolled step).
 std::size_t block_codes(std::size_t code_size) {
@@ -119,7 +123,9 @@ void filter_block(const ScanView& db, const std::uint8_t* queries, std::size_t q
 // of accepting everything until its buffer first fills.
 std::size_t sample_codes(std::size_t k) { return std::max<std::size_t>(1024, 8 * k); }
 
-dist_t sample_bound(const ScanView& db, const std::uint8_t* query, std::size_t k, std::size_t sample, Scratch& s) {
+// The sample's k-th distance, as a shared bound: a claim of slice 0 (which holds the sample)
+// when the sample has k codes, else the code length.
+std::uint64_t sample_bound(const ScanView& db, const std::uint8_t* query, std::size_t k, std::size_t sample, Scratch& s) {
   s.kt.distances(query, db.codes, sample, db.code_size, s.distances);
   s.buf.histogram.assign(static_cast<std::size_t>(db.nbits) + 1, 0);
   if (db.skip) {
@@ -130,24 +136,26 @@ dist_t sample_bound(const ScanView& db, const std::uint8_t* query, std::size_t k
   std::size_t seen = 0;
   for (std::size_t d = 0; d < s.buf.histogram.size(); ++d) {
     seen += s.buf.histogram[d];
-    if (seen >= k) return static_cast<dist_t>(d);
+    if (seen >= k) return pack_bound(static_cast<dist_t>(d), 0);
   }
-  return static_cast<dist_t>(db.nbits);
+  return pack_bound(static_cast<dist_t>(db.nbits), kNoSlice);
 }
 
-// Scans codes [begin, end) of db for queries [q0, q1), feeding tops[q - q0] (reset by the caller
-// to their starting bounds). shared[q] is the best inclusive bound on query q's k-th distance
-// known to any collector of q (other slices of the database, scanned by other threads): each
-// filter uses the tighter of it and its own, and each new k-th distance is published to it.
+// Scans codes [begin, end) (slice `slice`) of db for queries [q0, q1), feeding tops[q - q0]
+// (reset by the caller to their starting bounds). shared[q] is the best bound on query q's k-th
+// distance known to any collector of q (other slices of the database, scanned by other threads;
+// see pack_bound): each filter uses the tighter of it and its own, and each new k-th distance is
+// published to it.
 void scan_range_into(const ScanView& db, const std::uint8_t* queries, std::size_t q0, std::size_t q1,
-                     std::size_t begin, std::size_t end, CountingTopK* tops, std::atomic<dist_t>* shared,
-                     Scratch& s) {
+                     std::size_t begin, std::size_t end, std::size_t slice, CountingTopK* tops,
+                     std::atomic<std::uint64_t>* shared, Scratch& s) {
   const std::size_t block = s.block;
   for (std::size_t b0 = begin; b0 < end; b0 += block) {
     const std::size_t bn = std::min(block, end - b0);
     filter_block(db, queries, q0, q1, b0, bn, s,
                  [&](std::size_t q) {
-                   return std::min(tops[q - q0].max_accepted(), shared[q].load(std::memory_order_relaxed));
+                   return std::min(tops[q - q0].max_accepted(),
+                                   bound_for_slice(shared[q].load(std::memory_order_relaxed), slice, db.ids_increasing));
                  },
                  [&](std::size_t q, std::size_t first, std::size_t m) {
                    CountingTopK& top = tops[q - q0];
@@ -159,8 +167,9 @@ void scan_range_into(const ScanView& db, const std::uint8_t* queries, std::size_
                    }
                    const dist_t kth = top.kth_distance();
                    if (kth < before) {  // publish: lower the shared bound if ours is tighter
-                     dist_t cur = shared[q].load(std::memory_order_relaxed);
-                     while (kth < cur && !shared[q].compare_exchange_weak(cur, kth, std::memory_order_relaxed)) {
+                     const std::uint64_t ours = pack_bound(kth, static_cast<std::uint32_t>(slice));
+                     std::uint64_t cur = shared[q].load(std::memory_order_relaxed);
+                     while (ours < cur && !shared[q].compare_exchange_weak(cur, ours, std::memory_order_relaxed)) {
                      }
                    }
                  });
@@ -217,7 +226,7 @@ void knn_scan(const ScanView& db, const std::uint8_t* queries, std::size_t nq, s
   const Tiling t = plan_tiles(nq, db.n, block, static_cast<std::size_t>(get_num_threads()),
                               (2 * kk + 64) * sizeof(CountingTopK::Entry));
   // Starting bounds from a sample, then shared by the slices of each query.
-  std::unique_ptr<std::atomic<dist_t>[]> shared(new std::atomic<dist_t>[nq]);
+  std::unique_ptr<std::atomic<std::uint64_t>[]> shared(new std::atomic<std::uint64_t>[nq]);
   const std::size_t sample = std::min(db.n, std::min(block, sample_codes(kk)));
   parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
     Scratch s(block, db.code_size, plan);
@@ -233,8 +242,9 @@ void knn_scan(const ScanView& db, const std::uint8_t* queries, std::size_t nq, s
       const std::size_t q0 = t.query_begin(g, nq), q1 = t.query_begin(g + 1, nq);
       CountingTopK* mine = tops.data() + c * nq + q0;
       for (std::size_t q = q0; q < q1; ++q)
-        mine[q - q0].reset(kk, shared[q].load(std::memory_order_relaxed), db.ids_increasing);
-      scan_range_into(db, queries, q0, q1, t.code_begin(c, db.n), t.code_begin(c + 1, db.n), mine, shared.get(), s);
+        mine[q - q0].reset(kk, bound_for_slice(shared[q].load(std::memory_order_relaxed), c, db.ids_increasing),
+                           db.ids_increasing);
+      scan_range_into(db, queries, q0, q1, t.code_begin(c, db.n), t.code_begin(c + 1, db.n), c, mine, shared.get(), s);
       if (t.slices == 1)
         for (std::size_t q = q0; q < q1; ++q) mine[q - q0].finish(distances + q * k, ids + q * k, k);
     }

@@ -32,4 +32,27 @@ void knn_scan(const ScanView& db, const std::uint8_t* queries, std::size_t nq, s
 
 RangeResult range_scan(const ScanView& db, const std::uint8_t* queries, std::size_t nq, int radius);
 
+namespace detail {
+
+// A query's best known bound, shared by the collectors of the slices of the database that one
+// query is split into (few queries, several threads): a k-th distance packed with the slice whose
+// collector holds those k codes (kNoSlice, after every slice: no such claim, only a bound). With
+// ids growing with position, a slice after that one can use the strict bound (distance - 1): each
+// of its codes at that distance has a larger id than all k, so it loses the tie to them; a slice
+// before it cannot (its codes win that tie). Packed as distance << 32 | slice, a smaller value is
+// a bound at least as good for every reader.
+inline constexpr std::uint32_t kNoSlice = 0xffffffffu;
+
+inline std::uint64_t pack_bound(dist_t d, std::uint32_t slice) noexcept {
+  return std::uint64_t{static_cast<std::uint32_t>(d)} << 32 | slice;
+}
+
+inline dist_t bound_for_slice(std::uint64_t packed, std::size_t slice, bool ids_increasing) noexcept {
+  const auto d = static_cast<dist_t>(packed >> 32);
+  const auto from = static_cast<std::uint32_t>(packed);
+  return ids_increasing && from < slice ? d - 1 : d;
+}
+
+}  // namespace detail
+
 }  // namespace deephash

@@ -7,6 +7,7 @@
 
 #include "deephash/flat_index.hpp"
 #include "deephash/threads.hpp"
+#include "flat_scan.hpp"
 #include "harness.hpp"
 #include "oracle.hpp"
 
@@ -158,3 +159,23 @@ TEST(range_search_is_inclusive_and_sorted) {
 }
 
 HARNESS_MAIN()
+
+// The bound the slices of one query share (flat_scan.hpp): a slice after the one that holds k
+// codes at distance d may skip codes at d (they lose the tie by id), the holder itself and the
+// slices before it may not, and without ids growing with position nobody may; a lower distance,
+// or the same distance from an earlier slice, packs smaller.
+TEST(shared_bound_is_strict_only_for_later_slices_with_growing_ids) {
+  using detail::bound_for_slice;
+  using detail::kNoSlice;
+  using detail::pack_bound;
+  const std::uint64_t from2 = pack_bound(5, 2);
+  CHECK_EQ(bound_for_slice(from2, 0, true), 5);
+  CHECK_EQ(bound_for_slice(from2, 2, true), 5);
+  CHECK_EQ(bound_for_slice(from2, 3, true), 4);
+  CHECK_EQ(bound_for_slice(from2, 3, false), 5);
+  CHECK_EQ(bound_for_slice(pack_bound(64, kNoSlice), 7, true), 64);
+  CHECK_EQ(bound_for_slice(pack_bound(0, 0), 1, true), -1);
+  CHECK(pack_bound(4, 9) < pack_bound(5, 0));
+  CHECK(pack_bound(5, 1) < pack_bound(5, 2));
+  CHECK(pack_bound(5, 2) < pack_bound(5, kNoSlice));
+}

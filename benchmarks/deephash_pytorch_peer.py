@@ -15,6 +15,10 @@ registry of :mod:`deephash_engine.deep.losses`, so ``train_run`` trains it like 
     from deephash_pytorch_peer import register_peers
     register_peers("/path/to/DeepHash-pytorch")   # -> ["peer-dpsh", "peer-hashnet", ...]
 
+CNNH's loss learns its target codes from the training labels when it is built; here it is built
+when the trainer hands the labels over (``prepare``, before the first epoch), with the file's own
+stage one (and its files written to a temporary folder, removed afterwards).
+
 What the research scripts do between steps is kept: HashNet's scale grows as
 ``sqrt(epoch // step_continuation + 1)`` at each epoch start, DSDH's B and W step runs at each
 epoch start, DPN-A re-estimates its targets at each epoch end. Python's ``random`` (CSQ and DPN
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import ast
 import random
+import tempfile
 from pathlib import Path
 
 import torch
@@ -52,6 +57,7 @@ PEERS = {
     "dshsd": ("DSHSD.py", "DSHSDLoss", "[DSHSD]"),
     "dpn": ("DPN.py", "DPNLoss", "[DPN]"),
     "dpn-a": ("DPN.py", "DPNLoss", "[DPN-A]"),
+    "cnnh": ("CNNH.py", "CNNHLoss", "[CNNH]"),
 }
 
 #: Top-level imports of a method file that belong to its training script, not to its loss.
@@ -103,7 +109,9 @@ def register_peers(peer_dir: str | Path, methods=None) -> list[str]:
         namespace = load_method_file(peer_dir / filename)
         attrs = {"method": f"peer-{method}", "peer_class": namespace[class_name],
                  "peer_config": staticmethod(namespace["get_config"]), "peer_info": info,
-                 "peer_globals": namespace}
+                 "peer_globals": namespace,
+                 # CNNH's loss takes the training labels when it is built (see prepare)
+                 "needs_train_targets": method == "cnnh"}
         type(f"Peer{class_name}_{method.replace('-', '_')}", (PeerLoss,), attrs)  # registers itself
         names.append(f"peer-{method}")
     return names
@@ -128,7 +136,16 @@ class PeerLoss(HashLoss):
         self.config = config
         # the globals the research scripts set in their main loop (DSDH's B and W step reads them)
         self.peer_globals.update(config=config, bit=nbits)
-        self.peer = self.peer_class(config, nbits)
+        if self.needs_train_targets:
+            self.peer = None  # built by prepare(), from the training labels
+        else:
+            self.peer = self.peer_class(config, nbits)
+            self._start_epoch(0)
+
+    def prepare(self, train_targets: torch.Tensor) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            self.config["H_save_path"] = folder + "/"
+            self.peer = self.peer_class(self.config, train_targets.float(), self.nbits)
         self._start_epoch(0)
 
     def _start_epoch(self, epoch: int) -> None:

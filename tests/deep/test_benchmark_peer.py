@@ -100,3 +100,44 @@ def test_peer_dir_must_be_a_checkout(peer, tmp_path):
         module.register_peers(tmp_path / "empty")
     with pytest.raises(ValueError, match="methods: expected names from .* got 'adsh'"):
         module.register_peers(peer[1], ["adsh"])  # no loss module to wrap
+
+
+CNNH_FILE = '''
+from utils.tools import *
+from network import *
+import os
+import torch
+
+
+def get_config():
+    return config_dataset({"T": 2, "H_save_path": "save/CNNH/", "net": AlexNet})
+
+
+class CNNHLoss(torch.nn.Module):
+    def __init__(self, config, train_labels, bit):
+        super().__init__()
+        S = (train_labels @ train_labels.t() > 0).float() * 2 - 1
+        self.H = (S[:, :1] * torch.ones(1, bit)).sign()  # stands in for stage one
+        os.makedirs(config["H_save_path"], exist_ok=True)
+        path = "%sH_T(%d)_bit(%d).pt" % (config["H_save_path"], config["T"], bit)
+        torch.save(self.H, path)  # the research code keeps its stage-one codes on disk
+        self.saved = path
+
+    def forward(self, u, y, ind, config):
+        return (u - self.H[ind]).pow(2).mean()
+'''
+
+
+def test_cnnh_peer_is_built_from_the_training_labels(peer):
+    module, folder = peer
+    (folder / "CNNH.py").write_text(CNNH_FILE)
+    assert module.register_peers(folder, ["cnnh"]) == ["peer-cnnh"]
+    loss = build_loss("peer-cnnh", 8, num_train=6, num_classes=3)
+    assert loss.needs_train_targets and loss.peer is None  # built when the trainer has the labels
+    labels = torch.nn.functional.one_hot(torch.tensor([0, 1, 0, 2, 0, 1]), 3)
+    loss.prepare(labels)
+    assert torch.equal(loss.peer.H[:, 0], torch.tensor([1.0, -1, 1, -1, 1, -1]))
+    assert not Path(loss.peer.saved).exists()  # its files went to a temporary folder, now removed
+    assert not Path(loss.peer.saved).parent.exists()
+    u = torch.zeros(2, 8)
+    assert torch.allclose(loss(u, labels[:2], torch.tensor([0, 1])), torch.tensor(1.0))

@@ -211,8 +211,10 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="deephash-bench-") as tmp:
             folder = Path(tmp)
             np.save(folder / "db.npy", make_codes(kind, n, nbits, seed=1))
-            np.save(folder / "queries.npy", make_codes(kind, max(c[0] for c in preset["cells"]), nbits, seed=1,
-                                                      role="queries"))
+            # enough queries for the largest batch and for the single-query calls (the latency
+            # presets have no batch: one query timed once a round before this was counted)
+            n_queries = max(max(c[0] for c in preset["cells"]), args.single_queries)
+            np.save(folder / "queries.npy", make_codes(kind, n_queries, nbits, seed=1, role="queries"))
             workers = [Worker(e, folder, args) for e in engines]
             try:
                 for nq, k in preset["cells"]:

@@ -79,11 +79,12 @@ using ContrastivePassFn = double (*)(float* r, const float* s, std::size_t rows,
 // `seen` (the caller adds them up afterwards); each relevant item appends, in index order,
 // d << 32 | (the items at its distance d before it: every histogram on entry plus this chunk's
 // earlier items). An item is relevant when class_ids[i] == label, or, with class_ids null, when
-// keys[i] == key. Returns the number of records appended.
+// keys[i] == key. max_distance: the largest distance there can be (the code length in bits), which
+// a pass may use to choose how it counts. Returns the number of records appended.
 inline constexpr std::size_t kRankHistograms = 4, kRankBins = 256;
-using RankChunkFn = std::size_t (*)(const dist_t* dist, std::size_t len, std::size_t max_distance, const std::int32_t* class_ids,
-                                    std::int32_t label, const std::uint8_t* keys, std::uint8_t key,
-                                    std::uint32_t* seen, std::uint64_t* records) noexcept;
+using RankChunkFn = std::size_t (*)(const dist_t* dist, std::size_t len, std::size_t max_distance,
+                                    const std::int32_t* class_ids, std::int32_t label, const std::uint8_t* keys,
+                                    std::uint8_t key, std::uint32_t* seen, std::uint64_t* records) noexcept;
 
 // Every field is set by each level (nullptr where a level has no such path), in this order.
 struct KernelTable {

@@ -33,8 +33,9 @@ inline __m256i narrow_distances(const __m256i* v) noexcept {
 
 }  // namespace
 
-std::size_t rank_chunk_avx2(const dist_t* dist, std::size_t len, std::size_t /*max_distance*/, const std::int32_t* class_ids, std::int32_t label,
-                            const std::uint8_t* keys, std::uint8_t key, std::uint32_t* seen,
+std::size_t rank_chunk_avx2(const dist_t* dist, std::size_t len, std::size_t /*max_distance*/,
+                            const std::int32_t* class_ids, std::int32_t label, const std::uint8_t* keys,
+                            std::uint8_t key, std::uint32_t* seen,
                             std::uint64_t* records) noexcept {
   std::size_t kept = 0;
   alignas(32) std::uint8_t d8[32];

@@ -18,8 +18,9 @@ namespace deephash::kernels {
 // Below this many distances the block's histogram is counted by compares (see the pass).
 static constexpr std::size_t kFewDistances = 32;
 
-std::size_t rank_chunk_avx512(const dist_t* dist, std::size_t len, std::size_t max_distance, const std::int32_t* class_ids, std::int32_t label,
-                              const std::uint8_t* keys, std::uint8_t key, std::uint32_t* seen,
+std::size_t rank_chunk_avx512(const dist_t* dist, std::size_t len, std::size_t max_distance,
+                              const std::int32_t* class_ids, std::int32_t label, const std::uint8_t* keys,
+                              std::uint8_t key, std::uint32_t* seen,
                               std::uint64_t* records) noexcept {
   std::size_t kept = 0;
   alignas(64) std::uint8_t d8[64];
@@ -51,7 +52,8 @@ std::size_t rank_chunk_avx512(const dist_t* dist, std::size_t len, std::size_t m
     // The records first: they read the histograms as they stood before this block.
     kept += record_block(rel, d8, seen,
                          [&](unsigned p, std::uint32_t d) {
-                           const std::uint64_t same = _mm512_cmpeq_epi8_mask(block, _mm512_set1_epi8(static_cast<char>(d)));
+                           const std::uint64_t same =
+                               _mm512_cmpeq_epi8_mask(block, _mm512_set1_epi8(static_cast<char>(d)));
                            return static_cast<std::uint64_t>(_mm_popcnt_u64(same & ((std::uint64_t{1} << p) - 1)));
                          },
                          records + kept);

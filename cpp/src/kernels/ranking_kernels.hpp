@@ -10,12 +10,12 @@
 namespace deephash::kernels {
 
 #if defined(__x86_64__) || defined(_M_X64)
-std::size_t rank_chunk_avx512(const dist_t* dist, std::size_t len, std::size_t max_distance, const std::int32_t* class_ids, std::int32_t label,
-                              const std::uint8_t* keys, std::uint8_t key, std::uint32_t* seen,
-                              std::uint64_t* records) noexcept;
-std::size_t rank_chunk_avx2(const dist_t* dist, std::size_t len, std::size_t max_distance, const std::int32_t* class_ids, std::int32_t label,
-                            const std::uint8_t* keys, std::uint8_t key, std::uint32_t* seen,
-                            std::uint64_t* records) noexcept;
+std::size_t rank_chunk_avx512(const dist_t* dist, std::size_t len, std::size_t max_distance,
+                              const std::int32_t* class_ids, std::int32_t label, const std::uint8_t* keys,
+                              std::uint8_t key, std::uint32_t* seen, std::uint64_t* records) noexcept;
+std::size_t rank_chunk_avx2(const dist_t* dist, std::size_t len, std::size_t max_distance,
+                            const std::int32_t* class_ids, std::int32_t label, const std::uint8_t* keys,
+                            std::uint8_t key, std::uint32_t* seen, std::uint64_t* records) noexcept;
 #endif
 
 // The scalar halves of those passes, shared by them. Internal linkage (an anonymous namespace):
@@ -25,7 +25,8 @@ namespace {
 
 // The count of items at distance d seen so far: the sum of the four histograms.
 inline std::uint64_t seen_count(const std::uint32_t* seen, std::uint32_t d) noexcept {
-  return (std::uint64_t{seen[d]} + seen[kRankBins + d]) + (std::uint64_t{seen[2 * kRankBins + d]} + seen[3 * kRankBins + d]);
+  return (std::uint64_t{seen[d]} + seen[kRankBins + d]) +
+         (std::uint64_t{seen[2 * kRankBins + d]} + seen[3 * kRankBins + d]);
 }
 
 // Appends the record of each relevant item of a block (the set bits of `relevant`, in order),

@@ -75,19 +75,18 @@ bool all_within(const std::int64_t* ids, std::size_t n, std::int64_t lo, std::in
   return true;
 }
 
-// The database class ids as int32 when they all fit (half the memory traffic per query; uint8
-// measured slower); query ids are compared as int64, so one outside that range matches nothing.
-std::vector<std::int32_t> narrow_classes(const LabelsView& db_labels) {
-  std::vector<std::int32_t> out;
+// The database class ids narrowed to T when they all fit T, else empty: int32 for the portable
+// pass (half the memory traffic per query; bytes measured slower there), bytes for the
+// instruction sets' own passes (64 compared per instruction). Query ids are compared as int64 in
+// the portable pass, so one outside the range matches nothing; the level passes are only used
+// for groups whose query labels fit.
+template <typename T>
+std::vector<T> narrow_classes(const LabelsView& db_labels) {
+  std::vector<T> out;
   const std::int64_t* ids = db_labels.class_ids;
-  if (ids != nullptr && all_within(ids, db_labels.n, INT32_MIN, INT32_MAX)) out.assign(ids, ids + db_labels.n);
-  return out;
-}
-
-std::vector<std::uint8_t> narrow_classes_u8(const LabelsView& db_labels) {
-  std::vector<std::uint8_t> out;
-  const std::int64_t* ids = db_labels.class_ids;
-  if (ids != nullptr && all_within(ids, db_labels.n, 0, 255)) out.assign(ids, ids + db_labels.n);
+  if (ids != nullptr &&
+      all_within(ids, db_labels.n, std::numeric_limits<T>::min(), std::numeric_limits<T>::max()))
+    out.assign(ids, ids + db_labels.n);
   return out;
 }
 
@@ -102,8 +101,8 @@ class Evaluation {
         topk_(static_cast<std::int64_t>(opt.topk == 0 || opt.topk > db_codes.n ? db_codes.n : opt.topk)),
         expected_(opt.ties == TieOrder::Expected),
         harmonic_(expected_ ? detail::harmonic_table(db_codes.n) : std::vector<long double>{}),
-        db_classes_i32_(narrow_classes(db_labels)),
-        db_classes_u8_(narrow_classes_u8(db_labels)) {}
+        db_classes_i32_(narrow_classes<std::int32_t>(db_labels)),
+        db_classes_u8_(narrow_classes<std::uint8_t>(db_labels)) {}
 
   EvalResult run() {
     EvalResult res;

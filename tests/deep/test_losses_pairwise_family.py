@@ -464,9 +464,15 @@ def test_build_loss_and_the_cli_accept_each_method(name, monkeypatch, tmp_path, 
 def test_dpn_variants_through_params_equal_the_registered_names():
     from deephash_engine.deep.methods import build_loss
 
-    a = build_loss("dpn", 8, 20, 3, adaptive=True)
+    a = build_loss("dpn", 8, 20, 3, adaptive=True, balanced=True)
     b = build_loss("dpn-a", 8, 20, 3)
     assert a.adaptive and b.adaptive and a.bank is not None and torch.equal(a.targets, b.targets)
+    # dpn-a draws balanced first targets (4 of 8 entries -1 in each), dpn independent ones
+    assert b.balanced and all(int((r < 0).sum()) == 4 for r in b.targets)
+    assert not build_loss("dpn", 8, 20, 3, adaptive=True).balanced
+    unbalanced = build_loss("dpn-a", 8, 20, 3, balanced=False)
+    assert not unbalanced.balanced
+    assert torch.equal(unbalanced.targets, build_loss("dpn", 8, 20, 3, adaptive=True).targets)
     assert build_loss("dpn", 8, 20, 3, ternary=True).ternary and build_loss("dpn-t", 8, 20, 3).ternary
 
 

@@ -19,6 +19,12 @@ CNNH's loss learns its target codes from the training labels when it is built; h
 when the trainer hands the labels over (``prepare``, before the first epoch), with the file's own
 stage one (and its files written to a temporary folder, removed afterwards).
 
+The label-free scripts (unsupervised BiHalf and GreedyHash) have no loss module: their model's
+``forward`` runs a frozen VGG-16 and the hash layer, and returns the loss. Their peer calls that
+``forward`` itself on a stand-in model whose backbone passes the batch's frozen features through
+and whose hash layer returns our outputs, so the research code computes the codes, the
+similarities and the loss, as in its training step.
+
 What the research scripts do between steps is kept: HashNet's scale grows as
 ``sqrt(epoch // step_continuation + 1)`` at each epoch start, DSDH's B and W step runs at each
 epoch start, DPN-A re-estimates its targets at each epoch end. Python's ``random`` (CSQ and DPN
@@ -31,6 +37,7 @@ import ast
 import random
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -58,10 +65,19 @@ PEERS = {
     "dpn": ("DPN.py", "DPNLoss", "[DPN]"),
     "dpn-a": ("DPN.py", "DPNLoss", "[DPN-A]"),
     "cnnh": ("CNNH.py", "CNNHLoss", "[CNNH]"),
+    # label-free: the loss is computed in the model's forward (see PeerLabelFreeLoss)
+    "bihalf": ("Unsupervised_BiHalf.py", "BiHalfModelUnsupervised", "[BiHalf Unsupervised]"),
+    "greedyhash-unsup": ("Unsupervised_GreedyHash.py", "GreedyHashModelUnsupervised", "[GreedyHash Unsupervised]"),
 }
 
-#: Top-level imports of a method file that belong to its training script, not to its loss.
-SCRIPT_MODULES = {"utils.tools", "network"}
+#: Methods whose research file computes the loss inside its model's forward (a frozen VGG-16,
+#: a Linear hash layer, the loss on the layer's outputs and the VGG features), not in a loss
+#: module.
+LOSS_IN_MODEL = {"bihalf", "greedyhash-unsup"}
+
+#: Top-level imports of a method file that belong to its training script or its backbone, not to
+#: its loss.
+SCRIPT_MODULES = {"utils.tools", "network", "torchvision"}
 
 
 class _Backbone:
@@ -90,7 +106,9 @@ def load_method_file(path: Path) -> dict:
             kept.append(node)
     module = ast.Module(body=kept, type_ignores=[])
     namespace = {"__name__": f"deephash_pytorch_peer.{path.stem}", "config_dataset": _describe_our_data,
-                 "AlexNet": _Backbone, "ResNet": _Backbone}
+                 "AlexNet": _Backbone, "ResNet": _Backbone,
+                 # what the skipped star import of network.py brings that the model classes use
+                 "nn": torch.nn}
     exec(compile(module, str(path), "exec"), namespace)  # noqa: S102 - a local checkout, by request
     return namespace
 
@@ -107,12 +125,13 @@ def register_peers(peer_dir: str | Path, methods=None) -> list[str]:
             raise ValueError(f"methods: expected names from {sorted(PEERS)}, got {method!r}")
         filename, class_name, info = PEERS[method]
         namespace = load_method_file(peer_dir / filename)
+        base = PeerLabelFreeLoss if method in LOSS_IN_MODEL else PeerLoss
         attrs = {"method": f"peer-{method}", "peer_class": namespace[class_name],
                  "peer_config": staticmethod(namespace["get_config"]), "peer_info": info,
                  "peer_globals": namespace,
                  # CNNH's loss takes the training labels when it is built (see prepare)
                  "needs_train_targets": method == "cnnh"}
-        type(f"Peer{class_name}_{method.replace('-', '_')}", (PeerLoss,), attrs)  # registers itself
+        type(f"Peer{class_name}_{method.replace('-', '_')}", (base,), attrs)  # registers itself
         names.append(f"peer-{method}")
     return names
 
@@ -161,3 +180,37 @@ class PeerLoss(HashLoss):
         if "-A" in self.config["info"]:  # DPN-A: targets from the epoch's outputs
             self.peer.update_target_vectors()
         self._start_epoch(epoch + 1)
+
+
+class _PassThrough:
+    """The stand-in model of :class:`PeerLabelFreeLoss`: a backbone that passes its input through
+    (``vgg.features``, ``vgg.classifier``) and a hash layer that returns the outputs it is given."""
+
+    training = True
+
+    def __init__(self, u: torch.Tensor) -> None:
+        self.vgg = SimpleNamespace(features=lambda x: x, classifier=lambda x: x)
+        self.fc_encode = lambda _features: u
+
+
+class PeerLabelFreeLoss(PeerLoss):
+    """A DeepHash-pytorch label-free script's loss: its model's ``forward`` (in training mode) on
+    the batch's frozen features, with our hash outputs standing in for its hash layer's."""
+
+    label_free = True
+    needs_index = False
+
+    def __init__(self, nbits: int, num_train: int, num_classes: int) -> None:
+        HashLoss.__init__(self, nbits)
+        random.seed(torch.initial_seed())
+        config = self.peer_config()
+        config.update(device=torch.device("cpu"), num_train=num_train, batch_size=128, info=self.peer_info)
+        self.config = config
+        self.peer_globals.update(config=config, bit=nbits)  # its Hash function reads config
+        self.peer = None  # the model class is not built: its __init__ loads VGG-16 weights
+
+    def compute(self, u, target, index):
+        return self.peer_class.forward(_PassThrough(u), target.to(u.dtype))
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Nothing: between epochs the scripts only lower the learning rate (kept as ours)."""

@@ -141,3 +141,62 @@ def test_cnnh_peer_is_built_from_the_training_labels(peer):
     assert not Path(loss.peer.saved).parent.exists()
     u = torch.zeros(2, 8)
     assert torch.allclose(loss(u, labels[:2], torch.tensor([0, 1])), torch.tensor(1.0))
+
+
+LABEL_FREE_FILE = '''
+from utils.tools import *
+from network import *
+import torch
+import torch.nn.functional as F
+from torchvision import models
+
+
+def get_config():
+    return config_dataset({"gamma": 2.0, "net": BiHalfModelUnsupervised})
+
+
+class BiHalfModelUnsupervised(nn.Module):
+    def __init__(self, bit):
+        super().__init__()
+        self.vgg = models.vgg16(pretrained=True)  # never built by the peer
+        self.fc_encode = nn.Linear(4096, bit)
+
+    class Hash(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, U):
+            return U.sign().to(config["device"])
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * config["gamma"]
+
+    def forward(self, x):
+        x = self.vgg.features(x)
+        x = x.view(x.size(0), -1)
+        x = self.vgg.classifier(x)
+        h = self.fc_encode(x)
+        if not self.training:
+            return h.sign()
+        b = BiHalfModelUnsupervised.Hash.apply(h)
+        return F.mse_loss(F.cosine_similarity(b[:2], b[2:]), F.cosine_similarity(x[:2], x[2:]))
+'''
+
+
+def test_label_free_peer_runs_the_model_forward_on_our_outputs_and_features(peer):
+    module, folder = peer
+    (folder / "Unsupervised_BiHalf.py").write_text(LABEL_FREE_FILE)  # imports torchvision: skipped
+    assert module.register_peers(folder, ["bihalf"]) == ["peer-bihalf"]
+    loss = build_loss("peer-bihalf", 4, num_train=10, num_classes=3)
+    assert loss.label_free and not loss.needs_index and loss.peer is None
+    assert loss.config["device"] == torch.device("cpu") and loss.config["gamma"] == 2.0
+    u = torch.tensor([[1.0, -2, 3, 4], [-1, 2, 3, -4], [1, 2, -3, 4], [0.5, -2, 3, 4]], requires_grad=True)
+    x = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]])  # the frozen features
+    value = loss(u, x)
+    b = u.detach().sign()
+    cos = torch.nn.functional.cosine_similarity
+    expected = torch.nn.functional.mse_loss(cos(b[:2], b[2:]), cos(x[:2], x[2:]))
+    assert torch.allclose(value, expected)
+    value.backward()
+    assert u.grad is not None and u.grad.abs().sum() > 0  # through the file's Hash, scaled by its gamma
+    from deephash_engine.deep.run import RunConfig
+    assert RunConfig.from_dict({"method": "peer-bihalf"}).model == "pca"  # frozen features, as ours

@@ -21,7 +21,9 @@ mean and spread over seeds, and training time, and writes JSON next to the print
 ``--peer-dir`` takes a checkout of DeepHash-pytorch (git clone
 https://github.com/swuxyj/DeepHash-pytorch) and, after each method that has a loss there, trains
 that loss in the same run as ``peer-<method>``, with the same model, data, optimiser, schedule and
-epochs (deephash_pytorch_peer.py says how it is loaded).
+epochs (deephash_pytorch_peer.py says how it is loaded). ADSH and DAPH, whose algorithm is in the
+script rather than in a loss module, run the script's own training loop on the same data, model
+and optimiser (deephash_pytorch_scripts.py); the schedule option does not apply to them.
 
 A grid can be split over several processes (one per core, each with its own ``--out``) and the
 outputs merged: ``--merge`` reads each folder's results.json, keeps one run per (method, bits,
@@ -99,11 +101,15 @@ def main(argv=None) -> int:
     if args.merge:
         return merge(args.merge, Path(args.out))
     methods = list(args.methods)
+    script_peers = {}
     if args.peer_dir:
         from deephash_pytorch_peer import PEERS, register_peers
+        from deephash_pytorch_scripts import SCRIPT_PEERS
 
         register_peers(args.peer_dir, [m for m in PEERS if m in methods])
-        methods = [name for m in methods for name in ([m, f"peer-{m}"] if m in PEERS else [m])]
+        script_peers = {f"peer-{m}": m for m in SCRIPT_PEERS if m in methods}
+        methods = [name for m in methods
+                   for name in ([m, f"peer-{m}"] if m in PEERS or m in SCRIPT_PEERS else [m])]
 
     import torch
 
@@ -127,12 +133,17 @@ def main(argv=None) -> int:
             for seed in args.seeds:
                 # from_dict, as `deephash train` builds it: a label-free method gets its backbone
                 cfg = RunConfig.from_dict(dict(
-                    method=method, dataset=args.protocol, nbits=bits, seed=seed, epochs=args.epochs,
-                    lr=args.lr, threads=args.threads, device="cpu", schedule=args.schedule,
+                    method=script_peers.get(method, method), dataset=args.protocol, nbits=bits, seed=seed,
+                    epochs=args.epochs, lr=args.lr, threads=args.threads, device="cpu", schedule=args.schedule,
                     head_lr_mult=args.head_lr_mult))
                 start = time.perf_counter()
                 run_dir = out / f"{method}-{bits}-s{seed}"
-                summary = train_run(cfg, run_dir, progress=args.progress)
+                if method in script_peers:  # the research script's own training loop
+                    from deephash_pytorch_scripts import ScriptRun
+
+                    summary = ScriptRun(script_peers[method], args.peer_dir, cfg).run(run_dir)
+                else:
+                    summary = train_run(cfg, run_dir, progress=args.progress)
                 row = {"method": method, "bits": bits, "seed": seed, "protocol": args.protocol,
                        "map_all": summary["map"]["all"], "map_1000": summary["map"]["1000"],
                        "train_seconds": summary["train_seconds"],

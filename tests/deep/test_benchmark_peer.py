@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from deephash_engine.deep import losses as L
+from deephash_engine.datasets.fashion_mnist import fashion_mnist_dir
 from deephash_engine.deep.methods import build_loss
 
 HERE = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -200,3 +201,73 @@ def test_label_free_peer_runs_the_model_forward_on_our_outputs_and_features(peer
     assert u.grad is not None and u.grad.abs().sum() > 0  # through the file's Hash, scaled by its gamma
     from deephash_engine.deep.run import RunConfig
     assert RunConfig.from_dict({"method": "peer-bihalf"}).model == "pca"  # frozen features, as ours
+
+
+SCRIPT_FILE = '''
+from utils.tools import *
+from network import *
+import numpy as np
+import torch
+import torch.optim as optim
+
+
+def get_config():
+    return config_dataset({"num_samples": 7, "max_iter": 9, "epoch": 9, "test_map": 9, "save_path": "save/ADSH",
+                           "optimizer": {"type": optim.SGD, "optim_params": {"lr": 5.0}}, "net": AlexNet,
+                           "device": torch.device("cuda:1")})
+
+
+def train_val(config, bit):
+    train_loader, test_loader, dataset_loader, num_train, num_test, num_dataset = get_data(config)
+    labels = torch.cat([cls for _, cls, _ in tqdm(dataset_loader)]).float()
+    net = config["net"](bit).to(config["device"])
+    optimizer = config["optimizer"]["type"](net.parameters(), **(config["optimizer"]["optim_params"]))
+    config["seen"], config["opt"], config["labels"] = [], optimizer, labels
+    V = torch.zeros(num_dataset, bit)
+    for it in range(config["max_iter"]):
+        select = np.random.permutation(range(num_dataset))[0: config["num_samples"]]
+        train_loader.dataset.data = np.array(dataset_loader.dataset.data)[select]
+        train_loader.dataset.targets = np.array(dataset_loader.dataset.targets)[select]
+        seen = 0
+        for epoch in range(config["epoch"]):
+            for image, label, ind in train_loader:
+                optimizer.zero_grad()
+                u = net(image).tanh()
+                s = (label @ labels[select].t() > 0).float() * 2 - 1
+                loss = (u @ V[select].t() / bit - s[:, :len(select)]).pow(2).mean() + (u - V[select[ind]]).pow(2).mean()
+                loss.backward()
+                optimizer.step()
+                seen += len(ind)
+        with torch.no_grad():
+            V[select] = net(torch.from_numpy(train_loader.dataset.data)).sign()
+        config["seen"].append(seen)
+        if (it + 1) % config["test_map"] == 0:
+            validate(config, 0, test_loader, dataset_loader, net, bit, epoch, num_dataset)
+'''
+
+
+@pytest.mark.skipif(fashion_mnist_dir() is None, reason="needs Fashion-MNIST (apt-get install dataset-fashion-mnist)")
+def test_script_peer_runs_the_research_training_loop_on_our_data(peer):
+    module, folder = peer
+    (folder / "ADSH.py").write_text(SCRIPT_FILE)
+    from deephash_engine.deep.run import RunConfig
+    from deephash_pytorch_scripts import ScriptRun
+
+    cfg = RunConfig.from_dict({"method": "adsh", "dataset": "fashion-mnist-mini", "nbits": 16, "epochs": 2,
+                               "threads": 1, "device": "cpu", "val_database_size": 500, "seed": 3,
+                               "head_lr_mult": 10.0})
+    out = folder / "run"
+    summary = ScriptRun("adsh", folder, cfg).run(out)
+    again = ScriptRun("adsh", folder, cfg)
+    assert again.run(folder / "again")["map"] == summary["map"]  # seeded: the same run twice
+    config = again.namespace["config"]
+    # the budget of our ADSH at 2 epochs: 2 iterations of n/2 samples, 2 passes each
+    assert config["max_iter"] == 2 and config["num_samples"] == 1000 and config["seen"] == [2000, 2000]
+    assert config["device"] == torch.device("cpu") and "save_path" not in config
+    assert config["labels"].shape == (2000, 10)  # dataset_loader: the training split, one-hot
+    opt = config["opt"]  # the benchmark's optimiser over the model's groups, whatever the script asks
+    assert isinstance(opt, torch.optim.Adam) and [g["lr"] for g in opt.param_groups] == [1e-3, 1e-2]
+    assert [h["epoch"] for h in again.history] == [1, 2] and summary["selected_epoch"] in (1, 2)
+    assert summary["best_val_map"] == max(h["val_map"] for h in again.history)
+    assert 0.1 < summary["map"]["all"] <= 1.0 and summary["method"] == "peer-adsh"
+    assert (out / "report.json").is_file() and (out / "summary.json").is_file()

@@ -1,0 +1,186 @@
+"""DeepHash-pytorch's own training scripts as peers, for the methods whose algorithm lives in the
+script rather than in a loss module: ADSH (its V step and sampled schedule are inline in
+``train_val``) and DAPH (two networks trained in alternating passes).
+
+:mod:`deephash_pytorch_peer` wraps a loss module in our trainer; here the research code's
+``train_val(config, bit)`` itself runs, read from a checkout at run time (only its imports,
+functions and classes, as there; nothing of it is copied into this project), with what it would
+take from its own modules replaced by ours:
+
+- ``get_data(config)`` returns loaders over our protocol's data: ``train_loader`` over the
+  training split (shuffled, batch 128, seeded), ``dataset_loader`` over the same training split in
+  order, ``test_loader`` over the validation queries. ADSH samples from ``dataset_loader`` and
+  learns its database codes V for it, so V covers exactly the labelled images our ADSH trains on
+  (DeepHash-pytorch's ``cifar10-1`` setting samples the whole database, which our protocols do not
+  label for training).
+- ``config["net"]`` builds our model (the run's backbone and hash head, seeded by the run's seed),
+  and ``config["optimizer"]`` builds the benchmark's optimiser over that model's groups (Adam,
+  the run's learning rate, the head at ``head_lr_mult`` times it), whatever parameters the script
+  hands it.
+- ``validate(...)``, which the script calls every ``test_map`` epochs with the network it
+  evaluates, scores that network on the validation split against the validation database, as our
+  trainer does, and keeps the best state; the run's queries are scored once, at the end, with the
+  network and state it chose.
+
+Budgets equal to our runs of ``epochs`` epochs over n training images:
+
+- ADSH: ``max_iter = epochs`` outer iterations of ``num_samples = n // 2`` sampled images, 2
+  passes each (the script's ``epoch``; 1 would divide by zero in its loss report), then its V step:
+  the same sample visits and V steps as our ADSH's default (a V step after each epoch).
+- DAPH: ``epoch = epochs``; each epoch trains the first network one pass, then the second one pass
+  (twice our compute, the script's own schedule), and evaluates the network the script passes to
+  ``validate`` (the second one, ``net_bottom``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from deephash_pytorch_peer import load_method_file
+
+#: our method -> (file, info string, budget settings from (epochs, n_train))
+SCRIPT_PEERS: dict[str, tuple[str, str, Callable[[int, int], dict]]] = {
+    "adsh": ("ADSH.py", "[ADSH]",
+             lambda epochs, n: {"max_iter": epochs, "num_samples": max(1, n // 2), "epoch": 2, "test_map": 1}),
+    "daph": ("DAPH.py", "[DAPH]", lambda epochs, n: {"epoch": epochs, "test_map": 1}),
+}
+
+
+class ScriptDataset:
+    """Images and one-hot labels as arrays the scripts may replace (ADSH assigns ``data`` and
+    ``targets`` to resample); item i is ``(image, label, i)``."""
+
+    def __init__(self, data: np.ndarray, targets: np.ndarray) -> None:
+        self.data, self.targets = data, targets
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i):
+        return torch.from_numpy(np.asarray(self.data[i])), torch.from_numpy(np.asarray(self.targets[i])), i
+
+
+def dataset_arrays(dataset, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Every (image, target) of one of our datasets, in order and without augmentation."""
+    from deephash_engine.deep.data.datasets import make_loader
+    from deephash_engine.deep.label_free import _plain
+
+    xs, ts = [], []
+    for x, t, _ in make_loader(_plain(dataset), batch_size, shuffle=False):
+        xs.append(x)
+        ts.append(t)
+    return torch.cat(xs).numpy(), torch.cat(ts).float().numpy()
+
+
+class ScriptRun:
+    """One research script run on a protocol's data; :meth:`run` returns a summary shaped like
+    :func:`deephash_engine.deep.run.train_run`'s and writes report.json and summary.json."""
+
+    def __init__(self, method: str, peer_dir: str | Path, cfg) -> None:
+        if method not in SCRIPT_PEERS:
+            raise ValueError(f"method: expected one of {sorted(SCRIPT_PEERS)}, got {method!r}")
+        filename, self.info, self.budget = SCRIPT_PEERS[method]
+        path = Path(peer_dir) / filename
+        if not path.is_file():
+            raise FileNotFoundError(f"peer_dir: expected {path} (a DeepHash-pytorch checkout), not found")
+        self.method, self.cfg = method, cfg
+        self.namespace = load_method_file(path)
+        self.models: list[torch.nn.Module] = []
+        self.best: dict | None = None  # {"epoch", "val_map", "state", "model"}
+        self.history: list[dict] = []
+
+    # -- what the script takes from its own modules --------------------------------------------
+    def _build_net(self, bit: int, *args, **kwargs) -> torch.nn.Module:
+        from deephash_engine.deep.models import build_model
+
+        if not self.models:  # the first network starts from the run's seed, as ours does
+            torch.manual_seed(self.cfg.seed)
+        model = build_model(self.cfg.model, bit, self.data.in_channels, self.data.image_size, self.cfg.weights)
+        self.models.append(model)
+        return model
+
+    def _optimizer(self, params, **_ignored) -> torch.optim.Optimizer:
+        params = list(params)
+        owner = next(m for m in self.models if any(p is params[0] for p in m.parameters()))
+        groups = owner.param_groups(self.cfg.lr, self.cfg.head_lr_mult)
+        return torch.optim.Adam(groups, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+
+    def _get_data(self, config):
+        generator = torch.Generator().manual_seed(self.cfg.seed)
+        bs = self.cfg.batch_size
+        train = DataLoader(ScriptDataset(self.train_x.copy(), self.train_y.copy()), batch_size=bs, shuffle=True,
+                           generator=generator)
+        dataset = DataLoader(ScriptDataset(self.train_x, self.train_y), batch_size=512, shuffle=False)
+        test = DataLoader(ScriptDataset(*dataset_arrays(self.data.val)), batch_size=512, shuffle=False)
+        n = len(self.train_x)
+        return train, test, dataset, n, len(test.dataset), n
+
+    def _validate(self, config, best_map, test_loader, dataset_loader, net, bit, epoch, num_dataset):
+        from deephash_engine.deep.evaluation import encode
+        from deephash_engine.metrics import mean_average_precision
+
+        q, ql = encode(net, self.data.val)
+        d, dl = encode(net, self.val_database)
+        val_map = float(mean_average_precision(q, d, ql, dl, topk=self.data.split.topk))
+        self.history.append({"epoch": len(self.history) + 1, "val_map": val_map})
+        if self.best is None or val_map > self.best["val_map"]:
+            self.best = {"epoch": len(self.history), "val_map": val_map, "model": net,
+                         "state": copy.deepcopy(net.state_dict())}
+        return max(best_map, val_map)
+
+    # -- the run ---------------------------------------------------------------------------------
+    def run(self, out_dir: str | Path) -> dict:
+        from deephash_engine.deep.data.datasets import load_protocol
+        from deephash_engine.deep.evaluation import encode
+        from deephash_engine.deep.run import _val_database, save_flat_index, write_report
+        from deephash_engine.metrics import mean_average_precision
+
+        cfg = self.cfg
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        torch.set_num_threads(int(cfg.threads or torch.get_num_threads()))
+        self.data = load_protocol(cfg.dataset, seed=cfg.seed, root=cfg.root, lists=cfg.lists or None,
+                                  split_path=out / "split.npz", flip=cfg.flip)
+        self.val_database, _ = _val_database(self.data.train, cfg.val_database_size, cfg.seed)
+        self.train_x, self.train_y = dataset_arrays(self.data.train)
+        ns = self.namespace
+        ns.update(get_data=self._get_data, validate=self._validate, tqdm=lambda it, *a, **k: it)
+        config = ns["get_config"]()
+        config.update(device=torch.device("cpu"), dataset="cifar10", n_class=self.data.num_classes,
+                      batch_size=cfg.batch_size, info=self.info, net=self._build_net,
+                      optimizer={"type": self._optimizer, "optim_params": {}},
+                      **self.budget(cfg.epochs, len(self.train_x)))
+        config.pop("save_path", None)  # the script saves nothing of its own
+        ns["config"] = config
+        # the scripts draw from the global generators (ADSH's samples from NumPy's)
+        np.random.seed(cfg.seed)
+        random.seed(cfg.seed)
+        start = time.perf_counter()
+        ns["train_val"](config, cfg.nbits)
+        train_seconds = time.perf_counter() - start
+        if self.best is None:
+            raise RuntimeError(f"{self.method}: the script never called validate (epochs = {cfg.epochs})")
+        model = self.best["model"]
+        model.load_state_dict(self.best["state"])
+        q, ql = encode(model, self.data.query)
+        d, dl = encode(model, self.data.database)
+        maps = {("all" if k is None else str(k)): mean_average_precision(q, d, ql, dl, topk=k)
+                for k in cfg.map_topk}
+        write_report(out, q, d, ql, dl, self.data.split.topk,
+                     f"peer-{self.method} {cfg.nbits} bits on {cfg.dataset} (DeepHash-pytorch's script)")
+        save_flat_index(d, cfg.nbits, out / "database.index")
+        summary = {"method": f"peer-{self.method}", "dataset": cfg.dataset, "nbits": cfg.nbits, "seed": cfg.seed,
+                   "epochs": cfg.epochs, "map": maps, "protocol_topk": self.data.split.topk,
+                   "selected_epoch": self.best["epoch"], "best_val_map": self.best["val_map"],
+                   "train_seconds": train_seconds, "history": self.history, "script": self.info}
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary

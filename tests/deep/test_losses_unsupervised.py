@@ -11,7 +11,7 @@ import torch
 from deephash_engine.datasets import fashion_mnist_dir
 from deephash_engine.deep import losses as L
 from deephash_engine.deep.data import ArrayHashingDataset, make_loader
-from deephash_engine.deep.label_free import FeatureHasher, FeatureTargets, prepare_label_free
+from deephash_engine.deep.label_free import FeatureDataset, FeatureHasher, FeatureTargets, prepare_label_free
 from deephash_engine.deep.losses.functional import cosine_preserving_mse
 from deephash_engine.deep.methods import build_loss
 from deephash_engine.deep.models import build_model
@@ -203,6 +203,48 @@ def test_labels_never_reach_training(method):
     unflipped = train.base.inputs[index]  # the features are those of the images as evaluated
     assert feats.shape == (2, 64) and torch.allclose(feats, model.backbone(unflipped), atol=1e-5)
     assert not any(p.requires_grad for p in model.backbone.parameters())
+
+
+@pytest.mark.parametrize("method", ["bihalf", "greedyhash-unsup"])
+def test_without_augmentation_training_reads_the_cached_features(method):
+    images, targets = quadrant_images(64)
+
+    def trainer(cached):
+        torch.manual_seed(0)
+        data = ArrayHashingDataset(images, targets, mean=(0.3,), std=(0.3,))  # no flip
+        model = build_model("pca", 16, in_channels=1, image_size=8)
+        loss = build_loss(method, 16, len(data), 4)
+        train = prepare_label_free(model, data)
+        if not cached:  # the same features, the backbone run on the images at every step
+            train = FeatureTargets(data, train.targets)
+            model.read_features_in_training(False)
+        calls = []
+        model.backbone.register_forward_hook(lambda *_: calls.append(1))
+        Trainer(model, loss, train, build_optimizer(model, loss, "adam", 1e-2), batch_size=16,
+                seed=0, progress=False, eval_every=0).fit(2)
+        return model, train, data, len(calls)
+
+    model, train, data, calls = trainer(cached=True)
+    assert isinstance(train, FeatureDataset) and model.features_in_training
+    assert calls == 0  # training ran the hash head only
+    x, feats, index = train.__getitems__([3, 5])
+    assert torch.equal(x, feats) and feats.shape == (2, 64)
+    reference, _, _, ref_calls = trainer(cached=False)
+    assert ref_calls == 8  # 64 items in batches of 16, 2 epochs
+    for (name, a), b in zip(model.state_dict().items(), reference.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-5), name
+    model.eval()  # eval mode reads images, as encoding and validation do
+    images_in = data.__getitems__(list(range(4)))[0]
+    assert torch.allclose(model(images_in), reference.eval()(images_in), atol=1e-5)
+
+
+def test_features_as_training_input_need_a_frozen_backbone():
+    model = build_model("pca", 8, in_channels=1, image_size=8)
+    with pytest.raises(ValueError, match="expected a frozen backbone"):
+        model.read_features_in_training(True)
+    model.freeze_backbone().read_features_in_training(True).train()
+    assert model(torch.zeros(3, model.hash_layer.in_features)).shape == (3, 8)
+    assert model.read_features_in_training(False).eval()(torch.zeros(3, 1, 8, 8)).shape == (3, 8)
 
 
 def test_feature_targets_on_a_dataset_read_item_by_item():

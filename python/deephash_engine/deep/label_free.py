@@ -8,8 +8,9 @@ the hash head learns codes whose cosine similarities follow those of the feature
   the model is a frozen backbone plus the hash head. :func:`prepare_label_free` fits the backbone
   where it learns from data (the ``pca`` backbone, the default of these methods), freezes it,
   computes its features of every training item once, and returns a training set that yields
-  ``(image, features, index)``: the labels are not in it at all. Evaluation is the protocol's,
-  on images, with the labels of the query and database sets.
+  ``(features, features, index)`` (``(image, features, index)`` with flip augmentation): the
+  labels are not in it at all. Evaluation is the protocol's, on images, with the labels of the
+  query and database sets.
 - Any feature matrix (:class:`FeatureHasher`): ``FeatureHasher("bihalf", 64).fit(X).encode(X)``,
   shaped like the hashers of :mod:`deephash_engine.hashing` (``fit(X) -> self``, ``encode(X)`` ->
   packed codes, ``project(X)``), for features from anywhere: a supervised run's backbone, a
@@ -105,16 +106,27 @@ def backbone_features(model: HashingModel, dataset: Dataset, batch_size: int = 5
 
 
 def prepare_label_free(model: HashingModel, train_set: Dataset, batch_size: int = 512,
-                       device: str | torch.device = "cpu") -> FeatureTargets:
+                       device: str | torch.device = "cpu") -> Dataset:
     """Fit the backbone where it learns from data (``fit(images)``, e.g. ``pca``), freeze it, and
-    return ``train_set`` with the backbone's features of each item as its target."""
+    return a training set whose target is the backbone's features of each item.
+
+    Where the training images are read as evaluated (no ``flip`` augmentation), the features are
+    also the inputs: the set yields ``(features, features, index)`` and the model reads features
+    in training mode (:meth:`HashingModel.read_features_in_training`), so training runs only the
+    hash head and the backbone runs once per item, here, instead of at every step. With
+    augmentation each step's input differs from the item as evaluated, so the set yields
+    ``(image, features, index)`` (:class:`FeatureTargets`) and the backbone runs at each step."""
     model.to(device)
     fit = getattr(model.backbone, "fit", None)
     if callable(fit):
         images = torch.cat([x for x, _, _ in make_loader(_plain(train_set), batch_size, shuffle=False)])
         fit(images.to(device))
     model.freeze_backbone()
-    return FeatureTargets(train_set, backbone_features(model, train_set, batch_size, device))
+    features = backbone_features(model, train_set, batch_size, device)
+    if getattr(train_set, "flip", False):
+        return FeatureTargets(train_set, features)
+    model.read_features_in_training(True)
+    return FeatureDataset(features, features)
 
 
 def _check_label_free(method: str) -> None:

@@ -253,6 +253,7 @@ def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: b
     start = time.perf_counter()
     trainer.fit(cfg.epochs)
     train_seconds = time.perf_counter() - start
+    model.read_features_in_training(False)  # a label-free run's head trained on cached features
     selected = trainer.load_best() if cfg.select == "best_val" else None
 
     if loss.quantized:

@@ -50,6 +50,7 @@ class HashingModel(nn.Module):
         nn.init.zeros_(self.hash_layer.bias)
         self.nbits = nbits
         self.backbone_frozen = False
+        self.features_in_training = False
 
     def freeze_backbone(self) -> "HashingModel":
         """Fix the backbone: no gradients, always in eval mode (batch norm keeps its running
@@ -59,6 +60,17 @@ class HashingModel(nn.Module):
         self.backbone.eval()
         return self
 
+    def read_features_in_training(self, on: bool = True) -> "HashingModel":
+        """With a frozen backbone, make training-mode inputs the backbone's features instead of
+        images: ``forward`` then applies only the hash head, so features computed once (see
+        :func:`deephash_engine.deep.label_free.prepare_label_free`) are not recomputed at every
+        step. Eval mode (encoding, validation) still reads images. Raises ValueError while the
+        backbone learns, since its features would change under it."""
+        if on and not self.backbone_frozen:
+            raise ValueError("read_features_in_training: expected a frozen backbone (freeze_backbone() first)")
+        self.features_in_training = bool(on)
+        return self
+
     def train(self, mode: bool = True) -> "HashingModel":
         super().train(mode)
         if self.backbone_frozen:
@@ -66,6 +78,8 @@ class HashingModel(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.features_in_training and self.training:
+            return self.hash_layer(x)
         return self.hash_layer(self.backbone(x))
 
     def param_groups(self, lr: float, head_lr_mult: float = 10.0,

@@ -1,6 +1,7 @@
 """DeepHash-pytorch's own training scripts as peers, for the methods whose algorithm lives in the
 script rather than in a loss module: ADSH (its V step and sampled schedule are inline in
-``train_val``) and DAPH (two networks trained in alternating passes).
+``train_val``), DAPH (two networks trained in alternating passes) and PCDH (codes from a layer of
+its own network).
 
 :mod:`deephash_pytorch_peer` wraps a loss module in our trainer; here the research code's
 ``train_val(config, bit)`` itself runs, read from a checkout at run time (only its imports,
@@ -30,6 +31,11 @@ Budgets equal to our runs of ``epochs`` epochs over n training images:
 - DAPH: ``epoch = epochs``; each epoch trains the first network one pass, then the second one pass
   (twice our compute, the script's own schedule), and evaluates the network the script passes to
   ``validate`` (the second one, ``net_bottom``).
+- PCDH: ``epoch = epochs``. Its code comes from layers of its own network class (``Net``: a
+  1024-d feature layer, a tanh hash-like layer, a threshold layer whose +-1 output is the code, a
+  classifier on the code), which our models do not have: the script's ``Net`` is built with our
+  backbone in place of its convolutions (and its feature layer sized to our backbone's output),
+  so the CNN is ours and everything above it the script's.
 """
 
 from __future__ import annotations
@@ -47,11 +53,13 @@ from torch.utils.data import DataLoader
 
 from deephash_pytorch_peer import load_method_file
 
-#: our method -> (file, info string, budget settings from (epochs, n_train))
-SCRIPT_PEERS: dict[str, tuple[str, str, Callable[[int, int], dict]]] = {
+#: our method -> (file, info string, budget settings from (epochs, n_train), whether the script's
+#: own network class is built on our backbone)
+SCRIPT_PEERS: dict[str, tuple[str, str, Callable[[int, int], dict], bool]] = {
     "adsh": ("ADSH.py", "[ADSH]",
-             lambda epochs, n: {"max_iter": epochs, "num_samples": max(1, n // 2), "epoch": 2, "test_map": 1}),
-    "daph": ("DAPH.py", "[DAPH]", lambda epochs, n: {"epoch": epochs, "test_map": 1}),
+             lambda epochs, n: {"max_iter": epochs, "num_samples": max(1, n // 2), "epoch": 2, "test_map": 1}, False),
+    "daph": ("DAPH.py", "[DAPH]", lambda epochs, n: {"epoch": epochs, "test_map": 1}, False),
+    "pcdh": ("PCDH.py", "[PCDH]", lambda epochs, n: {"epoch": epochs, "test_map": 1}, True),
 }
 
 
@@ -88,7 +96,7 @@ class ScriptRun:
     def __init__(self, method: str, peer_dir: str | Path, cfg) -> None:
         if method not in SCRIPT_PEERS:
             raise ValueError(f"method: expected one of {sorted(SCRIPT_PEERS)}, got {method!r}")
-        filename, self.info, self.budget = SCRIPT_PEERS[method]
+        filename, self.info, self.budget, self.own_net = SCRIPT_PEERS[method]
         path = Path(peer_dir) / filename
         if not path.is_file():
             raise FileNotFoundError(f"peer_dir: expected {path} (a DeepHash-pytorch checkout), not found")
@@ -108,10 +116,24 @@ class ScriptRun:
         self.models.append(model)
         return model
 
+    def _build_own_net(self, bit: int, n_class: int, *args, **kwargs) -> torch.nn.Module:
+        """The script's own network class (``Net``) with our backbone in place of its convolutions:
+        its layers above them (PCDH: a 1024-d feature layer, the tanh hash-like layer, the
+        threshold layer whose output is the code, the classifier) are its own."""
+        ours = self._build_net(bit)
+        net = self.namespace["Net"](bit, n_class)
+        net.conv_layer = ours.backbone
+        net.feature_layer = torch.nn.Linear(ours.backbone.out_features, net.feature_layer.out_features)
+        self.models[-1] = net
+        return net
+
     def _optimizer(self, params, **_ignored) -> torch.optim.Optimizer:
         params = list(params)
         owner = next(m for m in self.models if any(p is params[0] for p in m.parameters()))
-        groups = owner.param_groups(self.cfg.lr, self.cfg.head_lr_mult)
+        if hasattr(owner, "param_groups"):
+            groups = owner.param_groups(self.cfg.lr, self.cfg.head_lr_mult)
+        else:  # the script's own network: one group
+            groups = [{"params": [p for p in owner.parameters() if p.requires_grad], "lr": self.cfg.lr}]
         return torch.optim.Adam(groups, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
 
     def _get_data(self, config):
@@ -156,7 +178,8 @@ class ScriptRun:
         ns.update(get_data=self._get_data, validate=self._validate, tqdm=lambda it, *a, **k: it)
         config = ns["get_config"]()
         config.update(device=torch.device("cpu"), dataset="cifar10", n_class=self.data.num_classes,
-                      batch_size=cfg.batch_size, info=self.info, net=self._build_net,
+                      batch_size=cfg.batch_size, info=self.info,
+                      net=self._build_own_net if self.own_net else self._build_net,
                       optimizer={"type": self._optimizer, "optim_params": {}},
                       **self.budget(cfg.epochs, len(self.train_x)))
         config.pop("save_path", None)  # the script saves nothing of its own

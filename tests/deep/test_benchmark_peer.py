@@ -246,19 +246,24 @@ def train_val(config, bit):
 '''
 
 
-@pytest.mark.skipif(fashion_mnist_dir() is None, reason="needs Fashion-MNIST (apt-get install dataset-fashion-mnist)")
-def test_script_peer_runs_the_research_training_loop_on_our_data(peer):
-    module, folder = peer
-    (folder / "ADSH.py").write_text(SCRIPT_FILE)
+def script_run(folder, method, filename, text, **config):
+    """A ScriptRun of the method file ``text`` on fashion-mnist-mini, one thread."""
     from deephash_engine.deep.run import RunConfig
     from deephash_pytorch_scripts import ScriptRun
 
-    cfg = RunConfig.from_dict({"method": "adsh", "dataset": "fashion-mnist-mini", "nbits": 16, "epochs": 2,
-                               "threads": 1, "device": "cpu", "val_database_size": 500, "seed": 3,
-                               "head_lr_mult": 10.0})
+    (folder / filename).write_text(text)
+    cfg = RunConfig.from_dict({"method": method, "dataset": "fashion-mnist-mini", "threads": 1, "device": "cpu",
+                               "val_database_size": 500, **config})
+    return ScriptRun(method, folder, cfg)
+
+
+@pytest.mark.skipif(fashion_mnist_dir() is None, reason="needs Fashion-MNIST (apt-get install dataset-fashion-mnist)")
+def test_script_peer_runs_the_research_training_loop_on_our_data(peer):
+    _, folder = peer
+    settings = {"nbits": 16, "epochs": 2, "seed": 3, "head_lr_mult": 10.0}
     out = folder / "run"
-    summary = ScriptRun("adsh", folder, cfg).run(out)
-    again = ScriptRun("adsh", folder, cfg)
+    summary = script_run(folder, "adsh", "ADSH.py", SCRIPT_FILE, **settings).run(out)
+    again = script_run(folder, "adsh", "ADSH.py", SCRIPT_FILE, **settings)
     assert again.run(folder / "again")["map"] == summary["map"]  # seeded: the same run twice
     config = again.namespace["config"]
     # the budget of our ADSH at 2 epochs: 2 iterations of n/2 samples, 2 passes each
@@ -271,3 +276,64 @@ def test_script_peer_runs_the_research_training_loop_on_our_data(peer):
     assert summary["best_val_map"] == max(h["val_map"] for h in again.history)
     assert 0.1 < summary["map"]["all"] <= 1.0 and summary["method"] == "peer-adsh"
     assert (out / "report.json").is_file() and (out / "summary.json").is_file()
+
+
+OWN_NET_FILE = '''
+from utils.tools import *
+from network import *
+import torch
+
+
+def get_config():
+    return config_dataset({"net": None, "epoch": 9, "test_map": 9})
+
+
+class Net(nn.Module):
+    def __init__(self, hash_bit, num_classes, pretrained=True):
+        super().__init__()
+        self.conv_layer = nn.Sequential(nn.Conv2d(3, 4, kernel_size=3))  # for its own 3-channel images
+        self.feature_layer = nn.Linear(999, 12)
+        self.hash_like_layer = nn.Sequential(nn.Linear(12, hash_bit), nn.Tanh())
+        self.classification_layer = nn.Linear(hash_bit, num_classes, bias=False)
+
+    def forward(self, x, istraining=False):
+        x = self.conv_layer(x)
+        x = x.view(x.size(0), -1)
+        feature = self.feature_layer(x)
+        h = self.hash_like_layer(feature)
+        b = (h >= 0).float() * 2 - 1
+        return (feature, h, self.classification_layer(b)) if istraining else b
+
+
+def train_val(config, bit):
+    train_loader, test_loader, dataset_loader, num_train, num_test, num_dataset = get_data(config)
+    net = config["net"](bit, config["n_class"])
+    optimizer = config["optimizer"]["type"](net.parameters(), **(config["optimizer"]["optim_params"]))
+    config["built"], config["opt"] = net, optimizer
+    for epoch in range(config["epoch"]):
+        for image, label, ind in train_loader:
+            optimizer.zero_grad()
+            feature, h, y_pre = net(image, istraining=True)
+            s = (label @ label.t() > 0).float()
+            d = (h.unsqueeze(1) - h.unsqueeze(0)).pow(2).sum(2)
+            loss = (s * d + (1 - s) * (2 * bit - d).clamp(min=0)).mean()
+            loss.backward()
+            optimizer.step()
+        if (epoch + 1) % config["test_map"] == 0:
+            validate(config, 0, test_loader, dataset_loader, net, bit, epoch, num_dataset)
+'''
+
+
+@pytest.mark.skipif(fashion_mnist_dir() is None, reason="needs Fashion-MNIST (apt-get install dataset-fashion-mnist)")
+def test_script_peer_with_its_own_network_gets_our_backbone(peer):
+    _, folder = peer
+    run = script_run(folder, "pcdh", "PCDH.py", OWN_NET_FILE, nbits=8, epochs=1)
+    summary = run.run(folder / "run")
+    net = run.namespace["config"]["built"]
+    # the CNN is ours, sized into the script's feature layer; the layers above it are the script's
+    assert net.conv_layer.out_features == net.feature_layer.in_features and net.feature_layer.out_features == 12
+    assert type(net).__name__ == "Net" and type(net.conv_layer).__module__.startswith("deephash_engine")
+    opt = run.namespace["config"]["opt"]
+    assert isinstance(opt, torch.optim.Adam) and len(opt.param_groups) == 1
+    assert {id(p) for p in opt.param_groups[0]["params"]} == {id(p) for p in net.parameters()}
+    assert summary["selected_epoch"] == 1 and 0.1 < summary["map"]["all"] <= 1.0

@@ -66,6 +66,9 @@ def _train_parser(sub) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--model", help="backbone: " + names["model"])
     p.add_argument("--weights", help="local state_dict file for a torchvision backbone")
+    p.add_argument("--head-hidden", dest="head_hidden", type=int,
+                   help="width of a Linear layer between backbone and hash layer (0: none; default: the "
+                        "method's own, 1024 for pcdh, else 0)")
     p.add_argument("--batch-size", dest="batch_size", type=int)
     p.add_argument("--optimizer", choices=["adam", "sgd", "rmsprop"])
     p.add_argument("--lr", type=float)
@@ -290,7 +293,7 @@ def _cmd_train(args) -> int:
     from deephash_engine.deep.run import RunConfig, load_config_file, train_run
 
     config = load_config_file(args.config) if args.config else {}
-    for key in ("method", "dataset", "nbits", "epochs", "model", "weights", "batch_size",
+    for key in ("method", "dataset", "nbits", "epochs", "model", "weights", "head_hidden", "batch_size",
                 "optimizer", "lr", "head_lr_mult", "weight_decay", "schedule", "seed", "device",
                 "threads", "eval_every", "select", "root"):
         value = getattr(args, key)

@@ -21,7 +21,7 @@ from deephash_engine.deep.losses.daph import asymmetric_likelihood
 from deephash_engine.deep.methods import build_loss
 from deephash_engine.deep.models import build_model
 from deephash_engine.deep.run import train_run, training_positions
-from deephash_engine.deep.trainer import Trainer, build_optimizer
+from deephash_engine.deep.trainer import Trainer, build_optimizer, train_step
 from deephash_engine.metrics import mean_average_precision
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -449,6 +449,61 @@ def test_pcdh_contrastive_prefers_separated_classes():
     good = 3.0 * torch.tensor([[1.0, 1, 1, 1], [1, 1, 1, 1], [-1, -1, -1, -1], [-1, -1, -1, -1]], dtype=torch.float64)
     loss = L.PCDHLoss(NB, 2).double()
     assert loss(good, y) < loss(good[[0, 2, 1, 3]], y)
+
+
+def test_pcdh_feature_term_reads_the_features_the_trainer_passes():
+    loss = L.PCDHLoss(NB, NC, alpha=0.5, beta=0.0, margin=3.0).double()
+    assert loss.needs_features and L.PCDHLoss.head_hidden == 1024
+    u = np.array([[0.3, -0.2, 1.5, 0.0], [-0.7, 0.1, 0.2, -2.0], [0.5, 0.4, -0.1, 0.3]])
+    f = np.array([[1.0, 2.0, 0.0, 0.5, 1.0], [0.0, 0.5, 1.0, 1.0, 0.0], [1.5, 2.0, 0.5, 0.0, 1.0]])
+    y = np.eye(NC)[[0, 2, 0]]
+    want = contrastive_loop(np.tanh(u), y, 3.0) + 0.5 * contrastive_loop(f, y, 3.0)
+    close(loss(torch.from_numpy(u), torch.from_numpy(y), features=torch.from_numpy(f)), want)
+    with pytest.raises(ValueError, match="features: expected shape \\(3, d\\)"):
+        loss(torch.from_numpy(u), torch.from_numpy(y), features=torch.zeros(2, 5, dtype=torch.float64))
+    # the trainer's step hands the model's hidden-layer output over
+    torch.manual_seed(0)
+    model = build_model("small_cnn", NB, in_channels=1, image_size=8, hidden=6)
+    seen = []
+    loss32 = L.PCDHLoss(NB, NC)
+    loss32.compute = lambda u, target, index, features=None: seen.append(features) or u.sum() * 0
+    x = torch.randn(5, 1, 8, 8)
+    train_step(model, loss32, build_optimizer(model, loss32, "adam", 1e-3), x, torch.eye(NC)[[0, 1, 2, 0, 1]],
+               torch.arange(5))
+    assert seen[0].shape == (5, 6) and seen[0].requires_grad  # the live features, not a copy
+
+
+def test_hidden_head_layer_sits_between_backbone_and_hash_layer():
+    torch.manual_seed(0)
+    plain = build_model("small_cnn", 12, in_channels=1, image_size=8)
+    wide = build_model("small_cnn", 12, in_channels=1, image_size=8, hidden=7)
+    assert plain.hidden_layer is None and not any(k.startswith("hidden_layer") for k in plain.state_dict())
+    assert wide.hidden_layer.in_features == wide.backbone.out_features and wide.hash_layer.in_features == 7
+    x = torch.randn(4, 1, 8, 8)
+    wide.eval()
+    f, u = wide.forward_with_features(x)
+    assert f.shape == (4, 7) and torch.equal(u, wide(x))
+    assert torch.allclose(u, wide.hash_layer(wide.hidden_layer(wide.backbone(x))))
+    head = {id(p) for g in wide.param_groups(1e-3, 10.0) if g["name"] == "head" for p in g["params"]}
+    assert {id(p) for p in wide.hidden_layer.parameters()} <= head
+    with pytest.raises(ValueError, match="hidden"):
+        build_model("small_cnn", 12, in_channels=1, image_size=8, hidden=-1)
+
+
+def test_run_config_resolves_the_methods_hidden_layer():
+    from deephash_engine.deep.run import RunConfig, _run_checkpoint_fields
+
+    assert RunConfig.from_dict({"method": "pcdh"}).head_hidden == 1024
+    assert RunConfig.from_dict({"method": "dpsh"}).head_hidden == 0
+    assert RunConfig.from_dict({"method": "pcdh", "head_hidden": 0}).head_hidden == 0
+    assert RunConfig.from_dict({"method": "dpsh", "head_hidden": 64}).head_hidden == 64
+    for bad in (-1, 1.5, "8", 1 << 20):
+        with pytest.raises(ValueError, match="head_hidden"):
+            RunConfig.from_dict({"method": "pcdh", "head_hidden": bad})
+    # a run saved before head_hidden existed had no hidden layer, even for pcdh
+    ckpt = {"config": {"method": "pcdh", "nbits": 8}, "model": {},
+            "data": {"in_channels": 1, "image_size": 28, "source": "fashion-mnist"}}
+    assert _run_checkpoint_fields(ckpt, Path("old.pt"))[0].head_hidden == 0
 
 
 # -- training: resume, and a short run that beats random codes --------------------------------

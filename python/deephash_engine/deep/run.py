@@ -75,6 +75,7 @@ class RunConfig:
     nbits: int = 64
     model: str = "small_cnn"  # from_dict: "pca" (frozen) for a label-free method unless given
     weights: Optional[str] = None
+    head_hidden: Optional[int] = None  # from_dict: the method's own (PCDH 1024, else 0) unless given
     epochs: int = 3
     batch_size: int = 128
     optimizer: str = "adam"
@@ -107,11 +108,15 @@ class RunConfig:
             raise ValueError(f"config: expected keys among {sorted(known)}, got unknown {sorted(unknown)}")
         if data.get("model") is None and _label_free(data.get("method", cls.method)):
             data["model"] = "pca"
+        if data.get("head_hidden") is None:
+            data["head_hidden"] = getattr(METHODS.get(data.get("method", cls.method)), "head_hidden", 0)
         cfg = cls(**data)
         if cfg.select not in ("best_val", "last"):
             raise ValueError(f"select: expected 'best_val' or 'last', got {_shown(cfg.select)}")
         if type(cfg.nbits) is not int or not 1 <= cfg.nbits <= MAX_NBITS:
             raise ValueError(f"nbits: expected an int in [1, {MAX_NBITS}], got {_shown(cfg.nbits)}")
+        if type(cfg.head_hidden) is not int or not 0 <= cfg.head_hidden <= _MAX_HEAD_HIDDEN:
+            raise ValueError(f"head_hidden: expected an int in [0, {_MAX_HEAD_HIDDEN}], got {_shown(cfg.head_hidden)}")
         if type(cfg.epochs) is not int or cfg.epochs < 0:
             raise ValueError(f"epochs: expected an int >= 0, got {_shown(cfg.epochs)}")
         for name in ("method", "dataset", "model"):
@@ -230,7 +235,7 @@ def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: b
     data = load_protocol(cfg.dataset, seed=cfg.seed, root=cfg.root, lists=cfg.lists or None,
                          split_path=out / "split.npz", flip=cfg.flip)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, cfg.nbits, data.in_channels, data.image_size, cfg.weights)
+    model = build_model(cfg.model, cfg.nbits, data.in_channels, data.image_size, cfg.weights, cfg.head_hidden)
     loss = build_loss(cfg.method, cfg.nbits, len(data.train), data.num_classes,
                       class_names=CLASS_NAMES.get(data.source), **cfg.loss_params)
     add_regularizers(loss, cfg.regularizers, model)
@@ -287,6 +292,9 @@ def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: b
     return summary
 
 
+#: The widest hidden head layer a run config may ask for.
+_MAX_HEAD_HIDDEN = 1 << 16
+
 #: Bounds on what a run folder may ask the model builder for (the checkpoint's tensors are
 #: compared with the model before loading; these keep the comparison itself cheap).
 _MAX_CHANNELS, _MAX_IMAGE_SIZE = 64, 4096
@@ -299,7 +307,8 @@ def _run_checkpoint_fields(ckpt: dict, path: Path) -> tuple[RunConfig, dict, dic
             raise CheckpointError(f"{path}: expected a {kind.__name__} under {key!r}, got "
                                   f"{type(ckpt.get(key)).__name__}")
     try:
-        cfg = RunConfig.from_dict(ckpt["config"])
+        # runs saved before head_hidden existed had no hidden layer, whatever their method
+        cfg = RunConfig.from_dict({"head_hidden": 0, **ckpt["config"]})
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: bad config: {exc}") from None
     info = ckpt["data"]
@@ -342,8 +351,8 @@ def load_trained_model(run_dir: str | os.PathLike, device: str = "cpu"):
     ckpt = load_checkpoint(path, map_location="cpu")
     cfg, info, state = _run_checkpoint_fields(ckpt, path)
     with torch.device("meta"):  # the shapes only, with no memory behind them
-        skeleton = build_model(cfg.model, cfg.nbits, info["in_channels"], info["image_size"])
+        skeleton = build_model(cfg.model, cfg.nbits, info["in_channels"], info["image_size"], hidden=cfg.head_hidden)
     _check_state_fits(skeleton, state, path)
-    model = build_model(cfg.model, cfg.nbits, info["in_channels"], info["image_size"])
+    model = build_model(cfg.model, cfg.nbits, info["in_channels"], info["image_size"], hidden=cfg.head_hidden)
     model.load_state_dict(state)
     return model.to(device).eval(), ckpt

@@ -88,8 +88,12 @@ def train_step(model: nn.Module, loss: nn.Module, optimizer: torch.optim.Optimiz
                x: torch.Tensor, target: torch.Tensor, index: torch.Tensor, epoch: int = 0) -> float:
     """One optimisation step on a batch: forward, loss (with the loss's per-batch state
     updates, e.g. its memory bank), backward, optimiser step. Returns the loss value."""
-    u = model(x)
-    value = loss(u, target, index)
+    if getattr(loss, "needs_features", False) and hasattr(model, "forward_with_features"):
+        features, u = model.forward_with_features(x)
+        value = loss(u, target, index, features=features)
+    else:
+        u = model(x)
+        value = loss(u, target, index)
     if not torch.isfinite(value):
         raise FloatingPointError(f"loss: expected a finite value, got {float(value)} at epoch {epoch + 1}")
     optimizer.zero_grad(set_to_none=True)

@@ -79,6 +79,12 @@ class HashLoss(nn.Module):
     #: True for the quantization methods (DQN, DTQ, DVSQ): their codes are codebook indices,
     #: ranked by asymmetric distance, not bits (see :mod:`.quantized`).
     quantized: bool = False
+    #: True when :meth:`compute` also reads the network's features below the hash layer (the
+    #: trainer passes ``features``: the model's hidden layer, else its backbone output).
+    needs_features: bool = False
+    #: Width of the hidden layer the method's network has between the backbone and the hash
+    #: layer by default (0: none); a run config's ``head_hidden`` overrides it.
+    head_hidden: int = 0
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -103,9 +109,12 @@ class HashLoss(nn.Module):
         raise NotImplementedError
 
     def forward(
-        self, u: torch.Tensor, target: torch.Tensor, index: Optional[torch.Tensor] = None
+        self, u: torch.Tensor, target: torch.Tensor, index: Optional[torch.Tensor] = None,
+        features: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         check_batch(u, target, self.nbits)
+        if features is not None and (features.dim() != 2 or features.shape[0] != u.shape[0]):
+            raise ValueError(f"features: expected shape ({u.shape[0]}, d), got {tuple(features.shape)}")
         if self.needs_index:
             if index is None:
                 raise ValueError(f"index: {type(self).__name__} needs the dataset index, got None")
@@ -113,7 +122,7 @@ class HashLoss(nn.Module):
                 raise ValueError(
                     f"index: expected shape ({u.shape[0]},), got {tuple(index.shape)}"
                 )
-        loss = self.compute(u, target, index)
+        loss = self.compute(u, target, index, features) if self.needs_features else self.compute(u, target, index)
         for weight, term in self._regularizers:
             loss = loss + weight * term(u)
         return loss

@@ -494,6 +494,7 @@ def test_run_config_resolves_the_methods_hidden_layer():
     from deephash_engine.deep.run import RunConfig, _run_checkpoint_fields
 
     assert RunConfig.from_dict({"method": "pcdh"}).head_hidden == 1024
+    assert RunConfig(method="pcdh").head_hidden == 1024 and RunConfig().head_hidden == 0  # built directly
     assert RunConfig.from_dict({"method": "dpsh"}).head_hidden == 0
     assert RunConfig.from_dict({"method": "pcdh", "head_hidden": 0}).head_hidden == 0
     assert RunConfig.from_dict({"method": "dpsh", "head_hidden": 64}).head_hidden == 64

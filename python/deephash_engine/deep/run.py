@@ -75,7 +75,7 @@ class RunConfig:
     nbits: int = 64
     model: str = "small_cnn"  # from_dict: "pca" (frozen) for a label-free method unless given
     weights: Optional[str] = None
-    head_hidden: Optional[int] = None  # from_dict: the method's own (PCDH 1024, else 0) unless given
+    head_hidden: Optional[int] = None  # None: the method's own (PCDH 1024, else 0)
     epochs: int = 3
     batch_size: int = 128
     optimizer: str = "adam"
@@ -98,6 +98,10 @@ class RunConfig:
     regularizers: dict = field(default_factory=dict)
     map_topk: list = field(default_factory=lambda: [None, 1000])
 
+    def __post_init__(self) -> None:
+        if self.head_hidden is None:  # the method's own hidden layer (PCDH's 1024-d one), else none
+            self.head_hidden = getattr(METHODS.get(self.method), "head_hidden", 0)
+
     @classmethod
     def from_dict(cls, data: dict) -> "RunConfig":
         """Validate and build; ``bits``, the key of configs written before, means ``nbits``."""
@@ -108,8 +112,6 @@ class RunConfig:
             raise ValueError(f"config: expected keys among {sorted(known)}, got unknown {sorted(unknown)}")
         if data.get("model") is None and _label_free(data.get("method", cls.method)):
             data["model"] = "pca"
-        if data.get("head_hidden") is None:
-            data["head_hidden"] = getattr(METHODS.get(data.get("method", cls.method)), "head_hidden", 0)
         cfg = cls(**data)
         if cfg.select not in ("best_val", "last"):
             raise ValueError(f"select: expected 'best_val' or 'last', got {_shown(cfg.select)}")

@@ -25,9 +25,12 @@ take from its own modules replaced by ours:
 
 Budgets equal to our runs of ``epochs`` epochs over n training images:
 
-- ADSH: ``max_iter = epochs`` outer iterations of ``num_samples = n // 2`` sampled images, 2
-  passes each (the script's ``epoch``; 1 would divide by zero in its loss report), then its V step:
-  the same sample visits and V steps as our ADSH's default (a V step after each epoch).
+- ADSH: outer iterations of ``num_samples = min(n // 2, 2000)`` sampled images, 2 passes each
+  (the script's ``epoch``; 1 would divide by zero in its loss report), then its V step, as many
+  iterations as give the sample visits of our ``epochs`` epochs. Up to 4,000 training images that
+  is ``max_iter = epochs``: the same sample visits and V steps as our ADSH's default (a V step
+  after each epoch); beyond, the paper's m = 2,000 keeps its similarity matrix in memory, with
+  more V steps than ours.
 - DAPH: ``epoch = epochs``; each epoch trains the first network one pass, then the second one pass
   (twice our compute, the script's own schedule), and evaluates the network the script passes to
   ``validate`` (the second one, ``net_bottom``).
@@ -53,11 +56,23 @@ from torch.utils.data import DataLoader
 
 from deephash_pytorch_peer import load_method_file
 
+#: The most images ADSH's script samples per iteration here (the paper's m): its V step forms a
+#: (samples x training set) similarity matrix, 7 GB at half of 59,000 images.
+ADSH_MAX_SAMPLES = 2000
+
+
+def adsh_budget(epochs: int, n: int) -> dict:
+    """ADSH's schedule for the sample visits of ``epochs`` epochs over n images: iterations of
+    min(n / 2, 2,000) samples, 2 passes each, then a V step; validated about once an epoch."""
+    m = max(1, min(n // 2, ADSH_MAX_SAMPLES))
+    iterations = max(1, -(-epochs * n // (2 * m)))
+    return {"max_iter": iterations, "num_samples": m, "epoch": 2, "test_map": max(1, iterations // max(1, epochs))}
+
+
 #: our method -> (file, info string, budget settings from (epochs, n_train), whether the script's
 #: own network class is built on our backbone)
 SCRIPT_PEERS: dict[str, tuple[str, str, Callable[[int, int], dict], bool]] = {
-    "adsh": ("ADSH.py", "[ADSH]",
-             lambda epochs, n: {"max_iter": epochs, "num_samples": max(1, n // 2), "epoch": 2, "test_map": 1}, False),
+    "adsh": ("ADSH.py", "[ADSH]", adsh_budget, False),
     "daph": ("DAPH.py", "[DAPH]", lambda epochs, n: {"epoch": epochs, "test_map": 1}, False),
     "pcdh": ("PCDH.py", "[PCDH]", lambda epochs, n: {"epoch": epochs, "test_map": 1}, True),
 }

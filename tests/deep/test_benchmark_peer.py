@@ -337,3 +337,15 @@ def test_script_peer_with_its_own_network_gets_our_backbone(peer):
     assert isinstance(opt, torch.optim.Adam) and len(opt.param_groups) == 1
     assert {id(p) for p in opt.param_groups[0]["params"]} == {id(p) for p in net.parameters()}
     assert summary["selected_epoch"] == 1 and 0.1 < summary["map"]["all"] <= 1.0
+
+
+def test_adsh_budget_keeps_the_sample_visits_and_caps_the_sample(peer):
+    from deephash_pytorch_scripts import ADSH_MAX_SAMPLES, adsh_budget
+
+    # the mini protocol: our epochs exactly (n / 2 samples, 2 passes, a V step each)
+    assert adsh_budget(3, 2000) == {"max_iter": 3, "num_samples": 1000, "epoch": 2, "test_map": 1}
+    # the full one: the paper's m, as many iterations as our 3 epochs' sample visits
+    big = adsh_budget(3, 59000)
+    assert big["num_samples"] == ADSH_MAX_SAMPLES == 2000
+    assert big["max_iter"] * big["num_samples"] * big["epoch"] >= 3 * 59000 > (big["max_iter"] - 1) * 4000
+    assert big["test_map"] == 15 and adsh_budget(1, 3)["num_samples"] == 1

@@ -21,9 +21,9 @@ mean and spread over seeds, and training time, and writes JSON next to the print
 ``--peer-dir`` takes a checkout of DeepHash-pytorch (git clone
 https://github.com/swuxyj/DeepHash-pytorch) and, after each method that has a loss there, trains
 that loss in the same run as ``peer-<method>``, with the same model, data, optimiser, schedule and
-epochs (deephash_pytorch_peer.py says how it is loaded). ADSH and DAPH, whose algorithm is in the
-script rather than in a loss module, run the script's own training loop on the same data, model
-and optimiser (deephash_pytorch_scripts.py); the schedule option does not apply to them.
+epochs (deephash_pytorch_peer.py says how it is loaded). ADSH, DAPH and PCDH, whose algorithm is
+in the script rather than in a loss module, run the script's own training loop on the same data,
+backbone and optimiser (deephash_pytorch_scripts.py); the schedule option does not apply to them.
 
 A grid can be split over several processes (one per core, each with its own ``--out``) and the
 outputs merged: ``--merge`` reads each folder's results.json, keeps one run per (method, bits,

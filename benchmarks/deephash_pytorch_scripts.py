@@ -94,11 +94,10 @@ class ScriptDataset:
 
 def dataset_arrays(dataset, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """Every (image, target) of one of our datasets, in order and without augmentation."""
-    from deephash_engine.deep.data.datasets import make_loader
-    from deephash_engine.deep.label_free import _plain
+    from deephash_engine.deep.data.datasets import as_evaluated, make_loader
 
     xs, ts = [], []
-    for x, t, _ in make_loader(_plain(dataset), batch_size, shuffle=False):
+    for x, t, _ in make_loader(as_evaluated(dataset), batch_size, shuffle=False):
         xs.append(x)
         ts.append(t)
     return torch.cat(xs).numpy(), torch.cat(ts).float().numpy()

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from .._archive import FEATURE_HASHER_FORMAT
 from .._checks import check_positive_int
-from .data.datasets import make_loader
+from .data.datasets import as_evaluated, make_loader
 from .evaluation import pack_codes
 from .methods import METHODS, build_loss
 from .models import HashingModel
@@ -87,12 +87,6 @@ class FeatureTargets(Dataset):
         return x, self.features[index], index
 
 
-def _plain(dataset: Dataset) -> Dataset:
-    """The dataset without augmentation (``subset`` of every row reads items as evaluation does)."""
-    subset = getattr(dataset, "subset", None)
-    return subset(np.arange(len(dataset))) if callable(subset) else dataset
-
-
 @torch.no_grad()
 def backbone_features(model: HashingModel, dataset: Dataset, batch_size: int = 512,
                       device: str | torch.device = "cpu") -> torch.Tensor:
@@ -100,7 +94,7 @@ def backbone_features(model: HashingModel, dataset: Dataset, batch_size: int = 5
     was_training = model.training
     model.eval()
     out = [model.backbone(x.to(device)).float().cpu()
-           for x, _, _ in make_loader(_plain(dataset), batch_size, shuffle=False)]
+           for x, _, _ in make_loader(as_evaluated(dataset), batch_size, shuffle=False)]
     model.train(was_training)
     return torch.cat(out)
 
@@ -119,7 +113,7 @@ def prepare_label_free(model: HashingModel, train_set: Dataset, batch_size: int 
     model.to(device)
     fit = getattr(model.backbone, "fit", None)
     if callable(fit):
-        images = torch.cat([x for x, _, _ in make_loader(_plain(train_set), batch_size, shuffle=False)])
+        images = torch.cat([x for x, _, _ in make_loader(as_evaluated(train_set), batch_size, shuffle=False)])
         fit(images.to(device))
     model.freeze_backbone()
     features = backbone_features(model, train_set, batch_size, device)

@@ -188,6 +188,13 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0,
                       num_workers=num_workers, drop_last=drop_last)
 
 
+def as_evaluated(dataset: Dataset) -> Dataset:
+    """``dataset`` reading its items as evaluation does, without augmentation (its ``subset`` of
+    every row), or ``dataset`` itself where it has no ``subset``."""
+    subset = getattr(dataset, "subset", None)
+    return subset(np.arange(len(dataset))) if callable(subset) else dataset
+
+
 def dataset_targets(dataset: Dataset) -> torch.Tensor:
     """(n, n_classes) float labels of every item of ``dataset``, in dataset order."""
     targets = getattr(dataset, "targets", None)

@@ -29,17 +29,16 @@ import torch
 from torch import nn
 
 from .base import HashLoss, check_positive_int, similarity
-from .functional import classification_loss
+from .functional import classification_loss, squared_distances
 from .greedyhash import sign_straight_through
 
 
 def squared_hinge_contrastive(x: torch.Tensor, s: torch.Tensor, margin: float) -> torch.Tensor:
     """Mean over all ordered pairs of ``s/2 d + (1 - s)/2 max(margin - d, 0)^2``, d the squared
     Euclidean distance between rows of ``x``."""
-    # |x_i|^2 + |x_j|^2 - 2 x_i.x_j: one (n, d) x (d, n) product. The difference form builds an
-    # (n, n, d) tensor: on 1024-d features, batch 128, 0.22 s of a 0.31 s training step.
-    sq = (x * x).sum(1)
-    d = (sq.unsqueeze(1) + sq.unsqueeze(0) - 2.0 * (x @ x.t())).clamp(min=0.0)
+    # One (n, d) x (d, n) product; the difference form built an (n, n, d) tensor: on 1024-d
+    # features, batch 128, 0.22 s of a 0.31 s training step.
+    d = squared_distances(x, x)
     return (0.5 * s * d + 0.5 * (1.0 - s) * (margin - d).clamp(min=0.0) ** 2).mean()
 
 

@@ -126,7 +126,7 @@ def main(argv=None) -> int:
     }
     print(f"# protocol {args.protocol}; {context['cpu']}, {args.threads} torch thread(s), "
           f"torch {torch.__version__}", flush=True)
-    rows = []
+    rows, skipped = [], []
     results_path = out / "results.json"
     for bits in args.bits:
         for method in methods:
@@ -139,9 +139,16 @@ def main(argv=None) -> int:
                 start = time.perf_counter()
                 run_dir = out / f"{method}-{bits}-s{seed}"
                 if method in script_peers:  # the research script's own training loop
-                    from deephash_pytorch_scripts import ScriptRun
+                    from deephash_pytorch_scripts import ScriptRun, ScriptTooLarge
 
-                    summary = ScriptRun(script_peers[method], args.peer_dir, cfg).run(run_dir)
+                    try:
+                        summary = ScriptRun(script_peers[method], args.peer_dir, cfg).run(run_dir)
+                    except ScriptTooLarge as e:  # the rest of the grid still runs
+                        skipped.append({"method": method, "bits": bits, "seed": seed, "reason": str(e)})
+                        print(f"{method:>16} {bits:3d} bits seed {seed}: skipped: {e}", flush=True)
+                        results_path.write_text(json.dumps({"protocol": args.protocol, "context": context,
+                                                            "runs": rows, "skipped": skipped}, indent=2))
+                        continue
                 else:
                     summary = train_run(cfg, run_dir, progress=args.progress)
                 row = {"method": method, "bits": bits, "seed": seed, "protocol": args.protocol,
@@ -154,12 +161,12 @@ def main(argv=None) -> int:
                       f"mAP@1000 {row['map_1000']:.4f} train {row['train_seconds']:.0f} s "
                       f"(epoch {row['selected_epoch']})", flush=True)
                 results_path.write_text(json.dumps({"protocol": args.protocol, "context": context,
-                                                    "runs": rows}, indent=2))
+                                                    "runs": rows, "skipped": skipped}, indent=2))
     itq = {bits: itq_baseline(bits, args.seeds[0], args.protocol) for bits in args.bits}
     table = summarize(rows, itq)
     print("\n" + table)
     results_path.write_text(json.dumps({"protocol": args.protocol, "context": context, "runs": rows,
-                                        "itq": itq}, indent=2))
+                                        "skipped": skipped, "itq": itq}, indent=2))
     (out / "table.md").write_text(table + "\n")
     return 0
 

@@ -120,7 +120,7 @@ def register_peers(peer_dir: str | Path, methods=None) -> list[str]:
     if not (peer_dir / "DPSH.py").is_file():
         raise FileNotFoundError(f"peer_dir: expected a DeepHash-pytorch checkout (DPSH.py in it), got {peer_dir}")
     names = []
-    for method in methods or PEERS:
+    for method in PEERS if methods is None else methods:  # an empty list registers none
         if method not in PEERS:
             raise ValueError(f"methods: expected names from {sorted(PEERS)}, got {method!r}")
         filename, class_name, info = PEERS[method]

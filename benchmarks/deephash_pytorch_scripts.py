@@ -34,6 +34,10 @@ Budgets equal to our runs of ``epochs`` epochs over n training images:
 - DAPH: ``epoch = epochs``; each epoch trains the first network one pass, then the second one pass
   (twice our compute, the script's own schedule), and evaluates the network the script passes to
   ``validate`` (the second one, ``net_bottom``).
+  Its loss over the whole training set, which it reports each epoch, forms (n, n) matrices (the
+  label similarity, the inner products): 28 GB at the full protocol's 59,000 images, where it was
+  killed for memory. A script whose known need exceeds the memory available stops before
+  training with :class:`ScriptTooLarge` (``deep_fmnist.py`` records the peer as skipped).
 - PCDH: ``epoch = epochs``. Its code comes from layers of its own network class (``Net``: a
   1024-d feature layer, a tanh hash-like layer, a threshold layer whose +-1 output is the code, a
   classifier on the code), which our models do not have: the script's ``Net`` is built with our
@@ -45,6 +49,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import random
 import time
 from pathlib import Path
@@ -69,13 +74,38 @@ def adsh_budget(epochs: int, n: int) -> dict:
     return {"max_iter": iterations, "num_samples": m, "epoch": 2, "test_map": max(1, iterations // max(1, epochs))}
 
 
+def daph_bytes(n: int) -> int:
+    """What DAPH's script needs at least for its whole-training-set loss: two (n, n) float32
+    matrices alive at once (the label similarity and the inner products; the terms formed from
+    them add more)."""
+    return 2 * 4 * n * n
+
+
 #: our method -> (file, info string, budget settings from (epochs, n_train), whether the script's
-#: own network class is built on our backbone)
-SCRIPT_PEERS: dict[str, tuple[str, str, Callable[[int, int], dict], bool]] = {
-    "adsh": ("ADSH.py", "[ADSH]", adsh_budget, False),
-    "daph": ("DAPH.py", "[DAPH]", lambda epochs, n: {"epoch": epochs, "test_map": 1}, False),
-    "pcdh": ("PCDH.py", "[PCDH]", lambda epochs, n: {"epoch": epochs, "test_map": 1}, True),
+#: own network class is built on our backbone, the bytes it needs at least for n_train images
+#: beyond the model and data, or None where nothing grows faster than n)
+SCRIPT_PEERS: dict[str, tuple[str, str, Callable[[int, int], dict], bool, Callable[[int], int] | None]] = {
+    "adsh": ("ADSH.py", "[ADSH]", adsh_budget, False, None),
+    "daph": ("DAPH.py", "[DAPH]", lambda epochs, n: {"epoch": epochs, "test_map": 1}, False, daph_bytes),
+    "pcdh": ("PCDH.py", "[PCDH]", lambda epochs, n: {"epoch": epochs, "test_map": 1}, True, None),
 }
+
+
+class ScriptTooLarge(MemoryError):
+    """The research script would need more memory than this machine has available."""
+
+
+def available_bytes() -> int:
+    """Memory available for a new allocation without swapping (``MemAvailable``; where the
+    kernel does not report it, the free pages)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 class ScriptDataset:
@@ -110,7 +140,7 @@ class ScriptRun:
     def __init__(self, method: str, peer_dir: str | Path, cfg) -> None:
         if method not in SCRIPT_PEERS:
             raise ValueError(f"method: expected one of {sorted(SCRIPT_PEERS)}, got {method!r}")
-        filename, self.info, self.budget, self.own_net = SCRIPT_PEERS[method]
+        filename, self.info, self.budget, self.own_net, self.needs_bytes = SCRIPT_PEERS[method]
         path = Path(peer_dir) / filename
         if not path.is_file():
             raise FileNotFoundError(f"peer_dir: expected {path} (a DeepHash-pytorch checkout), not found")
@@ -188,6 +218,11 @@ class ScriptRun:
                                   split_path=out / "split.npz", flip=cfg.flip)
         self.val_database, _ = _val_database(self.data.train, cfg.val_database_size, cfg.seed)
         self.train_x, self.train_y = dataset_arrays(self.data.train)
+        n = len(self.train_x)
+        if self.needs_bytes is not None and self.needs_bytes(n) > available_bytes():
+            raise ScriptTooLarge(
+                f"peer-{self.method}: the script needs at least {self.needs_bytes(n) / 2**30:.1f} GiB for "
+                f"{n} training images and {available_bytes() / 2**30:.1f} GiB are available; not run")
         ns = self.namespace
         ns.update(get_data=self._get_data, validate=self._validate, tqdm=lambda it, *a, **k: it)
         config = ns["get_config"]()

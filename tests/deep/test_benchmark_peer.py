@@ -349,3 +349,38 @@ def test_adsh_budget_keeps_the_sample_visits_and_caps_the_sample(peer):
     assert big["num_samples"] == ADSH_MAX_SAMPLES == 2000
     assert big["max_iter"] * big["num_samples"] * big["epoch"] >= 3 * 59000 > (big["max_iter"] - 1) * 4000
     assert big["test_map"] == 15 and adsh_budget(1, 3)["num_samples"] == 1
+
+
+def test_daph_needs_two_training_set_square_matrices(peer):
+    from deephash_pytorch_scripts import SCRIPT_PEERS, daph_bytes
+
+    assert daph_bytes(59000) == 2 * 4 * 59000 ** 2  # 27.8 GB: more than this machine's memory
+    assert SCRIPT_PEERS["daph"][4] is daph_bytes
+    assert SCRIPT_PEERS["adsh"][4] is None and SCRIPT_PEERS["pcdh"][4] is None
+    module, folder = peer
+    assert module.register_peers(folder, []) == []  # a grid of script peers only wraps no loss file
+
+
+@pytest.mark.skipif(fashion_mnist_dir() is None, reason="needs Fashion-MNIST (apt-get install dataset-fashion-mnist)")
+def test_a_script_too_large_for_the_memory_stops_before_training_and_the_grid_goes_on(peer, monkeypatch):
+    import json
+
+    import deephash_pytorch_scripts as scripts
+
+    _, folder = peer
+    run = script_run(folder, "daph", "DAPH.py", OWN_NET_FILE.replace("def train_val", "def unused_train_val")
+                     + "\ndef train_val(config, bit):\n    raise AssertionError('trained')\n", nbits=8, epochs=1)
+    monkeypatch.setattr(scripts, "available_bytes", lambda: scripts.daph_bytes(2000) - 1)
+    with pytest.raises(scripts.ScriptTooLarge, match=r"peer-daph: the script needs at least .* GiB for 2000"):
+        run.run(folder / "run")
+    # the grid records the peer as skipped and keeps its other rows
+    spec = importlib.util.spec_from_file_location("deep_fmnist_under_test", HERE / "deep_fmnist.py")
+    grid = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grid)
+    out = folder / "grid"
+    assert grid.main(["--methods", "daph", "--protocol", "fashion-mnist-mini", "--bits", "8", "--seeds", "0",
+                      "--epochs", "1", "--threads", "1", "--peer-dir", str(folder), "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in results["runs"]] == ["daph"]
+    assert [(s["method"], s["bits"], s["seed"]) for s in results["skipped"]] == [("peer-daph", 8, 0)]
+    assert "GiB are available; not run" in results["skipped"][0]["reason"]

@@ -138,19 +138,21 @@ def main(argv=None) -> int:
                     head_lr_mult=args.head_lr_mult))
                 start = time.perf_counter()
                 run_dir = out / f"{method}-{bits}-s{seed}"
-                if method in script_peers:  # the research script's own training loop
-                    from deephash_pytorch_scripts import ScriptRun, ScriptTooLarge
+                try:
+                    if method in script_peers:  # the research script's own training loop
+                        from deephash_pytorch_scripts import ScriptRun
 
-                    try:
                         summary = ScriptRun(script_peers[method], args.peer_dir, cfg).run(run_dir)
-                    except ScriptTooLarge as e:  # the rest of the grid still runs
-                        skipped.append({"method": method, "bits": bits, "seed": seed, "reason": str(e)})
-                        print(f"{method:>16} {bits:3d} bits seed {seed}: skipped: {e}", flush=True)
-                        results_path.write_text(json.dumps({"protocol": args.protocol, "context": context,
-                                                            "runs": rows, "skipped": skipped}, indent=2))
-                        continue
-                else:
-                    summary = train_run(cfg, run_dir, progress=args.progress)
+                    else:
+                        summary = train_run(cfg, run_dir, progress=args.progress)
+                except MemoryError as e:  # a peer too large for this machine (PeerTooLarge): the grid goes on
+                    if not method.startswith("peer-"):
+                        raise
+                    skipped.append({"method": method, "bits": bits, "seed": seed, "reason": str(e)})
+                    print(f"{method:>16} {bits:3d} bits seed {seed}: skipped: {e}", flush=True)
+                    results_path.write_text(json.dumps({"protocol": args.protocol, "context": context,
+                                                        "runs": rows, "skipped": skipped}, indent=2))
+                    continue
                 row = {"method": method, "bits": bits, "seed": seed, "protocol": args.protocol,
                        "map_all": summary["map"]["all"], "map_1000": summary["map"]["1000"],
                        "train_seconds": summary["train_seconds"],

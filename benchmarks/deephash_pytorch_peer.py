@@ -34,10 +34,12 @@ draw targets with it) is seeded from the run's torch seed.
 from __future__ import annotations
 
 import ast
+import os
 import random
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Callable
 
 import torch
 
@@ -69,6 +71,45 @@ PEERS = {
     "bihalf": ("Unsupervised_BiHalf.py", "BiHalfModelUnsupervised", "[BiHalf Unsupervised]"),
     "greedyhash-unsup": ("Unsupervised_GreedyHash.py", "GreedyHashModelUnsupervised", "[GreedyHash Unsupervised]"),
 }
+
+def cnnh_bytes(n: int) -> int:
+    """What CNNH's loss needs at least when it is built: its first stage holds two (n, n) float32
+    matrices over the training set (the +-1 similarity S and the residual L)."""
+    return 2 * 4 * n * n
+
+
+#: Peers whose memory grows faster than the training set: method -> bytes needed at least for n
+#: training images (checked before they are built; see PeerTooLarge).
+PEER_BYTES: dict[str, Callable[[int], int]] = {"cnnh": cnnh_bytes}
+
+
+class PeerTooLarge(MemoryError):
+    """The research code would need more memory than this machine has available: the peer is not
+    run (``deep_fmnist.py`` records it as skipped and goes on)."""
+
+
+def available_bytes() -> int:
+    """Memory available for a new allocation without swapping (``MemAvailable``; where the
+    kernel does not report it, the free pages)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_memory(name: str, needs_bytes: Callable[[int], int] | None, n: int) -> None:
+    """Raise :class:`PeerTooLarge` when ``needs_bytes(n)`` exceeds the memory available."""
+    if needs_bytes is None:
+        return
+    need, have = needs_bytes(n), available_bytes()
+    if need > have:
+        raise PeerTooLarge(f"{name}: the research code needs at least {need / 2**30:.1f} GiB for {n} training "
+                           f"images and {have / 2**30:.1f} GiB are available; not run")
+
 
 #: Methods whose research file computes the loss inside its model's forward (a frozen VGG-16,
 #: a Linear hash layer, the loss on the layer's outputs and the VGG features), not in a loss
@@ -130,7 +171,7 @@ def register_peers(peer_dir: str | Path, methods=None) -> list[str]:
                  "peer_config": staticmethod(namespace["get_config"]), "peer_info": info,
                  "peer_globals": namespace,
                  # CNNH's loss takes the training labels when it is built (see prepare)
-                 "needs_train_targets": method == "cnnh"}
+                 "needs_train_targets": method == "cnnh", "needs_bytes": staticmethod(PEER_BYTES.get(method))}
         type(f"Peer{class_name}_{method.replace('-', '_')}", (base,), attrs)  # registers itself
         names.append(f"peer-{method}")
     return names
@@ -162,6 +203,7 @@ class PeerLoss(HashLoss):
             self._start_epoch(0)
 
     def prepare(self, train_targets: torch.Tensor) -> None:
+        check_memory(self.method, self.needs_bytes, int(train_targets.shape[0]))
         with tempfile.TemporaryDirectory() as folder:
             self.config["H_save_path"] = folder + "/"
             self.peer = self.peer_class(self.config, train_targets.float(), self.nbits)

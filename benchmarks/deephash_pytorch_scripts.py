@@ -37,7 +37,8 @@ Budgets equal to our runs of ``epochs`` epochs over n training images:
   Its loss over the whole training set, which it reports each epoch, forms (n, n) matrices (the
   label similarity, the inner products): 28 GB at the full protocol's 59,000 images, where it was
   killed for memory. A script whose known need exceeds the memory available stops before
-  training with :class:`ScriptTooLarge` (``deep_fmnist.py`` records the peer as skipped).
+  training with :class:`deephash_pytorch_peer.PeerTooLarge` (``deep_fmnist.py`` records the peer
+  as skipped).
 - PCDH: ``epoch = epochs``. Its code comes from layers of its own network class (``Net``: a
   1024-d feature layer, a tanh hash-like layer, a threshold layer whose +-1 output is the code, a
   classifier on the code), which our models do not have: the script's ``Net`` is built with our
@@ -49,7 +50,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import random
 import time
 from pathlib import Path
@@ -59,7 +59,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from deephash_pytorch_peer import load_method_file
+from deephash_pytorch_peer import check_memory, load_method_file
 
 #: The most images ADSH's script samples per iteration here (the paper's m): its V step forms a
 #: (samples x training set) similarity matrix, 7 GB at half of 59,000 images.
@@ -91,21 +91,6 @@ SCRIPT_PEERS: dict[str, tuple[str, str, Callable[[int, int], dict], bool, Callab
 }
 
 
-class ScriptTooLarge(MemoryError):
-    """The research script would need more memory than this machine has available."""
-
-
-def available_bytes() -> int:
-    """Memory available for a new allocation without swapping (``MemAvailable``; where the
-    kernel does not report it, the free pages)."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 class ScriptDataset:
@@ -218,11 +203,7 @@ class ScriptRun:
                                   split_path=out / "split.npz", flip=cfg.flip)
         self.val_database, _ = _val_database(self.data.train, cfg.val_database_size, cfg.seed)
         self.train_x, self.train_y = dataset_arrays(self.data.train)
-        n = len(self.train_x)
-        if self.needs_bytes is not None and self.needs_bytes(n) > available_bytes():
-            raise ScriptTooLarge(
-                f"peer-{self.method}: the script needs at least {self.needs_bytes(n) / 2**30:.1f} GiB for "
-                f"{n} training images and {available_bytes() / 2**30:.1f} GiB are available; not run")
+        check_memory(f"peer-{self.method}", self.needs_bytes, len(self.train_x))
         ns = self.namespace
         ns.update(get_data=self._get_data, validate=self._validate, tqdm=lambda it, *a, **k: it)
         config = ns["get_config"]()

@@ -144,6 +144,22 @@ def test_cnnh_peer_is_built_from_the_training_labels(peer):
     assert torch.allclose(loss(u, labels[:2], torch.tensor([0, 1])), torch.tensor(1.0))
 
 
+def test_cnnh_peer_too_large_for_the_memory_is_not_built(peer, monkeypatch):
+    module, folder = peer
+    (folder / "CNNH.py").write_text(CNNH_FILE)
+    module.register_peers(folder, ["cnnh"])
+    assert module.cnnh_bytes(59000) == 2 * 4 * 59000 ** 2  # its S and L over the full protocol
+    loss = build_loss("peer-cnnh", 8, num_train=6, num_classes=3)
+    labels = torch.nn.functional.one_hot(torch.tensor([0, 1, 0, 2, 0, 1]), 3)
+    monkeypatch.setattr(module, "available_bytes", lambda: module.cnnh_bytes(6) - 1)
+    with pytest.raises(module.PeerTooLarge, match=r"peer-cnnh: the research code needs at least .* for 6 "):
+        loss.prepare(labels)
+    assert loss.peer is None
+    monkeypatch.setattr(module, "available_bytes", lambda: module.cnnh_bytes(6))
+    loss.prepare(labels)
+    assert loss.peer is not None
+
+
 LABEL_FREE_FILE = '''
 from utils.tools import *
 from network import *
@@ -365,13 +381,14 @@ def test_daph_needs_two_training_set_square_matrices(peer):
 def test_a_script_too_large_for_the_memory_stops_before_training_and_the_grid_goes_on(peer, monkeypatch):
     import json
 
+    import deephash_pytorch_peer as peers
     import deephash_pytorch_scripts as scripts
 
     _, folder = peer
     run = script_run(folder, "daph", "DAPH.py", OWN_NET_FILE.replace("def train_val", "def unused_train_val")
                      + "\ndef train_val(config, bit):\n    raise AssertionError('trained')\n", nbits=8, epochs=1)
-    monkeypatch.setattr(scripts, "available_bytes", lambda: scripts.daph_bytes(2000) - 1)
-    with pytest.raises(scripts.ScriptTooLarge, match=r"peer-daph: the script needs at least .* GiB for 2000"):
+    monkeypatch.setattr(peers, "available_bytes", lambda: scripts.daph_bytes(2000) - 1)
+    with pytest.raises(peers.PeerTooLarge, match=r"peer-daph: the research code needs at least .* GiB for 2000"):
         run.run(folder / "run")
     # the grid records the peer as skipped and keeps its other rows
     spec = importlib.util.spec_from_file_location("deep_fmnist_under_test", HERE / "deep_fmnist.py")

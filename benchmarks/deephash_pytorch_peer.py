@@ -72,6 +72,7 @@ PEERS = {
     "greedyhash-unsup": ("Unsupervised_GreedyHash.py", "GreedyHashModelUnsupervised", "[GreedyHash Unsupervised]"),
 }
 
+
 def cnnh_bytes(n: int) -> int:
     """What CNNH's loss needs at least when it is built: its first stage holds two (n, n) float32
     matrices over the training set (the +-1 similarity S and the residual L)."""

@@ -91,8 +91,6 @@ SCRIPT_PEERS: dict[str, tuple[str, str, Callable[[int, int], dict], bool, Callab
 }
 
 
-
-
 class ScriptDataset:
     """Images and one-hot labels as arrays the scripts may replace (ADSH assigns ``data`` and
     ``targets`` to resample); item i is ``(image, label, i)``."""

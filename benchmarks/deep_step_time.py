@@ -81,10 +81,11 @@ class Setup:
         self.optimizer = build_optimizer(self.model, self.loss, "adam", 1e-3, head_lr_mult=1.0)
         self.bank = any(isinstance(m, MemoryBank) for m in self.loss.modules())
         self.fill = fill if self.bank else None
-        # As the trainer does before a fresh run's first epoch (ADSH and CNNH read the training
-        # labels here): random one-hot labels of the training set's size.
-        train_labels = torch.randint(args.classes, (args.num_train,), generator=gen)
-        self.loss.prepare(torch.nn.functional.one_hot(train_labels, args.classes).float())
+        # As the trainer does before a fresh run's first epoch, for the losses that read the
+        # training labels then (ADSH, CNNH): random one-hot labels of the training set's size.
+        if getattr(self.loss, "needs_train_targets", False):
+            train_labels = torch.randint(args.classes, (args.num_train,), generator=gen)
+            self.loss.prepare(torch.nn.functional.one_hot(train_labels, args.classes).float())
         perm = torch.randperm(args.num_train, generator=gen)
         written = int(round(fill * args.num_train)) if self.bank else 0
         fill_state(self.loss, perm[:written], args.classes, gen)

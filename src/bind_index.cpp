@@ -81,7 +81,9 @@ void bind_index(py::module_& m) {
            "Remaining items keep their ids.")
       .def("reset", &ops::reset<BinaryIndex>, "Remove everything and restart ids at 0.")
       .def("reconstruct", &ops::reconstruct<BinaryIndex>, py::arg("id"), "The code of an id (KeyError when absent).")
-      .def("ids", &ops::ids<BinaryIndex>, "The ids held, int64, in storage order.")
+      .def("ids", &ops::ids<BinaryIndex>,
+           "The ids held, int64, in storage order (a FlatIndex: insertion order; a MIHIndex keeps "
+           "8 MiB of codes or more sorted by substring).")
       .def("reconstruct_batch", &ops::reconstruct_batch<BinaryIndex>, py::arg("ids"),
            "The codes of these ids, (n, code_size) uint8, read at once (KeyError for an absent id).")
       .def("save", &ops::save<BinaryIndex>, py::arg("path"),

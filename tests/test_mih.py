@@ -231,3 +231,59 @@ def test_probed_range_search_orders_many_hits_per_distance(ids, rng):
         np.testing.assert_array_equal(I, fI)
         assert np.bincount(D[: lims[1]]).max() >= 1000  # past the radix sort's threshold (256)
     assert mih.stats()["linear_scans"] == 0, "these queries must be probed, not scanned"
+
+
+@pytest.mark.parametrize("ids", ["plain", "shuffled", "wide"])
+@pytest.mark.parametrize("mmap", [False, True])
+def test_sorted_storage_keeps_every_answer_and_id(tmp_path, rng, ids, mmap):
+    # From 8 MiB of codes the index stores them sorted (near-identical codes together), so its
+    # storage order is neither insertion nor id order: every answer must still equal the flat
+    # scan's, ties by id, through tombstones that move with their items at a rebuild, a tail,
+    # reconstruction, save and load. "wide": ids past 2^32, stored in 8 bytes.
+    n = 270_000  # x 32 bytes: past 8 MiB
+    codes = near_duplicates(rng, n, 256)
+    item_ids = {"plain": np.arange(n), "shuffled": rng.permutation(n) * 7 + 3,
+                "wide": rng.permutation(n) + 2**33}[ids]
+    mih, flat = de.MIHIndex(256), de.FlatIndex(256)
+    queries = np.concatenate([codes[:10], codes[:5] ^ np.uint8(8), rng.integers(0, 256, (5, 32), dtype=np.uint8)])
+    for index in (mih, flat):
+        if ids == "plain":
+            index.add(codes)
+        else:
+            index.add_with_ids(codes, item_ids)
+    assert not np.array_equal(mih.ids(), item_ids), "the codes should have been reordered"
+    assert_same(mih, flat, queries, ks=(1, 10, 100), radii=(0, 3, 8))
+    gone = rng.choice(item_ids, 2000, replace=False)
+    assert mih.remove_ids(gone) == flat.remove_ids(gone) == 2000
+    assert mih.tombstones == 2000
+    more = near_duplicates(rng, 40000, 256)
+    for index in (mih, flat):
+        index.add(more[:30000])  # a tail, with the next ids
+    assert mih.tail_size == 30000
+    assert_same(mih, flat, queries, ks=(1, 10, 100), radii=(0, 3, 8))
+    for index in (mih, flat):
+        index.add(more[30000:])  # past the tail's limit: a rebuild, tombstones kept
+    assert mih.tail_size == 0 and mih.tombstones == 2000, "the tombstones moved with their items"
+    assert_same(mih, flat, np.concatenate([queries, more[:5]]), ks=(1, 10, 100), radii=(0, 3, 8))
+    np.testing.assert_array_equal(np.sort(mih.ids()), np.sort(flat.ids()))
+    live = flat.ids()
+    np.testing.assert_array_equal(mih.reconstruct_batch(live), flat.reconstruct_batch(live))
+    with pytest.raises(KeyError):
+        mih.reconstruct(int(gone[0]))
+    path = tmp_path / "sorted.dhi"
+    mih.save(path)
+    loaded = de.load_index(path, mmap=mmap)
+    assert loaded.is_mmapped == mmap, "saved sorted: loading needs no copy of the codes"
+    assert_same(loaded, flat, queries, ks=(1, 10, 100), radii=(0, 3, 8))
+
+
+def test_sorted_storage_costs_no_memory(rng):
+    # The reordering makes ids explicit (4 bytes each) and frees the last table's position list
+    # (4 bytes each): codes, one uint32 per item and table, and the tables' bucket starts (one
+    # 64-byte block per 29 keys), nothing more.
+    n = 1_100_000  # 8.8 MB: sorted
+    codes = rng.integers(0, 256, (n, 8), dtype=np.uint8)
+    mih = de.MIHIndex(64)
+    mih.add(codes)
+    starts = sum(-(-(2**b) // 29) * 64 for b in mih.substring_bits)
+    assert mih.memory_usage() == codes.nbytes + 4 * n * mih.m + starts

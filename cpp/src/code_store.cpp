@@ -9,6 +9,25 @@
 
 namespace deephash {
 
+void IdArray::fit(idx_t max_id) {
+  if (wide_ || max_id <= static_cast<idx_t>(UINT32_MAX)) return;
+  std::vector<idx_t> wide(narrow_ids_.begin(), narrow_ids_.end());
+  wide.reserve(narrow_ids_.capacity());
+  wide_ids_.swap(wide);
+  std::vector<std::uint32_t>().swap(narrow_ids_);
+  wide_ = true;
+}
+
+void IdArray::reserve(std::size_t n) {
+  if (wide_) wide_ids_.reserve(n); else narrow_ids_.reserve(n);
+}
+
+void IdArray::release() {
+  std::vector<std::uint32_t>().swap(narrow_ids_);
+  std::vector<idx_t>().swap(wide_ids_);
+  wide_ = false;
+}
+
 std::uint64_t CodeStore::next_uid() noexcept {
   static std::atomic<std::uint64_t> counter{0};
   return ++counter;
@@ -25,9 +44,11 @@ void CodeStore::materialize() {
 
 void CodeStore::materialize_ids() {
   if (!implicit_) return;
-  std::vector<idx_t> ids(n_);
-  for (std::size_t i = 0; i < n_; ++i) ids[i] = static_cast<idx_t>(i);
-  ids_.swap(ids);
+  IdArray ids;
+  ids.fit(n_ == 0 ? 0 : static_cast<idx_t>(n_ - 1));
+  ids.reserve(n_);
+  for (std::size_t i = 0; i < n_; ++i) ids.push_back(static_cast<idx_t>(i));
+  ids_ = std::move(ids);
   implicit_ = false;
 }
 
@@ -39,7 +60,10 @@ void CodeStore::add(const std::uint8_t* codes, std::size_t n) {
   materialize();
   // Ids stay implicit while every item so far has id == position.
   const bool stays_implicit = implicit_ && next_id_ == static_cast<idx_t>(n_);
-  if (!stays_implicit) materialize_ids();
+  if (!stays_implicit) {
+    materialize_ids();
+    ids_.fit(next_id_ + static_cast<idx_t>(n - 1));
+  }
   codes_.reserve((n_ + n) * cs_);  // may throw; nothing has changed yet
   if (!implicit_) ids_.reserve(n_ + n);
   codes_.insert(codes_.end(), codes, codes + n * cs_);
@@ -79,10 +103,11 @@ void CodeStore::add_with_ids(const std::uint8_t* codes, std::size_t n, const idx
   const idx_t max_id = *std::max_element(ids, ids + n);
   materialize();
   materialize_ids();
+  ids_.fit(max_id);
   codes_.reserve((n_ + n) * cs_);
   ids_.reserve(n_ + n);
   codes_.insert(codes_.end(), codes, codes + n * cs_);
-  ids_.insert(ids_.end(), ids, ids + n);
+  for (std::size_t i = 0; i < n; ++i) ids_.push_back(ids[i]);
   n_ += n;
   increasing_ = still_increasing;
   next_id_ = std::max(next_id_, max_id == INT64_MAX ? INT64_MAX : max_id + 1);
@@ -92,8 +117,8 @@ void CodeStore::add_with_ids(const std::uint8_t* codes, std::size_t n, const idx
 void CodeStore::build_lookup_locked() const {
   if (lookup_valid_) return;
   lookup_.resize(n_);
-  for (std::size_t i = 0; i < n_; ++i) lookup_[i] = {ids_[i], i};
-  std::sort(lookup_.begin(), lookup_.end());
+  for (std::size_t i = 0; i < n_; ++i) lookup_[i] = i;
+  std::sort(lookup_.begin(), lookup_.end(), [&](std::size_t a, std::size_t b) { return ids_[a] < ids_[b]; });
   lookup_valid_ = true;
 }
 
@@ -102,16 +127,25 @@ std::optional<std::size_t> CodeStore::find(idx_t id) const {
     if (id < 0 || static_cast<std::uint64_t>(id) >= n_) return std::nullopt;
     return static_cast<std::size_t>(id);
   }
+  // The first of [0, count) whose id (by position pos_of(i)) is not below `id`.
+  const auto first_not_below = [&](std::size_t count, auto pos_of) {
+    std::size_t lo = 0, hi = count;
+    while (lo < hi) {
+      const std::size_t mid = lo + (hi - lo) / 2;
+      if (ids_[pos_of(mid)] < id) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+  };
   if (increasing_) {
-    const auto it = std::lower_bound(ids_.begin(), ids_.end(), id);
-    if (it == ids_.end() || *it != id) return std::nullopt;
-    return static_cast<std::size_t>(it - ids_.begin());
+    const std::size_t i = first_not_below(n_, [](std::size_t i) { return i; });
+    if (i == n_ || ids_[i] != id) return std::nullopt;
+    return i;
   }
   std::lock_guard<std::mutex> lock(lookup_mu_);
   build_lookup_locked();
-  const auto it = std::lower_bound(lookup_.begin(), lookup_.end(), std::make_pair(id, std::size_t{0}));
-  if (it == lookup_.end() || it->first != id) return std::nullopt;
-  return it->second;
+  const std::size_t i = first_not_below(n_, [&](std::size_t i) { return lookup_[i]; });
+  if (i == n_ || ids_[lookup_[i]] != id) return std::nullopt;
+  return lookup_[i];
 }
 
 void CodeStore::copy_codes(const idx_t* ids, std::size_t n, std::uint8_t* out, const std::uint8_t* removed) const {
@@ -141,29 +175,32 @@ std::vector<std::size_t> CodeStore::positions_of(const std::vector<idx_t>& ids) 
     }
     return out;
   }
-  // Sorted (id, position) pairs: the stored ids themselves when they increase, else the lookup.
-  const auto walk = [&](auto first, auto last, auto id_of, auto pos_of) {
-    auto it = first;
-    const bool merge = ids.size() * 16 >= static_cast<std::size_t>(last - first);  // dense: walk both
+  // Positions in increasing id order, pos_of(0..n_): the storage order itself when ids increase,
+  // else the lookup.
+  const auto walk = [&](auto pos_of) {
+    std::size_t i = 0;
+    const bool merge = ids.size() * 16 >= n_;  // dense: walk both
     for (idx_t id : ids) {
       if (merge) {
-        while (it != last && id_of(*it) < id) ++it;
+        while (i < n_ && ids_[pos_of(i)] < id) ++i;
       } else {
-        it = std::lower_bound(it, last, id, [&](const auto& e, idx_t v) { return id_of(e) < v; });
+        std::size_t hi = n_;
+        while (i < hi) {
+          const std::size_t mid = i + (hi - i) / 2;
+          if (ids_[pos_of(mid)] < id) i = mid + 1; else hi = mid;
+        }
       }
-      if (it == last) break;
-      if (id_of(*it) == id) out.push_back(pos_of(it));
+      if (i == n_) break;
+      if (ids_[pos_of(i)] == id) out.push_back(pos_of(i));
     }
   };
   if (increasing_) {
-    walk(ids_.begin(), ids_.end(), [](idx_t v) { return v; },
-         [&](std::vector<idx_t>::const_iterator it) { return static_cast<std::size_t>(it - ids_.begin()); });
+    walk([](std::size_t i) { return i; });
     return out;
   }
   std::lock_guard<std::mutex> lock(lookup_mu_);
   build_lookup_locked();
-  walk(lookup_.cbegin(), lookup_.cend(), [](const std::pair<idx_t, std::size_t>& e) { return e.first; },
-       [](decltype(lookup_.cbegin()) it) { return it->second; });
+  walk([&](std::size_t i) { return lookup_[i]; });
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -186,7 +223,7 @@ std::vector<std::size_t> CodeStore::remove_ids(const idx_t* ids, std::size_t n) 
     }
     if (out != i) {
       std::memmove(codes_.data() + out * cs_, codes_.data() + i * cs_, cs_);
-      ids_[out] = ids_[i];
+      ids_.set(out, ids_[i]);
     }
     ++out;
   }
@@ -197,11 +234,41 @@ std::vector<std::size_t> CodeStore::remove_ids(const idx_t* ids, std::size_t n) 
   return positions;
 }
 
+void CodeStore::permute(const std::uint32_t* order) {
+  bool identity = true;
+  for (std::size_t i = 0; i < n_ && identity; ++i) identity = order[i] == i;
+  if (identity) return;
+  check_mapping();
+  IdArray ids;
+  idx_t max_id = -1, prev = -1;
+  bool increasing = true;
+  for (std::size_t i = 0; i < n_; ++i) {
+    const idx_t id = id_at(order[i]);
+    max_id = std::max(max_id, id);
+    increasing &= i == 0 || id > prev;
+    prev = id;
+  }
+  ids.fit(max_id);
+  ids.reserve(n_);  // may throw, as may the copy below; nothing has changed yet
+  std::vector<std::uint8_t, HugePageAllocator<std::uint8_t>> moved(n_ * cs_);
+  const std::uint8_t* from = codes();
+  for (std::size_t i = 0; i < n_; ++i) {
+    std::memcpy(moved.data() + i * cs_, from + static_cast<std::size_t>(order[i]) * cs_, cs_);
+    ids.push_back(id_at(order[i]));
+  }
+  codes_.swap(moved);
+  map_.reset();
+  mapped_ = nullptr;
+  ids_ = std::move(ids);
+  implicit_ = false;
+  increasing_ = increasing;
+  invalidate_lookup();
+}
+
 void CodeStore::reset() {
   codes_.clear();
   codes_.shrink_to_fit();
-  ids_.clear();
-  ids_.shrink_to_fit();
+  ids_.release();
   map_.reset();
   mapped_ = nullptr;
   n_ = 0;
@@ -230,11 +297,11 @@ void CodeStore::write_payload(io::AtomicFileWriter& out, const std::uint8_t* ski
     }
   }
   out.pad_to(start + io::codes_bytes_padded(live, cs_));
-  if (!implicit_ && !skip) {
-    out.write(ids_.data(), n_ * sizeof(idx_t));
+  if (!implicit_ && !skip && ids_.wide()) {
+    out.write(ids_.wide(), n_ * sizeof(idx_t));
     return;
   }
-  std::vector<idx_t> chunk;  // ids generated (implicit) or filtered (skip) in chunks
+  std::vector<idx_t> chunk;  // ids generated (implicit), widened or filtered (skip) in chunks
   chunk.reserve(65536);
   for (std::size_t i = 0; i < n_; ++i) {
     if (skip && skip[i]) continue;
@@ -284,7 +351,11 @@ void CodeStore::read_payload(const std::shared_ptr<const io::MappedFile>& file, 
   reset();
   n_ = static_cast<std::size_t>(ntotal);
   implicit_ = identity && next_id == static_cast<idx_t>(ntotal);
-  if (!implicit_) ids_ = std::move(ids);
+  if (!implicit_) {
+    ids_.fit(max_id);
+    ids_.reserve(ids.size());
+    for (const idx_t id : ids) ids_.push_back(id);
+  }
   next_id_ = next_id;
   increasing_ = ids_increasing;
   if (mmap && ntotal > 0) {

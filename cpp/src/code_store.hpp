@@ -18,6 +18,41 @@
 
 namespace deephash {
 
+// The ids of a store's items by position: 4 bytes each while every id fits in 32 bits (the common
+// case, and what keeps a multi-index hash, whose sorted storage makes ids explicit, as small as
+// before), 8 bytes once a larger id arrives.
+class IdArray {
+ public:
+  std::size_t size() const noexcept { return wide_ ? wide_ids_.size() : narrow_ids_.size(); }
+  idx_t operator[](std::size_t i) const noexcept {
+    return wide_ ? wide_ids_[i] : static_cast<idx_t>(narrow_ids_[i]);
+  }
+  // Makes room for ids up to max_id (widening once it does not fit in 32 bits); call before
+  // storing such an id.
+  void fit(idx_t max_id);
+  void reserve(std::size_t n);  // may throw; nothing changes then
+  void push_back(idx_t id) {
+    if (wide_) wide_ids_.push_back(id); else narrow_ids_.push_back(static_cast<std::uint32_t>(id));
+  }
+  void set(std::size_t i, idx_t id) noexcept {
+    if (wide_) wide_ids_[i] = id; else narrow_ids_[i] = static_cast<std::uint32_t>(id);
+  }
+  void resize(std::size_t n) {
+    if (wide_) wide_ids_.resize(n); else narrow_ids_.resize(n);
+  }
+  void release();  // empty, memory freed, narrow again
+  const idx_t* wide() const noexcept { return wide_ ? wide_ids_.data() : nullptr; }
+  const std::uint32_t* narrow() const noexcept { return wide_ ? nullptr : narrow_ids_.data(); }
+  std::size_t memory_usage() const noexcept {
+    return wide_ids_.capacity() * sizeof(idx_t) + narrow_ids_.capacity() * sizeof(std::uint32_t);
+  }
+
+ private:
+  bool wide_ = false;
+  std::vector<std::uint32_t> narrow_ids_;
+  std::vector<idx_t> wide_ids_;
+};
+
 class CodeStore {
  public:
   // Codes of nbits bits (code_size_for(nbits) bytes each, padding bits zero).
@@ -26,12 +61,14 @@ class CodeStore {
   std::size_t size() const noexcept { return n_; }
   std::size_t code_size() const noexcept { return cs_; }
   const std::uint8_t* codes() const noexcept { return mapped_ ? mapped_ : codes_.data(); }
-  // The id array, or nullptr while ids are implicit (item i has id i: plain adds into a fresh
-  // index, nothing removed), which saves 8 bytes per item.
-  const idx_t* ids() const noexcept { return implicit_ ? nullptr : ids_.data(); }
+  // The id array, 8-byte (ids()) or 4-byte (ids32()) ids by position, the other nullptr; both
+  // nullptr while ids are implicit (item i has id i: plain adds into a fresh index, nothing
+  // removed or reordered), which saves their memory.
+  const idx_t* ids() const noexcept { return implicit_ ? nullptr : ids_.wide(); }
+  const std::uint32_t* ids32() const noexcept { return implicit_ ? nullptr : ids_.narrow(); }
   idx_t id_at(std::size_t pos) const noexcept { return implicit_ ? static_cast<idx_t>(pos) : ids_[pos]; }
   std::size_t memory_usage() const noexcept {
-    return (mapped_ ? 0 : codes_.capacity()) + ids_.capacity() * sizeof(idx_t) + lookup_.capacity() * sizeof(lookup_[0]);
+    return (mapped_ ? 0 : codes_.capacity()) + ids_.memory_usage() + lookup_.capacity() * sizeof(lookup_[0]);
   }
   idx_t next_id() const noexcept { return next_id_; }
   // next_id becomes at least `id` (a copy of another index keeps that index's next_id).
@@ -58,6 +95,9 @@ class CodeStore {
   // Removes the listed ids that are present (others are ignored); returns the removed positions
   // in increasing order (positions before the removal).
   std::vector<std::size_t> remove_ids(const idx_t* ids, std::size_t n);
+  // Reorders the items: storage position i takes the item at position order[i] (a permutation of
+  // [0, size())). Ids go with their codes. Mapped codes are copied into memory first.
+  void permute(const std::uint32_t* order);
   void reset();
 
   std::optional<std::size_t> find(idx_t id) const;
@@ -103,14 +143,14 @@ class CodeStore {
   std::vector<std::uint8_t, HugePageAllocator<std::uint8_t>> codes_;
   std::shared_ptr<const io::MappedFile> map_;
   const std::uint8_t* mapped_ = nullptr;
-  std::vector<idx_t> ids_;
+  IdArray ids_;
   idx_t next_id_ = 0;
   bool increasing_ = true;
   bool implicit_ = true;  // ids_ empty and id(i) == i
 
-  // Sorted (id, position) pairs, built on demand when ids are not increasing.
+  // Positions in increasing order of their ids, built on demand when ids are not increasing.
   mutable std::mutex lookup_mu_;
-  mutable std::vector<std::pair<idx_t, std::size_t>> lookup_;
+  mutable std::vector<std::size_t> lookup_;
   mutable bool lookup_valid_ = false;
   std::uint64_t version_ = 0;
   const std::uint64_t uid_ = next_uid();

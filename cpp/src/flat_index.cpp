@@ -75,7 +75,8 @@ auto FlatIndex::scan_locked(const IdSelector* allow, FilterStrategy* strategy, S
   std::shared_lock<SharedMutex> lock(s_->mu_);
   const CodeStore& store = s_->store_;
   store.check_mapping();
-  const ScanView all{store.codes(), store.ids(), store.size(), store.code_size(), nbits_, store.ids_increasing()};
+  const ScanView all{store.codes(), store.ids(), store.size(), store.code_size(), nbits_, store.ids_increasing(),
+                     nullptr, store.ids32()};
   const FilterView f = filter_view(store, all, nullptr, store.size(), allow);
   if (strategy) *strategy = f.strategy;
   return scan(f.view);

@@ -17,14 +17,17 @@ namespace deephash {
 
 struct ScanView {
   const std::uint8_t* codes;
-  const idx_t* ids;  // nullptr: item i has id i
+  const idx_t* ids;  // nullptr (and ids32 nullptr): item i has id i
   std::size_t n;
   std::size_t code_size;
   int nbits;
   bool ids_increasing;
   const std::uint8_t* skip = nullptr;  // optional: items with skip[i] != 0 are ignored (tombstones)
+  const std::uint32_t* ids32 = nullptr;  // the ids, where they are stored in 4 bytes each
 
-  idx_t id_at(std::size_t i) const noexcept { return ids ? ids[i] : static_cast<idx_t>(i); }
+  idx_t id_at(std::size_t i) const noexcept {
+    return ids ? ids[i] : ids32 ? static_cast<idx_t>(ids32[i]) : static_cast<idx_t>(i);
+  }
 };
 
 void knn_scan(const ScanView& db, const std::uint8_t* queries, std::size_t nq, std::size_t k,

@@ -13,6 +13,13 @@
 
 namespace deephash {
 
+// Sorted storage: from kSortedMinBytes of codes on, every rebuild of the tables reorders the stored
+// codes (with their ids and tombstones) by the last table's substring and the bits below it, so
+// that near-identical codes lie together: the candidates of one bucket then share cache lines,
+// where in insertion order each was a random read of the whole code array. The last table is
+// contiguous (a bucket is a run of positions; it keeps no position list), and the 4 bytes per item
+// that saves hold the ids the reordering makes explicit. Items added later form the tail, in
+// insertion order, until the next rebuild.
 struct MIHIndex::State {
   State(int m, int nbits) : m_(m), store_(nbits) {}
   int m_;  // tables in use (retuned on rebuilds when automatic)

@@ -6,14 +6,38 @@
 
 namespace deephash {
 
-void SubstringTable::build(const std::uint8_t* codes, std::size_t n, std::size_t code_size) {
+void SubstringTable::build(const std::uint8_t* codes, std::size_t n, std::size_t code_size, bool contiguous) {
   // Dense offsets when the key space is small or at most a few times the item count.
   dense_ = bits_ <= 20 || (bits_ <= 28 && (std::uint64_t{1} << bits_) <= 4 * static_cast<std::uint64_t>(n));
-  positions_.assign(n, 0);
+  contiguous_ = contiguous;
+  positions_.clear();
+  positions_.shrink_to_fit();
   keys_.clear();
   offsets_.clear();
   blocks_.clear();
   blocked_ = false;
+  if (contiguous) {  // the codes come sorted by key: only the bucket starts
+    if (dense_) {
+      std::vector<std::uint32_t, HugePageAllocator<std::uint32_t>> offsets((std::size_t{1} << bits_) + 1, 0);
+      for (std::size_t i = 0; i < n; ++i) ++offsets[key_of(codes + i * code_size, code_size) + 1];
+      for (std::size_t k = 0; k + 1 < offsets.size(); ++k) offsets[k + 1] += offsets[k];
+      block_offsets(offsets);
+      if (!blocked_) offsets_.swap(offsets);
+      return;
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint64_t key = key_of(codes + i * code_size, code_size);
+      if (i == 0 || key != keys_.back()) {
+        keys_.push_back(key);
+        offsets_.push_back(static_cast<std::uint32_t>(i));
+      }
+    }
+    offsets_.push_back(static_cast<std::uint32_t>(n));
+    keys_.shrink_to_fit();
+    offsets_.shrink_to_fit();
+    return;
+  }
+  positions_.assign(n, 0);
   if (dense_) {
     const std::size_t nkeys = std::size_t{1} << bits_;
     std::vector<std::uint32_t, HugePageAllocator<std::uint32_t>> offsets(nkeys + 1, 0);

@@ -11,6 +11,10 @@
 // cache line away, as with plain offsets. A table with a block of 65,536 or more positions (heavily
 // repeated substrings) keeps plain 4-byte offsets. At 10M codes and 2^21 or 2^22 keys per table
 // this takes the offsets from 32 MiB to 18 MiB (m = 3 at 64 bits).
+//
+// Contiguous tables: where the codes are stored sorted by this table's substring (MIHIndex sorts
+// them by its last table's), bucket i of the position list is simply the range of storage
+// positions [begin, end): the table keeps no position list at all, only the bucket starts.
 #pragma once
 
 #include <cstddef>
@@ -39,21 +43,27 @@ class SubstringTable {
     return bits_ == 64 ? v : (v & ((std::uint64_t{1} << bits_) - 1));
   }
 
-  // Indexes positions [0, n) of the codes.
-  void build(const std::uint8_t* codes, std::size_t n, std::size_t code_size);
+  // Indexes positions [0, n) of the codes. With `contiguous`, the codes must be stored in
+  // increasing order of this table's substring (see the top of the file).
+  void build(const std::uint8_t* codes, std::size_t n, std::size_t code_size, bool contiguous = false);
 
-  // The positions whose substring equals key: [first, last).
-  void bucket(std::uint64_t key, const std::uint32_t** first, const std::uint32_t** last) const noexcept {
+  bool contiguous() const noexcept { return contiguous_; }
+  // The position list: bucket entries [begin, end) are positions()[begin..end), or, for a
+  // contiguous table (nullptr here), the positions begin..end - 1 themselves.
+  const std::uint32_t* positions() const noexcept { return contiguous_ ? nullptr : positions_.data(); }
+
+  // The entries of the positions whose substring equals key: [*begin, *end) of the position list.
+  void bucket(std::uint64_t key, std::uint32_t* begin, std::uint32_t* end) const noexcept {
     if (blocked_) {
       const Block& blk = blocks_[key / kBlock];
       const std::size_t i = key % kBlock;
-      *first = positions_.data() + blk.start + blk.before[i];
-      *last = positions_.data() + blk.start + blk.before[i + 1];
+      *begin = blk.start + blk.before[i];
+      *end = blk.start + blk.before[i + 1];
       return;
     }
     if (dense_) {
-      *first = positions_.data() + offsets_[key];
-      *last = positions_.data() + offsets_[key + 1];
+      *begin = offsets_[key];
+      *end = offsets_[key + 1];
       return;
     }
     std::size_t lo = 0, hi = keys_.size();
@@ -62,11 +72,16 @@ class SubstringTable {
       if (keys_[mid] < key) lo = mid + 1; else hi = mid;
     }
     if (lo == keys_.size() || keys_[lo] != key) {
-      *first = *last = positions_.data();
+      *begin = *end = 0;
       return;
     }
-    *first = positions_.data() + offsets_[lo];
-    *last = positions_.data() + offsets_[lo + 1];
+    *begin = offsets_[lo];
+    *end = offsets_[lo + 1];
+  }
+  std::size_t bucket_size(std::uint64_t key) const noexcept {
+    std::uint32_t begin, end;
+    bucket(key, &begin, &end);
+    return end - begin;
   }
 
   // Prefetch hints for a bucket that will be read soon: first its offsets, then (once those are
@@ -79,6 +94,7 @@ class SubstringTable {
     }
   }
   void prefetch_positions(std::uint64_t key) const noexcept {
+    if (contiguous_) return;  // no list: the codes come next
     if (blocked_)
       __builtin_prefetch(positions_.data() + blocks_[key / kBlock].start + blocks_[key / kBlock].before[key % kBlock]);
     else if (dense_)
@@ -91,10 +107,16 @@ class SubstringTable {
   static constexpr std::size_t kPrefetchCodes = 16;
   void prefetch_codes(std::uint64_t key, const std::uint8_t* codes, std::size_t code_size) const noexcept {
     if (!dense_) return;
-    const std::uint32_t *first, *last;
-    bucket(key, &first, &last);
-    if (static_cast<std::size_t>(last - first) > kPrefetchCodes) last = first + kPrefetchCodes;
-    for (; first < last; ++first) __builtin_prefetch(codes + static_cast<std::size_t>(*first) * code_size);
+    std::uint32_t begin, end;
+    bucket(key, &begin, &end);
+    if (end - begin > kPrefetchCodes) end = begin + static_cast<std::uint32_t>(kPrefetchCodes);
+    if (contiguous_) {  // one run of codes
+      const std::uint8_t* first = codes + static_cast<std::size_t>(begin) * code_size;
+      const std::uint8_t* last = codes + static_cast<std::size_t>(end) * code_size;
+      for (; first < last; first += 64) __builtin_prefetch(first);
+      return;
+    }
+    for (; begin < end; ++begin) __builtin_prefetch(codes + static_cast<std::size_t>(positions_[begin]) * code_size);
   }
 
   std::size_t memory_usage() const noexcept {
@@ -114,7 +136,7 @@ class SubstringTable {
   void block_offsets(const std::vector<std::uint32_t, HugePageAllocator<std::uint32_t>>& offsets);
 
   int begin_ = 0, bits_ = 0;
-  bool dense_ = true, blocked_ = false;
+  bool dense_ = true, blocked_ = false, contiguous_ = false;
   std::vector<std::uint32_t, HugePageAllocator<std::uint32_t>> offsets_;
   std::vector<Block, HugePageAllocator<Block>> blocks_;
   std::vector<std::uint64_t, HugePageAllocator<std::uint64_t>> keys_;

@@ -67,4 +67,46 @@ TEST(merge_of_partial_collectors_is_exact) {
   }
 }
 
+// Keys mapped to ids: the keys pushed are positions that do not order like the ids (as in a scan
+// or multi-index probe of sorted storage); finish must give the k best by (distance, id) all the
+// same, however many candidates tie at the k-th distance (past 2,048 the collector maps them and
+// ranks by id), in whatever order they come, and after a merge of two such collectors.
+static void id_of_position(const void* ids, CountingTopK::Entry* e, std::size_t n) {
+  const auto& id_of = *static_cast<const std::vector<idx_t>*>(ids);
+  for (std::size_t i = 0; i < n; ++i) e[i].second = id_of[static_cast<std::size_t>(e[i].second)];
+}
+
+TEST(keyed_collectors_order_ties_by_id) {
+  std::mt19937 rng(3);
+  for (int trial = 0; trial < 400; ++trial) {
+    const std::size_t n = rng() % 9000, k = 1 + rng() % 120;
+    const int spread = 1 + static_cast<int>(rng() % 12);  // few distances: thousands of ties
+    std::vector<idx_t> id_of(n);
+    for (std::size_t p = 0; p < n; ++p) id_of[p] = static_cast<idx_t>(p * 5 + 2);
+    std::shuffle(id_of.begin(), id_of.end(), rng);
+    std::vector<std::size_t> arrival(n);
+    for (std::size_t p = 0; p < n; ++p) arrival[p] = p;
+    std::shuffle(arrival.begin(), arrival.end(), rng);
+    const CountingTopK::KeyToId to_id{id_of_position, &id_of};
+    const bool merged = trial % 2 == 1;
+    CountingTopK top, other;
+    top.reset(k, 64, false, to_id);
+    other.reset(k, 64, false, to_id);
+    std::vector<CountingTopK::Entry> truth;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::size_t p = arrival[i];
+      const dist_t d = static_cast<dist_t>(rng() % spread);
+      truth.emplace_back(d, id_of[p]);
+      (merged && i % 2 ? other : top).push(d, static_cast<idx_t>(p));
+    }
+    if (merged) top.merge(other);
+    std::vector<dist_t> d(k + 3);
+    std::vector<idx_t> ids(k + 3);
+    top.finish(d.data(), ids.data(), k + 3);
+    std::vector<CountingTopK::Entry> got;
+    for (std::size_t j = 0; j < k + 3; ++j) got.emplace_back(d[j], ids[j]);
+    CHECK(got == expected(truth, k));
+  }
+}
+
 HARNESS_MAIN()

@@ -22,9 +22,10 @@ Variants (keyword arguments, or the registered names ``dpn-a`` and ``dpn-t``):
   straight through. For ``m <= 1`` the hinge on T(u) is active exactly where the hinge on u is
   (``T(u) t < m`` iff ``u t < m``), with the same gradient ``-t``, so DPN-T trains exactly as
   DPN does: the paper's ternary assignment is a way to *encode* (0 for outputs inside the
-  margin), not a different training signal. The codes the engine stores stay binary,
-  ``u >= 0``, since a Hamming index has no third state; :func:`ternary_assignment` gives the
-  ternary codes. DeepHash-pytorch applies T inside its loss without a gradient path, so nothing
+  margin), not a different training signal. The codes a run stores are binary, ``u >= 0``;
+  for ternary retrieval, :func:`ternary_assignment` gives the ternary codes and
+  :func:`deephash_engine.ternary.ternary_codes` encodes them (4 bits per entry) so that every
+  binary index ranks them by the authors' ternary distance. DeepHash-pytorch applies T inside its loss without a gradient path, so nothing
   trains (its DPN-T log reads mAP 0.134).
 
 The research code differs from the paper's description in small ways too: DeepHash-pytorch draws

@@ -28,9 +28,8 @@ sys.path.insert(0, str(HERE))
 
 from bench_context import context  # noqa: E402
 
-from deephash_engine import pack_bits  # noqa: E402
 from deephash_engine.deep.data.datasets import load_protocol  # noqa: E402
-from deephash_engine.deep.evaluation import compute_outputs  # noqa: E402
+from deephash_engine.deep.evaluation import compute_outputs, pack_codes  # noqa: E402
 from deephash_engine.deep.losses.dpn import ternary_assignment  # noqa: E402
 from deephash_engine.deep.run import load_trained_model, train_run  # noqa: E402
 from deephash_engine.metrics import mean_average_precision  # noqa: E402
@@ -49,7 +48,7 @@ def one_run(dataset: str, nbits: int, seed: int, epochs: int, thresholds, thread
     uq, ql = compute_outputs(model, data.query, 512, "cpu", False, "query")
     ud, dl = compute_outputs(model, data.database, 512, "cpu", False, "database")
     row = {"nbits": nbits, "seed": seed, "train_seconds": summary["train_seconds"],
-           "binary": mean_average_precision(pack_bits(uq >= 0), pack_bits(ud >= 0), ql, dl)}
+           "binary": mean_average_precision(pack_codes(uq), pack_codes(ud), ql, dl)}
     for m in thresholds:
         tq = ternary_assignment(torch.from_numpy(uq), m).numpy()
         td = ternary_assignment(torch.from_numpy(ud), m).numpy()

@@ -105,8 +105,7 @@ std::vector<std::uint32_t> sorted_order(const std::uint8_t* codes, std::size_t n
   const SubstringTable rest(last.bit_begin() - below, below);  // only for key_of
   const auto rest_of = [&](std::size_t i) { return below == 0 ? 0 : rest.key_of(codes + i * cs, cs); };
   std::vector<std::uint32_t> order(n);
-  const bool dense = last.bits() <= 20 || (std::uint64_t{1} << last.bits()) <= 4 * static_cast<std::uint64_t>(n);
-  if (!dense) {  // few items over long substrings: one comparison sort of the whole keys
+  if (!SubstringTable::dense_for(last.bits(), n)) {  // long, sparse substrings: one comparison sort
     std::vector<std::pair<std::uint64_t, std::uint32_t>> keyed(n);
     for (std::size_t i = 0; i < n; ++i)
       keyed[i] = {last.key_of(codes + i * cs, cs) << (64 - last.bits()) | rest_of(i) << (64 - last.bits() - below),

@@ -7,8 +7,7 @@
 namespace deephash {
 
 void SubstringTable::build(const std::uint8_t* codes, std::size_t n, std::size_t code_size, bool contiguous) {
-  // Dense offsets when the key space is small or at most a few times the item count.
-  dense_ = bits_ <= 20 || (bits_ <= 28 && (std::uint64_t{1} << bits_) <= 4 * static_cast<std::uint64_t>(n));
+  dense_ = dense_for(bits_, n);
   contiguous_ = contiguous;
   positions_.clear();
   positions_.shrink_to_fit();

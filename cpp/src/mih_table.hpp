@@ -43,6 +43,12 @@ class SubstringTable {
     return bits_ == 64 ? v : (v & ((std::uint64_t{1} << bits_) - 1));
   }
 
+  // Whether a table of `bits`-bit substrings over n codes keeps dense bucket starts (indexed by
+  // key: the key space is small or at most a few times the item count) or sorted distinct keys.
+  static bool dense_for(int bits, std::size_t n) noexcept {
+    return bits <= 20 || (bits <= 28 && (std::uint64_t{1} << bits) <= 4 * static_cast<std::uint64_t>(n));
+  }
+
   // Indexes positions [0, n) of the codes. With `contiguous`, the codes must be stored in
   // increasing order of this table's substring (see the top of the file).
   void build(const std::uint8_t* codes, std::size_t n, std::size_t code_size, bool contiguous = false);

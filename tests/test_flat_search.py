@@ -99,6 +99,69 @@ def test_one_query_split_across_threads_keeps_the_tie_order(threads, order, rng)
         de.set_num_threads(previous)
 
 
+@pytest.mark.parametrize("nbits", [16, 32, 64, 256])
+@pytest.mark.parametrize("order", ["increasing", "shuffled", "removed"])
+def test_one_query_tightening_within_a_block_keeps_every_tie(nbits, order, simd_level, rng):
+    # A single query walks each block in pieces and tightens its bound between them. Near-copies
+    # of the query are spread over the whole database, so the k-th distance and its ties fall in
+    # many pieces of one block (16-bit codes: the database is one block of 40,000 codes, pieces
+    # of 8,192); a piece scanned after the bound settled must still admit a tie that an id order
+    # other than storage order makes a winner.
+    n = 40_000
+    codes = clustered_codes(rng, n, nbits, nclusters=3, flip=0.02)
+    ids = {"increasing": np.arange(n), "shuffled": rng.permutation(n),
+           "removed": np.arange(n)}[order].astype(np.int64)
+    index = de.FlatIndex(nbits)
+    index.add_with_ids(codes, ids)
+    keep = np.ones(n, dtype=bool)
+    if order == "removed":
+        gone = rng.choice(n, 5000, replace=False)
+        index.remove_ids(ids[gone])
+        keep[gone] = False
+    queries = codes[rng.integers(0, n, 4)]
+    eD, eI = oracle_knn(queries, codes[keep], ids[keep], 3000)  # each k's answer is a prefix
+    previous = de.get_num_threads()
+    try:
+        for threads in (1, 2):
+            de.set_num_threads(threads)
+            for i in range(len(queries)):
+                for k in (1, 10, 100, 3000):
+                    D, I = index.search(queries[i:i + 1], k)
+                    np.testing.assert_array_equal(D[0], eD[i, :k])
+                    np.testing.assert_array_equal(I[0], eI[i, :k])
+    finally:
+        de.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_one_query_over_many_short_codes_settles_or_goes_on(threads, rng):
+    # 16-bit codes, 1.1M of them (16 copies of every value on average): a single query first scans
+    # a head of the database alone and stops there when k copies of it settle the answer. Queries
+    # whose copies are all early, all late (past the head, in the other thread's half), too few, or
+    # absent must all get the oracle's answer.
+    n = 1_100_000
+    codes = rng.integers(0, 1 << 15, n, dtype=np.uint16) << np.uint16(1)  # even values only
+    early, late, few = np.uint16(1), np.uint16(3), np.uint16(5)  # odd: placed by hand
+    codes[rng.choice(20_000, 300, replace=False)] = early
+    codes[900_000 + rng.choice(100_000, 300, replace=False)] = late
+    codes[[100, 400_000, 700_000, 1_050_000]] = few  # one inside the head
+    codes = codes.view(np.uint8).reshape(n, 2)
+    index = de.FlatIndex(16)
+    index.add(codes)
+    queries = np.array([early, late, few, 7, codes[17].view(np.uint16)[0]], dtype=np.uint16).view(np.uint8).reshape(-1, 2)
+    eD, eI = oracle_knn(queries, codes, np.arange(n), 100)
+    previous = de.get_num_threads()
+    try:
+        de.set_num_threads(threads)
+        for i in range(len(queries)):
+            for k in (1, 10, 100):
+                D, I = index.search(queries[i:i + 1], k)
+                np.testing.assert_array_equal(D[0], eD[i, :k])
+                np.testing.assert_array_equal(I[0], eI[i, :k])
+    finally:
+        de.set_num_threads(previous)
+
+
 def test_k_larger_than_ntotal_pads_like_faiss():
     index = de.FlatIndex(16)
     index.add(np.array([[1, 0], [3, 0]], dtype=np.uint8))

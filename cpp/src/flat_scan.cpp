@@ -141,12 +141,13 @@ std::size_t sample_codes(std::size_t k, bool keyed) {
 
 // Codes a single query scans on the calling thread before other threads take slices (see
 // knn_scan): 64 KiB of 16-bit codes, about 2 us.
-constexpr std::size_t kHeadCodes = 32768;
+constexpr std::size_t kHeadCodes = 65536;
 
-// Whether the database holds on average at least 16 copies of every possible code (8- and 16-bit
-// codes from a million on): there a query's k nearest are often k exact copies found early.
+// Whether the database holds on average at least 8 copies of every possible code (8-bit codes
+// from 2,048 on, 16-bit ones from 524,288): there a query's k nearest are often k exact copies
+// found early.
 bool duplicates_expected(const ScanView& db) noexcept {
-  return db.nbits < 32 && db.n >= (std::size_t{16} << db.nbits);
+  return db.nbits < 32 && db.n >= (std::size_t{8} << db.nbits);
 }
 
 // The sample's k-th distance, as a shared bound: a claim of slice 0 (which holds the sample)
@@ -196,12 +197,24 @@ void scan_range_into(const ScanView& db, const std::uint8_t* queries, std::size_
     return std::min(tops[q - q0].max_accepted(),
                     bound_for_slice(shared[q].load(std::memory_order_relaxed), slice, db.ids_increasing));
   };
-  for (std::size_t b0 = begin; b0 < end; b0 += block) {
-    // Done once no query of the group can accept a code (k codes at distance 0, ids growing with
-    // position): the rest of the slice would only be walked past.
+  const auto publish = [&](std::size_t q, dist_t kth) {  // lower the shared bound if ours is tighter
+    const std::uint64_t ours = pack_bound(kth, static_cast<std::uint32_t>(slice));
+    std::uint64_t cur = shared[q].load(std::memory_order_relaxed);
+    while (ours < cur && !shared[q].compare_exchange_weak(cur, ours, std::memory_order_relaxed)) {
+    }
+  };
+  // Whether any query of the group can still accept a code; closes the collectors that hold k
+  // codes at distance 0 (ids growing with position: no later code can enter).
+  const auto any_open = [&] {
     bool open = false;
-    for (std::size_t q = q0; q < q1 && !open; ++q) open = bound_of(q) >= 0;
-    if (!open) return;
+    for (std::size_t q = q0; q < q1; ++q) {
+      if (tops[q - q0].close_at_zero()) publish(q, 0);
+      open = open || bound_of(q) >= 0;
+    }
+    return open;
+  };
+  for (std::size_t b0 = begin; b0 < end; b0 += block) {
+    if (!any_open()) return;  // the rest of the slice would only be walked past
     const std::size_t bn = std::min(block, end - b0);
     filter_block(db, queries, q0, q1, b0, bn, s, bound_of,
                  [&](std::size_t q, std::size_t first, std::size_t m) {
@@ -212,16 +225,13 @@ void scan_range_into(const ScanView& db, const std::uint8_t* queries, std::size_
                      if (db.skip && db.skip[pos]) continue;
                      top.push(s.distances[j], keyed_by_position(db) ? static_cast<idx_t>(pos) : db.id_at(pos));
                    }
+                   top.close_at_zero();
                    const dist_t kth = top.kth_distance();
-                   if (kth < before) {  // publish: lower the shared bound if ours is tighter
-                     const std::uint64_t ours = pack_bound(kth, static_cast<std::uint32_t>(slice));
-                     std::uint64_t cur = shared[q].load(std::memory_order_relaxed);
-                     while (ours < cur && !shared[q].compare_exchange_weak(cur, ours, std::memory_order_relaxed)) {
-                     }
-                   }
+                   if (kth < before) publish(q, kth);
                  },
                  /*bound_tightens=*/true);
   }
+  any_open();  // closes and publishes what the last block settled
 }
 
 

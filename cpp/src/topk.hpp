@@ -79,6 +79,17 @@ class CountingTopK {
     return c >= k_;
   }
 
+  // With ids arriving in increasing order, once k accepted candidates are at distance 0 nothing
+  // later can enter (it would lose the tie): the bound becomes -1 at once instead of when the
+  // buffer next fills (exact copies of a query among millions of short codes). Returns whether
+  // the collector closed now.
+  bool close_at_zero() noexcept {
+    if (!ids_increasing_ || bound_ != 0 || !has_k_within(0)) return false;
+    kth_ = 0;
+    bound_ = -1;
+    return true;
+  }
+
   // Adds every entry of `other` (a collector for the same query over another part of the data,
   // with the same key -> id map if any).
   void merge(CountingTopK& other) {

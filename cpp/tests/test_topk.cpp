@@ -109,4 +109,42 @@ TEST(keyed_collectors_order_ties_by_id) {
   }
 }
 
+// close_at_zero: with ids increasing, k candidates at distance 0 end the collector (bound -1)
+// however full its buffer; not before k of them, not with a bound above 0 still to settle, never
+// where ids do not grow with arrival; finish is exact either way.
+TEST(close_at_zero_only_when_k_copies_settle_it) {
+  std::mt19937 rng(4);
+  for (int trial = 0; trial < 200; ++trial) {
+    const std::size_t k = 1 + rng() % 30;
+    const bool increasing = trial % 3 != 0;
+    CountingTopK top(k, 0, increasing);  // a sample's bound of 0: only copies are accepted
+    std::vector<CountingTopK::Entry> stream;
+    std::size_t zeros = 0;
+    bool closed = false, early = false;
+    for (idx_t id = 0; id < 400 && !closed; ++id) {
+      const dist_t d = static_cast<dist_t>(rng() % 4 == 0 ? 0 : 1 + rng() % 3);
+      stream.emplace_back(d, increasing ? id : 1000 - id);
+      if (d <= top.max_accepted()) top.push(d, stream.back().second);
+      zeros += d == 0;
+      closed = top.close_at_zero();
+      early |= closed && zeros < k;
+    }
+    CHECK(!early);
+    CHECK(closed == (increasing && zeros >= k));
+    if (closed) CHECK(top.max_accepted() == -1 && top.kth_distance() == 0 && !top.close_at_zero());
+    std::vector<dist_t> d(k + 3);
+    std::vector<idx_t> ids(k + 3);
+    top.finish(d.data(), ids.data(), k + 3);
+    std::vector<CountingTopK::Entry> got;
+    for (std::size_t j = 0; j < k + 3; ++j) got.emplace_back(d[j], ids[j]);
+    std::vector<CountingTopK::Entry> zero_only;
+    for (const auto& e : stream)
+      if (e.first == 0) zero_only.push_back(e);
+    CHECK(got == expected(zero_only, k));
+  }
+  CountingTopK wide(5, 3, true);  // bound above 0: closing waits for the buffer to settle it
+  for (idx_t id = 0; id < 5; ++id) wide.push(0, id);
+  CHECK(!wide.close_at_zero() && wide.max_accepted() == 3);
+}
+
 HARNESS_MAIN()

@@ -140,7 +140,7 @@ std::size_t sample_codes(std::size_t k, bool keyed) {
 }
 
 // Codes a single query scans on the calling thread before other threads take slices (see
-// knn_scan): 64 KiB of 16-bit codes, about 2 us.
+// knn_scan): 128 KiB of 16-bit codes, a few microseconds.
 constexpr std::size_t kHeadCodes = 65536;
 
 // Whether the database holds on average at least 8 copies of every possible code (8-bit codes
@@ -304,9 +304,10 @@ void knn_scan(const ScanView& db, const std::uint8_t* queries, std::size_t nq, s
   };
   // Fewer queries than threads over short codes, ids growing with position: this thread first
   // scans the head of slice 0 alone. Where that settles every query (k codes at distance 0: no
-  // later code can enter) no other thread is woken; one cost a single query over 1M structured
-  // 16-bit codes, whose 10th copy of the query lies 16,000 codes in at the median, about a tenth
-  // of the search. Where queries do not settle, the head is time the other thread idles.
+  // later code can enter) no other thread is woken: over 1M structured 16-bit codes, where the
+  // 10th copy of a query lies 16,000 codes in at the median, waking one made most single queries
+  // 1-2 us slower than on one thread. Where queries do not settle, the head is time the other
+  // thread idles.
   std::size_t head = 0;
   if (t.slices > 1 && nq < static_cast<std::size_t>(get_num_threads()) && db.ids_increasing &&
       duplicates_expected(db)) {

@@ -48,6 +48,7 @@ class CountingTopK {
     to_id_ = to_id;
     keeping_ties_ = to_id.fn != nullptr;
     mapped_ = 0;
+    zeros_ = 0;
     bound_ = max_distance;
     kth_ = max_distance;
     capacity_ = 2 * k + 64;
@@ -69,6 +70,7 @@ class CountingTopK {
   void push(dist_t d, idx_t id) {
     if (d > bound_) return;
     buf_.emplace_back(d, id);
+    zeros_ += d == 0;
     if (buf_.size() >= capacity_) shrink();
   }
 
@@ -82,9 +84,9 @@ class CountingTopK {
   // With ids arriving in increasing order, once k accepted candidates are at distance 0 nothing
   // later can enter (it would lose the tie): the bound becomes -1 at once instead of when the
   // buffer next fills (exact copies of a query among millions of short codes). Returns whether
-  // the collector closed now.
+  // the collector closed now. O(1): the scan asks after every piece.
   bool close_at_zero() noexcept {
-    if (!ids_increasing_ || bound_ != 0 || !has_k_within(0)) return false;
+    if (!ids_increasing_ || bound_ != 0 || zeros_ < k_) return false;
     kth_ = 0;
     bound_ = -1;
     return true;
@@ -98,6 +100,7 @@ class CountingTopK {
     for (const Entry& e : other.buf_) {
       if (e.first > bound_) continue;
       buf_.push_back(e);
+      zeros_ += e.first == 0;
       mapped_ = buf_.size();
       if (buf_.size() >= capacity_) shrink_general();
     }
@@ -136,6 +139,7 @@ class CountingTopK {
   void select_k() {
     std::nth_element(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(k_ - 1), buf_.end());
     buf_.resize(k_);
+    zeros_ = std::min(zeros_, k_);  // the k kept are the smallest: every zero, up to k of them
   }
   // The k best by distance and every entry tied with the k-th.
   void keep_k_and_ties() {
@@ -143,7 +147,7 @@ class CountingTopK {
     kth_ = buf_[k_ - 1].first;
     buf_.erase(std::partition(buf_.begin() + static_cast<std::ptrdiff_t>(k_), buf_.end(),
                               [this](const Entry& e) { return e.first <= kth_; }),
-               buf_.end());
+               buf_.end());  // keeps every entry at distance 0, so zeros_ holds
   }
   void shrink() {
     if (keeping_ties_) {
@@ -172,6 +176,7 @@ class CountingTopK {
   KeyToId to_id_;
   bool keeping_ties_ = false;  // keys mapped to ids, none mapped yet: ties at the k-th distance kept
   std::size_t mapped_ = 0;     // entries [0, mapped_) hold ids, the rest keys
+  std::size_t zeros_ = 0;      // entries at distance 0
   dist_t bound_ = 0, kth_ = 0;
   std::vector<Entry> buf_;
 };

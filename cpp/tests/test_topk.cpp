@@ -114,10 +114,11 @@ TEST(keyed_collectors_order_ties_by_id) {
 // where ids do not grow with arrival; finish is exact either way.
 TEST(close_at_zero_only_when_k_copies_settle_it) {
   std::mt19937 rng(4);
+  CountingTopK top;  // reused: reset must forget the copies counted before
   for (int trial = 0; trial < 200; ++trial) {
     const std::size_t k = 1 + rng() % 30;
     const bool increasing = trial % 3 != 0;
-    CountingTopK top(k, 0, increasing);  // a sample's bound of 0: only copies are accepted
+    top.reset(k, 0, increasing);  // a sample's bound of 0: only copies are accepted
     std::vector<CountingTopK::Entry> stream;
     std::size_t zeros = 0;
     bool closed = false, early = false;
@@ -145,6 +146,31 @@ TEST(close_at_zero_only_when_k_copies_settle_it) {
   CountingTopK wide(5, 3, true);  // bound above 0: closing waits for the buffer to settle it
   for (idx_t id = 0; id < 5; ++id) wide.push(0, id);
   CHECK(!wide.close_at_zero() && wide.max_accepted() == 3);
+  // From the full code length: the buffer fills and shrinks many times (mostly 1s and 2s) before
+  // the bound reaches 0; it closes at the k-th copy, never before, and keeps the first k copies.
+  for (int trial = 0; trial < 50; ++trial) {
+    const std::size_t k = 1 + rng() % 20;
+    top.reset(k, 64, true);
+    std::vector<CountingTopK::Entry> zeros;
+    bool closed = false, early = false;
+    for (idx_t id = 0; id < 5000 && !closed; ++id) {
+      const unsigned r = rng() % 100;
+      const dist_t d = r < 3 ? 0 : r < 70 ? 1 : static_cast<dist_t>(2 + r % 5);
+      if (d == 0) zeros.emplace_back(d, id);
+      if (d <= top.max_accepted()) top.push(d, id);
+      closed = top.max_accepted() < 0;
+      early |= top.close_at_zero() && zeros.size() < k;
+      closed = closed || top.max_accepted() < 0;
+    }
+    CHECK(!early);
+    CHECK(closed == (zeros.size() >= k));
+    std::vector<dist_t> d(k);
+    std::vector<idx_t> ids(k);
+    top.finish(d.data(), ids.data(), k);
+    bool same = zeros.size() >= k;
+    for (std::size_t j = 0; same && j < k; ++j) same = d[j] == 0 && ids[j] == zeros[j].second;
+    CHECK(same || zeros.size() < k);
+  }
 }
 
 HARNESS_MAIN()

@@ -1,8 +1,9 @@
 // GpuFlatIndex and BinaryIndex.to_gpu (builds with CUDA only; python/deephash_engine/gpu.py gives
 // the same names a clear error in builds without it). Queries may be NumPy arrays (results come
-// back as NumPy) or device arrays with __cuda_array_interface__ (CuPy, PyTorch CUDA tensors; k-NN
-// results then come back as arrays of the same library on the same device, without a copy), or
-// DLPack producers on a CUDA device (read through a CuPy view; results as CuPy arrays).
+// back as NumPy), CuPy arrays or PyTorch CUDA tensors (k-NN results then come back as arrays of the
+// same library on the same device, without a copy), or other arrays on a CUDA device, DLPack
+// producers or with __cuda_array_interface__ (JAX, Numba, ...: read through a CuPy view; results
+// as CuPy arrays).
 #ifdef DEEPHASH_WITH_CUDA
 
 #include <pybind11/numpy.h>
@@ -93,25 +94,32 @@ py::object empty_like_library(const py::handle& like, std::size_t nq, std::size_
                        py::str(py::type::of(like).attr("__name__")).cast<std::string>());
 }
 
-// A device array to search with: obj itself when it has __cuda_array_interface__ (CuPy,
-// PyTorch), a CuPy view of it when it is a DLPack producer on a CUDA device (JAX, ...), else None
-// (host data).
+// True when `obj` comes from a library whose arrays the results are made by (CuPy, PyTorch).
+bool results_library(const py::handle& obj) {
+  const std::string module = py::str(py::type::of(obj).attr("__module__"));
+  return module.rfind("cupy", 0) == 0 || module.rfind("torch", 0) == 0;
+}
+
+// A device array to search with: obj itself when it is a CuPy array or a PyTorch CUDA tensor; a
+// CuPy view of it, without a copy, when it is another array on a CUDA device (JAX, Numba, ...),
+// read through DLPack where it speaks it, else through __cuda_array_interface__; None for host data.
 py::object device_array(const py::handle& obj) {
-  if (py::hasattr(obj, "__cuda_array_interface__")) return py::reinterpret_borrow<py::object>(obj);
+  const bool cai = py::hasattr(obj, "__cuda_array_interface__");
+  if (cai && results_library(obj)) return py::reinterpret_borrow<py::object>(obj);
+  bool dlpack_cuda = false;
   if (py::hasattr(obj, "__dlpack_device__")) {
     const py::tuple where = obj.attr("__dlpack_device__")();
-    if (where[0].cast<int>() == 2) {  // kDLCUDA
-      py::module_ cupy;
-      try {
-        cupy = py::module_::import("cupy");
-      } catch (const py::error_already_set&) {
-        throw py::type_error("device queries given through DLPack need CuPy to be read without a copy; "
-                             "pass a CuPy array or a PyTorch CUDA tensor, or install CuPy");
-      }
-      return cupy.attr("from_dlpack")(obj);
-    }
+    dlpack_cuda = where[0].cast<int>() == 2;  // kDLCUDA
   }
-  return py::none();
+  if (!dlpack_cuda && !cai) return py::none();
+  py::module_ cupy;
+  try {
+    cupy = py::module_::import("cupy");
+  } catch (const py::error_already_set&) {
+    throw py::type_error("device queries other than CuPy arrays and PyTorch CUDA tensors are read through CuPy "
+                         "without a copy; install CuPy, or pass a CuPy array or a PyTorch CUDA tensor");
+  }
+  return dlpack_cuda ? cupy.attr("from_dlpack")(obj) : cupy.attr("asarray")(obj);
 }
 
 std::uintptr_t device_pointer(const py::object& a) {

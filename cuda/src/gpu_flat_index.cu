@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <mutex>
@@ -47,13 +48,59 @@ void use_device(int device) { check(cudaSetDevice(device), "cudaSetDevice"); }
 // Types the index state holds (a named namespace: State is not internal to this file's linkage).
 namespace storage {
 
-// A stream of its own per call, so searches from several threads run side by side.
+// Idle streams kept per device for the next call: creating and destroying a stream costs more
+// than a small search's kernels (it made a single query's fixed cost grow by tens of microseconds).
+class StreamPool {
+ public:
+  cudaStream_t take(int device) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (std::size_t i = idle_.size(); i-- > 0;) {
+        if (idle_[i].first != device) continue;
+        const cudaStream_t s = idle_[i].second;
+        idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(i));
+        return s;
+      }
+    }
+    cudaStream_t s = nullptr;
+    check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
+    return s;
+  }
+  void give_back(int device, cudaStream_t s) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (idle_.size() < kMaxIdle) {
+      idle_.emplace_back(device, s);
+      return;
+    }
+    cudaStreamDestroy(s);
+  }
+
+ private:
+  static constexpr std::size_t kMaxIdle = 64;
+  std::mutex mu_;
+  std::vector<std::pair<int, cudaStream_t>> idle_;
+};
+
+StreamPool& stream_pool() {
+  static StreamPool* pool = new StreamPool;  // never destroyed: its streams end with the CUDA context
+  return *pool;
+}
+
+// A stream of its own per call (taken from the pool), so searches from several threads run side by
+// side; it goes back to the pool once its work is done.
 class Stream {
  public:
-  Stream() { check(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking), "cudaStreamCreate"); }
+  Stream() {
+    check(cudaGetDevice(&device_), "cudaGetDevice");
+    s_ = stream_pool().take(device_);
+  }
   ~Stream() {
-    cudaStreamSynchronize(s_);
-    cudaStreamDestroy(s_);
+    if (cudaStreamSynchronize(s_) == cudaSuccess) {
+      stream_pool().give_back(device_, s_);
+    } else {
+      cudaGetLastError();
+      cudaStreamDestroy(s_);
+    }
   }
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
@@ -61,6 +108,7 @@ class Stream {
   void sync(const char* what) const { check(cudaStreamSynchronize(s_), what); }
 
  private:
+  int device_ = 0;
   cudaStream_t s_ = nullptr;
 };
 

@@ -89,21 +89,41 @@ __device__ __forceinline__ void load_queries(std::uint32_t* sq, const std::uint3
   for (std::uint32_t i = threadIdx.x; i < nqb * static_cast<std::uint32_t>(words); i += blockDim.x) sq[i] = queries[i];
 }
 
+// Rows a thread loads before it computes any distance, so that at least 32 bytes per thread are in
+// flight: one 8-byte row at a time keeps too few loads outstanding to reach the device memory's
+// bandwidth with one query (the scan is then latency-bound, not bandwidth-bound).
+template <int W>
+inline constexpr int kRowsInFlight = W == 1 ? 8 : W == 2 ? 4 : W == 4 ? 2 : 1;
+
 // The block's threads walk positions [begin, end) with a stride of the block size (consecutive
 // threads read consecutive rows: coalesced), each code read once for all `nqb` queries in shared
-// memory; on(qi, distance, position) is called for every pair.
+// memory; on(qi, distance, position) is called for every pair. A thread loads kRowsInFlight rows
+// (a stride apart) before using them, so the order of the calls within a thread is not position
+// order: every caller assigns slots by atomics or counts, and sorts afterwards.
 template <int W, class OnPair>
 __device__ __forceinline__ void scan_rows(const std::uint32_t* __restrict__ codes, int words, const std::uint32_t* sq,
                                           std::uint32_t nqb, std::uint64_t begin, std::uint64_t end, OnPair&& on) {
-  const int wpc = W > 0 ? W : words;
-  for (std::uint64_t pos = begin + threadIdx.x; pos < end; pos += blockDim.x) {
-    const std::uint32_t* row = codes + pos * static_cast<std::uint64_t>(wpc);
-    if constexpr (W > 0) {
+  const std::uint64_t stride = blockDim.x;
+  std::uint64_t pos = begin + threadIdx.x;
+  if constexpr (W > 0) {
+    constexpr int U = kRowsInFlight<W>;
+    for (; pos + (U - 1) * stride < end; pos += U * stride) {
+      CodeRegs<W> c[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) c[u].load(codes + (pos + u * stride) * W);
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+        for (std::uint32_t qi = 0; qi < nqb; ++qi) on(qi, c[u].distance(sq + qi * W), pos + u * stride);
+    }
+    for (; pos < end; pos += stride) {
       CodeRegs<W> c;
-      c.load(row);
+      c.load(codes + pos * W);
       for (std::uint32_t qi = 0; qi < nqb; ++qi) on(qi, c.distance(sq + qi * W), pos);
-    } else {
-      for (std::uint32_t qi = 0; qi < nqb; ++qi) on(qi, distance_generic(row, sq + qi * wpc, wpc), pos);
+    }
+  } else {
+    for (; pos < end; pos += stride) {
+      const std::uint32_t* row = codes + pos * static_cast<std::uint64_t>(words);
+      for (std::uint32_t qi = 0; qi < nqb; ++qi) on(qi, distance_generic(row, sq + qi * words, words), pos);
     }
   }
 }

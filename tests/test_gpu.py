@@ -132,6 +132,22 @@ def test_query_counts_and_large_k(rng):
 
 
 @gpu_test
+def test_queries_with_thousands_of_copies_are_sorted_not_ranked(rng):
+    # 3,000 copies of the first query among 3,000 other codes: its radius-0 candidates are more
+    # than the rank kernel takes (2,048), so that query goes through the segmented sort while the
+    # other queries of the batch are ranked; every answer equals FlatIndex's.
+    codes = codes_of("uniform", rng, 6000, 64)
+    codes[::2] = codes[0]
+    queries = np.concatenate([codes[:1], codes_of("uniform", rng, 4, 64)])
+    cpu, gpu = de.FlatIndex(64), de.GpuFlatIndex(64)
+    cpu.add(codes)
+    gpu.add(codes)
+    for k in (1, 10, 256, 300):
+        assert_same_knn(cpu, gpu, queries, k)
+        assert_same_knn(cpu, gpu, queries[:1], k)
+
+
+@gpu_test
 def test_empty_index_and_empty_batches():
     gpu = de.GpuFlatIndex(64)
     D, I = gpu.search(np.zeros((2, 8), np.uint8), 3)

@@ -163,11 +163,33 @@ class DeviceBuffer {
   std::size_t bytes_ = 0;
 };
 
+// Several scratch arrays carved out of one stream-ordered allocation: a small search costs one
+// cudaMallocAsync and one free instead of one of each per array.
+class Scratch {
+ public:
+  // Reserves `bytes` (256-byte aligned) and returns its offset; call before allocate().
+  std::size_t reserve(std::size_t bytes) {
+    const std::size_t at = total_;
+    total_ += (bytes + 255) / 256 * 256;
+    return at;
+  }
+  void allocate(cudaStream_t stream, const char* what) { buf_ = DeviceBuffer(total_, stream, what); }
+  template <class T>
+  T* at(std::size_t offset) const noexcept {
+    return reinterpret_cast<T*>(buf_.as<std::uint8_t>() + offset);
+  }
+
+ private:
+  std::size_t total_ = 0;
+  DeviceBuffer buf_;
+};
+
 }  // namespace storage
 
 namespace {
 
 using storage::DeviceBuffer;
+using storage::Scratch;
 using storage::Stream;
 
 int sm_count(int device) {
@@ -607,55 +629,73 @@ void GpuFlatIndex::search(const std::uint8_t* queries, std::size_t nq, std::size
     tile = kp.query_tile;
   }
   // Results go to the caller's device arrays, or through device buffers of one tile to the host.
-  DeviceBuffer q_rows(tile * row_bytes, stream.get(), "the queries");
-  DeviceBuffer d_out(on_device ? 0 : tile * k * 4, stream.get(), "distances");
-  DeviceBuffer i_out(on_device ? 0 : tile * k * 8, stream.get(), "ids");
-  DeviceBuffer shist, radius, counts, ckeys, csorted, bounds, failed_rows, failed_q, sort_tmp;
-  std::size_t sort_bytes = 0;
+  // The one-pass path's arrays share one allocation; the sort's are taken only when needed.
+  const bool rank_finish = one_pass && k_eff <= plan::kRankMaxK;
+  Scratch scratch;
+  const std::size_t o_q = scratch.reserve(tile * row_bytes);
+  const std::size_t o_d = scratch.reserve(on_device ? 0 : tile * k * 4);
+  const std::size_t o_i = scratch.reserve(on_device ? 0 : tile * k * 8);
+  std::size_t o_shist = 0, o_radius = 0, o_counts = 0, o_keys = 0;
   if (one_pass) {
-    shist = DeviceBuffer(tile * cp.sample_chunks * static_cast<std::uint64_t>(nbins) * 4, stream.get(), "sample histograms");
-    radius = DeviceBuffer(tile * 4, stream.get(), "radii");
-    counts = DeviceBuffer(tile * 8, stream.get(), "candidate counts");
-    ckeys = DeviceBuffer(tile * cp.capacity * 8, stream.get(), "candidates");
-    csorted = DeviceBuffer(tile * cp.capacity * 8, stream.get(), "sorted candidates");
+    o_shist = scratch.reserve(tile * cp.sample_chunks * static_cast<std::uint64_t>(nbins) * 4);
+    o_radius = scratch.reserve(tile * 4);
+    o_counts = scratch.reserve(tile * 8);
+    o_keys = scratch.reserve(tile * cp.capacity * 8);
+  }
+  scratch.allocate(stream.get(), "the search's scratch");
+  std::uint32_t* q_rows = scratch.at<std::uint32_t>(o_q);
+  std::uint32_t* shist = scratch.at<std::uint32_t>(o_shist);
+  std::uint32_t* radius = scratch.at<std::uint32_t>(o_radius);
+  unsigned long long* counts = scratch.at<unsigned long long>(o_counts);
+  std::uint64_t* ckeys = scratch.at<std::uint64_t>(o_keys);
+  DeviceBuffer csorted, bounds, failed_rows, failed_q, sort_tmp;
+  std::size_t sort_bytes = 0;
+  auto take_sort_buffers = [&] {
+    if (csorted.bytes() != 0) return;
     bounds = DeviceBuffer(2 * tile * 8, stream.get(), "candidate segments");
     sort_bytes = kernels::segmented_sort_bytes(tile * cp.capacity, static_cast<std::uint32_t>(tile),
                                                bounds.as<std::int64_t>(), bounds.as<std::int64_t>() + tile);
     sort_tmp = DeviceBuffer(sort_bytes, stream.get(), "the sort workspace");
-  }
+    csorted = DeviceBuffer(tile * cp.capacity * 8, stream.get(), "sorted candidates");
+  };
+  if (one_pass && !rank_finish) take_sort_buffers();
   std::vector<unsigned long long> host_counts(one_pass ? tile : 0);
   std::vector<std::int64_t> failed;
   for (std::size_t q0 = 0; q0 < nq; q0 += tile) {
     const std::uint32_t nt = static_cast<std::uint32_t>(std::min<std::uint64_t>(tile, nq - q0));
-    dist_t* D = on_device ? distances + q0 * k : d_out.as<dist_t>();
-    idx_t* I = on_device ? out_ids + q0 * k : i_out.as<idx_t>();
+    dist_t* D = on_device ? distances + q0 * k : scratch.at<dist_t>(o_d);
+    idx_t* I = on_device ? out_ids + q0 * k : scratch.at<idx_t>(o_i);
     bool copy_out = true;
     if (k_eff == 0) {  // an empty index: padding only
       kernels::knn_finish(nullptr, nt, 0, k, 0, nullptr, nullptr, nullptr, 0, nullptr, D, I, stream.get());
     } else {
-      upload_rows(q_rows.as<std::uint32_t>(), queries + q0 * cs, nt, cs, s.words, stream.get());
+      upload_rows(q_rows, queries + q0 * cs, nt, cs, s.words, stream.get());
       if (!one_pass) {
-        counting_search(s, nbits_, q_rows.as<std::uint32_t>(), nt, k, nullptr, D, I, stream.get());
+        counting_search(s, nbits_, q_rows, nt, k, nullptr, D, I, stream.get());
       } else {
         const std::uint64_t cap = cp.capacity;
-        const kernels::QueriesView qv{q_rows.as<std::uint32_t>(), nt, std::min<std::uint32_t>(cp.queries_per_block, nt)};
-        kernels::knn_histogram(s.sample_view(), qv, nbins, cp.sample_chunks, shist.as<std::uint32_t>(), stream.get());
-        kernels::knn_estimate(shist.as<std::uint32_t>(), nt, cp.sample_chunks, nbins, s.sample_view().n, n, k_eff,
-                              radius.as<std::uint32_t>(), stream.get());
-        check(cudaMemsetAsync(counts.as<void>(), 0, nt * 8, stream.get()), "clearing candidate counts");
-        kernels::knn_candidates(s.view(), qv, cp.nchunks, radius.as<std::uint32_t>(), cap,
-                                counts.as<unsigned long long>(), ckeys.as<std::uint64_t>(), stream.get());
+        const kernels::QueriesView qv{q_rows, nt, std::min<std::uint32_t>(cp.queries_per_block, nt)};
+        kernels::knn_histogram(s.sample_view(), qv, nbins, cp.sample_chunks, shist, stream.get());
+        kernels::knn_estimate(shist, nt, cp.sample_chunks, nbins, s.sample_view().n, n, k_eff, radius, stream.get());
+        check(cudaMemsetAsync(counts, 0, nt * 8, stream.get()), "clearing candidate counts");
+        kernels::knn_candidates(s.view(), qv, cp.nchunks, radius, cap, counts, ckeys, stream.get());
+        // Segments, sort and results for the queries whose candidates suffice (the others are
+        // skipped, and redone below by counting).
+        auto sort_and_finish = [&] {
+          kernels::candidate_segments(counts, nt, cap, k_eff, bounds.as<std::int64_t>(), stream.get());
+          kernels::segmented_sort(sort_tmp.as<void>(), sort_bytes, ckeys, csorted.as<std::uint64_t>(), nt * cap, nt,
+                                  bounds.as<std::int64_t>(), bounds.as<std::int64_t>() + nt, stream.get());
+          kernels::knn_finish(csorted.as<std::uint64_t>(), nt, k_eff, k, cap, nullptr, nullptr, counts, cap,
+                              s.ids.as<idx_t>(), D, I, stream.get());
+        };
         copy_out = false;
-        // No round trip to the host: segments, sort and results follow on the device; a query whose
-        // radius held fewer than k codes, or more than the buffer, is skipped and redone below.
-        kernels::candidate_segments(counts.as<unsigned long long>(), nt, cap, k_eff, bounds.as<std::int64_t>(),
-                                    stream.get());
-        kernels::segmented_sort(sort_tmp.as<void>(), sort_bytes, ckeys.as<std::uint64_t>(),
-                                csorted.as<std::uint64_t>(), nt * cap, nt, bounds.as<std::int64_t>(),
-                                bounds.as<std::int64_t>() + nt, stream.get());
-        kernels::knn_finish(csorted.as<std::uint64_t>(), nt, k_eff, k, cap, nullptr, nullptr,
-                            counts.as<unsigned long long>(), cap, s.ids.as<idx_t>(), D, I, stream.get());
-        check(cudaMemcpyAsync(host_counts.data(), counts.as<void>(), nt * 8, cudaMemcpyDeviceToHost, stream.get()),
+        // No round trip to the host before the results: a query whose radius held fewer than k
+        // codes, or more than the buffer, is skipped on the device and redone below.
+        if (rank_finish)
+          kernels::knn_rank_finish(ckeys, counts, nt, cap, k_eff, k, s.ids.as<idx_t>(), D, I, stream.get());
+        else
+          sort_and_finish();
+        check(cudaMemcpyAsync(host_counts.data(), counts, nt * 8, cudaMemcpyDeviceToHost, stream.get()),
               "reading candidate counts");
         if (!on_device) {
           check(cudaMemcpyAsync(distances + q0 * k, D, nt * k * 4, cudaMemcpyDeviceToHost, stream.get()),
@@ -665,15 +705,25 @@ void GpuFlatIndex::search(const std::uint8_t* queries, std::size_t nq, std::size
         }
         stream.sync("search");
         failed.clear();
-        for (std::uint32_t q = 0; q < nt; ++q)
-          if (!plan::candidates_suffice(host_counts[q], k_eff, cap)) failed.push_back(q);
+        bool unranked = false;  // a query with more candidates than the rank kernel takes
+        for (std::uint32_t q = 0; q < nt; ++q) {
+          if (!plan::candidates_suffice(host_counts[q], k_eff, cap))
+            failed.push_back(q);
+          else if (rank_finish && host_counts[q] > plan::kRankMaxCandidates)
+            unranked = true;
+        }
+        if (unranked) {  // sorted instead (the ranked queries' rows are written again, unchanged)
+          take_sort_buffers();
+          sort_and_finish();
+          copy_out = true;
+        }
         if (!failed.empty()) {  // those queries again, by counting, into their own rows
           const std::size_t nf = failed.size();
           failed_q = DeviceBuffer(nf * 8, stream.get(), "fallback queries");
           failed_rows = DeviceBuffer(nf * row_bytes, stream.get(), "fallback query rows");
           check(cudaMemcpyAsync(failed_q.as<void>(), failed.data(), nf * 8, cudaMemcpyHostToDevice, stream.get()),
                 "copying fallback queries");
-          kernels::gather_rows(q_rows.as<std::uint32_t>(), nt, nullptr, failed_q.as<std::int64_t>(), nf, s.words,
+          kernels::gather_rows(q_rows, nt, nullptr, failed_q.as<std::int64_t>(), nf, s.words,
                                failed_rows.as<std::uint32_t>(), stream.get());
           counting_search(s, nbits_, failed_rows.as<std::uint32_t>(), nf, k, failed_q.as<std::int64_t>(), D, I,
                           stream.get());

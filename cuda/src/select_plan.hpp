@@ -86,20 +86,37 @@ inline constexpr std::uint32_t kNoChunk = 0xffffffffu;
 DH_HD inline std::uint32_t column_to_offsets(std::uint32_t* hist, std::uint32_t* quota, int nbins,
                                              std::uint32_t nchunks, std::uint32_t d, const QuerySelection& sel,
                                              std::uint64_t base) {
+  // Eight cells are read before any is written, so that on a device their loads are in flight
+  // together (one at a time, a column of a thousand chunks cost one L2 round trip per chunk).
+  constexpr std::uint32_t kBatch = 8;
   std::uint32_t boundary = kNoChunk;
   std::uint64_t running = 0;
-  for (std::uint32_t c = 0; c < nchunks; ++c) {
-    std::uint32_t* cell = hist + static_cast<std::uint64_t>(c) * nbins + d;
-    const std::uint64_t count = *cell;
-    if (d < sel.t) {
-      *cell = static_cast<std::uint32_t>(base + running);
-    } else {
-      *cell = static_cast<std::uint32_t>(sel.below + running);
-      const std::uint64_t q = running >= sel.take ? 0 : (sel.take - running < count ? sel.take - running : count);
-      quota[c] = static_cast<std::uint32_t>(q);
-      if (q > 0 && q < count) boundary = c;
+  for (std::uint32_t c0 = 0; c0 < nchunks; c0 += kBatch) {
+    std::uint32_t counts[kBatch];
+#ifdef __CUDA_ARCH__
+#pragma unroll
+#endif
+    for (std::uint32_t i = 0; i < kBatch; ++i)
+      counts[i] = c0 + i < nchunks ? hist[static_cast<std::uint64_t>(c0 + i) * nbins + d] : 0;
+#ifdef __CUDA_ARCH__
+#pragma unroll
+#endif
+    for (std::uint32_t i = 0; i < kBatch; ++i) {
+      const std::uint32_t c = c0 + i;
+      if (c < nchunks) {
+        std::uint32_t* cell = hist + static_cast<std::uint64_t>(c) * nbins + d;
+        const std::uint64_t count = counts[i];
+        if (d < sel.t) {
+          *cell = static_cast<std::uint32_t>(base + running);
+        } else {
+          *cell = static_cast<std::uint32_t>(sel.below + running);
+          const std::uint64_t q = running >= sel.take ? 0 : (sel.take - running < count ? sel.take - running : count);
+          quota[c] = static_cast<std::uint32_t>(q);
+          if (q > 0 && q < count) boundary = c;
+        }
+        running += count;
+      }
     }
-    running += count;
   }
   return boundary;
 }
@@ -250,6 +267,13 @@ DH_HD inline std::uint32_t estimate_radius(const std::uint64_t* sample_totals, i
   }
   return static_cast<std::uint32_t>(nbins - 1);
 }
+
+// Up to kRankMaxK results, a query's candidates are ranked in one block's shared memory
+// (knn_rank_finish) when they number at most kRankMaxCandidates: no sort, no segment table, one
+// launch. Expected counts are about 2k + 64 (at most 576 here), so nearly every query stays on that
+// path; a query with more is sorted by the segmented sort instead.
+inline constexpr std::uint64_t kRankMaxK = 256;
+inline constexpr std::uint64_t kRankMaxCandidates = 2048;
 
 // Did query q's candidate pass find its answer? (count: codes within its radius)
 DH_HD inline bool candidates_suffice(std::uint64_t count, std::uint64_t k_eff, std::uint64_t cap) {

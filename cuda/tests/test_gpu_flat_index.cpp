@@ -122,6 +122,44 @@ TEST(overflowing_candidates_fall_back_to_counting) {
   }
 }
 
+TEST(ranked_and_sorted_candidates_in_one_batch) {
+  // 3000 copies of one code among 3000 others: a query equal to it finds 3000 candidates within
+  // radius 0, more than the rank kernel takes (2048) but within the buffer, so its answer comes
+  // from the segmented sort, while the other queries of the same batch are ranked.
+  const std::size_t n = 6000;
+  auto codes = oracle::random_codes(n, 8, 31);
+  for (std::size_t i = 0; i < n; i += 2) std::copy_n(codes.data(), 8, codes.data() + i * 8);
+  auto queries = oracle::random_codes(5, 8, 32);
+  std::copy_n(codes.data(), 8, queries.data() + 2 * 8);
+  FlatIndex cpu(64);
+  GpuFlatIndex gpu(64);
+  cpu.add(codes.data(), n);
+  gpu.add(codes.data(), n);
+  for (std::size_t k : {std::size_t{1}, std::size_t{10}, std::size_t{100}, std::size_t{256}, std::size_t{300}}) {
+    for (std::size_t nq : {std::size_t{1}, std::size_t{5}}) {
+      const std::uint8_t* q = nq == 1 ? queries.data() + 2 * 8 : queries.data();
+      std::vector<std::int32_t> d1(nq * k), d2(nq * k);
+      std::vector<std::int64_t> i1(nq * k), i2(nq * k);
+      cpu.search(q, nq, k, d1.data(), i1.data());
+      gpu.search(q, nq, k, d2.data(), i2.data());
+      if (d1 != d2 || i1 != i2)
+        harness::fail(__FILE__, __LINE__, "differs at k=" + std::to_string(k) + ", nq=" + std::to_string(nq));
+    }
+  }
+  // fewer codes than k: the ranked answers end in padding
+  FlatIndex small_cpu(64);
+  GpuFlatIndex small_gpu(64);
+  small_cpu.add(codes.data(), 50);
+  small_gpu.add(codes.data(), 50);
+  for (std::size_t k : {std::size_t{10}, std::size_t{50}, std::size_t{100}}) {
+    std::vector<std::int32_t> d1(5 * k), d2(5 * k);
+    std::vector<std::int64_t> i1(5 * k), i2(5 * k);
+    small_cpu.search(queries.data(), 5, k, d1.data(), i1.data());
+    small_gpu.search(queries.data(), 5, k, d2.data(), i2.data());
+    if (d1 != d2 || i1 != i2) harness::fail(__FILE__, __LINE__, "50 codes: differs at k=" + std::to_string(k));
+  }
+}
+
 TEST(empty_and_errors) {
   GpuFlatIndex gpu(64);
   std::vector<std::uint8_t> q(8, 0);

@@ -11,6 +11,11 @@
 // codes and whether the buffer overflowed, and sends only the queries that failed either test to
 // the counting selection. Codes outside every radius cost one compare: the pass reads the
 // database once, at the speed of the histogram pass.
+// knn_rank_finish: for small k, one block per query turns its candidates into its answer without a
+// sort: the candidates (at most kRankMaxCandidates) are copied to shared memory, and each one's rank
+// is the number of smaller keys (keys are distinct: their positions differ); a candidate of rank
+// below k_eff is the answer's entry of that rank. With about 2k + 64 candidates this costs a few
+// microseconds, where the segmented sort, its segment table and the finish cost tens.
 #include <climits>
 
 #include "code_words.cuh"
@@ -27,11 +32,7 @@ __global__ void __launch_bounds__(plan::kThreadsPerBlock)
   DH_EXTERN_SHARED(std::uint64_t, totals);
   const std::uint64_t q = blockIdx.x;
   const std::uint32_t* h = sample_hist + q * nchunks * static_cast<std::uint64_t>(nbins);
-  for (int d = threadIdx.x; d < nbins; d += blockDim.x) {
-    std::uint64_t total = 0;
-    for (std::uint32_t c = 0; c < nchunks; ++c) total += h[static_cast<std::uint64_t>(c) * nbins + d];
-    totals[d] = total;
-  }
+  sum_chunk_histograms(h, nchunks, nbins, totals);
   __syncthreads();
   if (threadIdx.x == 0) radius[q] = plan::estimate_radius(totals, nbins, sample_n, n, k_eff);
 }
@@ -68,7 +69,45 @@ __global__ void candidate_segments_kernel(const unsigned long long* __restrict__
   }
 }
 
+__global__ void __launch_bounds__(plan::kThreadsPerBlock)
+    knn_rank_finish_kernel(const std::uint64_t* __restrict__ keys, const unsigned long long* __restrict__ counts,
+                           std::uint64_t cap, std::uint64_t k_eff, std::uint64_t k, const std::int64_t* __restrict__ ids,
+                           std::int32_t* __restrict__ distances, std::int64_t* __restrict__ out_ids) {
+  __shared__ std::uint64_t cand[plan::kRankMaxCandidates];
+  const std::uint64_t q = blockIdx.x;
+  const std::uint64_t count = counts[q];
+  // The same answer for every thread of the block: the query is left to the sort or to counting.
+  if (!plan::candidates_suffice(count, k_eff, cap) || count > plan::kRankMaxCandidates) return;
+  const std::uint64_t* src = keys + q * cap;
+  for (std::uint64_t i = threadIdx.x; i < count; i += blockDim.x) cand[i] = src[i];
+  __syncthreads();
+  std::int32_t* drow = distances + q * k;
+  std::int64_t* irow = out_ids + q * k;
+  for (std::uint64_t i = threadIdx.x; i < count; i += blockDim.x) {
+    const std::uint64_t key = cand[i];
+    std::uint64_t rank = 0;
+    for (std::uint64_t j = 0; j < count; ++j) rank += cand[j] < key ? 1 : 0;
+    if (rank < k_eff) {
+      drow[rank] = static_cast<std::int32_t>(plan::key_distance(key));
+      irow[rank] = ids[plan::key_position(key)];
+    }
+  }
+  for (std::uint64_t j = k_eff + threadIdx.x; j < k; j += blockDim.x) {
+    drow[j] = INT_MAX;
+    irow[j] = -1;
+  }
+}
+
 }  // namespace
+
+void knn_rank_finish(const std::uint64_t* keys, const unsigned long long* counts, std::uint32_t nq, std::uint64_t cap,
+                     std::uint64_t k_eff, std::uint64_t k, const std::int64_t* ids, std::int32_t* distances,
+                     std::int64_t* out_ids, cudaStream_t stream) {
+  if (nq == 0) return;
+  DH_LAUNCH(knn_rank_finish_kernel, nq, plan::kThreadsPerBlock, 0, stream)(keys, counts, cap, k_eff, k, ids, distances,
+                                                                          out_ids);
+  check(cudaGetLastError(), "knn_rank_finish launch");
+}
 
 void candidate_segments(const unsigned long long* counts, std::uint32_t nq, std::uint64_t cap, std::uint64_t k_eff,
                         std::int64_t* bounds, cudaStream_t stream) {

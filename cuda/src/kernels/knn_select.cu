@@ -35,11 +35,7 @@ __global__ void __launch_bounds__(plan::kThreadsPerBlock)
   const std::uint64_t q = blockIdx.x;
   std::uint32_t* h = hist + q * nchunks * static_cast<std::uint64_t>(nbins);
   std::uint32_t* qu = quota + q * nchunks;
-  for (int d = threadIdx.x; d < nbins; d += blockDim.x) {
-    std::uint64_t total = 0;
-    for (std::uint32_t c = 0; c < nchunks; ++c) total += h[static_cast<std::uint64_t>(c) * nbins + d];
-    totals[d] = total;
-  }
+  sum_chunk_histograms(h, nchunks, nbins, totals);
   __syncthreads();
   if (threadIdx.x == 0) {
     const plan::Threshold th = plan::select_threshold(totals, nbins, k_eff);

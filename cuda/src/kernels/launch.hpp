@@ -76,6 +76,12 @@ void candidate_segments(const unsigned long long* counts, std::uint32_t nq, std:
 void knn_candidates(const CodesView& codes, const QueriesView& queries, std::uint32_t nchunks,
                     const std::uint32_t* radius, std::uint64_t cap, unsigned long long* counts,
                     std::uint64_t* keys, cudaStream_t stream);
+// The answers of the queries whose candidates suffice and number at most kRankMaxCandidates,
+// ranked in shared memory and written as (distance, id) to distances / out_ids ((nq, k) rows,
+// padded from k_eff); other queries' rows are left as they are.
+void knn_rank_finish(const std::uint64_t* keys, const unsigned long long* counts, std::uint32_t nq, std::uint64_t cap,
+                     std::uint64_t k_eff, std::uint64_t k, const std::int64_t* ids, std::int32_t* distances,
+                     std::int64_t* out_ids, cudaStream_t stream);
 // offsets[i] = i * length for i in [0, nsegments]: uniform sort segments.
 void uniform_offsets(std::int64_t* offsets, std::uint32_t nsegments, std::uint64_t length, cudaStream_t stream);
 

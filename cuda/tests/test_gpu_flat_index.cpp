@@ -51,6 +51,16 @@ void compare(const FlatIndex& cpu, const GpuFlatIndex& gpu, const std::vector<st
   }
 }
 
+// The k-NN of nq queries on both indexes, equal (distances and ids, padding included)?
+bool same_knn(const FlatIndex& cpu, const GpuFlatIndex& gpu, const std::uint8_t* queries, std::size_t nq,
+              std::size_t k) {
+  std::vector<std::int32_t> d1(nq * k), d2(nq * k);
+  std::vector<std::int64_t> i1(nq * k), i2(nq * k);
+  cpu.search(queries, nq, k, d1.data(), i1.data());
+  gpu.search(queries, nq, k, d2.data(), i2.data());
+  return d1 == d2 && i1 == i2;
+}
+
 }  // namespace
 
 #ifdef DEEPHASH_CUDA_EMULATION
@@ -113,13 +123,9 @@ TEST(overflowing_candidates_fall_back_to_counting) {
   GpuFlatIndex gpu(64);
   cpu.add(codes.data(), 12000);
   gpu.add(codes.data(), 12000);
-  for (std::size_t k : {std::size_t{1}, std::size_t{10}, std::size_t{3000}}) {
-    std::vector<std::int32_t> d1(6 * k), d2(6 * k);
-    std::vector<std::int64_t> i1(6 * k), i2(6 * k);
-    cpu.search(queries.data(), 6, k, d1.data(), i1.data());
-    gpu.search(queries.data(), 6, k, d2.data(), i2.data());
-    if (d1 != d2 || i1 != i2) harness::fail(__FILE__, __LINE__, "fallback differs at k=" + std::to_string(k));
-  }
+  for (std::size_t k : {std::size_t{1}, std::size_t{10}, std::size_t{3000}})
+    if (!same_knn(cpu, gpu, queries.data(), 6, k))
+      harness::fail(__FILE__, __LINE__, "fallback differs at k=" + std::to_string(k));
 }
 
 TEST(ranked_and_sorted_candidates_in_one_batch) {
@@ -138,11 +144,7 @@ TEST(ranked_and_sorted_candidates_in_one_batch) {
   for (std::size_t k : {std::size_t{1}, std::size_t{10}, std::size_t{100}, std::size_t{256}, std::size_t{300}}) {
     for (std::size_t nq : {std::size_t{1}, std::size_t{5}}) {
       const std::uint8_t* q = nq == 1 ? queries.data() + 2 * 8 : queries.data();
-      std::vector<std::int32_t> d1(nq * k), d2(nq * k);
-      std::vector<std::int64_t> i1(nq * k), i2(nq * k);
-      cpu.search(q, nq, k, d1.data(), i1.data());
-      gpu.search(q, nq, k, d2.data(), i2.data());
-      if (d1 != d2 || i1 != i2)
+      if (!same_knn(cpu, gpu, q, nq, k))
         harness::fail(__FILE__, __LINE__, "differs at k=" + std::to_string(k) + ", nq=" + std::to_string(nq));
     }
   }
@@ -151,13 +153,9 @@ TEST(ranked_and_sorted_candidates_in_one_batch) {
   GpuFlatIndex small_gpu(64);
   small_cpu.add(codes.data(), 50);
   small_gpu.add(codes.data(), 50);
-  for (std::size_t k : {std::size_t{10}, std::size_t{50}, std::size_t{100}}) {
-    std::vector<std::int32_t> d1(5 * k), d2(5 * k);
-    std::vector<std::int64_t> i1(5 * k), i2(5 * k);
-    small_cpu.search(queries.data(), 5, k, d1.data(), i1.data());
-    small_gpu.search(queries.data(), 5, k, d2.data(), i2.data());
-    if (d1 != d2 || i1 != i2) harness::fail(__FILE__, __LINE__, "50 codes: differs at k=" + std::to_string(k));
-  }
+  for (std::size_t k : {std::size_t{10}, std::size_t{50}, std::size_t{100}})
+    if (!same_knn(small_cpu, small_gpu, queries.data(), 5, k))
+      harness::fail(__FILE__, __LINE__, "50 codes: differs at k=" + std::to_string(k));
 }
 
 TEST(empty_and_errors) {

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -45,6 +46,8 @@ class CountingTopK {
   void reset(std::size_t k, dist_t max_distance, bool ids_increasing, KeyToId to_id = {}) {
     k_ = k;
     ids_increasing_ = ids_increasing;
+    in_id_order_ = ids_increasing && to_id.fn == nullptr;
+    max_distance_ = max_distance;
     to_id_ = to_id;
     keeping_ties_ = to_id.fn != nullptr;
     mapped_ = 0;
@@ -97,6 +100,7 @@ class CountingTopK {
   void merge(CountingTopK& other) {
     map_all();
     other.map_all();
+    if (!other.buf_.empty()) in_id_order_ = false;  // the other part's ids interleave with ours
     for (const Entry& e : other.buf_) {
       if (e.first > bound_) continue;
       buf_.push_back(e);
@@ -112,7 +116,12 @@ class CountingTopK {
     if (keeping_ties_ && buf_.size() > k_) keep_k_and_ties();  // look up only these ids
     map_all();
     const std::size_t m = std::min(k_, buf_.size());
-    if (buf_.size() > m) std::nth_element(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(m), buf_.end());
+    if (buf_.size() > m) {
+      if (in_id_order_)
+        select_k_in_id_order();
+      else
+        std::nth_element(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(m), buf_.end());
+    }
     std::sort(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(m));
     for (std::size_t j = 0; j < m; ++j) {
       distances[j] = buf_[j].first;
@@ -136,10 +145,45 @@ class CountingTopK {
     mapped_ = buf_.size();
     keeping_ties_ = false;
   }
-  void select_k() {
+  // Keeps the k smallest entries by (distance, id); returns the k-th distance.
+  dist_t select_k() {
+    if (in_id_order_) return select_k_in_id_order();
     std::nth_element(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(k_ - 1), buf_.end());
     buf_.resize(k_);
     zeros_ = std::min(zeros_, k_);  // the k kept are the smallest: every zero, up to k of them
+    return buf_.back().first;       // nth_element put the k-th smallest last
+  }
+  // select_k for a buffer in increasing id order (a collector fed in storage order, ids growing
+  // with position), by counting instead of comparing: a histogram of the distances gives the k-th
+  // distance t, then one pass keeps, in order, every entry below t and the first ones at t (the
+  // smallest ids). The buffer stays in id order. On a single query over 10k 256-bit codes,
+  // nth_element on (distance, id) pairs took about 13% of the search.
+  dist_t select_k_in_id_order() {
+    std::uint32_t* hist = histogram(static_cast<std::size_t>(max_distance_) + 1);
+    for (const Entry& e : buf_) ++hist[e.first];
+    dist_t t = 0;
+    std::size_t below = 0;
+    while (below + hist[t] < k_) below += hist[t++];
+    for (const Entry& e : buf_) hist[e.first] = 0;
+    std::size_t take = k_ - below, w = 0;
+    for (const Entry& e : buf_) {
+      if (e.first < t) {
+        buf_[w++] = e;
+      } else if (e.first == t && take > 0) {
+        buf_[w++] = e;
+        --take;
+      }
+    }
+    buf_.resize(k_);
+    zeros_ = std::min(zeros_, k_);  // every zero is kept, up to k of them
+    return t;
+  }
+  // A per-distance count array of at least `bins` entries, one per thread (a collector selects on
+  // one thread at a time), all zero between uses: no allocation per collector or per selection.
+  static std::uint32_t* histogram(std::size_t bins) {
+    thread_local std::vector<std::uint32_t> counts;
+    if (counts.size() < bins) counts.resize(bins, 0);
+    return counts.data();
   }
   // The k best by distance and every entry tied with the k-th.
   void keep_k_and_ties() {
@@ -160,25 +204,25 @@ class CountingTopK {
       capacity_ = 2 * k_ + 64;  // many ties: rank by id from now on
     }
     map_all();
-    select_k();
+    kth_ = select_k();
     mapped_ = k_;
-    kth_ = buf_.back().first;  // nth_element put the k-th smallest last
     bound_ = ids_increasing_ ? kth_ - 1 : kth_;
   }
   void shrink_general() {  // merged entries do not arrive in id order
-    select_k();
+    kth_ = bound_ = select_k();
     mapped_ = k_;
-    kth_ = bound_ = buf_.back().first;
   }
 
   std::size_t k_ = 0, capacity_ = 0;
   bool ids_increasing_ = false;
+  bool in_id_order_ = false;  // the buffer holds ids (not keys) in increasing order
   KeyToId to_id_;
   bool keeping_ties_ = false;  // keys mapped to ids, none mapped yet: ties at the k-th distance kept
   std::size_t mapped_ = 0;     // entries [0, mapped_) hold ids, the rest keys
   std::size_t zeros_ = 0;      // entries at distance 0
   dist_t bound_ = 0, kth_ = 0;
   std::vector<Entry> buf_;
+  dist_t max_distance_ = 0;  // no entry is farther (the bound at reset)
 };
 
 }  // namespace deephash

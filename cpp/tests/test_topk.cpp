@@ -174,3 +174,40 @@ TEST(close_at_zero_only_when_k_copies_settle_it) {
 }
 
 HARNESS_MAIN()
+
+// Collectors fed in id order select by counting distances, with one per-thread histogram: two
+// collectors of different widths shrinking in turn, one reused through reset at a wider width,
+// must each keep exactly the k smallest (distance, id), ties to the smaller id.
+TEST(selection_by_counting_shares_a_clean_histogram) {
+  std::mt19937 rng(5);
+  for (int trial = 0; trial < 40; ++trial) {
+    const std::size_t k = trial % 4 == 0 ? 1 + rng() % 3000 : 1 + rng() % 60;
+    const int narrow = 1 + static_cast<int>(rng() % 16), wide = 64 + static_cast<int>(rng() % 960);
+    CountingTopK a(k, narrow, true), b(k, wide, true);
+    std::vector<CountingTopK::Entry> sa, sb;
+    for (idx_t id = 0; id < 20000; ++id) {
+      const dist_t da = static_cast<dist_t>(rng() % (narrow + 1)), db = static_cast<dist_t>(rng() % (wide + 1));
+      if (da <= a.max_accepted()) a.push(da, id);
+      if (db <= b.max_accepted()) b.push(db, id);
+      sa.emplace_back(da, id);
+      sb.emplace_back(db, id);
+    }
+    std::vector<dist_t> d(k);
+    std::vector<idx_t> ids(k);
+    for (auto* c : {&a, &b}) {
+      c->finish(d.data(), ids.data(), k);
+      const auto want = expected(c == &a ? sa : sb, k);
+      for (std::size_t j = 0; j < k; ++j) CHECK(want[j] == CountingTopK::Entry(d[j], ids[j]));
+    }
+    a.reset(k, wide + 7, true);  // the same collector again, wider than before
+    std::vector<CountingTopK::Entry> sc;
+    for (idx_t id = 0; id < 5000; ++id) {
+      const dist_t dc = static_cast<dist_t>(rng() % (wide + 8));
+      if (dc <= a.max_accepted()) a.push(dc, id);
+      sc.emplace_back(dc, id);
+    }
+    a.finish(d.data(), ids.data(), k);
+    const auto want = expected(sc, k);
+    for (std::size_t j = 0; j < k; ++j) CHECK(want[j] == CountingTopK::Entry(d[j], ids[j]));
+  }
+}

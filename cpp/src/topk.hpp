@@ -116,12 +116,7 @@ class CountingTopK {
     if (keeping_ties_ && buf_.size() > k_) keep_k_and_ties();  // look up only these ids
     map_all();
     const std::size_t m = std::min(k_, buf_.size());
-    if (buf_.size() > m) {
-      if (in_id_order_)
-        select_k_in_id_order();
-      else
-        std::nth_element(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(m), buf_.end());
-    }
+    if (buf_.size() > m) select_k();
     std::sort(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(m));
     for (std::size_t j = 0; j < m; ++j) {
       distances[j] = buf_[j].first;
@@ -145,37 +140,50 @@ class CountingTopK {
     mapped_ = buf_.size();
     keeping_ties_ = false;
   }
-  // Keeps the k smallest entries by (distance, id); returns the k-th distance.
+  // Keeps the k smallest entries by (distance, id); returns the k-th distance. By counting, not
+  // comparing: a histogram of the buffer's distances gives the k-th distance t, then one pass keeps
+  // every entry below t and, of those at t, the smallest ids. In a buffer in id order (a collector
+  // fed in storage order, ids growing with position) those are the first ones met, and the buffer
+  // stays in id order; otherwise the ties at t are ranked by id apart (nth_element on them alone).
+  // On a single query over 10k 256-bit codes, nth_element on the whole buffer took about 13% of
+  // the search.
   dist_t select_k() {
-    if (in_id_order_) return select_k_in_id_order();
-    std::nth_element(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(k_ - 1), buf_.end());
-    buf_.resize(k_);
-    zeros_ = std::min(zeros_, k_);  // the k kept are the smallest: every zero, up to k of them
-    return buf_.back().first;       // nth_element put the k-th smallest last
-  }
-  // select_k for a buffer in increasing id order (a collector fed in storage order, ids growing
-  // with position), by counting instead of comparing: a histogram of the distances gives the k-th
-  // distance t, then one pass keeps, in order, every entry below t and the first ones at t (the
-  // smallest ids). The buffer stays in id order. On a single query over 10k 256-bit codes,
-  // nth_element on (distance, id) pairs took about 13% of the search.
-  dist_t select_k_in_id_order() {
-    std::uint32_t* hist = histogram(static_cast<std::size_t>(max_distance_) + 1);
-    for (const Entry& e : buf_) ++hist[e.first];
-    dist_t t = 0;
     std::size_t below = 0;
-    while (below + hist[t] < k_) below += hist[t++];
-    for (const Entry& e : buf_) hist[e.first] = 0;
+    const dist_t t = kth_by_count(below);
     std::size_t take = k_ - below, w = 0;
-    for (const Entry& e : buf_) {
-      if (e.first < t) {
-        buf_[w++] = e;
-      } else if (e.first == t && take > 0) {
-        buf_[w++] = e;
-        --take;
+    if (in_id_order_) {
+      for (const Entry& e : buf_) {
+        if (e.first < t) {
+          buf_[w++] = e;
+        } else if (e.first == t && take > 0) {
+          buf_[w++] = e;
+          --take;
+        }
       }
+    } else {
+      std::vector<Entry>& ties = tie_scratch();
+      ties.clear();
+      for (const Entry& e : buf_) {
+        if (e.first < t)
+          buf_[w++] = e;
+        else if (e.first == t)
+          ties.push_back(e);
+      }
+      if (ties.size() > take) std::nth_element(ties.begin(), ties.begin() + static_cast<std::ptrdiff_t>(take), ties.end());
+      std::copy(ties.begin(), ties.begin() + static_cast<std::ptrdiff_t>(take), buf_.begin() + static_cast<std::ptrdiff_t>(w));
     }
     buf_.resize(k_);
     zeros_ = std::min(zeros_, k_);  // every zero is kept, up to k of them
+    return t;
+  }
+  // The k-th smallest distance in the buffer (size >= k), and in `below` the entries under it.
+  dist_t kth_by_count(std::size_t& below) const {
+    std::uint32_t* hist = histogram(static_cast<std::size_t>(max_distance_) + 1);
+    for (const Entry& e : buf_) ++hist[e.first];
+    dist_t t = 0;
+    below = 0;
+    while (below + hist[t] < k_) below += hist[t++];
+    for (const Entry& e : buf_) hist[e.first] = 0;
     return t;
   }
   // A per-distance count array of at least `bins` entries, one per thread (a collector selects on
@@ -185,12 +193,16 @@ class CountingTopK {
     if (counts.size() < bins) counts.resize(bins, 0);
     return counts.data();
   }
+  // The entries tied at the k-th distance while they are ranked by id (one per thread).
+  static std::vector<Entry>& tie_scratch() {
+    thread_local std::vector<Entry> ties;
+    return ties;
+  }
   // The k best by distance and every entry tied with the k-th.
   void keep_k_and_ties() {
-    std::nth_element(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(k_ - 1), buf_.end());
-    kth_ = buf_[k_ - 1].first;
-    buf_.erase(std::partition(buf_.begin() + static_cast<std::ptrdiff_t>(k_), buf_.end(),
-                              [this](const Entry& e) { return e.first <= kth_; }),
+    std::size_t below = 0;
+    kth_ = kth_by_count(below);
+    buf_.erase(std::remove_if(buf_.begin(), buf_.end(), [this](const Entry& e) { return e.first > kth_; }),
                buf_.end());  // keeps every entry at distance 0, so zeros_ holds
   }
   void shrink() {

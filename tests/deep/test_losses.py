@@ -65,11 +65,14 @@ def close(value, expected):
 
 def test_dpsh_with_bank_matches_loops():
     u, t, idx = tensors()
-    loss = L.DPSHLoss(NB, num_train=10, num_classes=NC, eta=0.3).double()
-    value = loss(u, t, idx)
-    # the bank holds the 4 batch rows (seen), rows 4..9 unseen and ignored; pairs include i == j
+    # the bank holds the 4 batch rows (seen); pairs include i == j
     pairs = [(i, j) for i in range(4) for j in range(4)]
-    close(value, ref_pairwise_likelihood(U, pairs) + 0.3 * quant_mean(U))
+    written = L.DPSHLoss(NB, num_train=10, num_classes=NC, eta=0.3, bank_pairs="written").double()
+    close(written(u, t, idx), ref_pairwise_likelihood(U, pairs) + 0.3 * quant_mean(U))  # rows 4..9 ignored
+    # the default, DeepHash-pytorch's: rows 4..9 are zero outputs with no label, log 2 a pair
+    every = L.DPSHLoss(NB, num_train=10, num_classes=NC, eta=0.3).double()
+    mean = (16 * ref_pairwise_likelihood(U, pairs) + 24 * math.log(2.0)) / 40
+    close(every(u, t, idx), mean + 0.3 * quant_mean(U))
 
 
 def test_dpsh_in_batch_and_dhn_match_loops():

@@ -8,9 +8,9 @@ CuPy; run by benchmarks/gpu_check.sh.
     python benchmarks/bench_gpu.py --out R.json    # also write every figure as JSON
     python benchmarks/bench_gpu.py --parts copy_bandwidth single_query_scan   # some parts only
 
-Timings: each cell is warmed up (once, or ten times for single queries), then timed over repeats with the device synchronised
-before and after each; the figure is the median. Queries and results stay on the device (CuPy
-arrays) unless a row says "host", so a row measures the search, not PCIe.
+Timings: each cell is warmed up (once, or ten times for single queries), then timed over repeats
+with the device synchronised before and after each; the figure is the median. Queries and results
+stay on the device (CuPy arrays) unless a row says "host", so a row measures the search, not PCIe.
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ import deephash_engine as de
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_context import cpu_model  # noqa: E402
+
+
+# The benchmark's parts, in the order they run (the functions decorated with @part in main).
+PARTS = ("copy_bandwidth", "single_query_scan", "many_queries", "beyond_faiss")
 
 
 def median_seconds(fn, sync, repeats: int, warmup: int = 1) -> float:
@@ -117,8 +121,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="10x smaller databases")
     ap.add_argument("--out", help="write the figures as JSON here")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--parts", nargs="+", metavar="PART",
-                    help="run only these parts: copy_bandwidth single_query_scan many_queries beyond_faiss")
+    ap.add_argument("--parts", nargs="+", metavar="PART", choices=PARTS,
+                    help=f"run only these parts, among: {' '.join(PARTS)}")
     args = ap.parse_args()
     if not de.cuda_available():
         print("bench_gpu: no usable CUDA device", file=sys.stderr)
@@ -145,6 +149,7 @@ def main() -> int:
     def part(fn):
         """Runs one part of the benchmark at once; a part that fails is reported and the others
         still run, so that one run on a GPU machine yields every figure it can."""
+        assert fn.__name__ in PARTS, fn.__name__  # --parts lists every part
         if args.parts and fn.__name__ not in args.parts:
             return fn
         try:

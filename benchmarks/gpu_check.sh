@@ -5,7 +5,7 @@
 #   2. builds and runs the C++ tests, the CUDA ones included (ctest),
 #   3. runs the Python tests marked `cuda`,
 #   4. runs benchmarks/bench_gpu.py and prints its table.
-# Everything it writes goes under $OUT (default /tmp/gpu_check): six logs and bench_gpu.json.
+# Everything it writes goes under $OUT (default /tmp/gpu_check): five logs and bench_gpu.json.
 # Meant to finish in under 8 minutes on one H100/H200-class GPU: the kernels are compiled for the
 # device's own architecture only (override with DEEPHASH_CUDA_ARCHITECTURES, a CMake list), and each
 # step has a time limit so that one that hangs cannot take the whole run.

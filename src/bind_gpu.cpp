@@ -117,7 +117,10 @@ py::object device_array(const py::handle& obj) {
     cupy = py::module_::import("cupy");
   } catch (const py::error_already_set&) {
     throw py::type_error("device queries other than CuPy arrays and PyTorch CUDA tensors are read through CuPy "
-                         "without a copy; install CuPy, or pass a CuPy array or a PyTorch CUDA tensor");
+                         "without a copy, which is not installed; got " +
+                         py::str(py::type::of(obj).attr("__module__")).cast<std::string>() + "." +
+                         py::str(py::type::of(obj).attr("__name__")).cast<std::string>() +
+                         ": install CuPy, or pass a CuPy array or a PyTorch CUDA tensor");
   }
   return dlpack_cuda ? cupy.attr("from_dlpack")(obj) : cupy.attr("asarray")(obj);
 }

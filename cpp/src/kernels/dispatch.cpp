@@ -25,7 +25,7 @@ namespace {
 #if defined(__x86_64__) || defined(_M_X64)
 struct X86Features {
   bool avx2 = false;    // AVX2 + FMA (every AVX2 CPU made has FMA; the logistic kernel needs it)
-  bool avx512 = false;  // AVX512F + BW + VL + VPOPCNTDQ + VBMI, with ZMM state enabled by the OS
+  bool avx512 = false;  // AVX512F + BW + VL + VPOPCNTDQ + VBMI + IFMA, with ZMM state enabled by the OS
 };
 
 X86Features detect_x86() noexcept {
@@ -41,9 +41,9 @@ X86Features detect_x86() noexcept {
   if (!ymm_state || __get_cpuid_max(0, nullptr) < 7) return f;
   __cpuid_count(7, 0, a, b, c, d);
   f.avx2 = ((b >> 5) & 1) && fma;
-  const bool avx512f = (b >> 16) & 1, avx512bw = (b >> 30) & 1, avx512vl = (b >> 31) & 1;
+  const bool avx512f = (b >> 16) & 1, avx512bw = (b >> 30) & 1, avx512vl = (b >> 31) & 1, ifma = (b >> 21) & 1;
   const bool vbmi = (c >> 1) & 1, vpopcntdq = (c >> 14) & 1;
-  f.avx512 = f.avx2 && zmm_state && avx512f && avx512bw && avx512vl && vpopcntdq && vbmi;
+  f.avx512 = f.avx2 && zmm_state && avx512f && avx512bw && avx512vl && vpopcntdq && vbmi && ifma;
   return f;
 }
 

@@ -1,17 +1,20 @@
-// AVX-512 Hamming kernels with VPOPCNTDQ and VBMI (x86-64: Ice Lake, Tiger Lake, Sapphire Rapids,
-// Zen 4/5, ...). Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vpopcntdq -mavx512vbmi on
-// this file alone and selected only where CPUID reports all of them and the OS saves ZMM state.
+// AVX-512 Hamming kernels with VPOPCNTDQ, VBMI and IFMA (x86-64: Ice Lake, Tiger Lake, Sapphire
+// Rapids, Zen 4/5, ...). Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vpopcntdq
+// -mavx512vbmi -mavx512ifma on this file alone and selected only where CPUID reports all of them
+// and the OS saves ZMM state.
 //
 // Instructions relied on: VPXORD, VPOPCNTD / VPOPCNTQ, VPERMB (codes moved into slots),
 // masked VMOVDQU8 loads (exactly a code's bytes, faults suppressed past them), VPERMT2Q / VPERMT2D
-// (sums of adjacent lanes, packing), VPCMPD to a mask register, VPCOMPRESSD (survivors).
+// (sums of adjacent lanes, packing), VPMADD52LUQ (counts packed into 16-bit fields), VPCMPD /
+// VPCMPW to a mask register, VPERMW (fields back in code order), VPCOMPRESSD (survivors).
 //
 // Every code size runs vectorised, 16 codes per step:
 // - up to 64 bytes: each code sits in a slot of 4, 8, 16, 32 or 64 bytes (the smallest power of
 //   two that holds it), 64 / slot codes per register, moved there by one VPERMB where the code is
-//   smaller than its slot; VPOPCNTD (4-byte slots) or VPOPCNTQ, then adjacent lanes are summed
-//   until each code has one count;
-// - above 64 bytes: one register per 64 bytes of a code (the last one masked), their counts added.
+//   smaller than its slot; VPOPCNTD (4-byte slots) or VPOPCNTQ; slots of 16 bytes and more pack
+//   four registers' counts into 16-bit fields before summing a code's lanes (sum_fields);
+// - above 64 bytes: one register per 64 bytes of a code (the last one masked), their counts added,
+//   then summed as 64-byte slots are (up to 128 bytes) or lane by lane.
 // The prepared layout (groups of 8 codes interleaved word by word) is below.
 #include <immintrin.h>
 
@@ -53,6 +56,79 @@ template <std::size_t Regs>
 static inline void reduce_to_two(__m512i (&r)[Regs]) noexcept {
   for (std::size_t width = Regs; width > 2; width /= 2)
     for (std::size_t j = 0; j < width / 2; ++j) r[j] = add_adjacent(r[2 * j], r[2 * j + 1]);
+}
+
+// How a step hands over its 16 counts: 16 int32 lanes (Dwords), two vectors of 8 uint64 lanes
+// (Qwords), or 16-bit fields of one vector in a step-specific order (Words, see pack_fields).
+enum class Counts { Dwords, Qwords, Words };
+
+// Four vectors of 8 uint64 counts (each < 2^15) -> one, count j of r[f] in bits [16 f, 16 f + 16)
+// of lane j, by instructions that do not need the shuffle port: two multiply-adds (r0 + r1 2^16
+// + r2 2^32; VPMADD52LUQ keeps 52 bits, too few for the fourth field), a shift and an OR. The
+// multiply-adds made 32-byte codes 5% faster than shifts and a three-way OR.
+static inline __m512i pack_fields(__m512i r0, __m512i r1, __m512i r2, __m512i r3) noexcept {
+  const __m512i x = _mm512_madd52lo_epu64(_mm512_madd52lo_epu64(r0, r1, _mm512_set1_epi64(std::int64_t{1} << 16)), r2,
+                                          _mm512_set1_epi64(std::int64_t{1} << 32));
+  return _mm512_or_si512(x, _mm512_slli_epi64(r3, 48));
+}
+
+// Per-code counts from per-word ones by packing before summing: four registers of counts become
+// one of 16-bit fields (pack_fields), and the lanes of a code are summed across the packed
+// registers, so each shuffle serves four codes at once. On Intel cores VPOPCNTQ and every lane
+// shuffle share one port; summing adjacent lanes register by register (reduce_to_two) took 12
+// shuffles per 16 codes of 32 bytes, this takes 3. r[j] holds the word counts of 64 / S codes
+// (S = the bytes of a code's slot: 16, 32 or 64; 64 also stands for codes of several registers
+// whose counts are already added): the 16 codes' totals land in 16-bit fields (field_of_code).
+template <std::size_t S>
+static inline __m512i sum_fields(const __m512i (&r)[S / 4]) noexcept {
+  if constexpr (S == 16) {  // 4 codes per register, one per 128-bit lane: add the lane's two qwords
+    const __m512i x = pack_fields(r[0], r[1], r[2], r[3]);
+    return _mm512_add_epi64(x, _mm512_shuffle_epi32(x, _MM_PERM_BADC));
+  } else if constexpr (S == 32) {  // 2 codes per register, one per 256-bit half
+    const __m512i x = pack_fields(r[0], r[1], r[2], r[3]), y = pack_fields(r[4], r[5], r[6], r[7]);
+    const __m512i u = _mm512_add_epi64(_mm512_unpacklo_epi64(x, y), _mm512_unpackhi_epi64(x, y));
+    return _mm512_add_epi64(u, _mm512_permutex_epi64(u, 0x4E));
+  } else {  // one code per register
+    static_assert(S == 64);
+    const __m512i x0 = pack_fields(r[0], r[1], r[2], r[3]), x1 = pack_fields(r[4], r[5], r[6], r[7]);
+    const __m512i x2 = pack_fields(r[8], r[9], r[10], r[11]), x3 = pack_fields(r[12], r[13], r[14], r[15]);
+    const __m512i u0 = _mm512_add_epi64(_mm512_unpacklo_epi64(x0, x1), _mm512_unpackhi_epi64(x0, x1));
+    const __m512i u1 = _mm512_add_epi64(_mm512_unpacklo_epi64(x2, x3), _mm512_unpackhi_epi64(x2, x3));
+    const __m512i z = _mm512_add_epi64(_mm512_shuffle_i64x2(u0, u1, 0x88), _mm512_shuffle_i64x2(u0, u1, 0xDD));
+    return _mm512_add_epi64(z, _mm512_shuffle_i64x2(z, z, 0xB1));
+  }
+}
+
+// Where sum_fields<S> leaves code i's total: a 16-bit field index (0..31).
+static constexpr std::size_t field_of_code(std::size_t S, std::size_t i) noexcept {
+  if (S == 16) return 4 * (2 * (i % 4)) + i / 4;                    // lane i % 4, field i / 4
+  if (S == 32) return 4 * ((i / 2) / 4 + 4 * (i % 2)) + (i / 2) % 4;  // half i % 2, register i / 8
+  const std::size_t reg = i / 4;                                    // S == 64: x0, x1 -> qwords 0, 1;
+  return 4 * (reg < 2 ? reg : reg + 2) + i % 4;                     // x2, x3 -> qwords 4, 5
+}
+
+// The fields sum_fields<S> fills with totals (the others hold partial sums).
+static constexpr std::uint32_t fields_used(std::size_t S) noexcept {
+  std::uint32_t m = 0;
+  for (std::size_t i = 0; i < 16; ++i) m |= std::uint32_t{1} << field_of_code(S, i);
+  return m;
+}
+
+// VPERMW indices that move code i's field to the low half of 32-bit lane i.
+template <std::size_t S>
+struct FieldOrder {
+  alignas(64) std::uint16_t index[32];
+  constexpr FieldOrder() noexcept : index{} {
+    for (std::size_t i = 0; i < 16; ++i) index[2 * i] = static_cast<std::uint16_t>(field_of_code(S, i));
+  }
+};
+template <std::size_t S>
+static constexpr FieldOrder<S> kFieldOrder{};
+
+// The 16 totals left by sum_fields<S>, as int32 lanes in code order.
+template <std::size_t S>
+static inline __m512i fields_to_dwords(__m512i v) noexcept {
+  return _mm512_maskz_permutexvar_epi16(0x55555555u, _mm512_load_si512(kFieldOrder<S>.index), v);
 }
 
 // The slot of a code of cs <= 64 bytes: the smallest power of two >= cs, at least 4.
@@ -117,8 +193,10 @@ struct Slots {
       x = _mm512_maskz_permutexvar_epi8(keep, expand, _mm512_maskz_loadu_epi8(load_mask, c));
     return _mm512_xor_si512(x, q);
   }
-  // The 16 distances from c on: as 16 int32 lanes (Dwords) or as two vectors of 8 uint64.
-  static constexpr bool kDwords = S == 4;
+  // The 16 distances from c on: as 16 int32 lanes (Dwords), as two vectors of 8 uint64 (Qwords:
+  // 8-byte slots, one code per lane already) or in 16-bit fields (Words, see sum_fields).
+  static constexpr Counts kCounts = S == 4 ? Counts::Dwords : S == 8 ? Counts::Qwords : Counts::Words;
+  static constexpr std::size_t kFieldSlot = S;
   __m512i dwords(const std::uint8_t* c) const noexcept { return _mm512_popcnt_epi32(reg(c)); }
   void qwords(const std::uint8_t* c, __m512i& lo, __m512i& hi) const noexcept {
     __m512i r[kRegs];
@@ -126,6 +204,15 @@ struct Slots {
     reduce_to_two(r);
     lo = r[0];
     hi = r[1];
+  }
+  __m512i words(const std::uint8_t* c) const noexcept {
+    if constexpr (S >= 16) {
+      __m512i r[kRegs];
+      for (std::size_t j = 0; j < kRegs; ++j) r[j] = _mm512_popcnt_epi64(reg(c + j * kPerReg * stride));
+      return sum_fields<S>(r);
+    } else {
+      return _mm512_setzero_si512();  // not used: these slots count in Dwords or Qwords
+    }
   }
 };
 
@@ -148,13 +235,20 @@ struct Wide {
     const __m512i x = _mm512_xor_si512(_mm512_maskz_loadu_epi8(tail, c + last), _mm512_maskz_loadu_epi8(tail, query + last));
     return _mm512_add_epi64(acc, _mm512_popcnt_epi64(x));
   }
-  static constexpr bool kDwords = false;
+  // Up to 128 bytes a code's count (<= 1024) fits a 16-bit field; wider codes sum qwords.
+  static constexpr Counts kCounts = NC != 0 && NC <= 2 ? Counts::Words : Counts::Qwords;
+  static constexpr std::size_t kFieldSlot = 64;
   void qwords(const std::uint8_t* c, __m512i& lo, __m512i& hi) const noexcept {
     __m512i r[16];
     for (std::size_t j = 0; j < 16; ++j) r[j] = one(c + j * stride);
     reduce_to_two(r);
     lo = r[0];
     hi = r[1];
+  }
+  __m512i words(const std::uint8_t* c) const noexcept {
+    __m512i r[16];
+    for (std::size_t j = 0; j < 16; ++j) r[j] = one(c + j * stride);
+    return sum_fields<64>(r);
   }
 };
 
@@ -217,41 +311,66 @@ static inline std::size_t compress_hits(__mmask16 k, __m512i d, std::size_t i, s
   return m + hits;
 }
 
-// One step's counts: 16 int32 lanes in `a` (steps with 32-bit counts), or 8 uint64 lanes in `a`
-// and 8 in `b`.
+// One step's counts: 16 int32 lanes in `a` (Dwords), 8 uint64 lanes in `a` and 8 in `b`
+// (Qwords), or 16-bit fields of `a` (Words).
 struct StepCounts {
   __m512i a, b;
 };
 
-// 16 codes' counts, and the mask of those <= the limit (in every 32-bit lane for steps with
-// 32-bit counts, in every 64-bit lane for the others).
+// The bound in each lane width a step compares in. A negative max_distance lets nothing pass
+// (signed compares); counts of a Words step are at most 1,024, so a bound above 16 bits is cut.
+struct Limits {
+  __m512i l32, l64, l16;
+  explicit Limits(dist_t max_distance) noexcept
+      : l32(_mm512_set1_epi32(max_distance)), l64(_mm512_set1_epi64(static_cast<long long>(max_distance))),
+        l16(_mm512_set1_epi16(static_cast<short>(std::min<dist_t>(max_distance, 32767)))) {}
+};
+
+// 16 codes' counts, and a mask that is not zero when any of them is <= the limit (Dwords and
+// Qwords: bit i for code i; Words: bits of the fields, in sum_fields' order: see hits_in_order).
 template <class Step>
-static inline __mmask16 step_hits(const Step& step, const std::uint8_t* c, __m512i limit, StepCounts& d) noexcept {
-  if constexpr (Step::kDwords) {
+static inline std::uint32_t step_hits(const Step& step, const std::uint8_t* c, const Limits& lim, StepCounts& d) noexcept {
+  if constexpr (Step::kCounts == Counts::Dwords) {
     d.a = step.dwords(c);
-    return _mm512_cmple_epi32_mask(d.a, limit);
-  } else {
+    return _mm512_cmple_epi32_mask(d.a, lim.l32);
+  } else if constexpr (Step::kCounts == Counts::Qwords) {
     step.qwords(c, d.a, d.b);
-    return static_cast<__mmask16>(_mm512_cmple_epi64_mask(d.a, limit) |
-                                  (static_cast<unsigned>(_mm512_cmple_epi64_mask(d.b, limit)) << 8));
+    return _mm512_cmple_epi64_mask(d.a, lim.l64) | (static_cast<std::uint32_t>(_mm512_cmple_epi64_mask(d.b, lim.l64)) << 8);
+  } else {
+    d.a = step.words(c);
+    return _mm512_cmple_epi16_mask(d.a, lim.l16) & fields_used(Step::kFieldSlot);
   }
 }
 
 template <class Step>
 static inline __m512i as_dwords(const StepCounts& d) noexcept {
-  if constexpr (Step::kDwords)
+  if constexpr (Step::kCounts == Counts::Dwords)
     return d.a;
-  else
+  else if constexpr (Step::kCounts == Counts::Qwords)
     return pack_counts(d.a, d.b);
+  else
+    return fields_to_dwords<Step::kFieldSlot>(d.a);
+}
+
+// The 16 distances of a step with hits (in `dw`, code order) and the mask of the codes that pass.
+template <class Step>
+static inline __mmask16 hits_in_order(const StepCounts& d, std::uint32_t hits, const Limits& lim, __m512i& dw) noexcept {
+  dw = as_dwords<Step>(d);
+  if constexpr (Step::kCounts == Counts::Words)
+    return _mm512_cmple_epi32_mask(dw, lim.l32);
+  else
+    return static_cast<__mmask16>(hits);
 }
 
 template <class Step>
 static inline __m512i step_distances(const Step& step, const std::uint8_t* c) noexcept {
   StepCounts d;
-  if constexpr (Step::kDwords)
+  if constexpr (Step::kCounts == Counts::Dwords)
     d.a = step.dwords(c);
-  else
+  else if constexpr (Step::kCounts == Counts::Qwords)
     step.qwords(c, d.a, d.b);
+  else
+    d.a = step.words(c);
   return as_dwords<Step>(d);
 }
 
@@ -260,28 +379,33 @@ static inline __m512i step_distances(const Step& step, const std::uint8_t* c) no
 template <class Step>
 static std::size_t filter_steps(const Step& step, const std::uint8_t* codes, std::size_t n, dist_t max_distance,
                                 std::uint32_t* positions, dist_t* distances, std::size_t* done) noexcept {
-  constexpr std::size_t U = Step::kDwords ? 4 : Step::kRegs <= 2 ? 2 : 1;
+  constexpr std::size_t U = Step::kCounts == Counts::Dwords ? 4 : Step::kRegs <= 2 ? 2 : 1;
   const std::size_t cs = step.stride;
-  // A negative max_distance lets nothing pass (signed compares).
-  const __m512i limit = Step::kDwords ? _mm512_set1_epi32(max_distance)
-                                      : _mm512_set1_epi64(static_cast<long long>(max_distance));
+  const Limits lim(max_distance);
   std::size_t m = 0, i = 0;
+  __m512i dw;
   for (; i + 16 * U <= n; i += 16 * U) {
     StepCounts d[U];
-    __mmask16 k[U];
-    unsigned any = 0;
+    std::uint32_t k[U];
+    std::uint32_t any = 0;
     for (std::size_t u = 0; u < U; ++u) {
-      k[u] = step_hits(step, codes + (i + 16 * u) * cs, limit, d[u]);
+      k[u] = step_hits(step, codes + (i + 16 * u) * cs, lim, d[u]);
       any |= k[u];
     }
     if (any == 0) continue;  // the common case once the threshold is low
     for (std::size_t u = 0; u < U; ++u)
-      if (k[u]) m = compress_hits(k[u], as_dwords<Step>(d[u]), i + 16 * u, positions, distances, m);
+      if (k[u]) {
+        const __mmask16 in_order = hits_in_order<Step>(d[u], k[u], lim, dw);
+        m = compress_hits(in_order, dw, i + 16 * u, positions, distances, m);
+      }
   }
   for (; i + 16 <= n; i += 16) {
     StepCounts d;
-    const __mmask16 k = step_hits(step, codes + i * cs, limit, d);
-    if (k) m = compress_hits(k, as_dwords<Step>(d), i, positions, distances, m);
+    const std::uint32_t k = step_hits(step, codes + i * cs, lim, d);
+    if (k) {
+      const __mmask16 in_order = hits_in_order<Step>(d, k, lim, dw);
+      m = compress_hits(in_order, dw, i, positions, distances, m);
+    }
   }
   *done = i;
   return m;

@@ -1,0 +1,47 @@
+// The single-query filter kernel of each SIMD level, in nanoseconds per code, at code sizes from
+// 8 to 128 bytes: one 256 KiB block of random codes (a scan's block, in L2), a bound that few codes
+// pass (as once a top-k has filled), best of 30 rounds of 10 calls. Compiled once against each
+// build of the core and run in alternation (docs/benchmarks.md, "Per-code sums in 16-bit fields"):
+//
+//   g++ -O2 -std=c++17 -I<tree>/cpp/include filter_ab.cpp <build>/cpp/libdeephash_core.a -lpthread -o filter_ab
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "deephash/simd.hpp"
+
+using namespace deephash;
+
+int main() {
+  std::vector<const kernels::KernelTable*> levels;
+  for (SimdLevel l : available_simd_levels())
+    if (l != SimdLevel::Scalar) levels.push_back(kernels::table_for(l));
+  for (std::size_t cs : {8, 16, 24, 32, 48, 64, 96, 128}) {
+    const std::size_t n = std::max<std::size_t>(2048, (256u << 10) / cs) / 16 * 16;
+    std::vector<std::uint8_t> codes(n * cs), query(cs);
+    std::mt19937_64 draw(cs);
+    for (auto& b : codes) b = static_cast<std::uint8_t>(draw());
+    for (auto& b : query) b = static_cast<std::uint8_t>(draw());
+    std::vector<std::uint32_t> positions(n);
+    std::vector<dist_t> distances(n);
+    // About three standard deviations below the mean distance of random codes.
+    const auto bound = static_cast<dist_t>(4.0 * static_cast<double>(cs) - 3.0 * std::sqrt(2.0 * static_cast<double>(cs)));
+    std::printf("%3zu bytes:", cs);
+    for (const kernels::KernelTable* t : levels) {
+      double best = 1e30;
+      std::size_t hits = 0;
+      for (int round = 0; round < 30; ++round) {
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int call = 0; call < 10; ++call)
+          hits += t->filter(query.data(), codes.data(), n, cs, bound, positions.data(), distances.data());
+        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 10);
+      }
+      std::printf("  %s %.3f ns/code (%zu hits a call)", simd_level_name(t->level), best / static_cast<double>(n) * 1e9,
+                  hits / 300);
+    }
+    std::printf("\n");
+  }
+}

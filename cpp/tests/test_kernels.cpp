@@ -22,15 +22,17 @@ static void check_level(SimdLevel level) {
     for (std::size_t n : {0, 1, 3, 4, 15, 16, 17, 33, 70}) {
       auto db = oracle::random_codes(n, cs, static_cast<std::uint32_t>(cs * 131 + n));
       auto q = oracle::random_codes(1, cs, static_cast<std::uint32_t>(cs + 7));
+      if (n >= 15) std::copy(q.begin(), q.end(), db.begin() + 13 * cs);  // an exact copy: distance 0
       std::vector<dist_t> d(n + 1, -7);
       kt.distances(q.data(), db.data(), n, cs, d.data());
       bool ok = true;
       for (std::size_t i = 0; i < n; ++i) ok &= d[i] == oracle::hamming(q.data(), db.data() + i * cs, cs);
       CHECK(ok);
       CHECK_EQ(d[n], -7);  // nothing written past n
-      // None pass, about half, all, and a bound wider than any count lane (kernels that compare
-      // narrow lanes must cut it, not wrap it).
-      for (dist_t limit : {dist_t{-1}, static_cast<dist_t>(cs * 4), static_cast<dist_t>(cs * 8), dist_t{2147483647}}) {
+      // None pass, about half, all, and bounds wider than any count lane either way (kernels that
+      // compare narrow lanes must cut them, not wrap them: 2^31 - 1 wrapped drops every code).
+      for (dist_t limit : {dist_t{-2147483647 - 1}, dist_t{-1}, static_cast<dist_t>(cs * 4), static_cast<dist_t>(cs * 8),
+                           dist_t{2147483647}}) {
         std::vector<std::uint32_t> pos(n + 1);
         std::vector<dist_t> fd(n + 1);
         const std::size_t m = kt.filter(q.data(), db.data(), n, cs, limit, pos.data(), fd.data());

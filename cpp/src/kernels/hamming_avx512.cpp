@@ -318,12 +318,14 @@ struct StepCounts {
 };
 
 // The bound in each lane width a step compares in. A negative max_distance lets nothing pass
-// (signed compares); counts of a Words step are at most 1,024, so a bound above 16 bits is cut.
+// (signed compares). Counts of a Words step are at most 1,024: their bound is cut to [-1, 32767]
+// (wrapped, a large bound would turn negative and drop every code); that compare only selects
+// the steps with a survivor, whose codes hits_in_order then tests in 32 bits.
 struct Limits {
   __m512i l32, l64, l16;
   explicit Limits(dist_t max_distance) noexcept
       : l32(_mm512_set1_epi32(max_distance)), l64(_mm512_set1_epi64(static_cast<long long>(max_distance))),
-        l16(_mm512_set1_epi16(static_cast<short>(std::min<dist_t>(max_distance, 32767)))) {}
+        l16(_mm512_set1_epi16(static_cast<short>(std::clamp<dist_t>(max_distance, -1, 32767)))) {}
 };
 
 // 16 codes' counts, and a mask that is not zero when any of them is <= the limit (Dwords and

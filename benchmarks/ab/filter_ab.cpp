@@ -4,22 +4,30 @@
 // build of the core and run in alternation (docs/benchmarks.md, "Per-code sums in 16-bit fields"):
 //
 //   g++ -O2 -std=c++17 -I<tree>/cpp/include filter_ab.cpp <build>/cpp/libdeephash_core.a -lpthread -o filter_ab
+//   ./filter_ab          # 8, 16, 24, 32, 48, 64, 96, 128 bytes
+//   ./filter_ab all      # every size from 1 to 136 bytes
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "deephash/simd.hpp"
 
 using namespace deephash;
 
-int main() {
+int main(int argc, char** argv) {
+  std::vector<std::size_t> sizes = {8, 16, 24, 32, 48, 64, 96, 128};
+  if (argc > 1 && std::string(argv[1]) == "all") {
+    sizes.clear();
+    for (std::size_t cs = 1; cs <= 136; ++cs) sizes.push_back(cs);
+  }
   std::vector<const kernels::KernelTable*> levels;
   for (SimdLevel l : available_simd_levels())
     if (l != SimdLevel::Scalar) levels.push_back(kernels::table_for(l));
-  for (std::size_t cs : {8, 16, 24, 32, 48, 64, 96, 128}) {
+  for (std::size_t cs : sizes) {
     const std::size_t n = std::max<std::size_t>(2048, (256u << 10) / cs) / 16 * 16;
     std::vector<std::uint8_t> codes(n * cs), query(cs);
     std::mt19937_64 draw(cs);

@@ -57,17 +57,19 @@ struct Level {
   SimdLevel level;
   bool (*supported)() noexcept;
   const kernels::KernelTable& (*table)() noexcept;
+  const char* needs;  // what the CPU must report, for the error when it does not
 };
 
 // Increasing order of preference; rows exist only for levels compiled into this build.
 constexpr Level kLevels[] = {
-    {SimdLevel::Scalar, [] () noexcept { return true; }, &kernels::scalar_table},
+    {SimdLevel::Scalar, [] () noexcept { return true; }, &kernels::scalar_table, "nothing"},
 #if defined(__x86_64__) || defined(_M_X64)
-    {SimdLevel::AVX2, [] () noexcept { return x86().avx2; }, &kernels::avx2_table},
-    {SimdLevel::AVX512, [] () noexcept { return x86().avx512; }, &kernels::avx512_table},
+    {SimdLevel::AVX2, [] () noexcept { return x86().avx2; }, &kernels::avx2_table, "AVX2, FMA and POPCNT"},
+    {SimdLevel::AVX512, [] () noexcept { return x86().avx512; }, &kernels::avx512_table,
+     "AVX-512 F, BW, VL, VPOPCNTDQ, VBMI and IFMA, with ZMM state enabled by the OS"},
 #endif
 #if defined(__aarch64__)
-    {SimdLevel::NEON, [] () noexcept { return true; }, &kernels::neon_table},
+    {SimdLevel::NEON, [] () noexcept { return true; }, &kernels::neon_table, "NEON"},
 #endif
 };
 
@@ -161,7 +163,12 @@ void set_simd_level(const std::string& name) {
     throw InvalidArgument("simd level must be one of 'scalar', 'avx2', 'avx512', 'neon' or 'auto', got '" +
                           name + "'");
   }
-  if (!l->supported()) throw InvalidArgument("simd level '" + name + "' is not supported by this CPU");
+  if (!l->supported()) {
+    std::string here;
+    for (SimdLevel v : available_simd_levels()) here += (here.empty() ? "" : ", ") + std::string(simd_level_name(v));
+    throw InvalidArgument("simd level '" + name + "' is not supported by this CPU: it needs " + l->needs +
+                          "; this CPU runs " + here);
+  }
   g_forced.store(&l->table(), std::memory_order_release);
 }
 

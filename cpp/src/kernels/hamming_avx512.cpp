@@ -15,7 +15,7 @@
 //   four registers' counts into 16-bit fields before summing a code's lanes (sum_fields);
 // - above 64 bytes: one register per 64 bytes of a code (the last one masked), their counts added,
 //   then summed as 64-byte slots are (up to 128 bytes) or lane by lane.
-// The prepared layout (groups of 8 codes interleaved word by word) is below.
+// The prepared layout (groups of 16 codes interleaved word by word) is below.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -205,14 +205,11 @@ struct Slots {
     lo = r[0];
     hi = r[1];
   }
-  __m512i words(const std::uint8_t* c) const noexcept {
-    if constexpr (S >= 16) {
-      __m512i r[kRegs];
-      for (std::size_t j = 0; j < kRegs; ++j) r[j] = _mm512_popcnt_epi64(reg(c + j * kPerReg * stride));
-      return sum_fields<S>(r);
-    } else {
-      return _mm512_setzero_si512();  // not used: these slots count in Dwords or Qwords
-    }
+  __m512i words(const std::uint8_t* c) const noexcept {  // instantiated only for Words slots
+    static_assert(S >= 16);
+    __m512i r[kRegs];
+    for (std::size_t j = 0; j < kRegs; ++j) r[j] = _mm512_popcnt_epi64(reg(c + j * kPerReg * stride));
+    return sum_fields<S>(r);
   }
 };
 

@@ -11,6 +11,7 @@ figure is the median over its rounds.
     python benchmarks/bench_flat.py --preset widths    # every width 8..1024 bits, nq = 200 and 1
     python benchmarks/bench_flat.py --preset latency   # single queries, 10k..10M codes, ours on 1 and 2 threads
     python benchmarks/bench_flat.py --preset latency-short   # the same at 16, 32 and 48 bits
+    python benchmarks/bench_flat.py --preset latency-wide    # the same at 128, 512 and 1024 bits
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ PRESETS = {
     },
     "latency": {  # single queries from 10k to 10M codes; ours also on one thread
         "datasets": [("structured", n, nbits) for nbits in (64, 256)
+                     for n in (10_000, 30_000, 100_000, 300_000, 1_000_000, 3_000_000, 10_000_000)],
+        "cells": [(1, 10)],
+        "repeats": 3, "single_queries": 200,
+        "engines": ["ours", "ours-1t", "faiss"],
+    },
+    "latency-wide": {  # the same sweep at the wider widths (128 bits and codes of 64 and 128 bytes)
+        "datasets": [("structured", n, nbits) for nbits in (128, 512, 1024)
                      for n in (10_000, 30_000, 100_000, 300_000, 1_000_000, 3_000_000, 10_000_000)],
         "cells": [(1, 10)],
         "repeats": 3, "single_queries": 200,

@@ -24,6 +24,9 @@ that loss in the same run as ``peer-<method>``, with the same model, data, optim
 epochs (deephash_pytorch_peer.py says how it is loaded). ADSH, DAPH and PCDH, whose algorithm is
 in the script rather than in a loss module, run the script's own training loop on the same data,
 backbone and optimiser (deephash_pytorch_scripts.py); the schedule option does not apply to them.
+``--thulab-dir`` takes a checkout of thulab/DeepHash and ``--tf-python`` the interpreter of an
+environment with TensorFlow 2: after DQN, thulab's own DQN graph trains the same network in a
+process of its own (thulab_peer.py says how), as ``peer-dqn``.
 A peer whose research code needs more memory than the machine has available (CNNH's loss and
 DAPH's script form (n, n) matrices over the training set) is not run: results.json lists it under
 "skipped" with the reason, and the grid goes on.
@@ -100,7 +103,14 @@ def main(argv=None) -> int:
     p.add_argument("--peer-dir", metavar="DIR",
                    help="a checkout of DeepHash-pytorch: after each method that has a loss there, train "
                         "that loss too (as peer-<method>), same model, data, optimiser and epochs")
+    p.add_argument("--thulab-dir", metavar="DIR",
+                   help="a checkout of thulab/DeepHash: after each of its quantization methods, train its "
+                        "model's graph too (as peer-<method>; thulab_peer.py), needs --tf-python")
+    p.add_argument("--tf-python", metavar="PY",
+                   help="the Python of an environment with TensorFlow 2 (for --thulab-dir)")
     args = p.parse_args(argv)
+    if args.thulab_dir and not args.tf_python:
+        p.error("--thulab-dir needs --tf-python (an interpreter that can import tensorflow)")
     if args.merge:
         return merge(args.merge, Path(args.out))
     methods = list(args.methods)
@@ -113,6 +123,12 @@ def main(argv=None) -> int:
         script_peers = {f"peer-{m}": m for m in SCRIPT_PEERS if m in methods}
         methods = [name for m in methods
                    for name in ([m, f"peer-{m}"] if m in PEERS or m in SCRIPT_PEERS else [m])]
+    thulab_peers = {}
+    if args.thulab_dir:
+        from thulab_peer import THULAB_PEERS
+
+        thulab_peers = {f"peer-{m}": m for m in THULAB_PEERS if m in methods}
+        methods = [name for m in methods for name in ([m, f"peer-{m}"] if m in THULAB_PEERS else [m])]
 
     import torch
 
@@ -137,7 +153,7 @@ def main(argv=None) -> int:
             for seed in args.seeds:
                 # from_dict, as `deephash train` builds it: a label-free method gets its backbone
                 cfg = RunConfig.from_dict(dict(
-                    method=script_peers.get(method, method), dataset=args.protocol, nbits=bits, seed=seed,
+                    method=script_peers.get(method, thulab_peers.get(method, method)), dataset=args.protocol, nbits=bits, seed=seed,
                     epochs=args.epochs, lr=args.lr, threads=args.threads, device="cpu", schedule=args.schedule,
                     head_lr_mult=args.head_lr_mult))
                 start = time.perf_counter()
@@ -147,6 +163,10 @@ def main(argv=None) -> int:
                         from deephash_pytorch_scripts import ScriptRun
 
                         summary = ScriptRun(script_peers[method], args.peer_dir, cfg).run(run_dir)
+                    elif method in thulab_peers:  # thulab's TensorFlow graph, in a process of its own
+                        from thulab_peer import ThulabRun
+
+                        summary = ThulabRun(thulab_peers[method], args.thulab_dir, args.tf_python, cfg).run(run_dir)
                     else:
                         summary = train_run(cfg, run_dir, progress=args.progress)
                 except too_large as e:  # the rest of the grid still runs

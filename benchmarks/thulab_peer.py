@@ -1,0 +1,309 @@
+"""thulab/DeepHash's quantization models as peers: DQN's TensorFlow graph trains our network.
+
+thulab/DeepHash (Cao, Long et al.'s own code for DQN, DVSQ, DTQ, DHN and DCH) is TensorFlow 1
+graph code around an AlexNet. Here its model class runs unchanged under TensorFlow 2's
+``tf.compat.v1``, in a process of its own (TensorFlow is not a dependency of this project; give
+the interpreter of an environment that has it with ``--tf-python``), with the AlexNet replaced by
+a placeholder for our network's outputs: its graph computes its loss and the loss's gradient with
+respect to those outputs, and our network (the run's backbone and hash head) takes that gradient
+through our optimiser, data and epochs, as the DeepHash-pytorch peers do. What the research code
+does between steps runs as its ``train`` does it, with its own functions and defaults:
+
+- DQN: the quantization weight is 0 in the first epoch and ``cq_lambda`` (1e-4) from the second;
+  every two epochs (``train_iter % (2 * epoch_iter) == 0``) the codebooks are re-initialised by
+  k-means on each subspace of the stored outputs (``initial_centers``) and the codes re-assigned
+  by ICM (``update_codes_batch``: 3 sweeps over batches of 500); each step's loss uses the codes
+  last assigned to its items. Its network output is ``tanh`` of the last layer (``with_tanh``).
+
+Evaluation as in its ``validation``: queries keep their outputs, the database is encoded by ICM
+with the learned codebooks, and the database is ranked by the inner product of a query's output
+with each item's reconstruction (``get_mAPs_AQD``). Model selection: validation mAP after each
+epoch, as for our runs, with the codebooks of that epoch. Code length: ``nbits / 8`` subspaces of
+256 codewords (thulab's scripts use 4 x 256 on a 300-d layer; here the layer is our head's
+``nbits`` outputs, as for our DQN).
+
+Usage (``deep_fmnist.py --thulab-dir DIR --tf-python PY`` runs it beside ours)::
+
+    git clone https://github.com/thulab/DeepHash thulab-DeepHash
+    python -m venv tf-env && tf-env/bin/pip install tensorflow-cpu scikit-learn
+    python benchmarks/deep_fmnist.py --protocol fashion-mnist-mini --methods dqn --bits 16 32 64 \\
+        --seeds 0 1 2 --thulab-dir thulab-DeepHash --tf-python tf-env/bin/python
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import pickle
+import random
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+#: our method -> (model file and class in the checkout, description)
+THULAB_PEERS = {"dqn": ("DeepHash/model/dqn/dqn.py", "DQN", "[thulab DQN]")}
+
+#: The research defaults of thulab's scripts (examples/dqn/train_val_script.py and train_val.sh)
+#: that the model reads from its config; the network's own settings (learning rate and its decay)
+#: are unused here, where our optimiser trains our network.
+DQN_DEFAULTS = {"cq_lambda": 1e-4, "max_iter_update_b": 3, "max_iter_update_Cb": 1, "code_batch_size": 500,
+                "n_subcenter": 256, "val_batch_size": 100, "learning_rate": 0.002, "decay_step": 500,
+                "learning_rate_decay_factor": 0.5, "finetune_all": False, "img_model": "alexnet"}
+
+#: Top-level imports of a thulab model file that this runner provides itself.
+SKIPPED_IMPORTS = {"tensorflow", "architecture", "evaluation", "util"}
+
+
+# ---- the worker: runs under --tf-python ---------------------------------------------------------
+
+def _load_source(path: Path, namespace: dict) -> dict:
+    """Execute the imports (except SKIPPED_IMPORTS), functions and classes of a research file."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    kept = []
+    for node in tree.body:
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] in SKIPPED_IMPORTS for a in node.names):
+            continue
+        if isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").split(".")[0] in SKIPPED_IMPORTS):
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)):
+            kept.append(node)
+    exec(compile(ast.Module(body=kept, type_ignores=[]), str(path), "exec"), namespace)  # noqa: S102 - a local checkout, by request
+    return namespace
+
+
+class _OutputsInput:
+    """What the research model builds in place of its AlexNet: a placeholder for our network's
+    (tanh) outputs, passed through an identity layer whose two variables stand for the last layer
+    the research code expects (its optimiser op is built on them and never run)."""
+
+    def __init__(self, tf) -> None:
+        self.tf, self.placeholder = tf, None
+
+    def __call__(self, img, batch_size, output_dim, stage, model_weights, with_tanh=True, val_batch_size=32):
+        tf = self.tf
+        self.placeholder = tf.placeholder(tf.float32, [None, output_dim], name="our_outputs")
+        weights = tf.Variable(np.eye(output_dim, dtype=np.float32), name="identity_weights")
+        biases = tf.Variable(np.zeros(output_dim, dtype=np.float32), name="zero_biases")
+        out = tf.matmul(self.placeholder, weights) + biases
+        return out, {"fc8": [weights, biases]}, [], [weights, biases]
+
+
+class _TrainingItems:
+    """The dataset object the research ``Dataset`` wraps: only its size is used here."""
+
+    def __init__(self, n: int) -> None:
+        self.n_samples, self.train = n, True
+
+
+class _Worker:
+    def __init__(self, checkout: str, method: str) -> None:
+        import tensorflow
+
+        self.tf = tensorflow.compat.v1
+        self.tf.disable_v2_behavior()
+        file, self.class_name, _ = THULAB_PEERS[method]
+        root = Path(checkout)
+        util = _load_source(root / Path(file).parent / "util.py", {"__name__": "thulab_util"})
+        self.inputs = _OutputsInput(self.tf)
+        self.ns = _load_source(root / file, {"__name__": f"thulab_{method}", "tf": self.tf,
+                                             "img_alexnet_layers": self.inputs, "MAPs_CQ": None,
+                                             "Dataset": util["Dataset"]})
+        self.model = None
+
+    def init(self, config: dict, n_train: int, seed: int, steps_per_epoch: int) -> dict:
+        tf = self.tf
+        tf.reset_default_graph()
+        tf.set_random_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+        self.config = config
+        self.model = self.ns[self.class_name](config)
+        m = self.model
+        self.grad = tf.gradients(m.loss, [self.inputs.placeholder])[0]
+        self.lam = tf.placeholder(tf.float32, [])
+        self.set_lambda = m.q_lambda.assign(self.lam)
+        self.C_value = tf.placeholder(tf.float32, m.C.shape)
+        self.set_C = m.C.assign(self.C_value)
+        code_dim = config["n_subspace"] * config["n_subcenter"]
+        self.train_set = self.ns["Dataset"](_TrainingItems(n_train), config["output_dim"], code_dim)
+        self.train_iter, self.epoch, self.epoch_iter = 0, 0, steps_per_epoch
+        return {"code_dim": code_dim}
+
+    def step(self, outputs: np.ndarray, labels: np.ndarray, index: np.ndarray) -> dict:
+        """One iteration of the research ``train`` loop, our batch in place of its own."""
+        m, ds = self.model, self.train_set
+        if self.epoch <= 1:  # weight 0 in the first epoch, cq_lambda from the second
+            m.sess.run(self.set_lambda, {self.lam: self.epoch * self.config["cq_lambda"]})
+        loss, grad = m.sess.run([m.loss, self.grad], {self.inputs.placeholder: outputs, m.img_label: labels,
+                                                      m.b_img: ds.codes[index]})
+        ds.output[index] = outputs
+        if self.train_iter % (2 * self.epoch_iter) == 0 and self.train_iter != 0:
+            self.epoch += 1
+            for _ in range(self.config["max_iter_update_Cb"]):
+                m.sess.run(m.C.assign(m.initial_centers(ds.output)))
+                m.update_codes_batch(ds, self.config["code_batch_size"])
+        self.train_iter += 1
+        return {"loss": float(loss), "grad": grad}
+
+    def codebooks(self) -> dict:
+        return {"C": self.model.sess.run(self.model.C)}
+
+    def encode(self, outputs: np.ndarray, C: np.ndarray) -> dict:
+        """ICM codes of outputs under codebooks C (batches of code_batch_size, the last padded)."""
+        m, size = self.model, self.config["code_batch_size"]
+        current = m.sess.run(m.C)
+        m.sess.run(self.set_C, {self.C_value: C})
+        code_dim = self.config["n_subspace"] * self.config["n_subcenter"]
+        codes = np.zeros((len(outputs), code_dim), dtype=np.float32)
+        for start in range(0, len(outputs), size):
+            batch = outputs[start:start + size]
+            padded = np.concatenate([batch, np.repeat(batch[-1:], size - len(batch), axis=0)])
+            codes[start:start + len(batch)] = m.update_codes_ICM(padded, np.zeros((size, code_dim)))[:len(batch)]
+        m.sess.run(self.set_C, {self.C_value: current})
+        return {"codes": codes}
+
+
+def worker_main(checkout: str, method: str) -> None:
+    out, inp = sys.stdout.buffer, sys.stdin.buffer
+    sys.stdout = sys.stderr  # the research code prints progress: keep the reply stream clean
+    worker = None
+    while True:
+        try:
+            command, kwargs = pickle.load(inp)
+        except EOFError:
+            return
+        try:
+            if worker is None:
+                worker = _Worker(checkout, method)
+            reply = ("ok", getattr(worker, command)(**kwargs))
+        except Exception:  # noqa: BLE001 - handed to the driver, which raises it
+            reply = ("error", traceback.format_exc())
+        pickle.dump(reply, out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.flush()
+
+
+# ---- the driver: runs in the project's environment ----------------------------------------------
+
+class _WorkerProcess:
+    def __init__(self, tf_python: str, checkout: str, method: str) -> None:
+        self.proc = subprocess.Popen([tf_python, str(Path(__file__).resolve()), "--worker", checkout, method],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def __call__(self, command: str, **kwargs):
+        pickle.dump((command, kwargs), self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        self.proc.stdin.flush()
+        try:
+            status, value = pickle.load(self.proc.stdout)
+        except EOFError:
+            raise RuntimeError(f"thulab worker exited with status {self.proc.wait()} (its stderr is above)") from None
+        if status == "error":
+            raise RuntimeError(f"thulab worker failed in {command}:\n{value}")
+        return value
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+class ThulabRun:
+    """One thulab model trained on a protocol's data; :meth:`run` returns a summary shaped like
+    :func:`deephash_engine.deep.run.train_run`'s and writes report.json and summary.json."""
+
+    def __init__(self, method: str, checkout: str | Path, tf_python: str, cfg) -> None:
+        if method not in THULAB_PEERS:
+            raise ValueError(f"method: expected one of {sorted(THULAB_PEERS)}, got {method!r}")
+        file, _, self.info = THULAB_PEERS[method]
+        if not (Path(checkout) / file).is_file():
+            raise FileNotFoundError(f"thulab_dir: expected {Path(checkout) / file} (a thulab/DeepHash checkout)")
+        self.method, self.checkout, self.tf_python, self.cfg = method, str(checkout), tf_python, cfg
+
+    def _outputs(self, model, dataset) -> tuple[np.ndarray, np.ndarray]:
+        from deephash_engine.deep.evaluation import compute_outputs
+
+        u, targets = compute_outputs(model, dataset, 512, "cpu", False, "encode")
+        return np.tanh(np.asarray(u, dtype=np.float32)), np.asarray(targets)
+
+    def _map(self, worker, model, C, queries, database, topk) -> float:
+        from deephash_engine.metrics import mean_average_precision_from_distances
+
+        zq, ql = self._outputs(model, queries)
+        zd, dl = self._outputs(model, database)
+        recon = worker("encode", outputs=zd, C=C)["codes"] @ C
+        return float(mean_average_precision_from_distances(-(zq @ recon.T), ql, dl, topk=topk))
+
+    def run(self, out_dir: str | Path) -> dict:
+        import torch
+        from torch.utils.data import DataLoader
+
+        from deephash_engine.deep.data.datasets import load_protocol
+        from deephash_engine.deep.models import build_model
+        from deephash_engine.deep.run import _val_database
+        from deephash_pytorch_scripts import ScriptDataset, dataset_arrays
+
+        cfg = self.cfg
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        torch.set_num_threads(int(cfg.threads or torch.get_num_threads()))
+        data = load_protocol(cfg.dataset, seed=cfg.seed, root=cfg.root, lists=cfg.lists or None,
+                             split_path=out / "split.npz", flip=cfg.flip)
+        val_database, _ = _val_database(data.train, cfg.val_database_size, cfg.seed)
+        train_x, train_y = dataset_arrays(data.train)
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.model, cfg.nbits, data.in_channels, data.image_size, cfg.weights)
+        optimiser = torch.optim.Adam(model.param_groups(cfg.lr, cfg.head_lr_mult), lr=cfg.lr,
+                                     weight_decay=cfg.weight_decay)
+        # batches as our trainer draws them: shuffled, the last partial batch dropped
+        loader = DataLoader(ScriptDataset(train_x, train_y), batch_size=cfg.batch_size, shuffle=True,
+                            generator=torch.Generator().manual_seed(cfg.seed), drop_last=len(train_x) > cfg.batch_size)
+        config = {**DQN_DEFAULTS, "device": "/cpu:0", "output_dim": cfg.nbits, "label_dim": int(data.num_classes),
+                  "n_subspace": cfg.nbits // 8, "batch_size": cfg.batch_size, "max_iter": cfg.epochs * len(loader),
+                  "model_weights": "", "save_dir": str(out), "log_dir": str(out), "dataset": cfg.dataset}
+        worker = _WorkerProcess(self.tf_python, self.checkout, self.method)
+        try:
+            worker("init", config=config, n_train=len(train_x), seed=cfg.seed, steps_per_epoch=len(loader))
+            history, best = [], None
+            start = time.perf_counter()
+            for epoch in range(cfg.epochs):
+                model.train()
+                for x, t, index in loader:
+                    z = torch.tanh(model(x))
+                    step = worker("step", outputs=z.detach().numpy().astype(np.float32),
+                                  labels=t.numpy().astype(np.float32), index=index.numpy())
+                    optimiser.zero_grad()
+                    z.backward(torch.from_numpy(step["grad"]))
+                    optimiser.step()
+                model.eval()
+                C = worker("codebooks")["C"]
+                val_map = self._map(worker, model, C, data.val, val_database, data.split.topk)
+                history.append({"epoch": epoch + 1, "val_map": val_map, "loss": step["loss"]})
+                if best is None or val_map > best["val_map"]:
+                    best = {"epoch": epoch + 1, "val_map": val_map, "state": copy.deepcopy(model.state_dict()), "C": C}
+            train_seconds = time.perf_counter() - start
+            model.load_state_dict(best["state"])
+            maps = {("all" if k is None else str(k)): self._map(worker, model, best["C"], data.query, data.database, k)
+                    for k in cfg.map_topk}
+        finally:
+            worker.close()
+        report = {"search": "adc", "method": f"peer-{self.method}", "map": maps,
+                  "note": f"{self.info}: ICM codes of the database, ranked by inner product with the query output"}
+        (out / "report.json").write_text(json.dumps(report, indent=2))
+        summary = {"method": f"peer-{self.method}", "dataset": cfg.dataset, "nbits": cfg.nbits, "seed": cfg.seed,
+                   "epochs": cfg.epochs, "map": maps, "protocol_topk": data.split.topk,
+                   "selected_epoch": best["epoch"], "best_val_map": best["val_map"], "train_seconds": train_seconds,
+                   "history": history, "script": self.info}
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--worker":
+        worker_main(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit("run through benchmarks/deep_fmnist.py --thulab-dir DIR --tf-python PY (see the module doc)")

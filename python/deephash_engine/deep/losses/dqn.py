@@ -8,13 +8,15 @@ Loss over the batch, with ``z = tanh(u)`` and ``s_ij = +1`` for similar pairs, `
 ``C b_i`` is the product-quantization reconstruction of z_i: M codebooks of K codewords, each on
 its own d/M slice. The network step fixes C and b; the codebook step (at each epoch end, k-means
 rounds over the epoch's embeddings) refits C and the codes: the paper's alternating scheme.
-Codes are the M codeword indices; search is by asymmetric distance (FAISS IndexPQ with the
-learned codebooks).
+Codes are the M codeword indices; search is by the asymmetric inner product ``<z_q, C b_x>``
+(FAISS IndexPQ with the learned codebooks), as thulab's evaluation ranks (``get_mAPs_AQD``).
 
 Defaults: M = nbits / 8 subspaces of K = 256 codewords (a code of exactly nbits bits, so runs
 compare with binary methods at equal code length; thulab uses 4 x 256 on a 300-d layer),
-``quant_weight = 0.05`` (thulab's 1e-4 weighs a sum over the batch and 300 dimensions; with both
-terms as means a larger weight is needed for the same balance), 5 k-means rounds per epoch.
+``quant_weight = 1e-4`` (thulab's ``cq_lambda``, on the same term: a mean over the batch of the
+squared error summed over dimensions), 5 k-means rounds per epoch. Beside thulab's own graph
+(benchmarks/thulab_peer.py) the former defaults, a weight of 0.05 and squared-Euclidean ADC,
+trailed it by 0.01-0.04 mAP on fashion-mnist-mini (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ def cosine_pair_loss(z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 class DQNLoss(QuantizationLoss):
     method = "dqn"
+    metric = "ip"
 
     def __init__(self, nbits: int, num_train: int, subspaces=None, codewords: int = 256,
-                 quant_weight: float = 0.05, codebook_iters: int = 5, seed: int = 0) -> None:
+                 quant_weight: float = 1e-4, codebook_iters: int = 5, seed: int = 0) -> None:
         super().__init__(nbits, num_train, subspaces, codewords, quant_weight, codebook_iters, seed=seed)
 
     def similarity_loss(self, z, target):

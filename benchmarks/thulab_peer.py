@@ -1,4 +1,4 @@
-"""thulab/DeepHash's quantization models as peers: DQN's TensorFlow graph trains our network.
+"""thulab/DeepHash's quantization models as peers: DQN's and DVSQ's TensorFlow graphs train our network.
 
 thulab/DeepHash (Cao, Long et al.'s own code for DQN, DVSQ, DTQ, DHN and DCH) is TensorFlow 1
 graph code around an AlexNet. Here its model class runs unchanged under TensorFlow 2's
@@ -14,13 +14,20 @@ does between steps runs as its ``train`` does it, with its own functions and def
   k-means on each subspace of the stored outputs (``initial_centers``) and the codes re-assigned
   by ICM (``update_codes_batch``: 3 sweeps over batches of 500); each step's loss uses the codes
   last assigned to its items. Its network output is ``tanh`` of the last layer (``with_tanh``).
+- DVSQ (``train_cq``): the same weight rule; at the first two-epoch boundary k-means codebooks,
+  then at every boundary ICM codes (its own ICM, measured through the label vectors) and a
+  least-squares refit of its composite codebooks (``update_centers``). Its loss
+  (``cos_softmargin_multi_label``, the scripts' choice) asserts a 300-d output, the width of its
+  word2vec label vectors: our network's head is 300 wide for it, and the label vectors are the
+  class names embedded as for our DVSQ (all-MiniLM-L6-v2 and the same seeded projection, here to
+  300), written to the text file it reads.
 
 Evaluation as in its ``validation``: queries keep their outputs, the database is encoded by ICM
 with the learned codebooks, and the database is ranked by the inner product of a query's output
 with each item's reconstruction (``get_mAPs_AQD``). Model selection: validation mAP after each
-epoch, as for our runs, with the codebooks of that epoch. Code length: ``nbits / 8`` subspaces of
-256 codewords (thulab's scripts use 4 x 256 on a 300-d layer; here the layer is our head's
-``nbits`` outputs, as for our DQN).
+epoch, as for our runs, with the codebooks of that epoch. Code length: ``nbits / 8`` codebooks of
+256 codewords (thulab's scripts use 4 x 256 on a 300-d layer; DQN's layer here is our head's
+``nbits`` outputs, as for our DQN; DVSQ's is 300 wide, see above).
 
 Usage (``deep_fmnist.py --thulab-dir DIR --tf-python PY`` runs it beside ours)::
 
@@ -48,14 +55,20 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 #: our method -> (model file and class in the checkout, description)
-THULAB_PEERS = {"dqn": ("DeepHash/model/dqn/dqn.py", "DQN", "[thulab DQN]")}
+THULAB_PEERS = {"dqn": ("DeepHash/model/dqn/dqn.py", "DQN", "[thulab DQN]"),
+                "dvsq": ("DeepHash/model/dvsq/dvsq.py", "DVSQ", "[thulab DVSQ]")}
 
-#: The research defaults of thulab's scripts (examples/dqn/train_val_script.py and train_val.sh)
-#: that the model reads from its config; the network's own settings (learning rate and its decay)
-#: are unused here, where our optimiser trains our network.
-DQN_DEFAULTS = {"cq_lambda": 1e-4, "max_iter_update_b": 3, "max_iter_update_Cb": 1, "code_batch_size": 500,
-                "n_subcenter": 256, "val_batch_size": 100, "learning_rate": 0.002, "decay_step": 500,
-                "learning_rate_decay_factor": 0.5, "finetune_all": False, "img_model": "alexnet"}
+#: The research defaults of thulab's scripts (examples/<method>/train_val_script.py and
+#: train_val.sh) that the model reads from its config; the network's own settings (learning rate
+#: and its decay) are unused here, where our optimiser trains our network.
+DEFAULTS = {"cq_lambda": 1e-4, "max_iter_update_b": 3, "max_iter_update_Cb": 1, "code_batch_size": 500,
+            "n_subcenter": 256, "val_batch_size": 100, "learning_rate": 0.002, "decay_step": 500,
+            "learning_rate_decay_factor": 0.5, "finetune_all": False, "img_model": "alexnet"}
+METHOD_DEFAULTS = {"dqn": {},
+                   "dvsq": {"loss_type": "cos_softmargin_multi_label", "margin_param": 0.7, "learning_rate": 0.02}}
+
+#: DVSQ's losses assert a 300-d output (the width of its word2vec label vectors).
+DVSQ_WIDTH = 300
 
 #: Top-level imports of a thulab model file that this runner provides itself.
 SKIPPED_IMPORTS = {"tensorflow", "architecture", "evaluation", "util"}
@@ -115,7 +128,7 @@ class _Worker:
         self.ns = _load_source(root / file, {"__name__": f"thulab_{method}", "tf": self.tf,
                                              "img_alexnet_layers": self.inputs, "MAPs_CQ": None,
                                              "Dataset": util["Dataset"]})
-        self.model = None
+        self.method, self.model = method, None
 
     def init(self, config: dict, n_train: int, seed: int, steps_per_epoch: int) -> dict:
         tf = self.tf
@@ -145,10 +158,20 @@ class _Worker:
                                                       m.b_img: ds.codes[index]})
         ds.output[index] = outputs
         if self.train_iter % (2 * self.epoch_iter) == 0 and self.train_iter != 0:
-            self.epoch += 1
-            for _ in range(self.config["max_iter_update_Cb"]):
-                m.sess.run(m.C.assign(m.initial_centers(ds.output)))
-                m.update_codes_batch(ds, self.config["code_batch_size"])
+            rounds = range(self.config["max_iter_update_Cb"])
+            if self.method == "dqn":  # DQN.train: k-means codebooks, then ICM codes
+                self.epoch += 1
+                for _ in rounds:
+                    m.sess.run(m.C.assign(m.initial_centers(ds.output)))
+                    m.update_codes_batch(ds, self.config["code_batch_size"])
+            else:  # DVSQ.train_cq: k-means codebooks the first time, then ICM codes and least squares
+                if self.epoch == 0:
+                    for _ in rounds:
+                        m.sess.run(m.C.assign(m.initial_centers(ds.output)))
+                self.epoch += 1
+                for _ in rounds:
+                    m.update_codes_batch(ds, self.config["code_batch_size"])
+                    m.update_centers(ds)
         self.train_iter += 1
         return {"loss": float(loss), "grad": grad}
 
@@ -212,6 +235,17 @@ class _WorkerProcess:
         self.proc.wait()
 
 
+def label_vectors(data, width: int, seed: int) -> np.ndarray:
+    """The class names' label embeddings as our DVSQ builds them (all-MiniLM-L6-v2, then the fixed
+    seeded projection to ``width``): both DVSQs see the same label vectors."""
+    from deephash_engine.deep.quantization.label_embeddings import CLASS_NAMES, embed_class_names, project_to_width
+
+    names = CLASS_NAMES.get(data.source)
+    if names is None:
+        raise ValueError(f"dvsq: no class names for the data set {data.source!r}")
+    return project_to_width(embed_class_names(names), width, seed)
+
+
 class ThulabRun:
     """One thulab model trained on a protocol's data; :meth:`run` returns a summary shaped like
     :func:`deephash_engine.deep.run.train_run`'s and writes report.json and summary.json."""
@@ -255,16 +289,21 @@ class ThulabRun:
                              split_path=out / "split.npz", flip=cfg.flip)
         val_database, _ = _val_database(data.train, cfg.val_database_size, cfg.seed)
         train_x, train_y = dataset_arrays(data.train)
+        width = DVSQ_WIDTH if self.method == "dvsq" else cfg.nbits  # the network's output width
         torch.manual_seed(cfg.seed)
-        model = build_model(cfg.model, cfg.nbits, data.in_channels, data.image_size, cfg.weights)
+        model = build_model(cfg.model, width, data.in_channels, data.image_size, cfg.weights)
         optimiser = torch.optim.Adam(model.param_groups(cfg.lr, cfg.head_lr_mult), lr=cfg.lr,
                                      weight_decay=cfg.weight_decay)
         # batches as our trainer draws them: shuffled, the last partial batch dropped
         loader = DataLoader(ScriptDataset(train_x, train_y), batch_size=cfg.batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(cfg.seed), drop_last=len(train_x) > cfg.batch_size)
-        config = {**DQN_DEFAULTS, "device": "/cpu:0", "output_dim": cfg.nbits, "label_dim": int(data.num_classes),
-                  "n_subspace": cfg.nbits // 8, "batch_size": cfg.batch_size, "max_iter": cfg.epochs * len(loader),
-                  "model_weights": "", "save_dir": str(out), "log_dir": str(out), "dataset": cfg.dataset}
+        config = {**DEFAULTS, **METHOD_DEFAULTS[self.method], "device": "/cpu:0", "output_dim": width,
+                  "label_dim": int(data.num_classes), "n_subspace": cfg.nbits // 8, "batch_size": cfg.batch_size,
+                  "max_iter": cfg.epochs * len(loader), "model_weights": "", "save_dir": str(out),
+                  "log_dir": str(out), "dataset": cfg.dataset}
+        if self.method == "dvsq":  # the label vectors it reads, as a text file of (classes, 300)
+            config["wordvec_dict"] = str(out / "label_vectors.txt")
+            np.savetxt(config["wordvec_dict"], label_vectors(data, width, cfg.seed))
         worker = _WorkerProcess(self.tf_python, self.checkout, self.method)
         try:
             worker("init", config=config, n_train=len(train_x), seed=cfg.seed, steps_per_epoch=len(loader))

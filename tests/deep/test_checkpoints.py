@@ -180,3 +180,25 @@ def test_deephash_encode_refuses_a_crafted_run_folder(tmp_path, capsys):
                "--output", str(tmp_path / "codes.npy"), "--no-progress"])
     assert rc == 2 and "refused" in capsys.readouterr().err
     assert not marker.exists() and not (tmp_path / "codes.npy").exists()
+
+
+def test_quantization_runs_load_with_their_embedding_width(tmp_path):
+    # DVSQ's network is 300 wide whatever the code length; a run records it as loss_params
+    # embed_dim, and a run saved before that existed (no embed_dim) was as wide as its code.
+    from deephash_engine.deep.run import head_width
+
+    assert head_width(RunConfig(method="dvsq", nbits=16)) == 300
+    assert head_width(RunConfig(method="dvsq", nbits=16), saved=True) == 16
+    assert head_width(RunConfig(method="dvsq", nbits=16, loss_params={"embed_dim": 32}), saved=True) == 32
+    assert head_width(RunConfig(method="dqn", nbits=16)) == 16
+    assert head_width(RunConfig(method="dpsh", nbits=16, loss_params={"embed_dim": 300})) == 16  # binary codes
+    for width, params in ((300, {"embed_dim": 300}), (16, {})):
+        model, state = _run_state(width, asdict(RunConfig(method="dvsq", nbits=16, model="small_cnn",
+                                                            loss_params=params)))
+        run = tmp_path / f"run{width}"
+        run.mkdir()
+        save_checkpoint(state, run / "model.pt")
+        loaded, _ = load_trained_model(run)
+        x = torch.randn(2, 1, 8, 8)
+        model.eval()
+        assert loaded(x).shape == (2, width) and torch.equal(loaded(x), model(x))

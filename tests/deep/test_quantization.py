@@ -325,7 +325,7 @@ def test_dvsq_matches_hand_values():
     books[0, 1, :2] = torch.tensor([-0.5, 0.5])
     books[1, 0, 2:] = torch.tensor([0.5, 0.5])
     books[1, 1, 2:] = torch.tensor([-0.5, -0.5])
-    loss = L.DVSQLoss(4, num_train=4, num_classes=3, label_embeddings=LABEL_VECTORS, subspaces=2, codewords=2,
+    loss = L.DVSQLoss(4, num_train=4, num_classes=3, label_embeddings=LABEL_VECTORS, subspaces=2, codewords=2, embed_dim=4,
                       quant_weight=0.2).double()
     _with_books(loss, books)
     hinge = 0.0
@@ -351,7 +351,7 @@ def _factories():
         "dqn": lambda: _with_books(L.DQNLoss(4, 4, subspaces=2, codewords=2).double(), books_pq),
         "dtq": lambda: _with_books(L.DTQLoss(4, 4, margin=1.0, select="hard", subspaces=2, codewords=2).double(),
                                    books_pq),
-        "dvsq": lambda: _with_books(L.DVSQLoss(4, 4, 3, label_embeddings=LABEL_VECTORS, subspaces=2,
+        "dvsq": lambda: _with_books(L.DVSQLoss(4, 4, 3, label_embeddings=LABEL_VECTORS, subspaces=2, embed_dim=4,
                                                codewords=2).double(), books_cq),
     }
 
@@ -398,7 +398,8 @@ def test_codebook_step_lowers_the_quantization_error_and_is_seeded():
         assert torch.equal(a.codebooks, b.codebooks)  # the same seed, the same codebooks
         err = ((z - a.decode(a.encode(z))) ** 2).sum(1).mean()
         assert float(err) < float((z ** 2).sum(1).mean()) * 0.5
-    dvsq = L.DVSQLoss(8, 200, 3, label_embeddings=np.eye(3, 8, dtype=np.float32), subspaces=2, codewords=8)
+    dvsq = L.DVSQLoss(8, 200, 3, label_embeddings=np.eye(3, 8, dtype=np.float32), subspaces=2, codewords=8,
+                      embed_dim=8)
     dvsq.update_codebooks(z)
     once = composite_error(z, dvsq.encode(z), dvsq.codebooks).mean()
     dvsq.update_codebooks(z)
@@ -416,7 +417,7 @@ def test_short_training_beats_random_codebooks(method):
     torch.manual_seed(0)
     data, query = _toy(), _toy(32, 1)
     model = build_model("small_cnn", 8, in_channels=1, image_size=8)
-    extra = {"label_embeddings": np.eye(4, 8, dtype=np.float32) + 0.1} if method == "dvsq" else {}
+    extra = {"label_embeddings": np.eye(4, 8, dtype=np.float32) + 0.1, "embed_dim": 8} if method == "dvsq" else {}
     loss = build_loss(method, 8, len(data), 4, subspaces=2, codewords=16, **extra)
     q, ql = compute_outputs(model, query)
     d, dl = compute_outputs(model, data)
@@ -452,6 +453,9 @@ def test_class_names_are_embedded_and_cached(tmp_path):
     np.savez(cache, names=np.asarray(names), embeddings=np.ones((10, 384), np.float32))
     assert np.array_equal(embed_class_names(names, cache), np.ones((10, 384)))  # read back, not recomputed
     loss = build_loss("dvsq", 16, 10, 10, class_names=names)
-    assert loss.label_vectors.shape == (10, 16)
+    assert loss.label_vectors.shape == (10, 300)  # the default 300-d embedding, whatever the code length
+    assert (loss.nbits, loss.subspaces, loss.code_bits) == (300, 2, 16)
+    narrow = build_loss("dvsq", 16, 10, 10, class_names=names, embed_dim=16)
+    assert narrow.label_vectors.shape == (10, 16) and narrow.code_bits == 16
     with pytest.raises(ValueError, match="needs one of them"):
         build_loss("dvsq", 16, 10, 10)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -125,6 +125,19 @@ class RunConfig:
             if not isinstance(getattr(cfg, name), str):
                 raise ValueError(f"{name}: expected a string, got {_shown(getattr(cfg, name))}")
         return cfg
+
+
+def head_width(cfg: RunConfig, saved: bool = False) -> int:
+    """The network's output width: the code length, except for a quantization method, whose
+    embedding width is its ``embed_dim`` loss parameter, else the method's own default (DVSQ:
+    300). ``saved``: the config of a finished run, which records ``embed_dim`` where it differs
+    from the code length (runs from before it existed used the code length)."""
+    cls = METHODS.get(cfg.method)
+    if not getattr(cls, "quantized", False):
+        return cfg.nbits
+    if "embed_dim" in cfg.loss_params:
+        return cls.embedding_width(cfg.nbits, cfg.loss_params["embed_dim"])
+    return cfg.nbits if saved else cls.embedding_width(cfg.nbits)
 
 
 def _label_free(method: Any) -> bool:
@@ -227,6 +240,9 @@ def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: b
     import yaml
 
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
+    width = head_width(cfg)
+    if width != cfg.nbits and "embed_dim" not in cfg.loss_params:  # saved explicitly with the run
+        cfg = replace(cfg, loss_params={**cfg.loss_params, "embed_dim": width})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads is not None:
@@ -237,7 +253,7 @@ def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: b
     data = load_protocol(cfg.dataset, seed=cfg.seed, root=cfg.root, lists=cfg.lists or None,
                          split_path=out / "split.npz", flip=cfg.flip)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, cfg.nbits, data.in_channels, data.image_size, cfg.weights, cfg.head_hidden)
+    model = build_model(cfg.model, width, data.in_channels, data.image_size, cfg.weights, cfg.head_hidden)
     loss = build_loss(cfg.method, cfg.nbits, len(data.train), data.num_classes,
                       class_names=CLASS_NAMES.get(data.source), **cfg.loss_params)
     add_regularizers(loss, cfg.regularizers, model)
@@ -352,9 +368,10 @@ def load_trained_model(run_dir: str | os.PathLike, device: str = "cpu"):
         raise FileNotFoundError(f"run_dir: expected {path} (a finished 'deephash train' run), not found")
     ckpt = load_checkpoint(path, map_location="cpu")
     cfg, info, state = _run_checkpoint_fields(ckpt, path)
+    width = head_width(cfg, saved=True)
     with torch.device("meta"):  # the shapes only, with no memory behind them
-        skeleton = build_model(cfg.model, cfg.nbits, info["in_channels"], info["image_size"], hidden=cfg.head_hidden)
+        skeleton = build_model(cfg.model, width, info["in_channels"], info["image_size"], hidden=cfg.head_hidden)
     _check_state_fits(skeleton, state, path)
-    model = build_model(cfg.model, cfg.nbits, info["in_channels"], info["image_size"], hidden=cfg.head_hidden)
+    model = build_model(cfg.model, width, info["in_channels"], info["image_size"], hidden=cfg.head_hidden)
     model.load_state_dict(state)
     return model.to(device).eval(), ckpt

@@ -21,6 +21,8 @@ trailed it by 0.01-0.04 mAP on fashion-mnist-mini (docs/benchmarks.md).
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from .base import similarity
@@ -42,8 +44,10 @@ class DQNLoss(QuantizationLoss):
     metric = "ip"
 
     def __init__(self, nbits: int, num_train: int, subspaces=None, codewords: int = 256,
-                 quant_weight: float = 1e-4, codebook_iters: int = 5, seed: int = 0) -> None:
-        super().__init__(nbits, num_train, subspaces, codewords, quant_weight, codebook_iters, seed=seed)
+                 quant_weight: float = 1e-4, codebook_iters: int = 5, seed: int = 0,
+                 embed_dim: Optional[int] = None) -> None:
+        super().__init__(nbits, num_train, subspaces, codewords, quant_weight, codebook_iters, seed=seed,
+                         embed_dim=embed_dim)
 
     def similarity_loss(self, z, target):
         return cosine_pair_loss(z, target)

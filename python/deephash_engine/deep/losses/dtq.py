@@ -80,11 +80,12 @@ class DTQLoss(QuantizationLoss):
 
     def __init__(self, nbits: int, num_train: int, margin: Optional[float] = None, select: str = "margin",
                  subspaces=None, codewords: int = 256, quant_weight: float = 0.05,
-                 codebook_iters: int = 5, seed: int = 0) -> None:
-        super().__init__(nbits, num_train, subspaces, codewords, quant_weight, codebook_iters, seed=seed)
+                 codebook_iters: int = 5, seed: int = 0, embed_dim: Optional[int] = None) -> None:
+        super().__init__(nbits, num_train, subspaces, codewords, quant_weight, codebook_iters, seed=seed,
+                         embed_dim=embed_dim)
         if select not in SELECTIONS:
             raise ValueError(f"select: expected one of {SELECTIONS}, got {select!r}")
-        self.margin = nbits / 4.0 if margin is None else float(margin)
+        self.margin = self.nbits / 4.0 if margin is None else float(margin)  # a quarter of the embedding width
         if self.margin < 0:
             raise ValueError(f"margin: expected >= 0, got {margin}")
         self.select = select

@@ -1,9 +1,12 @@
 """The shared part of the quantization losses (DQN, DTQ, DVSQ): codebooks learned with the
 network, codes that are codeword indices rather than bits, and ADC search for evaluation.
 
-- The network output ``u`` (batch, nbits) becomes the embedding ``z = embed(u)`` (tanh here);
-  ``nbits`` is thus the embedding width, and the codes are ``M`` codeword indices of
-  ``log2 K`` bits each (``M log2 K`` bits per item).
+- The network output ``u`` (batch, D) becomes the embedding ``z = embed(u)`` (tanh here). The
+  codes are ``M`` codeword indices of ``log2 K`` bits each (``M log2 K`` bits per item; the
+  default ``M = nbits / 8`` of ``K = 256`` codewords makes them ``nbits`` long). The embedding
+  width D is ``embed_dim``: by default the code length ``nbits`` itself, or the method's own
+  (``default_embed_dim``: DVSQ's 300, the width of the paper's label vectors). ``self.nbits``
+  (what the trainer checks the network's output against) is D.
 - Each step adds ``quant_weight * mean_i ||z_i - C b_i||^2`` (or the method's own quantization
   term) to the similarity loss, with b_i the current code of z_i under the current codebooks
   (recomputed for the batch: exactly the code the alternating code step would choose) and the
@@ -38,15 +41,26 @@ class QuantizationLoss(HashLoss):
     product = True
     #: ADC score: "l2" (smaller is closer) or "ip" (inner product, larger is closer).
     metric = "l2"
+    #: The embedding width when none is given: None for the code length (see the module doc).
+    default_embed_dim: Optional[int] = None
+
+    @classmethod
+    def embedding_width(cls, nbits: int, embed_dim: Optional[int] = None) -> int:
+        """The network output width for codes of ``nbits`` bits (``embed_dim`` when given)."""
+        if embed_dim is not None:
+            return check_positive_int(embed_dim, "embed_dim")
+        return cls.default_embed_dim or check_positive_int(nbits, "nbits")
 
     def __init__(self, nbits: int, num_train: int, subspaces: Optional[int] = None,
                  codewords: int = 256, quant_weight: float = 0.1, codebook_iters: int = 5,
-                 icm_sweeps: int = 3, seed: int = 0) -> None:
-        super().__init__(nbits)
+                 icm_sweeps: int = 3, seed: int = 0, embed_dim: Optional[int] = None) -> None:
+        width = self.embedding_width(nbits, embed_dim)
+        super().__init__(width)
         check_positive_int(num_train, "num_train")
         subspaces = max(1, nbits // 8) if subspaces is None else check_positive_int(subspaces, "subspaces")
-        if self.product and nbits % subspaces:
-            raise ValueError(f"subspaces: expected a divisor of nbits ({nbits}) for product quantization, got {subspaces}")
+        if self.product and width % subspaces:
+            raise ValueError(f"subspaces: expected a divisor of the embedding width ({width}) for product "
+                             f"quantization, got {subspaces}")
         if codewords < 2 or codewords & (codewords - 1):
             raise ValueError(f"codewords: expected a power of two >= 2, got {codewords}")
         if quant_weight < 0:
@@ -56,10 +70,10 @@ class QuantizationLoss(HashLoss):
         self.codebook_iters = check_positive_int(codebook_iters, "codebook_iters")
         self.icm_sweeps = check_positive_int(icm_sweeps, "icm_sweeps")
         self.seed = int(seed)
-        sub = nbits // subspaces if self.product else nbits
+        sub = width // subspaces if self.product else width
         self.register_buffer("codebooks", torch.zeros(subspaces, self.codewords, sub))
         self.register_buffer("ready", torch.zeros((), dtype=torch.bool))
-        self.register_buffer("Z", torch.zeros(num_train, nbits))
+        self.register_buffer("Z", torch.zeros(num_train, width))
         self.register_buffer("seen", torch.zeros(num_train, dtype=torch.bool))
 
     @property

@@ -25,8 +25,8 @@ epochs (deephash_pytorch_peer.py says how it is loaded). ADSH, DAPH and PCDH, wh
 in the script rather than in a loss module, run the script's own training loop on the same data,
 backbone and optimiser (deephash_pytorch_scripts.py); the schedule option does not apply to them.
 ``--thulab-dir`` takes a checkout of thulab/DeepHash and ``--tf-python`` the interpreter of an
-environment with TensorFlow 2: after DQN and DVSQ, thulab's own graph of the method trains the
-same backbone in a process of its own (thulab_peer.py says how), as ``peer-dqn`` / ``peer-dvsq``.
+environment with TensorFlow 2: after DQN, DVSQ and DTQ, thulab's own graph of the method trains
+the same backbone in a process of its own (thulab_peer.py says how), as ``peer-<method>``.
 A peer whose research code needs more memory than the machine has available (CNNH's loss and
 DAPH's script form (n, n) matrices over the training set) is not run: results.json lists it under
 "skipped" with the reason, and the grid goes on.

@@ -1,4 +1,4 @@
-"""thulab/DeepHash's quantization models as peers: DQN's and DVSQ's TensorFlow graphs train our network.
+"""thulab/DeepHash's quantization models as peers: DQN's, DVSQ's and DTQ's TensorFlow graphs train our network.
 
 thulab/DeepHash (Cao, Long et al.'s own code for DQN, DVSQ, DTQ, DHN and DCH) is TensorFlow 1
 graph code around an AlexNet. Here its model class runs unchanged under TensorFlow 2's
@@ -21,6 +21,16 @@ does between steps runs as its ``train`` does it, with its own functions and def
   word2vec label vectors: our network's head is 300 wide for it, and the label vectors are the
   class names embedded as for our DVSQ (all-MiniLM-L6-v2 and the same seeded projection, here to
   300), written to the text file it reads.
+- DTQ (``train_cq``): its own triplets, mined by its ``Dataset.update_triplets`` (the script's
+  "margin" selection, margin 30 on squared Euclidean distances, 20 parts, halved while fewer than
+  64,000 triplets) from our network's outputs of every training image, before training and after
+  each epoch; its codebooks initialised by k-means, then its ICM codes and least-squares refit
+  after each epoch (``update_codes_and_centers``); its quantization weight (the script's
+  ``cq_lambda``, 0). A step is one of its triplet batches of a third of our batch size in
+  triplets (as many images as our step), as many steps an epoch as ours (its own epoch is a pass
+  over every mined triplet, about ten times more here). Its validation fits the codebooks on the
+  database being searched (k-means, then ICM and least squares), and so is it evaluated here.
+  Its script's output is 64-d whatever the code length (``--output-dim``), so is our head for it.
 
 Evaluation as in its ``validation``: queries keep their outputs, the database is encoded by ICM
 with the learned codebooks, and the database is ranked by the inner product of a query's output
@@ -48,6 +58,7 @@ import subprocess
 import sys
 import time
 import traceback
+import types
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +67,8 @@ HERE = Path(__file__).resolve().parent
 
 #: our method -> (model file and class in the checkout, description)
 THULAB_PEERS = {"dqn": ("DeepHash/model/dqn/dqn.py", "DQN", "[thulab DQN]"),
-                "dvsq": ("DeepHash/model/dvsq/dvsq.py", "DVSQ", "[thulab DVSQ]")}
+                "dvsq": ("DeepHash/model/dvsq/dvsq.py", "DVSQ", "[thulab DVSQ]"),
+                "dtq": ("DeepHash/model/dtq/dtq.py", "DTQ", "[thulab DTQ]")}
 
 #: The research defaults of thulab's scripts (examples/<method>/train_val_script.py and
 #: train_val.sh) that the model reads from its config; the network's own settings (learning rate
@@ -64,14 +76,25 @@ THULAB_PEERS = {"dqn": ("DeepHash/model/dqn/dqn.py", "DQN", "[thulab DQN]"),
 DEFAULTS = {"cq_lambda": 1e-4, "max_iter_update_b": 3, "max_iter_update_Cb": 1, "code_batch_size": 500,
             "n_subcenter": 256, "val_batch_size": 100, "learning_rate": 0.002, "decay_step": 500,
             "learning_rate_decay_factor": 0.5, "finetune_all": False, "img_model": "alexnet"}
-METHOD_DEFAULTS = {"dqn": {},
+METHOD_DEFAULTS = {"dqn": {}, "dtq": {},
                    "dvsq": {"loss_type": "cos_softmargin_multi_label", "margin_param": 0.7, "learning_rate": 0.02}}
 
 #: DVSQ's losses assert a 300-d output (the width of its word2vec label vectors).
 DVSQ_WIDTH = 300
 
+#: DTQ's script trains a 64-d output (its --output-dim default) whatever the code length.
+DTQ_WIDTH = 64
+
+#: DTQ's script arguments (examples/dtq/train_val_script.py defaults) that its model reads; it
+#: takes them as attributes. Its code batch of 500 and its triplet settings are the script's.
+DTQ_DEFAULTS = {"cq_lambda": 0.0, "max_iter_update_b": 3, "max_iter_update_Cb": 1, "code_batch_size": 500,
+                "subcenter": 256, "val_batch_size": 16, "img_model": "alexnet", "with_tanh": True,
+                "dist_type": "euclidean2", "lr": 3e-5, "decay_factor": 0.1, "decay_step": 10000, "val_freq": 1,
+                "triplet_margin": 30.0, "select_strategy": "margin", "n_part": 20, "triplet_thresold": 64000,
+                "finetune_all": False}
+
 #: Top-level imports of a thulab model file that this runner provides itself.
-SKIPPED_IMPORTS = {"tensorflow", "architecture", "evaluation", "util"}
+SKIPPED_IMPORTS = {"tensorflow", "architecture", "evaluation", "util", "distance"}
 
 
 # ---- the worker: runs under --tf-python ---------------------------------------------------------
@@ -87,8 +110,13 @@ def _load_source(path: Path, namespace: dict) -> dict:
             continue
         if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)):
             kept.append(node)
-    exec(compile(ast.Module(body=kept, type_ignores=[]), str(path), "exec"), namespace)  # noqa: S102 - a local checkout, by request
-    return namespace
+    # a module of its own, registered (thulab's distance files look their functions up in
+    # sys.modules[__name__])
+    module = types.ModuleType(namespace["__name__"])
+    module.__dict__.update(namespace)
+    sys.modules[module.__name__] = module
+    exec(compile(ast.Module(body=kept, type_ignores=[]), str(path), "exec"), module.__dict__)  # noqa: S102 - a local checkout, by request
+    return module.__dict__
 
 
 class _OutputsInput:
@@ -115,6 +143,20 @@ class _TrainingItems:
         self.n_samples, self.train = n, True
 
 
+class _LabelledItems:
+    """The dataset object DTQ's ``Dataset`` wraps: the labels it mines triplets from, and items
+    that are their own indices (the driver feeds the network the images they name)."""
+
+    def __init__(self, labels: np.ndarray, train: bool = True) -> None:
+        self.labels, self.n_samples, self.train = labels, len(labels), train
+
+    def get_labels(self) -> np.ndarray:
+        return self.labels
+
+    def data(self, index):
+        return np.asarray(index), self.labels[index]
+
+
 class _Worker:
     def __init__(self, checkout: str, method: str) -> None:
         import tensorflow
@@ -123,12 +165,79 @@ class _Worker:
         self.tf.disable_v2_behavior()
         file, self.class_name, _ = THULAB_PEERS[method]
         root = Path(checkout)
-        util = _load_source(root / Path(file).parent / "util.py", {"__name__": "thulab_util"})
+        # DTQ's files import its distance functions (NumPy in util.py, TensorFlow in the model)
+        helpers = _load_source(root / "DeepHash/util/__init__.py", {"__name__": "thulab_helpers"})
+        np_distance = _load_source(root / "DeepHash/distance/npversion.py",
+                                   {"__name__": "thulab_np_distance", "util": _Namespace(helpers)})
+        tf_distance = _load_source(root / "DeepHash/distance/tfversion.py",
+                                   {"__name__": "thulab_tf_distance", "tf": self.tf})
+        util = _load_source(root / Path(file).parent / "util.py",
+                            {"__name__": "thulab_util", "distance": np_distance["distance"]})
         self.inputs = _OutputsInput(self.tf)
         self.ns = _load_source(root / file, {"__name__": f"thulab_{method}", "tf": self.tf,
                                              "img_alexnet_layers": self.inputs, "MAPs_CQ": None,
-                                             "Dataset": util["Dataset"]})
+                                             "Dataset": util["Dataset"], "distance": tf_distance["distance"]})
         self.method, self.model = method, None
+
+    # -- DTQ: triplets mined by its own code, its own schedule ---------------------------------
+    def init_dtq(self, config: dict, labels: np.ndarray, seed: int) -> dict:
+        tf = self.tf
+        tf.reset_default_graph()
+        tf.set_random_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+        self.model = self.ns[self.class_name](_Namespace(config))
+        self.grad = tf.gradients(self.model.loss, [self.inputs.placeholder])[0]
+        # integer labels, as its data provider gives (its triplet check applies np.invert to them)
+        self.train_set = self.ns["Dataset"](_LabelledItems(np.asarray(labels).astype(np.int64)), config["output_dim"],
+                                            config["subspace"] * config["subcenter"])
+        return {}
+
+    def embed(self, outputs: np.ndarray) -> dict:
+        """``update_embedding_and_triplets`` with our network's outputs of every training item."""
+        m, ds = self.model, self.train_set
+        ds.output[:] = outputs
+        ds.update_triplets(m.triplet_margin, n_part=m.n_part, select_strategy=m.select_strategy)
+        n_triplets = ds.triplets.shape[0]
+        if n_triplets < m.triplet_thresold and m.n_part > 1:  # its rule: halve the parts
+            m.n_part = int(m.n_part / 2)
+        return {"triplets": int(n_triplets)}
+
+    def init_codebooks(self) -> dict:
+        m = self.model
+        m.sess.run(m.C.assign(m.initial_centers(self.train_set.output)))
+        m.update_codes_and_centers(self.train_set)
+        return {}
+
+    def start_epoch(self) -> dict:
+        self.train_set.finish_epoch()
+        return {}
+
+    def triplet_batch(self, size: int) -> dict:
+        index, _, self.batch_codes = self.train_set.next_batch_triplet(size)
+        self.batch_size = size
+        return {"index": index}
+
+    def triplet_step(self, outputs: np.ndarray) -> dict:
+        m = self.model
+        loss, grad = m.sess.run([m.loss, self.grad], {self.inputs.placeholder: outputs, m.b_img: self.batch_codes})
+        self.train_set.feed_batch_triplet_output(self.batch_size, outputs)
+        return {"loss": float(loss), "grad": grad}
+
+    def epoch_end(self) -> dict:
+        self.model.update_codes_and_centers(self.train_set)
+        return {}
+
+    def validate_dtq(self, database: np.ndarray) -> dict:
+        """Its ``validation``: codebooks initialised and fitted on the database's outputs (they
+        replace the training ones, as there), database codes by ICM; returns the reconstructions."""
+        m = self.model
+        db = self.ns["Dataset"](_LabelledItems(np.zeros((len(database), 1), np.float32), train=False),
+                                database.shape[1], m.subspace_num * m.subcenter_num)
+        db.output[:] = database
+        m.sess.run(m.C.assign(m.initial_centers(db.output)))
+        m.update_codes_and_centers(db)
+        return {"reconstructions": db.codes @ m.sess.run(m.C)}
 
     def init(self, config: dict, n_train: int, seed: int, steps_per_epoch: int) -> dict:
         tf = self.tf
@@ -191,6 +300,13 @@ class _Worker:
             codes[start:start + len(batch)] = m.update_codes_ICM(padded, np.zeros((size, code_dim)))[:len(batch)]
         m.sess.run(self.set_C, {self.C_value: current})
         return {"codes": codes}
+
+
+class _Namespace:
+    """Attribute access to a dict (DTQ reads its settings as attributes; npversion calls util.sign)."""
+
+    def __init__(self, values: dict) -> None:
+        self.__dict__.update(values)
 
 
 def worker_main(checkout: str, method: str) -> None:
@@ -269,8 +385,50 @@ class ThulabRun:
 
         zq, ql = self._outputs(model, queries)
         zd, dl = self._outputs(model, database)
-        recon = worker("encode", outputs=zd, C=C)["codes"] @ C
+        if self.method == "dtq":  # its validation fits the codebooks on the database itself
+            recon = worker("validate_dtq", database=zd)["reconstructions"]
+        else:
+            recon = worker("encode", outputs=zd, C=C)["codes"] @ C
         return float(mean_average_precision_from_distances(-(zq @ recon.T), ql, dl, topk=topk))
+
+    def _train_epoch(self, worker, model, optimiser, loader, train_x) -> float:
+        """One epoch of our network under the research graph's loss; returns the last loss."""
+        import torch
+
+        model.train()
+        if self.method != "dtq":
+            for x, t, index in loader:
+                z = torch.tanh(model(x))
+                step = worker("step", outputs=z.detach().numpy().astype(np.float32),
+                              labels=t.numpy().astype(np.float32), index=index.numpy())
+                optimiser.zero_grad()
+                z.backward(torch.from_numpy(step["grad"]))
+                optimiser.step()
+            return step["loss"]
+        # DTQ: its own triplet batches (a third of our batch size in triplets, so as many images a
+        # step as ours), as many steps as our epoch has; its codebook step and new triplets after
+        worker("start_epoch")
+        triplets = max(1, loader.batch_size // 3)
+        for _ in range(len(loader)):
+            index = worker("triplet_batch", size=triplets)["index"]
+            z = torch.tanh(model(torch.from_numpy(np.ascontiguousarray(train_x[index]))))
+            step = worker("triplet_step", outputs=z.detach().numpy().astype(np.float32))
+            optimiser.zero_grad()
+            z.backward(torch.from_numpy(step["grad"]))
+            optimiser.step()
+        worker("epoch_end")
+        worker("embed", outputs=self._train_outputs(model, train_x))
+        return step["loss"]
+
+    def _train_outputs(self, model, train_x) -> np.ndarray:
+        """Our network's (tanh) outputs of every training item, in order (evaluation mode)."""
+        import torch
+
+        model.eval()
+        with torch.no_grad():
+            out = [torch.tanh(model(torch.from_numpy(train_x[i:i + 512]))).numpy() for i in range(0, len(train_x), 512)]
+        model.train()
+        return np.concatenate(out).astype(np.float32)
 
     def run(self, out_dir: str | Path) -> dict:
         import torch
@@ -289,7 +447,7 @@ class ThulabRun:
                              split_path=out / "split.npz", flip=cfg.flip)
         val_database, _ = _val_database(data.train, cfg.val_database_size, cfg.seed)
         train_x, train_y = dataset_arrays(data.train)
-        width = DVSQ_WIDTH if self.method == "dvsq" else cfg.nbits  # the network's output width
+        width = {"dvsq": DVSQ_WIDTH, "dtq": DTQ_WIDTH}.get(self.method, cfg.nbits)  # the network's output width
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model, width, data.in_channels, data.image_size, cfg.weights)
         optimiser = torch.optim.Adam(model.param_groups(cfg.lr, cfg.head_lr_mult), lr=cfg.lr,
@@ -301,27 +459,28 @@ class ThulabRun:
                   "label_dim": int(data.num_classes), "n_subspace": cfg.nbits // 8, "batch_size": cfg.batch_size,
                   "max_iter": cfg.epochs * len(loader), "model_weights": "", "save_dir": str(out),
                   "log_dir": str(out), "dataset": cfg.dataset}
+        dtq_config = {**DTQ_DEFAULTS, "output_dim": width, "label_dim": int(data.num_classes),
+                      "subspace": cfg.nbits // 8, "batch_size": max(1, cfg.batch_size // 3), "epochs": cfg.epochs,
+                      "model_weights": "", "save_dir": str(out), "log_dir": str(out), "dataset": cfg.dataset}
         if self.method == "dvsq":  # the label vectors it reads, as a text file of (classes, 300)
             config["wordvec_dict"] = str(out / "label_vectors.txt")
             np.savetxt(config["wordvec_dict"], label_vectors(data, width, cfg.seed))
         worker = _WorkerProcess(self.tf_python, self.checkout, self.method)
         try:
-            worker("init", config=config, n_train=len(train_x), seed=cfg.seed, steps_per_epoch=len(loader))
             history, best = [], None
             start = time.perf_counter()
+            if self.method == "dtq":  # its train_cq: triplets from the first outputs, then codebooks
+                worker("init_dtq", config=dtq_config, labels=train_y, seed=cfg.seed)
+                worker("embed", outputs=self._train_outputs(model, train_x))
+                worker("init_codebooks")
+            else:
+                worker("init", config=config, n_train=len(train_x), seed=cfg.seed, steps_per_epoch=len(loader))
             for epoch in range(cfg.epochs):
-                model.train()
-                for x, t, index in loader:
-                    z = torch.tanh(model(x))
-                    step = worker("step", outputs=z.detach().numpy().astype(np.float32),
-                                  labels=t.numpy().astype(np.float32), index=index.numpy())
-                    optimiser.zero_grad()
-                    z.backward(torch.from_numpy(step["grad"]))
-                    optimiser.step()
+                loss = self._train_epoch(worker, model, optimiser, loader, train_x)
                 model.eval()
-                C = worker("codebooks")["C"]
+                C = None if self.method == "dtq" else worker("codebooks")["C"]
                 val_map = self._map(worker, model, C, data.val, val_database, data.split.topk)
-                history.append({"epoch": epoch + 1, "val_map": val_map, "loss": step["loss"]})
+                history.append({"epoch": epoch + 1, "val_map": val_map, "loss": loss})
                 if best is None or val_map > best["val_map"]:
                     best = {"epoch": epoch + 1, "val_map": val_map, "state": copy.deepcopy(model.state_dict()), "C": C}
             train_seconds = time.perf_counter() - start

@@ -57,6 +57,8 @@ def test_model_file_keeps_definitions_and_its_framework_comes_from_the_runner(th
     assert (model.graph, model.backbone, model.dataset) == tuple(stand_ins.values())
     assert model.width == 16 and ns["np"].__name__ == "numpy" and ns["os"] is os
     assert side_effects == []  # only imports, functions and classes ran
+    # a registered module: thulab's distance files look their own functions up in sys.modules
+    assert sys.modules["m"].__dict__ is ns and sys.modules.pop("m").DQN is ns["DQN"]
 
 
 def test_a_worker_error_reaches_the_driver_with_its_traceback(thulab, tmp_path):

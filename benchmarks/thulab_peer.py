@@ -63,8 +63,6 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-
 #: our method -> (model file and class in the checkout, description)
 THULAB_PEERS = {"dqn": ("DeepHash/model/dqn/dqn.py", "DQN", "[thulab DQN]"),
                 "dvsq": ("DeepHash/model/dvsq/dvsq.py", "DVSQ", "[thulab DVSQ]"),

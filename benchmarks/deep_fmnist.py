@@ -153,8 +153,8 @@ def main(argv=None) -> int:
             for seed in args.seeds:
                 # from_dict, as `deephash train` builds it: a label-free method gets its backbone
                 cfg = RunConfig.from_dict(dict(
-                    method=script_peers.get(method, thulab_peers.get(method, method)), dataset=args.protocol, nbits=bits, seed=seed,
-                    epochs=args.epochs, lr=args.lr, threads=args.threads, device="cpu", schedule=args.schedule,
+                    method=script_peers.get(method, thulab_peers.get(method, method)), dataset=args.protocol,
+                    nbits=bits, seed=seed, epochs=args.epochs, lr=args.lr, threads=args.threads, device="cpu", schedule=args.schedule,
                     head_lr_mult=args.head_lr_mult))
                 start = time.perf_counter()
                 run_dir = out / f"{method}-{bits}-s{seed}"

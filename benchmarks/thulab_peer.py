@@ -178,14 +178,18 @@ class _Worker:
         self.method, self.model = method, None
 
     # -- DTQ: triplets mined by its own code, its own schedule ---------------------------------
-    def init_dtq(self, config: dict, labels: np.ndarray, seed: int) -> dict:
-        tf = self.tf
-        tf.reset_default_graph()
-        tf.set_random_seed(seed)
+    def _build(self, config, seed: int):
+        """A fresh graph of the research model, seeded, and the gradient of its loss."""
+        self.tf.reset_default_graph()
+        self.tf.set_random_seed(seed)
         np.random.seed(seed)
         random.seed(seed)
-        self.model = self.ns[self.class_name](_Namespace(config))
-        self.grad = tf.gradients(self.model.loss, [self.inputs.placeholder])[0]
+        self.model = self.ns[self.class_name](config)
+        self.grad = self.tf.gradients(self.model.loss, [self.inputs.placeholder])[0]
+        return self.model
+
+    def init_dtq(self, config: dict, labels: np.ndarray, seed: int) -> dict:
+        self._build(_Namespace(config), seed)
         # integer labels, as its data provider gives (its triplet check applies np.invert to them)
         self.train_set = self.ns["Dataset"](_LabelledItems(np.asarray(labels).astype(np.int64)), config["output_dim"],
                                             config["subspace"] * config["subcenter"])
@@ -239,14 +243,8 @@ class _Worker:
 
     def init(self, config: dict, n_train: int, seed: int, steps_per_epoch: int) -> dict:
         tf = self.tf
-        tf.reset_default_graph()
-        tf.set_random_seed(seed)
-        np.random.seed(seed)
-        random.seed(seed)
         self.config = config
-        self.model = self.ns[self.class_name](config)
-        m = self.model
-        self.grad = tf.gradients(m.loss, [self.inputs.placeholder])[0]
+        m = self._build(config, seed)
         self.lam = tf.placeholder(tf.float32, [])
         self.set_lambda = m.q_lambda.assign(self.lam)
         self.C_value = tf.placeholder(tf.float32, m.C.shape)

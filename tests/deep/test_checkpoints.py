@@ -202,3 +202,28 @@ def test_quantization_runs_load_with_their_embedding_width(tmp_path):
         x = torch.randn(2, 1, 8, 8)
         model.eval()
         assert loaded(x).shape == (2, width) and torch.equal(loaded(x), model(x))
+
+
+def test_a_quantization_run_records_its_width_and_an_older_one_resumes_at_its_own(tmp_path):
+    # A DVSQ run trained before runs recorded embed_dim was as wide as its code: resuming it must
+    # keep that width (the new default, 300, would not fit its checkpoint).
+    from deephash_engine.deep.run import train_run
+
+    vectors = tmp_path / "labels.npy"
+    np.save(vectors, np.eye(10, 16, dtype=np.float32) + 0.05)
+    base = {"method": "dvsq", "dataset": "fashion-mnist-mini", "nbits": 16, "threads": 1, "device": "cpu",
+            "loss_params": {"label_embeddings": str(vectors)}}
+    fresh = tmp_path / "fresh"
+    train_run({**base, "epochs": 1}, fresh, progress=False)
+    assert "embed_dim: 300" in (fresh / "config.yaml").read_text()  # recorded, not left to the default
+
+    old = tmp_path / "old"
+    train_run({**base, "epochs": 1, "loss_params": {**base["loss_params"], "embed_dim": 16}}, old, progress=False)
+    last = old / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    del state["config"]["loss_params"]["embed_dim"]  # as a checkpoint written before embed_dim
+    save_checkpoint(state, last)
+    summary = train_run({**base, "epochs": 2}, old, resume=True, progress=False)
+    assert [h["epoch"] for h in summary["history"]] == [1, 2]
+    model, _ = load_trained_model(old)
+    assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 16)

@@ -325,8 +325,8 @@ def test_dvsq_matches_hand_values():
     books[0, 1, :2] = torch.tensor([-0.5, 0.5])
     books[1, 0, 2:] = torch.tensor([0.5, 0.5])
     books[1, 1, 2:] = torch.tensor([-0.5, -0.5])
-    loss = L.DVSQLoss(4, num_train=4, num_classes=3, label_embeddings=LABEL_VECTORS, subspaces=2, codewords=2, embed_dim=4,
-                      quant_weight=0.2).double()
+    loss = L.DVSQLoss(4, num_train=4, num_classes=3, label_embeddings=LABEL_VECTORS, subspaces=2, codewords=2,
+                      embed_dim=4, quant_weight=0.2).double()
     _with_books(loss, books)
     hinge = 0.0
     for i, y in enumerate(LABELS):
@@ -351,8 +351,8 @@ def _factories():
         "dqn": lambda: _with_books(L.DQNLoss(4, 4, subspaces=2, codewords=2).double(), books_pq),
         "dtq": lambda: _with_books(L.DTQLoss(4, 4, margin=1.0, select="hard", subspaces=2, codewords=2).double(),
                                    books_pq),
-        "dvsq": lambda: _with_books(L.DVSQLoss(4, 4, 3, label_embeddings=LABEL_VECTORS, subspaces=2, embed_dim=4,
-                                               codewords=2).double(), books_cq),
+        "dvsq": lambda: _with_books(L.DVSQLoss(4, 4, 3, label_embeddings=LABEL_VECTORS, subspaces=2,
+                                               embed_dim=4, codewords=2).double(), books_cq),
     }
 
 
@@ -417,7 +417,8 @@ def test_short_training_beats_random_codebooks(method):
     torch.manual_seed(0)
     data, query = _toy(), _toy(32, 1)
     model = build_model("small_cnn", 8, in_channels=1, image_size=8)
-    extra = {"label_embeddings": np.eye(4, 8, dtype=np.float32) + 0.1, "embed_dim": 8} if method == "dvsq" else {}
+    extra = ({"label_embeddings": np.eye(4, 8, dtype=np.float32) + 0.1, "embed_dim": 8}
+             if method == "dvsq" else {})
     loss = build_loss(method, 8, len(data), 4, subspaces=2, codewords=16, **extra)
     q, ql = compute_outputs(model, query)
     d, dl = compute_outputs(model, data)

@@ -140,6 +140,16 @@ def head_width(cfg: RunConfig, saved: bool = False) -> int:
     return cfg.nbits if saved else cls.embedding_width(cfg.nbits)
 
 
+def _resumed_width(cfg: RunConfig, last: Path) -> int:
+    """The network width of a run resumed from ``last``: as :func:`head_width`, except that a
+    quantization run checkpointed before runs recorded ``embed_dim`` keeps the width it was
+    trained with (its code length)."""
+    if "embed_dim" in cfg.loss_params or not getattr(METHODS.get(cfg.method), "quantized", False):
+        return head_width(cfg)
+    saved = (load_checkpoint(last, map_location="cpu").get("config") or {}).get("loss_params") or {}
+    return head_width(replace(cfg, loss_params={k: v for k, v in saved.items() if k == "embed_dim"}), saved=True)
+
+
 def _label_free(method: Any) -> bool:
     return isinstance(method, str) and getattr(METHODS.get(method), "label_free", False)
 
@@ -240,10 +250,11 @@ def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: b
     import yaml
 
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
-    width = head_width(cfg)
-    if width != cfg.nbits and "embed_dim" not in cfg.loss_params:  # saved explicitly with the run
-        cfg = replace(cfg, loss_params={**cfg.loss_params, "embed_dim": width})
     out = Path(out_dir)
+    last = out / "checkpoints" / "last.pt"
+    width = _resumed_width(cfg, last) if resume and last.is_file() else head_width(cfg)
+    if getattr(METHODS.get(cfg.method), "quantized", False) and "embed_dim" not in cfg.loss_params:
+        cfg = replace(cfg, loss_params={**cfg.loss_params, "embed_dim": width})  # saved with the run
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads is not None:
         torch.set_num_threads(int(cfg.threads))
@@ -270,7 +281,6 @@ def train_run(config: RunConfig | dict, out_dir: str | os.PathLike, *, resume: b
         seed=cfg.seed, device=device, checkpoint_dir=out / "checkpoints", config=asdict(cfg),
         progress=progress,
     )
-    last = out / "checkpoints" / "last.pt"
     if resume and last.is_file():
         trainer.resume(last)
     start = time.perf_counter()

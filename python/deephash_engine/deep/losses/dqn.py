@@ -16,7 +16,7 @@ compare with binary methods at equal code length; thulab uses 4 x 256 on a 300-d
 ``quant_weight = 1e-4`` (thulab's ``cq_lambda``, on the same term: a mean over the batch of the
 squared error summed over dimensions), 5 k-means rounds per epoch. Beside thulab's own graph
 (benchmarks/thulab_peer.py) the former defaults, a weight of 0.05 and squared-Euclidean ADC,
-trailed it by 0.01-0.04 mAP on fashion-mnist-mini (docs/benchmarks.md).
+trailed it by up to 0.036 mAP on fashion-mnist-mini (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "bind_common.hpp"
+#include "deephash/bank_products.hpp"
 #include "deephash/contrastive.hpp"
 #include "deephash/logistic.hpp"
 
@@ -38,6 +39,15 @@ std::string shape_text(const py::array& a) {
   std::string out = "(";
   for (py::ssize_t i = 0; i < a.ndim(); ++i) out += (i ? ", " : "") + std::to_string(a.shape(i));
   return out + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// A 2-d float32 array of `cols` columns (any rows), C-contiguous.
+py::array matrix_arg(const py::handle& obj, const char* name, std::size_t cols, bool in_place) {
+  py::array a = float32_arg(obj, name, in_place);
+  if (a.ndim() != 2 || static_cast<std::size_t>(a.shape(1)) != cols)
+    throw py::value_error(std::string(name) + ": expected shape (n, " + std::to_string(cols) + "), got " +
+                          shape_text(a));
+  return a;
 }
 
 void check_length(const py::array& a, const char* name, py::ssize_t expected) {
@@ -95,6 +105,55 @@ void bind_bank_passes(py::module_& m) {
       "v_norm = |v_j|^2. With d = max(u_norm[i] + v_norm[j] - r[i, j], 0), returns the sum of "
       "s d + (1 - s) max(margin - d, 0), overwrites r with the pair weights s - (1 - s) [d < margin] "
       "and adds their row sums to row_weight.");
+
+  m.def("bank_products_available", &bank_products_available,
+        "True where the AMX bank products run: a CPU with AMX-BF16 and AVX512-BF16 whose operating "
+        "system grants the tile state, and DEEPHASH_BANK_PRODUCTS is not 'float32'.");
+  m.def("bank_products_unavailable_reason", [] { return std::string(bank_products_unavailable_reason()); },
+        "Why bank_products_available() is False ('' when it is True).");
+  py::class_<PackedBank>(m, "PackedBank",
+                         "A memory bank's rows in AMX tile layouts, as bfloat16 high and low halves (about "
+                         "16 significant bits in each product). Rows start at zero.")
+      .def(py::init<std::size_t, std::size_t>(), py::arg("rows"), py::arg("dim"))
+      .def_property_readonly("rows", &PackedBank::rows)
+      .def_property_readonly("dim", &PackedBank::dim)
+      .def_property_readonly("memory_bytes", &PackedBank::memory_bytes)
+      .def(
+          "write",
+          [](PackedBank& bank, const py::handle& values_obj, const py::handle& index_obj) {
+            py::array values = matrix_arg(values_obj, "values", bank.dim(), false);
+            if (!py::isinstance<py::array>(index_obj))
+              throw py::type_error("index: expected a numpy.ndarray of int64");
+            py::array index = py::reinterpret_borrow<py::array>(index_obj);
+            if (!index.dtype().equal(py::dtype::of<std::int64_t>()) || !(index.flags() & py::array::c_style))
+              throw py::type_error("index: expected a C-contiguous array of dtype('int64'), got " + dtype_name(index));
+            check_length(index, "index", values.shape(0));
+            const float* vp = static_cast<const float*>(values.data());
+            const std::int64_t* ip = static_cast<const std::int64_t*>(index.data());
+            const std::size_t count = static_cast<std::size_t>(values.shape(0));
+            py::gil_scoped_release release;
+            bank.write(vp, ip, count);
+          },
+          py::arg("values"), py::arg("index"),
+          "Rows index[i] := values[i] (float32 (count, dim), int64 (count,)); a later repeat wins.")
+      .def(
+          "logistic",
+          [](const PackedBank& bank, const py::handle& u_obj, const py::handle& out_obj, std::size_t threads) {
+            py::array u = matrix_arg(u_obj, "u", bank.dim(), false);
+            py::array out = matrix_arg(out_obj, "sigmoid_v", bank.dim(), true);
+            if (out.shape(0) != u.shape(0))
+              throw py::value_error("sigmoid_v: expected the shape of u, " + shape_text(u) + ", got " + shape_text(out));
+            const float* up = static_cast<const float*>(u.data());
+            float* op = static_cast<float*>(out.mutable_data());
+            const std::size_t batch = static_cast<std::size_t>(u.shape(0));
+            py::gil_scoped_release release;
+            return bank.logistic(up, batch, op, threads);
+          },
+          py::arg("u"), py::arg("sigmoid_v"), py::arg("threads") = 0,
+          "With theta = u V^T over every row v of the bank: writes sigmoid(theta) V into sigmoid_v "
+          "(float32, u's shape) and returns the sum of log(1 + exp(theta)) (double). Rows never "
+          "written are zero: each adds log 2 per row of u and nothing to sigmoid_v. threads: how "
+          "many of the core's threads (0: its default).");
 }
 
 }  // namespace deephash::py_bind

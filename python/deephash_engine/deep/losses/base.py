@@ -16,11 +16,16 @@ Conventions, for every loss in this package:
 
 from __future__ import annotations
 
-from typing import Optional
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
 
+import numpy as np
 import torch
 from torch import nn
 
+from ... import _core
 from ..._checks import check_positive_int
 
 
@@ -176,6 +181,44 @@ class LabelFreeLoss(HashLoss):
         self.pairs = pairs
 
 
+#: How a bank's products are taken: "auto" (AMX where the CPU and system have it, see
+#: :class:`BankProducts`), or "float32" (torch's float32 products everywhere). Read from the
+#: environment variable ``DEEPHASH_BANK_PRODUCTS`` (default "auto").
+BANK_PRODUCTS = ("auto", "float32")
+
+
+def bank_products_mode() -> str:
+    """The ``DEEPHASH_BANK_PRODUCTS`` setting, checked: "auto" or "float32"."""
+    mode = os.environ.get("DEEPHASH_BANK_PRODUCTS", "auto") or "auto"
+    if mode not in BANK_PRODUCTS:
+        raise ValueError(f"DEEPHASH_BANK_PRODUCTS: expected one of {BANK_PRODUCTS}, got {mode!r}")
+    return mode
+
+
+@dataclass(frozen=True)
+class BankProducts:
+    """A bank in the AMX tile layouts (``_core.PackedBank``), for the logistic terms against all
+    of its rows in one call, and how many of those rows the loss leaves out (rows not written
+    yet, which the layouts hold as zeros, when the loss pairs with written rows only).
+
+    Each product is taken from bfloat16 halves of both sides, ``hi hi + lo hi + hi lo``
+    (about 16 significant bits, where float32 keeps 24; the sums run in float32 as before).
+    """
+
+    packed: Any
+    unwritten: int
+
+    def logistic(self, u: torch.Tensor) -> tuple[float, torch.Tensor, int]:
+        """(sum of softplus(theta) over the rows paired, sigmoid(theta) @ V, rows paired) for
+        ``theta = u V^T`` (u float32 on the CPU)."""
+        sigmoid_v = torch.empty_like(u)
+        total = self.packed.logistic(u.detach().contiguous().numpy(), sigmoid_v.numpy(),
+                                     torch.get_num_threads())
+        # a row never written is zero: log 2 for each pair with it, nothing in sigmoid_v
+        total -= self.unwritten * u.shape[0] * math.log(2.0)
+        return total, sigmoid_v, self.packed.rows - self.unwritten
+
+
 class MemoryBank(nn.Module):
     """Latest outputs and labels of every training sample: ``U`` (n, nbits), ``Y`` (n, classes).
 
@@ -186,6 +229,10 @@ class MemoryBank(nn.Module):
     reads all of ``Y``: ``class_sums = Y^T U`` in float64 (the per-class sums of the outputs;
     with one-hot labels ``S @ U = target @ class_sums``) and the number of written rows whose
     label is not one-hot. They are not saved; loading a state rebuilds them.
+
+    On a CPU with AMX (:meth:`products`) the outputs are also kept in the tile layouts of
+    ``_core.PackedBank``, written with ``U`` and rebuilt from it on load (twice the memory of
+    ``U``, as bfloat16 halves in two layouts).
     """
 
     def __init__(self, num_train: int, nbits: int, num_classes: int) -> None:
@@ -198,13 +245,47 @@ class MemoryBank(nn.Module):
         self.register_buffer("class_sums", torch.zeros(num_classes, nbits, dtype=torch.float64),
                              persistent=False)
         self.register_buffer("not_one_hot", torch.zeros((), dtype=torch.int64), persistent=False)
+        self._packed: Optional[Any] = None  # _core.PackedBank of U, built on first use
         self.register_load_state_dict_post_hook(lambda module, _keys: module.rebuild_summaries())
 
     @torch.no_grad()
     def rebuild_summaries(self) -> None:
-        """Recompute ``class_sums`` and ``not_one_hot`` from ``U``, ``Y`` and ``seen``."""
+        """Recompute ``class_sums``, ``not_one_hot`` and the packed layouts from ``U``, ``Y`` and
+        ``seen``."""
+        self._rebuild_counts()
+        self._packed = None
+
+    def _rebuild_counts(self) -> None:
         self.class_sums.copy_(self.Y.double().t() @ self.U.double())
         self.not_one_hot.fill_(int((self.seen & (self.Y.sum(1) != 1)).sum()))
+
+    def products(self, u: torch.Tensor, written_only: bool = True) -> Optional[BankProducts]:
+        """The bank in AMX tile layouts for the logistic terms of ``u`` against it, or None where
+        they do not apply: a CPU without AMX-BF16 (``_core.bank_products_available()``), a bank
+        or batch that is not float32 on the CPU, or ``DEEPHASH_BANK_PRODUCTS=float32``.
+        The layouts are built on the first call (about 15 ms for 60,000 rows) and kept in step
+        with every write after it."""
+        if (u.dtype != torch.float32 or u.device.type != "cpu" or self.U.dtype != torch.float32
+                or self.U.device.type != "cpu" or bank_products_mode() != "auto"
+                or not _core.bank_products_available()):
+            return None
+        if self._packed is None:
+            packed = _core.PackedBank(self.U.shape[0], self.U.shape[1])
+            rows = torch.nonzero(self.seen).view(-1)
+            if rows.numel():
+                packed.write(self.U[rows].contiguous().numpy(), rows.numpy().astype(np.int64))
+            self._packed = packed
+        unwritten = int((~self.seen).sum()) if written_only else 0
+        return BankProducts(self._packed, unwritten)
+
+    def _repack(self, index: torch.Tensor) -> None:
+        """Copy rows ``index`` of U (as written, whichever repeat won) into the packed layouts."""
+        if self._packed is not None:
+            if self.U.device.type != "cpu" or self.U.dtype != torch.float32:
+                self._packed = None  # moved or cast: rebuilt on the next products() call
+                return
+            self._packed.write(self.U[index].contiguous().numpy(),
+                               index.detach().to("cpu", torch.int64).contiguous().numpy())
 
     @torch.no_grad()
     def update(self, u: torch.Tensor, target: torch.Tensor, index: torch.Tensor) -> None:
@@ -221,7 +302,8 @@ class MemoryBank(nn.Module):
         if index.unique().numel() != index.numel():
             # a repeated index: which write wins is up to the backend, so recount from scratch
             self.U[index], self.Y[index], self.seen[index] = u, target, True
-            self.rebuild_summaries()
+            self._rebuild_counts()
+            self._repack(index)
             return
         # rows not written yet hold zeros, so taking out their old part changes nothing
         old_u, old_y = self.U[index], self.Y[index]
@@ -230,6 +312,7 @@ class MemoryBank(nn.Module):
         self.U[index], self.Y[index], self.seen[index] = u, target, True
         self.class_sums.add_(target.double().t() @ u.double())
         self.not_one_hot.add_((target.sum(1) != 1).sum())
+        self._repack(index)
 
     def one_hot_class_sums(self) -> Optional[torch.Tensor]:
         """``Y^T U`` over the written rows (float64) when every written label is one-hot, else None."""
@@ -350,6 +433,29 @@ class PairwiseLoss(HashLoss):
             self.bank.update(u, target, index)
         return self.bank.pairs(u, written_only=self.bank_pairs == "written")
 
-    def bank_class_sums(self) -> Optional[torch.Tensor]:
-        """The bank's ``Y^T U`` when its labels are one-hot (see :class:`MemoryBank`), else None."""
-        return None if self.bank is None else self.bank.one_hot_class_sums()
+    def likelihood_pairs(self, u: torch.Tensor, target: torch.Tensor, index: Optional[torch.Tensor]):
+        """:meth:`others` for :func:`~.functional.pairwise_likelihood`: ``(v, yv, mask, class_v,
+        products)`` with the bank's ``Y^T U`` and, where they serve the whole step, its AMX
+        layouts (:func:`bank_pairing`)."""
+        if self.bank is None:
+            return (*self.others(u, target, index), None, None)
+        if self.training:
+            self.bank.update(u, target, index)
+        return bank_pairing(self.bank, u, target, written_only=self.bank_pairs == "written")
+
+
+def bank_pairing(bank: MemoryBank, u: torch.Tensor, target: torch.Tensor, written_only: bool = True):
+    """``(v, yv, mask, class_v, products)`` for the pairwise likelihood of ``u`` against a bank.
+
+    Where the bank's AMX layouts serve the whole step (:meth:`MemoryBank.products`: a CPU with
+    AMX-BF16, float32; and one-hot labels on both sides, so that ``S @ V = target @ class_v``),
+    ``products`` is set and ``v``, ``yv`` are None: the rows are not copied out of the bank.
+    Otherwise ``products`` is None and ``v, yv, mask`` are :meth:`MemoryBank.pairs`.
+    """
+    class_v = bank.one_hot_class_sums()
+    if class_v is not None and is_one_hot(target):
+        products = bank.products(u, written_only=written_only)
+        if products is not None:
+            return None, None, None, class_v, products
+    v, yv, mask = bank.pairs(u, written_only=written_only)
+    return v, yv, mask, class_v, None

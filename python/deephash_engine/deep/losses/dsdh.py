@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import HashLoss, MemoryBank, check_positive_int, sign_pm1, similarity
+from .base import HashLoss, MemoryBank, bank_pairing, check_positive_int, sign_pm1, similarity
 from .functional import pairwise_likelihood
 
 
@@ -117,9 +117,8 @@ class DSDHLoss(HashLoss):
             self.bank.update(u, target, index)
         else:
             b = sign_pm1(u).detach()
-        v, yv, mask = self.bank.pairs(u)
-        likelihood = pairwise_likelihood(u, v, target, yv, mask,
-                                         class_v=self.bank.one_hot_class_sums())
+        v, yv, mask, class_v, products = bank_pairing(self.bank, u, target)
+        likelihood = pairwise_likelihood(u, v, target, yv, mask, class_v=class_v, products=products)
         coupling = ((b - u) ** 2).sum(1).mean()
         return likelihood + self.eta * coupling
 

@@ -27,7 +27,8 @@ import torch
 from torch.nn import functional as F
 
 from ... import _core
-from .base import PAIRINGS, bank_blocks, is_one_hot, masked_mean, sign_pm1, similarity, with_gradient
+from .base import (PAIRINGS, BankProducts, bank_blocks, is_one_hot, masked_mean, sign_pm1, similarity,
+                   with_gradient)
 
 
 def log_sum(x: torch.Tensor) -> torch.Tensor:
@@ -69,7 +70,7 @@ def sigmoid_softplus_(theta: torch.Tensor, work: torch.Tensor):
 def pairwise_likelihood(
     u: torch.Tensor, v: torch.Tensor, target: torch.Tensor, yv: torch.Tensor,
     mask: Optional[torch.Tensor], scale: float = 0.5, class_v: Optional[torch.Tensor] = None,
-    margin: float = 0.0,
+    margin: float = 0.0, products: Optional[BankProducts] = None,
 ) -> torch.Tensor:
     """Mean over pairs of ``softplus(theta) - s * theta``, ``theta = scale * u_i . v_j``, with
     ``s`` the label similarity of ``target`` rows and ``yv`` rows.
@@ -86,8 +87,24 @@ def pairwise_likelihood(
     ``S @ v = target @ (yv^T v)``, so S itself is never formed; ``class_v``, when given, is that
     ``yv^T v`` with every ``yv`` row one-hot (a memory bank keeps it:
     :meth:`MemoryBank.one_hot_class_sums`). A margin needs S block by block.
+
+    ``products``, the bank in AMX tile layouts (:func:`~.base.bank_pairing` gives it where it
+    applies: one-hot labels, float32 on a CPU with AMX-BF16), takes the two products, the
+    logistic pass and the sums over the bank in one call of the engine's core; ``v``, ``yv``
+    and ``mask`` are then not read (None), ``class_v`` is needed and ``margin`` must be 0.
     """
     target = target.to(u.dtype)
+    if products is not None:
+        if class_v is None or margin:
+            raise ValueError("products: needs class_v (one-hot labels) and no margin")
+        with torch.no_grad():
+            scaled = scale * u
+            total, sigmoid_v, paired = products.logistic(scaled)
+            count = float(u.shape[0] * paired) or 1.0
+            s_v = target @ class_v.to(u.dtype)
+            value = ((total - (scaled.double() * s_v.double()).sum()) / count).to(u.dtype)
+            grad_u = (sigmoid_v - s_v) * (scale / count)
+        return with_gradient(value, u, grad_u)
     if v.requires_grad or mask is not None:
         s = similarity(target, yv)
         theta = scale * (u @ v.t())

@@ -50,6 +50,18 @@ py::array matrix_arg(const py::handle& obj, const char* name, std::size_t cols, 
   return a;
 }
 
+// A C-contiguous array of dtype T (named `dtype` in the message), taken as is.
+template <class T>
+py::array typed_arg(const py::handle& obj, const char* name, const char* dtype) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(name) + ": expected a numpy.ndarray of " + dtype);
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().equal(py::dtype::of<T>()) || !(a.flags() & py::array::c_style))
+    throw py::type_error(std::string(name) + ": expected a C-contiguous array of dtype('" + dtype + "'), got " +
+                         dtype_name(a));
+  return a;
+}
+
 void check_length(const py::array& a, const char* name, py::ssize_t expected) {
   if (a.ndim() != 1 || a.shape(0) != expected)
     throw py::value_error(std::string(name) + ": expected shape (" + std::to_string(expected) + ",), got " +
@@ -120,22 +132,27 @@ void bind_bank_passes(py::module_& m) {
       .def_property_readonly("memory_bytes", &PackedBank::memory_bytes)
       .def(
           "write",
-          [](PackedBank& bank, const py::handle& values_obj, const py::handle& index_obj) {
+          [](PackedBank& bank, const py::handle& values_obj, const py::handle& index_obj,
+             const py::handle& classes_obj) {
             py::array values = matrix_arg(values_obj, "values", bank.dim(), false);
-            if (!py::isinstance<py::array>(index_obj))
-              throw py::type_error("index: expected a numpy.ndarray of int64");
-            py::array index = py::reinterpret_borrow<py::array>(index_obj);
-            if (!index.dtype().equal(py::dtype::of<std::int64_t>()) || !(index.flags() & py::array::c_style))
-              throw py::type_error("index: expected a C-contiguous array of dtype('int64'), got " + dtype_name(index));
+            py::array index = typed_arg<std::int64_t>(index_obj, "index", "int64");
             check_length(index, "index", values.shape(0));
+            const std::int32_t* cp = nullptr;
+            py::array classes;
+            if (!classes_obj.is_none()) {
+              classes = typed_arg<std::int32_t>(classes_obj, "classes", "int32");
+              check_length(classes, "classes", values.shape(0));
+              cp = static_cast<const std::int32_t*>(classes.data());
+            }
             const float* vp = static_cast<const float*>(values.data());
             const std::int64_t* ip = static_cast<const std::int64_t*>(index.data());
             const std::size_t count = static_cast<std::size_t>(values.shape(0));
             py::gil_scoped_release release;
-            bank.write(vp, ip, count);
+            bank.write(vp, ip, count, cp);
           },
-          py::arg("values"), py::arg("index"),
-          "Rows index[i] := values[i] (float32 (count, dim), int64 (count,)); a later repeat wins.")
+          py::arg("values"), py::arg("index"), py::arg("classes") = py::none(),
+          "Rows index[i] := values[i] (float32 (count, dim), int64 (count,)), with class classes[i] "
+          "(int32 (count,); None: -1, no class; only contrastive reads classes). A later repeat wins.")
       .def(
           "logistic",
           [](const PackedBank& bank, const py::handle& u_obj, const py::handle& out_obj, std::size_t threads) {
@@ -153,7 +170,36 @@ void bind_bank_passes(py::module_& m) {
           "With theta = u V^T over every row v of the bank: writes sigmoid(theta) V into sigmoid_v "
           "(float32, u's shape) and returns the sum of log(1 + exp(theta)) (double). Rows never "
           "written are zero: each adds log 2 per row of u and nothing to sigmoid_v. threads: how "
-          "many of the core's threads (0: its default).");
+          "many of the core's threads (0: its default).")
+      .def(
+          "contrastive",
+          [](const PackedBank& bank, const py::handle& u_obj, const py::handle& norm_obj, const py::handle& class_obj,
+             float margin, const py::handle& wv_obj, const py::handle& ws_obj, std::size_t threads) {
+            py::array u = matrix_arg(u_obj, "u", bank.dim(), false);
+            const py::ssize_t batch = u.shape(0);
+            py::array u_norm = float32_arg(norm_obj, "u_norm", false);
+            check_length(u_norm, "u_norm", batch);
+            py::array u_class = typed_arg<std::int32_t>(class_obj, "u_class", "int32");
+            check_length(u_class, "u_class", batch);
+            py::array wv = matrix_arg(wv_obj, "weight_v", bank.dim(), true);
+            if (wv.shape(0) != batch)
+              throw py::value_error("weight_v: expected the shape of u, " + shape_text(u) + ", got " + shape_text(wv));
+            py::array ws = float32_arg(ws_obj, "weight_sum", true);
+            check_length(ws, "weight_sum", batch);
+            const float* up = static_cast<const float*>(u.data());
+            const float* np_ = static_cast<const float*>(u_norm.data());
+            const std::int32_t* cp = static_cast<const std::int32_t*>(u_class.data());
+            float* wvp = static_cast<float*>(wv.mutable_data());
+            float* wsp = static_cast<float*>(ws.mutable_data());
+            py::gil_scoped_release release;
+            return bank.contrastive(up, np_, cp, static_cast<std::size_t>(batch), margin, wvp, wsp, threads);
+          },
+          py::arg("u"), py::arg("u_norm"), py::arg("u_class"), py::arg("margin"), py::arg("weight_v"),
+          py::arg("weight_sum"), py::arg("threads") = 0,
+          "The contrastive (DSH) terms of u against every row: d = max(u_norm[i] + |v|^2 - 2 u.v, 0), "
+          "similar where u_class[i] equals the row's class. Writes weight_v = W V and weight_sum = W 1 "
+          "for W = S - (1 - S)[d < margin] and returns the sum of s d + (1 - s) max(margin - d, 0). "
+          "Rows never written are zeros with no class.");
 }
 
 }  // namespace deephash::py_bind

@@ -25,6 +25,18 @@ namespace deephash {
 
 struct PackedBank::Layouts {
   AlignedVector<std::uint16_t> t_hi, t_lo, v_hi, v_lo;
+  AlignedVector<float> v_norm;
+  AlignedVector<std::int32_t> v_class;
+#if defined(DEEPHASH_HAVE_AMX)
+  kernels::AmxBankMutable bank(const PackedBank& p) {
+    return {t_hi.data(), t_lo.data(), v_hi.data(), v_lo.data(), v_norm.data(), v_class.data(),
+            p.rows_, p.rows_pad_, p.dim_, p.dim_pad_};
+  }
+  kernels::AmxBank bank(const PackedBank& p) const {
+    return {t_hi.data(), t_lo.data(), v_hi.data(), v_lo.data(), v_norm.data(), v_class.data(),
+            p.rows_, p.rows_pad_, p.dim_, p.dim_pad_};
+  }
+#endif
 };
 
 namespace {
@@ -101,23 +113,31 @@ PackedBank::PackedBank(std::size_t rows, std::size_t dim) : rows_(rows), dim_(di
   layouts_->t_lo.assign(size, 0);
   layouts_->v_hi.assign(size, 0);
   layouts_->v_lo.assign(size, 0);
+  layouts_->v_norm.assign(rows_pad_, 0.0f);
+  layouts_->v_class.assign(rows_pad_, -1);
 }
 
-void PackedBank::write(const float* values, const std::int64_t* index, std::size_t count) {
+
+void PackedBank::write(const float* values, const std::int64_t* index, std::size_t count,
+                       const std::int32_t* classes) {
   for (std::size_t i = 0; i < count; ++i)
     if (index[i] < 0 || static_cast<std::size_t>(index[i]) >= rows_)
       throw InvalidArgument("PackedBank.write: index " + std::to_string(index[i]) + " outside [0, " +
                             std::to_string(rows_) + ")");
-  Layouts& l = *layouts_;
-  kernels::amx_pack_rows(values, index, count, dim_, dim_pad_, l.t_hi.data(), l.t_lo.data(), l.v_hi.data(),
-                         l.v_lo.data());
+  kernels::amx_pack_rows(layouts_->bank(*this), values, index, classes, count);
 }
 
 double PackedBank::logistic(const float* u, std::size_t batch, float* sigmoid_v, std::size_t threads) const {
   if (batch < 1) throw InvalidArgument("PackedBank.logistic: batch must be >= 1, got 0");
   const Layouts& l = *layouts_;
-  return kernels::amx_logistic(u, batch, dim_, dim_pad_, rows_, rows_pad_, l.t_hi.data(), l.t_lo.data(),
-                               l.v_hi.data(), l.v_lo.data(), sigmoid_v, threads);
+  return kernels::amx_logistic(l.bank(*this), u, batch, sigmoid_v, threads);
+}
+
+double PackedBank::contrastive(const float* u, const float* u_norm, const std::int32_t* u_class, std::size_t batch,
+                               float margin, float* weight_v, float* weight_sum, std::size_t threads) const {
+  if (batch < 1) throw InvalidArgument("PackedBank.contrastive: batch must be >= 1, got 0");
+  const Layouts& l = *layouts_;
+  return kernels::amx_contrastive(l.bank(*this), u, u_norm, u_class, batch, margin, weight_v, weight_sum, threads);
 }
 
 #else
@@ -127,9 +147,14 @@ PackedBank::PackedBank(std::size_t rows, std::size_t dim) : rows_(rows), dim_(di
                            bank_products_unavailable_reason());
 }
 
-void PackedBank::write(const float*, const std::int64_t*, std::size_t) {}
+void PackedBank::write(const float*, const std::int64_t*, std::size_t, const std::int32_t*) {}
 
 double PackedBank::logistic(const float*, std::size_t, float*, std::size_t) const { return 0.0; }
+
+double PackedBank::contrastive(const float*, const float*, const std::int32_t*, std::size_t, float, float*, float*,
+                               std::size_t) const {
+  return 0.0;
+}
 
 #endif
 
@@ -138,7 +163,8 @@ PackedBank::~PackedBank() = default;
 std::size_t PackedBank::memory_bytes() const noexcept {
   if (!layouts_) return 0;
   const Layouts& l = *layouts_;
-  return (l.t_hi.size() + l.t_lo.size() + l.v_hi.size() + l.v_lo.size()) * sizeof(std::uint16_t);
+  return (l.t_hi.size() + l.t_lo.size() + l.v_hi.size() + l.v_lo.size()) * sizeof(std::uint16_t) +
+         l.v_norm.size() * sizeof(float) + l.v_class.size() * sizeof(std::int32_t);
 }
 
 }  // namespace deephash

@@ -1,4 +1,4 @@
-// The AMX bank products (PackedBank) against a double oracle, where this CPU and system run them;
+// The AMX bank products (PackedBank: logistic and contrastive) against a double oracle, where this CPU and system run them;
 // elsewhere, that they say so.
 #include <algorithm>
 #include <cmath>
@@ -131,6 +131,115 @@ TEST(logistic_matches_oracle) {
   for (const Case& c : cases) check_case(c, 2, seed++);
 }
 
+// The contrastive oracle in double: value, W V and W 1 with W = S - (1 - S)[d < margin].
+void contrastive_oracle(const std::vector<float>& u, const std::vector<std::int32_t>& u_class,
+                        const std::vector<float>& bank, const std::vector<std::int32_t>& bank_class, std::size_t batch,
+                        std::size_t dim, std::size_t rows, float margin, double& total, std::vector<double>& wv,
+                        std::vector<double>& ws) {
+  total = 0.0;
+  wv.assign(batch * dim, 0.0);
+  ws.assign(batch, 0.0);
+  for (std::size_t i = 0; i < batch; ++i)
+    for (std::size_t j = 0; j < rows; ++j) {
+      double d = 0.0;
+      for (std::size_t k = 0; k < dim; ++k) {
+        const double diff = double(u[i * dim + k]) - bank[j * dim + k];
+        d += diff * diff;
+      }
+      const bool similar = bank_class[j] >= 0 && bank_class[j] == u_class[i];
+      total += similar ? d : std::max(double(margin) - d, 0.0);
+      const double w = similar ? 1.0 : (d < margin ? -1.0 : 0.0);
+      ws[i] += w;
+      for (std::size_t k = 0; k < dim; ++k) wv[i * dim + k] += w * bank[j * dim + k];
+    }
+}
+
+TEST(contrastive_matches_oracle) {
+  if (!bank_products_available()) return;
+  const Case cases[] = {{128, 64, 1000, 1.0f}, {1, 8, 1, 1.0f}, {33, 48, 70, 1.0f}, {17, 16, 257, 1.0f},
+                        {128, 128, 600, 1.0f}, {5, 100, 33, 1.0f}};
+  unsigned seed = 40;
+  for (const Case& c : cases)
+    for (std::size_t threads : {1, 2}) {
+      std::mt19937 rng(seed++);
+      PackedBank packed(c.rows, c.dim);
+      std::vector<float> bank(c.rows * c.dim, 0.0f);
+      std::vector<std::int32_t> bank_class(c.rows, -1);
+      std::vector<std::int64_t> order;
+      for (std::size_t j = 0; j < c.rows; ++j)
+        if (j % 3 != 2 || c.rows < 3) order.push_back(static_cast<std::int64_t>(j));
+      std::shuffle(order.begin(), order.end(), rng);
+      const std::vector<float> values = uniform(order.size() * c.dim, c.scale, rng);
+      std::vector<std::int32_t> classes(order.size());
+      for (std::size_t i = 0; i < order.size(); ++i) {
+        classes[i] = static_cast<std::int32_t>(rng() % 4);
+        bank_class[order[i]] = classes[i];
+        for (std::size_t k = 0; k < c.dim; ++k) bank[order[i] * c.dim + k] = values[i * c.dim + k];
+      }
+      packed.write(values.data(), order.data(), order.size(), classes.data());
+      const std::vector<float> u = uniform(c.batch * c.dim, c.scale, rng);
+      std::vector<float> u_norm(c.batch, 0.0f);
+      std::vector<std::int32_t> u_class(c.batch);
+      for (std::size_t i = 0; i < c.batch; ++i) {
+        for (std::size_t k = 0; k < c.dim; ++k) u_norm[i] += u[i * c.dim + k] * u[i * c.dim + k];
+        u_class[i] = static_cast<std::int32_t>(rng() % 4);
+      }
+      // the margin near the median distance (2 dim scale^2 / 3): pairs on both sides of it
+      const float margin = 2.0f * c.dim * c.scale * c.scale / 3.0f;
+      std::vector<float> wv(c.batch * c.dim, -7.0f), ws(c.batch, -7.0f);
+      const double total = packed.contrastive(u.data(), u_norm.data(), u_class.data(), c.batch, margin, wv.data(),
+                                              ws.data(), threads);
+      double want_total;
+      std::vector<double> want_wv, want_ws;
+      contrastive_oracle(u, u_class, bank, bank_class, c.batch, c.dim, c.rows, margin, want_total, want_wv, want_ws);
+      std::ostringstream label;
+      label << "contrastive batch " << c.batch << " dim " << c.dim << " rows " << c.rows << " threads " << threads;
+      // each d carries an error near 1e-6 of |u|^2 + |v|^2 (cancellation when d is small, or
+      // close to the margin), so the value is compared against the sum of those norms
+      double norms = 0.0;
+      for (std::size_t i = 0; i < c.batch; ++i)
+        for (std::size_t j = 0; j < c.rows; ++j) {
+          double vn = 0.0;
+          for (std::size_t k = 0; k < c.dim; ++k) vn += double(bank[j * c.dim + k]) * bank[j * c.dim + k];
+          norms += u_norm[i] + vn;
+        }
+      if (!(std::fabs(total - want_total) <= 2e-5 * norms))
+        harness::fail(__FILE__, __LINE__, label.str() + ": value " + std::to_string(total) + ", expected " +
+                                              std::to_string(want_total));
+      // a pair within rounding of the margin may fall on the other side of it: allow a few
+      int flipped = 0;
+      for (std::size_t i = 0; i < c.batch; ++i) {
+        const double err = std::fabs(ws[i] - want_ws[i]);
+        if (err > 0.5) flipped += static_cast<int>(err + 0.5);
+      }
+      if (flipped > 2) harness::fail(__FILE__, __LINE__, label.str() + ": " + std::to_string(flipped) + " weights differ");
+      double worst = 0.0, scale = 0.0;
+      for (std::size_t i = 0; i < c.batch * c.dim; ++i) {
+        worst = std::max(worst, std::fabs(wv[i] - want_wv[i]));
+        scale = std::max(scale, std::fabs(want_wv[i]));
+      }
+      // float32 sums of exact weights times 16-bit values, plus any flipped pair (|v| <= scale)
+      if (!(worst <= 2e-5 * scale + 1e-5 + flipped * c.scale))
+        harness::fail(__FILE__, __LINE__, label.str() + ": weight_v off by " + std::to_string(worst));
+    }
+}
+
+TEST(contrastive_unwritten_rows_are_dissimilar_zeros) {
+  if (!bank_products_available()) return;
+  PackedBank packed(50, 16);
+  std::vector<float> u(2 * 16, 0.5f), u_norm(2, 16 * 0.25f), wv(2 * 16), ws(2);
+  const std::int32_t u_class[] = {0, 1};
+  // d = |u|^2 = 4 for every pair: inside a margin of 5, outside a margin of 3
+  double total = packed.contrastive(u.data(), u_norm.data(), u_class, 2, 5.0f, wv.data(), ws.data());
+  CHECK(std::fabs(total - 2 * 50 * 1.0) < 1e-9);
+  CHECK_EQ(ws[0], -50.0f);
+  for (float x : wv) CHECK_EQ(x, 0.0f);
+  total = packed.contrastive(u.data(), u_norm.data(), u_class, 2, 3.0f, wv.data(), ws.data());
+  CHECK_EQ(total, 0.0);
+  CHECK_EQ(ws[1], 0.0f);
+  CHECK_THROWS(packed.contrastive(u.data(), u_norm.data(), u_class, 0, 3.0f, wv.data(), ws.data()), InvalidArgument);
+}
+
 TEST(logistic_is_deterministic_for_a_thread_count) {
   if (!bank_products_available()) return;
   std::mt19937 rng(7);
@@ -185,7 +294,7 @@ TEST(bad_arguments_throw) {
   std::vector<float> u(8, 1.0f);
   CHECK(std::fabs(packed.logistic(u.data(), 1, sv.data()) - 10 * std::log(2.0)) < 1e-6);
   CHECK_THROWS(packed.logistic(u.data(), 0, sv.data()), InvalidArgument);
-  CHECK_EQ(packed.memory_bytes(), std::size_t{4 * 32 * 32 * 2});
+  CHECK_EQ(packed.memory_bytes(), std::size_t{4 * 32 * 32 * 2 + 32 * 4 + 32 * 4});
 }
 
 int main() { return harness::run_all(); }

@@ -86,7 +86,7 @@ def test_packed_bank_argument_errors():
         packed.logistic(np.zeros((3, 4), np.float32), out)
     with pytest.raises(ValueError, match="batch must be >= 1"):
         packed.logistic(np.zeros((0, 4), np.float32), np.zeros((0, 4), np.float32))
-    assert packed.memory_bytes == 4 * 32 * 32 * 2
+    assert packed.memory_bytes == 4 * 32 * 32 * 2 + 32 * 4 + 32 * 4  # four layouts, norms, classes
 
 
 N, NB, NC, BATCH = 300, 24, 5, 16
@@ -208,3 +208,48 @@ def test_unwritten_rows_leave_the_written_only_value_unchanged():
     assert abs(total - want_total) <= 2e-5 * abs(want_total)
     assert float((sigmoid_v.double() - want).abs().max()) <= 2e-5 * float(want.abs().max())
     assert products.unwritten * BATCH * math.log(2.0) > 0
+
+
+@needs_amx
+@pytest.mark.parametrize("pairs", ["written", "all"])
+@pytest.mark.parametrize("written", [N, 120])
+def test_dsh_bank_takes_the_products_and_agrees_with_float32(monkeypatch, pairs, written):
+    make = lambda: with_pairs(L.DSHLoss(NB, memory_bank=True, num_train=N, num_classes=NC), pairs)  # noqa: E731
+    loss, u, target, index = filled(make, written)
+    loss.eval()
+    assert loss._products(u, target) is not None
+    got = value_and_grad(loss, u, target, index)
+    monkeypatch.setenv("DEEPHASH_BANK_PRODUCTS", "float32")
+    assert loss._products(u, target) is None
+    want = value_and_grad(loss, u, target, index)
+    assert abs(got[0] - want[0]) <= 2e-5 * max(1.0, abs(want[0]))
+    assert float((got[1] - want[1]).abs().max()) <= 2e-5 * float(want[1].abs().max())
+    assert float(want[1].abs().max()) > 1e-6
+
+
+@needs_amx
+def test_dsh_multi_hot_labels_use_the_float32_path():
+    make = lambda: L.DSHLoss(NB, memory_bank=True, num_train=N, num_classes=NC)  # noqa: E731
+    loss, u, target, index = filled(make, N, multi_hot=True)
+    assert loss._products(u, target) is None
+    loss, u, target, index = filled(make, N)
+    assert loss._products(u, target) is not None
+    assert loss._products(u, target + F.one_hot(torch.zeros(BATCH, dtype=torch.long), NC)) is None
+
+
+@needs_amx
+def test_contrastive_binding_checks_its_arguments():
+    packed = _core.PackedBank(10, 4)
+    u, norm, cls = np.zeros((3, 4), np.float32), np.zeros(3, np.float32), np.zeros(3, np.int32)
+    wv, ws = np.zeros((3, 4), np.float32), np.zeros(3, np.float32)
+    # ten zero rows without a class, at d = 0: dissimilar pairs inside the margin
+    assert packed.contrastive(u, norm, cls, 1.0, wv, ws) == 30.0
+    assert (ws == -10.0).all() and (wv == 0.0).all()
+    with pytest.raises(TypeError, match="int32"):
+        packed.contrastive(u, norm, cls.astype(np.int64), 1.0, wv, ws)
+    with pytest.raises(ValueError, match="u_norm: expected shape"):
+        packed.contrastive(u, norm[:2], cls, 1.0, wv, ws)
+    with pytest.raises(ValueError, match="weight_sum: expected shape"):
+        packed.contrastive(u, norm, cls, 1.0, wv, ws[:2])
+    with pytest.raises(ValueError, match="classes: expected shape"):
+        packed.write(np.zeros((2, 4), np.float32), np.array([1, 2], np.int64), np.zeros(3, np.int32))

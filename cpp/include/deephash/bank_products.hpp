@@ -1,6 +1,6 @@
 // The products of the memory-bank losses on CPUs with AMX: a bank of float rows kept in the tile
-// layouts of Intel's AMX-BF16 unit, and the logistic loss (DPSH, DSDH, DHN) against all of it in one
-// call.
+// layouts of Intel's AMX-BF16 unit, and the logistic loss (DPSH, DSDH, DHN) or the contrastive loss
+// (DSH) against all of it in one call.
 //
 // A bank loss's step against n rows of dimension d multiplies the batch by the bank twice
 // (theta = U V^T, then sigmoid(theta) V): about 4 * batch * n * d flops, 2 GFLOP for a batch of
@@ -26,7 +26,8 @@ bool bank_products_available() noexcept;
 // Why bank_products_available() is false ("" when it is true).
 const char* bank_products_unavailable_reason() noexcept;
 
-// A bank of `rows` float rows of dimension `dim`, all zero at first, in the tile layouts.
+// A bank of `rows` float rows of dimension `dim`, all zero and without a class at first, in the
+// tile layouts.
 // Throws InvalidArgument for rows or dim < 1 and std::runtime_error (with the reason) where
 // bank_products_available() is false. Not safe for concurrent writes; logistic() may run while nothing writes.
 class PackedBank {
@@ -39,9 +40,11 @@ class PackedBank {
   std::size_t rows() const noexcept { return rows_; }
   std::size_t dim() const noexcept { return dim_; }
 
-  // Rows index[i] := values[i * dim .. (i + 1) * dim) for i < count (a later repeat of an index
-  // wins). Throws InvalidArgument for an index outside [0, rows), before anything is written.
-  void write(const float* values, const std::int64_t* index, std::size_t count);
+  // Rows index[i] := values[i * dim .. (i + 1) * dim) for i < count, with class classes[i] (or
+  // -1, no class, where classes is null; only contrastive() reads classes). A later repeat of an
+  // index wins. Throws InvalidArgument for an index outside [0, rows), before anything is written.
+  void write(const float* values, const std::int64_t* index, std::size_t count,
+             const std::int32_t* classes = nullptr);
 
   // The pairwise-likelihood terms of a batch u (batch x dim, row-major) against every row v_j:
   // with theta_ij = u_i . v_j, writes sigmoid_v = sigmoid(theta) V (batch x dim, row-major) and
@@ -50,13 +53,22 @@ class PackedBank {
   // threads of the core's pool (0: its default). Throws InvalidArgument for batch < 1.
   double logistic(const float* u, std::size_t batch, float* sigmoid_v, std::size_t threads = 0) const;
 
+  // The contrastive (DSH) terms of u against every row, as deephash/contrastive.hpp states them
+  // for one block: d_ij = max(u_norm[i] + |v_j|^2 - 2 u_i . v_j, 0), a pair similar where
+  // u_class[i] equals the row's class. Writes weight_v = W V (batch x dim) and weight_sum = W 1
+  // (batch) for the pair weights W = S - (1 - S)[d < margin], and returns the sum of
+  // s d + (1 - s) max(margin - d, 0) in double. Rows never written are zero with no class: each is
+  // a dissimilar pair at d = u_norm[i]. Throws InvalidArgument for batch < 1.
+  double contrastive(const float* u, const float* u_norm, const std::int32_t* u_class, std::size_t batch,
+                     float margin, float* weight_v, float* weight_sum, std::size_t threads = 0) const;
+
   // Bytes held by the layouts.
   std::size_t memory_bytes() const noexcept;
 
  private:
   std::size_t rows_, dim_, rows_pad_, dim_pad_;
   // Two layouts, each as high and low bfloat16 halves: `t` feeds theta = U V^T, `v` feeds
-  // P V (kernels/bank_amx.cpp describes them); cache-line aligned arrays.
+  // P V (kernels/bank_amx.cpp describes them); cache-line aligned arrays. Per row: |v|^2, class.
   struct Layouts;
   std::unique_ptr<Layouts> layouts_;
 };

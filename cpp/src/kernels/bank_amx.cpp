@@ -1,5 +1,6 @@
 // AMX-BF16 bank products (x86-64): compiled with -mamx-tile -mamx-bf16 -mavx512f -mavx512bw
-// -mavx512vl -mavx512bf16 on this file alone, entered only where bank_products_available().
+// -mavx512vl -mavx512bf16 on this file alone, entered only where bank_products_available(). Two
+// bank steps share one pipeline: the logistic one (DPSH, DSDH, DHN) and the contrastive one (DSH).
 //
 // Every float is split into bfloat16 halves hi + lo (hi = x rounded to bfloat16, lo = the rest
 // rounded again), and a product a.b is taken as hi_a.hi_b + lo_a.hi_b + hi_a.lo_b by one tile
@@ -19,9 +20,11 @@
 // One call walks the bank in chunks of kChunk rows, a range of chunks per thread, as a software
 // pipeline: step `it` computes theta of chunk it and P V of chunk it - 2 on the tile unit, and
 // between their tile steps (a row every few steps) the logistic pass of chunk it - 1 (theta in,
-// the halves of P out, the softplus sum), while it prefetches what the next step reads. The
-// pass is this file's own AVX-512 loop (the AVX2 kernel's polynomial, a reciprocal estimate and
-// one Newton step), writing the bfloat16 halves directly. Measured here (Intel Xeon with AMX,
+// the halves of P out, the sums), while it prefetches what the next step reads. The passes are
+// this file's own AVX-512 loops (the logistic one with the AVX2 kernel's polynomial, a reciprocal
+// estimate and one Newton step), writing the bfloat16 halves directly. The contrastive pair
+// weights are -1, 0 or 1, exact in bfloat16, so its second product takes two tile products, not
+// three. Measured here (Intel Xeon with AMX,
 // one core, batch 128 against 60,000 64-dimensional rows): 6.8 ms with caches cold, where the
 // same steps one after the other took 8.0 ms and torch's float32 products with the AVX2 pass
 // about 15 ms.
@@ -33,6 +36,7 @@
 #include <cmath>
 #include <cstring>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 #include "huge_pages.hpp"
@@ -184,22 +188,37 @@ inline void logistic_row(const float* t, std::size_t valid, std::size_t width, s
   sums.product = _mm512_getmant_ps(sums.product, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src);
 }
 
-// Per-thread working memory, reused from call to call: two of each chunk buffer, for the
-// software pipeline of amx_logistic.
-struct Scratch {
-  AlignedVector<float> theta[2];               // batch_pad x kChunk
-  AlignedVector<std::uint16_t> p_hi[2], p_lo[2];  // batch_pad x kChunk
-  AlignedVector<float> sums;                   // batch_pad x dim_pad
-};
-
-Scratch& scratch() {
-  thread_local Scratch s;
-  return s;
+// The contrastive terms of one row (deephash/contrastive.hpp) over r[0 .. valid) of `width`
+// (a multiple of 32), r = 2 u.v: d = max(|u|^2 + |v|^2 - r, 0), similar where the classes are
+// equal. Writes the pair weights s - (1 - s)[d < margin] as bfloat16 (exact: -1, 0 or 1; zeros from
+// `valid` on), adds their sum to `weight` and returns the sum of s d + (1 - s) max(margin - d, 0).
+inline float contrastive_row(const float* r, std::size_t valid, std::size_t width, float u_norm,
+                             std::int32_t u_class, const float* v_norm, const std::int32_t* v_class, float margin,
+                             std::uint16_t* w, float& weight) noexcept {
+  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f), minus_one = _mm512_set1_ps(-1.0f);
+  const __m512 m = _mm512_set1_ps(margin), un = _mm512_set1_ps(u_norm);
+  const __m512i uc = _mm512_set1_epi32(u_class);
+  __m512 values = zero, weights = zero;
+  for (std::size_t c = 0; c < width; c += 16) {
+    const __mmask16 in = c + 16 <= valid ? __mmask16(0xffff)
+                                         : (c < valid ? __mmask16((1u << (valid - c)) - 1) : __mmask16(0));
+    const __m512 x = _mm512_maskz_loadu_ps(in, r + c);
+    const __m512 vn = _mm512_maskz_loadu_ps(in, v_norm + c);
+    const __m512i vc = _mm512_maskz_loadu_epi32(in, v_class + c);
+    // max(0, .) with the difference second: a NaN is passed through, as in the scalar loop
+    const __m512 d = _mm512_max_ps(zero, _mm512_sub_ps(_mm512_add_ps(un, vn), x));
+    const __mmask16 similar = _mm512_mask_cmpeq_epi32_mask(in, vc, uc);
+    const __mmask16 inside = _mm512_mask_cmp_ps_mask(in, d, m, _CMP_LT_OQ);
+    const __m512 hinge = _mm512_max_ps(zero, _mm512_sub_ps(m, d));
+    values = _mm512_mask_add_ps(values, in, values, _mm512_mask_blend_ps(similar, hinge, d));
+    const __m512 pair = _mm512_mask_mov_ps(_mm512_maskz_mov_ps(inside, minus_one), similar, one);
+    weights = _mm512_add_ps(weights, pair);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(w + c), reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(pair)));
+  }
+  weight += _mm512_reduce_add_ps(weights);
+  return _mm512_reduce_add_ps(values);
 }
 
-// The logistic pass over one chunk's theta, a row at a time, so that it can be interleaved with
-// the tile products of other chunks: the AMX unit runs its queued products while the vector
-// units run this (out-of-order execution overlaps the two when they alternate finely).
 // Software prefetch of the bank regions the next step reads (up to four), a few lines at a time,
 // spread over the steps of the current one.
 struct Prefetch {
@@ -223,20 +242,64 @@ struct Prefetch {
   }
 };
 
+// The passes, as policies of the pipeline: `row` turns row i of a chunk's products into the halves
+// of its pair weights and adds to the chunk's sums; `chunk_total` ends a chunk. kExactWeights:
+// the weights are exact in bfloat16 (no low half).
+struct LogisticPass {
+  static constexpr bool kExactWeights = false;
+  static constexpr float kScale = 1.0f;  // theta = u.v
+  LogisticSums sums;
+
+  void row(std::size_t, const float* theta, std::size_t, std::size_t valid, std::size_t width, std::uint16_t* hi,
+           std::uint16_t* lo) noexcept {
+    logistic_row(theta, valid, width, hi, lo, sums);
+  }
+  double chunk_total(std::size_t valid) noexcept {
+    const double total = valid ? sums.total() : 0.0;
+    sums = LogisticSums();
+    return total;
+  }
+};
+
+struct ContrastivePass {
+  static constexpr bool kExactWeights = true;
+  static constexpr float kScale = 2.0f;  // r = 2 u.v
+  const float* u_norm = nullptr;
+  const std::int32_t* u_class = nullptr;
+  const float* v_norm = nullptr;
+  const std::int32_t* v_class = nullptr;
+  float margin = 0.0f;
+  float* row_weight = nullptr;  // this thread's sums of the weights of each batch row
+  double value = 0.0;
+
+  void row(std::size_t i, const float* r, std::size_t start, std::size_t valid, std::size_t width,
+           std::uint16_t* hi, std::uint16_t*) noexcept {
+    value += contrastive_row(r, valid, width, u_norm[i], u_class[i], v_norm + start, v_class + start, margin, hi,
+                             row_weight[i]);
+  }
+  double chunk_total(std::size_t) noexcept {
+    const double total = value;
+    value = 0.0;
+    return total;
+  }
+};
+
+// One chunk's pass, a row at a time, so that it can be interleaved with the tile products of
+// other chunks (the product loops call tick() after each step of tile products).
+template <class Pass>
 struct PassCursor {
+  Pass* pass = nullptr;
   const float* theta = nullptr;
   std::uint16_t* p_hi = nullptr;
   std::uint16_t* p_lo = nullptr;
-  std::size_t rows = 0, valid = 0, width = 0, next = 0;
+  std::size_t start = 0, rows = 0, valid = 0, width = 0, next = 0;
   std::size_t every = 1, ticks = 0;  // one row every `every` ticks
-  LogisticSums sums;
   Prefetch prefetch;
 
   void row() noexcept {
-    logistic_row(theta + next * kChunk, valid, width, p_hi + next * kChunk, p_lo + next * kChunk, sums);
+    pass->row(next, theta + next * kChunk, start, valid, width, p_hi + next * kChunk, p_lo + next * kChunk);
     ++next;
   }
-  // Called by the product loops after each step of tile products.
   void tick() noexcept {
     prefetch.step();
     if (next < rows && ++ticks >= every) {
@@ -252,9 +315,10 @@ struct PassCursor {
 // theta[i][c] = (batch side row i) . (bank row start + c) for the chunk's `width` rows.
 // 2 x 2 output tiles at a time, each load right before its first use (about 10% faster here
 // than the four loads first).
+template <class Cursor>
 void chunk_theta(const std::uint16_t* a, std::size_t a_stride, std::size_t batch_pad, std::size_t steps,
                  const std::uint16_t* t_hi, const std::uint16_t* t_lo, std::size_t start, std::size_t width,
-                 float* theta, PassCursor& pass) noexcept {
+                 float* theta, Cursor& cursor) noexcept {
   const std::size_t per_dim = steps / 3;  // tiles along the dimension in each third
   for (std::size_t i = 0; i < batch_pad; i += 32) {
     const std::uint16_t* a0 = a + i * a_stride;
@@ -276,7 +340,7 @@ void chunk_theta(const std::uint16_t* a, std::size_t a_stride, std::size_t batch
         _tile_loadd(5, a1 + 32 * s, a_stride * 2);
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
-        pass.tick();
+        cursor.tick();
       }
       float* out = theta + i * kChunk + c;
       _tile_stored(0, out, kChunk * 4);
@@ -287,12 +351,12 @@ void chunk_theta(const std::uint16_t* a, std::size_t a_stride, std::size_t batch
   }
 }
 
-// sums (batch_pad x dim_pad) += P V over the chunk, P given by its halves (batch_pad x kChunk).
-// Q output tiles along the dimension at a time (2 or 4).
-template <int Q>
+// sums (batch_pad x dim_pad) += P V over the chunk, P given by its halves (batch_pad x kChunk;
+// the high half alone when Exact). Q output tiles along the dimension at a time (2 or 4).
+template <int Q, bool Exact, class Cursor>
 void chunk_times_bank(const std::uint16_t* p_hi, const std::uint16_t* p_lo, std::size_t batch_pad,
                       const std::uint16_t* v_hi, const std::uint16_t* v_lo, std::size_t dim_pad,
-                      std::size_t start, std::size_t width, float* sums, PassCursor& pass) noexcept {
+                      std::size_t start, std::size_t width, float* sums, Cursor& cursor) noexcept {
   const std::size_t tiles_per_pair_block = dim_pad / 16;
   for (std::size_t b = 0; b < batch_pad; b += 16) {
     for (std::size_t q0 = 0; q0 < tiles_per_pair_block; q0 += Q) {
@@ -305,13 +369,13 @@ void chunk_times_bank(const std::uint16_t* p_hi, const std::uint16_t* p_lo, std:
       }
       for (std::size_t c = 0; c < width; c += 32) {
         _tile_loadd(4, p_hi + b * kChunk + c, kChunk * 2);
-        _tile_loadd(5, p_lo + b * kChunk + c, kChunk * 2);
+        if constexpr (!Exact) _tile_loadd(5, p_lo + b * kChunk + c, kChunk * 2);
         const std::size_t base = ((start + c) / 32 * tiles_per_pair_block + q0) * kTile;
-#define DEEPHASH_AMX_STEP(q)                          \
-  _tile_loadd(6, v_hi + base + (q) * kTile, 64);      \
-  _tile_dpbf16ps(q, 4, 6);                            \
-  _tile_dpbf16ps(q, 5, 6);                            \
-  _tile_loadd(7, v_lo + base + (q) * kTile, 64);      \
+#define DEEPHASH_AMX_STEP(q)                                   \
+  _tile_loadd(6, v_hi + base + (q) * kTile, 64);               \
+  _tile_dpbf16ps(q, 4, 6);                                     \
+  if constexpr (!Exact) _tile_dpbf16ps(q, 5, 6);               \
+  _tile_loadd(7, v_lo + base + (q) * kTile, 64);               \
   _tile_dpbf16ps(q, 4, 7);
         DEEPHASH_AMX_STEP(0)
         DEEPHASH_AMX_STEP(1)
@@ -320,7 +384,7 @@ void chunk_times_bank(const std::uint16_t* p_hi, const std::uint16_t* p_lo, std:
           DEEPHASH_AMX_STEP(3)
         }
 #undef DEEPHASH_AMX_STEP
-        pass.tick();
+        cursor.tick();
       }
       _tile_stored(0, out, dim_pad * 4);
       _tile_stored(1, out + 16, dim_pad * 4);
@@ -332,49 +396,56 @@ void chunk_times_bank(const std::uint16_t* p_hi, const std::uint16_t* p_lo, std:
   }
 }
 
-}  // namespace
+// Per-thread working memory, reused from call to call: two of each chunk buffer, for the
+// pipeline.
+struct Scratch {
+  AlignedVector<float> theta[2];                  // batch_pad x kChunk
+  AlignedVector<std::uint16_t> p_hi[2], p_lo[2];  // batch_pad x kChunk
+  AlignedVector<float> sums;                      // batch_pad x dim_pad
+  std::vector<float> row_weight;                  // batch
+};
 
-void amx_pack_rows(const float* values, const std::int64_t* index, std::size_t count, std::size_t dim,
-                   std::size_t dim_pad, std::uint16_t* t_hi, std::uint16_t* t_lo, std::uint16_t* v_hi,
-                   std::uint16_t* v_lo) noexcept {
-  const std::size_t t_steps = dim_pad / 32, v_steps = dim_pad / 16;
-  for (std::size_t i = 0; i < count; ++i) {
-    const std::size_t n = static_cast<std::size_t>(index[i]);
-    const float* row = values + i * dim;
-    for (std::size_t k = 0; k < dim_pad; ++k) {
-      std::uint16_t hi = 0, lo = 0;
-      if (k < dim) split(row[k], hi, lo);
-      const std::size_t t = ((n / 16 * t_steps + k / 32) * 16 + (k % 32) / 2) * 32 + (n % 16) * 2 + k % 2;
-      const std::size_t v = ((n / 32 * v_steps + k / 16) * 16 + (n % 32) / 2) * 32 + (k % 16) * 2 + n % 2;
-      t_hi[t] = hi;
-      t_lo[t] = lo;
-      v_hi[v] = hi;
-      v_lo[v] = lo;
-    }
-  }
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
 }
 
-double amx_logistic(const float* u, std::size_t batch, std::size_t dim, std::size_t dim_pad, std::size_t rows,
-                    std::size_t rows_pad, const std::uint16_t* t_hi, const std::uint16_t* t_lo,
-                    const std::uint16_t* v_hi, const std::uint16_t* v_lo, float* sigmoid_v, std::size_t threads) {
-  const std::size_t batch_pad = (batch + 31) / 32 * 32;
-  // The batch side, [hi | lo | hi] per row, padding rows and dimensions zero.
-  const std::size_t a_stride = 3 * dim_pad;
-  AlignedVector<std::uint16_t> a(batch_pad * a_stride, 0);
+// The batch side of theta: scale * u as [hi | lo | hi] per row, padding rows and dimensions zero.
+AlignedVector<std::uint16_t> batch_side(const float* u, std::size_t batch, std::size_t batch_pad, std::size_t dim,
+                                        std::size_t dim_pad, float scale) {
+  const std::size_t stride = 3 * dim_pad;
+  AlignedVector<std::uint16_t> a(batch_pad * stride, 0);
+  std::vector<float> scaled(dim);
   std::vector<std::uint16_t> lo(dim);
   for (std::size_t i = 0; i < batch; ++i) {
-    std::uint16_t* row = a.data() + i * a_stride;
-    split_row(u + i * dim, dim, row, lo.data());
+    std::uint16_t* row = a.data() + i * stride;
+    for (std::size_t k = 0; k < dim; ++k) scaled[k] = scale * u[i * dim + k];  // exact: a power of 2
+    split_row(scaled.data(), dim, row, lo.data());
     std::memcpy(row + dim_pad, lo.data(), dim * 2);
     std::memcpy(row + 2 * dim_pad, row, dim * 2);
   }
+  return a;
+}
+
+// The pipeline over the whole bank, a range of chunks per thread. `prototype` is copied for each
+// thread; with_row_weight: the pass adds to per-row sums (ContrastivePass::row_weight), returned
+// in row_weight (batch). sums_out: the batch x dim sums of the second product.
+template <class Pass>
+double run_pipeline(const AmxBank& bank, const float* u, std::size_t batch, const Pass& prototype,
+                    bool with_row_weight, float* sums_out, float* row_weight, std::size_t threads) {
+  const std::size_t dim = bank.dim, dim_pad = bank.dim_pad, rows = bank.rows, rows_pad = bank.rows_pad;
+  const std::size_t batch_pad = (batch + 31) / 32 * 32;
+  const AlignedVector<std::uint16_t> a = batch_side(u, batch, batch_pad, dim, dim_pad, Pass::kScale);
+  const std::size_t a_stride = 3 * dim_pad, theta_steps = 3 * (dim_pad / 32);
   const std::size_t chunks = (rows_pad + kChunk - 1) / kChunk;
+  const auto width_of = [&](std::size_t chunk) { return std::min(kChunk, rows_pad - chunk * kChunk); };
   // Each range of chunks leaves its sums here, added up in chunk order below: the result depends
   // on the number of threads, not on which thread finished first.
   struct Part {
     std::size_t begin;
     double total;
     AlignedVector<float> sums;
+    std::vector<float> row_weight;
   };
   std::vector<Part> parts;
   std::mutex merge;
@@ -388,80 +459,128 @@ double amx_logistic(const float* u, std::size_t batch, std::size_t dim, std::siz
           s.p_lo[k].resize(batch_pad * kChunk);
         }
         s.sums.assign(batch_pad * dim_pad, 0.0f);
-        const std::size_t theta_steps = 3 * (dim_pad / 32);
-        const auto width_of = [&](std::size_t chunk) { return std::min(kChunk, rows_pad - chunk * kChunk); };
+        s.row_weight.assign(with_row_weight ? batch : 0, 0.0f);
+        Pass pass = prototype;
+        if constexpr (std::is_same_v<Pass, ContrastivePass>) pass.row_weight = s.row_weight.data();
         double part = 0.0;
-        {
-          TileScope tiles;
-          // Step `it` computes theta of chunk it and P V of chunk it - 2 on the tile unit, while
-          // the logistic pass of chunk it - 1 (theta in, the halves of P out) runs between them.
-          for (std::size_t it = begin; it < end + 2; ++it) {
-            const bool has_theta = it < end, has_pass = it >= begin + 1 && it - 1 < end,
-                       has_product = it >= begin + 2;
-            PassCursor pass;
-            std::size_t ticks = 0;
-            if (has_theta) ticks += batch_pad / 32 * (width_of(it) / 32) * theta_steps;
-            if (has_product) ticks += batch_pad / 16 * (dim_pad % 64 == 0 ? dim_pad / 64 : dim_pad / 32) *
-                                      (width_of(it - 2) / 32);
-            // the next step reads theta's layout of chunk it + 1 and the product's of chunk it - 1
-            const auto chunk_bytes = [&](std::size_t c) { return width_of(c) * dim_pad * sizeof(std::uint16_t); };
-            if (it + 1 < end) {
-              pass.prefetch.add(t_hi + (it + 1) * kChunk * dim_pad, chunk_bytes(it + 1));
-              pass.prefetch.add(t_lo + (it + 1) * kChunk * dim_pad, chunk_bytes(it + 1));
+        TileScope tiles;
+        // Step `it`: theta of chunk it and the second product of chunk it - 2 on the tile unit,
+        // the pass of chunk it - 1 between their steps.
+        for (std::size_t it = begin; it < end + 2; ++it) {
+          const bool has_theta = it < end, has_pass = it >= begin + 1 && it - 1 < end,
+                     has_product = it >= begin + 2;
+          PassCursor<Pass> cursor;
+          cursor.pass = &pass;
+          std::size_t ticks = 0;
+          if (has_theta) ticks += batch_pad / 32 * (width_of(it) / 32) * theta_steps;
+          if (has_product) ticks += batch_pad / 16 * (dim_pad % 64 == 0 ? dim_pad / 64 : dim_pad / 32) *
+                                    (width_of(it - 2) / 32);
+          // the next step reads theta's layout of chunk it + 1 and the product's of chunk it - 1
+          const auto chunk_bytes = [&](std::size_t c) { return width_of(c) * dim_pad * sizeof(std::uint16_t); };
+          if (it + 1 < end) {
+            cursor.prefetch.add(bank.t_hi + (it + 1) * kChunk * dim_pad, chunk_bytes(it + 1));
+            cursor.prefetch.add(bank.t_lo + (it + 1) * kChunk * dim_pad, chunk_bytes(it + 1));
+          }
+          if (has_pass) {
+            cursor.prefetch.add(bank.v_hi + (it - 1) * kChunk * dim_pad, chunk_bytes(it - 1));
+            cursor.prefetch.add(bank.v_lo + (it - 1) * kChunk * dim_pad, chunk_bytes(it - 1));
+          }
+          std::size_t prefetch_bytes = 0;
+          for (std::size_t r = 0; r < cursor.prefetch.regions; ++r) prefetch_bytes += cursor.prefetch.bytes[r];
+          cursor.prefetch.per_tick = ticks ? (prefetch_bytes / 64 + ticks - 1) / ticks : 0;
+          if (has_pass) {
+            const std::size_t c = it - 1, k = c % 2;
+            cursor.theta = s.theta[k].data();
+            cursor.p_hi = s.p_hi[k].data();
+            cursor.p_lo = s.p_lo[k].data();
+            cursor.start = c * kChunk;
+            cursor.rows = batch;
+            cursor.width = width_of(c);
+            cursor.valid = cursor.start < rows ? std::min(cursor.width, rows - cursor.start) : 0;
+            cursor.every = std::max<std::size_t>(1, ticks / batch);
+            // rows past the batch pair with nothing: zero halves
+            for (std::size_t i = batch; i < batch_pad; ++i) {
+              std::fill_n(cursor.p_hi + i * kChunk, cursor.width, std::uint16_t{0});
+              std::fill_n(cursor.p_lo + i * kChunk, cursor.width, std::uint16_t{0});
             }
-            if (has_pass) {
-              pass.prefetch.add(v_hi + (it - 1) * kChunk * dim_pad, chunk_bytes(it - 1));
-              pass.prefetch.add(v_lo + (it - 1) * kChunk * dim_pad, chunk_bytes(it - 1));
-            }
-            std::size_t prefetch_bytes = 0;
-            for (std::size_t r = 0; r < pass.prefetch.regions; ++r) prefetch_bytes += pass.prefetch.bytes[r];
-            pass.prefetch.per_tick = ticks ? (prefetch_bytes / 64 + ticks - 1) / ticks : 0;
-            if (has_pass) {
-              const std::size_t c = it - 1, start = c * kChunk, k = c % 2;
-              pass.theta = s.theta[k].data();
-              pass.p_hi = s.p_hi[k].data();
-              pass.p_lo = s.p_lo[k].data();
-              pass.rows = batch;
-              pass.width = width_of(c);
-              pass.valid = start < rows ? std::min(pass.width, rows - start) : 0;
-              pass.every = std::max<std::size_t>(1, ticks / batch);
-              // rows past the batch pair with nothing: zero halves (theta there is zero too)
-              for (std::size_t i = batch; i < batch_pad; ++i) {
-                std::fill_n(pass.p_hi + i * kChunk, pass.width, std::uint16_t{0});
-                std::fill_n(pass.p_lo + i * kChunk, pass.width, std::uint16_t{0});
-              }
-            }
-            if (has_theta)
-              chunk_theta(a.data(), a_stride, batch_pad, theta_steps, t_hi, t_lo, it * kChunk, width_of(it),
-                          s.theta[it % 2].data(), pass);
-            if (has_product) {
-              const std::size_t c = it - 2, k = c % 2;
-              if (dim_pad % 64 == 0)
-                chunk_times_bank<4>(s.p_hi[k].data(), s.p_lo[k].data(), batch_pad, v_hi, v_lo, dim_pad,
-                                    c * kChunk, width_of(c), s.sums.data(), pass);
-              else
-                chunk_times_bank<2>(s.p_hi[k].data(), s.p_lo[k].data(), batch_pad, v_hi, v_lo, dim_pad,
-                                    c * kChunk, width_of(c), s.sums.data(), pass);
-            }
-            if (has_pass) {
-              pass.finish();
-              if (pass.valid) part += pass.sums.total();
-            }
+          }
+          if (has_theta)
+            chunk_theta(a.data(), a_stride, batch_pad, theta_steps, bank.t_hi, bank.t_lo, it * kChunk, width_of(it),
+                        s.theta[it % 2].data(), cursor);
+          if (has_product) {
+            const std::size_t c = it - 2, k = c % 2;
+            constexpr bool exact = Pass::kExactWeights;
+            if (dim_pad % 64 == 0)
+              chunk_times_bank<4, exact>(s.p_hi[k].data(), s.p_lo[k].data(), batch_pad, bank.v_hi, bank.v_lo,
+                                         dim_pad, c * kChunk, width_of(c), s.sums.data(), cursor);
+            else
+              chunk_times_bank<2, exact>(s.p_hi[k].data(), s.p_lo[k].data(), batch_pad, bank.v_hi, bank.v_lo,
+                                         dim_pad, c * kChunk, width_of(c), s.sums.data(), cursor);
+          }
+          if (has_pass) {
+            cursor.finish();
+            part += pass.chunk_total(cursor.valid);
           }
         }
         std::lock_guard<std::mutex> lock(merge);
-        parts.push_back(Part{begin, part, AlignedVector<float>(s.sums.begin(), s.sums.end())});
+        parts.push_back(Part{begin, part, AlignedVector<float>(s.sums.begin(), s.sums.end()), s.row_weight});
       },
       threads);
   std::sort(parts.begin(), parts.end(), [](const Part& x, const Part& y) { return x.begin < y.begin; });
   double total = 0.0;
-  for (std::size_t i = 0; i < batch; ++i) std::fill_n(sigmoid_v + i * dim, dim, 0.0f);
+  std::fill_n(sums_out, batch * dim, 0.0f);
+  if (with_row_weight) std::fill_n(row_weight, batch, 0.0f);
   for (const Part& p : parts) {
     total += p.total;
-    for (std::size_t i = 0; i < batch; ++i)
-      for (std::size_t k = 0; k < dim; ++k) sigmoid_v[i * dim + k] += p.sums[i * dim_pad + k];
+    for (std::size_t i = 0; i < batch; ++i) {
+      for (std::size_t k = 0; k < dim; ++k) sums_out[i * dim + k] += p.sums[i * dim_pad + k];
+      if (with_row_weight) row_weight[i] += p.row_weight[i];
+    }
   }
   return total;
+}
+
+}  // namespace
+
+void amx_pack_rows(const AmxBankMutable& bank, const float* values, const std::int64_t* index,
+                   const std::int32_t* classes, std::size_t count) noexcept {
+  const std::size_t dim = bank.dim, dim_pad = bank.dim_pad;
+  const std::size_t t_steps = dim_pad / 32, v_steps = dim_pad / 16;
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::size_t n = static_cast<std::size_t>(index[i]);
+    const float* row = values + i * dim;
+    float norm = 0.0f;
+    for (std::size_t k = 0; k < dim_pad; ++k) {
+      std::uint16_t hi = 0, lo = 0;
+      if (k < dim) {
+        split(row[k], hi, lo);
+        norm += row[k] * row[k];
+      }
+      const std::size_t t = ((n / 16 * t_steps + k / 32) * 16 + (k % 32) / 2) * 32 + (n % 16) * 2 + k % 2;
+      const std::size_t v = ((n / 32 * v_steps + k / 16) * 16 + (n % 32) / 2) * 32 + (k % 16) * 2 + n % 2;
+      bank.t_hi[t] = hi;
+      bank.t_lo[t] = lo;
+      bank.v_hi[v] = hi;
+      bank.v_lo[v] = lo;
+    }
+    bank.v_norm[n] = norm;
+    bank.v_class[n] = classes ? classes[i] : -1;
+  }
+}
+
+double amx_logistic(const AmxBank& bank, const float* u, std::size_t batch, float* sigmoid_v, std::size_t threads) {
+  return run_pipeline(bank, u, batch, LogisticPass{}, false, sigmoid_v, nullptr, threads);
+}
+
+double amx_contrastive(const AmxBank& bank, const float* u, const float* u_norm, const std::int32_t* u_class,
+                       std::size_t batch, float margin, float* weight_v, float* weight_sum, std::size_t threads) {
+  ContrastivePass pass;
+  pass.u_norm = u_norm;
+  pass.u_class = u_class;
+  pass.v_norm = bank.v_norm;
+  pass.v_class = bank.v_class;
+  pass.margin = margin;
+  return run_pipeline(bank, u, batch, pass, true, weight_v, weight_sum, threads);
 }
 
 }  // namespace deephash::kernels

@@ -16,15 +16,30 @@ inline constexpr std::size_t amx_layout_size(std::size_t rows_pad, std::size_t d
   return rows_pad * dim_pad;
 }
 
-// Writes rows index[i] (each < rows_pad) from values (count x dim, row-major) into the four
-// layout arrays; the padding dimensions stay zero.
-void amx_pack_rows(const float* values, const std::int64_t* index, std::size_t count, std::size_t dim,
-                   std::size_t dim_pad, std::uint16_t* t_hi, std::uint16_t* t_lo, std::uint16_t* v_hi,
-                   std::uint16_t* v_lo) noexcept;
+// A packed bank: the four layout arrays (bank_amx.cpp describes them, each 64-byte aligned), and
+// per row its squared norm and class (-1: none), for `rows` rows padded to rows_pad.
+struct AmxBank {
+  const std::uint16_t *t_hi, *t_lo, *v_hi, *v_lo;
+  const float* v_norm;
+  const std::int32_t* v_class;
+  std::size_t rows, rows_pad, dim, dim_pad;
+};
 
-// PackedBank::logistic over a packed bank of `rows` rows (the rest up to rows_pad zero).
-double amx_logistic(const float* u, std::size_t batch, std::size_t dim, std::size_t dim_pad, std::size_t rows,
-                    std::size_t rows_pad, const std::uint16_t* t_hi, const std::uint16_t* t_lo,
-                    const std::uint16_t* v_hi, const std::uint16_t* v_lo, float* sigmoid_v, std::size_t threads);
+struct AmxBankMutable {
+  std::uint16_t *t_hi, *t_lo, *v_hi, *v_lo;
+  float* v_norm;
+  std::int32_t* v_class;
+  std::size_t rows, rows_pad, dim, dim_pad;
+};
+
+// Writes rows index[i] (each < rows) from values (count x dim, row-major), with classes[i]
+// (or -1 where classes is null); the padding dimensions stay zero.
+void amx_pack_rows(const AmxBankMutable& bank, const float* values, const std::int64_t* index,
+                   const std::int32_t* classes, std::size_t count) noexcept;
+
+// PackedBank::logistic and PackedBank::contrastive.
+double amx_logistic(const AmxBank& bank, const float* u, std::size_t batch, float* sigmoid_v, std::size_t threads);
+double amx_contrastive(const AmxBank& bank, const float* u, const float* u_norm, const std::int32_t* u_class,
+                       std::size_t batch, float margin, float* weight_v, float* weight_sum, std::size_t threads);
 
 }  // namespace deephash::kernels

@@ -197,9 +197,10 @@ def bank_products_mode() -> str:
 
 @dataclass(frozen=True)
 class BankProducts:
-    """A bank in the AMX tile layouts (``_core.PackedBank``), for the logistic terms against all
-    of its rows in one call, and how many of those rows the loss leaves out (rows not written
-    yet, which the layouts hold as zeros, when the loss pairs with written rows only).
+    """A bank in the AMX tile layouts (``_core.PackedBank``), for the logistic or contrastive
+    terms against all of its rows in one call, and how many of those rows the loss leaves out
+    (rows not written yet, which the layouts hold as zeros, when the loss pairs with written rows
+    only).
 
     Each product is taken from bfloat16 halves of both sides, ``hi hi + lo hi + hi lo``
     (about 16 significant bits, where float32 keeps 24; the sums run in float32 as before).
@@ -207,6 +208,24 @@ class BankProducts:
 
     packed: Any
     unwritten: int
+
+    def contrastive(self, u: torch.Tensor, u_norm: torch.Tensor, target: torch.Tensor,
+                    margin: float) -> tuple[float, torch.Tensor, torch.Tensor, int]:
+        """(sum of the DSH pair terms over the rows paired, W @ V, W @ 1, rows paired) for one-hot
+        ``target``, with ``d = u_norm_i + |v_j|^2 - 2 u_i.v_j`` and the pair weights
+        ``W = S - (1 - S) [d < margin]`` (see ``_core.PackedBank.contrastive``)."""
+        weight_v = torch.empty_like(u)
+        weight_sum = torch.empty_like(u_norm)
+        u_class = target.argmax(1).to(torch.int32).contiguous()
+        total = self.packed.contrastive(u.detach().contiguous().numpy(), u_norm.contiguous().numpy(),
+                                        u_class.numpy(), float(margin), weight_v.numpy(),
+                                        weight_sum.numpy(), torch.get_num_threads())
+        if self.unwritten:
+            # a row never written is zero with no class: a dissimilar pair at d = u_norm_i
+            inside = u_norm < float(margin)
+            total -= self.unwritten * float((float(margin) - u_norm.double()).clamp(min=0.0).sum())
+            weight_sum += self.unwritten * inside.to(weight_sum.dtype)
+        return total, weight_v, weight_sum, self.packed.rows - self.unwritten
 
     def logistic(self, u: torch.Tensor) -> tuple[float, torch.Tensor, int]:
         """(sum of softplus(theta) over the rows paired, sigmoid(theta) @ V, rows paired) for
@@ -260,7 +279,7 @@ class MemoryBank(nn.Module):
         self.not_one_hot.fill_(int((self.seen & (self.Y.sum(1) != 1)).sum()))
 
     def products(self, u: torch.Tensor, written_only: bool = True) -> Optional[BankProducts]:
-        """The bank in AMX tile layouts for the logistic terms of ``u`` against it, or None where
+        """The bank in AMX tile layouts for the pair terms of ``u`` against it, or None where
         they do not apply: a CPU without AMX-BF16 (``_core.bank_products_available()``), a bank
         or batch that is not float32 on the CPU, or ``DEEPHASH_BANK_PRODUCTS=float32``.
         The layouts are built on the first call (about 15 ms for 60,000 rows) and kept in step
@@ -270,11 +289,10 @@ class MemoryBank(nn.Module):
                 or not _core.bank_products_available()):
             return None
         if self._packed is None:
-            packed = _core.PackedBank(self.U.shape[0], self.U.shape[1])
+            self._packed = _core.PackedBank(self.U.shape[0], self.U.shape[1])
             rows = torch.nonzero(self.seen).view(-1)
             if rows.numel():
-                packed.write(self.U[rows].contiguous().numpy(), rows.numpy().astype(np.int64))
-            self._packed = packed
+                self._write_packed(rows)
         unwritten = int((~self.seen).sum()) if written_only else 0
         return BankProducts(self._packed, unwritten)
 
@@ -284,8 +302,14 @@ class MemoryBank(nn.Module):
             if self.U.device.type != "cpu" or self.U.dtype != torch.float32:
                 self._packed = None  # moved or cast: rebuilt on the next products() call
                 return
-            self._packed.write(self.U[index].contiguous().numpy(),
-                               index.detach().to("cpu", torch.int64).contiguous().numpy())
+            self._write_packed(index.detach().to("cpu", torch.int64))
+
+    def _write_packed(self, rows: torch.Tensor) -> None:
+        """Rows of U into the packed layouts, each with its class (-1 where its label is not
+        one-hot: such a bank never takes the contrastive products)."""
+        labels = self.Y[rows]
+        classes = torch.where(labels.sum(1) == 1, labels.argmax(1), -1).to(torch.int32)
+        self._packed.write(self.U[rows].contiguous().numpy(), rows.contiguous().numpy(), classes.numpy())
 
     @torch.no_grad()
     def update(self, u: torch.Tensor, target: torch.Tensor, index: torch.Tensor) -> None:

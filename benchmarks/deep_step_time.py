@@ -15,8 +15,13 @@ full one. The configurations run in interleaved rounds (a change in the machine'
 alike); times are the median over all timed steps, in process CPU seconds (with one thread, less
 disturbed by other jobs than wall time, which is printed beside it).
 
+A method name may end in ``@float32``: that configuration runs with
+``DEEPHASH_BANK_PRODUCTS=float32`` (the float32 bank path even where the AMX bank products run),
+so that both bank paths are timed in one run, side by side.
+
     python benchmarks/deep_step_time.py                     # defaults: under 2 minutes, 1 thread
     python benchmarks/deep_step_time.py --methods hashnet dpsh dsh+bank --rounds 5
+    python benchmarks/deep_step_time.py --methods hashnet dpsh dpsh@float32 --fills 1.0
 """
 
 from __future__ import annotations
@@ -33,11 +38,15 @@ from pathlib import Path
 METHODS = ["hashnet", "dpsh", "dsdh", "dsh", "dch", "csq", "greedyhash", "dsh+bank", "dhn+bank"]
 
 
-def parse_method(spec: str) -> tuple[str, dict]:
-    """``name`` or ``name+bank`` (the loss with ``memory_bank=True``)."""
+def parse_method(spec: str) -> tuple[str, dict, dict]:
+    """``name``, ``name+bank`` (the loss with ``memory_bank=True``), either with ``@float32``
+    (the float32 bank path): (method, loss parameters, environment while it runs)."""
+    env = {}
+    if spec.endswith("@float32"):
+        spec, env = spec[: -len("@float32")], {"DEEPHASH_BANK_PRODUCTS": "float32"}
     if spec.endswith("+bank"):
-        return spec[: -len("+bank")], {"memory_bank": True}
-    return spec, {}
+        return spec[: -len("+bank")], {"memory_bank": True}, env
+    return spec, {}, env
 
 
 def fill_state(loss, rows, num_classes: int, gen) -> None:
@@ -72,7 +81,7 @@ class Setup:
         from deephash_engine.deep.models import build_model
         from deephash_engine.deep.trainer import build_optimizer
 
-        method, params = parse_method(spec)
+        method, params, self.env = parse_method(spec)
         torch.manual_seed(args.seed)
         gen = torch.Generator().manual_seed(args.seed)
         self.spec, self.args, self.gen = spec, args, gen
@@ -110,13 +119,22 @@ class Setup:
 
         self.model.train()
         self.loss.train()
-        for k in range(warmup + steps):
-            x, target, index = self.batch()
-            c0, w0 = time.process_time(), time.perf_counter()
-            train_step(self.model, self.loss, self.optimizer, x, target, index)
-            if k >= warmup:
-                self.cpu.append(time.process_time() - c0)
-                self.wall.append(time.perf_counter() - w0)
+        saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)
+        try:
+            for k in range(warmup + steps):
+                x, target, index = self.batch()
+                c0, w0 = time.process_time(), time.perf_counter()
+                train_step(self.model, self.loss, self.optimizer, x, target, index)
+                if k >= warmup:
+                    self.cpu.append(time.process_time() - c0)
+                    self.wall.append(time.perf_counter() - w0)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
     def result(self) -> dict:
         c0 = time.process_time()
@@ -185,10 +203,14 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from bench_context import cpu_model
 
+    from deephash_engine import _core
+
     steps_per_epoch = args.num_train // args.batch
+    amx = "AMX bank products" if _core.bank_products_available() else \
+        f"no AMX bank products ({_core.bank_products_unavailable_reason()})"
     print(f"# {cpu_model()}, {args.threads} torch thread(s), torch {torch.__version__}; "
           f"batch {args.batch}, {args.bits} bits, bank {args.num_train} rows, "
-          f"{steps_per_epoch} steps/epoch, median of {args.rounds} x {args.steps} steps", flush=True)
+          f"{steps_per_epoch} steps/epoch, median of {args.rounds} x {args.steps} steps; {amx}", flush=True)
     setups = []
     for spec in args.methods:
         first = Setup(spec, 1.0, args)
@@ -205,6 +227,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     context = {"cpu": cpu_model(), "threads": args.threads, "torch": torch.__version__,
+               "bank_products": _core.bank_products_available(),
                "python": platform.python_version(), "steps_per_epoch": steps_per_epoch,
                "command": "python benchmarks/deep_step_time.py " + " ".join(sys.argv[1:] if argv is None else argv)}
     out.write_text(json.dumps({"context": context, "args": vars(args), "rows": rows}, indent=2))

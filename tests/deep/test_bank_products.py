@@ -253,3 +253,20 @@ def test_contrastive_binding_checks_its_arguments():
         packed.contrastive(u, norm, cls, 1.0, wv, ws[:2])
     with pytest.raises(ValueError, match="classes: expected shape"):
         packed.write(np.zeros((2, 4), np.float32), np.array([1, 2], np.int64), np.zeros(3, np.int32))
+
+
+@needs_amx
+def test_a_bank_with_layouts_copies_and_pickles():
+    # the layouts are not copied: the copy rebuilds its own from U, with the same results
+    import copy
+    import pickle
+
+    loss, u, target, index = filled(lambda: MAKERS["dpsh"]("all"), N)
+    loss.eval()
+    want = value_and_grad(loss, u, target, index)
+    assert loss.bank._packed is not None
+    for clone in (copy.deepcopy(loss), pickle.loads(pickle.dumps(loss))):
+        assert clone.bank._packed is None
+        got = value_and_grad(clone, u, target, index)
+        assert clone.bank._packed is not None and clone.bank._packed is not loss.bank._packed
+        assert got[0] == want[0] and torch.equal(got[1], want[1])

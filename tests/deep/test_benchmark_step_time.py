@@ -3,6 +3,7 @@ read the training labels before their first step (ADSH, CNNH)."""
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -45,3 +46,23 @@ def test_prepared_like_a_fresh_run(step_time):
     assert bool(setup.loss.ready)
     setup.run(0, 1)
     assert len(setup.cpu) == 1
+
+
+def test_float32_suffix_runs_the_float32_bank_path(step_time, monkeypatch):
+    """``name@float32`` times the same loss with DEEPHASH_BANK_PRODUCTS=float32 while it runs (and
+    only then): its bank never builds the AMX layouts; the plain name's does where AMX runs."""
+    import argparse
+
+    from deephash_engine import _core
+
+    assert step_time.parse_method("dsh+bank@float32") == ("dsh", {"memory_bank": True},
+                                                          {"DEEPHASH_BANK_PRODUCTS": "float32"})
+    assert step_time.parse_method("dpsh") == ("dpsh", {}, {})
+    monkeypatch.delenv("DEEPHASH_BANK_PRODUCTS", raising=False)
+    args = argparse.Namespace(seed=0, bits=16, num_train=128, classes=10, batch=16)
+    plain, forced = step_time.Setup("dpsh", 1.0, args), step_time.Setup("dpsh@float32", 1.0, args)
+    forced.run(0, 1)
+    plain.run(0, 1)
+    assert forced.loss.bank._packed is None
+    assert (plain.loss.bank._packed is not None) == _core.bank_products_available()
+    assert "DEEPHASH_BANK_PRODUCTS" not in os.environ

@@ -238,6 +238,11 @@ class BankProducts:
         return total, sigmoid_v, self.packed.rows - self.unwritten
 
 
+def _rebuild_after_load(bank: "MemoryBank", _keys) -> None:
+    # a module-level function, not a lambda, so that a bank can be pickled
+    bank.rebuild_summaries()
+
+
 class MemoryBank(nn.Module):
     """Latest outputs and labels of every training sample: ``U`` (n, nbits), ``Y`` (n, classes).
 
@@ -265,7 +270,13 @@ class MemoryBank(nn.Module):
                              persistent=False)
         self.register_buffer("not_one_hot", torch.zeros((), dtype=torch.int64), persistent=False)
         self._packed: Optional[Any] = None  # _core.PackedBank of U, built on first use
-        self.register_load_state_dict_post_hook(lambda module, _keys: module.rebuild_summaries())
+        self.register_load_state_dict_post_hook(_rebuild_after_load)
+
+    def __getstate__(self):
+        # the packed layouts are a core object: not copied or pickled, rebuilt from U on next use
+        state = self.__dict__.copy()
+        state["_packed"] = None
+        return state
 
     @torch.no_grad()
     def rebuild_summaries(self) -> None:

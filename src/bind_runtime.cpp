@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "bind_common.hpp"
+#include "deephash/bank_products.hpp"
 #include "deephash/common.hpp"
 #include "deephash/simd.hpp"
 #include "deephash/threads.hpp"
@@ -90,6 +91,9 @@ void bind_runtime(py::module_& m) {
     for (const auto& [cs, plan] : simd_plans()) plans[py::int_(8 * cs)] = plan_dict(plan);
     info["simd_plan"] = plans;
     info["num_threads"] = get_num_threads();
+    // the AMX products of the training losses' memory banks (bank_products.hpp)
+    info["bank_products"] = bank_products_available();
+    info["bank_products_reason"] = std::string(bank_products_unavailable_reason());
 #ifdef DEEPHASH_WITH_CUDA
     info["cuda"] = true;
     info["cuda_version"] = DEEPHASH_CUDA_VERSION;
@@ -109,7 +113,8 @@ void bind_runtime(py::module_& m) {
     info["compiler"] = "unknown";
 #endif
     return info;
-  }, "Version, SIMD levels (compiled, available, in use), threads, CUDA support and compiler.");
+  }, "Version, SIMD levels (compiled, available, in use), threads, the AMX bank products of training "
+     "(and why not), CUDA support and compiler.");
 }
 
 }  // namespace deephash::py_bind

@@ -18,6 +18,9 @@ def test_build_info_describes_the_build():
     assert info["simd_level"] == de.simd_level()
     assert set(info["available_simd_levels"]) <= set(info["compiled_simd_levels"])
     assert isinstance(info["cuda"], bool)
+    # the AMX bank products of training: available, or a reason why not
+    assert isinstance(info["bank_products"], bool)
+    assert (info["bank_products_reason"] == "") == info["bank_products"]
 
 
 def test_levels_are_switchable_and_restored():

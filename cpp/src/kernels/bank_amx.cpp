@@ -352,6 +352,43 @@ void chunk_theta(const std::uint16_t* a, std::size_t a_stride, std::size_t batch
   }
 }
 
+// chunk_theta for dim_pad = 32 T with T <= 2 (codes of up to 64 bits): the batch side's halves of
+// 16 rows stay in tiles 4-7 while the chunk's bank rows stream past, 16 at a time into one output
+// tile: 2 T loads for 3 T tile products, where the 2 x 2 blocking needs one load a product.
+template <int T, class Cursor>
+void chunk_theta_resident(const std::uint16_t* a, std::size_t a_stride, std::size_t batch_pad,
+                          const std::uint16_t* t_hi, const std::uint16_t* t_lo, std::size_t start,
+                          std::size_t width, float* theta, Cursor& cursor) noexcept {
+  static_assert(T == 1 || T == 2);
+  for (std::size_t i = 0; i < batch_pad; i += 16) {
+    const std::uint16_t* rows = a + i * a_stride;  // [hi | lo | hi], 32 T columns each
+    _tile_loadd(4, rows, a_stride * 2);            // hi, dimensions 0-31
+    _tile_loadd(5, rows + 32 * T, a_stride * 2);   // lo, dimensions 0-31
+    if constexpr (T == 2) {
+      _tile_loadd(6, rows + 32, a_stride * 2);       // hi, dimensions 32-63
+      _tile_loadd(7, rows + 32 * T + 32, a_stride * 2);  // lo, dimensions 32-63
+    }
+    for (std::size_t c = 0; c < width; c += 16) {
+      const std::size_t tile = (start + c) / 16 * T * kTile;
+      _tile_zero(0);
+      _tile_loadd(1, t_hi + tile, 64);
+      _tile_dpbf16ps(0, 4, 1);
+      _tile_dpbf16ps(0, 5, 1);
+      _tile_loadd(2, t_lo + tile, 64);
+      _tile_dpbf16ps(0, 4, 2);
+      if constexpr (T == 2) {
+        _tile_loadd(3, t_hi + tile + kTile, 64);
+        _tile_dpbf16ps(0, 6, 3);
+        _tile_dpbf16ps(0, 7, 3);
+        _tile_loadd(1, t_lo + tile + kTile, 64);
+        _tile_dpbf16ps(0, 6, 1);
+      }
+      _tile_stored(0, theta + i * kChunk + c, kChunk * 4);
+      if (c % 32 == 16) cursor.tick();
+    }
+  }
+}
+
 // sums (batch_pad x dim_pad) += P V over the chunk, P given by its halves (batch_pad x kChunk;
 // the high half alone when Exact). Q output tiles along the dimension at a time (2 or 4).
 template <int Q, bool Exact, class Cursor>
@@ -473,7 +510,9 @@ double run_pipeline(const AmxBank& bank, const float* u, std::size_t batch, cons
           PassCursor<Pass> cursor;
           cursor.pass = &pass;
           std::size_t ticks = 0;
-          if (has_theta) ticks += batch_pad / 32 * (width_of(it) / 32) * theta_steps;
+          if (has_theta)  // the tick counts of chunk_theta_resident and chunk_theta
+            ticks += dim_pad <= 64 ? batch_pad / 16 * (width_of(it) / 32)
+                                   : batch_pad / 32 * (width_of(it) / 32) * theta_steps;
           if (has_product) ticks += batch_pad / 16 * (dim_pad % 64 == 0 ? dim_pad / 64 : dim_pad / 32) *
                                     (width_of(it - 2) / 32);
           // the next step reads theta's layout of chunk it + 1 and the product's of chunk it - 1
@@ -505,9 +544,18 @@ double run_pipeline(const AmxBank& bank, const float* u, std::size_t batch, cons
               std::fill_n(cursor.p_lo + i * kChunk, cursor.width, std::uint16_t{0});
             }
           }
-          if (has_theta)
-            chunk_theta(a.data(), a_stride, batch_pad, theta_steps, bank.t_hi, bank.t_lo, it * kChunk, width_of(it),
-                        s.theta[it % 2].data(), cursor);
+          if (has_theta) {
+            float* theta = s.theta[it % 2].data();
+            if (dim_pad == 32)
+              chunk_theta_resident<1>(a.data(), a_stride, batch_pad, bank.t_hi, bank.t_lo, it * kChunk, width_of(it),
+                                      theta, cursor);
+            else if (dim_pad == 64)
+              chunk_theta_resident<2>(a.data(), a_stride, batch_pad, bank.t_hi, bank.t_lo, it * kChunk, width_of(it),
+                                      theta, cursor);
+            else
+              chunk_theta(a.data(), a_stride, batch_pad, theta_steps, bank.t_hi, bank.t_lo, it * kChunk, width_of(it),
+                          theta, cursor);
+          }
           if (has_product) {
             const std::size_t c = it - 2, k = c % 2;
             constexpr bool exact = Pass::kExactWeights;

@@ -270,3 +270,15 @@ def test_a_bank_with_layouts_copies_and_pickles():
         got = value_and_grad(clone, u, target, index)
         assert clone.bank._packed is not None and clone.bank._packed is not loss.bank._packed
         assert got[0] == want[0] and torch.equal(got[1], want[1])
+
+
+def test_pairwise_likelihood_refuses_products_without_class_sums_or_with_a_margin():
+    from deephash_engine.deep.losses.functional import pairwise_likelihood
+
+    u, target = torch.randn(4, NB), F.one_hot(torch.arange(4) % NC, NC).float()
+    products = base.BankProducts(packed=None, unwritten=0)  # refused before it is used
+    with pytest.raises(ValueError, match="needs class_v"):
+        pairwise_likelihood(u, None, target, None, None, products=products)
+    with pytest.raises(ValueError, match="no margin"):
+        pairwise_likelihood(u, None, target, None, None, class_v=torch.zeros(NC, NB), margin=1.0,
+                            products=products)

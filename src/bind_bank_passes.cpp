@@ -15,15 +15,16 @@ namespace deephash::py_bind {
 
 namespace {
 
-// A float32 C-contiguous array (writeable when `in_place`), taken as is: the passes write into
-// their arguments, so a converted copy would silently lose the result.
-py::array float32_arg(const py::handle& obj, const char* name, bool in_place) {
+// A C-contiguous array of dtype T (writeable when `in_place`), taken as is: the passes write into
+// their arguments, so a converted copy would silently lose the result. `dtype` names T in errors.
+template <class T>
+py::array typed_arg(const py::handle& obj, const char* name, const char* dtype, bool in_place = false) {
   if (!py::isinstance<py::array>(obj))
-    throw py::type_error(std::string(name) + ": expected a numpy.ndarray of float32, got " +
+    throw py::type_error(std::string(name) + ": expected a numpy.ndarray of " + dtype + ", got " +
                          std::string(py::str(py::type::of(obj).attr("__name__"))));
   py::array a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().equal(py::dtype::of<float>()))
-    throw py::type_error(std::string(name) + ": expected dtype('float32'), got " + dtype_name(a));
+  if (!a.dtype().equal(py::dtype::of<T>()))
+    throw py::type_error(std::string(name) + ": expected dtype('" + dtype + "'), got " + dtype_name(a));
   if (!(a.flags() & py::array::c_style)) {
     std::string strides;
     for (py::ssize_t i = 0; i < a.ndim(); ++i) strides += (i ? ", " : "") + std::to_string(a.strides(i));
@@ -33,6 +34,10 @@ py::array float32_arg(const py::handle& obj, const char* name, bool in_place) {
   if (in_place && !a.writeable())
     throw py::value_error(std::string(name) + ": expected a writeable array (it is updated in place), got a read-only one");
   return a;
+}
+
+py::array float32_arg(const py::handle& obj, const char* name, bool in_place) {
+  return typed_arg<float>(obj, name, "float32", in_place);
 }
 
 std::string shape_text(const py::array& a) {
@@ -47,18 +52,6 @@ py::array matrix_arg(const py::handle& obj, const char* name, std::size_t cols, 
   if (a.ndim() != 2 || static_cast<std::size_t>(a.shape(1)) != cols)
     throw py::value_error(std::string(name) + ": expected shape (n, " + std::to_string(cols) + "), got " +
                           shape_text(a));
-  return a;
-}
-
-// A C-contiguous array of dtype T (named `dtype` in the message), taken as is.
-template <class T>
-py::array typed_arg(const py::handle& obj, const char* name, const char* dtype) {
-  if (!py::isinstance<py::array>(obj))
-    throw py::type_error(std::string(name) + ": expected a numpy.ndarray of " + dtype);
-  py::array a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().equal(py::dtype::of<T>()) || !(a.flags() & py::array::c_style))
-    throw py::type_error(std::string(name) + ": expected a C-contiguous array of dtype('" + dtype + "'), got " +
-                         dtype_name(a));
   return a;
 }
 

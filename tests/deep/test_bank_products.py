@@ -217,10 +217,10 @@ def test_dsh_bank_takes_the_products_and_agrees_with_float32(monkeypatch, pairs,
     make = lambda: with_pairs(L.DSHLoss(NB, memory_bank=True, num_train=N, num_classes=NC), pairs)  # noqa: E731
     loss, u, target, index = filled(make, written)
     loss.eval()
-    assert loss._products(u, target) is not None
+    assert bank_pairing_uses_products(loss.bank, u, target, pairs)
     got = value_and_grad(loss, u, target, index)
     monkeypatch.setenv("DEEPHASH_BANK_PRODUCTS", "float32")
-    assert loss._products(u, target) is None
+    assert not bank_pairing_uses_products(loss.bank, u, target, pairs)
     want = value_and_grad(loss, u, target, index)
     assert abs(got[0] - want[0]) <= 2e-5 * max(1.0, abs(want[0]))
     assert float((got[1] - want[1]).abs().max()) <= 2e-5 * float(want[1].abs().max())
@@ -231,10 +231,12 @@ def test_dsh_bank_takes_the_products_and_agrees_with_float32(monkeypatch, pairs,
 def test_dsh_multi_hot_labels_use_the_float32_path():
     make = lambda: L.DSHLoss(NB, memory_bank=True, num_train=N, num_classes=NC)  # noqa: E731
     loss, u, target, index = filled(make, N, multi_hot=True)
-    assert loss._products(u, target) is None
+    loss.eval()  # pairing without writes
+    assert loss.pairing(u, target, index)[4] is None and loss.pairing(u, target, index)[0] is not None
     loss, u, target, index = filled(make, N)
-    assert loss._products(u, target) is not None
-    assert loss._products(u, target + F.one_hot(torch.zeros(BATCH, dtype=torch.long), NC)) is None
+    loss.eval()
+    assert loss.pairing(u, target, index)[4] is not None
+    assert loss.pairing(u, target + F.one_hot(torch.zeros(BATCH, dtype=torch.long), NC), index)[4] is None
 
 
 @needs_amx

@@ -468,10 +468,10 @@ class PairwiseLoss(HashLoss):
             self.bank.update(u, target, index)
         return self.bank.pairs(u, written_only=self.bank_pairs == "written")
 
-    def likelihood_pairs(self, u: torch.Tensor, target: torch.Tensor, index: Optional[torch.Tensor]):
-        """:meth:`others` for :func:`~.functional.pairwise_likelihood`: ``(v, yv, mask, class_v,
+    def pairing(self, u: torch.Tensor, target: torch.Tensor, index: Optional[torch.Tensor]):
+        """:meth:`others` for the losses with an AMX bank step: ``(v, yv, mask, class_v,
         products)`` with the bank's ``Y^T U`` and, where they serve the whole step, its AMX
-        layouts (:func:`bank_pairing`)."""
+        layouts (:func:`bank_pairing`; then v and yv are None)."""
         if self.bank is None:
             return (*self.others(u, target, index), None, None)
         if self.training:
@@ -480,7 +480,7 @@ class PairwiseLoss(HashLoss):
 
 
 def bank_pairing(bank: MemoryBank, u: torch.Tensor, target: torch.Tensor, written_only: bool = True):
-    """``(v, yv, mask, class_v, products)`` for the pairwise likelihood of ``u`` against a bank.
+    """``(v, yv, mask, class_v, products)`` for the pair terms of ``u`` against a bank.
 
     Where the bank's AMX layouts serve the whole step (:meth:`MemoryBank.products`: a CPU with
     AMX-BF16, float32; and one-hot labels on both sides, so that ``S @ V = target @ class_v``),

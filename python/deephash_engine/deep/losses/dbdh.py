@@ -49,7 +49,7 @@ class DBDHLoss(PairwiseLoss):
 
     def compute(self, u, target, index):
         h = u.clamp(-1.0, 1.0)
-        v, yv, mask, class_v, products = self.likelihood_pairs(h, target, index)
+        v, yv, mask, class_v, products = self.pairing(h, target, index)
         likelihood = pairwise_likelihood(h, v, target, yv, mask, class_v=class_v, products=products)
         balance = h.mean(1).abs().pow(self.p).mean()
         return likelihood + self.alpha * balance

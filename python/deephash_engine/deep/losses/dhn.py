@@ -38,6 +38,6 @@ class DHNLoss(PairwiseLoss):
         self.alpha = float(alpha)
 
     def compute(self, u, target, index):
-        v, yv, mask, class_v, products = self.likelihood_pairs(u, target, index)
+        v, yv, mask, class_v, products = self.pairing(u, target, index)
         likelihood = pairwise_likelihood(u, v, target, yv, mask, class_v=class_v, products=products)
         return likelihood + self.alpha * log_cosh(u.abs() - 1.0).mean()

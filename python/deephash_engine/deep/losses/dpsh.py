@@ -41,7 +41,7 @@ class DPSHLoss(PairwiseLoss):
         self.eta = float(eta)
 
     def compute(self, u, target, index):
-        v, yv, mask, class_v, products = self.likelihood_pairs(u, target, index)
+        v, yv, mask, class_v, products = self.pairing(u, target, index)
         likelihood = pairwise_likelihood(u, v, target, yv, mask, class_v=class_v, products=products)
         quantization = ((u - sign_pm1(u).detach()) ** 2).mean()
         return likelihood + self.eta * quantization

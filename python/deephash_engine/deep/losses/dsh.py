@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 
 from ... import _core
-from .base import PairwiseLoss, bank_blocks, is_one_hot, similarity, with_gradient
+from .base import PairwiseLoss, bank_blocks, similarity, with_gradient
 from .functional import contrastive
 
 
@@ -38,34 +38,21 @@ class DSHLoss(PairwiseLoss):
 
     def compute(self, u, target, index):
         regular = (u.abs() - 1.0).abs().sum(1).mean()
-        if self.bank is not None:
-            if self.training:
-                self.bank.update(u, target, index)
-            products = self._products(u, target)
-            if products is not None:  # the core's AMX call: products, pass and sums in one
-                with torch.no_grad():
-                    u_norm = (u * u).sum(1)
-                    total, weight_v, weight_sum, paired = products.contrastive(u, u_norm, target, self.margin)
-                    count = float(u.shape[0] * paired) or 1.0
-                    value = torch.as_tensor(0.5 * total / count, dtype=u.dtype)
-                    grad_u = (weight_sum.unsqueeze(1) * u - weight_v) / count
-                return with_gradient(value, u, grad_u) + self.alpha * regular
-            v, yv, mask = self.bank.pairs(u, written_only=self.bank_pairs == "written")
-        else:
-            v, yv, mask = self.others(u, target, index)
+        v, yv, mask, _, products = self.pairing(u, target, index)
+        if products is not None:  # the core's AMX call: products, pass and sums in one
+            with torch.no_grad():
+                u_norm = (u * u).sum(1)
+                total, weight_v, weight_sum, paired = products.contrastive(u, u_norm, target, self.margin)
+                count = float(u.shape[0] * paired) or 1.0
+                value = torch.as_tensor(0.5 * total / count, dtype=u.dtype)
+                grad_u = (weight_sum.unsqueeze(1) * u - weight_v) / count
+            return with_gradient(value, u, grad_u) + self.alpha * regular
         if v.requires_grad or mask is not None:
             s = similarity(target.to(u.dtype), yv)
             return contrastive(u, v, s, self.margin, mask) + self.alpha * regular
         with torch.no_grad():  # bank: value and gradient in closed form, block by block
             value, grad_u = self._bank_terms(u, target.to(u.dtype), v, yv)
         return with_gradient(value, u, grad_u) + self.alpha * regular
-
-    def _products(self, u, target):
-        """The bank's AMX layouts where they serve the step (one-hot labels on both sides, float32
-        on a CPU with AMX-BF16: :meth:`MemoryBank.products`), else None."""
-        if self.bank.one_hot_class_sums() is None or not is_one_hot(target):
-            return None
-        return self.bank.products(u, written_only=self.bank_pairs == "written")
 
     def _bank_terms(self, u, target, v, yv):
         """Mean pair term and its gradient with respect to u against bank rows v (no grad).

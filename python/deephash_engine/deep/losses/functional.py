@@ -96,7 +96,8 @@ def pairwise_likelihood(
     target = target.to(u.dtype)
     if products is not None:
         if class_v is None or margin:
-            raise ValueError("products: needs class_v (one-hot labels) and no margin")
+            raise ValueError("products: needs class_v (one-hot labels) and margin 0, got class_v "
+                             f"{'None' if class_v is None else tuple(class_v.shape)} and margin {margin}")
         with torch.no_grad():
             scaled = scale * u
             total, sigmoid_v, paired = products.logistic(scaled)

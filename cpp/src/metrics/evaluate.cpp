@@ -1,5 +1,6 @@
 // evaluate_retrieval: validation, the parallel loop over queries and the per-query metrics.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cmath>
 #include <limits>
@@ -109,10 +110,16 @@ class Evaluation {
     res.average_precision.assign(opt_.want_map ? nq_ : 0, 0.0);
     res.relevant_total.assign(nq_, 0);
     std::vector<BlockSums> blocks((nq_ + kQueryBlock - 1) / kQueryBlock);
-    parallel_for(blocks.size(), [&](std::size_t b_begin, std::size_t b_end) {
-      Worker w(*this);
-      for (std::size_t b = b_begin; b < b_end; ++b) run_block(w, b, blocks[b], res);
-    });
+    // Each thread claims the next block as it finishes one, so a core that runs slower (another
+    // process on it, a virtual CPU descheduled) does not leave the other waiting at the end. A
+    // block's sums do not depend on which thread ran it.
+    std::atomic<std::size_t> next{0};
+    parallel_for(std::min<std::size_t>(blocks.size(), static_cast<std::size_t>(get_num_threads())),
+                 [&](std::size_t, std::size_t) {
+                   Worker w(*this);
+                   for (std::size_t b; (b = next.fetch_add(1, std::memory_order_relaxed)) < blocks.size();)
+                     run_block(w, b, blocks[b], res);
+                 });
     finish(blocks, res);
     return res;
   }

@@ -25,8 +25,9 @@ epochs (deephash_pytorch_peer.py says how it is loaded). ADSH, DAPH and PCDH, wh
 in the script rather than in a loss module, run the script's own training loop on the same data,
 backbone and optimiser (deephash_pytorch_scripts.py); the schedule option does not apply to them.
 ``--thulab-dir`` takes a checkout of thulab/DeepHash and ``--tf-python`` the interpreter of an
-environment with TensorFlow 2: after DQN, DVSQ and DTQ, thulab's own graph of the method trains
-the same backbone in a process of its own (thulab_peer.py says how), as ``peer-<method>``.
+environment with TensorFlow 2: after DQN, DVSQ, DTQ, DHN and DCH, thulab's own graph of the method trains
+the same backbone in a process of its own (thulab_peer.py says how), as ``peer-<method>``; DHN and
+DCH, which have DeepHash-pytorch peers too, run as ``thulab-<method>`` beside ``--peer-dir``.
 A peer whose research code needs more memory than the machine has available (CNNH's loss and
 DAPH's script form (n, n) matrices over the training set) is not run: results.json lists it under
 "skipped" with the reason, and the grid goes on.
@@ -104,7 +105,7 @@ def main(argv=None) -> int:
                    help="a checkout of DeepHash-pytorch: after each method that has a loss there, train "
                         "that loss too (as peer-<method>), same model, data, optimiser and epochs")
     p.add_argument("--thulab-dir", metavar="DIR",
-                   help="a checkout of thulab/DeepHash: after each of its quantization methods, train its "
+                   help="a checkout of thulab/DeepHash: after each of its methods (DQN, DVSQ, DTQ, DHN, DCH), train its "
                         "model's graph too (as peer-<method>; thulab_peer.py), needs --tf-python")
     p.add_argument("--tf-python", metavar="PY",
                    help="the Python of an environment with TensorFlow 2 (for --thulab-dir)")
@@ -127,8 +128,9 @@ def main(argv=None) -> int:
     if args.thulab_dir:
         from thulab_peer import THULAB_PEERS
 
-        thulab_peers = {f"peer-{m}": m for m in THULAB_PEERS if m in methods}
-        methods = [name for m in methods for name in ([m, f"peer-{m}"] if m in THULAB_PEERS else [m])]
+        thulab_peers = thulab_peer_names(methods, THULAB_PEERS)
+        by_method = {m: name for name, m in thulab_peers.items()}
+        methods = [name for m in methods for name in ([m, by_method[m]] if m in by_method else [m])]
 
     import torch
 
@@ -193,6 +195,13 @@ def main(argv=None) -> int:
                                         "skipped": skipped, "itq": itq}, indent=2))
     (out / "table.md").write_text(table + "\n")
     return 0
+
+
+def thulab_peer_names(methods: list[str], thulab_methods) -> dict[str, str]:
+    """Run name -> method of thulab's peers among ``methods`` (which may already hold the
+    DeepHash-pytorch peers' ``peer-<method>``): ``peer-<method>``, or ``thulab-<method>`` where a
+    DeepHash-pytorch peer of the method runs too (DHN, DCH)."""
+    return {f"{'thulab' if f'peer-{m}' in methods else 'peer'}-{m}": m for m in thulab_methods if m in methods}
 
 
 def ranking(run_dir: Path) -> str:

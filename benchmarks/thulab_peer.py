@@ -1,4 +1,4 @@
-"""thulab/DeepHash's quantization models as peers: DQN's, DVSQ's and DTQ's TensorFlow graphs train our network.
+"""thulab/DeepHash's models as peers: DQN's, DVSQ's, DTQ's, DHN's and DCH's TensorFlow graphs train our network.
 
 thulab/DeepHash (Cao, Long et al.'s own code for DQN, DVSQ, DTQ, DHN and DCH) is TensorFlow 1
 graph code around an AlexNet. Here its model class runs unchanged under TensorFlow 2's
@@ -31,8 +31,15 @@ does between steps runs as its ``train`` does it, with its own functions and def
   over every mined triplet, about ten times more here). Its validation fits the codebooks on the
   database being searched (k-means, then ICM and least squares), and so is it evaluated here.
   Its script's output is 64-d whatever the code length (``--output-dim``), so is our head for it.
+- DHN and DCH (binary codes): nothing runs between steps (their ``train`` is the step alone). The
+  settings are their scripts': DHN's ``train_val.sh`` (``normed_cross_entropy``: the pairwise
+  likelihood on ``alpha`` (10) times the cosine of two outputs, weighted to balance similar and
+  dissimilar pairs; quantization weight 0), DCH's ``train_val_script.py`` (Cauchy cross-entropy
+  with ``gamma`` 20 on the squared Euclidean distance of the tanh outputs, ``normed=False`` as its
+  ``apply_loss_function`` calls it; quantization weight 0). Each is evaluated as DeepHash-pytorch's
+  peers are: the sign of the outputs as codes, ranked by Hamming distance.
 
-Evaluation as in its ``validation``: queries keep their outputs, the database is encoded by ICM
+Evaluation of the quantization methods as in their ``validation``: queries keep their outputs, the database is encoded by ICM
 with the learned codebooks, and the database is ranked by the inner product of a query's output
 with each item's reconstruction (``get_mAPs_AQD``). Model selection: validation mAP after each
 epoch, as for our runs, with the codebooks of that epoch. Code length: ``nbits / 8`` codebooks of
@@ -45,6 +52,9 @@ Usage (``deep_fmnist.py --thulab-dir DIR --tf-python PY`` runs it beside ours)::
     python -m venv tf-env && tf-env/bin/pip install tensorflow-cpu scikit-learn
     python benchmarks/deep_fmnist.py --protocol fashion-mnist-mini --methods dqn --bits 16 32 64 \\
         --seeds 0 1 2 --thulab-dir thulab-DeepHash --tf-python tf-env/bin/python
+
+DHN and DCH have DeepHash-pytorch peers too; with ``--peer-dir`` and ``--thulab-dir`` together,
+thulab's runs are named ``thulab-<method>`` so that both peers run beside ours.
 """
 
 from __future__ import annotations
@@ -66,7 +76,23 @@ import numpy as np
 #: our method -> (model file and class in the checkout, description)
 THULAB_PEERS = {"dqn": ("DeepHash/model/dqn/dqn.py", "DQN", "[thulab DQN]"),
                 "dvsq": ("DeepHash/model/dvsq/dvsq.py", "DVSQ", "[thulab DVSQ]"),
-                "dtq": ("DeepHash/model/dtq/dtq.py", "DTQ", "[thulab DTQ]")}
+                "dtq": ("DeepHash/model/dtq/dtq.py", "DTQ", "[thulab DTQ]"),
+                "dhn": ("DeepHash/model/dhn/dhn.py", "DHN", "[thulab DHN]"),
+                "dch": ("DeepHash/model/dch/dch.py", "DCH", "[thulab DCH]")}
+
+#: The binary-code methods: sign codes, Hamming ranking; no codebooks.
+BINARY = {"dhn", "dch"}
+
+#: DHN's settings from examples/dhn/train_val.sh and train_val_script.py (the model reads a dict).
+#: The network's own optimiser settings are unused here (our optimiser trains our network), and
+#: ``finetune_all`` is off: the layers it would list are ours, outside its graph.
+DHN_DEFAULTS = {"loss_type": "normed_cross_entropy", "alpha": 10.0, "cq_lambda": 0.0, "learning_rate": 5e-5,
+                "decay_step": 5000, "learning_rate_decay_factor": 0.5, "val_batch_size": 100,
+                "img_model": "alexnet", "finetune_all": False}
+
+#: DCH's script arguments (examples/dch/train_val_script.py defaults); it reads them as attributes.
+DCH_DEFAULTS = {"lr": 0.005, "gamma": 20.0, "q_lambda": 0.0, "decay_step": 10000, "decay_factor": 0.1,
+                "with_tanh": True, "val_batch_size": 16, "img_model": "alexnet", "finetune_all": False}
 
 #: The research defaults of thulab's scripts (examples/<method>/train_val_script.py and
 #: train_val.sh) that the model reads from its config; the network's own settings (learning rate
@@ -92,7 +118,7 @@ DTQ_DEFAULTS = {"cq_lambda": 0.0, "max_iter_update_b": 3, "max_iter_update_Cb": 
                 "finetune_all": False}
 
 #: Top-level imports of a thulab model file that this runner provides itself.
-SKIPPED_IMPORTS = {"tensorflow", "architecture", "evaluation", "util", "distance"}
+SKIPPED_IMPORTS = {"tensorflow", "architecture", "evaluation", "util", "distance", "model"}
 
 
 # ---- the worker: runs under --tf-python ---------------------------------------------------------
@@ -173,7 +199,8 @@ class _Worker:
                             {"__name__": "thulab_util", "distance": np_distance["distance"]})
         self.inputs = _OutputsInput(self.tf)
         self.ns = _load_source(root / file, {"__name__": f"thulab_{method}", "tf": self.tf,
-                                             "img_alexnet_layers": self.inputs, "MAPs_CQ": None,
+                                             "img_alexnet_layers": self.inputs, "MAPs_CQ": None, "MAPs": None,
+                                             "plot": None,
                                              "Dataset": util["Dataset"], "distance": tf_distance["distance"]})
         self.method, self.model = method, None
 
@@ -240,6 +267,17 @@ class _Worker:
         m.sess.run(m.C.assign(m.initial_centers(db.output)))
         m.update_codes_and_centers(db)
         return {"reconstructions": db.codes @ m.sess.run(m.C)}
+
+    # -- DHN, DCH: the loss of a batch and its gradient, nothing between steps ----------------------
+    def init_binary(self, config: dict, seed: int) -> dict:
+        # DCH takes its settings as attributes (vars(config)), DHN as a dict
+        self._build(_Namespace(config) if self.method == "dch" else config, seed)
+        return {}
+
+    def binary_step(self, outputs: np.ndarray, labels: np.ndarray) -> dict:
+        m = self.model
+        loss, grad = m.sess.run([m.loss, self.grad], {self.inputs.placeholder: outputs, m.img_label: labels})
+        return {"loss": float(loss), "grad": grad}
 
     def init(self, config: dict, n_train: int, seed: int, steps_per_epoch: int) -> dict:
         tf = self.tf
@@ -377,7 +415,14 @@ class ThulabRun:
         return np.tanh(np.asarray(u, dtype=np.float32)), np.asarray(targets)
 
     def _map(self, worker, model, C, queries, database, topk) -> float:
-        from deephash_engine.metrics import mean_average_precision_from_distances
+        from deephash_engine.metrics import mean_average_precision, mean_average_precision_from_distances
+
+        if self.method in BINARY:  # sign codes, Hamming ranking, as DeepHash-pytorch's peers
+            from deephash_engine.deep.evaluation import encode
+
+            q, ql = encode(model, queries)
+            d, dl = encode(model, database)
+            return float(mean_average_precision(q, d, ql, dl, topk=topk))
 
         zq, ql = self._outputs(model, queries)
         zd, dl = self._outputs(model, database)
@@ -392,6 +437,15 @@ class ThulabRun:
         import torch
 
         model.train()
+        if self.method in BINARY:
+            for x, t, _ in loader:
+                z = torch.tanh(model(x))
+                step = worker("binary_step", outputs=z.detach().numpy().astype(np.float32),
+                              labels=t.numpy().astype(np.float32))
+                optimiser.zero_grad()
+                z.backward(torch.from_numpy(step["grad"]))
+                optimiser.step()
+            return step["loss"]
         if self.method != "dtq":
             for x, t, index in loader:
                 z = torch.tanh(model(x))
@@ -451,10 +505,14 @@ class ThulabRun:
         # batches as our trainer draws them: shuffled, the last partial batch dropped
         loader = DataLoader(ScriptDataset(train_x, train_y), batch_size=cfg.batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(cfg.seed), drop_last=len(train_x) > cfg.batch_size)
-        config = {**DEFAULTS, **METHOD_DEFAULTS[self.method], "device": "/cpu:0", "output_dim": width,
+        config = {**DEFAULTS, **METHOD_DEFAULTS.get(self.method, {}), "device": "/cpu:0", "output_dim": width,
                   "label_dim": int(data.num_classes), "n_subspace": cfg.nbits // 8, "batch_size": cfg.batch_size,
                   "max_iter": cfg.epochs * len(loader), "model_weights": "", "save_dir": str(out),
                   "log_dir": str(out), "dataset": cfg.dataset}
+        binary_config = {**(DCH_DEFAULTS if self.method == "dch" else DHN_DEFAULTS), "device": "/cpu:0",
+                         "output_dim": width, "label_dim": int(data.num_classes), "batch_size": cfg.batch_size,
+                         "max_iter": cfg.epochs * len(loader), "iter_num": cfg.epochs * len(loader),
+                         "model_weights": "", "save_dir": str(out), "log_dir": str(out), "dataset": cfg.dataset}
         dtq_config = {**DTQ_DEFAULTS, "output_dim": width, "label_dim": int(data.num_classes),
                       "subspace": cfg.nbits // 8, "batch_size": max(1, cfg.batch_size // 3), "epochs": cfg.epochs,
                       "model_weights": "", "save_dir": str(out), "log_dir": str(out), "dataset": cfg.dataset}
@@ -465,7 +523,9 @@ class ThulabRun:
         try:
             history, best = [], None
             start = time.perf_counter()
-            if self.method == "dtq":  # its train_cq: triplets from the first outputs, then codebooks
+            if self.method in BINARY:
+                worker("init_binary", config=binary_config, seed=cfg.seed)
+            elif self.method == "dtq":  # its train_cq: triplets from the first outputs, then codebooks
                 worker("init_dtq", config=dtq_config, labels=train_y, seed=cfg.seed)
                 worker("embed", outputs=self._train_outputs(model, train_x))
                 worker("init_codebooks")
@@ -474,7 +534,7 @@ class ThulabRun:
             for epoch in range(cfg.epochs):
                 loss = self._train_epoch(worker, model, optimiser, loader, train_x)
                 model.eval()
-                C = None if self.method == "dtq" else worker("codebooks")["C"]
+                C = None if self.method in BINARY or self.method == "dtq" else worker("codebooks")["C"]
                 val_map = self._map(worker, model, C, data.val, val_database, data.split.topk)
                 history.append({"epoch": epoch + 1, "val_map": val_map, "loss": loss})
                 if best is None or val_map > best["val_map"]:
@@ -485,9 +545,18 @@ class ThulabRun:
                     for k in cfg.map_topk}
         finally:
             worker.close()
-        report = {"search": "adc", "method": f"peer-{self.method}", "map": maps,
-                  "note": f"{self.info}: ICM codes of the database, ranked by inner product with the query output"}
-        (out / "report.json").write_text(json.dumps(report, indent=2))
+        if self.method in BINARY:  # the full metrics report of the sign codes, as for our runs
+            from deephash_engine.deep.evaluation import encode
+            from deephash_engine.deep.run import write_report
+
+            q, ql = encode(model, data.query)
+            d, dl = encode(model, data.database)
+            write_report(out, q, d, ql, dl, data.split.topk, f"peer-{self.method} {cfg.nbits} bits on {cfg.dataset} "
+                         "(thulab/DeepHash's graph)")
+        else:
+            report = {"search": "adc", "method": f"peer-{self.method}", "map": maps,
+                      "note": f"{self.info}: ICM codes of the database, ranked by inner product with the query output"}
+            (out / "report.json").write_text(json.dumps(report, indent=2))
         summary = {"method": f"peer-{self.method}", "dataset": cfg.dataset, "nbits": cfg.nbits, "seed": cfg.seed,
                    "epochs": cfg.epochs, "map": maps, "protocol_topk": data.split.topk,
                    "selected_epoch": best["epoch"], "best_val_map": best["val_map"], "train_seconds": train_seconds,

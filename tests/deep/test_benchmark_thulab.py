@@ -21,6 +21,7 @@ MODEL_FILE = '''
 import os
 import numpy as np
 import tensorflow as tf
+import model.plot as plot
 from architecture import img_alexnet_layers
 from evaluation import MAPs_CQ
 from .util import Dataset
@@ -77,8 +78,25 @@ def test_a_worker_error_reaches_the_driver_with_its_traceback(thulab, tmp_path):
 def test_run_needs_a_checkout_and_a_known_method(thulab, tmp_path):
     with pytest.raises(ValueError, match="expected one of"):
         thulab.ThulabRun("dvsq-unknown", tmp_path, sys.executable, None)
-    with pytest.raises(FileNotFoundError, match="thulab/DeepHash checkout"):
-        thulab.ThulabRun("dqn", tmp_path, sys.executable, None)
+    for method in ("dqn", "dvsq", "dtq", "dhn", "dch"):
+        with pytest.raises(FileNotFoundError, match="thulab/DeepHash checkout"):
+            thulab.ThulabRun(method, tmp_path, sys.executable, None)
+
+
+def test_thulab_peers_of_dhn_and_dch_keep_their_own_name_beside_deephash_pytorchs():
+    sys.path.insert(0, str(HERE))
+    try:
+        spec = importlib.util.spec_from_file_location("deep_fmnist_under_test", HERE / "deep_fmnist.py")
+        deep_fmnist = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(deep_fmnist)
+    finally:
+        sys.path.remove(str(HERE))
+    thulab = ["dqn", "dvsq", "dtq", "dhn", "dch"]
+    alone = deep_fmnist.thulab_peer_names(["dqn", "dhn", "hashnet"], thulab)
+    assert alone == {"peer-dqn": "dqn", "peer-dhn": "dhn"}
+    # with DeepHash-pytorch's peers in the run: DHN's and DCH's thulab runs are named apart
+    both = deep_fmnist.thulab_peer_names(["dqn", "dhn", "peer-dhn", "dch", "peer-dch"], thulab)
+    assert both == {"peer-dqn": "dqn", "thulab-dhn": "dhn", "thulab-dch": "dch"}
 
 
 def test_deep_fmnist_wants_an_interpreter_for_the_thulab_peers(tmp_path):
@@ -87,8 +105,26 @@ def test_deep_fmnist_wants_an_interpreter_for_the_thulab_peers(tmp_path):
     assert proc.returncode == 2 and "--tf-python" in proc.stderr
 
 
-@pytest.mark.skipif(not (os.environ.get("DEEPHASH_TF_PYTHON") and os.environ.get("DEEPHASH_THULAB_DIR")),
-                    reason="needs DEEPHASH_TF_PYTHON (an interpreter with TensorFlow) and DEEPHASH_THULAB_DIR")
+needs_tensorflow = pytest.mark.skipif(
+    not (os.environ.get("DEEPHASH_TF_PYTHON") and os.environ.get("DEEPHASH_THULAB_DIR")),
+    reason="needs DEEPHASH_TF_PYTHON (an interpreter with TensorFlow) and DEEPHASH_THULAB_DIR")
+
+
+@needs_tensorflow
+@pytest.mark.parametrize("method", ["dhn", "dch"])
+def test_thulab_binary_methods_train_our_network_through_their_graph(thulab, tmp_path, method):
+    from deephash_engine.deep.run import RunConfig
+
+    cfg = RunConfig.from_dict(dict(method=method, dataset="fashion-mnist-mini", nbits=16, seed=0, epochs=2,
+                                   threads=1, device="cpu"))
+    summary = thulab.ThulabRun(method, os.environ["DEEPHASH_THULAB_DIR"], os.environ["DEEPHASH_TF_PYTHON"],
+                               cfg).run(tmp_path)
+    assert summary["method"] == f"peer-{method}" and len(summary["history"]) == 2
+    # sign codes ranked by Hamming distance: far above chance (0.1) on ten classes
+    assert summary["map"]["all"] > 0.4 and (tmp_path / "report.json").is_file()
+
+
+@needs_tensorflow
 def test_thulab_dqn_trains_our_network_through_its_graph(thulab, tmp_path):
     from deephash_engine.deep.run import RunConfig
 

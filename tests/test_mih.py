@@ -287,3 +287,34 @@ def test_sorted_storage_costs_no_memory(rng):
     mih.add(codes)
     starts = sum(-(-(2**b) // 29) * 64 for b in mih.substring_bits)
     assert mih.memory_usage() == codes.nbytes + 4 * n * mih.m + starts
+
+
+@pytest.mark.parametrize("nbits, m", [(16, 1), (32, 1), (32, 2), (64, 3)])
+@pytest.mark.parametrize("ids", ["increasing", "shuffled"])
+def test_copies_of_the_query_stop_the_probe_at_the_kth_and_stay_exact(nbits, m, ids, rng):
+    # Many exact copies of each query (the first table's exact bucket holds them all, in
+    # position order), some of them removed, beside near copies at distance 1: the probe stops
+    # pushing once k copies are in, where ids grow with position, and must still give the k
+    # copies of smallest id (and with shuffled ids, where it cannot stop, the same answers).
+    base = rng.integers(0, 256, (5, nbits // 8), dtype=np.uint8)
+    copies = base[rng.integers(0, len(base), 1500)]
+    near = copies[:300].copy()
+    near[:, 0] ^= np.uint8(1)
+    background = rng.integers(0, 256, (30000, nbits // 8), dtype=np.uint8)
+    codes = np.concatenate([background[:10000], near, copies, background[10000:]])
+    mih, flat = de.MIHIndex(nbits, m=m), de.FlatIndex(nbits)
+    if ids == "increasing":
+        mih.add(codes)
+        flat.add(codes)
+    else:
+        perm = rng.permutation(len(codes)).astype(np.int64)
+        mih.add_with_ids(codes, perm)
+        flat.add_with_ids(codes, perm)
+    gone = np.flatnonzero((codes == base[0]).all(axis=1))[:40].astype(np.int64)
+    if ids == "shuffled":
+        gone = perm[gone]
+    mih.remove_ids(gone)
+    flat.remove_ids(gone)
+    mih.reset_stats()
+    assert_same(mih, flat, np.concatenate([base, base ^ np.uint8(2)]), ks=(1, 3, 10, 100), radii=())
+    assert mih.stats()["linear_scans"] < 40  # most queries were probed, not scanned

@@ -546,12 +546,26 @@ bool MIHIndex::probe_knn(const std::uint8_t* q, CountingTopK& top, MIHQueryStats
         tests[ntests] = all[t];
         tests[ntests++].max_distance = static_cast<dist_t>(std::min(reached, s_->tables_[t].bits()));
       }
+      // The exact bucket of the first table probed holds every item at distance 0, in increasing
+      // position (a table lists each bucket's positions in order). Where positions order like the
+      // ids (the collector maps no keys), once k of them are in nothing later can enter, and the
+      // rest of the bucket is not pushed: the copies of a query among short clustered codes
+      // (about 1,100 a query over 1M structured 16-bit codes, one table) made k = 1 0.65x as fast
+      // as the flat scan, which stops at the k-th copy.
+      const bool copies_first = r == 0 && idx == 0 && !top.maps_keys();
+      std::size_t copies = 0;
       // Clustered codes can put far more candidates in one probe than estimated: past the scan's
       // cost, give up (the caller scans this query).
       if (!probe_radius(table, qkey[j], r, q, codes, cs, Dedup{scope.seen, tests, ntests}, skip, st,
                         [budget] { return budget; },
                         [&](const dist_t* d, const std::uint32_t* pos, std::size_t found) {
-                          for (std::size_t c = 0; c < found; ++c) top.push(d[c], key(pos[c]));
+                          for (std::size_t c = 0; c < found; ++c) {
+                            if (copies_first) {
+                              if (copies >= top.k()) break;
+                              copies += d[c] == 0;
+                            }
+                            top.push(d[c], key(pos[c]));
+                          }
                         }))
         return false;
       work = work_done(st, tested);

@@ -62,6 +62,8 @@ class CountingTopK {
   // Candidates with a distance above this are certain to lose; -1 once nothing can enter.
   dist_t max_accepted() const noexcept { return bound_; }
   std::size_t k() const noexcept { return k_; }
+  // Whether the values pushed are keys mapped to ids at the end (reset with a KeyToId).
+  bool maps_keys() const noexcept { return to_id_.fn != nullptr; }
   // The k-th smallest distance accepted so far once k have been (an inclusive bound that holds for
   // the query over any part of the data: other collectors of the same query may use it), else the
   // initial bound.

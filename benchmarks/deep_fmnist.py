@@ -105,8 +105,9 @@ def main(argv=None) -> int:
                    help="a checkout of DeepHash-pytorch: after each method that has a loss there, train "
                         "that loss too (as peer-<method>), same model, data, optimiser and epochs")
     p.add_argument("--thulab-dir", metavar="DIR",
-                   help="a checkout of thulab/DeepHash: after each of its methods (DQN, DVSQ, DTQ, DHN, DCH), train its "
-                        "model's graph too (as peer-<method>; thulab_peer.py), needs --tf-python")
+                   help="a checkout of thulab/DeepHash: after each of its methods (DQN, DVSQ, DTQ, DHN, "
+                        "DCH), train its model's graph too (as peer-<method>, or thulab-<method> beside "
+                        "--peer-dir; thulab_peer.py), needs --tf-python")
     p.add_argument("--tf-python", metavar="PY",
                    help="the Python of an environment with TensorFlow 2 (for --thulab-dir)")
     args = p.parse_args(argv)

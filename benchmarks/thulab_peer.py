@@ -39,10 +39,11 @@ does between steps runs as its ``train`` does it, with its own functions and def
   ``apply_loss_function`` calls it; quantization weight 0). Each is evaluated as DeepHash-pytorch's
   peers are: the sign of the outputs as codes, ranked by Hamming distance.
 
-Evaluation of the quantization methods as in their ``validation``: queries keep their outputs, the database is encoded by ICM
-with the learned codebooks, and the database is ranked by the inner product of a query's output
-with each item's reconstruction (``get_mAPs_AQD``). Model selection: validation mAP after each
-epoch, as for our runs, with the codebooks of that epoch. Code length: ``nbits / 8`` codebooks of
+Evaluation of the quantization methods as in their ``validation``: queries keep their outputs,
+the database is encoded by ICM with the learned codebooks, and the database is ranked by the
+inner product of a query's output with each item's reconstruction (``get_mAPs_AQD``). Model
+selection (every method): validation mAP after each epoch, as for our runs, with the codebooks
+of that epoch. Code length: ``nbits / 8`` codebooks of
 256 codewords (thulab's scripts use 4 x 256 on a 300-d layer; DQN's layer here is our head's
 ``nbits`` outputs, as for our DQN; DVSQ's is 300 wide, see above).
 
@@ -541,18 +542,24 @@ class ThulabRun:
                     best = {"epoch": epoch + 1, "val_map": val_map, "state": copy.deepcopy(model.state_dict()), "C": C}
             train_seconds = time.perf_counter() - start
             model.load_state_dict(best["state"])
-            maps = {("all" if k is None else str(k)): self._map(worker, model, best["C"], data.query, data.database, k)
-                    for k in cfg.map_topk}
+            if self.method in BINARY:  # sign codes, encoded once for every cut-off and the report
+                from deephash_engine.deep.evaluation import encode
+                from deephash_engine.metrics import mean_average_precision
+
+                q, ql = encode(model, data.query)
+                d, dl = encode(model, data.database)
+                maps = {("all" if k is None else str(k)): float(mean_average_precision(q, d, ql, dl, topk=k))
+                        for k in cfg.map_topk}
+            else:
+                maps = {("all" if k is None else str(k)):
+                        self._map(worker, model, best["C"], data.query, data.database, k) for k in cfg.map_topk}
         finally:
             worker.close()
         if self.method in BINARY:  # the full metrics report of the sign codes, as for our runs
-            from deephash_engine.deep.evaluation import encode
             from deephash_engine.deep.run import write_report
 
-            q, ql = encode(model, data.query)
-            d, dl = encode(model, data.database)
-            write_report(out, q, d, ql, dl, data.split.topk, f"peer-{self.method} {cfg.nbits} bits on {cfg.dataset} "
-                         "(thulab/DeepHash's graph)")
+            write_report(out, q, d, ql, dl, data.split.topk,
+                         f"peer-{self.method} {cfg.nbits} bits on {cfg.dataset} (thulab/DeepHash's graph)")
         else:
             report = {"search": "adc", "method": f"peer-{self.method}", "map": maps,
                       "note": f"{self.info}: ICM codes of the database, ranked by inner product with the query output"}

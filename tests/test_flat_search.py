@@ -64,6 +64,32 @@ def test_caller_ids_in_any_order_break_ties_by_id(rng):
     np.testing.assert_array_equal(rI, eI)
 
 
+@pytest.mark.parametrize("k", [1, 10, 100])
+def test_ids_in_any_order_with_copies_left_out_by_the_filter(k, simd_level, rng):
+    # Ids in random order: the scan's first bound comes from runs of codes spread over the
+    # database. Copies of the query lie at the starts of those runs (but not of the first run),
+    # and the filter leaves every copy out: a first bound that counted them would be 0 and the
+    # search would miss the true neighbours.
+    n, nbits = 20000, 64
+    codes = rng.integers(0, 256, (n, nbits // 8), dtype=np.uint8)
+    query = codes[0] ^ np.uint8(0x0F)
+    stride = n // 64
+    copies = (np.arange(1, 64)[:, None] * stride + np.arange(24)[None, :]).ravel()
+    codes[copies] = query
+    ids = rng.permutation(n).astype(np.int64)
+    index = de.FlatIndex(nbits)
+    index.add_with_ids(codes, ids)
+    allowed = np.setdiff1d(np.arange(n), copies)
+    D, I = index.search(query[None], k, allow=ids[allowed])
+    eD, eI = oracle_knn(query[None], codes[allowed], ids[allowed], k)
+    np.testing.assert_array_equal(D, eD)
+    np.testing.assert_array_equal(I, eI)
+    D, I = index.search(query[None], k)  # unfiltered: the copies, smallest ids first
+    eD, eI = oracle_knn(query[None], codes, ids, k)
+    np.testing.assert_array_equal(D, eD)
+    np.testing.assert_array_equal(I, eI)
+
+
 @pytest.mark.parametrize("threads", [2, 4])
 @pytest.mark.parametrize("order", ["increasing", "decreasing", "removed"])
 def test_one_query_split_across_threads_keeps_the_tie_order(threads, order, rng):

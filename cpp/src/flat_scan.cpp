@@ -129,12 +129,12 @@ void filter_block(const ScanView& db, const std::uint8_t* queries, std::size_t q
 }
 
 // A first bound on each query's k-th distance, from the distances to a sample of the database
-// (its first codes; counted in nbits + 1 bins): the k-th smallest of them. It is inclusive and
-// holds for every part of the database, so every collector of the query starts from it instead
-// of accepting everything until its buffer first fills. Where the bound cannot be strict
-// (keyed_by_position) every code at it passes the filter until it tightens, so a larger sample
-// pays off at large k (1M x 128-bit codes, ids in random order, k = 100: 0.88x -> 0.93-0.95x the
-// speed of the same scan with increasing ids).
+// (its first codes, or runs spread over it: see sample_layout; counted in nbits + 1 bins): the
+// k-th smallest of them. It is inclusive and holds for every part of the database, so every
+// collector of the query starts from it instead of accepting everything until its buffer first
+// fills. Where the bound cannot be strict (keyed_by_position) every code at it passes the filter
+// until it tightens, so a larger sample pays off at large k (1M x 128-bit codes, ids in random
+// order, k = 100: 0.88x -> 0.93-0.95x the speed of the same scan with increasing ids).
 std::size_t sample_codes(std::size_t k, bool keyed) {
   return std::max<std::size_t>(1024, (keyed ? 64 : 8) * k);
 }
@@ -150,30 +150,52 @@ bool duplicates_expected(const ScanView& db) noexcept {
   return db.nbits < 32 && db.n >= (std::size_t{8} << db.nbits);
 }
 
-// The sample's k-th distance, as a shared bound: a claim of slice 0 (which holds the sample)
-// when the sample has k codes, else the code length.
-std::uint64_t sample_bound(const ScanView& db, const std::uint8_t* query, std::size_t k, std::size_t sample, Scratch& s) {
-  s.kt.distances(query, db.codes, sample, db.code_size, s.distances);
-  s.buf.histogram.assign(static_cast<std::size_t>(db.nbits) + 1, 0);
-  if (db.skip) {
-    for (std::size_t j = 0; j < sample; ++j) s.buf.histogram[static_cast<std::size_t>(s.distances[j])] += !db.skip[j];
-  } else {
-    for (std::size_t j = 0; j < sample; ++j) ++s.buf.histogram[static_cast<std::size_t>(s.distances[j])];
-  }
-  std::size_t seen = 0;
-  for (std::size_t d = 0; d < s.buf.histogram.size(); ++d) {
-    seen += s.buf.histogram[d];
-    if (seen >= k) return pack_bound(static_cast<dist_t>(d), 0);
-  }
-  return pack_bound(static_cast<dist_t>(db.nbits), kNoSlice);
-}
-
 // Where ids do not grow with storage position, the collectors rank candidates by position, keep
 // every tie at the k-th distance and look up the ids of the k and of those ties at the end
 // (CountingTopK's key -> id map). Looking up each accepted candidate's id was a cache miss per
 // candidate (the ids of a block are read sparsely): 1M x 128-bit codes with ids in random order
 // scanned 12% slower than with increasing ids at k = 100.
 bool keyed_by_position(const ScanView& db) noexcept { return !db.ids_increasing; }
+
+// Where a sample's codes lie: `runs` runs of `run` codes, run r from code r * stride. A scan in id
+// order (ids growing with position) samples the first codes, whose k-th distance it can claim as
+// slice 0's. A keyed scan samples runs spread over the database: its storage may be sorted by
+// code (MIHIndex), where the first codes are near copies of one another and of no query (a
+// simulation of the scan over 1M structured 128-bit codes sorted by code, k = 100: 64 runs of 100
+// codes let through 1,355 candidates a query, the first 6,400 codes 2,189, a scan in id order
+// 1,145; on uniform codes all three about 1,140).
+struct SampleLayout {
+  std::size_t runs, run, stride;
+};
+constexpr std::size_t kSampleRuns = 64;
+
+SampleLayout sample_layout(const ScanView& db, std::size_t sample) noexcept {
+  if (!keyed_by_position(db) || db.n < 8 * sample) return {1, sample, 0};
+  return {kSampleRuns, (sample + kSampleRuns - 1) / kSampleRuns, db.n / kSampleRuns};
+}
+
+// The sample's k-th distance, as a shared bound: a claim of slice 0 (which holds a sample of the
+// first codes) when the sample has k codes, else the code length.
+std::uint64_t sample_bound(const ScanView& db, const std::uint8_t* query, std::size_t k, const SampleLayout& at,
+                           Scratch& s) {
+  s.buf.histogram.assign(static_cast<std::size_t>(db.nbits) + 1, 0);
+  for (std::size_t r = 0; r < at.runs; ++r) {
+    const std::size_t first = r * at.stride;
+    s.kt.distances(query, db.codes + first * db.code_size, at.run, db.code_size, s.distances);
+    if (db.skip) {
+      for (std::size_t j = 0; j < at.run; ++j)
+        s.buf.histogram[static_cast<std::size_t>(s.distances[j])] += !db.skip[first + j];
+    } else {
+      for (std::size_t j = 0; j < at.run; ++j) ++s.buf.histogram[static_cast<std::size_t>(s.distances[j])];
+    }
+  }
+  std::size_t seen = 0;
+  for (std::size_t d = 0; d < s.buf.histogram.size(); ++d) {
+    seen += s.buf.histogram[d];
+    if (seen >= k) return pack_bound(static_cast<dist_t>(d), at.runs == 1 ? 0 : kNoSlice);
+  }
+  return pack_bound(static_cast<dist_t>(db.nbits), kNoSlice);
+}
 
 CountingTopK::KeyToId key_to_id(const ScanView& db) noexcept {
   if (!keyed_by_position(db)) return {};
@@ -255,14 +277,24 @@ struct Tiling {
 
 // Queries per group at most: enough that a prepared piece of codes is reused by many queries.
 constexpr std::size_t kGroupQueries = 256;
+// From this k on, a keyed scan with queries for every thread does not split them between slices
+// (see plan_tiles): what a slice's collector keeps and maps grows with k, what smaller groups cost
+// does not. 1,000 queries over 1M uniform 128-bit codes, k = 100, ids in random order, 2 threads:
+// 0.94x-0.96x the speed of the same scan with increasing ids in 2 slices, 0.97x-1.01x in 8 groups
+// of one slice (the Intel Xeon, three alternating runs); at k = 10 the two tilings differed by
+// less than the machine's noise.
+constexpr std::size_t kKeyedGroupsMinK = 32;
 
-Tiling plan_tiles(std::size_t nq, std::size_t n, std::size_t block, std::size_t threads, std::size_t per_query_bytes) {
+Tiling plan_tiles(std::size_t nq, std::size_t n, std::size_t block, std::size_t threads, std::size_t per_query_bytes,
+                  bool keyed = false) {
   Tiling t{(nq + kGroupQueries - 1) / kGroupQueries, 1};
   if (threads == 1) return t;
   // Few queries: one slice per thread (each query is split across all of them). Otherwise about
-  // four items per thread.
+  // four items per thread: by slices, except for keyed collectors (see keyed_by_position) at
+  // large k (`keyed`), which each keep every tie at their own k-th distance, look their ids up
+  // and are merged with the other slices' by id; those take smaller groups instead.
   const std::size_t wanted = nq < threads ? threads : 4 * threads;
-  std::size_t slices = (wanted + t.groups - 1) / t.groups;
+  std::size_t slices = keyed && nq >= threads ? 1 : (wanted + t.groups - 1) / t.groups;
   // A slice of less than a few blocks costs more in seeding and merging than it shares, except for
   // fewer queries than threads, where the alternative leaves threads idle: there a block each
   // (one query over 60,000 codes of 256 bits: 34 -> 22 us on 2 threads).
@@ -286,10 +318,11 @@ void knn_scan(const ScanView& db, const std::uint8_t* queries, std::size_t nq, s
   const std::size_t block = block_codes(db.code_size);
   const kernels::WidthPlan plan = kernels::plan_for(db.code_size);
   Tiling t = plan_tiles(nq, db.n, block, static_cast<std::size_t>(get_num_threads()),
-                        (2 * kk + 64) * sizeof(CountingTopK::Entry));
+                        (2 * kk + 64) * sizeof(CountingTopK::Entry), keyed_by_position(db) && kk >= kKeyedGroupsMinK);
   // Starting bounds from a sample, then shared by the slices of each query.
   std::unique_ptr<std::atomic<std::uint64_t>[]> shared(new std::atomic<std::uint64_t>[nq]);
-  const std::size_t sample = std::min(db.n, std::min(block, sample_codes(kk, keyed_by_position(db))));
+  const SampleLayout sample =
+      sample_layout(db, std::min(db.n, std::min(block, sample_codes(kk, keyed_by_position(db)))));
   parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
     Scratch s(block, db.code_size, plan);
     for (std::size_t q = q0; q < q1; ++q)

@@ -9,6 +9,7 @@ results are compared against the exact answers of our FlatIndex.
     python benchmarks/bench_mih.py --preset 10m    # structured 10M x 64-bit only (the headline row)
     python benchmarks/bench_mih.py --preset short  # 1M codes at 16, 32 and 48 bits
     python benchmarks/bench_mih.py --kinds uniform --engines mih,flat   # the worst case, ours only
+    python benchmarks/bench_mih.py --single        # one query per call (a service's traffic), 200 queries
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def run_worker(engine, folder: Path, spec, threads: int) -> None:
     nbits = db.shape[1] * 8
     # the linear engines get fewer queries at large n (their q/s does not depend on nq here)
     nq = spec["linear_nq"] if engine in ("flat", "faiss_flat") and len(db) > 2_000_000 else spec["nq"]
-    if engine == "faiss_multihash":  # slow on clustered codes (huge buckets): fewer queries, k-NN only
+    if engine == "faiss_multihash" or spec.get("single"):  # fewer queries (faiss_multihash: k-NN only)
         nq = spec["linear_nq"]
     queries = queries[:nq]
     rss0 = rss_bytes()
@@ -92,6 +93,17 @@ def run_worker(engine, folder: Path, spec, threads: int) -> None:
         def rng(q, r):  # FAISS binary range search is strict (<): pass radius + 1
             return index.range_search(q, r + 1)
     build = time.perf_counter() - t0
+    if spec.get("single"):  # one query per call, as a service sends them
+        batch_knn, batch_rng = knn, rng
+
+        def knn(q, k):
+            parts = [batch_knn(q[i:i + 1], k) for i in range(len(q))]
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+        def rng(q, r):
+            parts = [batch_rng(q[i:i + 1], r) for i in range(len(q))]
+            lims = np.concatenate([[0], np.cumsum([len(p[2]) for p in parts])]).astype(np.int64)
+            return lims, np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
     if memory is None:
         memory = rss_bytes() - rss0
     del db
@@ -157,6 +169,8 @@ def main() -> int:
     ap.add_argument("--engines", default=",".join(ENGINES))
     ap.add_argument("--kinds", default="structured,uniform", help="which of the preset's datasets to run")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--single", action="store_true",
+                    help="one query per call (the shape of a service's traffic), 200 queries per engine")
     ap.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
     ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--spec", type=str, help=argparse.SUPPRESS)
@@ -166,15 +180,18 @@ def main() -> int:
         spec["radii"] = {int(k): v for k, v in spec["radii"].items()}
         run_worker(args.worker, args.folder, spec, args.threads)
         return 0
-    preset = PRESETS[args.preset]
+    preset = dict(PRESETS[args.preset], single=args.single)
     engines = [e for e in args.engines.split(",") if e]
     if "flat" not in engines:
         engines.insert(0, "flat")  # the exact reference
     ctx = context(args.threads)
     print(f"# MIHIndex vs FlatIndex, faiss.IndexBinaryFlat, faiss.IndexBinaryMultiHash (nflip=1): {ctx['cpu']} "
           f"({ctx['cores']} cores)  threads={args.threads}  simd={ctx['simd_level']}  faiss {ctx['faiss']}")
-    print("# q/s over 1000 queries (200 for the linear engines at 10M and for faiss_multihash, k-NN only); "
-          "'exact' = identical D and I to FlatIndex; recall = share of exact neighbours returned")
+    if args.single:
+        print("# q/s over 200 queries, one query per call (faiss_multihash: k-NN only); ", end="")
+    else:
+        print("# q/s over 1000 queries (200 for the linear engines at 10M and for faiss_multihash, k-NN only); ", end="")
+    print("'exact' = identical D and I to FlatIndex; recall = share of exact neighbours returned")
     rows = []
     kinds = {k for k in args.kinds.split(",") if k}
     for kind, n, nbits in (d for d in preset["datasets"] if d[0] in kinds):
@@ -221,9 +238,10 @@ def main() -> int:
             for e, r in results.items():
                 rows.append({"data": kind, "n": n, "nbits": nbits, "engine": e, "build_s": r["build_s"],
                              "memory_bytes": r["memory_bytes"], **({"stats": r["stats"]} if "stats" in r else {})})
-    out = args.json or (HERE.parent / "bench_results" / f"mih-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    mode = "-single" if args.single else ""
+    out = args.json or (HERE.parent / "bench_results" / f"mih-{args.preset}{mode}-{time.strftime('%Y%m%d-%H%M%S')}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"context": ctx, "preset": args.preset, "rows": rows}, indent=2))
+    out.write_text(json.dumps({"context": ctx, "preset": args.preset, "single": args.single, "rows": rows}, indent=2))
     print(f"\n# results: {out}")
     exact = all(r["quality"]["mih"][0] for r in rows if "quality" in r and "mih" in r["quality"])
     return 0 if exact else 1

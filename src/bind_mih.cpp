@@ -43,11 +43,14 @@ void bind_mih(py::module_& m) {
              d["candidates"] = s.candidates;
              d["buckets"] = s.buckets;
              d["linear_scans"] = s.scans;
+             d["unprobed_scans"] = s.unprobed;
              d["mean_radius"] = s.queries ? static_cast<double>(s.radius_sum) / static_cast<double>(s.queries) : 0.0;
              d["mean_candidates"] = s.queries ? static_cast<double>(s.candidates) / static_cast<double>(s.queries) : 0.0;
              return d;
            }, "Counters since creation or reset_stats(): queries, candidates checked, buckets probed,\n"
-              "queries answered by a linear scan, mean substring radius reached.")
+              "queries answered by a linear scan (of which unprobed_scans went to it without a probe,\n"
+              "their kind of search having lately cost more to probe than to scan), mean substring\n"
+              "radius reached.")
       .def("reset_stats", &MIHIndex::reset_stats)
       .def_static("auto_m_for", &MIHIndex::auto_m_for, py::arg("nbits"), py::arg("n"),
                   "The table count chosen automatically for n codes of nbits bits.")

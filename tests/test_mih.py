@@ -81,6 +81,44 @@ def test_probing_and_scanning_both_used_and_exact(rng):
     assert stats["queries"] == 90 and stats["candidates"] > 0
 
 
+def test_single_queries_learn_to_skip_probes_that_do_not_pay(rng):
+    # Uniform 128-bit codes: every k-NN probe gives up and the query is scanned after it. Single
+    # queries (one per call, as a service sends them) soon go to the scan without a probe; queries
+    # of another kind (another k, a filter) are not affected, and when probes pay again (queries
+    # with many copies in the index) probing comes back. Answers are exact throughout.
+    n, nbits = 60_000, 128
+    codes = rng.integers(0, 256, (n, nbits // 8), dtype=np.uint8)
+    codes[: 50 * 20] = np.repeat(codes[:50], 20, axis=0)  # 50 codes with 20 copies each
+    mih, flat = de.MIHIndex(nbits), de.FlatIndex(nbits)
+    mih.add(codes)
+    flat.add(codes)
+    far = rng.integers(0, 256, (300, nbits // 8), dtype=np.uint8)
+
+    def one_by_one(queries, k, **kw):
+        for q in queries:
+            D, I = mih.search(q[None], k, **kw)
+            eD, eI = flat.search(q[None], k, **kw)
+            np.testing.assert_array_equal(D, eD)
+            np.testing.assert_array_equal(I, eI)
+
+    mih.reset_stats()
+    one_by_one(far, 10)
+    stats = mih.stats()
+    assert stats["linear_scans"] == 300
+    assert stats["unprobed_scans"] >= 280, "after a few probes that gave up, the rest skip them"
+    mih.reset_stats()
+    one_by_one(far[:5], 10, allow=np.arange(1, n))  # filtered: probed as before
+    one_by_one(codes[:5], 1)  # another k: probed, and answered by the probe
+    stats = mih.stats()
+    assert stats["unprobed_scans"] == 0 and stats["linear_scans"] == 5
+    mih.reset_stats()
+    one_by_one(codes[np.arange(1500) % 50], 10)  # 20 copies each: a probe answers at radius 0
+    assert mih.stats()["unprobed_scans"] < 1300  # the exploring probes succeed, and probing resumes
+    mih.reset_stats()
+    one_by_one(codes[np.arange(100) % 50], 10)
+    assert mih.stats()["unprobed_scans"] == 0, "probing pays again"
+
+
 def test_tail_and_incremental_adds(rng):
     codes = clustered_codes(rng, 20000, 128)
     mih, flat = de.MIHIndex(128), de.FlatIndex(128)

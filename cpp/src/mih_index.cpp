@@ -73,10 +73,11 @@ std::size_t MIHIndex::tombstones() const {
   return s_->n_removed_;
 }
 MIHStats MIHIndex::stats() const {
-  return {s_->st_queries_.load(), s_->st_candidates_.load(), s_->st_buckets_.load(), s_->st_scans_.load(), s_->st_radius_.load()};
+  return {s_->st_queries_.load(), s_->st_candidates_.load(), s_->st_buckets_.load(), s_->st_scans_.load(),
+          s_->st_radius_.load(), s_->st_unprobed_.load()};
 }
 void MIHIndex::reset_stats() {
-  s_->st_queries_ = s_->st_candidates_ = s_->st_buckets_ = s_->st_scans_ = s_->st_radius_ = 0;
+  s_->st_queries_ = s_->st_candidates_ = s_->st_buckets_ = s_->st_scans_ = s_->st_radius_ = s_->st_unprobed_ = 0;
 }
 
 // ---- building -----------------------------------------------------------------------------------
@@ -184,6 +185,7 @@ void MIHIndex::rebuild_locked() {
   }, tables.size());
   s_->tables_.swap(tables);
   s_->indexed_ = n;
+  s_->plan_.reset();  // other data: what probes were worth is to be learned again
 }
 
 void MIHIndex::maybe_merge_tail_locked() {

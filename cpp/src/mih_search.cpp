@@ -1,6 +1,7 @@
 // MIHIndex search: probing the substring tables (de-duplication, bucket checks), the cost model
 // that stops probing where a scan costs less, and the k-NN and range drivers.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -626,6 +627,9 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
   ProbeLedger ledger;
   const double budget = scan_cost(nq) * filtered_share(f);
   const bool tested = s_->m_ <= kMaxTestedTables;
+  ProbePlan* plan = allow ? nullptr : &s_->plan_;  // unfiltered searches learn which plan pays
+  const std::size_t klass = ProbePlan::knn_class(k);
+  std::atomic<std::int64_t> unprobed{0};
   const CountingTopK::KeyToId to_id{
       [](const void* store, CountingTopK::Entry* e, std::size_t n) {
         const CodeStore& s = *static_cast<const CodeStore*>(store);
@@ -639,6 +643,12 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
         to_scan[q] = 1;
         continue;
       }
+      const double share = plan ? plan->probe_share(klass) : 1.0;
+      if (share == 0.0) {
+        to_scan[q] = 1;
+        unprobed.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
       // Looking each candidate's id up would be a memory access per candidate (1.8x the search
       // time on 1M clustered 64-bit codes in insertion order; 1.2x at k = 10 on 10M sorted ones):
       // the probe ranks by storage position instead. Where ids increase with position (an index
@@ -647,7 +657,7 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
       // orders them by id at the end (its key -> id map).
       const bool by_position = s_->store_.ids_increasing();
       top.reset(kk, static_cast<dist_t>(nbits_), false, by_position ? CountingTopK::KeyToId{} : to_id);
-      if (probe_knn(queries + q * cs, top, st[q], budget, skip)) {
+      if (probe_knn(queries + q * cs, top, st[q], budget * share, skip)) {
         if (by_position) {  // positions order like the ids: map the k found
           top.finish(distances + q * k, ids + q * k, k);
           idx_t* row = ids + q * k;
@@ -657,12 +667,15 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
           top.finish(distances + q * k, ids + q * k, k);
         }
         ledger.add(work_done(st[q], tested));
+        if (plan) plan->record(klass, true, work_done(st[q], tested), budget);
       } else {
         to_scan[q] = 1;
         ledger.add(work_done(st[q], tested) + budget);
+        if (plan) plan->record(klass, false, work_done(st[q], tested), budget);
       }
     }
   }, std::min<std::size_t>(nq, 4 * static_cast<std::size_t>(get_num_threads())));
+  s_->st_unprobed_ += unprobed.load();
 
   const std::vector<std::size_t> scan_rows = flagged_rows(to_scan);
   if (!scan_rows.empty()) {
@@ -812,26 +825,39 @@ RangeResult MIHIndex::range_search_with(const std::uint8_t* queries, std::size_t
   ProbeLedger ledger;  // as in search_with_stats
   const double budget = scan_cost(nq) * filtered_share(f);
   const bool tested = s_->m_ <= kMaxTestedTables;
+  ProbePlan* plan = allow ? nullptr : &s_->plan_;
+  const std::size_t klass = ProbePlan::range_class(radius);
+  std::atomic<std::int64_t> unprobed{0};
   parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
     for (std::size_t q = q0; q < q1; ++q) {
       if (ledger.scan_the_rest(budget)) {
         to_scan[q] = 1;
         continue;
       }
+      const double share = plan ? plan->probe_share(klass) : 1.0;
+      if (share == 0.0) {
+        to_scan[q] = 1;
+        unprobed.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
       MIHQueryStats st;
-      if (probe_range(queries + q * cs, radius, hits[q], st, budget, skip)) {
+      if (probe_range(queries + q * cs, radius, hits[q], st, budget * share, skip)) {
         // A probe's account includes ordering its hits, less what a scan pays to deliver them.
         const double h = static_cast<double>(hits[q].ids.size());
-        ledger.add(work_done(st, tested) + range_order_ns(hits[q].ids.size()) - h * kRangeScanHitNs);
+        const double cost = work_done(st, tested) + range_order_ns(hits[q].ids.size()) - h * kRangeScanHitNs;
+        ledger.add(cost);
+        if (plan) plan->record(klass, true, cost, budget);
       } else {
         to_scan[q] = 1;
         ledger.add(work_done(st, tested) + budget);
+        if (plan) plan->record(klass, false, work_done(st, tested), budget);
       }
       s_->st_candidates_ += st.candidates;
       s_->st_buckets_ += st.buckets;
     }
   }, std::min<std::size_t>(nq, 4 * static_cast<std::size_t>(get_num_threads())));
   s_->st_queries_ += static_cast<std::int64_t>(nq);
+  s_->st_unprobed_ += unprobed.load();
   std::size_t scanned = 0;
   for (std::uint8_t f : to_scan) scanned += f;
   if (2 * scanned >= nq) {

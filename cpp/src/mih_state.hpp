@@ -8,6 +8,7 @@
 
 #include "code_store.hpp"
 #include "deephash/mih_index.hpp"
+#include "mih_plan.hpp"
 #include "mih_table.hpp"
 #include "shared_mutex.hpp"
 
@@ -30,6 +31,8 @@ struct MIHIndex::State {
   std::vector<std::uint8_t> removed_;   // tombstones by position (empty when none)
   std::size_t n_removed_ = 0;
   mutable std::atomic<std::int64_t> st_queries_{0}, st_candidates_{0}, st_buckets_{0}, st_scans_{0}, st_radius_{0};
+  mutable std::atomic<std::int64_t> st_unprobed_{0};  // queries the plan sent to the scan unprobed
+  mutable ProbePlan plan_;  // what recent probes were worth (mih_plan.hpp); reset by each rebuild
 };
 
 }  // namespace deephash

@@ -6,6 +6,7 @@
 #include "deephash/flat_index.hpp"
 #include "deephash/mih_index.hpp"
 #include "harness.hpp"
+#include "mih_plan.hpp"
 #include "oracle.hpp"
 
 using namespace deephash;
@@ -94,6 +95,44 @@ TEST(mih_rejects_bad_parameters) {
   CHECK_THROWS(MIHIndex(0, 0), InvalidArgument);
   CHECK_EQ(MIHIndex(20, 0).nbits(), 20);
   CHECK_EQ(MIHIndex::auto_m_for(64, 10000000), 3);
+}
+
+
+TEST(probe_plan_learns_which_plan_pays) {
+  CHECK_EQ(ProbePlan::knn_class(1), std::size_t{0});
+  CHECK_EQ(ProbePlan::knn_class(3), std::size_t{1});
+  CHECK_EQ(ProbePlan::knn_class(100), std::size_t{6});
+  CHECK_EQ(ProbePlan::knn_class(~std::size_t{0}), ProbePlan::kKnnClasses - 1);
+  CHECK_EQ(ProbePlan::range_class(0), ProbePlan::kKnnClasses);
+  CHECK_EQ(ProbePlan::range_class(1000), ProbePlan::kClasses - 1);
+  ProbePlan plan;
+  const std::size_t c = ProbePlan::knn_class(10);
+  // Probes that give up at once cost nothing: probing goes on.
+  for (int i = 0; i < 100; ++i) plan.record(c, false, 0.0, 1000.0);
+  for (int i = 0; i < 10; ++i) CHECK(plan.probe_share(c) == 1.0);
+  // Probes that give up after a scan's worth of work: after a few, most queries skip them, and
+  // one in kExploreEvery probes with half the budget.
+  for (int i = 0; i < 8; ++i) plan.record(c, false, 1000.0, 1000.0);
+  CHECK(plan.worth(c) < 0.0);
+  int explored = 0, skipped = 0;
+  for (std::uint32_t i = 0; i < 64 * ProbePlan::kExploreEvery; ++i) {
+    const double share = plan.probe_share(c);
+    explored += share == 0.5;
+    skipped += share == 0.0;
+  }
+  CHECK_EQ(explored, 64);
+  CHECK_EQ(skipped + explored, static_cast<int>(64 * ProbePlan::kExploreEvery));
+  // Another class is not affected.
+  CHECK(plan.probe_share(ProbePlan::knn_class(1)) == 1.0);
+  // Probes that answer their queries cheaply bring probing back.
+  for (int i = 0; i < 8; ++i) plan.record(c, true, 10.0, 1000.0);
+  CHECK(plan.worth(c) > 0.0);
+  for (int i = 0; i < 10; ++i) CHECK(plan.probe_share(c) == 1.0);
+  // Reset forgets everything.
+  for (int i = 0; i < 8; ++i) plan.record(c, false, 1000.0, 1000.0);
+  plan.reset();
+  CHECK(plan.worth(c) == 1.0);
+  CHECK(plan.probe_share(c) == 1.0);
 }
 
 HARNESS_MAIN()

@@ -38,6 +38,9 @@ struct MIHQueryStats {
 
 struct MIHStats {
   std::int64_t queries = 0, candidates = 0, buckets = 0, scans = 0, radius_sum = 0;
+  // Queries sent to the linear scan without a probe, because recent probes of their kind cost
+  // more than they saved (counted in scans too).
+  std::int64_t unprobed = 0;
 };
 
 class MIHIndex final : public BinaryIndex {

@@ -111,6 +111,10 @@ def test_single_queries_learn_to_skip_probes_that_do_not_pay(rng):
     one_by_one(codes[:5], 1)  # another k: probed, and answered by the probe
     stats = mih.stats()
     assert stats["unprobed_scans"] == 0 and stats["linear_scans"] == 5
+    mih.reset_stats()  # a batch has its own account (and a batch scan's budget): probed as before
+    D, I = mih.search(codes[:20], 10)
+    np.testing.assert_array_equal(I, flat.search(codes[:20], 10)[1])
+    assert mih.stats()["linear_scans"] == 0
     mih.reset_stats()
     one_by_one(codes[np.arange(1500) % 50], 10)  # 20 copies each: a probe answers at radius 0
     assert mih.stats()["unprobed_scans"] < 1300  # the exploring probes succeed, and probing resumes

@@ -627,7 +627,8 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
   ProbeLedger ledger;
   const double budget = scan_cost(nq) * filtered_share(f);
   const bool tested = s_->m_ <= kMaxTestedTables;
-  ProbePlan* plan = allow ? nullptr : &s_->plan_;  // unfiltered searches learn which plan pays
+  // Unfiltered searches of few queries learn which plan pays (mih_plan.hpp).
+  ProbePlan* plan = allow || nq >= kBatchQueries ? nullptr : &s_->plan_;
   const std::size_t klass = ProbePlan::knn_class(k);
   std::atomic<std::int64_t> unprobed{0};
   const CountingTopK::KeyToId to_id{
@@ -643,8 +644,7 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
         to_scan[q] = 1;
         continue;
       }
-      const double share = plan ? plan->probe_share(klass) : 1.0;
-      if (share == 0.0) {
+      if (plan && !plan->should_probe(klass)) {
         to_scan[q] = 1;
         unprobed.fetch_add(1, std::memory_order_relaxed);
         continue;
@@ -657,7 +657,7 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
       // orders them by id at the end (its key -> id map).
       const bool by_position = s_->store_.ids_increasing();
       top.reset(kk, static_cast<dist_t>(nbits_), false, by_position ? CountingTopK::KeyToId{} : to_id);
-      if (probe_knn(queries + q * cs, top, st[q], budget * share, skip)) {
+      if (probe_knn(queries + q * cs, top, st[q], budget, skip)) {
         if (by_position) {  // positions order like the ids: map the k found
           top.finish(distances + q * k, ids + q * k, k);
           idx_t* row = ids + q * k;
@@ -825,7 +825,7 @@ RangeResult MIHIndex::range_search_with(const std::uint8_t* queries, std::size_t
   ProbeLedger ledger;  // as in search_with_stats
   const double budget = scan_cost(nq) * filtered_share(f);
   const bool tested = s_->m_ <= kMaxTestedTables;
-  ProbePlan* plan = allow ? nullptr : &s_->plan_;
+  ProbePlan* plan = allow || nq >= kBatchQueries ? nullptr : &s_->plan_;
   const std::size_t klass = ProbePlan::range_class(radius);
   std::atomic<std::int64_t> unprobed{0};
   parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
@@ -834,14 +834,13 @@ RangeResult MIHIndex::range_search_with(const std::uint8_t* queries, std::size_t
         to_scan[q] = 1;
         continue;
       }
-      const double share = plan ? plan->probe_share(klass) : 1.0;
-      if (share == 0.0) {
+      if (plan && !plan->should_probe(klass)) {
         to_scan[q] = 1;
         unprobed.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
       MIHQueryStats st;
-      if (probe_range(queries + q * cs, radius, hits[q], st, budget * share, skip)) {
+      if (probe_range(queries + q * cs, radius, hits[q], st, budget, skip)) {
         // A probe's account includes ordering its hits, less what a scan pays to deliver them.
         const double h = static_cast<double>(hits[q].ids.size());
         const double cost = work_done(st, tested) + range_order_ns(hits[q].ids.size()) - h * kRangeScanHitNs;

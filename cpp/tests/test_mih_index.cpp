@@ -109,30 +109,25 @@ TEST(probe_plan_learns_which_plan_pays) {
   const std::size_t c = ProbePlan::knn_class(10);
   // Probes that give up at once cost nothing: probing goes on.
   for (int i = 0; i < 100; ++i) plan.record(c, false, 0.0, 1000.0);
-  for (int i = 0; i < 10; ++i) CHECK(plan.probe_share(c) == 1.0);
+  for (int i = 0; i < 10; ++i) CHECK(plan.should_probe(c));
   // Probes that give up after a scan's worth of work: after a few, most queries skip them, and
-  // one in kExploreEvery probes with half the budget.
+  // one in kExploreEvery still probes.
   for (int i = 0; i < 8; ++i) plan.record(c, false, 1000.0, 1000.0);
   CHECK(plan.worth(c) < 0.0);
-  int explored = 0, skipped = 0;
-  for (std::uint32_t i = 0; i < 64 * ProbePlan::kExploreEvery; ++i) {
-    const double share = plan.probe_share(c);
-    explored += share == 0.5;
-    skipped += share == 0.0;
-  }
+  int explored = 0;
+  for (std::uint32_t i = 0; i < 64 * ProbePlan::kExploreEvery; ++i) explored += plan.should_probe(c);
   CHECK_EQ(explored, 64);
-  CHECK_EQ(skipped + explored, static_cast<int>(64 * ProbePlan::kExploreEvery));
   // Another class is not affected.
-  CHECK(plan.probe_share(ProbePlan::knn_class(1)) == 1.0);
+  CHECK(plan.should_probe(ProbePlan::knn_class(1)));
   // Probes that answer their queries cheaply bring probing back.
   for (int i = 0; i < 8; ++i) plan.record(c, true, 10.0, 1000.0);
   CHECK(plan.worth(c) > 0.0);
-  for (int i = 0; i < 10; ++i) CHECK(plan.probe_share(c) == 1.0);
+  for (int i = 0; i < 10; ++i) CHECK(plan.should_probe(c));
   // Reset forgets everything.
   for (int i = 0; i < 8; ++i) plan.record(c, false, 1000.0, 1000.0);
   plan.reset();
   CHECK(plan.worth(c) == 1.0);
-  CHECK(plan.probe_share(c) == 1.0);
+  CHECK(plan.should_probe(c));
 }
 
 HARNESS_MAIN()

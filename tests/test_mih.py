@@ -123,6 +123,31 @@ def test_single_queries_learn_to_skip_probes_that_do_not_pay(rng):
     assert mih.stats()["unprobed_scans"] == 0, "probing pays again"
 
 
+def test_single_range_queries_learn_to_skip_probes_that_do_not_pay(rng):
+    # Every code shares its first 32 bits, so the first two tables each hold one bucket of all
+    # codes: a range probe that reaches it checks far more candidates than its plan expected, gives
+    # up and is scanned. Single range queries of that radius soon skip the probe; another radius
+    # (whose probes take the sparse tables and answer) is not affected.
+    n, nbits = 60_000, 128
+    codes = rng.integers(0, 256, (n, nbits // 8), dtype=np.uint8)
+    codes[:, :4] = 7
+    queries = rng.integers(0, 256, (300, nbits // 8), dtype=np.uint8)
+    queries[:, :4] = 7
+    mih, flat = de.MIHIndex(nbits), de.FlatIndex(nbits)
+    mih.add(codes)
+    flat.add(codes)
+    for radius, skipped in ((8, True), (4, False)):
+        mih.reset_stats()
+        for q in queries:
+            for got, want in zip(mih.range_search(q[None], radius), flat.range_search(q[None], radius)):
+                np.testing.assert_array_equal(got, want)
+        stats = mih.stats()
+        if skipped:
+            assert stats["linear_scans"] == 300 and stats["unprobed_scans"] >= 280
+        else:
+            assert stats["linear_scans"] == 0 and stats["unprobed_scans"] == 0
+
+
 def test_tail_and_incremental_adds(rng):
     codes = clustered_codes(rng, 20000, 128)
     mih, flat = de.MIHIndex(128), de.FlatIndex(128)

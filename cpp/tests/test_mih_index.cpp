@@ -97,7 +97,6 @@ TEST(mih_rejects_bad_parameters) {
   CHECK_EQ(MIHIndex::auto_m_for(64, 10000000), 3);
 }
 
-
 TEST(probe_plan_learns_which_plan_pays) {
   CHECK_EQ(ProbePlan::knn_class(1), std::size_t{0});
   CHECK_EQ(ProbePlan::knn_class(3), std::size_t{1});

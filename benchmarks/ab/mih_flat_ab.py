@@ -82,11 +82,13 @@ def main() -> int:
     ap.add_argument("--builds", nargs="*", default=[], help="name=folder holding a deephash_engine package")
     ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    kind, n, nbits = args.data.split(",")
-    n, nbits = int(n), int(nbits)
+    parts = args.data.split(",")
+    if len(parts) != 3 or parts[0] not in ("uniform", "structured") or not (parts[1].isdigit() and parts[2].isdigit()):
+        ap.error(f"--data: expected kind,n,nbits with kind uniform or structured, got {args.data!r}")
+    kind, n, nbits = parts[0], int(parts[1]), int(parts[2])
     for cell in args.cells:
         if cell[:1] not in ("k", "r") or not cell[1:].isdigit():
-            ap.error(f"a cell is k<k> or r<radius>, got {cell!r}")
+            ap.error(f"--cells: expected k<k> or r<radius>, got {cell!r}")
     if args.worker:
         worker(args.worker, nbits, args.cells, args.single, args.rounds, args.threads)
         return 0

@@ -52,6 +52,30 @@ void bind_mih(py::module_& m) {
               "their kind of search having lately cost more to probe than to scan), mean substring\n"
               "radius reached.")
       .def("reset_stats", &MIHIndex::reset_stats)
+      .def("plan", [](const MIHIndex& index) {
+             py::list out;
+             for (const MIHPlanEntry& e : index.plan()) {
+               py::dict d;
+               d["search"] = e.range ? "range" : "knn";
+               if (e.range) {
+                 d["radius"] = e.to < 0 ? py::object(py::make_tuple(e.from, py::none())) : py::object(py::make_tuple(e.from, e.to));
+               } else {
+                 d["k"] = py::make_tuple(e.from, e.to);
+               }
+               d["queries"] = e.queries;
+               d["path"] = e.probing ? "probe" : "scan";
+               d["model_worth"] = e.worth;
+               d["probe_us"] = e.probe_ns > 0 ? py::object(py::float_(e.probe_ns / 1e3)) : py::object(py::none());
+               d["scan_us"] = e.scan_ns > 0 ? py::object(py::float_(e.scan_ns / 1e3)) : py::object(py::none());
+               out.append(d);
+             }
+             return out;
+           }, "What the index has learned about single queries (searches of fewer than 16 queries,\n"
+              "unfiltered) since its tables were built, one dict per kind of search that asked:\n"
+              "search ('knn' with a range of k, or 'range' with a range of radii), queries, path\n"
+              "(where its queries go: 'probe' or 'scan'; one in 128 takes the other, to keep both\n"
+              "timed), model_worth (the cost model's average saving of a probe against a scan, -1..1)\n"
+              "and the measured microseconds per query of each path (None until timed).")
       .def_static("auto_m_for", &MIHIndex::auto_m_for, py::arg("nbits"), py::arg("n"),
                   "The table count chosen automatically for n codes of nbits bits.")
       .def("search_with_stats", [](const MIHIndex& index, const py::handle& queries_obj, const py::handle& k_obj,

@@ -85,7 +85,8 @@ def test_single_queries_learn_to_skip_probes_that_do_not_pay(rng):
     # Uniform 128-bit codes: every k-NN probe gives up and the query is scanned after it. Single
     # queries (one per call, as a service sends them) soon go to the scan without a probe; queries
     # of another kind (another k, a filter) are not affected, and when probes pay again (queries
-    # with many copies in the index) probing comes back. Answers are exact throughout.
+    # one bit away from codes with many copies: a probe answers at once, a scan cannot stop early)
+    # probing comes back. Answers are exact throughout.
     n, nbits = 60_000, 128
     codes = rng.integers(0, 256, (n, nbits // 8), dtype=np.uint8)
     codes[: 50 * 20] = np.repeat(codes[:50], 20, axis=0)  # 50 codes with 20 copies each
@@ -93,6 +94,8 @@ def test_single_queries_learn_to_skip_probes_that_do_not_pay(rng):
     mih.add(codes)
     flat.add(codes)
     far = rng.integers(0, 256, (300, nbits // 8), dtype=np.uint8)
+    near = codes[np.arange(1600) % 50].copy()
+    near[:, 0] ^= 1
 
     def one_by_one(queries, k, **kw):
         for q in queries:
@@ -101,33 +104,39 @@ def test_single_queries_learn_to_skip_probes_that_do_not_pay(rng):
             np.testing.assert_array_equal(D, eD)
             np.testing.assert_array_equal(I, eI)
 
+    def knn_plan(k):
+        return next(e for e in mih.plan() if e["search"] == "knn" and e["k"][0] <= k <= e["k"][1])
+
     mih.reset_stats()
     one_by_one(far, 10)
     stats = mih.stats()
     assert stats["linear_scans"] == 300
     assert stats["unprobed_scans"] >= 280, "after a few probes that gave up, the rest skip them"
+    assert knn_plan(10)["path"] == "scan" and knn_plan(10)["probe_us"] > knn_plan(10)["scan_us"] > 0
     mih.reset_stats()
     one_by_one(far[:5], 10, allow=np.arange(1, n))  # filtered: probed as before
     one_by_one(codes[:5], 1)  # another k: probed, and answered by the probe
     stats = mih.stats()
     assert stats["unprobed_scans"] == 0 and stats["linear_scans"] == 5
+    assert knn_plan(1)["path"] == "probe" and knn_plan(1)["scan_us"] is None
     mih.reset_stats()  # a batch has its own account (and a batch scan's budget): probed as before
     D, I = mih.search(codes[:20], 10)
     np.testing.assert_array_equal(I, flat.search(codes[:20], 10)[1])
     assert mih.stats()["linear_scans"] == 0
     mih.reset_stats()
-    one_by_one(codes[np.arange(1500) % 50], 10)  # 20 copies each: a probe answers at radius 0
+    one_by_one(near[:1500], 10)
     assert mih.stats()["unprobed_scans"] < 1300  # the exploring probes succeed, and probing resumes
+    assert knn_plan(10)["path"] == "probe"
     mih.reset_stats()
-    one_by_one(codes[np.arange(100) % 50], 10)
-    assert mih.stats()["unprobed_scans"] == 0, "probing pays again"
-
+    one_by_one(near[1500:], 10)
+    # probing pays again (a scan in each 128 queries or fewer still times the scan)
+    assert mih.stats()["unprobed_scans"] <= 2
 
 def test_single_range_queries_learn_to_skip_probes_that_do_not_pay(rng):
     # Every code shares its first 32 bits, so the first two tables each hold one bucket of all
     # codes: a range probe that reaches it checks far more candidates than its plan expected, gives
     # up and is scanned. Single range queries of that radius soon skip the probe; another radius
-    # (whose probes take the sparse tables and answer) is not affected.
+    # (whose probes take the sparse tables and answer, faster than a scan) is not affected.
     n, nbits = 60_000, 128
     codes = rng.integers(0, 256, (n, nbits // 8), dtype=np.uint8)
     codes[:, :4] = 7
@@ -142,10 +151,17 @@ def test_single_range_queries_learn_to_skip_probes_that_do_not_pay(rng):
             for got, want in zip(mih.range_search(q[None], radius), flat.range_search(q[None], radius)):
                 np.testing.assert_array_equal(got, want)
         stats = mih.stats()
+        plan = next(e for e in mih.plan() if e["search"] == "range" and e["radius"] == (radius, radius))
         if skipped:
             assert stats["linear_scans"] == 300 and stats["unprobed_scans"] >= 280
-        else:
-            assert stats["linear_scans"] == 0 and stats["unprobed_scans"] == 0
+            assert plan["path"] == "scan"
+        else:  # probed, but for the queries that time the scan: two in the first 16, then fewer
+            assert stats["linear_scans"] == stats["unprobed_scans"] <= 2 + 2 * 300 // 128
+            assert plan["path"] == "probe" and plan["probe_us"] < plan["scan_us"]
+    assert [e["radius"] for e in mih.plan()] == [(4, 4), (8, 8)]
+    mih.add(codes[:10_000])
+    mih.compact()  # new tables: what the plan learned is forgotten
+    assert mih.plan() == []
 
 
 def test_tail_and_incremental_adds(rng):

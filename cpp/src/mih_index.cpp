@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <shared_mutex>
 
@@ -78,6 +79,29 @@ MIHStats MIHIndex::stats() const {
 }
 void MIHIndex::reset_stats() {
   s_->st_queries_ = s_->st_candidates_ = s_->st_buckets_ = s_->st_scans_ = s_->st_radius_ = s_->st_unprobed_ = 0;
+}
+std::vector<MIHPlanEntry> MIHIndex::plan() const {
+  const ProbePlan& p = s_->plan_;
+  std::vector<MIHPlanEntry> out;
+  for (std::size_t c = 0; c < ProbePlan::kClasses; ++c) {
+    if (p.queries(c) == 0) continue;
+    MIHPlanEntry e;
+    e.range = c >= ProbePlan::kKnnClasses;
+    if (e.range) {
+      e.from = static_cast<int>(c - ProbePlan::kKnnClasses);
+      e.to = c + 1 == ProbePlan::kClasses ? -1 : e.from;
+    } else {
+      e.from = c >= 31 ? std::numeric_limits<int>::max() : 1 << c;
+      e.to = c >= 30 ? std::numeric_limits<int>::max() : (2 << c) - 1;
+    }
+    e.queries = p.queries(c);
+    e.worth = p.worth(c);
+    e.probe_ns = p.probe_ns(c);
+    e.scan_ns = p.scan_ns(c);
+    e.probing = p.prefers_probe(c);
+    out.push_back(e);
+  }
+  return out;
 }
 
 // ---- building -----------------------------------------------------------------------------------

@@ -329,6 +329,57 @@ struct ProbeLedger {
   }
 };
 
+// Routes the queries of a search that uses the plan (mih_plan.hpp) and times their paths: a
+// probe, the scan of the queries sent to it, and for a probe that gave up, both. Probes run one
+// query to a thread, so a probe's share of the search's time is its time over the queries probed
+// side by side; a scan runs the queries it got on every thread, and each query's share is the
+// scan's time over them. Without a plan, every query is probed and nothing is timed.
+class PlanClock {
+ public:
+  PlanClock(ProbePlan* plan, std::size_t klass, std::size_t nq)
+      : plan_(plan), klass_(klass),
+        side_by_side_(static_cast<double>(std::min<std::size_t>(nq, static_cast<std::size_t>(get_num_threads())))),
+        timed_(plan ? nq : 0, 0), gave_up_(plan ? nq : 0, -1.0) {}
+  // Whether query q is to be probed (else it goes to the scan without a probe).
+  bool probe(std::size_t q) {
+    if (!plan_) return true;
+    const ProbePlan::Route r = plan_->route(klass_);
+    timed_[q] = r.timed ? (r.explores ? kExploring : kTimed) : 0;
+    return r.probe;
+  }
+  double start() const noexcept { return plan_ ? steady_ns() : 0.0; }
+  // Query q's probe began at t0 and did `work` by the cost model.
+  void probed(std::size_t q, double t0, bool answered, double work) {
+    if (!plan_ || !timed_[q]) return;
+    const double took = steady_ns() - t0;
+    plan_->timed_work(took, work);
+    const double ns = took / side_by_side_;
+    if (answered)
+      plan_->timed_probe(klass_, ns, timed_[q] == kExploring);
+    else
+      gave_up_[q] = ns;  // completed once the query is scanned
+  }
+  // The scan of these rows (queries) began at t0; `count` queries were scanned in all.
+  void scanned(const std::vector<std::size_t>& rows, double t0, std::size_t count = 0) {
+    if (!plan_ || rows.empty()) return;
+    const double each = (steady_ns() - t0) / static_cast<double>(count ? count : rows.size());
+    for (std::size_t q : rows) {
+      if (!timed_[q]) continue;
+      // A probe that gave up explored the probe, not the scan after it.
+      plan_->timed_scan(klass_, each, timed_[q] == kExploring && gave_up_[q] < 0.0);
+      if (gave_up_[q] >= 0.0) plan_->timed_probe(klass_, gave_up_[q] + each, timed_[q] == kExploring);
+    }
+  }
+
+ private:
+  static constexpr std::uint8_t kTimed = 1, kExploring = 2;
+  ProbePlan* plan_;
+  std::size_t klass_;
+  double side_by_side_;
+  std::vector<std::uint8_t> timed_;  // per query: not timed, timed, or timed and exploring
+  std::vector<double> gave_up_;
+};
+
 double candidate_ns(bool tested) noexcept { return tested ? kTestedCandidateNs : kSeenCandidateNs; }
 
 // The work a query's probing has done so far, in the cost model's nanoseconds.
@@ -625,11 +676,13 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
   // Shared across the batch: once most probed queries turned out cheaper to scan (uniform codes,
   // large k), the remaining queries go straight to the linear scan.
   ProbeLedger ledger;
-  const double budget = scan_cost(nq) * filtered_share(f);
   const bool tested = s_->m_ <= kMaxTestedTables;
-  // Unfiltered searches of few queries learn which plan pays (mih_plan.hpp).
+  // Unfiltered searches of few queries learn which plan pays (mih_plan.hpp), and what a scan costs.
   ProbePlan* plan = allow || nq >= kBatchQueries ? nullptr : &s_->plan_;
   const std::size_t klass = ProbePlan::knn_class(k);
+  const double model_budget = scan_cost(nq) * filtered_share(f);
+  const double budget = plan ? plan->budget(klass, model_budget) : model_budget;
+  PlanClock clock(plan, klass, nq);
   std::atomic<std::int64_t> unprobed{0};
   const CountingTopK::KeyToId to_id{
       [](const void* store, CountingTopK::Entry* e, std::size_t n) {
@@ -644,7 +697,7 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
         to_scan[q] = 1;
         continue;
       }
-      if (plan && !plan->should_probe(klass)) {
+      if (!clock.probe(q)) {
         to_scan[q] = 1;
         unprobed.fetch_add(1, std::memory_order_relaxed);
         continue;
@@ -656,6 +709,7 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
       // the id does; otherwise the top-k keeps every candidate tied at the k-th distance and
       // orders them by id at the end (its key -> id map).
       const bool by_position = s_->store_.ids_increasing();
+      const double t0 = clock.start();
       top.reset(kk, static_cast<dist_t>(nbits_), false, by_position ? CountingTopK::KeyToId{} : to_id);
       if (probe_knn(queries + q * cs, top, st[q], budget, skip)) {
         if (by_position) {  // positions order like the ids: map the k found
@@ -668,10 +722,12 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
         }
         ledger.add(work_done(st[q], tested));
         if (plan) plan->record(klass, true, work_done(st[q], tested), budget);
+        clock.probed(q, t0, true, work_done(st[q], tested));
       } else {
         to_scan[q] = 1;
         ledger.add(work_done(st[q], tested) + budget);
         if (plan) plan->record(klass, false, work_done(st[q], tested), budget);
+        clock.probed(q, t0, false, work_done(st[q], tested));
       }
     }
   }, std::min<std::size_t>(nq, 4 * static_cast<std::size_t>(get_num_threads())));
@@ -682,7 +738,9 @@ void MIHIndex::search_with_stats(const std::uint8_t* queries, std::size_t nq, st
     const std::vector<std::uint8_t> sub = gather_rows(queries, scan_rows, cs);
     std::vector<dist_t> d(scan_rows.size() * k);
     std::vector<idx_t> id(scan_rows.size() * k);
+    const double t0 = clock.start();
     knn_scan(view, sub.data(), scan_rows.size(), k, d.data(), id.data());
+    clock.scanned(scan_rows, t0);
     for (std::size_t i = 0; i < scan_rows.size(); ++i) {
       std::memcpy(distances + scan_rows[i] * k, d.data() + i * k, k * sizeof(dist_t));
       std::memcpy(ids + scan_rows[i] * k, id.data() + i * k, k * sizeof(idx_t));
@@ -823,10 +881,12 @@ RangeResult MIHIndex::range_search_with(const std::uint8_t* queries, std::size_t
   std::vector<ProbedHits> hits(nq);
   std::vector<std::uint8_t> to_scan(nq, 0);
   ProbeLedger ledger;  // as in search_with_stats
-  const double budget = scan_cost(nq) * filtered_share(f);
   const bool tested = s_->m_ <= kMaxTestedTables;
   ProbePlan* plan = allow || nq >= kBatchQueries ? nullptr : &s_->plan_;
   const std::size_t klass = ProbePlan::range_class(radius);
+  const double model_budget = scan_cost(nq) * filtered_share(f);
+  const double budget = plan ? plan->budget(klass, model_budget) : model_budget;
+  PlanClock clock(plan, klass, nq);
   std::atomic<std::int64_t> unprobed{0};
   parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
     for (std::size_t q = q0; q < q1; ++q) {
@@ -834,22 +894,25 @@ RangeResult MIHIndex::range_search_with(const std::uint8_t* queries, std::size_t
         to_scan[q] = 1;
         continue;
       }
-      if (plan && !plan->should_probe(klass)) {
+      if (!clock.probe(q)) {
         to_scan[q] = 1;
         unprobed.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
       MIHQueryStats st;
+      const double t0 = clock.start();
       if (probe_range(queries + q * cs, radius, hits[q], st, budget, skip)) {
         // A probe's account includes ordering its hits, less what a scan pays to deliver them.
         const double h = static_cast<double>(hits[q].ids.size());
         const double cost = work_done(st, tested) + range_order_ns(hits[q].ids.size()) - h * kRangeScanHitNs;
         ledger.add(cost);
         if (plan) plan->record(klass, true, cost, budget);
+        clock.probed(q, t0, true, work_done(st, tested) + range_order_ns(hits[q].ids.size()));
       } else {
         to_scan[q] = 1;
         ledger.add(work_done(st, tested) + budget);
         if (plan) plan->record(klass, false, work_done(st, tested), budget);
+        clock.probed(q, t0, false, work_done(st, tested));
       }
       s_->st_candidates_ += st.candidates;
       s_->st_buckets_ += st.buckets;
@@ -864,14 +927,19 @@ RangeResult MIHIndex::range_search_with(const std::uint8_t* queries, std::size_t
     // few probed answers in would copy every hit (hundreds of MB on large radii), which costs
     // more than scanning those few queries again.
     s_->st_scans_ += static_cast<std::int64_t>(nq);
-    return range_scan(view, queries, nq, radius);
+    const double t0 = clock.start();
+    RangeResult res = range_scan(view, queries, nq, radius);
+    clock.scanned(flagged_rows(to_scan), t0, nq);
+    return res;
   }
   const std::vector<std::size_t> scan_rows = flagged_rows(to_scan);
   RangeResult part;
   std::vector<std::size_t> part_row(nq, 0);  // row in `part` of each scanned query
   if (!scan_rows.empty()) {
     const std::vector<std::uint8_t> sub = gather_rows(queries, scan_rows, cs);
+    const double t0 = clock.start();
     part = range_scan(view, sub.data(), scan_rows.size(), radius);
+    clock.scanned(scan_rows, t0);
     for (std::size_t i = 0; i < scan_rows.size(); ++i) part_row[scan_rows[i]] = i;
     s_->st_scans_ += static_cast<std::int64_t>(scan_rows.size());
   }

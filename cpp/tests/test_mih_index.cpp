@@ -97,6 +97,21 @@ TEST(mih_rejects_bad_parameters) {
   CHECK_EQ(MIHIndex::auto_m_for(64, 10000000), 3);
 }
 
+// How many of `queries` queries of class c the plan sends to the probe, and how many of those
+// and of the scanned ones count for the clock.
+struct Routed {
+  int probed = 0, timed = 0;
+};
+static Routed route_queries(ProbePlan& plan, std::size_t c, std::uint32_t queries) {
+  Routed out;
+  for (std::uint32_t i = 0; i < queries; ++i) {
+    const ProbePlan::Route r = plan.route(c);
+    out.probed += r.probe;
+    out.timed += r.timed;
+  }
+  return out;
+}
+
 TEST(probe_plan_learns_which_plan_pays) {
   CHECK_EQ(ProbePlan::knn_class(1), std::size_t{0});
   CHECK_EQ(ProbePlan::knn_class(3), std::size_t{1});
@@ -106,27 +121,76 @@ TEST(probe_plan_learns_which_plan_pays) {
   CHECK_EQ(ProbePlan::range_class(1000), ProbePlan::kClasses - 1);
   ProbePlan plan;
   const std::size_t c = ProbePlan::knn_class(10);
-  // Probes that give up at once cost nothing: probing goes on.
+  constexpr std::uint32_t kEvery = ProbePlan::kExploreEvery, kFirst = ProbePlan::kFirstExploreEvery;
+  // Nothing timed yet: probed, but the last two of each kFirstExploreEvery queries are scanned to
+  // time the scan, and only the second of the two counts.
+  Routed r = route_queries(plan, c, 4 * kFirst);
+  CHECK_EQ(r.probed, static_cast<int>(4 * kFirst - 8));
+  CHECK_EQ(r.timed, static_cast<int>(4 * kFirst - 4));
+  // Probes that give up at once cost the model nothing: probing goes on.
   for (int i = 0; i < 100; ++i) plan.record(c, false, 0.0, 1000.0);
-  for (int i = 0; i < 10; ++i) CHECK(plan.should_probe(c));
-  // Probes that give up after a scan's worth of work: after a few, most queries skip them, and
-  // one in kExploreEvery still probes.
+  CHECK(plan.prefers_probe(c));
+  // Probes that give up after a scan's worth of work: the scan takes the queries.
   for (int i = 0; i < 8; ++i) plan.record(c, false, 1000.0, 1000.0);
   CHECK(plan.worth(c) < 0.0);
-  int explored = 0;
-  for (std::uint32_t i = 0; i < 64 * ProbePlan::kExploreEvery; ++i) explored += plan.should_probe(c);
-  CHECK_EQ(explored, 64);
+  CHECK(!plan.prefers_probe(c));
+  // Both paths timed (a probe that gave up costs itself and the scan after it): the scan still
+  // takes the queries, and one in each kExploreEvery probes (and is timed).
+  plan.timed_probe(c, 1500.0);
+  plan.timed_scan(c, 1000.0);
+  r = route_queries(plan, c, 64 * kEvery);
+  CHECK_EQ(r.probed, 64);
+  CHECK_EQ(r.timed, static_cast<int>(64 * kEvery));
   // Another class is not affected.
-  CHECK(plan.should_probe(ProbePlan::knn_class(1)));
-  // Probes that answer their queries cheaply bring probing back.
-  for (int i = 0; i < 8; ++i) plan.record(c, true, 10.0, 1000.0);
-  CHECK(plan.worth(c) > 0.0);
-  for (int i = 0; i < 10; ++i) CHECK(plan.should_probe(c));
+  CHECK(plan.route(ProbePlan::knn_class(1)).probe);
+  // Probes that answer their queries quickly bring probing back.
+  for (int i = 0; i < 32; ++i) plan.timed_probe(c, 900.0);
+  CHECK(plan.probe_ns(c) < plan.scan_ns(c));
+  CHECK(plan.prefers_probe(c));
   // Reset forgets everything.
   for (int i = 0; i < 8; ++i) plan.record(c, false, 1000.0, 1000.0);
   plan.reset();
   CHECK(plan.worth(c) == 1.0);
-  CHECK(plan.should_probe(c));
+  CHECK(plan.probe_ns(c) == 0.0 && plan.scan_ns(c) == 0.0);
+  CHECK_EQ(plan.queries(c), 0u);
+  CHECK(plan.route(c).probe);
+}
+
+TEST(probe_plan_follows_the_clock_once_both_paths_are_timed) {
+  ProbePlan plan;
+  const std::size_t c = ProbePlan::range_class(16);
+  constexpr std::uint32_t kEvery = ProbePlan::kExploreEvery;
+  // Probes that answer well within the model's budget...
+  for (int i = 0; i < 8; ++i) plan.record(c, true, 100.0, 1000.0);
+  CHECK(plan.prefers_probe(c));
+  // ...but take 2.5x the scan by the clock: the scan takes the queries, and one in 2 x
+  // kExploreEvery probes (the other path is explored as rarely as it is slower, in whole steps).
+  plan.timed_probe(c, 286e3);
+  plan.timed_scan(c, 115e3);
+  CHECK(!plan.prefers_probe(c));
+  Routed r = route_queries(plan, c, 8 * kEvery);
+  CHECK_EQ(r.probed, 4);
+  CHECK_EQ(r.timed, static_cast<int>(8 * kEvery));
+  // Another class is not affected.
+  CHECK(plan.route(ProbePlan::range_class(4)).probe);
+  // One scan the machine held up counts at most 4x the average: it moves the average by 3/8.
+  plan.timed_scan(c, 1e9);
+  CHECK(plan.scan_ns(c) < 115e3 * (1.0 + 3.0 / 8.0) + 1.0);
+  CHECK(!plan.prefers_probe(c));
+  // Probes 10x faster than the scan: probed, and two queries in each 10 x kExploreEvery are
+  // scanned, the first untimed (it warms the caches for the second).
+  ProbePlan fast;
+  fast.timed_probe(c, 10e3);
+  fast.timed_scan(c, 100e3);
+  r = route_queries(fast, c, 2 * 10 * kEvery);
+  CHECK_EQ(r.probed, static_cast<int>(2 * 10 * kEvery - 4));
+  CHECK_EQ(r.timed, static_cast<int>(2 * 10 * kEvery - 2));
+  // Ever slower scans: explored at most kExploreSpread times as rarely.
+  ProbePlan slow;
+  slow.timed_probe(c, 1e3);
+  slow.timed_scan(c, 1e6);
+  r = route_queries(slow, c, 2 * ProbePlan::kExploreSpread * kEvery);
+  CHECK_EQ(r.probed, static_cast<int>(2 * ProbePlan::kExploreSpread * kEvery - 4));
 }
 
 HARNESS_MAIN()

@@ -43,6 +43,18 @@ struct MIHStats {
   std::int64_t unprobed = 0;
 };
 
+// One kind of search in the plan an index learns for single queries (docs/engine.md, "Learned
+// plan"): k-NN with k in [from, to], or range search with a radius in [from, to] (to = -1: and
+// above).
+struct MIHPlanEntry {
+  bool range = false;
+  int from = 0, to = 0;
+  std::int64_t queries = 0;             // that asked the plan since the tables were built
+  double worth = 1.0;                   // the cost model's average worth of a probe, in [-1, 1]
+  double probe_ns = 0.0, scan_ns = 0.0;  // measured time per query of each path (0: not timed yet)
+  bool probing = true;                  // where its queries go, but for one in 128 that explores
+};
+
 class MIHIndex final : public BinaryIndex {
  public:
   // m = 0 chooses m automatically (about nbits / log2(n), retuned when the index grows);
@@ -63,6 +75,7 @@ class MIHIndex final : public BinaryIndex {
   std::size_t tombstones() const;       // removed items not yet compacted away
   MIHStats stats() const;
   void reset_stats();
+  std::vector<MIHPlanEntry> plan() const;  // the kinds of search that asked the plan
 
   void add(const std::uint8_t* codes, std::size_t n) override;
   void add_with_ids(const std::uint8_t* codes, std::size_t n, const idx_t* ids) override;

@@ -303,7 +303,7 @@ Tiling plan_tiles(std::size_t nq, std::size_t n, std::size_t block, std::size_t 
   // Per-slice results are held until the merge: bound them (about 256 MiB).
   const std::size_t held = std::max<std::size_t>(1, nq * per_query_bytes);
   slices = std::max<std::size_t>(1, std::min(slices, (std::size_t{256} << 20) / held));
-  if (slices == 1) t.groups = std::min(nq, std::max(t.groups, 4 * threads));
+  if (slices == 1) t.groups = std::min(nq, std::max(t.groups, (keyed ? 2 : 4) * threads));
   t.slices = slices;
   return t;
 }

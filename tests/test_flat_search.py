@@ -188,6 +188,39 @@ def test_one_query_over_many_short_codes_settles_or_goes_on(threads, rng):
         de.set_num_threads(previous)
 
 
+@pytest.mark.parametrize("ids_kind", ["shuffled", "shuffled-wide", "removed"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_range_hits_of_ids_in_any_order_come_in_distance_then_id_order(ids_kind, threads, rng):
+    # Ids that do not grow with position (4-byte and 8-byte ids): hits carry positions through the
+    # scan and get their ids once placed by distance; with fewer queries than threads each
+    # distance's run is mapped and sorted on its own thread. Thousands of hits over many distances.
+    n, nbits = 30_000, 64
+    codes = clustered_codes(rng, n, nbits, nclusters=4, flip=0.08)
+    ids = rng.permutation(n).astype(np.int64)
+    if ids_kind == "shuffled-wide":
+        ids += 1 << 40
+    index = de.FlatIndex(nbits)
+    index.add_with_ids(codes, ids)
+    keep = np.ones(n, dtype=bool)
+    if ids_kind == "removed":
+        gone = rng.choice(n, 3000, replace=False)
+        index.remove_ids(ids[gone])
+        keep[gone] = False
+    queries = codes[rng.integers(0, n, 4)]
+    previous = de.get_num_threads()
+    try:
+        de.set_num_threads(threads)
+        for nq in (1, 2, 4):
+            lims, D, I = index.range_search(queries[:nq], 12)
+            elims, eD, eI = oracle_range(queries[:nq], codes[keep], ids[keep], 12)
+            assert lims[-1] > 1000 * nq
+            np.testing.assert_array_equal(lims, elims)
+            np.testing.assert_array_equal(D, eD)
+            np.testing.assert_array_equal(I, eI)
+    finally:
+        de.set_num_threads(previous)
+
+
 def test_k_larger_than_ntotal_pads_like_faiss():
     index = de.FlatIndex(16)
     index.add(np.array([[1, 0], [3, 0]], dtype=np.uint8))

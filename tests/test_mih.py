@@ -94,7 +94,7 @@ def test_single_queries_learn_to_skip_probes_that_do_not_pay(rng):
     mih.add(codes)
     flat.add(codes)
     far = rng.integers(0, 256, (300, nbits // 8), dtype=np.uint8)
-    near = codes[np.arange(1600) % 50].copy()
+    near = codes[np.arange(3100) % 50].copy()
     near[:, 0] ^= 1
 
     def one_by_one(queries, k, **kw):
@@ -124,13 +124,13 @@ def test_single_queries_learn_to_skip_probes_that_do_not_pay(rng):
     np.testing.assert_array_equal(I, flat.search(codes[:20], 10)[1])
     assert mih.stats()["linear_scans"] == 0
     mih.reset_stats()
-    one_by_one(near[:1500], 10)
-    assert mih.stats()["unprobed_scans"] < 1300  # the exploring probes succeed, and probing resumes
+    one_by_one(near[:3000], 10)
+    assert mih.stats()["unprobed_scans"] < 2500  # the exploring probes succeed, and probing resumes
     assert knn_plan(10)["path"] == "probe"
     mih.reset_stats()
-    one_by_one(near[1500:], 10)
-    # probing pays again (a scan in each 128 queries or fewer still times the scan)
-    assert mih.stats()["unprobed_scans"] <= 2
+    one_by_one(near[3000:], 10)
+    # probing pays again (a burst of scans in each 128 queries or fewer still times the scan)
+    assert mih.stats()["unprobed_scans"] <= 4
 
 def test_single_range_queries_learn_to_skip_probes_that_do_not_pay(rng):
     # Every code shares its first 32 bits, so the first two tables each hold one bucket of all
@@ -155,8 +155,8 @@ def test_single_range_queries_learn_to_skip_probes_that_do_not_pay(rng):
         if skipped:
             assert stats["linear_scans"] == 300 and stats["unprobed_scans"] >= 280
             assert plan["path"] == "scan"
-        else:  # probed, but for the queries that time the scan: two in the first 16, then fewer
-            assert stats["linear_scans"] == stats["unprobed_scans"] <= 2 + 2 * 300 // 128
+        else:  # probed, but for the queries that time the scan: 4 in the first 16, 4 in each 128 or more
+            assert stats["linear_scans"] == stats["unprobed_scans"] <= 4 + 4 * 300 // 128
             assert plan["path"] == "probe" and plan["probe_us"] < plan["scan_us"]
     assert [e["radius"] for e in mih.plan()] == [(4, 4), (8, 8)]
     mih.add(codes[:10_000])

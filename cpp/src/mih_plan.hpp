@@ -20,13 +20,17 @@
 // The faster path on average by the clock takes a class's queries; until both paths have been
 // timed, the path the model favours (probe while its average is at least 0). Every kExploreEvery
 // queries or more, the other path takes one query, so that both averages follow changes in the
-// data or the queries. Where that is the scan it takes two in a row, and only the second is
-// timed: on that EPYC, whose L3 holds the 16 MB of codes, a scan timed among probes took 461 us,
-// against 140 us among scans, so a scan timed cold would never win the queries back. The slower
-// the other path, the rarer it is explored (every kExploreEvery x its time over the taken path's,
-// up to kExploreSpread times as rare), so that exploring costs at most about 2 / kExploreEvery of
-// the search time. While the other path has never been timed, it is explored every
-// kFirstExploreEvery queries. Answers are exact either way: only where the time goes changes.
+// data or the queries. Where that is the scan it takes kScanBurst in a row, and only the last
+// kScanTimed are timed: each path runs faster on the caches it left warm. On that EPYC (16 MB of
+// codes, an L3 of 32 MB shared with the tables and whatever else the host runs) a scan timed right
+// after probes took 564 us, the next ones 317, 264, 252 and 228 us, against 140 us among scans;
+// timed alone, or as the second of a pair (330-750 us), the scan never won back the queries of
+// uniform 1M x 128-bit range searches at r = 16, which it answers in about 110 us to the probe's
+// 150-290 (the plan stayed on the probe, at 0.4-0.9x the flat scan). The slower the other path,
+// the rarer it is explored (every kExploreEvery x its time over the taken path's, up to
+// kExploreSpread times as rare), so that exploring costs at most about kScanBurst /
+// kExploreEvery of the search time. While the other path has never been timed, it is explored
+// every kFirstExploreEvery queries. Answers are exact either way: only where the time goes changes.
 //
 // Only searches of fewer than 16 queries use and feed the plan: a larger batch has its
 // ProbeLedger, and its budget per query is a batch scan's, so what its probes are worth does not
@@ -50,9 +54,10 @@ class ProbePlan {
   static constexpr std::size_t kKnnClasses = 64, kRangeClasses = 32;
   static constexpr std::size_t kClasses = kKnnClasses + kRangeClasses;
   // Every kExploreEvery queries of a class or more (see route), the last takes the path the class
-  // does not, the last two where that is the scan (the first of them warms the caches); while that
-  // path has never been timed, every kFirstExploreEvery queries.
-  static constexpr std::uint32_t kExploreEvery = 128, kFirstExploreEvery = 16, kExplorePair = 2;
+  // does not, the last kScanBurst where that is the scan (of which only the last kScanTimed are
+  // timed: the first warm the caches); while that path has never been timed, every
+  // kFirstExploreEvery queries.
+  static constexpr std::uint32_t kExploreEvery = 128, kFirstExploreEvery = 16, kScanBurst = 4, kScanTimed = 2;
   static constexpr std::int64_t kExploreSpread = 16;
 
   ProbePlan() noexcept { reset(); }
@@ -75,7 +80,7 @@ class ProbePlan {
 
   // Where the next query of class c goes (see the top of the file): probed or scanned, whether it
   // explores (takes the path the class does not), and whether its time should count (the first
-  // query of an exploring pair warms the caches for its path).
+  // queries of an exploring burst of scans warm the caches for the last).
   struct Route {
     bool probe;
     bool explores;
@@ -93,8 +98,8 @@ class ProbePlan {
         other == 0 ? kFirstExploreEvery
                    : kExploreEvery * static_cast<std::uint32_t>(std::clamp<std::int64_t>(taken > 0 ? other / taken : 1, 1, kExploreSpread));
     const std::uint32_t i = n % every;
-    if (i + (probe ? kExplorePair : 1) < every) return {probe, false, true};
-    return {!probe, true, i + 1 == every};
+    if (i + (probe ? kScanBurst : 1) < every) return {probe, false, true};
+    return {!probe, true, i + kScanTimed >= every};
   }
 
   // Where class c sends its queries, exploration aside: to the probe (true) or to the scan.
@@ -117,13 +122,15 @@ class ProbePlan {
   }
 
   // Records the measured time per query of a path of class c: a probe (with the scan after it, if
-  // it gave up) or a scan without a probe, in nanoseconds. An exploring query's time weighs 1/2,
-  // others' 1/8: the path a class does not take is timed rarely.
+  // it gave up) or a scan without a probe, in nanoseconds. An exploring query's time weighs 1/4,
+  // others' 1/8: the path a class does not take is timed rarely, but one probe's time says little
+  // of the next one's (weighing 1/2, a quick probe now and then sent uniform 1M x 128-bit range
+  // queries at r = 16 back to probing for a hundred queries at a time).
   void timed_probe(std::size_t c, double ns, bool explored = false) noexcept {
-    average(probe_time_[c], ns, explored ? 1 : 3, probe_cap(c));
+    average(probe_time_[c], ns, explored ? 2 : 3, probe_cap(c));
   }
   void timed_scan(std::size_t c, double ns, bool explored = false) noexcept {
-    average(scan_time_[c], ns, explored ? 1 : 3, kNoCap);
+    average(scan_time_[c], ns, explored ? 2 : 3, kNoCap);
   }
 
   // Records a probe's measured time against its work by the cost model (both in nanoseconds): the

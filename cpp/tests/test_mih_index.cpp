@@ -122,11 +122,12 @@ TEST(probe_plan_learns_which_plan_pays) {
   ProbePlan plan;
   const std::size_t c = ProbePlan::knn_class(10);
   constexpr std::uint32_t kEvery = ProbePlan::kExploreEvery, kFirst = ProbePlan::kFirstExploreEvery;
-  // Nothing timed yet: probed, but the last two of each kFirstExploreEvery queries are scanned to
-  // time the scan, and only the second of the two counts.
+  // Nothing timed yet: probed, but the last kScanBurst of each kFirstExploreEvery queries are
+  // scanned to time the scan, and only the last kScanTimed of them count.
+  constexpr int kBurst = ProbePlan::kScanBurst, kTimed = ProbePlan::kScanTimed;
   Routed r = route_queries(plan, c, 4 * kFirst);
-  CHECK_EQ(r.probed, static_cast<int>(4 * kFirst - 8));
-  CHECK_EQ(r.timed, static_cast<int>(4 * kFirst - 4));
+  CHECK_EQ(r.probed, static_cast<int>(4 * kFirst) - 4 * kBurst);
+  CHECK_EQ(r.timed, static_cast<int>(4 * kFirst) - 4 * (kBurst - kTimed));
   // Probes that give up at once cost the model nothing: probing goes on.
   for (int i = 0; i < 100; ++i) plan.record(c, false, 0.0, 1000.0);
   CHECK(plan.prefers_probe(c));
@@ -177,20 +178,21 @@ TEST(probe_plan_follows_the_clock_once_both_paths_are_timed) {
   plan.timed_scan(c, 1e9);
   CHECK(plan.scan_ns(c) < 115e3 * (1.0 + 3.0 / 8.0) + 1.0);
   CHECK(!plan.prefers_probe(c));
-  // Probes 10x faster than the scan: probed, and two queries in each 10 x kExploreEvery are
-  // scanned, the first untimed (it warms the caches for the second).
+  // Probes 10x faster than the scan: probed, and a burst of kScanBurst queries in each 10 x
+  // kExploreEvery is scanned, only its last kScanTimed timed (the first warm the caches).
+  constexpr int kBurst = ProbePlan::kScanBurst, kTimed = ProbePlan::kScanTimed;
   ProbePlan fast;
   fast.timed_probe(c, 10e3);
   fast.timed_scan(c, 100e3);
   r = route_queries(fast, c, 2 * 10 * kEvery);
-  CHECK_EQ(r.probed, static_cast<int>(2 * 10 * kEvery - 4));
-  CHECK_EQ(r.timed, static_cast<int>(2 * 10 * kEvery - 2));
+  CHECK_EQ(r.probed, static_cast<int>(2 * 10 * kEvery) - 2 * kBurst);
+  CHECK_EQ(r.timed, static_cast<int>(2 * 10 * kEvery) - 2 * (kBurst - kTimed));
   // Ever slower scans: explored at most kExploreSpread times as rarely.
   ProbePlan slow;
   slow.timed_probe(c, 1e3);
   slow.timed_scan(c, 1e6);
   r = route_queries(slow, c, 2 * ProbePlan::kExploreSpread * kEvery);
-  CHECK_EQ(r.probed, static_cast<int>(2 * ProbePlan::kExploreSpread * kEvery - 4));
+  CHECK_EQ(r.probed, static_cast<int>(2 * ProbePlan::kExploreSpread * kEvery) - 2 * kBurst);
 }
 
 HARNESS_MAIN()

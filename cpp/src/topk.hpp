@@ -100,6 +100,19 @@ class CountingTopK {
   // Adds every entry of `other` (a collector for the same query over another part of the data,
   // with the same key -> id map if any).
   void merge(CountingTopK& other) {
+    if (keeping_ties_ && other.keeping_ties_ && mapped_ == 0 && other.mapped_ == 0) {
+      // Both still hold keys (storage positions, distinct across parts) and every tie: merged as
+      // keys, finish() looks up only the k and the ties at the merged k-th distance, not each
+      // part's own k and ties (a single query over 1M uniform 128-bit codes in two parts, k = 100:
+      // 129 lookups instead of 260 on average over 20 queries, each a likely cache miss).
+      for (const Entry& e : other.buf_) {
+        if (e.first > bound_) continue;
+        buf_.push_back(e);
+        zeros_ += e.first == 0;
+        if (buf_.size() >= capacity_) shrink();
+      }
+      return;
+    }
     map_all();
     other.map_all();
     if (!other.buf_.empty()) in_id_order_ = false;  // the other part's ids interleave with ours

@@ -1,5 +1,6 @@
-// ProbePlan: what the recent probes of a MIHIndex were worth, by kind of search, so that queries
-// of a kind whose probes have lately cost more than they saved go straight to the linear scan.
+// ProbePlan: which path, the probe or the linear scan, has lately answered a MIHIndex's single
+// queries of each kind faster, so that queries of a kind whose probes cost more than they save go
+// straight to the scan.
 //
 // A query's probe stops once its work passes what scanning would cost, and the query is then
 // scanned too. Where the scan wins for nearly every query (uniform codes of 128 bits and more, or

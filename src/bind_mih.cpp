@@ -73,9 +73,10 @@ void bind_mih(py::module_& m) {
            }, "What the index has learned about single queries (searches of fewer than 16 queries,\n"
               "unfiltered) since its tables were built, one dict per kind of search that asked:\n"
               "search ('knn' with a range of k, or 'range' with a range of radii), queries, path\n"
-              "(where its queries go: 'probe' or 'scan'; one in 128 takes the other, to keep both\n"
-              "timed), model_worth (the cost model's average saving of a probe against a scan, -1..1)\n"
-              "and the measured microseconds per query of each path (None until timed).")
+              "(where its queries go: 'probe' or 'scan'; every 128 queries or more the other path\n"
+              "takes one, four in a row for the scan, to keep both timed), model_worth (the cost\n"
+              "model's average saving of a probe against a scan, -1..1) and the measured\n"
+              "microseconds per query of each path (None until timed).")
       .def_static("auto_m_for", &MIHIndex::auto_m_for, py::arg("nbits"), py::arg("n"),
                   "The table count chosen automatically for n codes of nbits bits.")
       .def("search_with_stats", [](const MIHIndex& index, const py::handle& queries_obj, const py::handle& k_obj,

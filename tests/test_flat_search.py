@@ -1,5 +1,7 @@
 """FlatIndex k-NN and range search against the NumPy oracle, at every SIMD level and code size."""
 
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 
@@ -7,6 +9,17 @@ import deephash_engine as de
 from oracles import clustered_codes, duplicate_codes, oracle_knn, oracle_range
 
 ALL_NBITS = list(range(8, 1025, 8))
+
+
+@contextmanager
+def num_threads(n):
+    """The core's thread count set to n inside the block, restored after it."""
+    previous = de.get_num_threads()
+    de.set_num_threads(n)
+    try:
+        yield
+    finally:
+        de.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("nbits", ALL_NBITS)
@@ -113,16 +126,12 @@ def test_one_query_split_across_threads_keeps_the_tie_order(threads, order, rng)
         gone = ids[copies[:30]]
         index.remove_ids(gone)
         keep[copies[:30]] = False
-    previous = de.get_num_threads()
-    de.set_num_threads(threads)
-    try:
+    with num_threads(threads):
         for k in (1, 5, 100):
             D, I = index.search(query[None], k)
             eD, eI = oracle_knn(query[None], codes[keep], ids[keep], k)
             np.testing.assert_array_equal(D, eD)
             np.testing.assert_array_equal(I, eI)
-    finally:
-        de.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("nbits", [16, 32, 64, 256])
@@ -146,17 +155,13 @@ def test_one_query_tightening_within_a_block_keeps_every_tie(nbits, order, simd_
         keep[gone] = False
     queries = codes[rng.integers(0, n, 4)]
     eD, eI = oracle_knn(queries, codes[keep], ids[keep], 3000)  # each k's answer is a prefix
-    previous = de.get_num_threads()
-    try:
-        for threads in (1, 2):
-            de.set_num_threads(threads)
+    for threads in (1, 2):
+        with num_threads(threads):
             for i in range(len(queries)):
                 for k in (1, 10, 100, 3000):
                     D, I = index.search(queries[i:i + 1], k)
                     np.testing.assert_array_equal(D[0], eD[i, :k])
                     np.testing.assert_array_equal(I[0], eI[i, :k])
-    finally:
-        de.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -176,16 +181,12 @@ def test_one_query_over_many_short_codes_settles_or_goes_on(threads, rng):
     index.add(codes)
     queries = np.array([early, late, few, 7, codes[17].view(np.uint16)[0]], dtype=np.uint16).view(np.uint8).reshape(-1, 2)
     eD, eI = oracle_knn(queries, codes, np.arange(n), 100)
-    previous = de.get_num_threads()
-    try:
-        de.set_num_threads(threads)
+    with num_threads(threads):
         for i in range(len(queries)):
             for k in (1, 10, 100):
                 D, I = index.search(queries[i:i + 1], k)
                 np.testing.assert_array_equal(D[0], eD[i, :k])
                 np.testing.assert_array_equal(I[0], eI[i, :k])
-    finally:
-        de.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("ids_kind", ["shuffled", "shuffled-wide", "removed"])
@@ -207,9 +208,7 @@ def test_range_hits_of_ids_in_any_order_come_in_distance_then_id_order(ids_kind,
         index.remove_ids(ids[gone])
         keep[gone] = False
     queries = codes[rng.integers(0, n, 4)]
-    previous = de.get_num_threads()
-    try:
-        de.set_num_threads(threads)
+    with num_threads(threads):
         for nq in (1, 2, 4):
             lims, D, I = index.range_search(queries[:nq], 12)
             elims, eD, eI = oracle_range(queries[:nq], codes[keep], ids[keep], 12)
@@ -217,8 +216,6 @@ def test_range_hits_of_ids_in_any_order_come_in_distance_then_id_order(ids_kind,
             np.testing.assert_array_equal(lims, elims)
             np.testing.assert_array_equal(D, eD)
             np.testing.assert_array_equal(I, eI)
-    finally:
-        de.set_num_threads(previous)
 
 
 def test_k_larger_than_ntotal_pads_like_faiss():

@@ -90,10 +90,10 @@ class ProbePlan {
   Route route(std::size_t c) noexcept {
     const std::uint32_t n = count_[c].fetch_add(1, std::memory_order_relaxed);
     const Times t = times(c);
-    const bool probe = t.timed() ? t.probe <= t.scan : worth_[c].load(std::memory_order_relaxed) >= 0;
+    const bool probe = prefers_probe(c, t);
     const std::int64_t taken = probe ? t.probe : t.scan, other = probe ? t.scan : t.probe;
     // The other path explored every kExploreEvery queries, or every kExploreEvery x (its time over
-    // the taken path's, at most kExploreSpread): exploring then costs at most about 2 /
+    // the taken path's, at most kExploreSpread): exploring then costs at most about kScanBurst /
     // kExploreEvery of the search time, however slow the other path is.
     const std::uint32_t every =
         other == 0 ? kFirstExploreEvery
@@ -104,10 +104,7 @@ class ProbePlan {
   }
 
   // Where class c sends its queries, exploration aside: to the probe (true) or to the scan.
-  bool prefers_probe(std::size_t c) const noexcept {
-    const Times t = times(c);
-    return t.timed() ? t.probe <= t.scan : worth_[c].load(std::memory_order_relaxed) >= 0;
-  }
+  bool prefers_probe(std::size_t c) const noexcept { return prefers_probe(c, times(c)); }
   // Queries of class c that asked the plan since the last reset (modulo 2^32).
   std::uint32_t queries(std::size_t c) const noexcept { return count_[c].load(std::memory_order_relaxed); }
 
@@ -207,6 +204,10 @@ class ProbePlan {
   };
   Times times(std::size_t c) const noexcept {
     return {std::min(probe_time_[c].load(std::memory_order_relaxed), probe_cap(c)), scan_time_[c].load(std::memory_order_relaxed)};
+  }
+  // The faster path by the clock once both are timed, else the model's.
+  bool prefers_probe(std::size_t c, const Times& t) const noexcept {
+    return t.timed() ? t.probe <= t.scan : worth_[c].load(std::memory_order_relaxed) >= 0;
   }
   std::atomic<std::int32_t> worth_[kClasses];
   std::atomic<std::uint32_t> count_[kClasses];

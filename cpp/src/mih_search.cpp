@@ -929,7 +929,7 @@ RangeResult MIHIndex::range_search_with(const std::uint8_t* queries, std::size_t
     s_->st_scans_ += static_cast<std::int64_t>(nq);
     const double t0 = clock.start();
     RangeResult res = range_scan(view, queries, nq, radius);
-    clock.scanned(flagged_rows(to_scan), t0, nq);
+    if (plan) clock.scanned(flagged_rows(to_scan), t0, nq);
     return res;
   }
   const std::vector<std::size_t> scan_rows = flagged_rows(to_scan);

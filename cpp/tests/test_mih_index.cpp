@@ -1,6 +1,7 @@
 // MIHIndex against FlatIndex in C++: identical k-NN and range results with probing, scanning,
 // tail and tombstones.
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "deephash/flat_index.hpp"
@@ -174,6 +175,17 @@ TEST(probe_plan_follows_the_clock_once_both_paths_are_timed) {
   CHECK_EQ(r.timed, static_cast<int>(8 * kEvery));
   // Another class is not affected.
   CHECK(plan.route(ProbePlan::range_class(4)).probe);
+  // The budget: the model's until the machine's rate is measured, then at most kBudgetScans timed
+  // scans in the model's units; probes of smaller work say nothing of the rate.
+  CHECK(plan.budget(c, 1e9) == 1e9);
+  plan.timed_work(500.0, 100.0);
+  CHECK(plan.budget(c, 1e9) == 1e9);
+  plan.timed_work(30e3, 10e3);  // 3 measured ns per model ns
+  CHECK(std::abs(plan.budget(c, 1e9) - ProbePlan::kBudgetScans * 115e3 / 3.0) < 1.0);
+  CHECK(plan.budget(c, 1000.0) == 1000.0);
+  // Once the rate is known, a probe's average counts at most kBudgetScans + 1 scans.
+  plan.timed_probe(c, 1e6);
+  CHECK(plan.probe_ns(c) <= (ProbePlan::kBudgetScans + 1.0) * plan.scan_ns(c) + 1.0);
   // One scan the machine held up counts at most 4x the average: it moves the average by 3/8.
   plan.timed_scan(c, 1e9);
   CHECK(plan.scan_ns(c) < 115e3 * (1.0 + 3.0 / 8.0) + 1.0);

@@ -52,7 +52,7 @@ struct MIHPlanEntry {
   std::int64_t queries = 0;             // that asked the plan since the tables were built
   double worth = 1.0;                   // the cost model's average worth of a probe, in [-1, 1]
   double probe_ns = 0.0, scan_ns = 0.0;  // measured time per query of each path (0: not timed yet)
-  bool probing = true;                  // where its queries go, but for one in 128 that explores
+  bool probing = true;                  // where its queries go, but for the few that explore
 };
 
 class MIHIndex final : public BinaryIndex {

@@ -6,6 +6,9 @@
 //   g++ -O2 -std=c++17 -I<tree>/cpp/include filter_ab.cpp <build>/cpp/libdeephash_core.a -lpthread -o filter_ab
 //   ./filter_ab          # 8, 16, 24, 32, 48, 64, 96, 128 bytes
 //   ./filter_ab all      # every size from 1 to 136 bytes
+//
+// Where a level has a lower-bound-first filter (filter_halves), its sizes also get both filters at
+// two tight bounds (see below).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -49,6 +52,29 @@ int main(int argc, char** argv) {
       }
       std::printf("  %s %.3f ns/code (%zu hits a call)", simd_level_name(t->level), best / static_cast<double>(n) * 1e9,
                   hits / 300);
+      if (!t->filter_halves || !t->halves_for_size(cs)) continue;
+      // The lower-bound-first filter, at two bounds: 1/8 of the bits, which random codes pass the
+      // half test almost never, and a bound about 5% of them pass it (as on clustered codes): the
+      // plain filter at that bound, then the halves.
+      const double half_bits = 4.0 * static_cast<double>(cs);
+      for (const auto tight : {static_cast<dist_t>(cs),
+                               static_cast<dist_t>(half_bits / 2 - 1.65 * std::sqrt(half_bits) / 2)}) {
+        double plain = 1e30, halves = 1e30;
+        bool gave_up = false;
+        for (int round = 0; round < 30; ++round) {
+          auto t0 = std::chrono::steady_clock::now();
+          for (int call = 0; call < 10; ++call)
+            hits += t->filter(query.data(), codes.data(), n, cs, tight, positions.data(), distances.data());
+          plain = std::min(plain, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 10);
+          t0 = std::chrono::steady_clock::now();
+          for (int call = 0; call < 10; ++call)
+            hits += t->filter_halves(query.data(), codes.data(), n, cs, tight, positions.data(), distances.data(),
+                                     &gave_up);
+          halves = std::min(halves, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 10);
+        }
+        std::printf("  [bound %d: filter %.3f, halves %.3f ns/code%s]", tight, plain / static_cast<double>(n) * 1e9,
+                    halves / static_cast<double>(n) * 1e9, gave_up ? ", gave up" : "");
+      }
     }
     std::printf("\n");
   }

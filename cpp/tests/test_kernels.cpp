@@ -14,6 +14,23 @@
 
 using namespace deephash;
 
+// Whether a filter's answer (m hits: positions and distances) is exactly the oracle's: every code
+// within `limit`, in increasing position, with its distance.
+static bool filter_answer_is_exact(const std::vector<std::uint8_t>& q, const std::vector<std::uint8_t>& db, std::size_t n,
+                                   std::size_t cs, dist_t limit, const std::vector<std::uint32_t>& pos,
+                                   const std::vector<dist_t>& d, std::size_t m) {
+  std::size_t expect = 0;
+  bool ok = true;
+  for (std::size_t i = 0; i < n; ++i) {
+    const int h = oracle::hamming(q.data(), db.data() + i * cs, cs);
+    if (h <= limit) {
+      ok &= expect < m && pos[expect] == i && d[expect] == h;
+      ++expect;
+    }
+  }
+  return ok && expect == m;
+}
+
 static void check_level(SimdLevel level) {
   set_simd_level(simd_level_name(level));
   const kernels::KernelTable& kt = kernels::active();
@@ -36,16 +53,7 @@ static void check_level(SimdLevel level) {
         std::vector<std::uint32_t> pos(n + 1);
         std::vector<dist_t> fd(n + 1);
         const std::size_t m = kt.filter(q.data(), db.data(), n, cs, limit, pos.data(), fd.data());
-        std::size_t expect = 0;
-        for (std::size_t i = 0; i < n; ++i) {
-          const int h = oracle::hamming(q.data(), db.data() + i * cs, cs);
-          if (h <= limit) {
-            ok &= expect < m && pos[expect] == i && fd[expect] == h;
-            ++expect;
-          }
-        }
-        CHECK(ok);
-        CHECK_EQ(m, expect);
+        CHECK(filter_answer_is_exact(q, db, n, cs, limit, pos, fd, m));
       }
     }
   }
@@ -82,17 +90,7 @@ TEST(prepared_filter_matches_the_oracle) {
           std::vector<dist_t> d(n), plain_d(n);
           const std::size_t m = kt.filter_prepared(q.data(), prepared.data(), n, cs, limit, pos.data(), d.data());
           const std::size_t pm = kt.filter(q.data(), db.data(), n, cs, limit, plain_pos.data(), plain_d.data());
-          std::size_t expect = 0;
-          bool ok = true;
-          for (std::size_t i = 0; i < n; ++i) {
-            const int h = oracle::hamming(q.data(), db.data() + i * cs, cs);
-            if (h <= limit) {
-              ok &= expect < m && pos[expect] == i && d[expect] == h;
-              ++expect;
-            }
-          }
-          CHECK(ok);
-          CHECK_EQ(m, expect);
+          CHECK(filter_answer_is_exact(q, db, n, cs, limit, pos, d, m));
           CHECK_EQ(pm, m);
         }
       }
@@ -100,6 +98,60 @@ TEST(prepared_filter_matches_the_oracle) {
     // The sizes each level documents a prepared layout for: AVX2 17..128 bytes, AVX-512 5..128.
     if (level == SimdLevel::AVX2) CHECK_EQ(sizes_checked, 112u);
     if (level == SimdLevel::AVX512) CHECK_EQ(sizes_checked, 124u);
+  }
+  set_simd_level("auto");
+}
+
+// The lower-bound-first filter, where a level has one: the oracle's answer at every bound, on
+// codes near the query (few pass the half test: the bound path runs throughout) and on random
+// ones (most pass: it gives up and finishes as filter() does), at every code size (sizes it does
+// not serve must give up at once and still answer), and around the unrolled step.
+TEST(halves_filter_matches_the_oracle) {
+  for (SimdLevel level : available_simd_levels()) {
+    set_simd_level(simd_level_name(level));
+    const kernels::KernelTable& kt = kernels::active();
+    if (level == SimdLevel::AVX2) CHECK(kt.filter_halves != nullptr);  // the level that has one
+    if (!kt.filter_halves) continue;
+    std::size_t kept_going = 0;
+    for (std::size_t cs = 1; cs <= 66; ++cs) {
+      for (std::size_t n : {1, 15, 16, 17, 255, 256, 257, 700}) {
+        for (bool near : {true, false}) {
+          auto db = oracle::random_codes(n, cs, static_cast<std::uint32_t>(cs * 29 + n));
+          const auto q = oracle::random_codes(1, cs, static_cast<std::uint32_t>(cs + 5));
+          if (near) {
+            // Codes near the query: one in 16 at distance 1, every 50th random (far), the others
+            // with 3 to 6 bits flipped in each half (at bounds up to 2 few pass the half test).
+            for (std::size_t i = 0; i < n; ++i) {
+              if (i % 50 == 49) continue;
+              std::uint8_t* c = db.data() + i * cs;
+              std::copy(q.begin(), q.end(), c);
+              if (i % 16 == 5) {
+                c[i % cs] ^= static_cast<std::uint8_t>(1u << (i % 8));
+                continue;
+              }
+              const std::size_t half = std::max<std::size_t>(1, cs / 2);
+              for (std::size_t h = 0; h < 2 && h * half < cs; ++h)
+                for (std::size_t f = 0; f < 3 + i % 4; ++f)
+                  c[std::min(cs - 1, h * half + (f * 3 + i) % half)] ^= static_cast<std::uint8_t>(1u << ((i + f) % 8));
+            }
+          }
+          for (dist_t limit : {dist_t{-1}, dist_t{0}, dist_t{2}, static_cast<dist_t>(cs * 2), static_cast<dist_t>(cs * 4),
+                               static_cast<dist_t>(cs * 8)}) {
+            std::vector<std::uint32_t> pos(n + 1, 77);
+            std::vector<dist_t> d(n + 1, -7);
+            bool gave_up = false;
+            const std::size_t m = kt.filter_halves(q.data(), db.data(), n, cs, limit, pos.data(), d.data(), &gave_up);
+            CHECK(filter_answer_is_exact(q, db, n, cs, limit, pos, d, m));
+            if (!kt.halves_for_size(cs)) CHECK(gave_up);
+            if (kt.halves_for_size(cs) && near && limit <= 2 && n >= 256) {
+              CHECK(!gave_up);
+              ++kept_going;
+            }
+          }
+        }
+      }
+    }
+    CHECK(kept_going > 0);  // the bound path itself was checked, not only the fallback
   }
   set_simd_level("auto");
 }
@@ -149,6 +201,13 @@ TEST(kernels_never_read_outside_the_codes_or_the_query) {
           kt.gather(q.data(), db.data(), all.data(), n, cs, d.data());
           for (std::size_t i = 0; i < n; ++i) ok &= d[i] == oracle::hamming(qhost.data(), host.data() + (n - 1 - i) * cs, cs);
           CHECK(ok);
+          if (kt.filter_halves) {  // bound 0: the half test lets through nothing of random codes
+            bool gave_up = false;
+            std::size_t m = kt.filter_halves(q.data(), db.data(), n, cs, 0, pos.data(), d.data(), &gave_up);
+            CHECK(m <= n);
+            m = kt.filter_halves(q.data(), db.data(), n, cs, static_cast<dist_t>(8 * cs), pos.data(), d.data(), &gave_up);
+            CHECK_EQ(m, n);
+          }
           const std::size_t per_code = kt.prepared_bytes ? kt.prepared_bytes(cs) : 0;
           if (per_code) {
             std::vector<std::uint8_t> prepared((n + kernels::kPreparedGroup) * per_code);

@@ -57,6 +57,17 @@ using GatherNewFn = std::size_t (*)(const std::uint8_t* query, const std::uint8_
                                     const SubstringTest* tests, std::size_t ntests,
                                     std::uint32_t* out_positions, dist_t* out_distances) noexcept;
 
+// filter's contract, for one query over codes whose distances to it are mostly far above
+// max_distance (clustered codes, a tight k-th distance): each code is first bounded from below by
+// the bits of half its bytes, and only codes within max_distance there get their full distance.
+// Where more than one code in eight passes that first test the bound is not paying: the call
+// finishes as filter() would and sets *gave_up. A level has one only for the code sizes where it
+// pays (halves_for_size); callers test that first.
+using FilterHalvesFn = std::size_t (*)(const std::uint8_t* query, const std::uint8_t* codes, std::size_t n,
+                                       std::size_t code_size, dist_t max_distance, std::uint32_t* positions,
+                                       dist_t* distances, bool* gave_up) noexcept;
+using HalvesForSizeFn = bool (*)(std::size_t code_size) noexcept;
+
 // Bytes per code of a level's prepared block layout for this code size, or 0 where it has none.
 using PreparedBytesFn = std::size_t (*)(std::size_t code_size) noexcept;
 
@@ -107,6 +118,10 @@ struct KernelTable {
   SimdLevel bank_level;
   // The metrics' ranking pass; nullptr on levels that use the portable loop (metrics/).
   RankChunkFn rank_chunk;
+  // The single-query filter with a lower bound first, and the code sizes it serves; both nullptr
+  // on levels without one.
+  FilterHalvesFn filter_halves;
+  HalvesForSizeFn halves_for_size;
 };
 
 // One table per instruction set, each defined in its own translation unit (src/kernels/).

@@ -54,6 +54,8 @@ const KernelTable& neon_table() noexcept {
                                  &sigmoid_softplus_scalar,
                                  &contrastive_pass_scalar,
                                  SimdLevel::Scalar,
+                                 nullptr,
+                                 nullptr,
                                  nullptr};
   return table;
 }

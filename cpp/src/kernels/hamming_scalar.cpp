@@ -24,6 +24,8 @@ const KernelTable& scalar_table() noexcept {
                                  &sigmoid_softplus_scalar,
                                  &contrastive_pass_scalar,
                                  SimdLevel::Scalar,
+                                 nullptr,
+                                 nullptr,
                                  nullptr};
   return table;
 }

@@ -9,6 +9,7 @@ figure is the median over its rounds.
     python benchmarks/bench_flat.py                    # the full grid of docs/benchmarks.md
     python benchmarks/bench_flat.py --preset demo      # about a minute (used by `make demo`)
     python benchmarks/bench_flat.py --preset widths    # every width 8..1024 bits, nq = 200 and 1
+    python benchmarks/bench_flat.py --preset widths --bits 16 32 256   # some of them
     python benchmarks/bench_flat.py --preset latency   # single queries, 10k..10M codes, ours on 1 and 2 threads
     python benchmarks/bench_flat.py --preset latency-short   # the same at 16, 32 and 48 bits
     python benchmarks/bench_flat.py --preset latency-wide    # the same at 128, 512 and 1024 bits
@@ -185,12 +186,18 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=None, help="timed rounds per cell (median reported)")
     ap.add_argument("--single-queries", type=int, default=None)
     ap.add_argument("--json", type=Path, default=None, help="where to write the results (default: bench_results/)")
+    ap.add_argument("--bits", type=int, nargs="+", default=None,
+                    help="keep only the preset's datasets of these code widths (e.g. --preset widths --bits 16 32 256)")
     ap.add_argument("--worker", choices=["ours", "ours-1t", "faiss"], help=argparse.SUPPRESS)
     ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     preset = PRESETS[args.preset]
     args.repeats = args.repeats or preset["repeats"]
     args.single_queries = args.single_queries or preset["single_queries"]
+    if args.bits:
+        preset = dict(preset, datasets=[d for d in preset["datasets"] if d[2] in set(args.bits)])
+        if not preset["datasets"]:
+            ap.error(f"--preset {args.preset} has no dataset of {args.bits} bits")
 
     if args.worker:
         run_worker(args.worker, args.folder, args.threads, args.single_queries)

@@ -27,11 +27,15 @@ def test_every_code_size_matches_oracle(nbits, simd_level):
     rng = np.random.default_rng(nbits)
     n = 150 + nbits % 17  # not a multiple of the unrolled step
     codes = rng.integers(0, 256, (n, nbits // 8), dtype=np.uint8)
-    queries = rng.integers(0, 256, (3, nbits // 8), dtype=np.uint8)
+    queries = rng.integers(0, 256, (20, nbits // 8), dtype=np.uint8)
     index = de.FlatIndex(nbits)
     index.add(codes)
-    D, I = index.search(queries, 7)
     eD, eI = oracle_knn(queries, codes, np.arange(n), 7)
+    D, I = index.search(queries[:3], 7)  # few queries: each filters the plain codes
+    np.testing.assert_array_equal(D, eD[:3])
+    np.testing.assert_array_equal(I, eI[:3])
+    with num_threads(1):  # one group of 20 queries: the level's prepared layout, where it has one
+        D, I = index.search(queries, 7)
     np.testing.assert_array_equal(D, eD)
     np.testing.assert_array_equal(I, eI)
 

@@ -77,15 +77,16 @@ TEST(prepared_filter_matches_the_oracle) {
       if (per_code == 0) continue;
       CHECK(per_code >= cs);
       ++sizes_checked;
-      for (std::size_t n : {1, 3, 15, 16, 17, 33, 70, 256}) {
+      for (std::size_t n : {1, 3, 15, 16, 17, 33, 70, 256, 257, 700}) {
         auto db = oracle::random_codes(n, cs, static_cast<std::uint32_t>(cs * 17 + n));
         auto q = oracle::random_codes(1, cs, static_cast<std::uint32_t>(cs + 11));
+        if (n >= 15) std::copy(q.begin(), q.end(), db.begin() + 13 * cs);  // an exact copy: distance 0
         const std::size_t rounded = (n + kernels::kPreparedGroup - 1) / kernels::kPreparedGroup * kernels::kPreparedGroup;
         std::vector<std::uint8_t> prepared(rounded * per_code + 1, 0xA5);
         kt.prepare(db.data(), n, cs, prepared.data());
         CHECK_EQ(prepared[rounded * per_code], 0xA5);  // nothing written past the last group
-        for (dist_t limit : {dist_t{-1}, static_cast<dist_t>(cs * 4 - 6), static_cast<dist_t>(cs * 4),
-                             static_cast<dist_t>(cs * 8)}) {
+        for (dist_t limit : {dist_t{-1}, dist_t{0}, static_cast<dist_t>(cs * 4 - 6), static_cast<dist_t>(cs * 4),
+                             static_cast<dist_t>(cs * 8), dist_t{2147483647}}) {
           std::vector<std::uint32_t> pos(n), plain_pos(n);
           std::vector<dist_t> d(n), plain_d(n);
           const std::size_t m = kt.filter_prepared(q.data(), prepared.data(), n, cs, limit, pos.data(), d.data());
@@ -95,7 +96,8 @@ TEST(prepared_filter_matches_the_oracle) {
         }
       }
     }
-    // The sizes each level documents a prepared layout for: AVX2 17..128 bytes, AVX-512 5..128.
+    // The sizes each level documents a prepared layout for: AVX2 17..128 bytes (the head layout to
+    // 20, padded nibbles above), AVX-512 5..128.
     if (level == SimdLevel::AVX2) CHECK_EQ(sizes_checked, 112u);
     if (level == SimdLevel::AVX512) CHECK_EQ(sizes_checked, 124u);
   }

@@ -2,7 +2,8 @@
 //
 // Instructions relied on: VPXOR, VPAND, VPSRLW, VPSHUFB (nibble-table popcount of bytes),
 // VPADDB, VPSADBW (byte sums into 64-bit lanes, also doing the low + high nibble add),
-// VPUNPCK{L,H}QDQ, VPERM2I128, VPERMQ, VPCMPGTQ + VMOVMSKPD (threshold test of 4 codes at once), POPCNT (tails, other code sizes).
+// VPUNPCK{L,H}QDQ, VPERM2I128, VPERMQ, VPCMPGTQ + VMOVMSKPD (threshold test of 4 codes at once), POPCNT (tails, other code sizes),
+// VPBLENDD (halves of two codes in one register), VPMADDUBSW + VPMADDWD (4-byte sums), VPERMD.
 //
 // 8-byte codes: 4 codes per register ("vertical"); 16-byte codes: 2 per register;
 // 32/64/128/256-byte codes: a group of 4 codes is reduced to one register of 4 counts.
@@ -323,14 +324,117 @@ static std::size_t filter(const std::uint8_t* query, const std::uint8_t* codes, 
   return m + portable_filter_from(i, query, codes, n, code_size, max_distance, positions + m, dists + m);
 }
 
-// Prepared layout: codes of 17 to 128 bytes, padded to 32 * NV bytes (NV = 1..4 registers).
+// Prepared layouts. Codes of 16 to 20 bytes: the head layout below. Codes of 21 to 128 bytes:
+// PreparedWide, each code padded to 32 * NV bytes (NV = 1..4 registers).
+static bool head_layout(std::size_t code_size) noexcept { return code_size > 16 && code_size <= 20; }
+
 static std::size_t prepared_vectors(std::size_t code_size) noexcept {
-  return code_size > 16 && code_size <= 128 ? (code_size + 31) / 32 : 0;
+  return code_size > 20 && code_size <= 128 ? (code_size + 31) / 32 : 0;
 }
 
-static std::size_t prepared_bytes(std::size_t code_size) noexcept { return 64 * prepared_vectors(code_size); }
+// The head layout: groups of 8 codes. Each code's first 16 bytes as low nibbles then high nibbles,
+// two codes a register, so that a 16-byte code fills half a register, not a padded whole one;
+// codes over 16 bytes add their last 1 to 4 bytes, zero-padded to 4, the 8 codes' tails in one
+// register of low nibbles and one of high nibbles. A 20-byte code then costs 5/8 of a register
+// where padding it to 32 bytes cost a whole one (FAISS has a routine of its own for 20 bytes).
+constexpr std::size_t kHeadGroup = 8;
+
+static std::size_t head_group_bytes(std::size_t code_size) noexcept { return code_size > 16 ? 320 : 256; }
+
+static void prepare_head(const std::uint8_t* codes, std::size_t n, std::size_t code_size, std::uint8_t* out) noexcept {
+  const __m128i low = _mm_set1_epi8(0x0f);
+  for (std::size_t g0 = 0; g0 < n; g0 += kHeadGroup) {
+    std::uint8_t* group = out + g0 / kHeadGroup * head_group_bytes(code_size);
+    alignas(32) std::uint8_t tails[32] = {};
+    for (std::size_t c = 0; c < kHeadGroup; ++c) {
+      __m128i head = _mm_setzero_si128();
+      if (g0 + c < n) {
+        const std::uint8_t* code = codes + (g0 + c) * code_size;
+        head = _mm_loadu_si128(reinterpret_cast<const __m128i*>(code));
+        std::memcpy(tails + 4 * c, code + 16, code_size - 16);
+      }
+      std::uint8_t* pair = group + c / 2 * 64 + c % 2 * 16;  // [low nibbles of 2 codes][high nibbles of 2 codes]
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(pair), _mm_and_si128(head, low));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(pair + 32), _mm_and_si128(_mm_srli_epi16(head, 4), low));
+    }
+    if (code_size > 16) {
+      const __m256i t = _mm256_load_si256(reinterpret_cast<const __m256i*>(tails)), low8 = _mm256_set1_epi8(0x0f);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(group + 256), _mm256_and_si256(t, low8));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(group + 288), _mm256_and_si256(_mm256_srli_epi16(t, 4), low8));
+    }
+  }
+}
+
+// The 8 distances of one group of the head layout, as 8 int32 lanes in code order.
+template <bool Tail>
+struct HeadGroup {
+  __m256i qlo, qhi, tlo, thi;
+  HeadGroup(const std::uint8_t* query, std::size_t code_size) noexcept {
+    const __m128i low = _mm_set1_epi8(0x0f);
+    const __m128i head = _mm_loadu_si128(reinterpret_cast<const __m128i*>(query));
+    qlo = _mm256_broadcastsi128_si256(_mm_and_si128(head, low));
+    qhi = _mm256_broadcastsi128_si256(_mm_and_si128(_mm_srli_epi16(head, 4), low));
+    std::uint32_t tail = 0;
+    std::memcpy(&tail, query + 16, code_size - 16);
+    tlo = _mm256_set1_epi32(static_cast<int>(tail & 0x0f0f0f0fu));
+    thi = _mm256_set1_epi32(static_cast<int>(tail >> 4 & 0x0f0f0f0fu));
+  }
+  __m256i pair(const std::uint8_t* p) const noexcept {  // [a0 a1 | b0 b1]: 8-byte sums of 2 codes' heads
+    const __m256i l = _mm256_shuffle_epi8(lo_table(), _mm256_xor_si256(loadu(p), qlo));
+    const __m256i h = _mm256_shuffle_epi8(hi_table(), _mm256_xor_si256(loadu(p + 32), qhi));
+    return _mm256_sad_epu8(l, h);
+  }
+  __m256i operator()(const std::uint8_t* g) const noexcept {
+    const __m256i first = sum_pairs_of_two(pair(g), pair(g + 64));          // codes 0-3, 64-bit lanes
+    const __m256i second = sum_pairs_of_two(pair(g + 128), pair(g + 192));  // codes 4-7
+    __m256i d = _mm256_or_si256(first, _mm256_slli_epi64(second, 32));    // [0 4 1 5 2 6 3 7]
+    d = _mm256_permutevar8x32_epi32(d, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+    if (!Tail) return d;
+    const __m256i bytes = _mm256_sub_epi8(_mm256_shuffle_epi8(lo_table(), _mm256_xor_si256(loadu(g + 256), tlo)),
+                                          _mm256_shuffle_epi8(hi_table(), _mm256_xor_si256(loadu(g + 288), thi)));
+    const __m256i tails = _mm256_madd_epi16(_mm256_maddubs_epi16(bytes, _mm256_set1_epi8(1)), _mm256_set1_epi16(1));
+    return _mm256_add_epi32(d, tails);
+  }
+};
+
+template <bool Tail>
+static std::size_t filter_head(const std::uint8_t* query, const std::uint8_t* prepared, std::size_t n,
+                               std::size_t code_size, dist_t max_distance, std::uint32_t* positions,
+                               dist_t* dists) noexcept {
+  if (max_distance < 0) return 0;
+  const HeadGroup<Tail> group(query, code_size);
+  const std::size_t bytes = head_group_bytes(code_size);
+  // Distances are at most 160: a wider bound is the same as 160.
+  const __m256i limit = _mm256_set1_epi32(static_cast<int>(std::min<dist_t>(max_distance, 8 * 20)) + 1);
+  alignas(32) std::int32_t lanes[16];
+  std::size_t m = 0;
+  for (std::size_t g0 = 0; g0 < n; g0 += 2 * kHeadGroup) {  // two groups a step: one branch per 16 codes
+    const std::uint8_t* g = prepared + g0 / kHeadGroup * bytes;
+    const __m256i d0 = group(g);
+    const __m256i d1 = g0 + kHeadGroup < n ? group(g + bytes) : _mm256_set1_epi32(1 << 30);
+    unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(limit, d0)))) |
+                    static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(limit, d1)))) << 8;
+    if (mask == 0) continue;
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), d0);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes + 8), d1);
+    for (; mask; mask &= mask - 1) {
+      const std::size_t lane = static_cast<std::size_t>(__builtin_ctz(mask));
+      if (g0 + lane >= n) break;  // the padding codes of the last group
+      positions[m] = static_cast<std::uint32_t>(g0 + lane);
+      dists[m] = lanes[lane];
+      ++m;
+    }
+  }
+  return m;
+}
+
+static std::size_t prepared_bytes(std::size_t code_size) noexcept {
+  if (head_layout(code_size)) return head_group_bytes(code_size) / kHeadGroup;
+  return 64 * prepared_vectors(code_size);
+}
 
 static void prepare(const std::uint8_t* codes, std::size_t n, std::size_t code_size, std::uint8_t* out) noexcept {
+  if (head_layout(code_size)) return prepare_head(codes, n, code_size, out);
   const __m256i low = _mm256_set1_epi8(0x0f);
   const std::size_t nv = prepared_vectors(code_size), total = n * code_size;
   for (std::size_t i = 0; i < n; ++i) {
@@ -376,6 +480,9 @@ static std::size_t filter_prepared_nv(const std::uint8_t* query, const std::uint
 static std::size_t filter_prepared(const std::uint8_t* query, const std::uint8_t* prepared, std::size_t n,
                                    std::size_t code_size, dist_t max_distance, std::uint32_t* positions,
                                    dist_t* dists) noexcept {
+  if (head_layout(code_size))
+    return code_size > 16 ? filter_head<true>(query, prepared, n, code_size, max_distance, positions, dists)
+                          : filter_head<false>(query, prepared, n, code_size, max_distance, positions, dists);
   switch (prepared_vectors(code_size)) {
     case 1: return filter_prepared_nv<1>(query, prepared, n, code_size, max_distance, positions, dists);
     case 2: return filter_prepared_nv<2>(query, prepared, n, code_size, max_distance, positions, dists);

@@ -37,11 +37,22 @@ std::size_t rank_chunk_avx2(const dist_t* dist, std::size_t len, std::size_t /*m
                             const std::int32_t* class_ids, std::int32_t label, const std::uint8_t* keys,
                             std::uint8_t key, std::uint32_t* seen,
                             std::uint64_t* records) noexcept {
-  std::size_t kept = 0;
-  alignas(32) std::uint8_t d8[32];
+  // Two passes over the chunk: first every block's distances narrowed to bytes and its relevance
+  // mask, then the records and the counts. The counting loop reads the bytes back one at a time;
+  // read right after the vector store that wrote them, each block's loads waited on that store.
+  constexpr std::size_t kMaxBlocks = 64;  // chunks of up to 2,048 items; longer ones in parts
+  if (len > 32 * kMaxBlocks) {
+    const std::size_t head = 32 * kMaxBlocks;
+    const std::size_t kept = rank_chunk_avx2(dist, head, 0, class_ids, label, keys, key, seen, records);
+    return kept + rank_chunk_avx2(dist + head, len - head, 0, class_ids == nullptr ? nullptr : class_ids + head, label,
+                                  keys == nullptr ? nullptr : keys + head, key, seen, records + kept);
+  }
+  alignas(32) std::uint8_t d8[32 * kMaxBlocks];
+  std::uint32_t relevant[kMaxBlocks];
   const __m256i label_v = _mm256_set1_epi32(label);
-  for (std::size_t b = 0; b < len; b += 32) {
-    const std::size_t n = len - b < 32 ? len - b : 32;
+  const std::size_t blocks = (len + 31) / 32;
+  for (std::size_t k = 0; k < blocks; ++k) {
+    const std::size_t b = 32 * k, n = len - b < 32 ? len - b : 32;
     // A short last block is copied into zeroed buffers: its extra lanes get distance 0 and are
     // neither relevant nor counted.
     alignas(32) std::int32_t tail_dist[32], tail_ids[32];
@@ -65,11 +76,7 @@ std::size_t rank_chunk_avx2(const dist_t* dist, std::size_t len, std::size_t /*m
     }
     __m256i v[4];
     for (std::size_t q = 0; q < 4; ++q) v[q] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bd + 8 * q));
-    const __m256i block = narrow_distances(v);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(d8), block);
-    // The loops below read d8 from memory: without this the compiler extracts each byte from the
-    // register (VPEXTRB), which is three times slower.
-    __asm__ volatile("" : : "r"(d8) : "memory");
+    _mm256_store_si256(reinterpret_cast<__m256i*>(d8 + b), narrow_distances(v));
     // rel_bytes: 0xff for a relevant item, 0 otherwise.
     __m256i rel_bytes;
     if (bi != nullptr) {
@@ -81,16 +88,27 @@ std::size_t rank_chunk_avx2(const dist_t* dist, std::size_t len, std::size_t /*m
       const __m256i r = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(br));
       rel_bytes = _mm256_cmpeq_epi8(r, _mm256_set1_epi8(static_cast<char>(key)));
     }
-    const auto rel = static_cast<std::uint32_t>(_mm256_movemask_epi8(rel_bytes));
+    relevant[k] = static_cast<std::uint32_t>(_mm256_movemask_epi8(rel_bytes));
+  }
+  // The loops below read d8 from memory: without this the compiler extracts each byte from the
+  // register (VPEXTRB), which is three times slower.
+  __asm__ volatile("" : : "r"(d8) : "memory");
+  std::size_t kept = 0;
+  for (std::size_t k = 0; k < blocks; ++k) {
+    const std::size_t b = 32 * k, n = len - b < 32 ? len - b : 32;
+    const std::uint8_t* block8 = d8 + b;
     // The records first: they read the histograms as they stood before this block.
-    kept += record_block(rel, d8, seen,
-                         [&](unsigned p, std::uint32_t d) {
-                           const auto same = static_cast<std::uint32_t>(
-                               _mm256_movemask_epi8(_mm256_cmpeq_epi8(block, _mm256_set1_epi8(static_cast<char>(d)))));
-                           return static_cast<std::uint64_t>(_mm_popcnt_u32(same & ((std::uint32_t{1} << p) - 1)));
-                         },
-                         records + kept);
-    count_block(d8, n, seen);
+    if (relevant[k] != 0) {
+      const __m256i block = _mm256_load_si256(reinterpret_cast<const __m256i*>(block8));
+      kept += record_block(relevant[k], block8, seen,
+                           [&](unsigned p, std::uint32_t d) {
+                             const auto same = static_cast<std::uint32_t>(_mm256_movemask_epi8(
+                                 _mm256_cmpeq_epi8(block, _mm256_set1_epi8(static_cast<char>(d)))));
+                             return static_cast<std::uint64_t>(_mm_popcnt_u32(same & ((std::uint32_t{1} << p) - 1)));
+                           },
+                           records + kept);
+    }
+    count_block(block8, n, seen);
   }
   return kept;
 }

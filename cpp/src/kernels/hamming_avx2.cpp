@@ -5,6 +5,7 @@
 // VPUNPCK{L,H}QDQ, VPERM2I128, VPERMQ, VPCMPGTQ + VMOVMSKPD (threshold test of 4 codes at once), POPCNT (tails, other code sizes),
 // VPBLENDD (halves of two codes in one register), VPMADDUBSW + VPMADDWD (4-byte sums), VPERMD.
 //
+// 2- and 4-byte codes: 16 and 8 per register, summed per code by VPMADDUBSW / VPMADDWD;
 // 8-byte codes: 4 codes per register ("vertical"); 16-byte codes: 2 per register;
 // 32/64/128/256-byte codes: a group of 4 codes is reduced to one register of 4 counts.
 // Other sizes use the portable loop, which here compiles to hardware POPCNT.
@@ -14,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "bank_kernels.hpp"
 #include "ranking_kernels.hpp"
@@ -308,10 +310,98 @@ static bool with_quad(const std::uint8_t* query, std::size_t cs, Visit&& visit) 
   return false;
 }
 
+// 2- and 4-byte codes (16 and 32 bits): 16 or 8 codes a register, each code's byte counts summed
+// into its own 16- or 32-bit lane by VPMADDUBSW (then VPMADDWD), with no lane shuffles
+// (QuadSmall spread 4 codes over 64-bit lanes with a shuffle, then needed another to gather their
+// sums).
+template <std::size_t CS>
+struct Narrow {
+  static_assert(CS == 2 || CS == 4, "16- and 32-bit lanes");
+  static constexpr std::size_t per_register = 32 / CS;
+  using Lane = std::conditional_t<CS == 2, std::int16_t, std::int32_t>;
+  __m256i q;
+  explicit Narrow(const std::uint8_t* query) noexcept {
+    Lane code;
+    std::memcpy(&code, query, CS);
+    q = CS == 2 ? _mm256_set1_epi16(static_cast<std::int16_t>(code)) : _mm256_set1_epi32(static_cast<std::int32_t>(code));
+  }
+  __m256i operator()(const std::uint8_t* c) const noexcept {  // the distances of codes c .. c + per_register - 1
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                           0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i x = _mm256_xor_si256(loadu(c), q);
+    const __m256i bytes = _mm256_add_epi8(_mm256_shuffle_epi8(table, _mm256_and_si256(x, low)),
+                                          _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(x, 4), low)));
+    const __m256i pairs = _mm256_maddubs_epi16(bytes, _mm256_set1_epi8(1));
+    return CS == 2 ? pairs : _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+  }
+  // One bit per code of two registers, in code order: those within the bound.
+  static unsigned passing(__m256i limit, __m256i d0, __m256i d1) noexcept {
+    if (CS == 4)
+      return static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(limit, d0)))) |
+             static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(limit, d1)))) << 8;
+    // The 16-bit compares narrowed to bytes (VPACKSSWB works within 128-bit lanes: VPERMQ restores
+    // the order), then VPMOVMSKB.
+    return static_cast<std::uint32_t>(_mm256_movemask_epi8(_mm256_permute4x64_epi64(
+        _mm256_packs_epi16(_mm256_cmpgt_epi16(limit, d0), _mm256_cmpgt_epi16(limit, d1)), 0xD8)));
+  }
+};
+
+template <std::size_t CS>
+static std::size_t distances_narrow(const std::uint8_t* query, const std::uint8_t* codes, std::size_t n,
+                                    dist_t* out) noexcept {
+  const Narrow<CS> narrow(query);
+  std::size_t i = 0;
+  for (; i + Narrow<CS>::per_register <= n; i += Narrow<CS>::per_register) {
+    const __m256i d = narrow(codes + CS * i);
+    if (CS == 4) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), d);
+    } else {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_cvtepu16_epi32(_mm256_castsi256_si128(d)));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i + 8), _mm256_cvtepu16_epi32(_mm256_extracti128_si256(d, 1)));
+    }
+  }
+  return i;
+}
+
+// Filters whole pairs of registers of codes (one branch per pair); returns the hits, sets *done.
+template <std::size_t CS>
+static std::size_t filter_narrow(const std::uint8_t* query, const std::uint8_t* codes, std::size_t n,
+                                 dist_t max_distance, std::uint32_t* positions, dist_t* distances,
+                                 std::size_t* done) noexcept {
+  using N = Narrow<CS>;
+  const N narrow(query);
+  // Counts are 0..8 * CS: a bound outside [-1, 8 * CS] is the same as that range's end.
+  const auto bound = std::min<dist_t>(std::max<dist_t>(max_distance, -1), static_cast<dist_t>(8 * CS)) + 1;
+  const __m256i limit = CS == 2 ? _mm256_set1_epi16(static_cast<std::int16_t>(bound)) : _mm256_set1_epi32(bound);
+  alignas(32) typename N::Lane lanes[2 * N::per_register];
+  std::size_t m = 0, i = 0;
+  for (; i + 2 * N::per_register <= n; i += 2 * N::per_register) {
+    const __m256i d0 = narrow(codes + CS * i), d1 = narrow(codes + CS * i + 32);
+    unsigned mask = N::passing(limit, d0, d1);
+    if (mask == 0) continue;
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), d0);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes + N::per_register), d1);
+    for (; mask; mask &= mask - 1) {
+      const unsigned b = static_cast<unsigned>(__builtin_ctz(mask));
+      positions[m] = static_cast<std::uint32_t>(i + b);
+      distances[m] = lanes[b];
+      ++m;
+    }
+  }
+  *done = i;
+  return m;
+}
+
 static void distances(const std::uint8_t* query, const std::uint8_t* codes, std::size_t n,
                       std::size_t code_size, dist_t* out) noexcept {
   std::size_t i = 0;
-  with_quad(query, code_size, [&](const auto& quad) { i = distances_quads(quad, codes, n, out); });
+  if (code_size == 2)
+    i = distances_narrow<2>(query, codes, n, out);
+  else if (code_size == 4)
+    i = distances_narrow<4>(query, codes, n, out);
+  else
+    with_quad(query, code_size, [&](const auto& quad) { i = distances_quads(quad, codes, n, out); });
   portable_distances(query, codes + i * code_size, n - i, code_size, out + i);
 }
 
@@ -319,6 +409,11 @@ static std::size_t filter(const std::uint8_t* query, const std::uint8_t* codes, 
                           std::size_t code_size, dist_t max_distance, std::uint32_t* positions,
                           dist_t* dists) noexcept {
   std::size_t m = 0, i = 0;
+  if (code_size == 2 || code_size == 4) {
+    m = code_size == 2 ? filter_narrow<2>(query, codes, n, max_distance, positions, dists, &i)
+                       : filter_narrow<4>(query, codes, n, max_distance, positions, dists, &i);
+    return m + portable_filter_from(i, query, codes, n, code_size, max_distance, positions + m, dists + m);
+  }
   with_quad(query, code_size,
             [&](const auto& quad) { m = filter_quads(quad, codes, n, max_distance, positions, dists, &i); });
   return m + portable_filter_from(i, query, codes, n, code_size, max_distance, positions + m, dists + m);

@@ -341,8 +341,9 @@ HARNESS_MAIN()
 
 // The metrics' recording pass (RankChunkFn) of each level that has one, against a plain loop:
 // every distance range (the AVX-512 pass counts short ranges by compares), chunk lengths around
-// the 32- and 64-item blocks, class ids as int32 and keys as bytes, histograms that already hold
-// counts on entry, and inputs placed against an inaccessible page so that no read past them passes.
+// the 32- and 64-item blocks and longer than a pass takes at once (AVX2: 2,048), class ids as int32
+// and keys as bytes, histograms that already hold counts on entry, and inputs placed against an
+// inaccessible page so that no read past them passes.
 TEST(recording_pass_matches_a_plain_loop) {
   std::size_t levels_with_pass = 0;
   for (SimdLevel level : available_simd_levels()) {
@@ -356,7 +357,7 @@ TEST(recording_pass_matches_a_plain_loop) {
       return seed >> 8;
     };
     for (std::size_t max_d : {1, 8, 16, 31, 32, 48, 64, 255}) {
-      for (std::size_t len : {0, 1, 5, 31, 32, 33, 63, 64, 65, 127, 1000, 1024}) {
+      for (std::size_t len : {0, 1, 5, 31, 32, 33, 63, 64, 65, 127, 1000, 1024, 4500}) {
         for (bool byte_keys : {false, true}) {
           std::vector<dist_t> dist(len);
           std::vector<std::int32_t> ids(len);

@@ -434,12 +434,12 @@ static std::size_t prepared_vectors(std::size_t code_size) noexcept {
 // where padding it to 32 bytes cost a whole one (FAISS has a routine of its own for 20 bytes).
 constexpr std::size_t kHeadGroup = 8;
 
-static std::size_t head_group_bytes(std::size_t code_size) noexcept { return code_size > 16 ? 320 : 256; }
+constexpr std::size_t kHeadGroupBytes = 320;  // 8 heads of 2 x 16 nibble bytes, then 8 tails of 2 x 4
 
 static void prepare_head(const std::uint8_t* codes, std::size_t n, std::size_t code_size, std::uint8_t* out) noexcept {
   const __m128i low = _mm_set1_epi8(0x0f);
   for (std::size_t g0 = 0; g0 < n; g0 += kHeadGroup) {
-    std::uint8_t* group = out + g0 / kHeadGroup * head_group_bytes(code_size);
+    std::uint8_t* group = out + g0 / kHeadGroup * kHeadGroupBytes;
     alignas(32) std::uint8_t tails[32] = {};
     for (std::size_t c = 0; c < kHeadGroup; ++c) {
       __m128i head = _mm_setzero_si128();
@@ -452,16 +452,13 @@ static void prepare_head(const std::uint8_t* codes, std::size_t n, std::size_t c
       _mm_storeu_si128(reinterpret_cast<__m128i*>(pair), _mm_and_si128(head, low));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(pair + 32), _mm_and_si128(_mm_srli_epi16(head, 4), low));
     }
-    if (code_size > 16) {
-      const __m256i t = _mm256_load_si256(reinterpret_cast<const __m256i*>(tails)), low8 = _mm256_set1_epi8(0x0f);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(group + 256), _mm256_and_si256(t, low8));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(group + 288), _mm256_and_si256(_mm256_srli_epi16(t, 4), low8));
-    }
+    const __m256i t = _mm256_load_si256(reinterpret_cast<const __m256i*>(tails)), low8 = _mm256_set1_epi8(0x0f);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(group + 256), _mm256_and_si256(t, low8));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(group + 288), _mm256_and_si256(_mm256_srli_epi16(t, 4), low8));
   }
 }
 
 // The 8 distances of one group of the head layout, as 8 int32 lanes in code order.
-template <bool Tail>
 struct HeadGroup {
   __m256i qlo, qhi, tlo, thi;
   HeadGroup(const std::uint8_t* query, std::size_t code_size) noexcept {
@@ -484,7 +481,6 @@ struct HeadGroup {
     const __m256i second = sum_pairs_of_two(pair(g + 128), pair(g + 192));  // codes 4-7
     __m256i d = _mm256_or_si256(first, _mm256_slli_epi64(second, 32));    // [0 4 1 5 2 6 3 7]
     d = _mm256_permutevar8x32_epi32(d, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
-    if (!Tail) return d;
     const __m256i bytes = _mm256_sub_epi8(_mm256_shuffle_epi8(lo_table(), _mm256_xor_si256(loadu(g + 256), tlo)),
                                           _mm256_shuffle_epi8(hi_table(), _mm256_xor_si256(loadu(g + 288), thi)));
     const __m256i tails = _mm256_madd_epi16(_mm256_maddubs_epi16(bytes, _mm256_set1_epi8(1)), _mm256_set1_epi16(1));
@@ -492,13 +488,12 @@ struct HeadGroup {
   }
 };
 
-template <bool Tail>
 static std::size_t filter_head(const std::uint8_t* query, const std::uint8_t* prepared, std::size_t n,
                                std::size_t code_size, dist_t max_distance, std::uint32_t* positions,
                                dist_t* dists) noexcept {
   if (max_distance < 0) return 0;
-  const HeadGroup<Tail> group(query, code_size);
-  const std::size_t bytes = head_group_bytes(code_size);
+  const HeadGroup group(query, code_size);
+  constexpr std::size_t bytes = kHeadGroupBytes;
   // Distances are at most 160: a wider bound is the same as 160.
   const __m256i limit = _mm256_set1_epi32(static_cast<int>(std::min<dist_t>(max_distance, 8 * 20)) + 1);
   alignas(32) std::int32_t lanes[16];
@@ -524,7 +519,7 @@ static std::size_t filter_head(const std::uint8_t* query, const std::uint8_t* pr
 }
 
 static std::size_t prepared_bytes(std::size_t code_size) noexcept {
-  if (head_layout(code_size)) return head_group_bytes(code_size) / kHeadGroup;
+  if (head_layout(code_size)) return kHeadGroupBytes / kHeadGroup;
   return 64 * prepared_vectors(code_size);
 }
 
@@ -575,9 +570,7 @@ static std::size_t filter_prepared_nv(const std::uint8_t* query, const std::uint
 static std::size_t filter_prepared(const std::uint8_t* query, const std::uint8_t* prepared, std::size_t n,
                                    std::size_t code_size, dist_t max_distance, std::uint32_t* positions,
                                    dist_t* dists) noexcept {
-  if (head_layout(code_size))
-    return code_size > 16 ? filter_head<true>(query, prepared, n, code_size, max_distance, positions, dists)
-                          : filter_head<false>(query, prepared, n, code_size, max_distance, positions, dists);
+  if (head_layout(code_size)) return filter_head(query, prepared, n, code_size, max_distance, positions, dists);
   switch (prepared_vectors(code_size)) {
     case 1: return filter_prepared_nv<1>(query, prepared, n, code_size, max_distance, positions, dists);
     case 2: return filter_prepared_nv<2>(query, prepared, n, code_size, max_distance, positions, dists);
@@ -620,12 +613,11 @@ static bool halves_for_size(std::size_t code_size) noexcept { return code_size =
 // where none passes, level where 5% pass.)
 constexpr std::size_t kHalvesChunk = 256;
 
-template <class H, std::size_t W>
-static std::size_t filter_halves_with(const std::uint8_t* query, const std::uint8_t* codes, std::size_t n,
-                                      dist_t max_distance, std::uint32_t* positions, dist_t* distances,
-                                      bool* gave_up) noexcept {
-  constexpr std::size_t cs = H::stride;
-  const H h(query);
+static std::size_t filter_halves32(const std::uint8_t* query, const std::uint8_t* codes, std::size_t n,
+                                   dist_t max_distance, std::uint32_t* positions, dist_t* distances,
+                                   bool* gave_up) noexcept {
+  constexpr std::size_t cs = Halves32::stride, W = cs / 8;
+  const Halves32 h(query);
   std::uint64_t qw[W];
   for (std::size_t w = 0; w < W; ++w) qw[w] = load_u64(query + 8 * w);
   const __m256i limit = _mm256_set1_epi64x(static_cast<long long>(max_distance) + 1);
@@ -670,7 +662,7 @@ static std::size_t filter_halves_with(const std::uint8_t* query, const std::uint
 static std::size_t filter_halves(const std::uint8_t* query, const std::uint8_t* codes, std::size_t n,
                                  std::size_t code_size, dist_t max_distance, std::uint32_t* positions,
                                  dist_t* distances, bool* gave_up) noexcept {
-  if (code_size == 32) return filter_halves_with<Halves32, 4>(query, codes, n, max_distance, positions, distances, gave_up);
+  if (code_size == 32) return filter_halves32(query, codes, n, max_distance, positions, distances, gave_up);
   *gave_up = true;
   return filter(query, codes, n, code_size, max_distance, positions, distances);
 }

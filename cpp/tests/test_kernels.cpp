@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -344,66 +345,75 @@ HARNESS_MAIN()
 // the 32- and 64-item blocks and longer than a pass takes at once (AVX2: 2,048), class ids as int32
 // and keys as bytes, histograms that already hold counts on entry, and inputs placed against an
 // inaccessible page so that no read past them passes.
+// The byte pass (RankBytesFn) runs the same cases with the distances as bytes, the bytes past
+// the items up to the next multiple of 32 set to distances that would count if read.
 TEST(recording_pass_matches_a_plain_loop) {
   std::size_t levels_with_pass = 0;
   for (SimdLevel level : available_simd_levels()) {
-    set_simd_level(simd_level_name(level));
-    const kernels::RankChunkFn pass = kernels::active().rank_chunk;
-    if (pass == nullptr) continue;
-    ++levels_with_pass;
-    std::uint32_t seed = 11;
-    auto next = [&seed] {
-      seed = seed * 1664525u + 1013904223u;
-      return seed >> 8;
-    };
-    for (std::size_t max_d : {1, 8, 16, 31, 32, 48, 64, 255}) {
-      for (std::size_t len : {0, 1, 5, 31, 32, 33, 63, 64, 65, 127, 1000, 1024, 4500}) {
-        for (bool byte_keys : {false, true}) {
-          std::vector<dist_t> dist(len);
-          std::vector<std::int32_t> ids(len);
-          std::vector<std::uint8_t> keys(len);
-          for (std::size_t i = 0; i < len; ++i) {
-            // Half the items at one of three distances: long runs of one distance.
-            dist[i] = static_cast<dist_t>(next() % 2 ? next() % (max_d + 1) : next() % std::min<std::size_t>(3, max_d + 1));
-            ids[i] = static_cast<std::int32_t>(next() % 4) - 1;  // -1 .. 2
-            keys[i] = static_cast<std::uint8_t>(next() % 4 + 254);  // 254, 255, 0, 1
-          }
-          const std::int32_t label = 1;
-          const std::uint8_t key = 255;
-          auto as_bytes = [](const void* p, std::size_t n) {
-            const auto* b = static_cast<const std::uint8_t*>(p);
-            return std::vector<std::uint8_t>(b, b + n);
-          };
-          for (bool at_end : {true, false}) {
-            const GuardedBytes gd(as_bytes(dist.data(), len * sizeof(dist_t)), at_end);
-            const GuardedBytes gi(as_bytes(ids.data(), len * sizeof(std::int32_t)), at_end);
-            const GuardedBytes gk(keys, at_end);
-            std::vector<std::uint32_t> seen(kernels::kRankHistograms * kernels::kRankBins);
-            for (std::size_t h = 0; h < seen.size(); ++h) seen[h] = static_cast<std::uint32_t>(next() % 5);
-            std::vector<std::uint32_t> want_seen(kernels::kRankBins);
-            for (std::size_t d = 0; d < kernels::kRankBins; ++d)
-              for (std::size_t h = 0; h < kernels::kRankHistograms; ++h) want_seen[d] += seen[h * kernels::kRankBins + d];
-            std::vector<std::uint64_t> want;
+    for (bool byte_pass : {false, true}) {
+      set_simd_level(simd_level_name(level));
+      const kernels::RankChunkFn pass = kernels::active().rank_chunk;
+      const kernels::RankBytesFn pass8 = kernels::active().rank_bytes;
+      if (byte_pass ? pass8 == nullptr : pass == nullptr) continue;
+      ++levels_with_pass;
+      std::uint32_t seed = 11;
+      auto next = [&seed] {
+        seed = seed * 1664525u + 1013904223u;
+        return seed >> 8;
+      };
+      for (std::size_t max_d : {1, 8, 16, 31, 32, 48, 64, 255}) {
+        for (std::size_t len : {0, 1, 5, 31, 32, 33, 63, 64, 65, 127, 1000, 1024, 4500}) {
+          for (bool byte_keys : {false, true}) {
+            std::vector<dist_t> dist(len);
+            std::vector<std::int32_t> ids(len);
+            std::vector<std::uint8_t> keys(len);
             for (std::size_t i = 0; i < len; ++i) {
-              const auto d = static_cast<std::size_t>(dist[i]);
-              if (byte_keys ? keys[i] == key : ids[i] == label) want.push_back(std::uint64_t{d} << 32 | want_seen[d]);
-              ++want_seen[d];
+              // Half the items at one of three distances: long runs of one distance.
+              dist[i] = static_cast<dist_t>(next() % 2 ? next() % (max_d + 1) : next() % std::min<std::size_t>(3, max_d + 1));
+              ids[i] = static_cast<std::int32_t>(next() % 4) - 1;  // -1 .. 2
+              keys[i] = static_cast<std::uint8_t>(next() % 4 + 254);  // 254, 255, 0, 1
             }
-            std::vector<std::uint64_t> got(len + 1, 7);
-            const auto* gdist = reinterpret_cast<const dist_t*>(gd.data());
-            const std::size_t kept =
-                byte_keys ? pass(gdist, len, max_d, nullptr, 0, gk.data(), key, seen.data(), got.data())
-                          : pass(gdist, len, max_d, reinterpret_cast<const std::int32_t*>(gi.data()), label, nullptr, 0,
-                                 seen.data(), got.data());
-            CHECK_EQ(kept, want.size());
-            bool ok = kept == want.size();
-            for (std::size_t j = 0; ok && j < kept; ++j) ok &= got[j] == want[j];
-            CHECK(ok);
-            CHECK_EQ(got[kept], 7u);  // nothing written past the records
-            std::vector<std::uint32_t> total(kernels::kRankBins);
-            for (std::size_t d = 0; d < kernels::kRankBins; ++d)
-              for (std::size_t h = 0; h < kernels::kRankHistograms; ++h) total[d] += seen[h * kernels::kRankBins + d];
-            CHECK(total == want_seen);
+            const std::int32_t label = 1;
+            const std::uint8_t key = 255;
+            auto as_bytes = [](const void* p, std::size_t n) {
+              const auto* b = static_cast<const std::uint8_t*>(p);
+              return std::vector<std::uint8_t>(b, b + n);
+            };
+            std::vector<std::uint8_t> dist8((len + 31) / 32 * 32, 0);
+            for (std::size_t i = 0; i < dist8.size(); ++i)
+              dist8[i] = static_cast<std::uint8_t>(i < len ? dist[i] : next() % (max_d + 1));
+            for (bool at_end : {true, false}) {
+              const GuardedBytes gd(byte_pass ? dist8 : as_bytes(dist.data(), len * sizeof(dist_t)), at_end);
+              const GuardedBytes gi(as_bytes(ids.data(), len * sizeof(std::int32_t)), at_end);
+              const GuardedBytes gk(keys, at_end);
+              std::vector<std::uint32_t> seen(kernels::kRankHistograms * kernels::kRankBins);
+              for (std::size_t h = 0; h < seen.size(); ++h) seen[h] = static_cast<std::uint32_t>(next() % 5);
+              std::vector<std::uint32_t> want_seen(kernels::kRankBins);
+              for (std::size_t d = 0; d < kernels::kRankBins; ++d)
+                for (std::size_t h = 0; h < kernels::kRankHistograms; ++h) want_seen[d] += seen[h * kernels::kRankBins + d];
+              std::vector<std::uint64_t> want;
+              for (std::size_t i = 0; i < len; ++i) {
+                const auto d = static_cast<std::size_t>(dist[i]);
+                if (byte_keys ? keys[i] == key : ids[i] == label) want.push_back(std::uint64_t{d} << 32 | want_seen[d]);
+                ++want_seen[d];
+              }
+              std::vector<std::uint64_t> got(len + 1, 7);
+              const auto* gdist = reinterpret_cast<const dist_t*>(gd.data());
+              const auto* gids = byte_keys ? nullptr : reinterpret_cast<const std::int32_t*>(gi.data());
+              const std::uint8_t* gkeys = byte_keys ? gk.data() : nullptr;
+              const std::size_t kept =
+                  byte_pass ? pass8(gd.data(), len, max_d, gids, label, gkeys, key, seen.data(), got.data())
+                            : pass(gdist, len, max_d, gids, label, gkeys, key, seen.data(), got.data());
+              CHECK_EQ(kept, want.size());
+              bool ok = kept == want.size();
+              for (std::size_t j = 0; ok && j < kept; ++j) ok &= got[j] == want[j];
+              CHECK(ok);
+              CHECK_EQ(got[kept], 7u);  // nothing written past the records
+              std::vector<std::uint32_t> total(kernels::kRankBins);
+              for (std::size_t d = 0; d < kernels::kRankBins; ++d)
+                for (std::size_t h = 0; h < kernels::kRankHistograms; ++h) total[d] += seen[h * kernels::kRankBins + d];
+              CHECK(total == want_seen);
+            }
           }
         }
       }
@@ -414,6 +424,56 @@ TEST(recording_pass_matches_a_plain_loop) {
   if (std::find(available_simd_levels().begin(), available_simd_levels().end(), SimdLevel::AVX2) !=
       available_simd_levels().end())
     CHECK(levels_with_pass >= 1);
+#endif
+  set_simd_level("auto");
+}
+
+// The metrics' byte distances (RankPrepareFn + RankDistancesFn) of each level that has them,
+// against the oracle: every code size they serve (1 to 31 bytes), database sizes around the
+// 32-code blocks, parts of the prepared database starting at a block, codes and query against an
+// inaccessible page, and nothing written past the next multiple of 32.
+TEST(byte_distances_match_the_oracle) {
+  std::size_t levels_with_them = 0;
+  std::uint32_t seed = 5;
+  auto next = [&seed] {
+    seed = seed * 1664525u + 1013904223u;
+    return seed >> 8;
+  };
+  for (SimdLevel level : available_simd_levels()) {
+    set_simd_level(simd_level_name(level));
+    const kernels::KernelTable& t = kernels::active();
+    if (t.rank_prepare == nullptr) continue;
+    CHECK(t.rank_distances != nullptr && t.rank_bytes != nullptr);
+    ++levels_with_them;
+    for (std::size_t cs = 1; cs <= kernels::kRankByteCodeSize; ++cs) {
+      for (std::size_t n : {1, 7, 31, 32, 33, 64, 95, 200}) {
+        std::vector<std::uint8_t> codes(n * cs), query(cs);
+        for (auto& b : codes) b = static_cast<std::uint8_t>(next());
+        for (std::size_t i = 0; i < n; i += 3) std::memset(codes.data() + i * cs, 0xff, cs);  // distance 8 * cs
+        for (auto& b : query) b = static_cast<std::uint8_t>(next());
+        const GuardedBytes gc(codes, true), gq(query, true);
+        const std::size_t size = kernels::rank_prepared_size(n, cs);
+        CHECK_EQ(size % 32, 0u);
+        std::uint8_t* prepared = static_cast<std::uint8_t*>(std::aligned_alloc(32, size));
+        t.rank_prepare(gc.data(), n, cs, prepared);
+        for (std::size_t first = 0; first < n; first += 32) {
+          const std::size_t part = n - first, padded = (part + 31) / 32 * 32;
+          std::vector<std::uint8_t> out(padded + 8, 0xa5);
+          t.rank_distances(prepared + kernels::rank_prepared_size(first, cs), part, cs, gq.data(), out.data());
+          bool ok = true;
+          for (std::size_t i = 0; i < part; ++i)
+            ok &= out[i] == oracle::hamming(query.data(), codes.data() + (first + i) * cs, cs);
+          CHECK(ok);
+          for (std::size_t i = padded; i < out.size(); ++i) CHECK_EQ(int(out[i]), 0xa5);
+        }
+        std::free(prepared);
+      }
+    }
+  }
+#if defined(__x86_64__)
+  if (std::find(available_simd_levels().begin(), available_simd_levels().end(), SimdLevel::AVX2) !=
+      available_simd_levels().end())
+    CHECK(levels_with_them >= 1);  // AVX2 has them
 #endif
   set_simd_level("auto");
 }

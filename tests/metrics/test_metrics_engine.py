@@ -50,7 +50,7 @@ def test_concurrent_callers(mk):
     assert got == want * 3
 
 
-@pytest.mark.parametrize("nbits", [8, 24, 64, 128, 248, 256])
+@pytest.mark.parametrize("nbits", [8, 16, 24, 32, 40, 64, 128, 176, 248, 256])
 @pytest.mark.parametrize(
     "labels",
     ["class", "one class", "no match", "ids over 255", "query id over 255", "large ids", "query id out of int32",
@@ -59,7 +59,9 @@ def test_concurrent_callers(mk):
 def test_recording_pass_of_every_level_equals_scalar(mk, restore_engine, nbits, labels):
     # ties="index" records each relevant item's place among its tie group; the AVX2 and AVX-512
     # levels have their own recording pass (distances below 256: 248 bits run it, 256 bits the
-    # portable one), keyed by class ids as bytes or int32, or by multi-hot relevance.
+    # portable one), keyed by class ids as bytes or int32, or by multi-hot relevance. AVX2 takes
+    # its distances as bytes from a prepared database (one to four 8-byte words a code: 8 to 248
+    # bits), except where class ids fit neither bytes nor int32.
     # 2,501 items: three database chunks, the last of them an odd number of items, not a whole number
     # of 64-item blocks.
     kind = "multi" if labels.startswith("multi") else "class"

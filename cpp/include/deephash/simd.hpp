@@ -97,6 +97,29 @@ using RankChunkFn = std::size_t (*)(const dist_t* dist, std::size_t len, std::si
                                     const std::int32_t* class_ids, std::int32_t label, const std::uint8_t* keys,
                                     std::uint8_t key, std::uint32_t* seen, std::uint64_t* records) noexcept;
 
+// The metrics' distances as bytes, for codes of at most kRankByteCodeSize bytes (every distance
+// below kRankBins). The database is rewritten once into a level's layout: rank_prepare writes
+// rank_prepared_size(n, code_size) bytes for n codes, in blocks of 32 codes, each block's part
+// depending on its codes alone (so the codes from a multiple of 32 on start at
+// rank_prepared_size(first, code_size)); `out` and `prepared` are 32-byte aligned. rank_distances
+// then writes the distances of one query (code_size bytes) to the n codes of a prepared part, one
+// byte each, to out[0 .. n); it may write up to the next multiple of 32.
+inline constexpr std::size_t kRankByteCodeSize = 31;
+inline constexpr std::size_t rank_prepared_size(std::size_t n, std::size_t code_size) noexcept {
+  // Bytes a code: each code as nibbles in a lane of 2, 4 or 8 * words bytes.
+  const std::size_t per_code = code_size <= 2 ? 4 : code_size <= 4 ? 8 : 16 * ((code_size + 7) / 8);
+  return (n + 31) / 32 * 32 * per_code;
+}
+using RankPrepareFn = void (*)(const std::uint8_t* codes, std::size_t n, std::size_t code_size,
+                               std::uint8_t* out) noexcept;
+using RankDistancesFn = void (*)(const std::uint8_t* prepared, std::size_t n, std::size_t code_size,
+                                 const std::uint8_t* query, std::uint8_t* out) noexcept;
+// The recording pass (RankChunkFn's contract) over distances given as bytes; dist may be read up
+// to the next multiple of 32 past len (those bytes are neither counted nor recorded).
+using RankBytesFn = std::size_t (*)(const std::uint8_t* dist, std::size_t len, std::size_t max_distance,
+                                    const std::int32_t* class_ids, std::int32_t label, const std::uint8_t* keys,
+                                    std::uint8_t key, std::uint32_t* seen, std::uint64_t* records) noexcept;
+
 // Every field is set by each level (nullptr where a level has no such path), in this order.
 struct KernelTable {
   SimdLevel level;
@@ -118,6 +141,11 @@ struct KernelTable {
   SimdLevel bank_level;
   // The metrics' ranking pass; nullptr on levels that use the portable loop (metrics/).
   RankChunkFn rank_chunk;
+  // The same pass over byte distances, and the byte distances over a prepared database; all
+  // three nullptr on levels without them.
+  RankPrepareFn rank_prepare;
+  RankDistancesFn rank_distances;
+  RankBytesFn rank_bytes;
   // The single-query filter with a lower bound first, and the code sizes it serves; both nullptr
   // on levels without one.
   FilterHalvesFn filter_halves;

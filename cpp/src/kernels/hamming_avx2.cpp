@@ -17,6 +17,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "avx2_nibbles.hpp"
 #include "bank_kernels.hpp"
 #include "ranking_kernels.hpp"
 #include "deephash/simd.hpp"
@@ -24,40 +25,6 @@
 namespace deephash::kernels {
 namespace avx2_impl {
 #include "hamming_portable.inl"
-
-// Byte popcounts split into two offset halves so that VPSADBW does the final add:
-// lo = popcount(low nibble) + 4 (4..8) and hi = 4 - popcount(high nibble) (0..4), so
-// lo - hi = popcount(byte) >= 0 and sad(lo, hi) = sum of |lo - hi| = the bytes' popcount.
-// Sums of several such vectors keep lo >= hi byte by byte, so they can be accumulated first.
-struct NibbleCounts {
-  __m256i lo, hi;
-};
-
-static inline __m256i lo_table() noexcept {  // popcount(nibble) + 4
-  return _mm256_setr_epi8(4, 5, 5, 6, 5, 6, 6, 7, 5, 6, 6, 7, 6, 7, 7, 8,
-                          4, 5, 5, 6, 5, 6, 6, 7, 5, 6, 6, 7, 6, 7, 7, 8);
-}
-
-static inline __m256i hi_table() noexcept {  // 4 - popcount(nibble)
-  return _mm256_setr_epi8(4, 3, 3, 2, 3, 2, 2, 1, 3, 2, 2, 1, 2, 1, 1, 0,
-                          4, 3, 3, 2, 3, 2, 2, 1, 3, 2, 2, 1, 2, 1, 1, 0);
-}
-
-static inline NibbleCounts nibble_counts(__m256i v) noexcept {
-  const __m256i low = _mm256_set1_epi8(0x0f);
-  return {_mm256_shuffle_epi8(lo_table(), _mm256_and_si256(v, low)),
-          _mm256_shuffle_epi8(hi_table(), _mm256_and_si256(_mm256_srli_epi16(v, 4), low))};
-}
-
-// Popcount of each 8-byte lane of v, as 4 uint64 lanes.
-static inline __m256i popcount_lanes(__m256i v) noexcept {
-  const NibbleCounts c = nibble_counts(v);
-  return _mm256_sad_epu8(c.lo, c.hi);
-}
-
-static inline __m256i loadu(const std::uint8_t* p) noexcept {
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-}
 
 // Four codes' partial sums (a..d, 4 uint64 lanes each) -> one register of their 4 totals.
 static inline __m256i sum_lanes_of_four(__m256i a, __m256i b, __m256i c, __m256i d) noexcept {
@@ -675,8 +642,9 @@ const KernelTable& avx2_table() noexcept {
                                  &avx2_impl::prepared_bytes, &avx2_impl::prepare,
                                  &avx2_impl::filter_prepared, &sigmoid_softplus_avx2,
                                  &contrastive_pass_avx2,      SimdLevel::AVX2,
-                                 &rank_chunk_avx2,            &avx2_impl::filter_halves,
-                                 &avx2_impl::halves_for_size};
+                                 &rank_chunk_avx2,            &rank_prepare_avx2,
+                                 &rank_distances_avx2,        &rank_bytes_avx2,
+                                 &avx2_impl::filter_halves,   &avx2_impl::halves_for_size};
   return table;
 }
 

@@ -628,7 +628,8 @@ const KernelTable& avx512_table() noexcept {
                                  &avx512_impl::filter_prepared, &sigmoid_softplus_avx2,
                                  &contrastive_pass_avx2,        SimdLevel::AVX2,
                                  &rank_chunk_avx512,            nullptr,
-                                 nullptr};
+                                 nullptr,                       nullptr,
+                                 nullptr,                       nullptr};
   return table;
 }
 

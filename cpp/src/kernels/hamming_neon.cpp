@@ -56,6 +56,9 @@ const KernelTable& neon_table() noexcept {
                                  SimdLevel::Scalar,
                                  nullptr,
                                  nullptr,
+                                 nullptr,
+                                 nullptr,
+                                 nullptr,
                                  nullptr};
   return table;
 }

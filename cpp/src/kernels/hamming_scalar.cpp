@@ -26,6 +26,9 @@ const KernelTable& scalar_table() noexcept {
                                  SimdLevel::Scalar,
                                  nullptr,
                                  nullptr,
+                                 nullptr,
+                                 nullptr,
+                                 nullptr,
                                  nullptr};
   return table;
 }

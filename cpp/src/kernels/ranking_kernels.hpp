@@ -1,5 +1,6 @@
-// The per-level builds of the metrics' ranking pass (RankChunkFn in deephash/simd.hpp), entered
-// in each level's kernel table. Internal to the kernels.
+// The per-level builds of the metrics' ranking passes and byte distances (RankChunkFn,
+// RankBytesFn, RankPrepareFn, RankDistancesFn in deephash/simd.hpp), entered in each level's kernel
+// table. Internal to the kernels.
 #pragma once
 
 #include <cstddef>
@@ -14,6 +15,12 @@ std::size_t rank_chunk_avx512(const dist_t* dist, std::size_t len, std::size_t m
                               const std::int32_t* class_ids, std::int32_t label, const std::uint8_t* keys,
                               std::uint8_t key, std::uint32_t* seen, std::uint64_t* records) noexcept;
 std::size_t rank_chunk_avx2(const dist_t* dist, std::size_t len, std::size_t max_distance,
+                            const std::int32_t* class_ids, std::int32_t label, const std::uint8_t* keys,
+                            std::uint8_t key, std::uint32_t* seen, std::uint64_t* records) noexcept;
+void rank_prepare_avx2(const std::uint8_t* codes, std::size_t n, std::size_t code_size, std::uint8_t* out) noexcept;
+void rank_distances_avx2(const std::uint8_t* prepared, std::size_t n, std::size_t code_size, const std::uint8_t* query,
+                         std::uint8_t* out) noexcept;
+std::size_t rank_bytes_avx2(const std::uint8_t* dist, std::size_t len, std::size_t max_distance,
                             const std::int32_t* class_ids, std::int32_t label, const std::uint8_t* keys,
                             std::uint8_t key, std::uint32_t* seen, std::uint64_t* records) noexcept;
 #endif

@@ -3,7 +3,10 @@
 #include <atomic>
 #include <cstdint>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+#include <memory>
+#include <new>
 #include <string>
 
 #include "deephash/threads.hpp"
@@ -103,7 +106,10 @@ class Evaluation {
         expected_(opt.ties == TieOrder::Expected),
         harmonic_(expected_ ? detail::harmonic_table(db_codes.n) : std::vector<long double>{}),
         db_classes_i32_(narrow_classes<std::int32_t>(db_labels)),
-        db_classes_u8_(narrow_classes<std::uint8_t>(db_labels)) {}
+        db_classes_u8_(narrow_classes<std::uint8_t>(db_labels)),
+        prepared_db_(nullptr, &std::free) {
+    prepare_byte_distances();
+  }
 
   EvalResult run() {
     EvalResult res;
@@ -125,10 +131,25 @@ class Evaluation {
   }
 
  private:
+  // Where the level has distances as bytes (the recording pass, ties by index), the database is
+  // rewritten once into its layout, unless that copy would take more than 64 MiB and more than 4
+  // times the codes' own bytes: then the ranking computes int32 distances as before.
+  void prepare_byte_distances() {
+    const kernels::KernelTable& table = kernels::active();
+    const std::size_t cs = dc_.code_size;
+    if (expected_ || cs > kernels::kRankByteCodeSize || table.rank_prepare == nullptr) return;
+    const std::size_t size = kernels::rank_prepared_size(dc_.n, cs);
+    if (size > (std::size_t{64} << 20) && size > 4 * dc_.n * cs) return;
+    prepared_db_.reset(static_cast<std::uint8_t*>(std::aligned_alloc(32, size)));
+    if (!prepared_db_) throw std::bad_alloc();
+    table.rank_prepare(dc_.data, dc_.n, cs, prepared_db_.get());
+    bytes_ = {prepared_db_.get(), table.rank_distances, table.rank_bytes};
+  }
+
   struct Worker {
     explicit Worker(const Evaluation& e)
         : ranker(e.nbits_, e.db_classes_i32_.empty() ? nullptr : e.db_classes_i32_.data(),
-                 e.db_classes_u8_.empty() ? nullptr : e.db_classes_u8_.data()),
+                 e.db_classes_u8_.empty() ? nullptr : e.db_classes_u8_.data(), e.bytes_),
           rank_cuts(e.nk_) {}
     detail::GroupRanker ranker;
     detail::IndexOrderSums sums;
@@ -278,6 +299,8 @@ class Evaluation {
   const std::vector<long double> harmonic_;
   const std::vector<std::int32_t> db_classes_i32_;
   const std::vector<std::uint8_t> db_classes_u8_;  // the same as bytes, when they all fit
+  std::unique_ptr<std::uint8_t, decltype(&std::free)> prepared_db_;  // the byte distances' layout
+  detail::ByteDistances bytes_;
 };
 
 }  // namespace

@@ -14,19 +14,25 @@ QueryRanking::QueryRanking(std::size_t nbits)
     : hist(2 * (nbits + 1)), seen_at(nbits + 1), count(nbits + 1), rel_count(nbits + 1), start(nbits + 2), rel_start(nbits + 2) {}
 
 void QueryRanking::finish_from_records() noexcept {
-  // Relevant items per distance, in four partial histograms: records of nearby items often share
-  // a distance, and one histogram would chain every increment through the same counter.
-  const std::size_t nd = seen_at.size();
-  thread_local std::vector<std::uint32_t> part;
-  part.assign(4 * nd, 0u);
-  const std::size_t n = relevant_items_count, n4 = n - n % 4;
-  for (std::size_t i = 0; i < n4; i += 4) {
-    ++part[relevant_items[i] >> 32];
-    ++part[nd + (relevant_items[i + 1] >> 32)];
-    ++part[2 * nd + (relevant_items[i + 2] >> 32)];
-    ++part[3 * nd + (relevant_items[i + 3] >> 32)];
+  // Relevant items per distance, in one histogram per quarter of the records: index_order_pass
+  // places the four quarters side by side from these, and counting them side by side keeps
+  // records of one distance (nearby items often share one) from chaining every increment
+  // through one counter.
+  const std::size_t nd = seen_at.size(), n = relevant_items_count;
+  record_parts.assign(kRecordParts * nd, 0u);
+  std::size_t from[kRecordParts + 1];
+  for (std::size_t s = 0; s <= kRecordParts; ++s) from[s] = n * s / kRecordParts;
+  const std::size_t shortest = from[1] - from[0];  // quarters differ by at most one record
+  std::uint32_t* const part = record_parts.data();
+  const RelevantItem* const items = relevant_items.data();
+  for (std::size_t i = 0; i < shortest; ++i) {
+    ++part[items[from[0] + i] >> 32];
+    ++part[nd + (items[from[1] + i] >> 32)];
+    ++part[2 * nd + (items[from[2] + i] >> 32)];
+    ++part[3 * nd + (items[from[3] + i] >> 32)];
   }
-  for (std::size_t i = n4; i < n; ++i) ++part[relevant_items[i] >> 32];
+  for (std::size_t s = 0; s < kRecordParts; ++s)
+    for (std::size_t i = from[s] + shortest; i < from[s + 1]; ++i) ++part[s * nd + (items[i] >> 32)];
   for (std::size_t d = 0; d < nd; ++d) {
     const std::int64_t rel = std::int64_t{part[d]} + part[nd + d] + part[2 * nd + d] + part[3 * nd + d];
     hist[2 * d + 1] = rel;
@@ -118,13 +124,16 @@ void chunk_pass_any(std::size_t m, bool record, QueryRanking* const* r, const di
 
 }  // namespace
 
-GroupRanker::GroupRanker(std::size_t nbits, const std::int32_t* db_classes_i32, const std::uint8_t* db_classes_u8)
+GroupRanker::GroupRanker(std::size_t nbits, const std::int32_t* db_classes_i32, const std::uint8_t* db_classes_u8,
+                         ByteDistances bytes)
     : rankings_(kQueryGroup, QueryRanking(nbits)),
       distance_(kQueryGroup * kDbChunk),
+      distance8_(bytes.prepared != nullptr ? kQueryGroup * kDbChunk : 0),
       relevant_(kQueryGroup * kDbChunk),
       query_words_(kQueryGroup),
       db_classes_i32_(db_classes_i32),
-      db_classes_u8_(db_classes_u8) {}
+      db_classes_u8_(db_classes_u8),
+      bytes_(bytes) {}
 
 void GroupRanker::rank(const CodesView& query_codes, const CodesView& db_codes, const LabelsView& query_labels,
                        const LabelsView& db_labels, std::size_t q0, std::size_t m, bool record_relevant) {
@@ -170,21 +179,30 @@ void GroupRanker::rank(const CodesView& query_codes, const CodesView& db_codes, 
     // Class ids that fit neither (or a query label that does not) keep the portable pass.
     if (db_labels.class_ids == nullptr || keys != Keys::Relevance) level_pass = kernels::active().rank_chunk;
   }
+  // With the level pass, distances as bytes where the database was prepared for them (kDbChunk
+  // is a multiple of the prepared layout's 32-code blocks).
+  const bool byte_distances = level_pass != nullptr && bytes_.prepared != nullptr;
   auto run_level_pass = [&](std::size_t base, std::size_t len) {
     for (std::size_t j = 0; j < m; ++j) {
       QueryRanking& q = *r[j];
-      const dist_t* dist = distance_.data() + j * kDbChunk;
+      const std::int32_t* ids = nullptr;
+      std::int32_t id = 0;
+      const std::uint8_t* keys_j = relevant_.data() + j * kDbChunk;
+      std::uint8_t key = 1;
+      if (keys == Keys::Bytes) {
+        keys_j = db_classes_u8_ + base;
+        key = static_cast<std::uint8_t>(label[j]);
+      } else if (keys == Keys::Int32) {
+        keys_j = nullptr;
+        ids = db_classes_i32_ + base;
+        id = static_cast<std::int32_t>(label[j]);
+      }
       std::uint64_t* out = q.relevant_items.data() + q.relevant_items_count;
-      std::size_t kept;  // the query's relevant items in this chunk
-      if (keys == Keys::Bytes)
-        kept = level_pass(dist, len, nbits, nullptr, 0, db_classes_u8_ + base, static_cast<std::uint8_t>(label[j]),
-                          q.seen_parts.data(), out);
-      else if (keys == Keys::Int32)
-        kept = level_pass(dist, len, nbits, db_classes_i32_ + base, static_cast<std::int32_t>(label[j]), nullptr, 0,
-                          q.seen_parts.data(), out);
-      else
-        kept = level_pass(dist, len, nbits, nullptr, 0, relevant_.data() + j * kDbChunk, 1, q.seen_parts.data(), out);
-      q.relevant_items_count += kept;
+      q.relevant_items_count +=  // the query's relevant items in this chunk
+          byte_distances ? bytes_.rank(distance8_.data() + j * kDbChunk, len, nbits, ids, id, keys_j, key,
+                                       q.seen_parts.data(), out)
+                         : level_pass(distance_.data() + j * kDbChunk, len, nbits, ids, id, keys_j, key,
+                                      q.seen_parts.data(), out);
     }
   };
   if (level_pass != nullptr)
@@ -192,9 +210,14 @@ void GroupRanker::rank(const CodesView& query_codes, const CodesView& db_codes, 
 
   for (std::size_t base = 0; base < n; base += kDbChunk) {
     const std::size_t len = std::min(kDbChunk, n - base);
-    for (std::size_t j = 0; j < m; ++j)
-      hamming_distances(query_codes.data + (q0 + j) * cs, db_codes.data + base * cs, len, cs,
-                        distance_.data() + j * kDbChunk);
+    for (std::size_t j = 0; j < m; ++j) {
+      if (byte_distances)
+        bytes_.distances(bytes_.prepared + kernels::rank_prepared_size(base, cs), len, cs,
+                         query_codes.data + (q0 + j) * cs, distance8_.data() + j * kDbChunk);
+      else
+        hamming_distances(query_codes.data + (q0 + j) * cs, db_codes.data + base * cs, len, cs,
+                          distance_.data() + j * kDbChunk);
+    }
     if (level_pass != nullptr && keys != Keys::Relevance) {
       run_level_pass(base, len);
     } else if (db_classes_i32_ != nullptr) {
@@ -281,7 +304,20 @@ void index_order_pass(const QueryRanking& r, std::size_t max_distance, QueryRank
   // A relevant item's 0-based ordinal among the relevant items in rank order, and its 1-based
   // rank, follow from its record: records come in index order, so the ordinal within its tie
   // group counts up as the group's records come by. Ordinals are distinct: this sorts the ranks.
-  std::vector<std::int64_t> next_ordinal(r.rel_start.begin(), r.rel_start.begin() + static_cast<std::ptrdiff_t>(nd));
+  // The quarters of the records are placed side by side, each with its own cursors (starting past
+  // the earlier quarters' records of each distance): one cursor would chain every record through
+  // the counter of its distance, and relevant items crowd into a few distances.
+  constexpr std::size_t P = QueryRanking::kRecordParts;
+  const std::uint32_t* const parts = r.record_parts.data();
+  thread_local std::vector<std::int64_t> cursors;
+  cursors.resize(P * nd);
+  for (std::size_t d = 0; d < nd; ++d) {
+    std::int64_t at = r.rel_start[d];
+    for (std::size_t s = 0; s < P; ++s) {
+      cursors[s * nd + d] = at;
+      at += parts[s * nd + d];
+    }
+  }
   out.relevant_rank.resize(static_cast<std::size_t>(r.rel_start[max_distance + 1]));
   std::int64_t* rel_rank = out.relevant_rank.data();
   {
@@ -290,13 +326,24 @@ void index_order_pass(const QueryRanking& r, std::size_t max_distance, QueryRank
     const RelevantItem* const items = r.relevant_items.data();
     const std::size_t n_items = r.relevant_items_count;
     const std::int64_t* const start = r.start.data();
-    std::int64_t* const next = next_ordinal.data();
-    for (std::size_t j = 0; j < n_items; ++j) {
-      const RelevantItem item = items[j];
+    std::int64_t* const next = cursors.data();
+    std::size_t from[P + 1];
+    for (std::size_t s = 0; s <= P; ++s) from[s] = n_items * s / P;
+    auto place = [&](std::size_t s, RelevantItem item) {
       const auto d = static_cast<std::size_t>(item >> 32);
-      if (d > max_distance) continue;  // ranked beyond every cut-off asked for
-      rel_rank[next[d]++] = start[d] + static_cast<std::int64_t>(item & 0xffffffffu) + 1;
+      if (d > max_distance) return;  // ranked beyond every cut-off asked for
+      rel_rank[next[s * nd + d]++] = start[d] + static_cast<std::int64_t>(item & 0xffffffffu) + 1;
+    };
+    const std::size_t shortest = from[1] - from[0];
+    for (std::size_t i = 0; i < shortest; ++i) {
+      static_assert(P == 4, "one line per part");
+      place(0, items[from[0] + i]);
+      place(1, items[from[1] + i]);
+      place(2, items[from[2] + i]);
+      place(3, items[from[3] + i]);
     }
+    for (std::size_t s = 0; s < P; ++s)
+      for (std::size_t i = from[s] + shortest; i < from[s + 1]; ++i) place(s, items[i]);
   }
 
   // The k-th relevant item (0-based) has precision (k + 1) / rank there: the quotients are

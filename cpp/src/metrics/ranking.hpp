@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "deephash/metrics.hpp"
+#include "deephash/simd.hpp"
 
 namespace deephash::metrics::detail {
 
@@ -33,6 +34,10 @@ struct QueryRanking {
   std::int64_t relevant_total = 0;
   std::vector<RelevantItem> relevant_items;  // N + 1 slots when recording
   std::size_t relevant_items_count = 0;
+  // After finish_from_records: relevant items per distance in each of kRecordParts consecutive
+  // parts of the records (part s: records [n * s / P, n * (s + 1) / P)), part-major.
+  static constexpr std::size_t kRecordParts = 4;
+  std::vector<std::uint32_t> record_parts;
 
   explicit QueryRanking(std::size_t nbits);
 
@@ -52,12 +57,22 @@ struct QueryRanking {
   std::size_t nbits() const noexcept { return count.size() - 1; }
 };
 
+// A level's distances as bytes (kernels::RankPrepareFn and the rest): the database prepared once
+// in its layout and the functions that read it. All null where the level has none or the database
+// was not prepared.
+struct ByteDistances {
+  const std::uint8_t* prepared = nullptr;
+  kernels::RankDistancesFn distances = nullptr;
+  kernels::RankBytesFn rank = nullptr;
+};
+
 // Ranks groups of queries against the database; holds the buffers one thread reuses.
 class GroupRanker {
  public:
   // db_classes_i32 / db_classes_u8: the database class ids narrowed to int32 / to bytes when they
-  // all fit, else null.
-  GroupRanker(std::size_t nbits, const std::int32_t* db_classes_i32, const std::uint8_t* db_classes_u8);
+  // all fit, else null. bytes: the recording pass over byte distances, where there is one.
+  GroupRanker(std::size_t nbits, const std::int32_t* db_classes_i32, const std::uint8_t* db_classes_u8,
+              ByteDistances bytes);
 
   // Ranks queries q0 .. q0 + m - 1 (m <= kQueryGroup) into (*this)[0 .. m - 1]; records the
   // relevant items when record_relevant.
@@ -69,10 +84,12 @@ class GroupRanker {
  private:
   std::vector<QueryRanking> rankings_;
   std::vector<dist_t> distance_;        // kQueryGroup x kDbChunk
+  std::vector<std::uint8_t> distance8_; // the same as bytes, on the byte path
   std::vector<std::uint8_t> relevant_;  // kQueryGroup x kDbChunk, multi-hot labels only
   std::vector<std::vector<std::size_t>> query_words_;  // non-zero words of each multi-hot query
   const std::int32_t* db_classes_i32_;
   const std::uint8_t* db_classes_u8_;
+  ByteDistances bytes_;
 };
 
 // Results of the index-order pass (ties = Index).

@@ -12,6 +12,7 @@
 #include "deephash/threads.hpp"
 #include "index_io.hpp"
 #include "mih_state.hpp"
+#include "radix_sort.hpp"
 
 namespace deephash {
 
@@ -140,22 +141,21 @@ std::vector<std::uint32_t> sorted_order(const std::uint8_t* codes, std::size_t n
     return order;
   }
   // A counting sort by the last substring, then each group by the bits below it.
-  std::vector<std::uint32_t> start((std::size_t{1} << last.bits()) + 1, 0);
-  {
-    std::vector<std::uint32_t> key(n);
-    for (std::size_t i = 0; i < n; ++i) {
-      key[i] = static_cast<std::uint32_t>(last.key_of(codes + i * cs, cs));
-      ++start[key[i] + 1];
-    }
-    for (std::size_t k = 0; k + 1 < start.size(); ++k) start[k + 1] += start[k];
-    std::vector<std::uint32_t> fill(start.begin(), start.end() - 1);
-    for (std::size_t i = 0; i < n; ++i) order[fill[key[i]]++] = static_cast<std::uint32_t>(i);
-  }
+  std::vector<std::uint32_t> start((std::size_t{1} << last.bits()) + 1);
+  order_by_key(n, last.bits(), [&](std::size_t i) { return last.key_of(codes + i * cs, cs); }, order.data(),
+               start.data());
   if (below == 0) return order;
   parallel_for(start.size() - 1, [&](std::size_t k0, std::size_t k1) {
     std::vector<std::pair<std::uint64_t, std::uint32_t>> group;
+    // The codes are read at random: each group's codes are fetched while earlier groups sort.
+    constexpr std::size_t kAhead = 64;
+    const std::size_t first_byte = static_cast<std::size_t>(rest.bit_begin()) / 8;
+    for (std::size_t i = start[k0]; i < std::min<std::size_t>(start[k0] + kAhead, n); ++i)
+      __builtin_prefetch(codes + order[i] * cs + first_byte);
     for (std::size_t k = k0; k < k1; ++k) {
       const std::size_t b = start[k], e = start[k + 1];
+      for (std::size_t i = b + kAhead; i < std::min<std::size_t>(e + kAhead, n); ++i)
+        __builtin_prefetch(codes + order[i] * cs + first_byte);
       if (e - b < 2) continue;
       group.clear();
       for (std::size_t i = b; i < e; ++i) group.emplace_back(rest_of(order[i]), order[i]);

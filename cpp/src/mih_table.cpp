@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <utility>
 
+#include "radix_sort.hpp"
+
 namespace deephash {
 
 void SubstringTable::build(const std::uint8_t* codes, std::size_t n, std::size_t code_size, bool contiguous) {
@@ -39,16 +41,9 @@ void SubstringTable::build(const std::uint8_t* codes, std::size_t n, std::size_t
   positions_.assign(n, 0);
   if (dense_) {
     const std::size_t nkeys = std::size_t{1} << bits_;
-    std::vector<std::uint32_t, HugePageAllocator<std::uint32_t>> offsets(nkeys + 1, 0);
-    std::vector<std::uint32_t> key_of_pos(n);
-    for (std::size_t i = 0; i < n; ++i) {
-      const auto key = static_cast<std::uint32_t>(key_of(codes + i * code_size, code_size));
-      key_of_pos[i] = key;
-      ++offsets[key + 1];
-    }
-    for (std::size_t k = 0; k < nkeys; ++k) offsets[k + 1] += offsets[k];
-    std::vector<std::uint32_t> fill(offsets.begin(), offsets.end() - 1);
-    for (std::size_t i = 0; i < n; ++i) positions_[fill[key_of_pos[i]]++] = static_cast<std::uint32_t>(i);
+    std::vector<std::uint32_t, HugePageAllocator<std::uint32_t>> offsets(nkeys + 1);
+    order_by_key(n, bits_, [&](std::size_t i) { return key_of(codes + i * code_size, code_size); }, positions_.data(),
+                 offsets.data());
     block_offsets(offsets);
     if (!blocked_) offsets_.swap(offsets);
     return;

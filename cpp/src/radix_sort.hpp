@@ -47,4 +47,53 @@ inline void sort_positions(std::vector<std::uint32_t>& v, std::vector<std::uint3
   if (src != v.data()) std::memcpy(v.data(), src, n * sizeof(std::uint32_t));
 }
 
+// Positions 0 .. n-1 in order of key(i) (each below 2^key_bits, key_bits in [0, 32]), ties in
+// position order, into order[0 .. n); with `offsets`, also offsets[k] = the items whose key is
+// below k, for k in [0, 2^key_bits]. For key ranges far larger than the caches (MIH tables of 2^22
+// keys over 10M codes), where one counting sort's counters and cursors are each touched at random:
+// a first pass scatters the positions by the key's high bits (at most 2^(key_bits - 11) cursors),
+// then each such bucket is sorted by the low 11 bits with counters that stay in L1, writing its
+// range of `offsets` in order.
+template <typename KeyOf>
+void order_by_key(std::size_t n, int key_bits, KeyOf key, std::uint32_t* order, std::uint32_t* offsets) {
+  constexpr int kLowBits = 11;
+  const int low_bits = std::min(key_bits, kLowBits), high_bits = key_bits - low_bits;
+  const std::size_t nhigh = std::size_t{1} << high_bits, nlow = std::size_t{1} << low_bits;
+  const std::uint32_t low_mask = static_cast<std::uint32_t>(nlow - 1);
+  std::vector<std::uint32_t> bucket(nhigh + 1, 0);
+  for (std::size_t i = 0; i < n; ++i) ++bucket[(static_cast<std::uint32_t>(key(i)) >> low_bits) + 1];
+  for (std::size_t h = 0; h < nhigh; ++h) bucket[h + 1] += bucket[h];
+  // The positions grouped by high bits (in position order within a group), and their low bits.
+  std::vector<std::uint32_t> grouped(n);
+  std::vector<std::uint16_t> low(n);
+  {
+    std::vector<std::uint32_t> cursor(bucket.begin(), bucket.end() - 1);
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto k = static_cast<std::uint32_t>(key(i));
+      const std::uint32_t at = cursor[k >> low_bits]++;
+      grouped[at] = static_cast<std::uint32_t>(i);
+      low[at] = static_cast<std::uint16_t>(k & low_mask);
+    }
+  }
+  std::vector<std::uint32_t> count(nlow + 1);
+  for (std::size_t h = 0; h < nhigh; ++h) {
+    const std::uint32_t b = bucket[h], e = bucket[h + 1];
+    if (offsets == nullptr && e - b < 2) {
+      if (e > b) order[b] = grouped[b];
+      continue;
+    }
+    std::fill(count.begin(), count.end(), 0u);
+    for (std::uint32_t i = b; i < e; ++i) ++count[low[i] + 1];
+    std::uint32_t at = b;
+    for (std::size_t l = 0; l < nlow; ++l) {  // count[l]: where the items of low bits l start
+      const std::uint32_t c = count[l + 1];
+      count[l] = at;
+      at += c;
+    }
+    if (offsets != nullptr) std::copy(count.begin(), count.begin() + static_cast<std::ptrdiff_t>(nlow), offsets + h * nlow);
+    for (std::uint32_t i = b; i < e; ++i) order[count[low[i]]++] = grouped[i];
+  }
+  if (offsets != nullptr) offsets[nhigh * nlow] = static_cast<std::uint32_t>(n);
+}
+
 }  // namespace deephash

@@ -55,3 +55,33 @@ TEST(shared_digits_duplicates_and_extremes) {
 }
 
 HARNESS_MAIN()
+
+// order_by_key against a stable sort by key and a prefix count: key widths from 0 bits to past the
+// 11-bit low digit (one level, two levels, buckets left empty), lengths from 0, keys crowded
+// into few values, and with and without the offsets.
+TEST(order_by_key_is_a_stable_counting_sort) {
+  std::mt19937_64 rng(13);
+  for (int key_bits : {0, 1, 5, 11, 12, 16, 22}) {
+    const std::size_t nkeys = std::size_t{1} << key_bits;
+    for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{3}, std::size_t{1000}, std::size_t{60000}}) {
+      for (bool crowded : {false, true}) {
+        std::vector<std::uint32_t> key(n);
+        for (auto& k : key) k = static_cast<std::uint32_t>(crowded ? rng() % std::min<std::size_t>(nkeys, 3) * (nkeys / 3 + 1) % nkeys
+                                                                 : rng() % nkeys);
+        std::vector<std::uint32_t> want(n);
+        for (std::size_t i = 0; i < n; ++i) want[i] = static_cast<std::uint32_t>(i);
+        std::stable_sort(want.begin(), want.end(), [&](std::uint32_t a, std::uint32_t b) { return key[a] < key[b]; });
+        std::vector<std::uint32_t> want_offsets(nkeys + 1, 0);
+        for (std::uint32_t k : key) ++want_offsets[k + 1];
+        for (std::size_t k = 0; k < nkeys; ++k) want_offsets[k + 1] += want_offsets[k];
+        for (bool with_offsets : {false, true}) {
+          std::vector<std::uint32_t> order(n, 0xdeadbeefu), offsets(nkeys + 1, 0xdeadbeefu);
+          order_by_key(n, key_bits, [&](std::size_t i) { return key[i]; }, order.data(),
+                       with_offsets ? offsets.data() : nullptr);
+          CHECK(order == want);
+          if (with_offsets) CHECK(offsets == want_offsets);
+        }
+      }
+    }
+  }
+}

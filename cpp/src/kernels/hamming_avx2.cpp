@@ -8,7 +8,9 @@
 // 2- and 4-byte codes: 16 and 8 per register, summed per code by VPMADDUBSW / VPMADDWD;
 // 8-byte codes: 4 codes per register ("vertical"); 16-byte codes: 2 per register;
 // 32/64/128/256-byte codes: a group of 4 codes is reduced to one register of 4 counts.
-// Other sizes use the portable loop, which here compiles to hardware POPCNT.
+// Other sizes use the portable loop, which here compiles to hardware POPCNT. Batches of queries
+// take prepared layouts (nibble-split once per piece): the word layout at 9-16 bytes, the head
+// layout at 17-20, padded vectors above.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -485,12 +487,107 @@ static std::size_t filter_head(const std::uint8_t* query, const std::uint8_t* pr
   return m;
 }
 
+// The word layout (9- to 16-byte codes): groups of 16 codes, each code as two 8-byte words (zero
+// past its end) split into nibbles. Register k of a group holds word v of codes k, k + 4, k + 8 and
+// k + 12, one per 64-bit lane, so one VPSADBW gives four codes' counts with no lane sums (the plain
+// 16-byte filter spends most of its work summing the two halves of each code), and the four
+// registers' counts shifted into 16-bit fields come out in code order.
+constexpr std::size_t kWordGroup = 16, kWordGroupBytes = 512;  // 4 registers x 2 words x (low, high)
+
+static bool word_layout(std::size_t code_size) noexcept { return code_size > 8 && code_size <= 16; }
+
+static void prepare_words(const std::uint8_t* codes, std::size_t n, std::size_t code_size, std::uint8_t* out) noexcept {
+  const __m256i low = _mm256_set1_epi8(0x0f);
+  alignas(16) std::int8_t keep_bytes[16];
+  for (std::size_t b = 0; b < 16; ++b) keep_bytes[b] = static_cast<std::int8_t>(b < code_size ? -1 : 0);
+  const __m128i keep = _mm_load_si128(reinterpret_cast<const __m128i*>(keep_bytes));
+  const std::size_t total = n * code_size;
+  // Code i zero-padded to 16 bytes: one load where the bytes after it are readable, masked.
+  auto code = [&](std::size_t i) {
+    if (i >= n) return _mm_setzero_si128();
+    if (i * code_size + 16 <= total)
+      return _mm_and_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i * code_size)), keep);
+    alignas(16) std::uint8_t buf[16] = {};
+    std::memcpy(buf, codes + i * code_size, code_size);
+    return _mm_load_si128(reinterpret_cast<const __m128i*>(buf));
+  };
+  for (std::size_t g0 = 0; g0 < n; g0 += kWordGroup) {
+    std::uint8_t* group = out + g0 / kWordGroup * kWordGroupBytes;
+    for (std::size_t k = 0; k < 4; ++k) {
+      // [code k | code k + 8] and [code k + 4 | code k + 12]: their low and high words interleaved
+      // give word 0 and word 1 of codes k, k + 4, k + 8, k + 12.
+      const __m256i a = _mm256_inserti128_si256(_mm256_castsi128_si256(code(g0 + k)), code(g0 + k + 8), 1);
+      const __m256i b = _mm256_inserti128_si256(_mm256_castsi128_si256(code(g0 + k + 4)), code(g0 + k + 12), 1);
+      const __m256i words[2] = {_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b)};
+      for (std::size_t v = 0; v < 2; ++v) {
+        std::uint8_t* r = group + (2 * k + v) * 64;
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(r), _mm256_and_si256(words[v], low));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(r + 32), _mm256_and_si256(_mm256_srli_epi16(words[v], 4), low));
+      }
+    }
+  }
+}
+
+// The 16 distances of one group of the word layout, in 16-bit fields in code order.
+struct WordGroup {
+  __m256i qlo[2], qhi[2];
+  WordGroup(const std::uint8_t* query, std::size_t code_size) noexcept {
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    for (std::size_t v = 0; v < 2; ++v) {
+      const __m256i x = _mm256_set1_epi64x(static_cast<long long>(code_word(query, v, code_size, code_size)));
+      qlo[v] = _mm256_and_si256(x, low);
+      qhi[v] = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+    }
+  }
+  __m256i counts(const std::uint8_t* r) const noexcept {  // codes k, k + 4, k + 8, k + 12: 64-bit lanes
+    const __m256i l = _mm256_add_epi8(_mm256_shuffle_epi8(lo_table(), _mm256_xor_si256(loadu(r), qlo[0])),
+                                      _mm256_shuffle_epi8(lo_table(), _mm256_xor_si256(loadu(r + 64), qlo[1])));
+    const __m256i h = _mm256_add_epi8(_mm256_shuffle_epi8(hi_table(), _mm256_xor_si256(loadu(r + 32), qhi[0])),
+                                      _mm256_shuffle_epi8(hi_table(), _mm256_xor_si256(loadu(r + 96), qhi[1])));
+    return _mm256_sad_epu8(l, h);
+  }
+  __m256i operator()(const std::uint8_t* g) const noexcept {
+    __m256i d = counts(g);
+    d = _mm256_or_si256(d, _mm256_slli_epi64(counts(g + 128), 16));
+    d = _mm256_or_si256(d, _mm256_slli_epi64(counts(g + 256), 32));
+    return _mm256_or_si256(d, _mm256_slli_epi64(counts(g + 384), 48));
+  }
+};
+
+static std::size_t filter_words(const std::uint8_t* query, const std::uint8_t* prepared, std::size_t n,
+                                std::size_t code_size, dist_t max_distance, std::uint32_t* positions,
+                                dist_t* dists) noexcept {
+  if (max_distance < 0) return 0;
+  const WordGroup group(query, code_size);
+  // Distances are at most 128: a wider bound is the same as 128.
+  const __m256i limit = _mm256_set1_epi16(static_cast<short>(std::min<dist_t>(max_distance, 8 * 16) + 1));
+  alignas(32) std::uint16_t lanes[kWordGroup];
+  std::size_t m = 0;
+  for (std::size_t g0 = 0; g0 < n; g0 += kWordGroup) {
+    const __m256i d = group(prepared + g0 / kWordGroup * kWordGroupBytes);
+    // Two mask bits a code (VPMOVMSKB of 16-bit lanes): keep the even ones.
+    unsigned mask = static_cast<unsigned>(_mm256_movemask_epi8(_mm256_cmpgt_epi16(limit, d))) & 0x55555555u;
+    if (mask == 0) continue;
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), d);
+    for (; mask; mask &= mask - 1) {
+      const std::size_t lane = static_cast<std::size_t>(__builtin_ctz(mask)) / 2;
+      if (g0 + lane >= n) break;  // the padding codes of the last group
+      positions[m] = static_cast<std::uint32_t>(g0 + lane);
+      dists[m] = lanes[lane];
+      ++m;
+    }
+  }
+  return m;
+}
+
 static std::size_t prepared_bytes(std::size_t code_size) noexcept {
+  if (word_layout(code_size)) return kWordGroupBytes / kWordGroup;
   if (head_layout(code_size)) return kHeadGroupBytes / kHeadGroup;
   return 64 * prepared_vectors(code_size);
 }
 
 static void prepare(const std::uint8_t* codes, std::size_t n, std::size_t code_size, std::uint8_t* out) noexcept {
+  if (word_layout(code_size)) return prepare_words(codes, n, code_size, out);
   if (head_layout(code_size)) return prepare_head(codes, n, code_size, out);
   const __m256i low = _mm256_set1_epi8(0x0f);
   const std::size_t nv = prepared_vectors(code_size), total = n * code_size;
@@ -537,6 +634,7 @@ static std::size_t filter_prepared_nv(const std::uint8_t* query, const std::uint
 static std::size_t filter_prepared(const std::uint8_t* query, const std::uint8_t* prepared, std::size_t n,
                                    std::size_t code_size, dist_t max_distance, std::uint32_t* positions,
                                    dist_t* dists) noexcept {
+  if (word_layout(code_size)) return filter_words(query, prepared, n, code_size, max_distance, positions, dists);
   if (head_layout(code_size)) return filter_head(query, prepared, n, code_size, max_distance, positions, dists);
   switch (prepared_vectors(code_size)) {
     case 1: return filter_prepared_nv<1>(query, prepared, n, code_size, max_distance, positions, dists);

@@ -9,8 +9,8 @@
 // 8-byte codes: 4 codes per register ("vertical"); 16-byte codes: 2 per register;
 // 32/64/128/256-byte codes: a group of 4 codes is reduced to one register of 4 counts.
 // Other sizes use the portable loop, which here compiles to hardware POPCNT. Batches of queries
-// take prepared layouts (nibble-split once per piece): the word layout at 9-16 bytes, the head
-// layout at 17-20, padded vectors above.
+// take prepared layouts (nibble-split once per piece): the word layout at 5-32 bytes (8 excepted),
+// padded vectors above.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -388,183 +388,108 @@ static std::size_t filter(const std::uint8_t* query, const std::uint8_t* codes, 
   return m + portable_filter_from(i, query, codes, n, code_size, max_distance, positions + m, dists + m);
 }
 
-// Prepared layouts. Codes of 16 to 20 bytes: the head layout below. Codes of 21 to 128 bytes:
-// PreparedWide, each code padded to 32 * NV bytes (NV = 1..4 registers).
-static bool head_layout(std::size_t code_size) noexcept { return code_size > 16 && code_size <= 20; }
-
+// Prepared layouts. Codes of 5 to 32 bytes (8 excepted): the word layout below. Codes of 33 to 128
+// bytes: PreparedWide, each code padded to 32 * NV bytes (NV = 2..4 registers).
 static std::size_t prepared_vectors(std::size_t code_size) noexcept {
-  return code_size > 20 && code_size <= 128 ? (code_size + 31) / 32 : 0;
+  return code_size > 32 && code_size <= 128 ? (code_size + 31) / 32 : 0;
 }
 
-// The head layout: groups of 8 codes. Each code's first 16 bytes as low nibbles then high nibbles,
-// two codes a register, so that a 16-byte code fills half a register, not a padded whole one;
-// codes over 16 bytes add their last 1 to 4 bytes, zero-padded to 4, the 8 codes' tails in one
-// register of low nibbles and one of high nibbles. A 20-byte code then costs 5/8 of a register
-// where padding it to 32 bytes cost a whole one (FAISS has a routine of its own for 20 bytes).
-constexpr std::size_t kHeadGroup = 8;
+// The word layout (5-32-byte codes, 8 bytes excepted): groups of 16 codes, each code as W = 1 to 4
+// 8-byte words (zero past its end) split into nibbles. Register k of a group holds word v of codes
+// k, k + 4, k + 8 and k + 12, one per 64-bit lane, so one VPSADBW gives four whole codes' counts
+// with no lane sums (the plain 16-byte filter spends most of its work summing each code's two
+// halves), and the four registers' counts shifted into 16-bit fields come out in code order.
+// 8-byte codes already fill a lane each in the plain filter, which runs as fast. A group of 16
+// codes of 20 bytes costs 3/4 of the registers that padding them to 32 bytes did (FAISS has a
+// routine of its own for 20 bytes); an earlier head layout for 17-20 bytes ran 0.84x as fast.
+constexpr std::size_t kWordGroup = 16;
+constexpr std::size_t word_group_bytes(std::size_t words) noexcept { return 4 * words * 64; }
 
-constexpr std::size_t kHeadGroupBytes = 320;  // 8 heads of 2 x 16 nibble bytes, then 8 tails of 2 x 4
-
-static void prepare_head(const std::uint8_t* codes, std::size_t n, std::size_t code_size, std::uint8_t* out) noexcept {
-  const __m128i low = _mm_set1_epi8(0x0f);
-  for (std::size_t g0 = 0; g0 < n; g0 += kHeadGroup) {
-    std::uint8_t* group = out + g0 / kHeadGroup * kHeadGroupBytes;
-    alignas(32) std::uint8_t tails[32] = {};
-    for (std::size_t c = 0; c < kHeadGroup; ++c) {
-      __m128i head = _mm_setzero_si128();
-      if (g0 + c < n) {
-        const std::uint8_t* code = codes + (g0 + c) * code_size;
-        head = _mm_loadu_si128(reinterpret_cast<const __m128i*>(code));
-        std::memcpy(tails + 4 * c, code + 16, code_size - 16);
-      }
-      std::uint8_t* pair = group + c / 2 * 64 + c % 2 * 16;  // [low nibbles of 2 codes][high nibbles of 2 codes]
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(pair), _mm_and_si128(head, low));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(pair + 32), _mm_and_si128(_mm_srli_epi16(head, 4), low));
-    }
-    const __m256i t = _mm256_load_si256(reinterpret_cast<const __m256i*>(tails)), low8 = _mm256_set1_epi8(0x0f);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(group + 256), _mm256_and_si256(t, low8));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(group + 288), _mm256_and_si256(_mm256_srli_epi16(t, 4), low8));
-  }
+static std::size_t layout_words(std::size_t code_size) noexcept {
+  return code_size >= 5 && code_size <= 32 && code_size != 8 ? (code_size + 7) / 8 : 0;
 }
-
-// The 8 distances of one group of the head layout, as 8 int32 lanes in code order.
-struct HeadGroup {
-  __m256i qlo, qhi, tlo, thi;
-  HeadGroup(const std::uint8_t* query, std::size_t code_size) noexcept {
-    const __m128i low = _mm_set1_epi8(0x0f);
-    const __m128i head = _mm_loadu_si128(reinterpret_cast<const __m128i*>(query));
-    qlo = _mm256_broadcastsi128_si256(_mm_and_si128(head, low));
-    qhi = _mm256_broadcastsi128_si256(_mm_and_si128(_mm_srli_epi16(head, 4), low));
-    std::uint32_t tail = 0;
-    std::memcpy(&tail, query + 16, code_size - 16);
-    tlo = _mm256_set1_epi32(static_cast<int>(tail & 0x0f0f0f0fu));
-    thi = _mm256_set1_epi32(static_cast<int>(tail >> 4 & 0x0f0f0f0fu));
-  }
-  __m256i pair(const std::uint8_t* p) const noexcept {  // [a0 a1 | b0 b1]: 8-byte sums of 2 codes' heads
-    const __m256i l = _mm256_shuffle_epi8(lo_table(), _mm256_xor_si256(loadu(p), qlo));
-    const __m256i h = _mm256_shuffle_epi8(hi_table(), _mm256_xor_si256(loadu(p + 32), qhi));
-    return _mm256_sad_epu8(l, h);
-  }
-  __m256i operator()(const std::uint8_t* g) const noexcept {
-    const __m256i first = sum_pairs_of_two(pair(g), pair(g + 64));          // codes 0-3, 64-bit lanes
-    const __m256i second = sum_pairs_of_two(pair(g + 128), pair(g + 192));  // codes 4-7
-    __m256i d = _mm256_or_si256(first, _mm256_slli_epi64(second, 32));    // [0 4 1 5 2 6 3 7]
-    d = _mm256_permutevar8x32_epi32(d, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
-    const __m256i bytes = _mm256_sub_epi8(_mm256_shuffle_epi8(lo_table(), _mm256_xor_si256(loadu(g + 256), tlo)),
-                                          _mm256_shuffle_epi8(hi_table(), _mm256_xor_si256(loadu(g + 288), thi)));
-    const __m256i tails = _mm256_madd_epi16(_mm256_maddubs_epi16(bytes, _mm256_set1_epi8(1)), _mm256_set1_epi16(1));
-    return _mm256_add_epi32(d, tails);
-  }
-};
-
-static std::size_t filter_head(const std::uint8_t* query, const std::uint8_t* prepared, std::size_t n,
-                               std::size_t code_size, dist_t max_distance, std::uint32_t* positions,
-                               dist_t* dists) noexcept {
-  if (max_distance < 0) return 0;
-  const HeadGroup group(query, code_size);
-  constexpr std::size_t bytes = kHeadGroupBytes;
-  // Distances are at most 160: a wider bound is the same as 160.
-  const __m256i limit = _mm256_set1_epi32(static_cast<int>(std::min<dist_t>(max_distance, 8 * 20)) + 1);
-  alignas(32) std::int32_t lanes[16];
-  std::size_t m = 0;
-  for (std::size_t g0 = 0; g0 < n; g0 += 2 * kHeadGroup) {  // two groups a step: one branch per 16 codes
-    const std::uint8_t* g = prepared + g0 / kHeadGroup * bytes;
-    const __m256i d0 = group(g);
-    const __m256i d1 = g0 + kHeadGroup < n ? group(g + bytes) : _mm256_set1_epi32(1 << 30);
-    unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(limit, d0)))) |
-                    static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(limit, d1)))) << 8;
-    if (mask == 0) continue;
-    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), d0);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes + 8), d1);
-    for (; mask; mask &= mask - 1) {
-      const std::size_t lane = static_cast<std::size_t>(__builtin_ctz(mask));
-      if (g0 + lane >= n) break;  // the padding codes of the last group
-      positions[m] = static_cast<std::uint32_t>(g0 + lane);
-      dists[m] = lanes[lane];
-      ++m;
-    }
-  }
-  return m;
-}
-
-// The word layout (9- to 16-byte codes): groups of 16 codes, each code as two 8-byte words (zero
-// past its end) split into nibbles. Register k of a group holds word v of codes k, k + 4, k + 8 and
-// k + 12, one per 64-bit lane, so one VPSADBW gives four codes' counts with no lane sums (the plain
-// 16-byte filter spends most of its work summing the two halves of each code), and the four
-// registers' counts shifted into 16-bit fields come out in code order.
-constexpr std::size_t kWordGroup = 16, kWordGroupBytes = 512;  // 4 registers x 2 words x (low, high)
-
-static bool word_layout(std::size_t code_size) noexcept { return code_size > 8 && code_size <= 16; }
 
 static void prepare_words(const std::uint8_t* codes, std::size_t n, std::size_t code_size, std::uint8_t* out) noexcept {
+  const std::size_t words = layout_words(code_size), total = n * code_size;
   const __m256i low = _mm256_set1_epi8(0x0f);
-  alignas(16) std::int8_t keep_bytes[16];
-  for (std::size_t b = 0; b < 16; ++b) keep_bytes[b] = static_cast<std::int8_t>(b < code_size ? -1 : 0);
-  const __m128i keep = _mm_load_si128(reinterpret_cast<const __m128i*>(keep_bytes));
-  const std::size_t total = n * code_size;
-  // Code i zero-padded to 16 bytes: one load where the bytes after it are readable, masked.
-  auto code = [&](std::size_t i) {
+  // Words 2p and 2p + 1 of code i (zero past its end): one load where the bytes after them are
+  // readable, masked to the code.
+  alignas(16) std::int8_t keep_bytes[2][16];
+  for (std::size_t p = 0; p < 2; ++p)
+    for (std::size_t b = 0; b < 16; ++b) keep_bytes[p][b] = static_cast<std::int8_t>(16 * p + b < code_size ? -1 : 0);
+  auto pair = [&](std::size_t i, std::size_t p) {
     if (i >= n) return _mm_setzero_si128();
-    if (i * code_size + 16 <= total)
-      return _mm_and_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i * code_size)), keep);
+    const std::size_t at = i * code_size + 16 * p;
+    if (at + 16 <= total)
+      return _mm_and_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + at)),
+                           _mm_load_si128(reinterpret_cast<const __m128i*>(keep_bytes[p])));
     alignas(16) std::uint8_t buf[16] = {};
-    std::memcpy(buf, codes + i * code_size, code_size);
+    std::memcpy(buf, codes + at, std::min<std::size_t>(16, code_size - 16 * p));
     return _mm_load_si128(reinterpret_cast<const __m128i*>(buf));
   };
+  auto store = [&](std::uint8_t* r, __m256i x) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(r), _mm256_and_si256(x, low));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(r + 32), _mm256_and_si256(_mm256_srli_epi16(x, 4), low));
+  };
   for (std::size_t g0 = 0; g0 < n; g0 += kWordGroup) {
-    std::uint8_t* group = out + g0 / kWordGroup * kWordGroupBytes;
+    std::uint8_t* group = out + g0 / kWordGroup * word_group_bytes(words);
     for (std::size_t k = 0; k < 4; ++k) {
-      // [code k | code k + 8] and [code k + 4 | code k + 12]: their low and high words interleaved
-      // give word 0 and word 1 of codes k, k + 4, k + 8, k + 12.
-      const __m256i a = _mm256_inserti128_si256(_mm256_castsi128_si256(code(g0 + k)), code(g0 + k + 8), 1);
-      const __m256i b = _mm256_inserti128_si256(_mm256_castsi128_si256(code(g0 + k + 4)), code(g0 + k + 12), 1);
-      const __m256i words[2] = {_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b)};
-      for (std::size_t v = 0; v < 2; ++v) {
-        std::uint8_t* r = group + (2 * k + v) * 64;
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(r), _mm256_and_si256(words[v], low));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(r + 32), _mm256_and_si256(_mm256_srli_epi16(words[v], 4), low));
+      for (std::size_t p = 0; 2 * p < words; ++p) {
+        // [code k | code k + 8] and [code k + 4 | code k + 12]: their low and high words
+        // interleaved give words 2p and 2p + 1 of codes k, k + 4, k + 8, k + 12.
+        const __m256i a = _mm256_inserti128_si256(_mm256_castsi128_si256(pair(g0 + k, p)), pair(g0 + k + 8, p), 1);
+        const __m256i b = _mm256_inserti128_si256(_mm256_castsi128_si256(pair(g0 + k + 4, p)), pair(g0 + k + 12, p), 1);
+        std::uint8_t* r = group + (k * words + 2 * p) * 64;
+        store(r, _mm256_unpacklo_epi64(a, b));
+        if (2 * p + 1 < words) store(r + 64, _mm256_unpackhi_epi64(a, b));
       }
     }
   }
 }
 
 // The 16 distances of one group of the word layout, in 16-bit fields in code order.
+template <std::size_t W>
 struct WordGroup {
-  __m256i qlo[2], qhi[2];
+  static constexpr std::size_t bytes = word_group_bytes(W);
+  __m256i qlo[W], qhi[W];
   WordGroup(const std::uint8_t* query, std::size_t code_size) noexcept {
     const __m256i low = _mm256_set1_epi8(0x0f);
-    for (std::size_t v = 0; v < 2; ++v) {
+    for (std::size_t v = 0; v < W; ++v) {
       const __m256i x = _mm256_set1_epi64x(static_cast<long long>(code_word(query, v, code_size, code_size)));
       qlo[v] = _mm256_and_si256(x, low);
       qhi[v] = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
     }
   }
   __m256i counts(const std::uint8_t* r) const noexcept {  // codes k, k + 4, k + 8, k + 12: 64-bit lanes
-    const __m256i l = _mm256_add_epi8(_mm256_shuffle_epi8(lo_table(), _mm256_xor_si256(loadu(r), qlo[0])),
-                                      _mm256_shuffle_epi8(lo_table(), _mm256_xor_si256(loadu(r + 64), qlo[1])));
-    const __m256i h = _mm256_add_epi8(_mm256_shuffle_epi8(hi_table(), _mm256_xor_si256(loadu(r + 32), qhi[0])),
-                                      _mm256_shuffle_epi8(hi_table(), _mm256_xor_si256(loadu(r + 96), qhi[1])));
+    __m256i l = _mm256_shuffle_epi8(lo_table(), _mm256_xor_si256(loadu(r), qlo[0]));
+    __m256i h = _mm256_shuffle_epi8(hi_table(), _mm256_xor_si256(loadu(r + 32), qhi[0]));
+    for (std::size_t v = 1; v < W; ++v) {
+      l = _mm256_add_epi8(l, _mm256_shuffle_epi8(lo_table(), _mm256_xor_si256(loadu(r + 64 * v), qlo[v])));
+      h = _mm256_add_epi8(h, _mm256_shuffle_epi8(hi_table(), _mm256_xor_si256(loadu(r + 64 * v + 32), qhi[v])));
+    }
     return _mm256_sad_epu8(l, h);
   }
   __m256i operator()(const std::uint8_t* g) const noexcept {
     __m256i d = counts(g);
-    d = _mm256_or_si256(d, _mm256_slli_epi64(counts(g + 128), 16));
-    d = _mm256_or_si256(d, _mm256_slli_epi64(counts(g + 256), 32));
-    return _mm256_or_si256(d, _mm256_slli_epi64(counts(g + 384), 48));
+    d = _mm256_or_si256(d, _mm256_slli_epi64(counts(g + 64 * W), 16));
+    d = _mm256_or_si256(d, _mm256_slli_epi64(counts(g + 128 * W), 32));
+    return _mm256_or_si256(d, _mm256_slli_epi64(counts(g + 192 * W), 48));
   }
 };
 
+template <std::size_t W>
 static std::size_t filter_words(const std::uint8_t* query, const std::uint8_t* prepared, std::size_t n,
                                 std::size_t code_size, dist_t max_distance, std::uint32_t* positions,
                                 dist_t* dists) noexcept {
   if (max_distance < 0) return 0;
-  const WordGroup group(query, code_size);
-  // Distances are at most 128: a wider bound is the same as 128.
-  const __m256i limit = _mm256_set1_epi16(static_cast<short>(std::min<dist_t>(max_distance, 8 * 16) + 1));
+  const WordGroup<W> group(query, code_size);
+  // Distances are at most 8 * code_size: a wider bound is the same as that.
+  const __m256i limit = _mm256_set1_epi16(
+      static_cast<short>(std::min<dist_t>(max_distance, static_cast<dist_t>(8 * code_size)) + 1));
   alignas(32) std::uint16_t lanes[kWordGroup];
   std::size_t m = 0;
   for (std::size_t g0 = 0; g0 < n; g0 += kWordGroup) {
-    const __m256i d = group(prepared + g0 / kWordGroup * kWordGroupBytes);
+    const __m256i d = group(prepared + g0 / kWordGroup * WordGroup<W>::bytes);
     // Two mask bits a code (VPMOVMSKB of 16-bit lanes): keep the even ones.
     unsigned mask = static_cast<unsigned>(_mm256_movemask_epi8(_mm256_cmpgt_epi16(limit, d))) & 0x55555555u;
     if (mask == 0) continue;
@@ -581,14 +506,12 @@ static std::size_t filter_words(const std::uint8_t* query, const std::uint8_t* p
 }
 
 static std::size_t prepared_bytes(std::size_t code_size) noexcept {
-  if (word_layout(code_size)) return kWordGroupBytes / kWordGroup;
-  if (head_layout(code_size)) return kHeadGroupBytes / kHeadGroup;
+  if (layout_words(code_size)) return word_group_bytes(layout_words(code_size)) / kWordGroup;
   return 64 * prepared_vectors(code_size);
 }
 
 static void prepare(const std::uint8_t* codes, std::size_t n, std::size_t code_size, std::uint8_t* out) noexcept {
-  if (word_layout(code_size)) return prepare_words(codes, n, code_size, out);
-  if (head_layout(code_size)) return prepare_head(codes, n, code_size, out);
+  if (layout_words(code_size)) return prepare_words(codes, n, code_size, out);
   const __m256i low = _mm256_set1_epi8(0x0f);
   const std::size_t nv = prepared_vectors(code_size), total = n * code_size;
   for (std::size_t i = 0; i < n; ++i) {
@@ -634,10 +557,14 @@ static std::size_t filter_prepared_nv(const std::uint8_t* query, const std::uint
 static std::size_t filter_prepared(const std::uint8_t* query, const std::uint8_t* prepared, std::size_t n,
                                    std::size_t code_size, dist_t max_distance, std::uint32_t* positions,
                                    dist_t* dists) noexcept {
-  if (word_layout(code_size)) return filter_words(query, prepared, n, code_size, max_distance, positions, dists);
-  if (head_layout(code_size)) return filter_head(query, prepared, n, code_size, max_distance, positions, dists);
+  switch (layout_words(code_size)) {
+    case 1: return filter_words<1>(query, prepared, n, code_size, max_distance, positions, dists);
+    case 2: return filter_words<2>(query, prepared, n, code_size, max_distance, positions, dists);
+    case 3: return filter_words<3>(query, prepared, n, code_size, max_distance, positions, dists);
+    case 4: return filter_words<4>(query, prepared, n, code_size, max_distance, positions, dists);
+    default: break;
+  }
   switch (prepared_vectors(code_size)) {
-    case 1: return filter_prepared_nv<1>(query, prepared, n, code_size, max_distance, positions, dists);
     case 2: return filter_prepared_nv<2>(query, prepared, n, code_size, max_distance, positions, dists);
     case 3: return filter_prepared_nv<3>(query, prepared, n, code_size, max_distance, positions, dists);
     case 4: return filter_prepared_nv<4>(query, prepared, n, code_size, max_distance, positions, dists);

@@ -627,8 +627,8 @@ const KernelTable& avx512_table() noexcept {
                                  &avx512_impl::prepared_bytes, &avx512_impl::prepare,
                                  &avx512_impl::filter_prepared, &sigmoid_softplus_avx2,
                                  &contrastive_pass_avx2,        SimdLevel::AVX2,
-                                 &rank_chunk_avx512,            nullptr,
-                                 nullptr,                       nullptr,
+                                 &rank_chunk_avx512,            &rank_prepare_avx512,
+                                 &rank_distances_avx512,        &rank_bytes_avx512,
                                  nullptr,                       nullptr};
   return table;
 }

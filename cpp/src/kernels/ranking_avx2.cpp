@@ -43,23 +43,6 @@ inline __m256i narrow_distances(const __m256i* v) noexcept {
   return _mm256_permutevar8x32_epi32(c, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
-// count_block for a whole block of 32 items, reading the distances 8 at a time: one load and
-// shifts in place of eight byte loads (the loop is bound by loads and stores, not by arithmetic).
-inline void count_block_words(const std::uint8_t* d8, std::uint32_t* seen) noexcept {
-  for (std::size_t t = 0; t < 32; t += 8) {
-    std::uint64_t w;
-    std::memcpy(&w, d8 + t, sizeof w);
-    ++seen[w & 0xff];
-    ++seen[kRankBins + (w >> 8 & 0xff)];
-    ++seen[2 * kRankBins + (w >> 16 & 0xff)];
-    ++seen[3 * kRankBins + (w >> 24 & 0xff)];
-    ++seen[w >> 32 & 0xff];
-    ++seen[kRankBins + (w >> 40 & 0xff)];
-    ++seen[2 * kRankBins + (w >> 48 & 0xff)];
-    ++seen[3 * kRankBins + (w >> 56)];
-  }
-}
-
 // Chunks of up to 2,048 items are ranked at once; longer ones in parts.
 constexpr std::size_t kMaxBlocks = 64;
 
@@ -116,7 +99,7 @@ std::size_t record_and_count(const std::uint8_t* d8, std::size_t len, const std:
                            records + kept);
     }
     if (n == 32)
-      count_block_words(block8, seen);
+      count_block_words(block8, 32, seen);
     else
       count_block(block8, n, seen);
   }

@@ -5,9 +5,12 @@
 // histogram runs per item: a relevant item's count of the earlier items at its distance is the
 // histogram as it stood before its block of 64 items plus a byte compare over the block, so the
 // irrelevant items (most of them) only add to their bin. Measured in docs/benchmarks.md
-// ("Metrics"). The same pass runs over distances given as bytes (RankBytesFn), which this level
-// computes with the AVX2 build's prepared database (ranking_avx2.cpp): no int32 distances are
-// written or narrowed.
+// ("Metrics"). The same pass runs over distances given as bytes (RankBytesFn), one load per 64
+// items, which rank_distances_avx512 computes over a database prepared once (RankPrepareFn): in
+// each block of 32 codes, word v of codes 0-7, 8-15, 16-23 and 24-31 in four registers (VPOPCNTQ,
+// summed over the words and narrowed by VPMOVQB), or each code of up to 4 bytes in a 32-bit lane
+// (VPOPCNTD). That layout fills half the room rank_prepared_size gives a block (the AVX2 layout's
+// nibble halves need all of it), so both levels share the size and offsets.
 #include <immintrin.h>
 
 #include <algorithm>

@@ -1,14 +1,11 @@
-// The AVX2 byte popcount by nibble tables, and the word loads of the layouts that hold codes word
-// by word; shared by the AVX2 kernel files (each compiled with -mavx2 on its own). Internal to the
+// The AVX2 byte popcount by nibble tables; shared by the AVX2 kernel files (each compiled with -mavx2 on its own). Internal to the
 // kernels; include only from files built for AVX2.
 #pragma once
 
 #include <immintrin.h>
 
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 
 namespace deephash::kernels::avx2_impl {
 
@@ -44,20 +41,6 @@ static inline __m256i popcount_lanes(__m256i v) noexcept {
 
 static inline __m256i loadu(const std::uint8_t* p) noexcept {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-}
-
-// Word v (8 bytes, zero past the code's end) of a code of cs bytes; `room`: the bytes readable
-// from the code's start (its own and those of the codes after it).
-static inline std::uint64_t code_word(const std::uint8_t* code, std::size_t v, std::size_t cs, std::size_t room) noexcept {
-  const std::size_t from = 8 * v, bytes = std::min<std::size_t>(8, cs - from);
-  std::uint64_t x = 0;
-  if (from + 8 <= room) {
-    std::memcpy(&x, code + from, 8);
-    if (bytes < 8) x &= (std::uint64_t{1} << (8 * bytes)) - 1;
-  } else {
-    std::memcpy(&x, code + from, bytes);
-  }
-  return x;
 }
 
 }  // namespace deephash::kernels::avx2_impl

@@ -175,7 +175,7 @@ void distances_words(const std::uint8_t* prepared, std::size_t n, std::size_t cs
   const __m256i low = _mm256_set1_epi8(0x0f);
   __m256i qlo[W], qhi[W];
   for (std::size_t v = 0; v < W; ++v) {
-    const __m256i x = _mm256_set1_epi64x(static_cast<long long>(avx2_impl::code_word(query, v, cs, cs)));
+    const __m256i x = _mm256_set1_epi64x(static_cast<long long>(code_word(query, v, cs, cs)));
     qlo[v] = _mm256_and_si256(x, low);
     qhi[v] = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
   }
@@ -214,7 +214,7 @@ void distances_narrow(const std::uint8_t* prepared, std::size_t n, std::size_t c
                       std::uint8_t* out) noexcept {
   constexpr std::size_t kRegisters = CS;  // 32 codes of CS bytes
   const __m256i low = _mm256_set1_epi8(0x0f);
-  const auto word = static_cast<std::uint32_t>(avx2_impl::code_word(query, 0, cs, cs));
+  const auto word = static_cast<std::uint32_t>(code_word(query, 0, cs, cs));
   const __m256i x = CS == 2 ? _mm256_set1_epi16(static_cast<short>(word)) : _mm256_set1_epi32(static_cast<int>(word));
   const __m256i qlo = _mm256_and_si256(x, low), qhi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
   const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
@@ -269,7 +269,7 @@ void rank_prepare_avx2(const std::uint8_t* codes, std::size_t n, std::size_t cs,
         alignas(32) std::uint64_t lanes[4];
         for (std::size_t j = 0; j < 4; ++j) {
           const std::size_t i = 32 * b + 8 * j + k;
-          lanes[j] = i < n ? avx2_impl::code_word(codes + i * cs, v, cs, total - i * cs) : 0;
+          lanes[j] = i < n ? code_word(codes + i * cs, v, cs, total - i * cs) : 0;
         }
         const __m256i x = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes));
         std::uint8_t* r = out + b * 512 * words + (k * words + v) * 64;

@@ -13,7 +13,6 @@
 // nibble halves need all of it), so both levels share the size and offsets.
 #include <immintrin.h>
 
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -112,17 +111,6 @@ std::size_t rank_bytes_avx512(const std::uint8_t* dist, std::size_t len, std::si
                      });
 }
 
-namespace {
-
-// Word v (8 bytes from byte 8v, zero past the code's cs bytes) of a code.
-inline std::uint64_t word_of(const std::uint8_t* code, std::size_t v, std::size_t cs) noexcept {
-  std::uint64_t x = 0;
-  std::memcpy(&x, code + 8 * v, std::min<std::size_t>(8, cs - 8 * v));
-  return x;
-}
-
-}  // namespace
-
 void rank_prepare_avx512(const std::uint8_t* codes, std::size_t n, std::size_t cs, std::uint8_t* out) noexcept {
   const std::size_t blocks = (n + 31) / 32;
   if (cs <= 4) {
@@ -147,7 +135,7 @@ void rank_prepare_avx512(const std::uint8_t* codes, std::size_t n, std::size_t c
     for (std::size_t v = 0; v < words; ++v)
       for (std::size_t j = 0; j < 32; ++j) {
         const std::size_t i = 32 * b + j;
-        dst[32 * v + j] = i < n ? word_of(codes + i * cs, v, cs) : 0;
+        dst[32 * v + j] = i < n ? code_word(codes + i * cs, v, cs, (n - i) * cs) : 0;
       }
   }
 }
@@ -158,7 +146,7 @@ template <std::size_t W>
 void distances_words(const std::uint8_t* prepared, std::size_t n, std::size_t cs, const std::uint8_t* query,
                      std::uint8_t* out) noexcept {
   __m512i q[W];
-  for (std::size_t v = 0; v < W; ++v) q[v] = _mm512_set1_epi64(static_cast<long long>(word_of(query, v, cs)));
+  for (std::size_t v = 0; v < W; ++v) q[v] = _mm512_set1_epi64(static_cast<long long>(code_word(query, v, cs, cs)));
   const std::size_t blocks = (n + 31) / 32, room = rank_prepared_size(32, cs);
   for (std::size_t b = 0; b < blocks; ++b) {
     const std::uint8_t* p = prepared + b * room;

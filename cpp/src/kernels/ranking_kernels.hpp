@@ -3,6 +3,7 @@
 // table. Internal to the kernels.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -32,10 +33,25 @@ std::size_t rank_bytes_avx2(const std::uint8_t* dist, std::size_t len, std::size
                             std::uint8_t key, std::uint32_t* seen, std::uint64_t* records) noexcept;
 #endif
 
-// The scalar halves of those passes, shared by them. Internal linkage (an anonymous namespace):
+// The scalar halves of those passes (and the word loads of the layouts that hold codes word by
+// word, which the AVX2 batch kernels use too), shared by them. Internal linkage (an anonymous namespace):
 // each kernel file compiles its own copy with its own instruction set, and no copy built for one
 // can stand in for another at link time.
 namespace {
+
+// Word v (8 bytes, zero past the code's end) of a code of cs bytes; `room`: the bytes readable
+// from the code's start (its own and those of the codes after it).
+inline std::uint64_t code_word(const std::uint8_t* code, std::size_t v, std::size_t cs, std::size_t room) noexcept {
+  const std::size_t from = 8 * v, bytes = std::min<std::size_t>(8, cs - from);
+  std::uint64_t x = 0;
+  if (from + 8 <= room) {
+    std::memcpy(&x, code + from, 8);
+    if (bytes < 8) x &= (std::uint64_t{1} << (8 * bytes)) - 1;
+  } else {
+    std::memcpy(&x, code + from, bytes);
+  }
+  return x;
+}
 
 // The count of items at distance d seen so far: the sum of the four histograms.
 inline std::uint64_t seen_count(const std::uint32_t* seen, std::uint32_t d) noexcept {

@@ -11,9 +11,13 @@ and in alternating rounds, the bound's loops and FlatIndex.search(queries, k) on
     python benchmarks/bench_bound.py                      # 1M codes; 64..1024 bits; nq 1000 and 1
     python benchmarks/bench_bound.py --bits 16 32 48 --nq 1000
     python benchmarks/bench_bound.py --levels             # ours at each SIMD level against that ISA's loop
+    python benchmarks/bench_bound.py --faiss --bits 256 512 --n 10000000 --nq 1   # and FAISS's time
 
 "fraction" = our codes per second over the best bound's. Per-core rates count codes x queries
-per second, divided by the thread count.
+per second, divided by the thread count. With --faiss, faiss.IndexBinaryFlat runs the same cells
+on one thread (FAISS's own single-query case; give --faiss-threads for more), and "bound/FAISS" is
+the most any exact scan that reads every code could gain over it on this machine: where the codes
+do not fit in the caches, the bound is the memory's read rate, and no kernel reaches past it.
 """
 
 from __future__ import annotations
@@ -69,7 +73,8 @@ def run_bound(exe: Path, folder: Path, code_size: int, nq: int, threads: int, ro
 
 
 def time_ours(index, queries, nq: int, k: int, rounds: int) -> float:
-    """Median seconds of index.search(queries[:nq], k) (nq = 1: single-query calls, cycled)."""
+    """Median seconds of index.search(queries[:nq], k) (nq = 1: single-query calls, cycled); the
+    same for a FAISS index, whose search has the same signature."""
     times = []
     index.search(queries[: max(nq, 1)], k)
     for r in range(rounds):
@@ -90,12 +95,22 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--rounds", type=int, default=5, help="timed rounds per cell at nq > 1 (x40 at nq = 1)")
     ap.add_argument("--levels", action="store_true", help="also run ours forced to each SIMD level")
+    ap.add_argument("--faiss", action="store_true", help="also time faiss.IndexBinaryFlat on the same cells")
+    ap.add_argument("--faiss-threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
     import deephash_engine as de
 
     de.set_num_threads(args.threads)
+    faiss = None
+    if args.faiss:
+        try:
+            import faiss
+        except ImportError:
+            print("--faiss needs faiss-cpu: pip install faiss-cpu==1.15.1", file=sys.stderr)
+            return 2
+        faiss.omp_set_num_threads(args.faiss_threads)
     exe = build_bound(HERE.parent / "build" / "bench_bound")
     ctx = context(args.threads)
     levels = ["auto"] + (de.available_simd_levels() if args.levels else [])
@@ -103,7 +118,8 @@ def main() -> int:
     print(f"# threads={args.threads}  n={args.n:,}  k={args.k}  deephash_engine {ctx['deephash_engine']}  "
           f"medians of {args.rounds} rounds (x40 single-query calls at nq=1), engines alternating")
     head = (f"{'data':<11}{'bits':>5}{'nq':>6} {'ours':>7} | {'bound scalar':>13}{'avx2-rows':>10}{'avx2':>9}"
-            f"{'avx512':>9} | {'ours G/s/core':>13} {'fraction':>9}")
+            f"{'avx512':>9} | {'ours G/s/core':>13} {'fraction':>9}"
+            + (f" | {'FAISS ms':>9} {'ours ms':>8} {'ours/FAISS':>10} {'bound/FAISS':>11}" if faiss else ""))
     print(head)
     print("-" * len(head))
     rows = []
@@ -114,13 +130,17 @@ def main() -> int:
             queries = make_codes(kind, max(args.nq), nbits, seed=1, role="queries")
             index = de.FlatIndex(nbits)
             index.add(db)
+            peer = None
+            if faiss:
+                peer = faiss.IndexBinaryFlat(nbits)
+                peer.add(db)
             with tempfile.TemporaryDirectory(prefix="deephash-bound-") as tmp:
                 folder = Path(tmp)
                 db.tofile(folder / "codes.bin")
                 queries.tofile(folder / "queries.bin")
                 for nq in args.nq:
                     rounds = args.rounds * (40 if nq == 1 else 1)
-                    bounds, ours = {}, {}
+                    bounds, ours, peer_s = {}, {}, 1e30
                     for r in range(2):  # two alternations: bound, ours, bound, ours; best of each
                         for isa, res in run_bound(exe, folder, cs, nq, args.threads, max(1, rounds // 2),
                                                   ["scalar", "avx2-rows", "avx2", "avx512"]).items():
@@ -129,6 +149,8 @@ def main() -> int:
                             de.set_simd_level(level)
                             ours[level] = min(ours.get(level, 1e30), time_ours(index, queries, nq, args.k,
                                                                                max(1, rounds // 2)))
+                        if peer is not None:
+                            peer_s = min(peer_s, time_ours(peer, queries, nq, args.k, max(1, rounds // 2)))
                     de.set_simd_level("auto")
                     pairs = args.n * nq
                     best = min(bounds.values())
@@ -139,13 +161,19 @@ def main() -> int:
                         row = {"data": kind, "nbits": nbits, "n": args.n, "nq": nq, "k": args.k, "level": level,
                                "ours_s": ours[level], "bound_s": {i: b for i, b in bounds.items()},
                                "ours_codes_per_s_per_core": rate, "fraction": ref / ours[level]}
+                        tail = ""
+                        if peer is not None:
+                            row.update(faiss_s=peer_s, faiss_threads=args.faiss_threads,
+                                       speedup=peer_s / ours[level], bound_speedup=peer_s / ref)
+                            tail = (f" | {peer_s * 1e3:9.3f} {ours[level] * 1e3:8.3f} {row['speedup']:9.2f}x"
+                                    f" {row['bound_speedup']:10.2f}x")
                         rows.append(row)
                         cells = [f"{pairs / bounds[i] / args.threads / 1e9:.2f}G" if i in bounds else "-"
                                  for i in ("scalar", "avx2-rows", "avx2", "avx512")]
                         label = "ours" if level == "auto" else level
                         print(f"{kind:<11}{nbits:>5}{nq:>6} {label:>7} | {cells[0]:>13}{cells[1]:>10}{cells[2]:>9}"
                               f"{cells[3]:>9} | "
-                              f"{rate / 1e9:11.2f}G {row['fraction'] * 100:8.0f}%", flush=True)
+                              f"{rate / 1e9:11.2f}G {row['fraction'] * 100:8.0f}%" + tail, flush=True)
     out = args.json or (HERE.parent / "bench_results" / f"bound-{time.strftime('%Y%m%d-%H%M%S')}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"context": ctx, "rows": rows}, indent=2))

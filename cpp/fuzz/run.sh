@@ -14,7 +14,7 @@ for input in "$root"/tests/fixtures/fuzz/*.bin; do
     { echo "regression input $input fails again"; "$build/cpp/fuzz/fuzz_$harness" "$input"; exit 1; }
 done
 echo "fuzz: regression inputs pass"
-for harness in load ops; do
+for harness in load ops kernels; do
   corpus="$build/corpus-$harness"
   mkdir -p "$corpus"
   if [ -d "$root/cpp/fuzz/corpus/$harness" ]; then cp -n "$root/cpp/fuzz/corpus/$harness"/* "$corpus"/; fi

@@ -302,7 +302,6 @@ void pad_rows(std::size_t nq, std::size_t k, dist_t* distances, idx_t* ids) {
 // end. Slices stay contiguous, so ids still grow within each.
 struct Tiling {
   std::size_t groups, slices;
-  bool awake_only = false;  // split finer than waking a thread pays for: see awake_split_codes
   std::size_t items() const noexcept { return groups * slices; }
   std::size_t query_begin(std::size_t g, std::size_t nq) const noexcept { return nq * g / groups; }
   std::size_t code_begin(std::size_t c, std::size_t n) const noexcept { return n * c / slices; }
@@ -318,26 +317,8 @@ constexpr std::size_t kGroupQueries = 256;
 // less than the machine's noise.
 constexpr std::size_t kKeyedGroupsMinK = 32;
 
-// A single query over fewer codes than two blocks is still split, across the threads polling for
-// work at that moment (polling_threads: a sleeping one is not woken for it), where each part holds
-// at least this much scanning at the calibrated speed (kernels::scan_speed, codes in L1). On the
-// Zen 4 EPYC, structured codes, k = 10, medians of 200 back-to-back calls on 2 threads against 1:
-// 1.10x-1.34x faster where it splits (64 bits over 40,000-60,000 codes, 128 bits over
-// 12,000-30,000, 256 bits over 6,000-15,000, 512 bits over 3,000-8,000), 1.09x-1.56x with AVX2
-// forced; parts of under about 1 us gained nothing (64 bits over 20,000 codes: 1.00x). With 1 ms
-// between calls (every helper asleep) a split that woke a helper made such queries up to 2x
-// slower; this one leaves them unsplit there.
-constexpr double kAwakeSplitNs = 1000;
-
-std::size_t awake_split_codes(std::size_t code_size) noexcept {
-  const double ns = kernels::scan_speed(code_size).single_ns;
-  if (!(ns > 0)) return 0;
-  return std::max<std::size_t>(1024, static_cast<std::size_t>(kAwakeSplitNs / ns));
-}
-
-// awake_split: see awake_split_codes (0: none).
 Tiling plan_tiles(std::size_t nq, std::size_t n, std::size_t block, std::size_t threads, std::size_t per_query_bytes,
-                  bool keyed = false, std::size_t awake_split = 0) {
+                  bool keyed = false) {
   Tiling t{(nq + kGroupQueries - 1) / kGroupQueries, 1};
   if (threads == 1) return t;
   // Few queries: one slice per thread (each query is split across all of them). Otherwise about
@@ -350,11 +331,7 @@ Tiling plan_tiles(std::size_t nq, std::size_t n, std::size_t block, std::size_t 
   // fewer queries than threads, where the alternative leaves threads idle: there a block each
   // (one query over 60,000 codes of 256 bits: 34 -> 22 us on 2 threads).
   const std::size_t min_blocks = nq < threads ? 1 : 4;
-  const std::size_t by_blocks = std::max<std::size_t>(1, n / (min_blocks * block));
-  // Where blocks would leave the query on one thread, parts of awake_split codes without waking.
-  const std::size_t awake = nq < threads && awake_split && by_blocks == 1 ? std::min(slices, n / awake_split) : 0;
-  t.awake_only = awake > 1;
-  slices = t.awake_only ? awake : std::min(slices, by_blocks);
+  slices = std::min(slices, std::max<std::size_t>(1, n / (min_blocks * block)));
   // Per-slice results are held until the merge: bound them (about 256 MiB).
   const std::size_t held = std::max<std::size_t>(1, nq * per_query_bytes);
   slices = std::max<std::size_t>(1, std::min(slices, (std::size_t{256} << 20) / held));
@@ -373,13 +350,7 @@ void knn_scan(const ScanView& db, const std::uint8_t* queries, std::size_t nq, s
   const std::size_t block = block_codes(db.code_size);
   const kernels::WidthPlan plan = kernels::plan_for(db.code_size);
   Tiling t = plan_tiles(nq, db.n, block, static_cast<std::size_t>(get_num_threads()),
-                        (2 * kk + 64) * sizeof(CountingTopK::Entry), keyed_by_position(db) && kk >= kKeyedGroupsMinK,
-                        awake_split_codes(db.code_size));
-  // A split too small to wake a sleeping thread for runs on the threads polling now, or unsplit.
-  if (t.awake_only) {
-    t.slices = std::min<std::size_t>(t.slices, static_cast<std::size_t>(polling_threads()) + 1);
-    t.awake_only = t.slices > 1;
-  }
+                        (2 * kk + 64) * sizeof(CountingTopK::Entry), keyed_by_position(db) && kk >= kKeyedGroupsMinK);
   // Starting bounds from a sample, then shared by the slices of each query.
   std::unique_ptr<std::atomic<std::uint64_t>[]> shared(new std::atomic<std::uint64_t>[nq]);
   // Per query, whether its filter tests halves first (see filter_block); one-query groups only.
@@ -434,7 +405,7 @@ void knn_scan(const ScanView& db, const std::uint8_t* queries, std::size_t nq, s
       if (t.slices == 1)
         for (std::size_t q = q0; q < q1; ++q) mine[q - q0].finish(distances + q * k, ids + q * k, k);
     }
-  }, t.items(), t.awake_only);
+  }, t.items());
   if (t.slices == 1) return;
   parallel_for(nq, [&](std::size_t q0, std::size_t q1) {
     for (std::size_t q = q0; q < q1; ++q) {

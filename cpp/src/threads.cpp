@@ -4,7 +4,6 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <cstdint>
 #include <deque>
 #include <exception>
 #include <memory>
@@ -103,48 +102,22 @@ class Pool {
     std::lock_guard<std::mutex> lock(mu_);
     // Workers are only ever added; a smaller target just limits how many chunks a job gets.
     while (static_cast<int>(workers_.size()) < n - 1) workers_.emplace_back([this] { loop(); });
-    started_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
   }
 
-  void run(const std::shared_ptr<Job>& job, bool awake_only) {
+  void run(const std::shared_ptr<Job>& job) {
     bool wake = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      // At most size() threads in all, the caller included, however many chunks the job has;
-      // awake_only: no more than the workers not asleep.
+      // At most size() threads in all, the caller included, however many chunks the job has.
       const std::size_t allowed = static_cast<std::size_t>(std::max(1, size())) - 1;
-      const std::size_t awake = workers_.size() - static_cast<std::size_t>(sleeping_.load(std::memory_order_relaxed));
-      const std::size_t helpers = std::min({job->nchunks - 1, awake_only ? awake : workers_.size(), allowed});
+      const std::size_t helpers = std::min({job->nchunks - 1, workers_.size(), allowed});
       for (std::size_t i = 0; i < helpers; ++i) queue_.push_back(job);
       pending_.fetch_add(helpers, std::memory_order_release);
-      wake = !awake_only && helpers > 0 && sleeping_.load(std::memory_order_relaxed) > 0;
+      wake = helpers > 0 && sleeping_ > 0;
     }
     if (wake) cv_.notify_all();
     job->work();
     job->wait();
-  }
-
-  // Workers polling for work now, at most size() - 1. Where the calls of this function come closer
-  // together than the polling time (the traffic in which a woken worker stays useful) and none
-  // polls, the sleeping ones are woken for the calls that follow.
-  int polling() {
-    const auto now = std::chrono::steady_clock::now().time_since_epoch();
-    const long long now_us = std::chrono::duration_cast<std::chrono::microseconds>(now).count();
-    const bool close = now_us - last_polling_us_.exchange(now_us, std::memory_order_relaxed) <
-                       g_spin_us.load(std::memory_order_relaxed);
-    // Read without the lock (a count a moment old is as good as an exact one here); the lock only
-    // to rouse.
-    const int allowed = std::max(1, size()) - 1;
-    const int sleeping = sleeping_.load(std::memory_order_relaxed);
-    const int awake = std::max(0, std::min(started_.load(std::memory_order_relaxed) - sleeping, allowed));
-    if (awake == 0 && allowed > 0 && sleeping > 0 && close) {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        ++rouse_;
-      }
-      cv_.notify_all();
-    }
-    return awake;
   }
 
  private:
@@ -160,11 +133,9 @@ class Pool {
       {
         std::unique_lock<std::mutex> lock(mu_);
         if (queue_.empty()) {
-          const std::uint64_t roused = rouse_;
           ++sleeping_;
-          cv_.wait(lock, [&] { return !queue_.empty() || rouse_ != roused; });
+          cv_.wait(lock, [&] { return !queue_.empty(); });
           --sleeping_;
-          if (queue_.empty()) continue;  // roused without work: poll for the next call
         }
         job = std::move(queue_.front());
         queue_.pop_front();
@@ -179,10 +150,7 @@ class Pool {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> queue_;
-  std::atomic<int> sleeping_{0};  // workers blocked on cv_; changed under mu_
-  std::atomic<int> started_{0};   // workers_.size(), readable without the lock
-  std::uint64_t rouse_ = 0;  // bumped to wake sleeping workers with no work for them, guarded by mu_
-  std::atomic<long long> last_polling_us_{0};  // when polling() was last called, steady clock
+  int sleeping_ = 0;  // workers blocked on cv_, guarded by mu_
   std::vector<std::thread> workers_;
 };
 
@@ -195,8 +163,6 @@ void set_num_threads(int n) {
 
 int get_num_threads() noexcept { return Pool::instance().size(); }
 
-int polling_threads() { return Pool::instance().polling(); }
-
 void set_thread_spin(long long microseconds) {
   if (microseconds < 0 || microseconds > kMaxSpinUs)
     throw InvalidArgument("set_thread_spin: microseconds must be in [0, " + std::to_string(kMaxSpinUs) + "], got " +
@@ -207,7 +173,7 @@ void set_thread_spin(long long microseconds) {
 long long get_thread_spin() noexcept { return g_spin_us.load(std::memory_order_relaxed); }
 
 void parallel_for(std::size_t n, const std::function<void(std::size_t, std::size_t)>& body,
-                  std::size_t max_chunks, bool awake_only) {
+                  std::size_t max_chunks) {
   if (n == 0) return;
   std::size_t chunks = max_chunks ? max_chunks : static_cast<std::size_t>(get_num_threads());
   chunks = std::max<std::size_t>(1, std::min(chunks, n));
@@ -219,7 +185,7 @@ void parallel_for(std::size_t n, const std::function<void(std::size_t, std::size
   job->body = &body;
   job->n = n;
   job->nchunks = chunks;
-  Pool::instance().run(job, awake_only);
+  Pool::instance().run(job);
   if (job->error) std::rethrow_exception(job->error);
 }
 

@@ -14,17 +14,16 @@ using namespace deephash;
 
 // Runs a parallel_for of `chunks` chunks whose bodies overlap in time (each waits a little) and
 // returns the distinct threads that ran them.
-static std::set<std::thread::id> threads_used(std::size_t chunks, std::vector<int>& hits, bool awake_only = false,
-                                              int wait_ms = 2) {
+static std::set<std::thread::id> threads_used(std::size_t chunks, std::vector<int>& hits) {
   std::mutex mu;
   std::set<std::thread::id> used;
   hits.assign(chunks * 10, 0);
   parallel_for(chunks * 10, [&](std::size_t b, std::size_t e) {
     for (std::size_t i = b; i < e; ++i) ++hits[i];
-    std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
     std::lock_guard<std::mutex> lock(mu);
     used.insert(std::this_thread::get_id());
-  }, chunks, awake_only);
+  }, chunks);
   return used;
 }
 
@@ -70,49 +69,6 @@ TEST(thread_spin_is_bounded_and_every_spin_runs_every_chunk) {
   CHECK_THROWS(set_thread_spin(100001), InvalidArgument);
   CHECK_EQ(get_thread_spin(), 100000LL);
   set_thread_spin(before);
-}
-
-// awake_only: with every worker asleep the caller runs every chunk itself; with workers polling
-// (just back from a call, under a long spin) they share the chunks as usual. polling_threads()
-// counts the polling ones, and wakes sleeping ones only when it is called often.
-TEST(awake_only_wakes_no_sleeping_thread) {
-  const int before = get_num_threads();
-  const long long spin = get_thread_spin();
-  set_num_threads(4);
-  set_thread_spin(0);
-  std::vector<int> hits;
-  threads_used(8, hits);  // the workers ran, then sleep at once (no polling)
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  CHECK_EQ(polling_threads(), 0);
-  CHECK_EQ(polling_threads(), 0);  // called again at once, but with no polling time: none woken
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  CHECK_EQ(polling_threads(), 0);
-  auto used = threads_used(8, hits, /*awake_only=*/true);
-  CHECK_EQ(used.size(), std::size_t{1});
-  CHECK(used.count(std::this_thread::get_id()) == 1);
-  for (int h : hits) CHECK_EQ(h, 1);
-
-  set_thread_spin(100000);
-  threads_used(8, hits);  // wakes them; afterwards they poll for up to 100 ms
-  CHECK(polling_threads() >= 1);
-  CHECK(polling_threads() <= 3);
-  used = threads_used(8, hits, /*awake_only=*/true, /*wait_ms=*/5);
-  CHECK(used.size() > 1);
-  for (int h : hits) CHECK_EQ(h, 1);
-
-  // Asleep again; calls close together (within the 100 ms of polling) wake them.
-  set_thread_spin(0);
-  threads_used(8, hits);
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  set_thread_spin(100000);
-  int polling = 0;
-  for (int i = 0; i < 2000 && polling == 0; ++i) {
-    polling = polling_threads();
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  CHECK(polling >= 1);
-  set_thread_spin(spin);
-  set_num_threads(before);
 }
 
 HARNESS_MAIN()

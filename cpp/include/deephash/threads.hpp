@@ -24,19 +24,9 @@ int get_num_threads() noexcept;
 void set_thread_spin(long long microseconds);
 long long get_thread_spin() noexcept;
 
-// How many of the pool's threads (besides the caller, within get_num_threads()) are polling for
-// work at this moment: a parallel_for would have them at once, where sleeping ones join late.
-// Where calls of this function come closer together than the polling time (a stream of small
-// searches) and every thread sleeps, it wakes them for the calls that follow; otherwise it wakes
-// none, so small work in sparse traffic pays no wake-up.
-int polling_threads();
-
 // Calls body(begin, end) on disjoint chunks covering [0, n), at most `max_chunks` of them
-// (0 = get_num_threads()). With one chunk, body runs in the calling thread. With `awake_only`, no
-// chunk goes to a sleeping thread: only threads polling for work at that moment may take chunks,
-// and the calling thread runs the rest. For work of a few microseconds, which a thread woken from
-// sleep would join too late to share (see polling_threads).
+// (0 = get_num_threads()). With one chunk, body runs in the calling thread.
 void parallel_for(std::size_t n, const std::function<void(std::size_t, std::size_t)>& body,
-                  std::size_t max_chunks = 0, bool awake_only = false);
+                  std::size_t max_chunks = 0);
 
 }  // namespace deephash

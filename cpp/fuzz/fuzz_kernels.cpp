@@ -13,6 +13,7 @@
 
 #include "deephash/simd.hpp"
 #include "fuzz_common.hpp"
+#include "oracle.hpp"
 
 using namespace deephash;
 
@@ -26,6 +27,11 @@ struct Exact {
   Exact(std::size_t size, std::size_t skew) : base(new std::uint8_t[skew + size]), p(base.get() + skew) {}
 };
 
+// `size` bytes (a multiple of 32) on a 32-byte boundary, as the metrics' prepared layouts need.
+std::unique_ptr<std::uint8_t, decltype(&std::free)> aligned32(std::size_t size) {
+  return {static_cast<std::uint8_t*>(std::aligned_alloc(32, size)), &std::free};
+}
+
 struct Rng {
   std::uint64_t s;
   std::uint32_t next() {
@@ -34,12 +40,6 @@ struct Rng {
   }
   std::size_t below(std::size_t bound) { return bound ? next() % bound : 0; }
 };
-
-std::uint64_t substring(const std::uint8_t* code, std::size_t begin, std::size_t bits) {
-  std::uint64_t v = 0;
-  for (std::size_t b = 0; b < bits; ++b) v |= std::uint64_t{(code[(begin + b) / 8] >> ((begin + b) % 8)) & 1u} << b;
-  return v;
-}
 
 struct Case {
   std::size_t cs, n;
@@ -97,7 +97,7 @@ void check_gathers(const kernels::KernelTable& kt, const Case& c, Rng& rng) {
     t.offset = c.cs >= 8 ? static_cast<std::uint32_t>(std::min(begin / 8, c.cs - 8)) : 0;
     t.shift = static_cast<std::uint32_t>(begin - 8 * t.offset);
     t.mask = (std::uint64_t{1} << bits) - 1;
-    t.query_value = substring(c.query, begin, bits);
+    t.query_value = oracle::substring(c.query, begin, bits);
     t.max_distance = max_distance;
     tests.push_back(t);
     subs.emplace_back(begin, bits);
@@ -112,7 +112,8 @@ void check_gathers(const kernels::KernelTable& kt, const Case& c, Rng& rng) {
     const std::uint8_t* code = c.codes + positions[j] * c.cs;
     bool keep = true;
     for (const auto& [begin, bits] : subs)
-      keep &= __builtin_popcountll(substring(code, begin, bits) ^ substring(c.query, begin, bits)) > max_distance;
+      keep &= __builtin_popcountll(oracle::substring(code, begin, bits) ^ oracle::substring(c.query, begin, bits)) >
+              max_distance;
     if (!keep) continue;
     FUZZ_CHECK(want < kept && out[want] == positions[j] && out_d[want] == c.d[positions[j]]);
     ++want;
@@ -137,15 +138,9 @@ void check_ranking(const kernels::KernelTable& kt, const Case& c, Rng& rng, std:
   const auto run_pass = [&](auto pass, const auto* dist) {
     std::vector<std::uint32_t> seen(kernels::kRankHistograms * kernels::kRankBins);
     for (auto& s : seen) s = rng.next() % 3;
-    std::vector<std::uint32_t> want_seen(kernels::kRankBins);
-    for (std::size_t d = 0; d < kernels::kRankBins; ++d)
-      for (std::size_t h = 0; h < kernels::kRankHistograms; ++h) want_seen[d] += seen[h * kernels::kRankBins + d];
-    std::vector<std::uint64_t> want;
-    for (std::size_t i = 0; i < n; ++i) {
-      const auto d = static_cast<std::size_t>(c.d[i]);
-      if (by_keys ? keys.p[i] == key : ids[i] == label) want.push_back(std::uint64_t{d} << 32 | want_seen[d]);
-      ++want_seen[d];
-    }
+    std::vector<std::uint32_t> want_seen = oracle::histogram_sum(seen, kernels::kRankHistograms, kernels::kRankBins);
+    const std::vector<std::uint64_t> want = oracle::rank_records(
+        c.d.data(), n, [&](std::size_t i) { return by_keys ? keys.p[i] == key : ids[i] == label; }, want_seen);
     Exact rec_bytes((want.size() + 1) * sizeof(std::uint64_t), 0);
     auto* records = reinterpret_cast<std::uint64_t*>(rec_bytes.p);
     records[want.size()] = 7;
@@ -154,11 +149,7 @@ void check_ranking(const kernels::KernelTable& kt, const Case& c, Rng& rng, std:
     FUZZ_CHECK(got == want.size());
     for (std::size_t j = 0; j < got; ++j) FUZZ_CHECK(records[j] == want[j]);
     FUZZ_CHECK(records[got] == 7);
-    for (std::size_t d = 0; d < kernels::kRankBins; ++d) {
-      std::uint32_t total = 0;
-      for (std::size_t h = 0; h < kernels::kRankHistograms; ++h) total += seen[h * kernels::kRankBins + d];
-      FUZZ_CHECK(total == want_seen[d]);
-    }
+    FUZZ_CHECK(oracle::histogram_sum(seen, kernels::kRankHistograms, kernels::kRankBins) == want_seen);
   };
   if (kt.rank_chunk) {
     Exact dist_bytes(n * sizeof(dist_t), skew / 4 * 4);
@@ -168,13 +159,11 @@ void check_ranking(const kernels::KernelTable& kt, const Case& c, Rng& rng, std:
   }
   if (kt.rank_prepare && n) {
     const std::size_t size = kernels::rank_prepared_size(n, c.cs);
-    std::unique_ptr<std::uint8_t, decltype(&std::free)> prepared(static_cast<std::uint8_t*>(std::aligned_alloc(32, size)),
-                                                                 &std::free);
+    const auto prepared = aligned32(size);
     kt.rank_prepare(c.codes, n, c.cs, prepared.get());
     // One part from a block boundary on, into a buffer that ends at the next multiple of 32.
     const std::size_t first = rng.below((n - 1) / 32 + 1) * 32, part = n - first;
-    std::unique_ptr<std::uint8_t, decltype(&std::free)> out(
-        static_cast<std::uint8_t*>(std::aligned_alloc(32, (part + 31) / 32 * 32)), &std::free);
+    const auto out = aligned32((part + 31) / 32 * 32);
     kt.rank_distances(prepared.get() + kernels::rank_prepared_size(first, c.cs), part, c.cs, c.query, out.get());
     for (std::size_t i = 0; i < part; ++i) FUZZ_CHECK(out.get()[i] == c.d[first + i]);
     // The byte pass over the whole database's distances (read up to the next multiple of 32).

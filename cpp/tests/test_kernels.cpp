@@ -226,12 +226,6 @@ TEST(kernels_never_read_outside_the_codes_or_the_query) {
 }
 
 // Bits [begin, begin + bits) of a code, LSB first, by plain bit loops.
-static std::uint64_t substring_oracle(const std::uint8_t* code, std::size_t begin, std::size_t bits) {
-  std::uint64_t v = 0;
-  for (std::size_t b = 0; b < bits; ++b) v |= std::uint64_t{(code[(begin + b) / 8] >> ((begin + b) % 8)) & 1u} << b;
-  return v;
-}
-
 TEST(gather_new_keeps_exactly_the_codes_that_pass_every_substring_test) {
   for (SimdLevel level : available_simd_levels()) {
     set_simd_level(simd_level_name(level));
@@ -257,7 +251,7 @@ TEST(gather_new_keeps_exactly_the_codes_that_pass_every_substring_test) {
           t.offset = cs >= 8 ? static_cast<std::uint32_t>(std::min(begin / 8, cs - 8)) : 0;
           t.shift = static_cast<std::uint32_t>(begin - 8 * t.offset);
           t.mask = bits == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << bits) - 1;
-          t.query_value = substring_oracle(q.data(), begin, bits);
+          t.query_value = oracle::substring(q.data(), begin, bits);
           t.max_distance = max_distance;
           tests.push_back(t);
         }
@@ -273,7 +267,7 @@ TEST(gather_new_keeps_exactly_the_codes_that_pass_every_substring_test) {
           bool pass = true;
           for (const auto& [begin, bits] : subs) {
             if (bits == 0) continue;
-            const int sd = __builtin_popcountll(substring_oracle(c, begin, bits) ^ substring_oracle(q.data(), begin, bits));
+            const int sd = __builtin_popcountll(oracle::substring(c, begin, bits) ^ oracle::substring(q.data(), begin, bits));
             pass &= sd > max_distance;
           }
           if (!pass) continue;
@@ -397,15 +391,11 @@ TEST(recording_pass_matches_a_plain_loop) {
               const GuardedBytes gk(keys, at_end);
               std::vector<std::uint32_t> seen(kernels::kRankHistograms * kernels::kRankBins);
               for (std::size_t h = 0; h < seen.size(); ++h) seen[h] = static_cast<std::uint32_t>(next() % 5);
-              std::vector<std::uint32_t> want_seen(kernels::kRankBins);
-              for (std::size_t d = 0; d < kernels::kRankBins; ++d)
-                for (std::size_t h = 0; h < kernels::kRankHistograms; ++h) want_seen[d] += seen[h * kernels::kRankBins + d];
-              std::vector<std::uint64_t> want;
-              for (std::size_t i = 0; i < len; ++i) {
-                const auto d = static_cast<std::size_t>(dist[i]);
-                if (byte_keys ? keys[i] == key : ids[i] == label) want.push_back(std::uint64_t{d} << 32 | want_seen[d]);
-                ++want_seen[d];
-              }
+              std::vector<std::uint32_t> want_seen =
+                  oracle::histogram_sum(seen, kernels::kRankHistograms, kernels::kRankBins);
+              const std::vector<std::uint64_t> want = oracle::rank_records(
+                  dist.data(), len, [&](std::size_t i) { return byte_keys ? keys[i] == key : ids[i] == label; },
+                  want_seen);
               std::vector<std::uint64_t> got(len + 1, 7);
               const auto* gdist = reinterpret_cast<const dist_t*>(gd.data());
               const auto* gids = byte_keys ? nullptr : reinterpret_cast<const std::int32_t*>(gi.data());
@@ -418,10 +408,7 @@ TEST(recording_pass_matches_a_plain_loop) {
               for (std::size_t j = 0; ok && j < kept; ++j) ok &= got[j] == want[j];
               CHECK(ok);
               CHECK_EQ(got[kept], 7u);  // nothing written past the records
-              std::vector<std::uint32_t> total(kernels::kRankBins);
-              for (std::size_t d = 0; d < kernels::kRankBins; ++d)
-                for (std::size_t h = 0; h < kernels::kRankHistograms; ++h) total[d] += seen[h * kernels::kRankBins + d];
-              CHECK(total == want_seen);
+              CHECK(oracle::histogram_sum(seen, kernels::kRankHistograms, kernels::kRankBins) == want_seen);
             }
           }
         }

@@ -1,5 +1,5 @@
-// The AVX2 byte popcount by nibble tables; shared by the AVX2 kernel files (each compiled with -mavx2 on its own). Internal to the
-// kernels; include only from files built for AVX2.
+// The AVX2 byte popcount by nibble tables; shared by the AVX2 kernel files (each compiled with
+// -mavx2 on its own). Internal to the kernels; include only from files built for AVX2.
 #pragma once
 
 #include <immintrin.h>

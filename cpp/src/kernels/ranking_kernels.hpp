@@ -34,9 +34,9 @@ std::size_t rank_bytes_avx2(const std::uint8_t* dist, std::size_t len, std::size
 #endif
 
 // The scalar halves of those passes (and the word loads of the layouts that hold codes word by
-// word, which the AVX2 batch kernels use too), shared by them. Internal linkage (an anonymous namespace):
-// each kernel file compiles its own copy with its own instruction set, and no copy built for one
-// can stand in for another at link time.
+// word, which the AVX2 batch kernels use too), shared by them. Internal linkage (an anonymous
+// namespace): each kernel file compiles its own copy with its own instruction set, and no copy
+// built for one can stand in for another at link time.
 namespace {
 
 // Word v (8 bytes, zero past the code's end) of a code of cs bytes; `room`: the bytes readable

@@ -13,7 +13,11 @@ and in alternating rounds, the bound's loops and FlatIndex.search(queries, k) on
     python benchmarks/bench_bound.py --levels             # ours at each SIMD level against that ISA's loop
     python benchmarks/bench_bound.py --faiss --bits 256 512 --n 10000000 --nq 1   # and FAISS's time
 
-"fraction" = our codes per second over the best bound's. Per-core rates count codes x queries
+"fraction" = our codes per second over the best bound's. "ALU ceiling" is what the counting
+instructions alone allow one core at that width (count_bound --ceiling: XOR, POPCNT and ADD for
+each word, in registers, no loads or compares), for the ISA with the highest; "of it" is our rate
+a core over it. A loop built of those instructions cannot pass it, whatever its layout (codes
+shorter than a word could share one: no ceiling is given for them). Per-core rates count codes x queries
 per second, divided by the thread count. With --faiss, faiss.IndexBinaryFlat runs the same cells
 on one thread (FAISS's own single-query case; give --faiss-threads for more), and "bound/FAISS" is
 the most any exact scan that reads every code could gain over it on this machine: where the codes
@@ -44,6 +48,8 @@ BOUND_SOURCES = {  # file -> its compile flags
     "count_scalar.cpp": ["-mpopcnt"],
     "count_avx2.cpp": ["-mavx2"],
     "count_avx512.cpp": ["-mavx512f", "-mavx512bw", "-mavx512vpopcntdq"],
+    "ceiling_scalar.cpp": ["-mpopcnt"],
+    "ceiling_avx512.cpp": ["-mavx512f", "-mavx512vpopcntdq"],
     "main.cpp": ["-pthread"],
 }
 
@@ -70,6 +76,20 @@ def run_bound(exe: Path, folder: Path, code_size: int, nq: int, threads: int, ro
     out = subprocess.run([str(exe), str(folder / "codes.bin"), str(folder / "queries.bin"), str(code_size),
                           str(nq), str(threads), str(rounds), *isas], capture_output=True, text=True, check=True)
     return {r["isa"]: r for r in map(json.loads, out.stdout.splitlines()) if r.get("supported")}
+
+
+def run_ceilings(exe: Path) -> dict:
+    """Each loop's arithmetic ceiling on one core (count_bound --ceiling): steps a second."""
+    out = subprocess.run([str(exe), "--ceiling"], capture_output=True, text=True, check=True)
+    return {r["isa"]: r for r in map(json.loads, out.stdout.splitlines()) if r.get("supported")}
+
+
+def ceiling_rate(ceilings: dict, code_size: int) -> tuple[str, float] | None:
+    """The highest codes-per-second ceiling of one core at this code size, and its ISA. Codes
+    shorter than an ISA's word could share one, so that ISA gives no ceiling for them."""
+    rates = [(isa, c["steps_per_s"] * c["codes_per_step"] / -(-code_size // c["word_bytes"]))
+             for isa, c in ceilings.items() if code_size >= c["word_bytes"]]
+    return max(rates, key=lambda r: r[1]) if rates else None
 
 
 def time_ours(index, queries, nq: int, k: int, rounds: int) -> float:
@@ -112,14 +132,18 @@ def main() -> int:
             return 2
         faiss.omp_set_num_threads(args.faiss_threads)
     exe = build_bound(HERE.parent / "build" / "bench_bound")
+    ceilings = run_ceilings(exe)
     ctx = context(args.threads)
     levels = ["auto"] + (de.available_simd_levels() if args.levels else [])
     print(f"# flat scan vs bare counting loops: {ctx['cpu']} ({ctx['cores']} cores, flags: {' '.join(ctx['cpu_flags'])})")
     print(f"# threads={args.threads}  n={args.n:,}  k={args.k}  deephash_engine {ctx['deephash_engine']}  "
           f"medians of {args.rounds} rounds (x40 single-query calls at nq=1), engines alternating")
     head = (f"{'data':<11}{'bits':>5}{'nq':>6} {'ours':>7} | {'bound scalar':>13}{'avx2-rows':>10}{'avx2':>9}"
-            f"{'avx512':>9} | {'ours G/s/core':>13} {'fraction':>9}"
+            f"{'avx512':>9} | {'ours G/s/core':>13} {'fraction':>9} {'ALU ceiling':>12} {'of it':>6}"
             + (f" | {'FAISS ms':>9} {'ours ms':>8} {'ours/FAISS':>10} {'bound/FAISS':>11}" if faiss else ""))
+    for isa, c in ceilings.items():
+        print(f"# ALU ceiling, {isa}: {c['steps_per_s'] / 1e9:.2f} G steps/s a core (a step: one "
+              f"{8 * c['word_bytes']}-bit word of {c['codes_per_step']} code(s), XOR + POPCNT + ADD in registers)")
     print(head)
     print("-" * len(head))
     rows = []
@@ -158,9 +182,12 @@ def main() -> int:
                         isa_bounds = [b for i, b in bounds.items() if i.split("-")[0] == level]
                         ref = best if level == "auto" else min(isa_bounds, default=best)
                         rate = pairs / ours[level] / args.threads
+                        ceiling = ceiling_rate(ceilings, cs)
                         row = {"data": kind, "nbits": nbits, "n": args.n, "nq": nq, "k": args.k, "level": level,
                                "ours_s": ours[level], "bound_s": {i: b for i, b in bounds.items()},
-                               "ours_codes_per_s_per_core": rate, "fraction": ref / ours[level]}
+                               "ours_codes_per_s_per_core": rate, "fraction": ref / ours[level],
+                               "alu_ceiling": None if ceiling is None else
+                               {"isa": ceiling[0], "codes_per_s_per_core": ceiling[1]}}
                         tail = ""
                         if peer is not None:
                             row.update(faiss_s=peer_s, faiss_threads=args.faiss_threads,
@@ -173,7 +200,9 @@ def main() -> int:
                         label = "ours" if level == "auto" else level
                         print(f"{kind:<11}{nbits:>5}{nq:>6} {label:>7} | {cells[0]:>13}{cells[1]:>10}{cells[2]:>9}"
                               f"{cells[3]:>9} | "
-                              f"{rate / 1e9:11.2f}G {row['fraction'] * 100:8.0f}%" + tail, flush=True)
+                              f"{rate / 1e9:11.2f}G {row['fraction'] * 100:8.0f}% "
+                              + (f"{ceiling[1] / 1e9:11.2f}G {rate / ceiling[1] * 100:5.0f}%" if ceiling else
+                                 f"{'-':>12} {'-':>6}") + tail, flush=True)
     out = args.json or (HERE.parent / "bench_results" / f"bound-{time.strftime('%Y%m%d-%H%M%S')}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"context": ctx, "rows": rows}, indent=2))

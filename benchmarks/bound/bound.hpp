@@ -49,4 +49,13 @@ Layout nibble_split_rows(const std::uint8_t* codes, std::size_t n, std::size_t c
 // Groups of 16 codes, 32-bit word w of the 16 codes together (64 bytes), zero-padded.
 Layout interleaved_words(const std::uint8_t* codes, std::size_t n, std::size_t code_size);
 
+// The arithmetic ceilings of two loops, on the calling thread for about `seconds`: how many of the
+// loop's steps a second the core retires with everything in registers (no loads, no compares, no
+// loop over codes). A step is one word of the code: avx512, one 32-bit word of 16 codes (VPXORD,
+// VPOPCNTD, VPADDD); scalar, one 64-bit word of one code (XOR, POPCNT, ADD). A code of c bytes
+// then needs ceil(c / 4) / 16 (avx512) or ceil(c / 8) (scalar) steps, so no loop built of these
+// instructions counts more codes a second than the steps a second over that.
+double ceiling_avx512_steps_per_s(double seconds);
+double ceiling_scalar_steps_per_s(double seconds);
+
 }  // namespace bound

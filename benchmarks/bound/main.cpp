@@ -1,6 +1,7 @@
 // count_bound: times the bare counting loops of bound.hpp on the given codes and queries.
 //
 //   count_bound CODES QUERIES CODE_SIZE NQ THREADS ROUNDS [ISA...]
+//   count_bound --ceiling
 //
 // CODES and QUERIES are raw files of packed codes (CODE_SIZE bytes each). The work is shared as
 // the engine shares a search: NQ >= THREADS splits the queries among the threads, fewer queries
@@ -8,6 +9,7 @@
 // queries over each piece. Threads are started once and spin between rounds, so a round costs
 // no thread start. Prints one JSON object per ISA: the median and best round in seconds and the
 // number of (query, code) pairs within the threshold (equal for every ISA: a check of the loops).
+// --ceiling prints, per ISA, the loop's arithmetic ceiling on one core (bound.hpp) instead.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -85,9 +87,28 @@ bool supported(const std::string& isa) {
 
 }  // namespace
 
+int ceilings() {
+  for (const char* isa : {"scalar", "avx512"}) {
+    if (!supported(isa)) {
+      std::printf("{\"isa\": \"%s\", \"supported\": false}\n", isa);
+      continue;
+    }
+    double best = 0.0;  // best of three, so a moment of the host's noise does not lower it
+    for (int r = 0; r < 3; ++r)
+      best = std::max(best, std::string(isa) == "avx512" ? bound::ceiling_avx512_steps_per_s(0.3)
+                                                        : bound::ceiling_scalar_steps_per_s(0.3));
+    const int codes_per_step = std::string(isa) == "avx512" ? 16 : 1, word_bytes = std::string(isa) == "avx512" ? 4 : 8;
+    std::printf("{\"isa\": \"%s\", \"supported\": true, \"steps_per_s\": %.6e, \"codes_per_step\": %d, "
+                "\"word_bytes\": %d}\n", isa, best, codes_per_step, word_bytes);
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string(argv[1]) == "--ceiling") return ceilings();
   if (argc < 7) {
-    std::fprintf(stderr, "usage: count_bound CODES QUERIES CODE_SIZE NQ THREADS ROUNDS [ISA...]\n");
+    std::fprintf(stderr, "usage: count_bound CODES QUERIES CODE_SIZE NQ THREADS ROUNDS [ISA...] | --ceiling\n");
     return 2;
   }
   const std::vector<std::uint8_t> codes = read_file(argv[1]), queries = read_file(argv[2]);

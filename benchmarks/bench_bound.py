@@ -13,15 +13,16 @@ and in alternating rounds, the bound's loops and FlatIndex.search(queries, k) on
     python benchmarks/bench_bound.py --levels             # ours at each SIMD level against that ISA's loop
     python benchmarks/bench_bound.py --faiss --bits 256 512 --n 10000000 --nq 1   # and FAISS's time
 
-"fraction" = our codes per second over the best bound's. "ALU ceiling" is what the counting
-instructions alone allow one core at that width (count_bound --ceiling: XOR, POPCNT and ADD for
-each word, in registers, no loads or compares), for the ISA with the highest; "of it" is our rate
-a core over it. A loop built of those instructions cannot pass it, whatever its layout (codes
-shorter than a word could share one: no ceiling is given for them). Per-core rates count codes x queries
-per second, divided by the thread count. With --faiss, faiss.IndexBinaryFlat runs the same cells
-on one thread (FAISS's own single-query case; give --faiss-threads for more), and "bound/FAISS" is
-the most any exact scan that reads every code could gain over it on this machine: where the codes
-do not fit in the caches, the bound is the memory's read rate, and no kernel reaches past it.
+"fraction" = our codes per second over the best bound's. Per-core rates count codes x queries
+per second, divided by the thread count. "ALU ceiling" is what the counting instructions alone
+allow one core at that width (count_bound --ceiling: XOR, POPCNT and ADD for each word, in
+registers, no loads or compares), for the ISA with the highest; "of it" is our rate a core over
+it. A loop built of those instructions cannot pass it, whatever its layout (codes shorter than a
+word could share one: no ceiling is given for them). With --faiss, faiss.IndexBinaryFlat runs the
+same cells on one thread (FAISS's own single-query case; give --faiss-threads for more), and
+"bound/FAISS" is the most any exact scan that reads every code could gain over it on this
+machine: where the codes do not fit in the caches, the bound is the memory's read rate, and no
+kernel reaches past it.
 """
 
 from __future__ import annotations

@@ -137,7 +137,8 @@ def main() -> int:
                 print("FAIL", err, flush=True)
             seed += 1
             if (seed - args.first_seed) % 500 == 0:
-                print(f"{seed - args.first_seed} cases, {failures} failed, {time.monotonic() - start:.0f} s", flush=True)
+                done = seed - args.first_seed
+                print(f"{done} cases, {failures} failed, {time.monotonic() - start:.0f} s", flush=True)
     print(f"{seed - args.first_seed} cases (seeds {args.first_seed}-{seed - 1}), {failures} failed")
     return 1 if failures else 0
 

@@ -19,12 +19,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 import deephash_engine as de
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from oracles import oracle_knn, oracle_range  # noqa: E402
+from oracles import oracle_knn, oracle_range
 
 CASES = 120  # seeds run by the test suite (about 10 s on 2 cores)
 
@@ -106,15 +103,6 @@ def run_case(seed: int, folder: Path) -> None:
     want = oracle_range(queries, held_codes, held_ids, radius)
     assert np.array_equal(lims, want[0]), "range lims differ: " + case
     assert np.array_equal(RD, want[1]) and np.array_equal(RI, want[2]), "range hits differ: " + case
-
-
-@pytest.fixture
-def restore_engine():
-    level = de.simd_level() if de.build_info()["simd_forced"] else "auto"
-    threads = de.get_num_threads()
-    yield
-    de.set_simd_level(level)
-    de.set_num_threads(threads)
 
 
 def test_randomized_cases_match_the_oracle(restore_engine, tmp_path):

@@ -19,15 +19,6 @@ def all_numbers(q, db, ql, dl, ties):
     )
 
 
-@pytest.fixture
-def restore_engine():
-    threads = de.get_num_threads()
-    level = de.simd_level() if de.build_info()["simd_forced"] else "auto"
-    yield
-    de.set_num_threads(threads)
-    de.set_simd_level(level)
-
-
 @pytest.mark.parametrize("ties", ["index", "expected"])
 def test_same_bits_for_every_thread_count_and_simd_level(mk, restore_engine, ties):
     # 100 queries span several query blocks; 24 bits exercise the kernels' tail handling.
